@@ -1,0 +1,1 @@
+"""qforge.fpga"""

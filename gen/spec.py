@@ -1,0 +1,329 @@
+"""The qforge hardware configuration: one frozen, validated object loaded from TOML.
+
+A configuration fixes everything that is decided when Verilog is generated: the array
+shape, the operand and block widths, the number of block multipliers per PE, the buffer
+depth and the deepest reduction the accumulators must hold without overflow. Everything
+chosen per GEMM at run time (the precision mode) lives in :mod:`qforge.sim.numerics`.
+
+Every derived width is computed here, in :class:`Config`, and nowhere else; components
+and testbenches read them from the config object (or from the manifest written next to
+the generated Verilog, which is this object serialized).
+
+A TOML spec looks like this (every key is listed in :data:`SCHEMA`)::
+
+    name = "default"
+
+    [array]
+    rows = 8
+    cols = 8
+
+    [arithmetic]
+    operand_width = 8
+    block_width = 4
+    block_multipliers = 4
+    max_reduction_depth = 2048
+    output_width = 8
+
+    [buffers]
+    depth = 512
+
+Any mistake gives one :class:`ConfigError` naming the field, the value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Config", "ConfigError", "SCHEMA", "PRESETS", "load_preset", "load_spec",
+           "from_dict", "preset_names"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One configuration key: its section, its limits and what it means."""
+
+    section: str
+    name: str
+    minimum: int
+    maximum: int
+    help: str
+    power_of_two: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.name}"
+
+
+#: Every key a spec may (and must) contain, with its allowed range.
+SCHEMA: tuple[Field, ...] = (
+    Field("array", "rows", 1, 64, "PE rows of the systolic array (R)"),
+    Field("array", "cols", 1, 64, "PE columns of the systolic array (C)"),
+    Field("arithmetic", "operand_width", 2, 16,
+          "bits of a two's-complement input operand (W)"),
+    Field("arithmetic", "block_width", 1, 16,
+          "bits per magnitude block (K); must divide operand_width"),
+    Field("arithmetic", "block_multipliers", 1, 64,
+          "K x K block multipliers per PE (P); a power of two", power_of_two=True),
+    Field("arithmetic", "max_reduction_depth", 1, 1 << 20,
+          "longest dot product (GEMM inner dimension) one command may have"),
+    Field("arithmetic", "output_width", 2, 64,
+          "bits of an output operand produced by the output stage"),
+    Field("buffers", "depth", 1, 1 << 16,
+          "words per operand buffer bank and half (one word = P operands)"),
+)
+
+_FIELDS_BY_SECTION: dict[str, dict[str, Field]] = {}
+for _field in SCHEMA:
+    _FIELDS_BY_SECTION.setdefault(_field.section, {})[_field.name] = _field
+
+#: The accumulator may not be wider than this (the golden model computes in int64).
+MAX_ACCUMULATOR_WIDTH = 64
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated accelerator configuration. Construct with :func:`from_dict`,
+    :func:`load_spec` or :func:`load_preset`; direct construction validates too.
+
+    Derived quantities (properties) are the single place where widths are computed.
+    """
+
+    name: str
+    rows: int
+    cols: int
+    operand_width: int
+    block_width: int
+    block_multipliers: int
+    max_reduction_depth: int
+    output_width: int
+    buffer_depth: int
+
+    def __post_init__(self):
+        _validate(self)
+
+    # ---- derived quantities -------------------------------------------------------
+    @property
+    def blocks(self) -> int:
+        """B: magnitude blocks per operand, ``operand_width // block_width``."""
+        return self.operand_width // self.block_width
+
+    @property
+    def max_magnitude(self) -> int:
+        """Largest operand magnitude, ``2**(W-1)`` (that of the most negative value)."""
+        return 1 << (self.operand_width - 1)
+
+    @property
+    def position_width(self) -> int:
+        """Bits of a block position (0 .. B-1)."""
+        return max(1, (self.blocks - 1).bit_length())
+
+    @property
+    def product_width(self) -> int:
+        """Bits of an unsigned block product (K x K)."""
+        return 2 * self.block_width
+
+    @property
+    def lane_sum_width(self) -> int:
+        """Signed width of the sum of one cycle's P shifted block products.
+
+        Each shifted product is below ``2**(2W)``; P of them with signs fit in
+        ``2W + ceil(log2 P) + 1`` bits.
+        """
+        return 2 * self.operand_width + (self.block_multipliers - 1).bit_length() + 1
+
+    @property
+    def accumulator_width(self) -> int:
+        """Signed accumulator width that cannot overflow.
+
+        Every product has magnitude at most ``2**(2W-2)`` (both operands most
+        negative), and every kept-block approximation only shrinks magnitudes, so
+        any partial sum of a dot product of depth at most ``max_reduction_depth``
+        is bounded by ``max_reduction_depth * 2**(2W-2)``. The accumulator is the
+        narrowest two's-complement width holding that bound (and the lane sum).
+        See docs/NUMERICS.md, "Accumulation".
+        """
+        bound = self.max_reduction_depth * (self.max_magnitude ** 2)
+        return max(bound.bit_length() + 1, self.lane_sum_width)
+
+    @property
+    def max_depth_words(self) -> int:
+        """Buffer words a dot product of ``max_reduction_depth`` occupies."""
+        return -(-self.max_reduction_depth // self.block_multipliers)
+
+    @property
+    def depth_field_width(self) -> int:
+        """Bits of the command's ``depth_minus_one`` field."""
+        return max(1, (self.max_reduction_depth - 1).bit_length())
+
+    @property
+    def tiles_field_width(self) -> int:
+        """Bits of the command's ``*_tiles_minus_one`` fields (at most buffer_depth tiles)."""
+        return max(1, (self.buffer_depth - 1).bit_length())
+
+    @property
+    def blocks_field_width(self) -> int:
+        """Bits of a precision field holding ``blocks - 1`` or ``kept - 1``."""
+        return max(1, (self.blocks - 1).bit_length())
+
+    @property
+    def buffer_address_width(self) -> int:
+        """Address bits of one buffer bank (two halves of ``buffer_depth`` words)."""
+        return max(1, (2 * self.buffer_depth - 1).bit_length())
+
+    @property
+    def peak_block_products_per_cycle(self) -> int:
+        """Block products the whole array performs per cycle: ``R * C * P``."""
+        return self.rows * self.cols * self.block_multipliers
+
+    # ---- conversions ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as nested sections, the inverse of :func:`from_dict`."""
+        values = dataclasses.asdict(self)
+        out: dict[str, Any] = {"name": values["name"]}
+        for field in SCHEMA:
+            attribute = _attribute_name(field)
+            out.setdefault(field.section, {})[field.name] = values[attribute]
+        return out
+
+    def derived(self) -> dict[str, int]:
+        """Every derived width, by name (written into the manifest)."""
+        return {name: getattr(self, name) for name in (
+            "blocks", "max_magnitude", "position_width", "product_width",
+            "lane_sum_width", "accumulator_width", "max_depth_words",
+            "depth_field_width", "tiles_field_width", "blocks_field_width",
+            "buffer_address_width", "peak_block_products_per_cycle")}
+
+    def to_toml(self) -> str:
+        """The spec as TOML text that :func:`load_spec` reads back."""
+        spec = self.to_dict()
+        lines = [f'name = "{spec["name"]}"']
+        for section in _FIELDS_BY_SECTION:
+            lines.append("")
+            lines.append(f"[{section}]")
+            for key, value in spec[section].items():
+                lines.append(f"{key} = {value}")
+        return "\n".join(lines) + "\n"
+
+
+def _attribute_name(field: Field) -> str:
+    return "buffer_depth" if field.path == "buffers.depth" else field.name
+
+
+def _fail(path: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{path} = {value!r}: {allowed}")
+
+
+def _validate(config: Config) -> None:
+    if not isinstance(config.name, str) or not config.name.isidentifier():
+        _fail("name", config.name, "must be a non-empty identifier (letters, digits, _)")
+    for field in SCHEMA:
+        value = getattr(config, _attribute_name(field))
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(field.path, value, f"must be an integer ({field.help}), "
+                  f"not {type(value).__name__}")
+        if not field.minimum <= value <= field.maximum:
+            _fail(field.path, value,
+                  f"allowed range is {field.minimum} .. {field.maximum} ({field.help})")
+        if field.power_of_two and value & (value - 1):
+            powers = ", ".join(str(1 << i) for i in range(field.maximum.bit_length())
+                               if 1 << i >= field.minimum)
+            _fail(field.path, value, f"must be a power of two: {powers}")
+    width = config.operand_width
+    if config.block_width > width or width % config.block_width:
+        divisors = ", ".join(str(k) for k in range(1, width + 1) if width % k == 0)
+        _fail("arithmetic.block_width", config.block_width,
+              f"must divide arithmetic.operand_width ({width}); allowed: {divisors}")
+    if config.accumulator_width > MAX_ACCUMULATOR_WIDTH:
+        _fail("arithmetic.max_reduction_depth", config.max_reduction_depth,
+              f"needs a {config.accumulator_width}-bit accumulator with "
+              f"{width}-bit operands; at most {MAX_ACCUMULATOR_WIDTH} bits are allowed, "
+              f"so the depth must be at most "
+              f"{((1 << (MAX_ACCUMULATOR_WIDTH - 1)) - 1) // config.max_magnitude ** 2}")
+    if config.max_depth_words > config.buffer_depth:
+        _fail("arithmetic.max_reduction_depth", config.max_reduction_depth,
+              f"one dot product must fit in a buffer bank: at most buffers.depth * "
+              f"block_multipliers = {config.buffer_depth * config.block_multipliers}")
+    if config.output_width > config.accumulator_width:
+        _fail("arithmetic.output_width", config.output_width,
+              f"must not exceed the accumulator width ({config.accumulator_width})")
+
+
+def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
+    """Validate a nested spec dictionary (as read from TOML) into a :class:`Config`.
+
+    Unknown sections or keys, missing keys and wrong types are errors.
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{source}: a spec must be a table of sections, "
+                          f"not {type(spec).__name__}")
+    known_top = {"name", *_FIELDS_BY_SECTION}
+    for key in spec:
+        if key not in known_top:
+            raise ConfigError(f"{source}: unknown key {key!r}; allowed top-level keys: "
+                              f"{', '.join(sorted(known_top))}")
+    values: dict[str, Any] = {"name": spec.get("name", "custom")}
+    for section, fields in _FIELDS_BY_SECTION.items():
+        table = spec.get(section)
+        if table is None:
+            raise ConfigError(f"{source}: missing section [{section}] with keys "
+                              f"{', '.join(fields)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: {section} must be a table [{section}], "
+                              f"not {type(table).__name__}")
+        for key in table:
+            if key not in fields:
+                raise ConfigError(f"{source}: unknown key {section}.{key!r}; allowed keys "
+                                  f"in [{section}]: {', '.join(fields)}")
+        for name, field in fields.items():
+            if name not in table:
+                raise ConfigError(f"{source}: missing key {field.path} ({field.help}; "
+                                  f"{field.minimum} .. {field.maximum})")
+            values[_attribute_name(field)] = table[name]
+    try:
+        return Config(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def load_spec(path: str | Path) -> Config:
+    """Read and validate a TOML spec file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read spec: {error.strerror}") from None
+    try:
+        spec = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    return from_dict(spec, source=str(path))
+
+
+def preset_names() -> list[str]:
+    """Names of the built-in presets (``gen/presets/*.toml``)."""
+    folder = resources.files("qforge.gen") / "presets"
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Config:
+    """Load a built-in preset by name."""
+    names = preset_names()
+    if name not in names:
+        raise ConfigError(f"preset = {name!r}: unknown preset; allowed: {', '.join(names)}")
+    path = resources.files("qforge.gen") / "presets" / f"{name}.toml"
+    return from_dict(tomllib.loads(path.read_text()), source=f"preset {name}")
+
+
+PRESETS = ("tiny", "default", "large")

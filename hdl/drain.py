@@ -1,0 +1,64 @@
+"""Result drain: shifts a finished tile out of the array onto the ``result`` stream."""
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qforge.gen.spec import Config
+from qforge.hdl.layouts import result_layout
+
+__all__ = ["ResultDrain"]
+
+
+class ResultDrain(wiring.Component):
+    """Stream the R result rows of each tile, row 0 first, and guard the result registers.
+
+    * ``issued_last`` (the scheduler issued a tile's last cycle) marks the registers as
+      *pending*: a capture is on its way and the next tile's last cycle must wait.
+    * ``captured`` (the array's last PE captured the tile) starts draining from the next
+      cycle: ``result.valid`` is high with ``array_row`` (the array's row 0) as payload;
+      each accepted beat pulses ``shift`` so the array moves the next row up.
+    * ``drain_free`` is high when neither a capture is pending nor rows remain: only then
+      may the scheduler issue another tile's last cycle.
+
+    ``result.payload.last`` marks the final row of a GEMM's final tile. Stream rules hold:
+    ``valid`` does not wait for ``ready``, and the payload only changes after a transfer.
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        super().__init__({
+            "issued_last": In(1),
+            "captured": In(1),
+            "captured_gemm_last": In(1),
+            "array_row": In(data.ArrayLayout(signed(config.accumulator_width), config.cols)),
+            "shift": Out(1),
+            "drain_free": Out(1),
+            "result": Out(stream.Signature(result_layout(config))),
+        })
+
+    def elaborate(self, platform):
+        rows = self._config.rows
+        m = Module()
+        pending = Signal()
+        draining = Signal()
+        rows_left = Signal(unsigned(max(1, rows.bit_length())))
+        gemm_last = Signal()
+
+        m.d.comb += [
+            self.result.valid.eq(draining),
+            self.result.payload.row.eq(self.array_row),
+            self.result.payload.last.eq(gemm_last & (rows_left == 1)),
+            self.shift.eq(self.result.valid & self.result.ready),
+            self.drain_free.eq(~pending & ~draining),
+        ]
+        with m.If(self.issued_last):
+            m.d.sync += pending.eq(1)
+        with m.If(self.captured):
+            m.d.sync += [pending.eq(0), draining.eq(1), rows_left.eq(rows),
+                         gemm_last.eq(self.captured_gemm_last)]
+        with m.If(self.shift):
+            m.d.sync += rows_left.eq(rows_left - 1)
+            with m.If(rows_left == 1):
+                m.d.sync += draining.eq(0)
+        return m

@@ -1,0 +1,106 @@
+"""Payload layouts of every stream and internal bus, defined once.
+
+The HDL components build their ports from these functions and the testbenches and host
+driver pack and unpack beats with the same layouts (see :mod:`qforge.sim.packing`), so
+a field can never be read at a different bit position than it was written.
+
+Host-visible streams (ports of :class:`qforge.hdl.top.Accelerator`):
+
+* ``cmd`` carries a :func:`command_layout`: a GEMM of ``m_tiles x n_tiles`` output tiles
+  (each ``R x C``) over a dot product of ``depth`` operands, with its precision mode.
+* ``a_in`` carries an :func:`a_beat_layout`: one buffer word for each of the R row banks,
+  i.e. an ``R x P`` block of A (rows of one tile, P consecutive k).
+* ``b_in`` carries a :func:`b_beat_layout`: one word for each of the C column banks, a
+  ``P x C`` block of B.
+* ``result`` carries a :func:`result_layout`: one row of an output tile (C accumulators)
+  and ``last`` on the final beat of a GEMM.
+
+Counts encode ``value - 1`` (``*_minus_one``) so that a zero-sized GEMM cannot be
+expressed.
+"""
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from qforge.gen.spec import Config
+
+__all__ = ["operand_word_layout", "a_beat_layout", "b_beat_layout",
+           "operand_precision_layout", "command_layout", "result_layout",
+           "block_lane_layout", "lanes_layout", "lane_select_layout", "flags_layout"]
+
+
+def operand_word_layout(config: Config) -> data.ArrayLayout:
+    """One buffer word: P consecutive operands along k (element 0 = lowest k)."""
+    return data.ArrayLayout(signed(config.operand_width), config.block_multipliers)
+
+
+def a_beat_layout(config: Config) -> data.ArrayLayout:
+    """One ``a_in`` beat: a word for each row bank (element r = array row r)."""
+    return data.ArrayLayout(operand_word_layout(config), config.rows)
+
+
+def b_beat_layout(config: Config) -> data.ArrayLayout:
+    """One ``b_in`` beat: a word for each column bank (element c = array column c)."""
+    return data.ArrayLayout(operand_word_layout(config), config.cols)
+
+
+def operand_precision_layout(config: Config) -> data.StructLayout:
+    """Per-operand precision (see :class:`qforge.sim.numerics.OperandPrecision`)."""
+    return data.StructLayout({
+        "blocks_minus_one": unsigned(config.blocks_field_width),
+        "kept_minus_one": unsigned(config.blocks_field_width),
+        "dynamic": unsigned(1),
+    })
+
+
+def command_layout(config: Config) -> data.StructLayout:
+    """A GEMM command: tile counts, dot-product depth and the precision mode."""
+    return data.StructLayout({
+        "m_tiles_minus_one": unsigned(config.tiles_field_width),
+        "n_tiles_minus_one": unsigned(config.tiles_field_width),
+        "depth_minus_one": unsigned(config.depth_field_width),
+        "a": operand_precision_layout(config),
+        "b": operand_precision_layout(config),
+    })
+
+
+def result_layout(config: Config) -> data.StructLayout:
+    """One ``result`` beat: a row of an output tile and the end-of-GEMM marker."""
+    return data.StructLayout({
+        "row": data.ArrayLayout(signed(config.accumulator_width), config.cols),
+        "last": unsigned(1),
+    })
+
+
+def block_lane_layout(config: Config) -> data.StructLayout:
+    """One multiplier lane's operand: a K-bit block, its sign and block position."""
+    return data.StructLayout({
+        "block": unsigned(config.block_width),
+        "sign": unsigned(1),
+        "position": unsigned(config.position_width),
+    })
+
+
+def lanes_layout(config: Config) -> data.ArrayLayout:
+    """The P lanes entering a PE from one side in one cycle."""
+    return data.ArrayLayout(block_lane_layout(config), config.block_multipliers)
+
+
+def flags_layout() -> data.StructLayout:
+    """Tile markers that travel with the A lanes through the array.
+
+    ``first``: the cycle's products start a new tile's accumulation; ``last``: the
+    cycle completes the tile; ``gemm_last``: with ``last``, the tile is the GEMM's final.
+    """
+    return data.StructLayout({"first": 1, "last": 1, "gemm_last": 1})
+
+
+def lane_select_layout(config: Config) -> data.StructLayout:
+    """What the scheduler tells an edge selector for one lane: which operand of the
+    word (``offset``), which of its kept blocks (``index``), and whether it is in range.
+    """
+    return data.StructLayout({
+        "offset": unsigned(max(1, (config.block_multipliers - 1).bit_length())),
+        "index": unsigned(config.blocks_field_width),
+        "valid": unsigned(1),
+    })

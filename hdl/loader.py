@@ -1,0 +1,122 @@
+"""Loader: accepts GEMM commands, fills a buffer half with operands, hands jobs on."""
+
+from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qforge.gen.spec import Config
+from qforge.hdl.layouts import a_beat_layout, b_beat_layout, command_layout
+from qforge.hdl.scheduler import job_layout
+
+__all__ = ["Loader"]
+
+
+class Loader(wiring.Component):
+    """Fill one half of the double-buffered operand banks per command.
+
+    The operand banks have two halves of ``buffer_depth`` words. While the scheduler
+    computes a job from one half, the loader fills the other, so loading overlaps compute.
+
+    Protocol, per command (``cmd`` stream):
+
+    1. ``cmd`` is ready while the half to be filled is free. A command is checked when it
+       is accepted: ``kept <= blocks`` for both operands, ``blocks <= B``,
+       ``depth <= max_reduction_depth`` and ``tiles * words <= buffer_depth`` for A and B
+       (``words = ceil(depth / P)``). An invalid command sets the sticky ``error`` output
+       and is dropped: no operand beats are taken for it.
+    2. ``m_tiles * words`` beats are taken from ``a_in`` and ``n_tiles * words`` from
+       ``b_in``, in any interleaving; beat ``x`` is written at address
+       ``half * buffer_depth + x`` of every bank (element r of an A beat to row bank r).
+       Beat order is therefore ``for tile: for word:`` (see
+       :func:`qforge.sim.packing.pack_operands`).
+    3. The job (command and half) is offered on ``job`` until the scheduler takes it;
+       then the loader toggles to the other half.
+
+    A half stays busy from its command's acceptance until the scheduler's ``release``.
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        address = unsigned(config.buffer_address_width)
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(config))),
+            "a_in": In(stream.Signature(a_beat_layout(config))),
+            "b_in": In(stream.Signature(b_beat_layout(config))),
+            "job": Out(stream.Signature(job_layout(config))),
+            "a_write_address": Out(address), "a_write_enable": Out(1),
+            "b_write_address": Out(address), "b_write_enable": Out(1),
+            "release": In(1), "release_half": In(1),
+            "error": Out(1),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        config = self._config
+        m = Module()
+        count_shape = unsigned(max(1, config.buffer_depth.bit_length()))
+
+        half_busy = Signal(2)
+        fill_half = Signal()
+        loading = Signal()
+        command = Signal(command_layout(config))
+        a_left = Signal(count_shape)
+        b_left = Signal(count_shape)
+
+        # ---- command check (on the incoming payload) ----------------------------------
+        incoming = self.cmd.payload
+        words = (incoming.depth_minus_one >> (config.block_multipliers.bit_length() - 1)) + 1
+        a_words = (incoming.m_tiles_minus_one + 1) * words
+        b_words = (incoming.n_tiles_minus_one + 1) * words
+        checks = [incoming.a.kept_minus_one <= incoming.a.blocks_minus_one,
+                  incoming.b.kept_minus_one <= incoming.b.blocks_minus_one,
+                  a_words <= config.buffer_depth,
+                  b_words <= config.buffer_depth]
+        # Range checks only where the field can hold a value beyond the limit (a
+        # comparison that is always true would be dead logic and a lint warning).
+        bounded = ((incoming.depth_minus_one, config.max_reduction_depth - 1),
+                   (incoming.a.blocks_minus_one, config.blocks - 1),
+                   (incoming.b.blocks_minus_one, config.blocks - 1))
+        for field, limit in bounded:
+            if (1 << len(field)) - 1 > limit:
+                checks.append(field <= limit)
+        valid_command = Signal()
+        m.d.comb += valid_command.eq(Cat(*checks).all())
+
+        m.d.comb += self.cmd.ready.eq(~loading & ~half_busy.bit_select(fill_half, 1))
+        half_base = fill_half * config.buffer_depth
+        with m.If(self.cmd.valid & self.cmd.ready):
+            with m.If(valid_command):
+                m.d.sync += [command.eq(incoming), loading.eq(1),
+                             a_left.eq(a_words), b_left.eq(b_words),
+                             self.a_write_address.eq(half_base),
+                             self.b_write_address.eq(half_base)]
+                m.d.sync += half_busy.bit_select(fill_half, 1).eq(1)
+            with m.Else():
+                m.d.sync += self.error.eq(1)
+
+        # ---- operand beats ------------------------------------------------------------
+        m.d.comb += [self.a_in.ready.eq(loading & (a_left != 0)),
+                     self.b_in.ready.eq(loading & (b_left != 0)),
+                     self.a_write_enable.eq(self.a_in.valid & self.a_in.ready),
+                     self.b_write_enable.eq(self.b_in.valid & self.b_in.ready)]
+        with m.If(self.a_write_enable):
+            m.d.sync += [a_left.eq(a_left - 1),
+                         self.a_write_address.eq(self.a_write_address + 1)]
+        with m.If(self.b_write_enable):
+            m.d.sync += [b_left.eq(b_left - 1),
+                         self.b_write_address.eq(self.b_write_address + 1)]
+
+        # ---- hand-off -----------------------------------------------------------------
+        m.d.comb += [self.job.valid.eq(loading & (a_left == 0) & (b_left == 0)),
+                     self.job.payload.command.eq(command),
+                     self.job.payload.half.eq(fill_half)]
+        with m.If(self.job.valid & self.job.ready):
+            m.d.sync += [loading.eq(0), fill_half.eq(~fill_half)]
+
+        # A release and an acceptance never name the same half: a half is only accepted
+        # while free, and only a busy half is released.
+        with m.If(self.release):
+            m.d.sync += half_busy.bit_select(self.release_half, 1).eq(0)
+
+        m.d.comb += self.idle.eq(~loading & (half_busy == 0))
+        return m

@@ -1,0 +1,99 @@
+"""The block-wise precision-reconfigurable processing element."""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from qforge.gen.spec import Config
+from qforge.hdl.layouts import flags_layout, lanes_layout
+
+__all__ = ["ProcessingElement"]
+
+
+class ProcessingElement(wiring.Component):
+    """One PE of the output-stationary systolic array.
+
+    Each cycle the PE multiplies P pairs of ``K``-bit blocks, lane by lane: lane ``l``
+    contributes ``(-1)**(sa ^ sb) * (block_a * block_b) << ((pos_a + pos_b) * K)``, the
+    block product of :func:`qforge.sim.numerics.gemm_block_products`. The P lane products
+    (possibly from different multiply-accumulates: the scheduler packs the ``q = La * Lb``
+    products of consecutive MACs densely into the lanes) are summed and added to the
+    accumulator. Integer sums are exact and order-independent, and
+    :attr:`Config.accumulator_width` cannot overflow, so the result equals the golden
+    model for any packing.
+
+    Ports and timing (cycle ``t`` = the cycle ``a_in``/``b_in`` are presented):
+
+    * ``a_in``/``b_in``: lanes (and, with A, the tile ``flags``). Registered into
+      ``a_out``/``b_out`` at ``t+1`` for the right and lower neighbours.
+    * the lane sum is registered at ``t+2`` and the accumulator updated at ``t+3``: on
+      ``first`` it restarts from the sum, otherwise adds it; on ``last`` the final value
+      is also copied into ``result``, and ``captured`` (with ``captured_gemm_last``)
+      is high for that one cycle.
+    * ``result`` is a shift register for draining: while ``shift`` is high it loads
+      ``result_below`` (the PE underneath, or 0 at the bottom row). The scheduler never
+      lets a capture coincide with a shift (see :class:`qforge.hdl.top.Accelerator`).
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        lanes = lanes_layout(config)
+        accumulator = signed(config.accumulator_width)
+        super().__init__({
+            "a_in": In(lanes), "flags_in": In(flags_layout()), "b_in": In(lanes),
+            "a_out": Out(lanes), "flags_out": Out(flags_layout()), "b_out": Out(lanes),
+            "shift": In(1),
+            "result_below": In(accumulator),
+            "result": Out(accumulator),
+            "captured": Out(1),
+            "captured_gemm_last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        config = self._config
+        block_width = config.block_width
+        m = Module()
+
+        # Systolic forwarding registers: these are also this PE's operand registers.
+        m.d.sync += [self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
+                     self.flags_out.eq(self.flags_in)]
+
+        # Stage 1: the P shifted, signed block products and their sum.
+        terms = []
+        for lane in range(config.block_multipliers):
+            a, b = self.a_out[lane], self.b_out[lane]
+            product = Signal(unsigned(config.product_width), name=f"product_{lane}")
+            m.d.comb += product.eq(a.block * b.block)
+            # Shift by whole blocks: (pos_a + pos_b) * K, at most (2B - 2) * K bits.
+            shifted = Signal(unsigned(2 * config.operand_width), name=f"shifted_{lane}")
+            m.d.comb += shifted.eq(product << ((a.position + b.position) * block_width))
+            term = Signal(signed(2 * config.operand_width + 1), name=f"term_{lane}")
+            m.d.comb += term.eq(Mux(a.sign ^ b.sign, -shifted, shifted))
+            terms.append(term)
+        lane_sum = Signal(signed(config.lane_sum_width))
+        m.d.sync += lane_sum.eq(_tree_sum(terms))
+        flags = Signal.like(self.flags_out, name="flags_stage1")
+        m.d.sync += flags.eq(self.flags_out)
+
+        # Stage 2: accumulate; on the tile's last cycle also capture the final value.
+        accumulator = Signal(signed(config.accumulator_width))
+        total = Signal(signed(config.accumulator_width))
+        m.d.comb += total.eq(Mux(flags.first, lane_sum, accumulator + lane_sum))
+        m.d.sync += accumulator.eq(total)
+        m.d.sync += [self.captured.eq(flags.last),
+                     self.captured_gemm_last.eq(flags.last & flags.gemm_last)]
+        with m.If(flags.last):
+            m.d.sync += self.result.eq(total)
+        with m.Elif(self.shift):
+            m.d.sync += self.result.eq(self.result_below)
+        return m
+
+
+def _tree_sum(terms):
+    """Balanced adder tree (log2(P) levels of adders instead of a P-long chain)."""
+    while len(terms) > 1:
+        paired = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            paired.append(terms[-1])
+        terms = paired
+    return terms[0]

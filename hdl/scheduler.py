@@ -1,0 +1,211 @@
+"""Scheduler: walks a GEMM's output tiles and packs block products into the P lanes."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qforge.gen.spec import Config
+from qforge.hdl.layouts import (command_layout, flags_layout, lane_select_layout,
+                                operand_precision_layout)
+from qforge.sim.cycles import lane_schedule
+
+__all__ = ["Scheduler", "job_layout", "issue_layout"]
+
+
+def job_layout(config: Config) -> data.StructLayout:
+    """A loaded GEMM handed from the loader to the scheduler: command and buffer half."""
+    return data.StructLayout({"command": command_layout(config), "half": 1})
+
+
+def issue_layout(config: Config) -> data.StructLayout:
+    """What the scheduler issues in a cycle: buffer addresses and per-lane selections."""
+    lane_selects = data.ArrayLayout(lane_select_layout(config), config.block_multipliers)
+    return data.StructLayout({
+        "valid": 1,
+        "a_address": unsigned(config.buffer_address_width),
+        "b_address": unsigned(config.buffer_address_width),
+        "a_select": lane_selects,
+        "b_select": lane_selects,
+        "a_precision": operand_precision_layout(config),
+        "b_precision": operand_precision_layout(config),
+        "flags": flags_layout(),
+    })
+
+
+class Scheduler(wiring.Component):
+    """Issue the block products of every output tile of a GEMM, P per cycle.
+
+    A job (from the loader) names a buffer half and a command: ``m_tiles x n_tiles``
+    output tiles, each a dot product of ``depth`` operands, with ``La`` and ``Lb`` kept
+    blocks. Tiles are issued in order ``for mt: for nt:``. A tile's ``depth * q`` block
+    products (``q = La * Lb``) are numbered ``f = k * q + i * Lb + j`` (operand ``k``, A
+    block ``i``, B block ``j``); in its c-th cycle lane ``l`` carries product
+    ``f = c * P + l``, so a tile takes ``ceil(depth * q / P)`` cycles (see
+    :func:`qforge.sim.cycles.lane_schedule`). Lanes with ``k >= depth`` are marked
+    invalid (zero products).
+
+    All lanes of a cycle read the same buffer word ``k // P`` (a word boundary
+    ``k = w * P`` is product ``f = w * P * q``, a multiple of P, so it always falls at the
+    start of a cycle); the issued addresses are ``half * depth + tile * words + word``.
+
+    Per lane the scheduler keeps ``(offset, i, j)`` = ``(k mod P, i, j)`` and the shared
+    word; each cycle advances every lane by P products, a mixed-radix add of the constant
+    ``(P // q, (P % q) // Lb, (P % q) % Lb)``. The per-mode constants and each lane's
+    starting digits come from a small table built at elaboration time from
+    :func:`lane_schedule`.
+
+    Flow control: ``issue`` has no ready; a cycle is issued or skipped. The last cycle of
+    a tile is only issued while ``drain_free`` is high (the result registers are free for
+    the new tile's results). ``release`` pulses (with ``release_half``) in the cycle after
+    a job's final read is issued; from then on the loader may overwrite that half.
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        super().__init__({
+            "job": In(stream.Signature(job_layout(config))),
+            "issue": Out(issue_layout(config)),
+            "drain_free": In(1),
+            "release": Out(1),
+            "release_half": Out(1),
+            "active": Out(1),
+        })
+
+    def elaborate(self, platform):
+        config = self._config
+        lanes = config.block_multipliers
+        blocks = config.blocks
+        m = Module()
+
+        command = Signal(command_layout(config))
+        half = Signal()
+        tile_m = Signal(unsigned(config.tiles_field_width))
+        tile_n = Signal(unsigned(config.tiles_field_width))
+        tile_base_width = max(1, config.buffer_depth.bit_length())
+        a_base = Signal(unsigned(tile_base_width))
+        b_base = Signal(unsigned(tile_base_width))
+        first = Signal()  # the next issued cycle starts a tile
+
+        offset_shape = unsigned(max(1, (lanes - 1).bit_length()))
+        index_shape = unsigned(config.blocks_field_width)
+        word_shape = unsigned(max(1, (config.max_depth_words - 1).bit_length()))
+        word = Signal(word_shape)
+        offsets = [Signal(offset_shape, name=f"offset_{l}") for l in range(lanes)]
+        a_indices = [Signal(index_shape, name=f"a_index_{l}") for l in range(lanes)]
+        b_indices = [Signal(index_shape, name=f"b_index_{l}") for l in range(lanes)]
+
+        # Mode table: per (La, Lb), the per-cycle step and each lane's starting digits.
+        step_words = Signal(unsigned(max(1, lanes.bit_length())))  # P // q, at most P
+        step_a = Signal(index_shape)
+        step_b = Signal(index_shape)
+        init_offsets = [Signal(offset_shape, name=f"init_offset_{l}") for l in range(lanes)]
+        init_a = [Signal(index_shape, name=f"init_a_{l}") for l in range(lanes)]
+        init_b = [Signal(index_shape, name=f"init_b_{l}") for l in range(lanes)]
+        with m.Switch(Cat(command.b.kept_minus_one, command.a.kept_minus_one)):
+            for kept_a in range(1, blocks + 1):
+                for kept_b in range(1, blocks + 1):
+                    key = (kept_b - 1) | ((kept_a - 1) << config.blocks_field_width)
+                    with m.Case(key):
+                        schedule = lane_schedule(kept_a, kept_b, lanes)
+                        m.d.comb += [step_words.eq(schedule.step_operands),
+                                     step_a.eq(schedule.step_a),
+                                     step_b.eq(schedule.step_b)]
+                        for l, (k, i, j) in enumerate(schedule.lane_starts):
+                            m.d.comb += [init_offsets[l].eq(k), init_a[l].eq(i),
+                                         init_b[l].eq(j)]
+
+        # The lane state this cycle: the table's starting digits on a tile's first cycle.
+        current_word = Signal(word_shape)
+        current_offsets = [Signal(offset_shape, name=f"current_offset_{l}")
+                           for l in range(lanes)]
+        current_a = [Signal(index_shape, name=f"current_a_{l}") for l in range(lanes)]
+        current_b = [Signal(index_shape, name=f"current_b_{l}") for l in range(lanes)]
+        m.d.comb += current_word.eq(Mux(first, 0, word))
+        for l in range(lanes):
+            m.d.comb += [current_offsets[l].eq(Mux(first, init_offsets[l], offsets[l])),
+                         current_a[l].eq(Mux(first, init_a[l], a_indices[l])),
+                         current_b[l].eq(Mux(first, init_b[l], b_indices[l]))]
+
+        # Advance every lane by P products: mixed-radix add in (operand, La, Lb) digits.
+        kept_a = command.a.kept_minus_one + 1
+        kept_b = command.b.kept_minus_one + 1
+        next_offsets, next_a, next_b, word_carries = [], [], [], []
+        for l in range(lanes):
+            b_sum = current_b[l] + step_b
+            b_carry = b_sum >= kept_b
+            a_sum = current_a[l] + step_a + b_carry
+            a_carry = a_sum >= kept_a
+            offset_sum = current_offsets[l] + step_words + a_carry
+            word_carry = offset_sum >= lanes
+            next_b.append(Mux(b_carry, b_sum - kept_b, b_sum)[:index_shape.width])
+            next_a.append(Mux(a_carry, a_sum - kept_a, a_sum)[:index_shape.width])
+            next_offsets.append(Mux(word_carry, offset_sum - lanes,
+                                    offset_sum)[:offset_shape.width])
+            word_carries.append(word_carry)
+        next_word = Signal(word_shape)
+        m.d.comb += next_word.eq(current_word + word_carries[0])
+
+        def operand_index(word_value, offset_value):
+            return word_value * lanes + offset_value
+
+        depth_minus_one = command.depth_minus_one
+        tile_last = Signal()
+        m.d.comb += tile_last.eq(operand_index(next_word, next_offsets[0]) > depth_minus_one)
+        last_tile_n = tile_n == command.n_tiles_minus_one
+        last_tile_m = tile_m == command.m_tiles_minus_one
+
+        can_issue = Signal()
+        m.d.comb += can_issue.eq(self.active & (~tile_last | self.drain_free))
+
+        # ---- the issued record ------------------------------------------------------
+        words_per_tile = (depth_minus_one >> (lanes.bit_length() - 1)) + 1
+        half_base = Mux(half, config.buffer_depth, 0)
+        issue = self.issue
+        m.d.comb += [
+            issue.valid.eq(can_issue),
+            issue.a_address.eq(half_base + a_base + current_word),
+            issue.b_address.eq(half_base + b_base + current_word),
+            issue.a_precision.eq(command.a),
+            issue.b_precision.eq(command.b),
+            issue.flags.first.eq(can_issue & first),
+            issue.flags.last.eq(can_issue & tile_last),
+            issue.flags.gemm_last.eq(can_issue & tile_last & last_tile_n & last_tile_m),
+        ]
+        for l in range(lanes):
+            lane_valid = can_issue & (operand_index(current_word, current_offsets[l])
+                                      <= depth_minus_one)
+            m.d.comb += [
+                issue.a_select[l].offset.eq(current_offsets[l]),
+                issue.a_select[l].index.eq(current_a[l]),
+                issue.a_select[l].valid.eq(lane_valid),
+                issue.b_select[l].offset.eq(current_offsets[l]),
+                issue.b_select[l].index.eq(current_b[l]),
+                issue.b_select[l].valid.eq(lane_valid),
+            ]
+
+        # ---- state updates ----------------------------------------------------------
+        m.d.sync += self.release.eq(0)
+        with m.If(can_issue):
+            with m.If(tile_last):
+                m.d.sync += first.eq(1)
+                with m.If(last_tile_n):
+                    m.d.sync += [tile_n.eq(0), b_base.eq(0)]
+                    with m.If(last_tile_m):
+                        m.d.sync += [self.active.eq(0), self.release.eq(1),
+                                     self.release_half.eq(half)]
+                    with m.Else():
+                        m.d.sync += [tile_m.eq(tile_m + 1), a_base.eq(a_base + words_per_tile)]
+                with m.Else():
+                    m.d.sync += [tile_n.eq(tile_n + 1), b_base.eq(b_base + words_per_tile)]
+            with m.Else():
+                m.d.sync += [first.eq(0), word.eq(next_word)]
+                for l in range(lanes):
+                    m.d.sync += [offsets[l].eq(next_offsets[l]), a_indices[l].eq(next_a[l]),
+                                 b_indices[l].eq(next_b[l])]
+
+        m.d.comb += self.job.ready.eq(~self.active)
+        with m.If(self.job.valid & self.job.ready):
+            m.d.sync += [command.eq(self.job.payload.command), half.eq(self.job.payload.half),
+                         tile_m.eq(0), tile_n.eq(0), a_base.eq(0), b_base.eq(0),
+                         first.eq(1), self.active.eq(1)]
+        return m

@@ -1,0 +1,93 @@
+"""Edge selector: turns buffer words into the block lanes a PE row or column consumes.
+
+One selector sits at the edge of each array row (A side) and each array column (B side).
+It applies the precision mode defined by :func:`qforge.sim.numerics.select_blocks`, so
+the PEs never see a precision setting: they multiply whatever blocks arrive and shift by
+the positions that come with them.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, Value, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from qforge.gen.spec import Config
+from qforge.hdl.layouts import (lane_select_layout, lanes_layout,
+                                operand_precision_layout, operand_word_layout)
+
+__all__ = ["BlockSelector"]
+
+
+class BlockSelector(wiring.Component):
+    """Select one block of one operand for each of the P multiplier lanes.
+
+    For lane ``l``, ``select[l].offset`` picks the operand ``x = word[offset]``, and
+    ``select[l].index`` picks the kept block ``i`` (0 = lowest kept). The output lane is
+    ``x``'s sign, the block at position ``e + i`` of ``|x|`` and that position, where
+    ``e`` is the exponent chosen by ``precision`` exactly as in
+    :func:`qforge.sim.numerics.select_blocks`:
+
+    * static (or exact): ``e = blocks - kept``;
+    * dynamic: ``e = max(t - (kept - 1), 0)``, ``t`` the highest non-zero block below
+      ``blocks``.
+
+    Lanes with ``select[l].valid == 0`` output a zero block (a product of zero).
+
+    Latency: one cycle (``lanes`` is registered). No handshake: the selector is part of
+    the fixed-latency feed pipeline and consumes one word every cycle.
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        super().__init__({
+            "word": In(operand_word_layout(config)),
+            "precision": In(operand_precision_layout(config)),
+            "select": In(data.ArrayLayout(lane_select_layout(config),
+                                          config.block_multipliers)),
+            "lanes": Out(lanes_layout(config)),
+        })
+
+    def elaborate(self, platform):
+        config = self._config
+        width, block_width, blocks = (config.operand_width, config.block_width,
+                                      config.blocks)
+        m = Module()
+        precision = self.precision
+        for lane in range(config.block_multipliers):
+            select = self.select[lane]
+            operand = self.word[select.offset]
+            negative = Value.cast(operand)[-1]
+            magnitude = Signal(unsigned(width), name=f"magnitude_{lane}")
+            # |x| of the most negative value, 2**(W-1), still fits in W unsigned bits.
+            m.d.comb += magnitude.eq(Mux(negative, -operand, operand))
+            block_values = [magnitude[i * block_width:(i + 1) * block_width]
+                            for i in range(blocks)]
+
+            # t: the highest non-zero block among the n = blocks_minus_one + 1 in use.
+            leading = Signal(unsigned(config.blocks_field_width), name=f"leading_{lane}")
+            for i in range(1, blocks):
+                with m.If((block_values[i] != 0) & (i <= precision.blocks_minus_one)):
+                    m.d.comb += leading.eq(i)
+
+            exponent = Signal(unsigned(config.blocks_field_width), name=f"exponent_{lane}")
+            with m.If(precision.dynamic):
+                m.d.comb += exponent.eq(Mux(leading >= precision.kept_minus_one,
+                                            leading - precision.kept_minus_one, 0))
+            with m.Else():
+                m.d.comb += exponent.eq(precision.blocks_minus_one
+                                        - precision.kept_minus_one)
+
+            position = Signal(unsigned(config.position_width), name=f"position_{lane}")
+            m.d.comb += position.eq(exponent + select.index)
+            block = Signal(unsigned(block_width), name=f"block_{lane}")
+            with m.Switch(position):
+                for i in range(blocks):
+                    with m.Case(i):
+                        m.d.comb += block.eq(block_values[i])
+
+            out = self.lanes[lane]
+            m.d.sync += [
+                out.block.eq(Mux(select.valid, block, 0)),
+                out.sign.eq(negative),
+                out.position.eq(position),
+            ]
+        return m

@@ -1,0 +1,115 @@
+"""The accelerator top level: streams in, double-buffered banks, array, streams out."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from qforge.gen.spec import Config
+from qforge.hdl.array import SystolicArray
+from qforge.hdl.drain import ResultDrain
+from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
+                                operand_word_layout, result_layout)
+from qforge.hdl.loader import Loader
+from qforge.hdl.scheduler import Scheduler
+from qforge.hdl.selector import BlockSelector
+
+__all__ = ["Accelerator"]
+
+
+class Accelerator(wiring.Component):
+    """A GEMM accelerator with block-wise precision-reconfigurable PEs.
+
+    Ports (all streams follow ``amaranth.lib.stream`` valid/ready rules; payload layouts
+    are in :mod:`qforge.hdl.layouts`):
+
+    * ``cmd`` (in): GEMM commands (tile counts, depth, precision mode).
+    * ``a_in`` / ``b_in`` (in): operand beats for the command being loaded.
+    * ``result`` (out): output tiles, ``R`` beats of ``C`` accumulators per tile, tiles in
+      order ``for mt: for nt:``, rows in order ``0 .. R-1``; ``last`` on a GEMM's final beat.
+    * ``idle`` (out): no command is loading or computing and no result is pending.
+    * ``error`` (out, sticky until reset): an invalid command was received and dropped.
+
+    Data path: :class:`Loader` writes beats into one half of the R row banks and C
+    column banks (each ``2 * buffer_depth`` words of P operands) while :class:`Scheduler`
+    reads the other half. Each issued cycle reads one word per bank; a
+    :class:`BlockSelector` per bank turns it into P block lanes (one cycle); the
+    :class:`SystolicArray` multiplies and accumulates; :class:`ResultDrain` streams the
+    results out while the next tile computes. Cycle counts follow
+    :func:`qforge.sim.cycles.gemm_cycles`.
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(config))),
+            "a_in": In(stream.Signature(a_beat_layout(config))),
+            "b_in": In(stream.Signature(b_beat_layout(config))),
+            "result": Out(stream.Signature(result_layout(config))),
+            "idle": Out(1),
+            "error": Out(1),
+        })
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def elaborate(self, platform):
+        config = self._config
+        m = Module()
+        m.submodules.loader = loader = Loader(config)
+        m.submodules.scheduler = scheduler = Scheduler(config)
+        m.submodules.array = array = SystolicArray(config)
+        m.submodules.drain = drain = ResultDrain(config)
+
+        wiring.connect(m, wiring.flipped(self.cmd), loader.cmd)
+        wiring.connect(m, wiring.flipped(self.a_in), loader.a_in)
+        wiring.connect(m, wiring.flipped(self.b_in), loader.b_in)
+        wiring.connect(m, loader.job, scheduler.job)
+        wiring.connect(m, drain.result, wiring.flipped(self.result))
+        m.d.comb += [loader.release.eq(scheduler.release),
+                     loader.release_half.eq(scheduler.release_half),
+                     scheduler.drain_free.eq(drain.drain_free),
+                     self.error.eq(loader.error)]
+
+        issue = scheduler.issue
+        # The selectors see the lane selections one cycle after issue, with the word the
+        # synchronous buffer read returns in that cycle.
+        issued = Signal.like(issue, name="issued")
+        m.d.sync += issued.eq(issue)
+
+        sides = (("a", config.rows, self.a_in, loader.a_write_address,
+                  loader.a_write_enable, array.rows),
+                 ("b", config.cols, self.b_in, loader.b_write_address,
+                  loader.b_write_enable, array.cols))
+        for side, count, beats, write_address, write_enable, array_lanes in sides:
+            for bank_index in range(count):
+                bank = Memory(shape=operand_word_layout(config),
+                              depth=2 * config.buffer_depth, init=[])
+                m.submodules[f"{side}_bank{bank_index}"] = bank
+                write = bank.write_port()
+                read = bank.read_port()
+                m.d.comb += [write.addr.eq(write_address),
+                             write.data.eq(beats.payload[bank_index]),
+                             write.en.eq(write_enable),
+                             read.addr.eq(getattr(issue, f"{side}_address"))]
+                selector = BlockSelector(config)
+                m.submodules[f"{side}_selector{bank_index}"] = selector
+                m.d.comb += [selector.word.eq(read.data),
+                             selector.precision.eq(getattr(issued, f"{side}_precision")),
+                             selector.select.eq(getattr(issued, f"{side}_select")),
+                             array_lanes[bank_index].eq(selector.lanes)]
+
+        # Tile markers reach the array together with the selected lanes (two cycles).
+        flags_at_selector = Signal.like(issued.flags, name="flags_at_selector")
+        m.d.sync += flags_at_selector.eq(issued.flags)
+        m.d.comb += array.flags.eq(flags_at_selector)
+
+        m.d.comb += [drain.issued_last.eq(issue.flags.last),
+                     drain.captured.eq(array.captured),
+                     drain.captured_gemm_last.eq(array.captured_gemm_last),
+                     drain.array_row.eq(array.result_row),
+                     array.shift.eq(drain.shift)]
+
+        m.d.comb += self.idle.eq(loader.idle & ~scheduler.active & drain.drain_free)
+        return m

@@ -1,0 +1,184 @@
+"""Cycle model of the accelerator: how block products are scheduled and how long a GEMM
+takes. Tests compare it with cycle counts measured on the generated Verilog.
+
+The schedule (:func:`lane_schedule`) does not affect results: products are summed exactly
+(see :mod:`qforge.sim.numerics`). It decides throughput: a multiply-accumulate needs
+``q = La * Lb`` block products and a PE has ``P`` multiplier lanes, so a tile's dot
+product of ``depth`` operands takes ``ceil(depth * q / P)`` cycles (P/q MACs per cycle
+when ``q <= P``, q/P cycles per MAC otherwise, with no rounding loss in between).
+
+The timing constants of :func:`gemm_cycles` are those of the RTL pipeline
+(:mod:`qforge.hdl.top`): loading, a one-cycle job hand-off, the feed pipeline (buffer
+read, edge selector), the array skew, the PE's three stages and the drain of ``R`` result
+rows, which may overlap the next tile's computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from qforge.gen.spec import Config
+
+__all__ = ["LaneSchedule", "lane_schedule", "tile_cycles", "GemmShape", "CycleReport",
+           "gemm_cycles", "FEED_LATENCY", "PE_LATENCY"]
+
+#: Cycles from an issued buffer address to the selected lanes at the array's edge:
+#: one for the synchronous buffer read, one for the edge selector's output register.
+FEED_LATENCY = 2
+#: Cycles from lanes at a PE's inputs to its ``captured`` pulse (operand registers, lane
+#: sum register, accumulator/result register).
+PE_LATENCY = 3
+
+
+@dataclass(frozen=True)
+class LaneSchedule:
+    """How P lanes walk the block products ``f = k * q + i * Lb + j`` of a dot product.
+
+    Each cycle every lane advances by P products, i.e. by ``step_operands`` operands,
+    ``step_a`` A blocks and ``step_b`` B blocks in mixed radix ``(k, i < La, j < Lb)``.
+    ``lane_starts[l]`` is lane l's ``(k, i, j)`` in a tile's first cycle (product ``l``).
+    """
+
+    kept_a: int
+    kept_b: int
+    lanes: int
+    step_operands: int
+    step_a: int
+    step_b: int
+    lane_starts: tuple[tuple[int, int, int], ...]
+
+    def products(self, cycles: int):
+        """The ``(k, i, j)`` of every lane for the first ``cycles`` cycles (a reference
+        for tests; the hardware uses the step and starting digits).
+
+        >>> lane_schedule(3, 1, 4).products(2)
+        [[(0, 0, 0), (0, 1, 0), (0, 2, 0), (1, 0, 0)], [(1, 1, 0), (1, 2, 0), (2, 0, 0), (2, 1, 0)]]
+        """
+        q = self.kept_a * self.kept_b
+        out = []
+        for cycle in range(cycles):
+            row = []
+            for lane in range(self.lanes):
+                f = cycle * self.lanes + lane
+                k, r = divmod(f, q)
+                row.append((k, r // self.kept_b, r % self.kept_b))
+            out.append(row)
+        return out
+
+
+def lane_schedule(kept_a: int, kept_b: int, lanes: int) -> LaneSchedule:
+    """The lane schedule for ``La = kept_a``, ``Lb = kept_b`` and ``P = lanes``.
+
+    >>> lane_schedule(2, 2, 4)     # q = 4 = P: one MAC per cycle
+    LaneSchedule(kept_a=2, kept_b=2, lanes=4, step_operands=1, step_a=0, step_b=0, lane_starts=((0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)))
+    >>> lane_schedule(1, 1, 4).step_operands   # q = 1: four MACs per cycle
+    4
+    >>> s = lane_schedule(3, 1, 4)  # q = 3 does not divide P = 4: 4/3 MACs per cycle
+    >>> (s.step_operands, s.step_a, s.step_b, s.lane_starts[3])
+    (1, 1, 0, (1, 0, 0))
+    """
+    q = kept_a * kept_b
+    step_operands, remainder = divmod(lanes, q)
+    starts = []
+    for lane in range(lanes):
+        k, r = divmod(lane, q)
+        starts.append((k, r // kept_b, r % kept_b))
+    return LaneSchedule(kept_a, kept_b, lanes, step_operands, remainder // kept_b,
+                        remainder % kept_b, tuple(starts))
+
+
+def tile_cycles(depth: int, block_products: int, lanes: int) -> int:
+    """Cycles one output tile's dot product occupies: ``ceil(depth * q / P)``.
+
+    >>> tile_cycles(128, 16, 4), tile_cycles(128, 1, 4), tile_cycles(5, 3, 4)
+    (512, 32, 4)
+    """
+    return -(-depth * block_products // lanes)
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """One command: an ``m x depth`` by ``depth x n`` GEMM with ``q`` products per MAC."""
+
+    m: int
+    n: int
+    depth: int
+    block_products: int
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """Cycle counts of a command sequence with inputs always valid, results always ready.
+
+    ``total``: from the cycle the first command is accepted to the cycle the last result
+    beat is accepted, inclusive. ``ideal``: the MACs of the unpadded GEMMs divided by the
+    array's peak, ``sum(m * n * depth * q) / (R * C * P)``.
+    """
+
+    total: int
+    ideal: float
+    macs: int
+
+    @property
+    def utilization(self) -> float:
+        return self.ideal / self.total
+
+
+def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
+    """Predict the RTL's cycle count for a sequence of GEMM commands.
+
+    Mirrors the control of :class:`qforge.hdl.top.Accelerator` event by event (never
+    element by element):
+
+    * the loader accepts a command when its buffer half is free, then takes one A beat
+      and one B beat per cycle (``m_tiles * words`` and ``n_tiles * words`` beats), and
+      offers the job from the cycle after both finish;
+    * the scheduler takes a job when idle and issues from the next cycle; a tile takes
+      :func:`tile_cycles` cycles, and its last cycle waits until the previous tile's
+      results have drained;
+    * results of a tile whose last cycle issued at ``t`` are captured by the last PE at
+      ``t + FEED_LATENCY + (R - 1) + (C - 1) + PE_LATENCY`` and drain one row per cycle
+      from the next cycle; the result registers are free again after the R-th row.
+
+    >>> from qforge.gen.spec import load_preset
+    >>> cfg = load_preset("default")
+    >>> report = gemm_cycles(cfg, [GemmShape(128, 128, 128, 16)])
+    >>> report.total, report.ideal
+    (131628, 131072.0)
+    """
+    rows, cols, lanes = config.rows, config.cols, config.block_multipliers
+    capture_delay = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
+    drain_free_after_last = capture_delay + 1 + rows   # first cycle drain_free is high
+    half_free_at = [0, 0]        # first cycle the loader may accept into each half
+    fill_half = 0
+    loader_idle_at = 0           # first cycle the loader can accept a command
+    scheduler_idle_at = 0        # first cycle the scheduler can accept a job
+    drain_free_at = 0            # first cycle the next tile's last cycle may issue
+    first_accept = None
+    last_beat = 0
+    ideal = 0.0
+    macs = 0
+    for shape in commands:
+        words = -(-shape.depth // lanes)
+        m_tiles, n_tiles = -(-shape.m // rows), -(-shape.n // cols)
+        accept = max(loader_idle_at, half_free_at[fill_half])
+        if first_accept is None:
+            first_accept = accept
+        job_valid = accept + max(m_tiles * words, n_tiles * words) + 1
+        handoff = max(job_valid, scheduler_idle_at)
+        loader_idle_at = handoff + 1
+        issue = handoff + 1
+        cycles = tile_cycles(shape.depth, shape.block_products, lanes)
+        for _ in range(m_tiles * n_tiles):
+            last = max(issue + cycles - 1, drain_free_at)
+            drain_free_at = last + drain_free_after_last
+            last_beat = last + capture_delay + rows
+            issue = last + 1
+        final_issue = issue - 1
+        scheduler_idle_at = final_issue + 1
+        half_free_at[fill_half] = final_issue + 2
+        fill_half ^= 1
+        macs += shape.m * shape.n * shape.depth
+        ideal += shape.m * shape.n * shape.depth * shape.block_products / (rows * cols * lanes)
+    return CycleReport(total=last_beat - first_accept + 1, ideal=ideal, macs=macs)

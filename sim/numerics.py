@@ -1,0 +1,390 @@
+"""Golden model of qforge's arithmetic: the operand format, precision modes and GEMM.
+
+This module is the single definition of every number-affecting rule in the foundation:
+how an operand is split into blocks, which blocks a precision mode keeps, what a block
+product is, and how products accumulate. The HDL (``qforge.hdl``) implements these rules
+and its comments point here; ``docs/NUMERICS.md`` explains them with worked examples.
+
+The operand format
+------------------
+A configuration fixes the operand width ``W``, the block width ``K`` (dividing ``W``)
+and so ``B = W // K`` blocks per operand. An input operand is a ``W``-bit two's-complement
+integer ``x``. Internally it is a **sign** ``s`` (1 for negative) and a ``W``-bit unsigned
+**magnitude** ``|x|`` (the most negative value ``-2**(W-1)`` has magnitude ``2**(W-1)``,
+which still fits in ``W`` bits). The magnitude is cut into ``B`` blocks of ``K`` bits,
+block 0 least significant::
+
+    |x| = sum(block[i] * 2**(i*K) for i in range(B))
+
+A precision mode keeps ``L`` consecutive blocks starting at the **exponent** ``e`` (a
+block index), so every operand the PE sees is the triple ``(s, kept blocks, e)`` with the
+value ``(-1)**s * sum(kept[i] * 2**((e + i) * K) for i in range(L))``.
+
+Precision modes (chosen per GEMM, per operand)
+----------------------------------------------
+``OperandPrecision(blocks=n, kept=L, selection)`` with ``1 <= L <= n <= B``:
+
+* ``n`` (*reduced precision in whole blocks*): the operand is an ``n*K``-bit
+  two's-complement integer, so only blocks ``0 .. n-1`` can be non-zero. Operands out of
+  that range are rejected by :func:`check_operands` (the hardware ignores blocks ``>= n``).
+* ``L == n``: *exact*, all ``n`` blocks are kept, ``e = 0``.
+* ``L < n`` and ``Selection.STATIC``: Ax-BxP static approximation, the ``L`` most
+  significant block positions are kept for every value: ``e = n - L``.
+* ``L < n`` and ``Selection.DYNAMIC``: Ax-BxP dynamic approximation, the ``L`` blocks
+  starting at the value's leading non-zero block are kept: with ``t`` the index of the
+  highest non-zero block (``t = 0`` for zero), ``e = max(t - L + 1, 0)``.
+
+Dropped blocks are discarded (truncation of the magnitude toward zero; the sign is kept),
+so an approximated operand is never larger in magnitude than the original.
+
+Products and accumulation
+-------------------------
+A multiply-accumulate of ``a`` (mode with ``La`` kept blocks) and ``b`` (``Lb`` kept
+blocks) is ``q = La * Lb`` block products, each a ``K x K`` unsigned product shifted left
+by ``(ea + i + eb + j) * K`` bits and negated when the signs differ. The products of a
+dot product are summed exactly in a two's-complement accumulator wide enough that no
+partial sum can overflow (:attr:`qforge.gen.spec.Config.accumulator_width`). Integer
+addition is associative, so the accumulation order (which the hardware chooses for
+speed) never changes a result.
+
+All functions are vectorized over numpy arrays; none loops over elements in Python.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from qforge.gen.spec import Config
+
+__all__ = [
+    "Selection", "OperandPrecision", "Precision", "OperandError",
+    "sign_magnitude", "split_blocks", "leading_block", "select_blocks",
+    "operand_value", "check_operands", "gemm", "gemm_block_products",
+    "standard_modes", "block_products_per_mac",
+]
+
+
+class OperandError(ValueError):
+    """An operand matrix has the wrong type, shape or values for the requested mode."""
+
+
+class Selection(enum.IntEnum):
+    """How an approximate mode picks the ``L`` kept blocks (irrelevant when exact)."""
+
+    STATIC = 0   #: fixed positions: the top ``L`` of the ``n`` blocks
+    DYNAMIC = 1  #: per value: the ``L`` blocks from the leading non-zero block down
+
+
+@dataclass(frozen=True)
+class OperandPrecision:
+    """Precision of one GEMM operand: ``blocks`` (n), ``kept`` (L) and the selection.
+
+    >>> OperandPrecision(blocks=4, kept=2, selection=Selection.DYNAMIC).describe()
+    '4 blocks, dynamic top 2'
+    >>> OperandPrecision(blocks=2, kept=2).describe()
+    '2 blocks'
+    """
+
+    blocks: int
+    kept: int
+    selection: Selection = Selection.STATIC
+
+    @property
+    def exact(self) -> bool:
+        return self.kept == self.blocks
+
+    def validate(self, config: Config, operand: str) -> None:
+        """Raise :class:`ValueError` naming the field unless ``1 <= kept <= blocks <= B``."""
+        if isinstance(self.blocks, bool) or not isinstance(self.blocks, int) \
+                or not 1 <= self.blocks <= config.blocks:
+            raise ValueError(f"{operand}.blocks = {self.blocks!r}: allowed range is "
+                             f"1 .. {config.blocks} (blocks of {config.block_width} bits "
+                             f"in a {config.operand_width}-bit operand)")
+        if isinstance(self.kept, bool) or not isinstance(self.kept, int) \
+                or not 1 <= self.kept <= self.blocks:
+            raise ValueError(f"{operand}.kept = {self.kept!r}: allowed range is "
+                             f"1 .. {operand}.blocks ({self.blocks})")
+        if not isinstance(self.selection, Selection):
+            raise ValueError(f"{operand}.selection = {self.selection!r}: must be "
+                             f"Selection.STATIC or Selection.DYNAMIC")
+
+    def describe(self) -> str:
+        if self.exact:
+            return f"{self.blocks} blocks"
+        return f"{self.blocks} blocks, {self.selection.name.lower()} top {self.kept}"
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The per-GEMM precision mode: one :class:`OperandPrecision` for A and one for B."""
+
+    a: OperandPrecision
+    b: OperandPrecision
+
+    def validate(self, config: Config) -> None:
+        self.a.validate(config, "a")
+        self.b.validate(config, "b")
+
+    @property
+    def block_products(self) -> int:
+        """``q``: block products per multiply-accumulate, ``a.kept * b.kept``."""
+        return self.a.kept * self.b.kept
+
+    def describe(self) -> str:
+        return f"A: {self.a.describe()}; B: {self.b.describe()}"
+
+
+def block_products_per_mac(precision: Precision) -> int:
+    """``q = La * Lb``, the number of ``K x K`` block products one MAC needs.
+
+    >>> block_products_per_mac(Precision(OperandPrecision(4, 2), OperandPrecision(4, 4)))
+    8
+    """
+    return precision.block_products
+
+
+def standard_modes(config: Config) -> dict[str, Precision]:
+    """The named precision modes that the demo, benchmark and tests sweep.
+
+    ``exact`` keeps every block; ``reduced`` uses half the blocks (narrower integers);
+    ``mixed`` is full A with half-width B; ``approx_static``/``approx_dynamic`` keep half
+    the blocks of full-width operands; ``approx_dynamic_1`` keeps a single block.
+    With one block per operand the approximate and reduced modes collapse into exact.
+
+    >>> from qforge.gen.spec import load_preset
+    >>> sorted(standard_modes(load_preset("default")))
+    ['approx_dynamic', 'approx_dynamic_1', 'approx_static', 'exact', 'mixed', 'reduced']
+    >>> standard_modes(load_preset("default"))["approx_dynamic"].describe()
+    'A: 4 blocks, dynamic top 2; B: 4 blocks, dynamic top 2'
+    """
+    blocks = config.blocks
+    half = max(1, blocks // 2)
+    full = OperandPrecision(blocks, blocks)
+    short = OperandPrecision(half, half)
+    modes = {
+        "exact": Precision(full, full),
+        "reduced": Precision(short, short),
+        "mixed": Precision(full, short),
+        "approx_static": Precision(OperandPrecision(blocks, half, Selection.STATIC),
+                                   OperandPrecision(blocks, half, Selection.STATIC)),
+        "approx_dynamic": Precision(OperandPrecision(blocks, half, Selection.DYNAMIC),
+                                    OperandPrecision(blocks, half, Selection.DYNAMIC)),
+        "approx_dynamic_1": Precision(OperandPrecision(blocks, 1, Selection.DYNAMIC),
+                                      OperandPrecision(blocks, 1, Selection.DYNAMIC)),
+    }
+    return modes
+
+
+# ---- the operand format ------------------------------------------------------------
+
+def sign_magnitude(x, config: Config):
+    """Split two's-complement operands into ``(sign, magnitude)`` (both ``int64``).
+
+    ``sign`` is 1 for negative values; ``magnitude`` is ``|x|``, at most ``2**(W-1)``.
+
+    >>> from qforge.gen.spec import load_preset
+    >>> sign_magnitude(np.array([-128, -1, 0, 77]), load_preset("default"))
+    (array([1, 1, 0, 0]), array([128,   1,   0,  77]))
+    """
+    x = np.asarray(x, dtype=np.int64)
+    return (x < 0).astype(np.int64), np.abs(x)
+
+
+def split_blocks(magnitude, config: Config) -> np.ndarray:
+    """Cut magnitudes into ``B`` blocks of ``K`` bits; new last axis, block 0 lowest.
+
+    >>> from qforge.gen.spec import load_preset
+    >>> split_blocks(np.array([77, 128]), load_preset("default"))  # K = 2, B = 4
+    array([[1, 3, 0, 1],
+           [0, 0, 0, 2]])
+    """
+    magnitude = np.asarray(magnitude, dtype=np.int64)
+    shifts = np.arange(config.blocks, dtype=np.int64) * config.block_width
+    return (magnitude[..., None] >> shifts) & ((1 << config.block_width) - 1)
+
+
+def leading_block(blocks: np.ndarray) -> np.ndarray:
+    """Index of the highest non-zero block along the last axis; 0 when all are zero.
+
+    >>> leading_block(np.array([[1, 3, 0, 1], [1, 3, 0, 0], [0, 0, 0, 0]]))
+    array([3, 1, 0])
+    """
+    count = blocks.shape[-1]
+    nonzero = blocks != 0
+    # argmax on the reversed axis finds the highest non-zero block; all-zero gives 0.
+    highest_from_top = np.argmax(nonzero[..., ::-1], axis=-1)
+    return np.where(nonzero.any(axis=-1), count - 1 - highest_from_top, 0)
+
+
+def select_blocks(x, config: Config, precision: OperandPrecision):
+    """Apply a precision mode: return ``(sign, kept, exponent)`` for each operand.
+
+    ``kept`` has a new last axis of ``precision.kept`` blocks (lowest first); the kept
+    block ``i`` sits at block position ``exponent + i``. Blocks at positions ``>= n`` are
+    ignored (operands must fit in ``n*K`` bits; see :func:`check_operands`).
+
+    Worked example (default preset, ``K = 2``): 77 has blocks ``[1, 3, 0, 1]``.
+
+    >>> from qforge.gen.spec import load_preset
+    >>> cfg = load_preset("default")
+    >>> select_blocks(np.array([77, 13]), cfg, OperandPrecision(4, 2, Selection.DYNAMIC))
+    (array([0, 0]), array([[0, 1],
+           [1, 3]]), array([2, 0]))
+    >>> select_blocks(np.array([77, 13]), cfg, OperandPrecision(4, 2, Selection.STATIC))
+    (array([0, 0]), array([[0, 1],
+           [0, 0]]), array([2, 2]))
+    """
+    sign, magnitude = sign_magnitude(x, config)
+    blocks = split_blocks(magnitude, config)[..., :precision.blocks]
+    kept = precision.kept
+    if precision.exact:
+        exponent = np.zeros(magnitude.shape, dtype=np.int64)
+    elif precision.selection == Selection.STATIC:
+        exponent = np.full(magnitude.shape, precision.blocks - kept, dtype=np.int64)
+    else:
+        exponent = np.maximum(leading_block(blocks) - (kept - 1), 0)
+    positions = exponent[..., None] + np.arange(kept, dtype=np.int64)
+    kept_blocks = np.take_along_axis(blocks, positions, axis=-1)
+    return sign, kept_blocks, exponent
+
+
+def operand_value(x, config: Config, precision: OperandPrecision) -> np.ndarray:
+    """The integer value the PE multiplies: kept blocks shifted into place, signed.
+
+    >>> from qforge.gen.spec import load_preset
+    >>> cfg = load_preset("default")
+    >>> operand_value(np.array([-77, 77, 13, -128]), cfg,
+    ...               OperandPrecision(4, 2, Selection.DYNAMIC))
+    array([ -64,   64,   13, -128])
+    >>> operand_value(np.array([-77, 77, 13, -128]), cfg,
+    ...               OperandPrecision(4, 1, Selection.DYNAMIC))
+    array([ -64,   64,   12, -128])
+    >>> operand_value(np.array([-77, 77, 13, -128]), cfg, OperandPrecision(4, 4))
+    array([ -77,   77,   13, -128])
+    """
+    sign, kept, exponent = select_blocks(x, config, precision)
+    shifts = (exponent[..., None] + np.arange(precision.kept)) * config.block_width
+    magnitude = (kept << shifts).sum(axis=-1)
+    return np.where(sign == 1, -magnitude, magnitude)
+
+
+def check_operands(a, b, config: Config, precision: Precision):
+    """Validate GEMM operands and return them as ``int64`` matrices.
+
+    ``a`` is ``M x D``, ``b`` is ``D x N``, ``1 <= D <= max_reduction_depth``, and every
+    element of an operand with ``n`` blocks lies in ``[-2**(n*K-1), 2**(n*K-1) - 1]``.
+    Raises :class:`OperandError` naming the operand, the first bad element and the range.
+
+    >>> from qforge.gen.spec import load_preset
+    >>> cfg = load_preset("default")
+    >>> mode = Precision(OperandPrecision(2, 2), OperandPrecision(4, 4))
+    >>> check_operands(np.array([[8]]), np.array([[1]]), cfg, mode)
+    Traceback (most recent call last):
+    ...
+    OperandError: a[0, 0] = 8: out of range for 2 blocks of 2 bits; allowed -8 .. 7
+    """
+    precision.validate(config)
+    matrices = []
+    for name, matrix, operand in (("a", a, precision.a), ("b", b, precision.b)):
+        matrix = np.asarray(matrix)
+        if matrix.ndim != 2:
+            raise OperandError(f"{name}: must be a 2-D matrix, got shape {matrix.shape}")
+        if matrix.dtype.kind not in "iub":
+            raise OperandError(f"{name}: must hold integers, got dtype {matrix.dtype}")
+        matrix = matrix.astype(np.int64)
+        bits = operand.blocks * config.block_width
+        low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        bad = (matrix < low) | (matrix > high)
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise OperandError(
+                f"{name}[{', '.join(map(str, index))}] = {matrix[index]}: out of range for "
+                f"{operand.blocks} blocks of {config.block_width} bits; allowed "
+                f"{low} .. {high}")
+        matrices.append(matrix)
+    a, b = matrices
+    if a.shape[1] != b.shape[0]:
+        raise OperandError(f"inner dimensions differ: a is {a.shape[0]} x {a.shape[1]}, "
+                           f"b is {b.shape[0]} x {b.shape[1]}")
+    depth = a.shape[1]
+    if not 1 <= depth <= config.max_reduction_depth:
+        raise OperandError(f"depth (inner dimension) = {depth}: allowed range is 1 .. "
+                           f"{config.max_reduction_depth} (arithmetic.max_reduction_depth)")
+    if a.shape[0] < 1 or b.shape[1] < 1:
+        raise OperandError(f"result shape {a.shape[0]} x {b.shape[1]} is empty")
+    return a, b
+
+
+# float64 holds every integer below 2**53 exactly; a matmul whose every partial sum stays
+# below that bound is exact whatever order BLAS adds in.
+_FLOAT64_EXACT = 1 << 53
+
+
+def _exact_integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for int64 matrices, exact, using float64 BLAS.
+
+    When the bound ``max|a| * max|b| * D`` could exceed ``2**53``, ``a`` is split into a
+    high and a low half-word and the two exact products are recombined in int64.
+    """
+    depth = a.shape[1]
+    max_a = int(np.abs(a).max(initial=0))
+    max_b = int(np.abs(b).max(initial=0))
+    if max_a * max_b * depth < _FLOAT64_EXACT:
+        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    split = (max_a.bit_length() + 1) // 2
+    high = a >> split                     # floor division: a == high * 2**split + low
+    low = a - (high << split)
+    return (_exact_integer_matmul(high, b) << split) + _exact_integer_matmul(low, b)
+
+
+def gemm(a, b, config: Config, precision: Precision) -> np.ndarray:
+    """The bit-exact result of one GEMM on the accelerator: ``int64`` matrix ``M x N``.
+
+    Each operand is replaced by :func:`operand_value` under its precision mode and the
+    product is computed exactly (integer GEMMs on float64 BLAS, never a Python loop over
+    elements). Equal, by associativity of integer addition, to the sum of every shifted
+    block product in any order (see :func:`gemm_block_products`).
+
+    >>> from qforge.gen.spec import load_preset
+    >>> cfg = load_preset("default")
+    >>> a = np.array([[77, -128], [13, 5]]); b = np.array([[1, -1], [2, 3]])
+    >>> gemm(a, b, cfg, standard_modes(cfg)["exact"])
+    array([[-179, -461],
+           [  23,    2]])
+    >>> gemm(a, b, cfg, standard_modes(cfg)["approx_dynamic_1"])
+    array([[-192, -448],
+           [  20,    0]])
+    """
+    a, b = check_operands(a, b, config, precision)
+    return _exact_integer_matmul(operand_value(a, config, precision.a),
+                                 operand_value(b, config, precision.b))
+
+
+def gemm_block_products(a, b, config: Config, precision: Precision) -> np.ndarray:
+    """The same GEMM written as the PE computes it: a sum of block-product GEMMs.
+
+    For every pair of kept blocks ``(i, j)`` the signed, exponent-shifted block matrices
+    are multiplied; the ``La * Lb`` partial GEMMs are summed. Slower than :func:`gemm`
+    (``q`` integer GEMMs instead of one) and used to check it.
+
+    >>> from qforge.gen.spec import load_preset
+    >>> cfg = load_preset("default")
+    >>> a = np.array([[77, -128], [13, 5]]); b = np.array([[1, -1], [2, 3]])
+    >>> mode = standard_modes(cfg)["approx_dynamic"]
+    >>> bool((gemm_block_products(a, b, cfg, mode) == gemm(a, b, cfg, mode)).all())
+    True
+    """
+    a, b = check_operands(a, b, config, precision)
+    k = config.block_width
+    sign_a, blocks_a, exp_a = select_blocks(a, config, precision.a)
+    sign_b, blocks_b, exp_b = select_blocks(b, config, precision.b)
+    result = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
+    for i in range(precision.a.kept):        # q = La * Lb GEMMs, each vectorized
+        block_a = np.where(sign_a == 1, -1, 1) * (blocks_a[..., i] << ((exp_a + i) * k))
+        for j in range(precision.b.kept):
+            block_b = np.where(sign_b == 1, -1, 1) * (blocks_b[..., j] << ((exp_b + j) * k))
+            result += _exact_integer_matmul(block_a, block_b)
+    return result

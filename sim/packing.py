@@ -1,0 +1,180 @@
+"""Host side of the stream interfaces: pack commands and operands into beats, unpack
+results. Bit positions come from the same :mod:`qforge.hdl.layouts` the HDL is built
+from, so host, testbench and hardware cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Shape
+from amaranth.lib import data
+
+from qforge.gen.spec import Config
+from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
+                                result_layout)
+from qforge.sim.numerics import Precision, check_operands, gemm
+
+__all__ = ["leaf_fields", "pack_fields", "unpack_fields", "command_bits",
+           "pack_operands", "GemmJob", "ResultAssembler", "tiles"]
+
+
+def leaf_fields(layout) -> list[tuple[int, int, bool]]:
+    """``(offset, width, signed)`` of every scalar leaf of a layout, in field order.
+
+    >>> from amaranth.hdl import signed
+    >>> leaf_fields(data.ArrayLayout(signed(4), 3))
+    [(0, 4, True), (4, 4, True), (8, 4, True)]
+    """
+    out: list[tuple[int, int, bool]] = []
+
+    def walk(shape, base):
+        if isinstance(shape, data.ArrayLayout):
+            for index in range(shape.length):
+                walk(shape.elem_shape, base + index * Shape.cast(shape.elem_shape).width)
+        elif isinstance(shape, data.Layout):
+            for _name, field in shape:
+                walk(field.shape, base + field.offset)
+        else:
+            cast = Shape.cast(shape)
+            out.append((base, cast.width, cast.signed))
+
+    walk(layout, 0)
+    return out
+
+
+def pack_fields(fields, values) -> int:
+    """Pack integers (one per leaf, in :func:`leaf_fields` order) into one beat."""
+    bits = 0
+    for (offset, width, _signed), value in zip(fields, values, strict=True):
+        bits |= (int(value) & ((1 << width) - 1)) << offset
+    return bits
+
+
+def unpack_fields(fields, bits: int) -> list[int]:
+    """The inverse of :func:`pack_fields` (signed leaves sign-extended)."""
+    values = []
+    for offset, width, is_signed in fields:
+        value = (bits >> offset) & ((1 << width) - 1)
+        if is_signed and value >> (width - 1):
+            value -= 1 << width
+        values.append(value)
+    return values
+
+
+def tiles(count: int, size: int) -> int:
+    """Tiles of ``size`` needed to cover ``count`` (the last one zero-padded)."""
+    return -(-count // size)
+
+
+def command_bits(config: Config, m: int, n: int, depth: int, precision: Precision) -> int:
+    """The ``cmd`` beat for an ``m x depth`` by ``depth x n`` GEMM."""
+    def operand(p):
+        return {"blocks_minus_one": p.blocks - 1, "kept_minus_one": p.kept - 1,
+                "dynamic": int(p.selection)}
+    return command_layout(config).const({
+        "m_tiles_minus_one": tiles(m, config.rows) - 1,
+        "n_tiles_minus_one": tiles(n, config.cols) - 1,
+        "depth_minus_one": depth - 1,
+        "a": operand(precision.a), "b": operand(precision.b),
+    }).as_bits()
+
+
+def pack_operands(config: Config, a: np.ndarray, b: np.ndarray) -> tuple[list[int], list[int]]:
+    """The ``a_in`` and ``b_in`` beats for operands ``a`` (M x D) and ``b`` (D x N).
+
+    Both are zero-padded to whole tiles and words. A beats go ``for mt: for word:``,
+    each holding rows ``mt*R .. mt*R+R-1`` and operands ``word*P .. word*P+P-1``; B beats
+    likewise with columns.
+    """
+    rows, cols, lanes = config.rows, config.cols, config.block_multipliers
+    m, depth = a.shape
+    n = b.shape[1]
+    words = tiles(depth, lanes)
+    padded_a = np.zeros((tiles(m, rows) * rows, words * lanes), dtype=np.int64)
+    padded_a[:m, :depth] = a
+    padded_b = np.zeros((words * lanes, tiles(n, cols) * cols), dtype=np.int64)
+    padded_b[:depth, :n] = b
+    # (tile, row, word, lane) -> (tile, word, row, lane): a beat is one (tile, word).
+    a_beats = padded_a.reshape(-1, rows, words, lanes).transpose(0, 2, 1, 3)
+    a_beats = a_beats.reshape(-1, rows * lanes)
+    # (word, lane, tile, col) -> (tile, word, col, lane)
+    b_beats = padded_b.reshape(words, lanes, -1, cols).transpose(2, 0, 3, 1)
+    b_beats = b_beats.reshape(-1, cols * lanes)
+    a_fields = leaf_fields(a_beat_layout(config))
+    b_fields = leaf_fields(b_beat_layout(config))
+    return ([pack_fields(a_fields, beat) for beat in a_beats.tolist()],
+            [pack_fields(b_fields, beat) for beat in b_beats.tolist()])
+
+
+@dataclass
+class GemmJob:
+    """One GEMM as the host sends it: the command, operand beats and expected result."""
+
+    config: Config
+    a: np.ndarray
+    b: np.ndarray
+    precision: Precision
+    command: int
+    a_beats: list[int]
+    b_beats: list[int]
+    expected: np.ndarray
+
+    @classmethod
+    def build(cls, config: Config, a, b, precision: Precision, model=gemm) -> "GemmJob":
+        """Check the operands and compute the expected result with ``model``."""
+        a, b = check_operands(a, b, config, precision)
+        a_beats, b_beats = pack_operands(config, a, b)
+        return cls(config, a, b, precision,
+                   command_bits(config, a.shape[0], b.shape[1], a.shape[1], precision),
+                   a_beats, b_beats, model(a, b, config, precision))
+
+    @property
+    def result_beats(self) -> int:
+        config = self.config
+        return (tiles(self.a.shape[0], config.rows) * tiles(self.b.shape[1], config.cols)
+                * config.rows)
+
+    def expected_beats(self) -> list[tuple[list[int], int]]:
+        """``(row values, last)`` of every result beat in stream order (padding is 0)."""
+        config = self.config
+        rows, cols = config.rows, config.cols
+        m_tiles, n_tiles = tiles(self.a.shape[0], rows), tiles(self.b.shape[1], cols)
+        padded = np.zeros((m_tiles * rows, n_tiles * cols), dtype=np.int64)
+        padded[:self.expected.shape[0], :self.expected.shape[1]] = self.expected
+        beats = []
+        for mt in range(m_tiles):
+            for nt in range(n_tiles):
+                for r in range(rows):
+                    values = padded[mt * rows + r, nt * cols:(nt + 1) * cols].tolist()
+                    beats.append((values, 0))
+        beats[-1] = (beats[-1][0], 1)
+        return beats
+
+
+class ResultAssembler:
+    """Collect ``result`` beats of one GEMM into its ``M x N`` matrix."""
+
+    def __init__(self, config: Config, m: int, n: int):
+        self.config = config
+        self.m, self.n = m, n
+        self._fields = leaf_fields(result_layout(config))
+        self._rows: list[list[int]] = []
+        self.last_flags: list[int] = []
+
+    def add(self, bits: int) -> tuple[list[int], int]:
+        """Add one beat; return its ``(row values, last)``."""
+        values = unpack_fields(self._fields, bits)
+        row, last = values[:-1], values[-1]
+        self._rows.append(row)
+        self.last_flags.append(last)
+        return row, last
+
+    def matrix(self) -> np.ndarray:
+        config = self.config
+        rows, cols = config.rows, config.cols
+        m_tiles, n_tiles = tiles(self.m, rows), tiles(self.n, cols)
+        beats = np.array(self._rows, dtype=np.int64).reshape(m_tiles, n_tiles, rows, cols)
+        full = beats.transpose(0, 2, 1, 3).reshape(m_tiles * rows, n_tiles * cols)
+        return full[:self.m, :self.n]

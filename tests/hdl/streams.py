@@ -1,0 +1,38 @@
+"""Amaranth-simulator helpers to drive and observe ``amaranth.lib.stream`` ports.
+
+Used by the fast unit tests (``tests/hdl``); the cocotb integration benches have their
+own drivers (``qforge.sim.bench``) because they run on the generated Verilog.
+"""
+
+import random
+
+
+async def send(ctx, port, beats, *, stall=0.0, rng=None):
+    """Send ``beats`` (ints or views' bit patterns) on stream ``port``, optionally
+    dropping ``valid`` for a random fraction ``stall`` of cycles between beats."""
+    rng = rng or random.Random(0)
+    for beat in beats:
+        while stall and rng.random() < stall:
+            ctx.set(port.valid, 0)
+            await ctx.tick()
+        ctx.set(port.payload.as_value(), beat)
+        ctx.set(port.valid, 1)
+        await ctx.tick().until(port.ready)
+    ctx.set(port.valid, 0)
+
+
+async def receive(ctx, port, count, *, stall=0.0, rng=None, on_beat=None):
+    """Receive ``count`` beats from stream ``port`` (as raw ints), optionally dropping
+    ``ready`` for a random fraction ``stall`` of cycles."""
+    rng = rng or random.Random(1)
+    beats = []
+    while len(beats) < count:
+        ready = not (stall and rng.random() < stall)
+        ctx.set(port.ready, ready)
+        _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload.as_value())
+        if ready and valid:
+            beats.append(payload)
+            if on_beat:
+                on_beat(len(beats))
+    ctx.set(port.ready, 0)
+    return beats
