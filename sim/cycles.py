@@ -143,9 +143,15 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
 
     >>> from qforge.gen.spec import load_preset
     >>> cfg = load_preset("default")
-    >>> report = gemm_cycles(cfg, [GemmShape(128, 128, 128, 16)])
-    >>> report.total, report.ideal
-    (131628, 131072.0)
+    >>> report = gemm_cycles(cfg, [GemmShape(128, 128, 128, 16)])  # exact mode, q = 16
+
+    By hand: accept (1) + 512 A/B beats + hand-off (1) + 256 tiles of 128 * 16 / 4 = 512
+    cycles + capture latency 2 + 7 + 7 + 3 = 19 + 8 drained rows:
+
+    >>> report.total == 1 + 512 + 1 + 256 * 512 + 19 + 8
+    True
+    >>> report.ideal
+    131072.0
     """
     rows, cols, lanes = config.rows, config.cols, config.block_multipliers
     capture_delay = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
