@@ -230,8 +230,8 @@ def _validate(config: Config) -> None:
     for field in SCHEMA:
         value = getattr(config, _attribute_name(field))
         if isinstance(value, bool) or not isinstance(value, int):
-            _fail(field.path, value, f"must be an integer ({field.help}), "
-                  f"not {type(value).__name__}")
+            _fail(field.path, value, f"must be an integer in {field.minimum} .. "
+                  f"{field.maximum} ({field.help}), not {type(value).__name__}")
         if not field.minimum <= value <= field.maximum:
             _fail(field.path, value,
                   f"allowed range is {field.minimum} .. {field.maximum} ({field.help})")
@@ -283,7 +283,8 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
                               f"not {type(table).__name__}")
         for key in table:
             if key not in fields:
-                raise ConfigError(f"{source}: unknown key {section}.{key!r}; allowed keys "
+                unknown = f"{section}.{key}"
+                raise ConfigError(f"{source}: unknown key {unknown!r}; allowed keys "
                                   f"in [{section}]: {', '.join(fields)}")
         for name, field in fields.items():
             if name not in table:
@@ -300,9 +301,12 @@ def load_spec(path: str | Path) -> Config:
     """Read and validate a TOML spec file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read spec: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML (TOML files are UTF-8): "
+                          f"{error}") from None
     try:
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -323,7 +327,8 @@ def load_preset(name: str) -> Config:
     if name not in names:
         raise ConfigError(f"preset = {name!r}: unknown preset; allowed: {', '.join(names)}")
     path = resources.files("qforge.gen") / "presets" / f"{name}.toml"
-    return from_dict(tomllib.loads(path.read_text()), source=f"preset {name}")
+    return from_dict(tomllib.loads(path.read_text(encoding="utf-8")),
+                     source=f"preset {name}")
 
 
 PRESETS = ("tiny", "default", "large")

@@ -19,14 +19,15 @@ Counts encode ``value - 1`` (``*_minus_one``) so that a zero-sized GEMM cannot b
 expressed.
 """
 
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data
 
 from qforge.gen.spec import Config
 
 __all__ = ["operand_word_layout", "a_beat_layout", "b_beat_layout",
            "operand_precision_layout", "command_layout", "result_layout",
-           "block_lane_layout", "lanes_layout", "lane_select_layout", "flags_layout"]
+           "block_lane_layout", "lanes_layout", "lane_select_layout", "flags_layout",
+           "layout_fields"]
 
 
 def operand_word_layout(config: Config) -> data.ArrayLayout:
@@ -104,3 +105,29 @@ def lane_select_layout(config: Config) -> data.StructLayout:
         "index": unsigned(config.blocks_field_width),
         "valid": unsigned(1),
     })
+
+
+def layout_fields(layout) -> list[tuple[str, int, int, bool]]:
+    """``(path, offset, width, signed)`` of every scalar leaf, in bit order of fields.
+
+    Paths join struct field names and array indices with dots, as in the manifest:
+
+    >>> layout_fields(data.StructLayout({"row": data.ArrayLayout(signed(4), 2), "last": 1}))
+    [('row.0', 0, 4, True), ('row.1', 4, 4, True), ('last', 8, 1, False)]
+    """
+    out: list[tuple[str, int, int, bool]] = []
+
+    def walk(shape, base, path):
+        if isinstance(shape, data.ArrayLayout):
+            element = Shape.cast(shape.elem_shape).width
+            for index in range(shape.length):
+                walk(shape.elem_shape, base + index * element, path + [str(index)])
+        elif isinstance(shape, data.Layout):
+            for name, field in shape:
+                walk(field.shape, base + field.offset, path + [str(name)])
+        else:
+            cast = Shape.cast(shape)
+            out.append((".".join(path), base, cast.width, cast.signed))
+
+    walk(layout, 0, [])
+    return out

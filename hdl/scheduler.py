@@ -142,7 +142,10 @@ class Scheduler(wiring.Component):
             next_offsets.append(Mux(word_carry, offset_sum - lanes,
                                     offset_sum)[:offset_shape.width])
             word_carries.append(word_carry)
-        next_word = Signal(word_shape)
+        # One bit wider than ``word``: after the last word of the deepest dot product
+        # (max_depth_words - 1) the next word index must not wrap, or ``tile_last``
+        # would never be seen.
+        next_word = Signal(unsigned(word_shape.width + 1))
         m.d.comb += next_word.eq(current_word + word_carries[0])
 
         def operand_index(word_value, offset_value):
@@ -198,7 +201,7 @@ class Scheduler(wiring.Component):
                 with m.Else():
                     m.d.sync += [tile_n.eq(tile_n + 1), b_base.eq(b_base + words_per_tile)]
             with m.Else():
-                m.d.sync += [first.eq(0), word.eq(next_word)]
+                m.d.sync += [first.eq(0), word.eq(next_word[:word_shape.width])]
                 for l in range(lanes):
                     m.d.sync += [offsets[l].eq(next_offsets[l]), a_indices[l].eq(next_a[l]),
                                  b_indices[l].eq(next_b[l])]

@@ -254,6 +254,13 @@ def select_blocks(x, config: Config, precision: OperandPrecision):
 def operand_value(x, config: Config, precision: OperandPrecision) -> np.ndarray:
     """The integer value the PE multiplies: kept blocks shifted into place, signed.
 
+    Equal to ``(-1)**sign * sum(kept[i] << ((exponent + i) * K))`` of
+    :func:`select_blocks`, computed with whole-word bit arithmetic for speed (the
+    emulator calls this on every operand): magnitudes are masked to the ``n*K`` bits in
+    use, the exponent is counted by comparing with block-aligned thresholds
+    (``e >= j`` exactly when the leading block ``t >= j + L - 1``), and the blocks below
+    ``e`` are cleared. Tests check the equality with :func:`select_blocks`.
+
     >>> from qforge.gen.spec import load_preset
     >>> cfg = load_preset("default")
     >>> operand_value(np.array([-77, 77, 13, -128]), cfg,
@@ -265,10 +272,21 @@ def operand_value(x, config: Config, precision: OperandPrecision) -> np.ndarray:
     >>> operand_value(np.array([-77, 77, 13, -128]), cfg, OperandPrecision(4, 4))
     array([ -77,   77,   13, -128])
     """
-    sign, kept, exponent = select_blocks(x, config, precision)
-    shifts = (exponent[..., None] + np.arange(precision.kept)) * config.block_width
-    magnitude = (kept << shifts).sum(axis=-1)
-    return np.where(sign == 1, -magnitude, magnitude)
+    x = np.asarray(x, dtype=np.int64)
+    k, blocks, kept = config.block_width, precision.blocks, precision.kept
+    magnitude = np.abs(x) & ((1 << (blocks * k)) - 1)      # blocks >= n are ignored
+    if precision.exact:
+        kept_magnitude = magnitude
+    elif precision.selection == Selection.STATIC:
+        low_bits = (blocks - kept) * k
+        kept_magnitude = (magnitude >> low_bits) << low_bits
+    else:
+        exponent = np.zeros(x.shape, dtype=np.int64)
+        for j in range(1, blocks - kept + 1):
+            exponent += magnitude >= (1 << ((j + kept - 1) * k))
+        low_bits = exponent * k
+        kept_magnitude = (magnitude >> low_bits) << low_bits
+    return np.where(x < 0, -kept_magnitude, kept_magnitude)
 
 
 def check_operands(a, b, config: Config, precision: Precision):
@@ -294,17 +312,18 @@ def check_operands(a, b, config: Config, precision: Precision):
             raise OperandError(f"{name}: must be a 2-D matrix, got shape {matrix.shape}")
         if matrix.dtype.kind not in "iub":
             raise OperandError(f"{name}: must hold integers, got dtype {matrix.dtype}")
-        matrix = matrix.astype(np.int64)
         bits = operand.blocks * config.block_width
         low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        bad = (matrix < low) | (matrix > high)
-        if bad.any():
+        # Range-check before converting: a uint64 above 2**63 would wrap to negative.
+        if matrix.size and (int(matrix.min()) < low or int(matrix.max()) > high):
+            bad = (matrix > high) if matrix.dtype.kind in "ub" else \
+                (matrix < low) | (matrix > high)
             index = tuple(int(i) for i in np.argwhere(bad)[0])
             raise OperandError(
                 f"{name}[{', '.join(map(str, index))}] = {matrix[index]}: out of range for "
                 f"{operand.blocks} blocks of {config.block_width} bits; allowed "
                 f"{low} .. {high}")
-        matrices.append(matrix)
+        matrices.append(matrix.astype(np.int64, copy=False))
     a, b = matrices
     if a.shape[1] != b.shape[0]:
         raise OperandError(f"inner dimensions differ: a is {a.shape[0]} x {a.shape[1]}, "
@@ -318,22 +337,28 @@ def check_operands(a, b, config: Config, precision: Precision):
     return a, b
 
 
-# float64 holds every integer below 2**53 exactly; a matmul whose every partial sum stays
-# below that bound is exact whatever order BLAS adds in.
+# A float format holds every integer up to 2**(mantissa bits + 1) exactly. A matmul whose
+# every partial sum stays below that bound is exact whatever order BLAS adds in, because
+# every intermediate value is then an exactly representable integer.
+_FLOAT32_EXACT = 1 << 24
 _FLOAT64_EXACT = 1 << 53
 
 
-def _exact_integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for int64 matrices, exact, using float64 BLAS.
+def _exact_integer_matmul(a: np.ndarray, b: np.ndarray, bound: int | None = None) -> np.ndarray:
+    """``a @ b`` for int64 matrices, exact, on float BLAS.
 
-    When the bound ``max|a| * max|b| * D`` could exceed ``2**53``, ``a`` is split into a
-    high and a low half-word and the two exact products are recombined in int64.
+    ``bound`` must be at least ``max|a| * max|b| * D`` (computed from the data when
+    omitted); it bounds every partial sum. Below ``2**24`` the product runs in float32,
+    below ``2**53`` in float64; above, ``a`` is split into a high and a low half-word
+    and the two exact products are recombined in int64.
     """
     depth = a.shape[1]
+    if bound is None:
+        bound = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * depth
+    for dtype, limit in ((np.float32, _FLOAT32_EXACT), (np.float64, _FLOAT64_EXACT)):
+        if bound < limit:
+            return (a.astype(dtype) @ b.astype(dtype)).astype(np.int64)
     max_a = int(np.abs(a).max(initial=0))
-    max_b = int(np.abs(b).max(initial=0))
-    if max_a * max_b * depth < _FLOAT64_EXACT:
-        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
     split = (max_a.bit_length() + 1) // 2
     high = a >> split                     # floor division: a == high * 2**split + low
     low = a - (high << split)
@@ -359,8 +384,11 @@ def gemm(a, b, config: Config, precision: Precision) -> np.ndarray:
            [  20,    0]])
     """
     a, b = check_operands(a, b, config, precision)
+    # Approximation never grows a magnitude, so the operand ranges bound every sum.
+    bound = ((1 << (precision.a.blocks * config.block_width - 1))
+             * (1 << (precision.b.blocks * config.block_width - 1)) * a.shape[1])
     return _exact_integer_matmul(operand_value(a, config, precision.a),
-                                 operand_value(b, config, precision.b))
+                                 operand_value(b, config, precision.b), bound)
 
 
 def gemm_block_products(a, b, config: Config, precision: Precision) -> np.ndarray:

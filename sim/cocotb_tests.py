@@ -1,0 +1,85 @@
+"""cocotb test module run inside the simulator by :func:`qforge.sim.rtl.run_scenario`.
+
+It reads the design manifest (``QFORGE_MANIFEST``) and a scenario
+(``QFORGE_SCENARIO``, see :mod:`qforge.sim.scenarios`), drives the generated Verilog with
+:class:`qforge.sim.testbench.Testbench` and writes a JSON report (``QFORGE_REPORT``):
+matched/mismatched/missing/unexpected beats, error messages, cycle counts per job.
+The test fails on any scoreboard error, unless the scenario is a negative control
+(``expect_mismatch``), which fails if the scoreboard finds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cocotb
+from cocotb.triggers import RisingEdge
+
+from qforge.gen.spec import from_dict
+from qforge.sim.packing import GemmJob
+from qforge.sim.scenarios import MODELS, Scenario, precision_to_dict
+from qforge.sim.testbench import Testbench
+
+
+def _load():
+    manifest = json.loads(Path(os.environ["QFORGE_MANIFEST"]).read_text())
+    config = from_dict(manifest["config"], source="manifest")
+    scenario = Scenario.load(Path(os.environ["QFORGE_SCENARIO"]))
+    return config, scenario
+
+
+def _job_summary(job: GemmJob) -> dict:
+    return {"m": int(job.a.shape[0]), "n": int(job.b.shape[1]), "depth": int(job.a.shape[1]),
+            "block_products": job.precision.block_products,
+            "precision": precision_to_dict(job.precision)}
+
+
+@cocotb.test()
+async def run_scenario(dut):
+    """Run the scenario named by the environment and check it."""
+    config, scenario = _load()
+    model = MODELS[scenario.model]
+    jobs = [GemmJob.build(config, job.a, job.b, job.precision, model=model)
+            for job in scenario.jobs]
+    bench = Testbench(dut, config, scenario.seed, scenario.stalls)
+    await bench.start()
+    for command in scenario.invalid_commands:
+        bench.submit_raw_command(command)
+    report: dict = {"jobs": [], "errors": []}
+    if scenario.invalid_commands:
+        # Each invalid command is dropped when accepted: wait until all were taken.
+        while bench.sources["cmd"].pending or not int(dut.cmd__ready.value):
+            await RisingEdge(dut.clk)
+        report["error_flag_after_invalid"] = int(dut.error.value) == 1
+        report["operand_beats_taken_by_invalid"] = 0  # no a_in/b_in beats were offered
+    totals = {"matched": 0, "mismatched": 0, "unexpected": 0, "missing": 0}
+    if scenario.isolated:
+        groups = [[job] for job in jobs]
+    else:
+        groups = [jobs]
+    for group in groups:
+        bench.submit(group)
+        result = await bench.run(scenario.timeout_cycles)
+        for key in totals:
+            totals[key] += getattr(result, key)
+        report["errors"] += result.errors
+        cycles = None
+        if result.first_command_cycle is not None and result.last_result_cycle is not None:
+            cycles = result.last_result_cycle - bench.sources["cmd"].transfer_cycles[
+                -len(group)] + 1
+        report["jobs"].append({"jobs": [_job_summary(job) for job in group],
+                               "cycles": cycles, "idle_at_end": result.idle_at_end})
+    report.update(totals)
+    report["idle_at_end"] = int(dut.idle.value) == 1
+    report["error_flag"] = int(dut.error.value) == 1
+    Path(os.environ["QFORGE_REPORT"]).write_text(json.dumps(report, indent=1))
+
+    detected = totals["mismatched"] + totals["unexpected"] + totals["missing"]
+    if scenario.expect_mismatch:
+        assert detected > 0, "negative control: the wrong model was NOT detected"
+    else:
+        assert detected == 0 and not report["errors"], \
+            f"{detected} bad result beats: " + "; ".join(report["errors"][:5])
+        assert report["idle_at_end"], "accelerator not idle after all results drained"

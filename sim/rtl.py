@@ -1,0 +1,133 @@
+"""Run cocotb benches on the generated Verilog through cocotb's Python runner.
+
+:func:`build` compiles a generated design once per (design, simulator): the build
+folder is named after the Verilog's hash, so an unchanged design is never rebuilt.
+:func:`run_scenario` starts the simulator on the cocotb test module
+:mod:`qforge.sim.cocotb_tests`, passing a JSON scenario through the environment, and
+returns the JSON report the bench writes (results, mismatches, cycle counts).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from qforge.gen.generate import TOP_NAME, Design, fingerprint, render, write
+from qforge.gen.spec import Config
+from qforge.sim.scenarios import Scenario
+from qforge.sim.tools import ToolError, have_icarus, tool_environment
+
+__all__ = ["BuiltDesign", "build", "run_scenario", "ScenarioFailed", "default_build_root"]
+
+#: cocotb test module run inside the simulator.
+TEST_MODULE = "qforge.sim.cocotb_tests"
+
+
+class ScenarioFailed(AssertionError):
+    """The cocotb bench reported a failure; the message carries its report."""
+
+
+def default_build_root() -> Path:
+    """``build/`` under the current directory, or ``$QFORGE_BUILD`` if set."""
+    return Path(os.environ.get("QFORGE_BUILD", "build")).resolve()
+
+
+@dataclass(frozen=True)
+class BuiltDesign:
+    """A design compiled for one simulator."""
+
+    design: Design
+    simulator: str
+    build_dir: Path
+    waves: bool
+
+    @property
+    def config(self) -> Config:
+        return self.design.config
+
+
+def _verilator_args(waves: bool) -> list[str]:
+    # Amaranth's Verilog style trips Verilator's width warnings, which are fatal by
+    # default; the separate lint step (`qforge lint`, gen/lint.vlt) is where warnings
+    # are checked. -O1 for the C++ keeps compile times short on 2 cores.
+    return ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
+            "-CFLAGS", "-O1"] + (["--trace-structs"] if waves else [])
+
+
+def build(config: Config, simulator: str = "verilator", *, root: Path | None = None,
+          waves: bool = False, log=print) -> BuiltDesign:
+    """Generate ``config``'s Verilog and compile it for ``simulator`` (if not yet built)."""
+    from cocotb_tools.runner import get_runner
+
+    if simulator not in ("verilator", "icarus"):
+        raise ValueError(f"simulator = {simulator!r}: allowed: verilator, icarus")
+    if simulator == "icarus" and not have_icarus():
+        raise ToolError("Icarus Verilog is not installed (optional): "
+                        "`apt-get install iverilog`, or use --simulator verilator")
+    root = root or default_build_root()
+    text, manifest = render(config)
+    build_dir = (root / "rtl" / config.name
+                 / f"{simulator}-{fingerprint(text)}{'-waves' if waves else ''}")
+    marker = build_dir / "qforge_built"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    # One build per folder at a time, even across processes (parallel test sessions):
+    # the others wait for the lock and then find the marker. The folder is named after
+    # the Verilog's hash, so its copy of the Verilog never changes once written.
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        design = write(config, text, manifest, build_dir / "verilog")
+        if not marker.exists():
+            tool_environment()
+            started = time.monotonic()
+            log(f"building {config.name} for {simulator} in {build_dir} ...")
+            runner = get_runner(simulator)
+            arguments = dict(sources=[design.verilog], hdl_toplevel=TOP_NAME,
+                             build_dir=build_dir, waves=waves,
+                             log_file=build_dir / "build.log")
+            if simulator == "verilator":
+                runner.build(build_args=_verilator_args(waves), **arguments)
+            else:
+                runner.build(timescale=("1ns", "1ps"), **arguments)
+            marker.write_text(design.fingerprint + "\n")
+            log(f"built {config.name} for {simulator} in "
+                f"{time.monotonic() - started:.0f} s")
+    return BuiltDesign(design, simulator, build_dir, waves)
+
+
+def run_scenario(built: BuiltDesign, scenario: Scenario, *, name: str = "scenario",
+                 check: bool = True) -> dict:
+    """Run one :class:`~qforge.sim.scenarios.Scenario` and return the bench's report.
+
+    With ``check``, a failed cocotb test raises :class:`ScenarioFailed`.
+    """
+    from cocotb_tools.runner import get_runner
+    from cocotb_tools.check_results import get_results
+
+    tool_environment()
+    test_dir = built.build_dir / "runs" / name
+    test_dir.mkdir(parents=True, exist_ok=True)
+    report_path = test_dir / "report.json"
+    report_path.unlink(missing_ok=True)
+    scenario_path = scenario.save(test_dir)
+    results_xml = test_dir / "results.xml"
+    runner = get_runner(built.simulator)
+    runner.test(test_module=TEST_MODULE, hdl_toplevel=TOP_NAME, hdl_toplevel_lang="verilog",
+                build_dir=built.build_dir, test_dir=test_dir,
+                results_xml=str(results_xml), waves=built.waves,
+                log_file=test_dir / "sim.log",
+                extra_env={"QFORGE_MANIFEST": str(built.design.manifest),
+                           "QFORGE_SCENARIO": str(scenario_path),
+                           "QFORGE_REPORT": str(report_path)})
+    tests, failed = get_results(results_xml)
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    if check and (tests == 0 or failed):
+        log_tail = "\n".join((test_dir / "sim.log").read_text().splitlines()[-40:]) \
+            if (test_dir / "sim.log").exists() else ""
+        raise ScenarioFailed(f"scenario {name!r} failed on {built.simulator}: "
+                             f"{json.dumps(report.get('errors', []))[:2000]}\n{log_tail}")
+    report["cocotb_failed"] = failed
+    return report

@@ -1,0 +1,109 @@
+"""Scenarios: what a cocotb run of the accelerator does, described outside the simulator.
+
+A :class:`Scenario` lists GEMM jobs (operand matrices and precision modes), the stall
+probability of each stream port, how jobs are issued (all queued back to back, or each
+in isolation on an otherwise idle accelerator for clean cycle counts), invalid commands
+to interleave, and which model computes the expected results. It is saved as JSON plus
+an ``.npz`` of the matrices and read back inside the simulator by
+:mod:`qforge.sim.cocotb_tests`.
+
+``model = "wrong_rounding"`` selects a deliberately wrong golden model (dropped blocks
+rounded to nearest instead of truncated): the negative control that proves the
+scoreboard can fail.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qforge.gen.spec import Config
+from qforge.sim.numerics import (OperandPrecision, Precision, Selection,
+                                 _exact_integer_matmul, check_operands, gemm,
+                                 operand_value, select_blocks)
+
+__all__ = ["Job", "Scenario", "MODELS", "wrong_rounding_gemm", "precision_to_dict",
+           "precision_from_dict"]
+
+
+def wrong_rounding_gemm(a, b, config: Config, precision: Precision) -> np.ndarray:
+    """A deliberately WRONG model: approximate modes round the dropped blocks to nearest
+    instead of truncating them. Only for the negative control."""
+    a, b = check_operands(a, b, config, precision)
+
+    def rounded(x, operand: OperandPrecision):
+        value = operand_value(x, config, operand)
+        if operand.exact:
+            return value
+        _, _, exponent = select_blocks(x, config, operand)
+        unit = np.left_shift(1, exponent * config.block_width)  # lowest kept block's weight
+        dropped = np.abs(x) - np.abs(value)
+        bump = np.where((exponent > 0) & (2 * dropped >= unit), unit, 0)
+        return np.sign(x) * (np.abs(value) + bump)
+
+    return _exact_integer_matmul(rounded(a, precision.a), rounded(b, precision.b))
+
+
+#: Models a scenario may name for its expected results.
+MODELS = {"golden": gemm, "wrong_rounding": wrong_rounding_gemm}
+
+
+def precision_to_dict(precision: Precision) -> dict:
+    def operand(p: OperandPrecision):
+        return {"blocks": p.blocks, "kept": p.kept, "selection": p.selection.name.lower()}
+    return {"a": operand(precision.a), "b": operand(precision.b)}
+
+
+def precision_from_dict(data: dict) -> Precision:
+    def operand(d):
+        return OperandPrecision(d["blocks"], d["kept"], Selection[d["selection"].upper()])
+    return Precision(operand(data["a"]), operand(data["b"]))
+
+
+@dataclass
+class Job:
+    """One GEMM of a scenario."""
+
+    a: np.ndarray
+    b: np.ndarray
+    precision: Precision
+    label: str = ""
+
+
+@dataclass
+class Scenario:
+    """A cocotb run: jobs, port stalls, issue style and expectation."""
+
+    jobs: list[Job]
+    seed: int = 0
+    stalls: dict[str, float] = field(default_factory=dict)
+    isolated: bool = False          #: run each job alone, idle I/O, to count cycles
+    model: str = "golden"
+    expect_mismatch: bool = False   #: negative control: the run must detect errors
+    invalid_commands: list[int] = field(default_factory=list)  #: raw cmd beats sent first
+    timeout_cycles: int = 20000
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        jobs = []
+        for index, job in enumerate(self.jobs):
+            arrays[f"a{index}"] = np.asarray(job.a, dtype=np.int64)
+            arrays[f"b{index}"] = np.asarray(job.b, dtype=np.int64)
+            jobs.append({"precision": precision_to_dict(job.precision), "label": job.label})
+        np.savez(directory / "operands.npz", **arrays)
+        description = asdict(self) | {"jobs": jobs}
+        path = directory / "scenario.json"
+        path.write_text(json.dumps(description))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "Scenario":
+        description = json.loads(Path(path).read_text())
+        arrays = np.load(Path(path).parent / "operands.npz")
+        jobs = [Job(arrays[f"a{i}"], arrays[f"b{i}"], precision_from_dict(j["precision"]),
+                    j["label"]) for i, j in enumerate(description["jobs"])]
+        return cls(**(description | {"jobs": jobs}))

@@ -1,0 +1,160 @@
+"""ProcessingElement: lane products, accumulation, capture timing and the drain shift.
+
+The reference is an independent formula, the PE's documented contract: a cycle's lanes
+contribute ``sum((-1)**(sa ^ sb) * (ba * bb) << ((pa + pb) * K))``; a tile's result is the
+sum of its cycles from ``first`` to ``last``. Timing (cycle ``t`` = inputs presented):
+operands forwarded at ``t+1``, result captured at ``t+3`` with a one-cycle ``captured``
+pulse; ``result`` loads ``result_below`` at every clock where ``shift`` is high and no
+capture happens.
+"""
+
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from qforge.hdl.pe import ProcessingElement
+from tests.hdl.configs import COMPONENT_CONFIGS
+
+CYCLES = 400
+CAPTURE_LATENCY = 3     # clock edges from presenting inputs to the captured result
+
+
+def _lane_value(config, a, b):
+    """The signed, shifted block product of one lane (independent of the HDL)."""
+    sign = (-1) ** (a["sign"] ^ b["sign"])
+    return sign * ((a["block"] * b["block"]) << ((a["position"] + b["position"])
+                                                 * config.block_width))
+
+
+def _random_lane(rng, config, zero=False):
+    top = (1 << config.block_width) - 1
+    block = 0 if zero else rng.choice([0, top, rng.randint(0, top), rng.randint(0, top)])
+    return {"block": block, "sign": rng.randrange(2),
+            "position": rng.randrange(config.blocks)}
+
+
+def _stimulus(rng, config, cycles):
+    """A cycle-by-cycle input sequence: tiles of 1..6 cycles (first..last) separated by
+    0..3 cycles without flags. Gap cycles carry either zero blocks (as the scheduler's
+    invalid lanes do) or garbage that a following ``first`` must discard."""
+    lanes = config.block_multipliers
+    seq = []
+    while len(seq) < cycles:
+        length = rng.randint(1, 6)
+        gemm_last = int(rng.random() < 0.3)
+        for c in range(length):
+            seq.append({"a": [_random_lane(rng, config) for _ in range(lanes)],
+                        "b": [_random_lane(rng, config) for _ in range(lanes)],
+                        "flags": {"first": int(c == 0), "last": int(c == length - 1),
+                                  "gemm_last": gemm_last if c == length - 1
+                                  else rng.randrange(2)}})
+        for _ in range(rng.randint(0, 3)):
+            zero = rng.random() < 0.5
+            seq.append({"a": [_random_lane(rng, config, zero) for _ in range(lanes)],
+                        "b": [_random_lane(rng, config, zero) for _ in range(lanes)],
+                        "flags": {"first": 0, "last": 0, "gemm_last": rng.randrange(2)}})
+    return seq
+
+
+@pytest.mark.parametrize("name", sorted(COMPONENT_CONFIGS))
+def test_pe_accumulate_capture_and_shift(name):
+    config = COMPONENT_CONFIGS[name]()
+    acc_min = -(1 << (config.accumulator_width - 1))
+    acc_max = (1 << (config.accumulator_width - 1)) - 1
+    rng = random.Random(f"pe-{name}")
+    seq = _stimulus(rng, config, CYCLES)
+    dut = ProcessingElement(config)
+    stats = {"captures": 0, "shifts": 0}
+
+    # Reference: the tile sum captured when each tile's last cycle leaves stage 2.
+    tile_sum = None
+    captures = {}        # clock edge index -> (value, gemm_last)
+    for t, cycle in enumerate(seq):
+        value = sum(_lane_value(config, a, b) for a, b in zip(cycle["a"], cycle["b"]))
+        if cycle["flags"]["first"]:
+            tile_sum = value
+        elif tile_sum is not None:
+            tile_sum += value
+        if cycle["flags"]["last"]:
+            assert acc_min <= tile_sum <= acc_max
+            captures[t + CAPTURE_LATENCY - 1] = (tile_sum, cycle["flags"]["gemm_last"])
+
+    async def bench(ctx):
+        expected_result = 0
+        for edge in range(len(seq) + CAPTURE_LATENCY):
+            if edge < len(seq):
+                cycle = seq[edge]
+                ctx.set(dut.a_in, cycle["a"])
+                ctx.set(dut.b_in, cycle["b"])
+                ctx.set(dut.flags_in, cycle["flags"])
+            else:
+                ctx.set(dut.flags_in, {"first": 0, "last": 0, "gemm_last": 0})
+            # Shift only at edges without a capture (the scheduler guarantees that).
+            shift = edge not in captures and rng.random() < 0.3
+            below = rng.randint(acc_min, acc_max)
+            ctx.set(dut.shift, shift)
+            ctx.set(dut.result_below, below)
+            await ctx.tick()
+
+            if edge in captures:
+                expected_result, gemm_last = captures[edge]
+                stats["captures"] += 1
+            elif shift:
+                expected_result = below
+                stats["shifts"] += 1
+            where = f"{name} edge {edge}"
+            assert ctx.get(dut.captured) == (edge in captures), f"{where}: captured"
+            assert ctx.get(dut.captured_gemm_last) == (edge in captures and gemm_last), \
+                f"{where}: captured_gemm_last"
+            assert ctx.get(dut.result) == expected_result, \
+                f"{where}: result {ctx.get(dut.result)} != {expected_result}"
+            if edge < len(seq):
+                # Forwarding registers: the inputs of this cycle, one edge later.
+                assert ctx.get(dut.a_out).as_bits() == \
+                    dut.a_out.shape().const(seq[edge]["a"]).as_bits(), f"{where}: a_out"
+                assert ctx.get(dut.b_out).as_bits() == \
+                    dut.b_out.shape().const(seq[edge]["b"]).as_bits(), f"{where}: b_out"
+                assert ctx.get(dut.flags_out).as_bits() == \
+                    dut.flags_out.shape().const(seq[edge]["flags"]).as_bits(), \
+                    f"{where}: flags_out"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert stats["captures"] > 20 and stats["shifts"] > 20
+
+
+@pytest.mark.parametrize("name", ["default", "tiny"])
+def test_pe_extreme_products(name):
+    """Every lane at the largest block and position, both sign combinations, over a
+    long tile: the accumulator must hold the sum without wrapping."""
+    config = COMPONENT_CONFIGS[name]()
+    lanes = config.block_multipliers
+    top = (1 << config.block_width) - 1
+    dut = ProcessingElement(config)
+    length = 8
+
+    async def bench(ctx):
+        for sign_a, sign_b in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            a = [{"block": top, "sign": sign_a, "position": config.blocks - 1}] * lanes
+            b = [{"block": top, "sign": sign_b, "position": config.blocks - 1}] * lanes
+            ctx.set(dut.a_in, a)
+            ctx.set(dut.b_in, b)
+            for c in range(length):
+                ctx.set(dut.flags_in, {"first": int(c == 0), "last": int(c == length - 1),
+                                       "gemm_last": 1})
+                await ctx.tick()
+            ctx.set(dut.flags_in, {"first": 0, "last": 0, "gemm_last": 0})
+            await ctx.tick().repeat(CAPTURE_LATENCY - 1)
+            expected = length * lanes * _lane_value(config, a[0], b[0])
+            assert ctx.get(dut.captured) == 1
+            assert ctx.get(dut.captured_gemm_last) == 1
+            assert ctx.get(dut.result) == expected, \
+                f"signs {sign_a},{sign_b}: {ctx.get(dut.result)} != {expected}"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()

@@ -1,0 +1,240 @@
+"""Scheduler: tile order, lane packing, addresses, flags, release and drain back-pressure.
+
+Jobs are fed through the ``job`` stream while ``drain_free`` toggles randomly; every
+cycle's ``issue`` record is recorded and replayed against a reference built from
+:func:`qforge.sim.cycles.lane_schedule`: per tile ``ceil(depth * q / P)`` issued cycles,
+lane ``l`` of cycle ``c`` carrying product ``(k, i, j)`` as ``(k mod P, i, j, k < depth)``,
+addresses ``half * buffer_depth + tile * words + k // P``, tiles ``for mt: for nt:``.
+A tile's last cycle is issued only while ``drain_free`` is high; every other cycle of an
+active job is issued at once.
+"""
+
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from qforge.hdl.scheduler import Scheduler
+from qforge.sim.cycles import lane_schedule, tile_cycles
+from tests.hdl.configs import COMPONENT_CONFIGS
+
+
+def _command(m_tiles, n_tiles, depth, a, b):
+    """A command dict; ``a``/``b`` are ``(blocks, kept, dynamic)``."""
+    def operand(p):
+        return {"blocks_minus_one": p[0] - 1, "kept_minus_one": p[1] - 1, "dynamic": p[2]}
+    return {"m_tiles_minus_one": m_tiles - 1, "n_tiles_minus_one": n_tiles - 1,
+            "depth_minus_one": depth - 1, "a": operand(a), "b": operand(b)}
+
+
+def _expected_issues(config, job):
+    """Every cycle the job must issue, in order: a dict of the issue record's fields."""
+    lanes, depth = config.block_multipliers, job["depth"]
+    (_, kept_a, _), (_, kept_b, _) = job["a"], job["b"]
+    words = -(-depth // lanes)
+    cycles = tile_cycles(depth, kept_a * kept_b, lanes)
+    assert cycles == -(-depth * kept_a * kept_b // lanes)
+    products = lane_schedule(kept_a, kept_b, lanes).products(cycles)
+    base = job["half"] * config.buffer_depth
+    out = []
+    for mt in range(job["m_tiles"]):
+        for nt in range(job["n_tiles"]):
+            for c, row in enumerate(products):
+                word = row[0][0] // lanes
+                assert all(k // lanes == word for k, _, _ in row)
+                last = c == cycles - 1
+                out.append({
+                    "tile": (mt, nt), "cycle": c,
+                    "a_address": base + mt * words + word,
+                    "b_address": base + nt * words + word,
+                    "a_select": [(k % lanes, i, int(k < depth)) for k, i, _ in row],
+                    "b_select": [(k % lanes, j, int(k < depth)) for k, _, j in row],
+                    "first": int(c == 0), "last": int(last),
+                    "gemm_last": int(last and mt == job["m_tiles"] - 1
+                                     and nt == job["n_tiles"] - 1),
+                })
+    return out
+
+
+def _random_operand_precision(rng, config, kept=None):
+    kept = kept or rng.randint(1, config.blocks)
+    return (rng.randint(kept, config.blocks), kept, rng.randrange(2))
+
+
+def _jobs(config, rng):
+    """The deepest dot product (every word of a bank half), one single-tile job per
+    (La, Lb) pair, then random multi-tile jobs."""
+    lanes = config.block_multipliers
+    deepest = config.max_reduction_depth
+    jobs = [{"m_tiles": 1, "n_tiles": 1, "depth": deepest,
+             "a": _random_operand_precision(rng, config, 1),
+             "b": _random_operand_precision(rng, config, 1)}]
+    if deepest * config.blocks ** 2 <= 64 * lanes:   # small configs: the slowest mode too
+        jobs.append({"m_tiles": 1, "n_tiles": 2, "depth": deepest,
+                     "a": _random_operand_precision(rng, config, config.blocks),
+                     "b": _random_operand_precision(rng, config, config.blocks)})
+    if deepest > 1:
+        jobs.append({"m_tiles": 1, "n_tiles": 1, "depth": deepest - 1,
+                     "a": _random_operand_precision(rng, config, 1),
+                     "b": _random_operand_precision(rng, config, config.blocks)})
+    pairs = [(ka, kb) for ka in range(1, config.blocks + 1)
+             for kb in range(1, config.blocks + 1)]
+    for ka, kb in pairs:
+        jobs.append({"m_tiles": 1, "n_tiles": 1, "depth": rng.randint(1, 3 * lanes + 1),
+                     "a": _random_operand_precision(rng, config, ka),
+                     "b": _random_operand_precision(rng, config, kb)})
+    for _ in range(6):
+        jobs.append({"m_tiles": rng.randint(1, 3), "n_tiles": rng.randint(1, 3),
+                     "depth": rng.randint(1, 2 * lanes + 1),
+                     "a": _random_operand_precision(rng, config),
+                     "b": _random_operand_precision(rng, config)})
+    for job in jobs:
+        job["half"] = rng.randrange(2)
+        words = -(-job["depth"] // lanes)
+        assert max(job["m_tiles"], job["n_tiles"]) * words <= config.buffer_depth
+    return jobs
+
+
+@pytest.mark.parametrize("name", sorted(COMPONENT_CONFIGS))
+def test_scheduler_issue_sequence(name):
+    config = COMPONENT_CONFIGS[name]()
+    rng = random.Random(f"scheduler-{name}")
+    jobs = _jobs(config, rng)
+    dut = Scheduler(config)
+    trace = []       # per cycle: what the testbench drove and what it saw
+    # Generous bound on the run (every issued cycle withheld a few times): a hang fails.
+    max_cycles = 200 + 4 * sum(len(_expected_issues(config, {**job, "half": 0}))
+                               for job in jobs)
+    accepted_at = []
+
+    async def bench(ctx):
+        queue = list(jobs)
+        offered = None
+        idle_cycles = 0
+        cycle = 0
+        while queue or offered is not None or idle_cycles < 3:
+            if offered is None and queue and rng.random() < 0.5:
+                offered = queue.pop(0)
+                ctx.set(dut.job.payload, {
+                    "command": _command(offered["m_tiles"], offered["n_tiles"],
+                                        offered["depth"], offered["a"], offered["b"]),
+                    "half": offered["half"]})
+                ctx.set(dut.job.valid, 1)
+            drain_free = int(rng.random() < 0.6)
+            ctx.set(dut.drain_free, drain_free)
+            ready = ctx.get(dut.job.ready)
+            trace.append({"drain_free": drain_free, "issue": ctx.get(dut.issue),
+                          "release": ctx.get(dut.release),
+                          "release_half": ctx.get(dut.release_half),
+                          "active": ctx.get(dut.active), "ready": ready})
+            await ctx.tick()
+            if offered is not None and ready:
+                accepted_at.append(cycle)
+                offered = None
+                ctx.set(dut.job.valid, 0)
+            idle_cycles = 0 if (trace[-1]["active"] or offered or queue) else idle_cycles + 1
+            cycle += 1
+            assert cycle < max_cycles, f"scheduler did not finish; {len(accepted_at)} of " \
+                f"{len(jobs)} jobs taken"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+    # ---- replay the trace against the reference ---------------------------------------
+    assert len(accepted_at) == len(jobs)
+    expected_active = [0] * len(trace)
+    expected_release = {}
+    withheld = 0
+    for job, start in zip(jobs, accepted_at):
+        issues = _expected_issues(config, job)
+        cycle = start + 1           # issuing starts the cycle after the job is taken
+        for entry in issues:
+            while True:
+                record = trace[cycle]
+                expected_active[cycle] = 1
+                where = f"{name} job {job} cycle {cycle} tile {entry['tile']} " \
+                        f"tile cycle {entry['cycle']}"
+                issue = record["issue"]
+                if entry["last"] and not record["drain_free"]:
+                    # The tile's last cycle waits for drain_free; nothing is issued.
+                    assert issue.valid == 0, f"{where}: last cycle issued while drain busy"
+                    assert issue.flags.as_bits() == 0, f"{where}: flags while not issuing"
+                    assert not any(s.valid for s in issue.a_select), where
+                    assert not any(s.valid for s in issue.b_select), where
+                    withheld += 1
+                    cycle += 1
+                    continue
+                assert issue.valid == 1, f"{where}: not issued"
+                got = {
+                    "a_address": issue.a_address, "b_address": issue.b_address,
+                    "a_select": [(s.offset, s.index, s.valid) for s in issue.a_select],
+                    "b_select": [(s.offset, s.index, s.valid) for s in issue.b_select],
+                    "first": issue.flags.first, "last": issue.flags.last,
+                    "gemm_last": issue.flags.gemm_last,
+                }
+                want = {key: entry[key] for key in got}
+                assert got == want, f"{where}:\n got  {got}\n want {want}"
+                command = _command(1, 1, 1, job["a"], job["b"])
+                assert issue.a_precision.as_bits() == \
+                    dut.issue.a_precision.shape().const(command["a"]).as_bits(), where
+                assert issue.b_precision.as_bits() == \
+                    dut.issue.b_precision.shape().const(command["b"]).as_bits(), where
+                cycle += 1
+                break
+        expected_release[cycle] = job["half"]     # the cycle after the final issue
+
+    for cycle, record in enumerate(trace):
+        where = f"{name} cycle {cycle}"
+        assert record["active"] == expected_active[cycle], f"{where}: active"
+        assert record["ready"] == (not record["active"]), f"{where}: job.ready"
+        if not expected_active[cycle]:
+            assert record["issue"].valid == 0, f"{where}: issued while idle"
+            assert record["issue"].flags.as_bits() == 0, f"{where}: flags while idle"
+        assert record["release"] == (cycle in expected_release), f"{where}: release"
+        if cycle in expected_release:
+            assert record["release_half"] == expected_release[cycle], f"{where}: half"
+    assert withheld > 0
+
+
+def test_scheduler_holds_last_cycle_until_drain_free():
+    """drain_free held low: the job stalls exactly at its first tile's last cycle for as
+    long as drain_free stays low, then continues."""
+    config = COMPONENT_CONFIGS["default"]()
+    dut = Scheduler(config)
+    job = {"m_tiles": 1, "n_tiles": 2, "depth": 6, "a": (4, 2, 0), "b": (4, 2, 1),
+           "half": 1}
+    expected = _expected_issues(config, job)
+    cycles_per_tile = len(expected) // 2
+    hold = 7
+
+    async def bench(ctx):
+        ctx.set(dut.drain_free, 0)
+        ctx.set(dut.job.payload, {"command": _command(1, 2, 6, job["a"], job["b"]),
+                                  "half": 1})
+        ctx.set(dut.job.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.job.valid, 0)
+        for _ in range(cycles_per_tile - 1):
+            assert ctx.get(dut.issue.valid) == 1
+            assert ctx.get(dut.issue.flags.last) == 0
+            await ctx.tick()
+        for _ in range(hold):
+            assert ctx.get(dut.issue.valid) == 0
+            assert ctx.get(dut.active) == 1
+            await ctx.tick()
+        ctx.set(dut.drain_free, 1)
+        assert ctx.get(dut.issue.valid) == 1
+        assert ctx.get(dut.issue.flags.last) == 1
+        assert ctx.get(dut.issue.flags.gemm_last) == 0
+        assert ctx.get(dut.issue.a_address) == expected[cycles_per_tile - 1]["a_address"]
+        await ctx.tick()
+        ctx.set(dut.drain_free, 0)
+        assert ctx.get(dut.issue.flags.first) == 1
+        assert ctx.get(dut.issue.b_address) == expected[cycles_per_tile]["b_address"]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
