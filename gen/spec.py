@@ -19,7 +19,7 @@ A TOML spec looks like this (every key is listed in :data:`SCHEMA`)::
 
     [arithmetic]
     operand_width = 8
-    block_width = 4
+    block_width = 2
     block_multipliers = 4
     max_reduction_depth = 2048
     output_width = 8

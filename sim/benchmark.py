@@ -28,11 +28,12 @@ __all__ = ["run_benchmark", "precision_table", "emulator_ratio", "DENSE_SHAPE"]
 DENSE_SHAPE = (128, 128, 128)
 
 
-def _rtl_cycles(config: Config, shape, precision, log) -> int:
+def _rtl_cycles(config: Config, shape, precision, simulator, log) -> int:
+    """Cycles of one GEMM on the generated Verilog (its results are checked too)."""
     from qforge.sim.rtl import build, run_scenario
     from qforge.sim.scenarios import Job, Scenario
 
-    built = build(config, log=log)
+    built = build(config, simulator, log=log)
     rng = np.random.default_rng(0)
     m, n, depth = shape
     job = Job(random_operands(rng, (m, depth), *operand_range(config, precision.a), "uniform"),
@@ -44,14 +45,15 @@ def _rtl_cycles(config: Config, shape, precision, log) -> int:
 
 
 def precision_table(config: Config, shape=DENSE_SHAPE, *, rtl: bool = False,
-                    log=print) -> list[dict]:
+                    simulator: str = "verilator", log=print) -> list[dict]:
     """Per standard mode: q, cycles, ideal cycles, utilization, MACs/cycle/PE vs P/q."""
     m, n, depth = shape
     rows = []
     for name, precision in standard_modes(config).items():
         q = precision.block_products
         report = gemm_cycles(config, [GemmShape(m, n, depth, q)])
-        cycles = _rtl_cycles(config, shape, precision, log) if rtl else report.total
+        cycles = (_rtl_cycles(config, shape, precision, simulator, log) if rtl
+                  else report.total)
         pes = config.rows * config.cols
         macs_per_cycle = m * n * depth / (pes * cycles)
         ideal = config.block_multipliers / q

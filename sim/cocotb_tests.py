@@ -54,23 +54,20 @@ async def run_scenario(dut):
             await RisingEdge(dut.clk)
         report["error_flag_after_invalid"] = int(dut.error.value) == 1
         report["operand_beats_taken_by_invalid"] = 0  # no a_in/b_in beats were offered
-    totals = {"matched": 0, "mismatched": 0, "unexpected": 0, "missing": 0}
-    if scenario.isolated:
-        groups = [[job] for job in jobs]
-    else:
-        groups = [jobs]
+    groups = [[job] for job in jobs] if scenario.isolated else [jobs]
     for group in groups:
         bench.submit(group)
         result = await bench.run(scenario.timeout_cycles)
-        for key in totals:
-            totals[key] += getattr(result, key)
-        report["errors"] += result.errors
         cycles = None
         if result.first_command_cycle is not None and result.last_result_cycle is not None:
             cycles = result.last_result_cycle - bench.sources["cmd"].transfer_cycles[
                 -len(group)] + 1
         report["jobs"].append({"jobs": [_job_summary(job) for job in group],
                                "cycles": cycles, "idle_at_end": result.idle_at_end})
+    # The scoreboard's counts and errors are cumulative over the groups.
+    totals = {key: getattr(result, key)
+              for key in ("matched", "mismatched", "unexpected", "missing")}
+    report["errors"] = result.errors
     report.update(totals)
     report["idle_at_end"] = int(dut.idle.value) == 1
     report["error_flag"] = int(dut.error.value) == 1

@@ -151,7 +151,8 @@ def standard_modes(config: Config) -> dict[str, Precision]:
 
     ``exact`` keeps every block; ``reduced`` uses half the blocks (narrower integers);
     ``mixed`` is full A with half-width B; ``approx_static``/``approx_dynamic`` keep half
-    the blocks of full-width operands; ``approx_dynamic_1`` keeps a single block.
+    the blocks of full-width operands; ``approx_dynamic_1`` keeps a single block (the
+    same mode as ``approx_dynamic`` when B <= 3, listed anyway so every preset has it).
     With one block per operand the approximate and reduced modes collapse into exact.
 
     >>> from qforge.gen.spec import load_preset
@@ -159,6 +160,9 @@ def standard_modes(config: Config) -> dict[str, Precision]:
     ['approx_dynamic', 'approx_dynamic_1', 'approx_static', 'exact', 'mixed', 'reduced']
     >>> standard_modes(load_preset("default"))["approx_dynamic"].describe()
     'A: 4 blocks, dynamic top 2; B: 4 blocks, dynamic top 2'
+    >>> tiny = standard_modes(load_preset("tiny"))   # B = 2: half is one block
+    >>> tiny["approx_dynamic"] == tiny["approx_dynamic_1"]
+    True
     """
     blocks = config.blocks
     half = max(1, blocks // 2)
@@ -286,7 +290,10 @@ def operand_value(x, config: Config, precision: OperandPrecision) -> np.ndarray:
             exponent += magnitude >= (1 << ((j + kept - 1) * k))
         low_bits = exponent * k
         kept_magnitude = (magnitude >> low_bits) << low_bits
-    return np.where(x < 0, -kept_magnitude, kept_magnitude)
+    # Restore the sign without np.where (much slower on int64): with s = x >> 63, which
+    # is -1 for negative x and 0 otherwise, (v ^ s) - s is -v or v.
+    sign = x >> 63
+    return (kept_magnitude ^ sign) - sign
 
 
 def check_operands(a, b, config: Config, precision: Precision):
@@ -349,16 +356,24 @@ def _exact_integer_matmul(a: np.ndarray, b: np.ndarray, bound: int | None = None
 
     ``bound`` must be at least ``max|a| * max|b| * D`` (computed from the data when
     omitted); it bounds every partial sum. Below ``2**24`` the product runs in float32,
-    below ``2**53`` in float64; above, ``a`` is split into a high and a low half-word
-    and the two exact products are recombined in int64.
+    below ``2**53`` in float64; above, the operand with the larger magnitudes is split
+    into a high and a low half-word and the two exact products are recombined in int64
+    (each half has about half the bits, so the recursion ends).
     """
     depth = a.shape[1]
+    max_a = max_b = None
     if bound is None:
-        bound = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * depth
+        max_a, max_b = int(np.abs(a).max(initial=0)), int(np.abs(b).max(initial=0))
+        bound = max_a * max_b * depth
     for dtype, limit in ((np.float32, _FLOAT32_EXACT), (np.float64, _FLOAT64_EXACT)):
         if bound < limit:
             return (a.astype(dtype) @ b.astype(dtype)).astype(np.int64)
-    max_a = int(np.abs(a).max(initial=0))
+    if max_a is None:   # a bound from the operand ranges; the data may need less
+        return _exact_integer_matmul(a, b)
+    if max_a <= 1 and max_b <= 1:
+        raise OverflowError(f"depth {depth} is too deep for an exact int64 GEMM")
+    if max_a < max_b:                     # split b: a @ b == (b.T @ a.T).T
+        return _exact_integer_matmul(b.T, a.T).T
     split = (max_a.bit_length() + 1) // 2
     high = a >> split                     # floor division: a == high * 2**split + low
     low = a - (high << split)
@@ -369,8 +384,8 @@ def gemm(a, b, config: Config, precision: Precision) -> np.ndarray:
     """The bit-exact result of one GEMM on the accelerator: ``int64`` matrix ``M x N``.
 
     Each operand is replaced by :func:`operand_value` under its precision mode and the
-    product is computed exactly (integer GEMMs on float64 BLAS, never a Python loop over
-    elements). Equal, by associativity of integer addition, to the sum of every shifted
+    product is computed exactly (an integer GEMM on float32 or float64 BLAS, chosen so
+    no partial sum can lose a bit; never a Python loop over elements). Equal, by associativity of integer addition, to the sum of every shifted
     block product in any order (see :func:`gemm_block_products`).
 
     >>> from qforge.gen.spec import load_preset
@@ -387,8 +402,13 @@ def gemm(a, b, config: Config, precision: Precision) -> np.ndarray:
     # Approximation never grows a magnitude, so the operand ranges bound every sum.
     bound = ((1 << (precision.a.blocks * config.block_width - 1))
              * (1 << (precision.b.blocks * config.block_width - 1)) * a.shape[1])
-    return _exact_integer_matmul(operand_value(a, config, precision.a),
-                                 operand_value(b, config, precision.b), bound)
+    # An exact mode keeps every block: operand_value is the identity on the in-range
+    # operands check_operands has just accepted, so it is skipped.
+    if not precision.a.exact:
+        a = operand_value(a, config, precision.a)
+    if not precision.b.exact:
+        b = operand_value(b, config, precision.b)
+    return _exact_integer_matmul(a, b, bound)
 
 
 def gemm_block_products(a, b, config: Config, precision: Precision) -> np.ndarray:

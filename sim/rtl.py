@@ -53,8 +53,11 @@ class BuiltDesign:
 def _verilator_args(waves: bool) -> list[str]:
     # Amaranth's Verilog style trips Verilator's width warnings, which are fatal by
     # default; the separate lint step (`qforge lint`, gen/lint.vlt) is where warnings
-    # are checked. -O1 for the C++ keeps compile times short on 2 cores.
-    return ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
+    # are checked. cocotb's runner marks every signal public for VPI; Amaranth emits a
+    # named wire for every field of every view, so that symbol table alone took minutes
+    # to compile for the 8x8 array. The benches only touch the top level's ports, so
+    # only depth 1 is made public. -O1 keeps C++ compile times short on 2 cores.
+    return ["--no-public-flat-rw", "--public-depth", "1", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
             "-CFLAGS", "-O1"] + (["--trace-structs"] if waves else [])
 
 
@@ -70,8 +73,11 @@ def build(config: Config, simulator: str = "verilator", *, root: Path | None = N
                         "`apt-get install iverilog`, or use --simulator verilator")
     root = root or default_build_root()
     text, manifest = render(config)
+    arguments_key = fingerprint(" ".join(_verilator_args(waves)))[:6] \
+        if simulator == "verilator" else "iv"
     build_dir = (root / "rtl" / config.name
-                 / f"{simulator}-{fingerprint(text)}{'-waves' if waves else ''}")
+                 / f"{simulator}-{fingerprint(text)}-{arguments_key}"
+                   f"{'-waves' if waves else ''}")
     marker = build_dir / "qforge_built"
     build_dir.mkdir(parents=True, exist_ok=True)
     # One build per folder at a time, even across processes (parallel test sessions):

@@ -439,6 +439,11 @@ def test_out_of_range_operands_lose_blocks_above_n(name):
                                                             dynamic)
                             for v, m in zip(x, magnitude)]
                 assert operand_value(x, config, precision).tolist() == expected, precision
+                # select_blocks (the selector's view) agrees: recompose its triple.
+                sign, kept_blocks, exponent = select_blocks(x, config, precision)
+                shifts = (exponent[:, None] + np.arange(kept)) * k
+                recomposed = (kept_blocks << shifts).sum(axis=-1)
+                assert np.where(sign == 1, -recomposed, recomposed).tolist() == expected
 
 
 def test_documented_operand_examples():
@@ -550,15 +555,19 @@ def test_invalid_precision_names_the_field(field, a_prec, b_prec, message):
             function(ok, ok, DEFAULT, Precision(a_prec, b_prec))
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: check_operands casts uint64 to int64 "
-                   "before the range check, so 2**64 - 1 wraps to -1 and is accepted")
-def test_check_operands_rejects_huge_unsigned():
-    with pytest.raises(OperandError):
-        check_operands(np.array([[2 ** 64 - 1]], np.uint64), np.ones((1, 1), np.int64),
-                       DEFAULT, EXACT)
+@pytest.mark.parametrize("value", [2 ** 64 - 1, 2 ** 63, 128])
+def test_check_operands_rejects_large_unsigned(value):
+    """Unsigned operands are range-checked before any conversion to int64 (2**64 - 1
+    must not wrap to -1)."""
+    a = np.array([[1, value]], np.uint64)
+    with pytest.raises(OperandError, match=rf"^a\[0, 1\] = {value}: out of range for 4 "
+                       r"blocks of 2 bits; allowed -128 \.\. 127$"):
+        check_operands(a, np.ones((2, 1), np.int64), DEFAULT, EXACT)
+    assert check_operands(np.array([[127]], np.uint64), np.ones((1, 1), np.int64),
+                          DEFAULT, EXACT)[0].tolist() == [[127]]
 
 
-# ---- exactness of the float64-BLAS integer matmul -------------------------------------
+# ---- exactness of the float-BLAS integer matmul (float32, float64, split) -----------
 
 def object_matmul(a, b):
     """Reference in Python integers (object dtype): exact for any magnitude."""
@@ -572,6 +581,30 @@ def test_schema_limits_keep_gemm_below_float64_exact_bound():
     width = fields["arithmetic.operand_width"].maximum
     depth = fields["arithmetic.max_reduction_depth"].maximum
     assert (1 << (2 * width - 2)) * depth < numerics._FLOAT64_EXACT == 1 << 53
+
+
+@pytest.mark.parametrize("depth", [1023, 1024, 1100, 2048])
+def test_float32_float64_boundary(depth):
+    """Default preset, exact mode: the bound 2**14 * D crosses 2**24 (float32's exact
+    integer range) at D = 1024. Sums past 2**24 with odd terms, where a float32 matmul
+    would round, must still be exact."""
+    assert numerics._FLOAT32_EXACT == 1 << 24
+    split = min(depth, 1041)
+    a = np.full((2, depth), 127)
+    a[1, :] = -128
+    b = np.ones((depth, 3), np.int64)
+    b[:, 0] = 0
+    b[:split, 0] = 127
+    b[:split, 1] = -128
+    b[::2, 2] = -127
+    expected = int64_matmul(a, b)
+    if depth >= 1100:
+        # 1041 * 127 * 127 is odd and above 2**24: no float32 can hold the result.
+        assert expected[0, 0] == 1041 * 127 * 127 > 1 << 24
+        naive = (a.astype(np.float32) @ b.astype(np.float32)).astype(np.int64)
+        assert not np.array_equal(naive, expected)
+    for function in (gemm, gemm_block_products):
+        assert np.array_equal(function(a, b, DEFAULT, EXACT), expected)
 
 
 def test_widest_config_at_max_depth_is_exact():
@@ -618,11 +651,12 @@ def test_split_path_is_exact_where_float64_is_not(monkeypatch):
 @given(exact_case(configs={"w16k4": None}, max_dim=12))
 @FAST
 def test_gemm_split_path_with_lowered_threshold(case):
-    """Force the split path inside gemm (threshold lowered to 2**8) for W = 16 operands."""
+    """Force the split path inside gemm (thresholds lowered to 2**8) for W = 16 operands."""
     config, a, b = case
     b = np.clip(b, -7, 7)                      # split terminates while max|b| * D < bound
     modes = standard_modes(config)
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(numerics, "_FLOAT32_EXACT", 1 << 8)
         patch.setattr(numerics, "_FLOAT64_EXACT", 1 << 8)
         results = {name: gemm(a, b, config, modes[name])
                    for name in ("exact", "approx_dynamic", "approx_static")}

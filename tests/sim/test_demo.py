@@ -1,0 +1,26 @@
+"""The main job end to end on a small configuration (the default preset runs in
+`make demo`)."""
+
+import json
+
+import pytest
+
+from qforge.gen.cli import main
+from qforge.sim.numerics import standard_modes
+
+pytestmark = pytest.mark.rtl
+
+
+def test_demo_reports_every_mode_bit_exact(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("QFORGE_BUILD", str(tmp_path.parent / "shared-build"))
+    code = main(["demo", "--preset", "tiny", "--per-mode", "1", "--no-large"])
+    out = capsys.readouterr().out
+    assert code == 0
+    report = json.loads((tmp_path.parent / "shared-build" / "demo" / "report.json").read_text())
+    from qforge.gen.spec import load_preset
+    assert set(report["modes"]) == set(standard_modes(load_preset("tiny")))
+    assert report["bit_exact_beats"] == report["result_beats"] > 0
+    assert report["mismatched_beats"] == report["stalled_run_mismatched_beats"] == 0
+    for entry in report["modes"].values():
+        assert entry["cycles"] == entry["model_cycles"]
+    assert "| exact |" in out and "bit-exact result beats" in out
