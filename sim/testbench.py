@@ -30,7 +30,27 @@ from qforge.sim.packing import GemmJob, leaf_fields, unpack_fields
 __all__ = ["StreamSource", "StreamSink", "Scoreboard", "Testbench", "RunResult"]
 
 
-class StreamSource:
+class _StreamPort:
+    """The ``<name>__valid``/``__ready``/``__payload`` signals of one DUT stream port,
+    the clock and cycle counter they are sampled with, and a stall probability."""
+
+    def __init__(self, dut, name: str, clock, cycle_counter, rng: random.Random,
+                 stall: float):
+        self.name = name
+        self._valid = getattr(dut, f"{name}__valid")
+        self._ready = getattr(dut, f"{name}__ready")
+        self._payload = getattr(dut, f"{name}__payload")
+        self._clock = clock
+        self._cycles = cycle_counter
+        self._rng = rng
+        self.stall = stall
+
+    def _stalls(self) -> bool:
+        """Whether to hold off this cycle (probability ``stall``)."""
+        return bool(self.stall) and self._rng.random() < self.stall
+
+
+class StreamSource(_StreamPort):
     """Drive ``<name>__valid``/``__payload`` of the DUT from a queue of beats.
 
     Before each beat, with probability ``stall`` per cycle the source stays idle (valid
@@ -40,14 +60,7 @@ class StreamSource:
 
     def __init__(self, dut, name: str, clock, cycle_counter, rng: random.Random,
                  stall: float = 0.0):
-        self.name = name
-        self._valid = getattr(dut, f"{name}__valid")
-        self._ready = getattr(dut, f"{name}__ready")
-        self._payload = getattr(dut, f"{name}__payload")
-        self._clock = clock
-        self._cycles = cycle_counter
-        self._rng = rng
-        self.stall = stall
+        super().__init__(dut, name, clock, cycle_counter, rng, stall)
         self.queue: deque[int] = deque()
         self.transfer_cycles: list[int] = []
         self._valid.value = 0
@@ -63,8 +76,7 @@ class StreamSource:
         offered = None
         while True:
             await RisingEdge(self._clock)
-            if offered is None and self.queue and not (self.stall and
-                                                       self._rng.random() < self.stall):
+            if offered is None and self.queue and not self._stalls():
                 offered = self.queue.popleft()
                 self._payload.value = offered
             self._valid.value = int(offered is not None)
@@ -76,26 +88,20 @@ class StreamSource:
                 offered = None
 
 
-class StreamSink:
+class StreamSink(_StreamPort):
     """Take beats from ``<name>__valid``/``__payload`` with ready low a ``stall``
     fraction of cycles; hand each beat to ``on_beat(bits, cycle)``."""
 
     def __init__(self, dut, name: str, clock, cycle_counter, rng: random.Random,
                  on_beat, stall: float = 0.0):
-        self._valid = getattr(dut, f"{name}__valid")
-        self._ready = getattr(dut, f"{name}__ready")
-        self._payload = getattr(dut, f"{name}__payload")
-        self._clock = clock
-        self._cycles = cycle_counter
-        self._rng = rng
+        super().__init__(dut, name, clock, cycle_counter, rng, stall)
         self._on_beat = on_beat
-        self.stall = stall
         self._ready.value = 0
 
     async def run(self) -> None:
         while True:
             await RisingEdge(self._clock)
-            ready = not (self.stall and self._rng.random() < self.stall)
+            ready = not self._stalls()
             self._ready.value = int(ready)
             await ReadOnly()
             if ready and int(self._valid.value) == 1:
