@@ -108,6 +108,11 @@ def _command_bench(arguments) -> int:
     config = _config(arguments)
     result = run_benchmark(config, rtl=arguments.rtl,
                            log=lambda message: print(message, file=sys.stderr, flush=True))
+    if arguments.plot:
+        from qforge.sim.benchmark import plot_precision_scaling
+        arguments.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_precision_scaling(result, arguments.plot)
+        print(f"plot saved to {arguments.plot}", file=sys.stderr)
     if arguments.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -197,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--rtl", action="store_true",
                        help="measure cycles on the generated Verilog (slower)")
+    bench.add_argument("--plot", type=Path, metavar="FILE.png",
+                       help="also save a bar chart of MACs/PE/cycle vs the ideal P/q")
     bench.set_defaults(handler=_command_bench)
     return parser
 

@@ -22,7 +22,8 @@ from qforge.sim.cycles import GemmShape, gemm_cycles
 from qforge.sim.numerics import gemm, standard_modes
 from qforge.sim.stimulus import operand_range, random_operands
 
-__all__ = ["run_benchmark", "precision_table", "emulator_ratio", "DENSE_SHAPE"]
+__all__ = ["run_benchmark", "precision_table", "emulator_ratio", "plot_precision_scaling",
+           "DENSE_SHAPE"]
 
 #: The GEMM (m, n, depth) used for the utilization figures.
 DENSE_SHAPE = (128, 128, 128)
@@ -107,3 +108,32 @@ def run_benchmark(config: Config, *, rtl: bool = False, log=print) -> dict:
         "modes": table,
         "emulator": emulator,
     }
+
+
+def plot_precision_scaling(result: dict, path) -> None:
+    """Bar chart of measured MACs per PE per cycle against the ideal ``P / q`` for every
+    mode of a :func:`run_benchmark` result, with the utilization over each pair."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["modes"]
+    names = [f"{row['mode']}\nq={row['block_products']}" for row in rows]
+    positions = np.arange(len(rows))
+    figure, axes = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    axes.bar(positions - 0.2, [row["ideal_macs_per_pe_cycle"] for row in rows], 0.4,
+             label="ideal P/q", color="#c8c8c8")
+    axes.bar(positions + 0.2, [row["macs_per_pe_cycle"] for row in rows], 0.4,
+             label=f"measured ({result['cycles_source'].split(' (')[0]})", color="#2b6cb0")
+    for x, row in zip(positions, rows):
+        axes.annotate(f"{row['speedup_vs_ideal']:.3f}", (x + 0.2, row["macs_per_pe_cycle"]),
+                      ha="center", va="bottom", fontsize=8)
+    axes.set_xticks(positions, names, fontsize=8)
+    axes.set_yscale("log", base=2)
+    axes.set_ylabel("MACs per PE per cycle")
+    m, n, depth = result["dense_shape"]
+    axes.set_title(f"qforge {result['config']} ({result['array']}, P="
+                   f"{result['block_multipliers']}): {m}x{n}x{depth} GEMM per precision mode")
+    axes.legend(loc="upper left", fontsize=8)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -53,7 +53,6 @@ async def run_scenario(dut):
         while bench.sources["cmd"].pending or not int(dut.cmd__ready.value):
             await RisingEdge(dut.clk)
         report["error_flag_after_invalid"] = int(dut.error.value) == 1
-        report["operand_beats_taken_by_invalid"] = 0  # no a_in/b_in beats were offered
     groups = [[job] for job in jobs] if scenario.isolated else [jobs]
     for group in groups:
         bench.submit(group)

@@ -26,3 +26,14 @@ def test_emulator_ratio_reports_a_checked_timing():
     result = emulator_ratio(load_preset("tiny"), size=32, repeats=3)
     assert result["emulated_seconds"] > 0 and result["float32_seconds"] > 0
     assert result["ratio"] == result["emulated_seconds"] / result["float32_seconds"]
+
+
+def test_plot_is_written(tmp_path):
+    from qforge.sim.benchmark import plot_precision_scaling
+    config = load_preset("default")
+    table = precision_table(config)
+    result = {"modes": table, "config": "default", "array": "8x8", "block_multipliers": 4,
+              "dense_shape": list(DENSE_SHAPE), "cycles_source": "cycle model (test)"}
+    path = tmp_path / "scaling.png"
+    plot_precision_scaling(result, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -38,13 +38,13 @@ def random_jobs(config, seed, count, *, max_tiles=3, max_depth=40, distributions
     return jobs
 
 
-@pytest.mark.parametrize("name", ["tiny", "rect", "default"])
+@pytest.mark.parametrize("name", ["tiny", "rect", "default", "large"])
 def test_random_gemms_with_backpressure(rtl, name):
     built = rtl(name)
     config = built.config
-    count = 10 if name == "default" else 16
+    count = 10 if name in ("default", "large") else 16
     jobs = random_jobs(config, seed=11, count=count,
-                       max_depth=24 if name == "default" else 40)
+                       max_depth=24 if name in ("default", "large") else 40)
     report = run_scenario(built, Scenario(jobs, seed=5, stalls=ALL_PORTS,
                                           timeout_cycles=5000), name="random")
     expected_beats = sum(-(-j.a.shape[0] // config.rows) * -(-j.b.shape[1] // config.cols)
@@ -104,15 +104,16 @@ def test_negative_control_wrong_model_is_detected(rtl):
     assert any("expected" in error for error in wrong["errors"])
 
 
-@pytest.mark.parametrize("name", ["tiny", "rect", "default"])
+@pytest.mark.parametrize("name", ["tiny", "rect", "default", "large"])
 def test_cycle_model_equals_rtl(rtl, name):
     """With inputs always valid and results always ready, the RTL's cycle count from
     the first command accepted to the last result beat equals
     :func:`qforge.sim.cycles.gemm_cycles`, per GEMM and for back-to-back GEMMs."""
     built = rtl(name)
     config = built.config
-    jobs = random_jobs(config, seed=31, count=8 if name == "default" else 12,
-                       max_depth=24 if name == "default" else 64, distributions=["uniform"])
+    jobs = random_jobs(config, seed=31, count=8 if name in ("default", "large") else 12,
+                       max_depth=24 if name in ("default", "large") else 64,
+                       distributions=["uniform"])
     isolated = run_scenario(built, Scenario(jobs, isolated=True), name="cycles_isolated")
     for group in isolated["jobs"]:
         (job,) = group["jobs"]
