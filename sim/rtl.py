@@ -2,9 +2,10 @@
 
 :func:`build` compiles a generated design once per (design, simulator): the build
 folder is named after the Verilog's hash, so an unchanged design is never rebuilt.
-:func:`run_scenario` starts the simulator on the cocotb test module
-:mod:`qforge.sim.cocotb_tests`, passing a JSON scenario through the environment, and
-returns the JSON report the bench writes (results, mismatches, cycle counts).
+:func:`run_scenario` saves a :class:`~qforge.sim.scenarios.Scenario` next to the run,
+starts the simulator on the cocotb test module :mod:`qforge.sim.cocotb_tests` with the
+scenario's and the manifest's paths in the environment, and returns the JSON report the
+bench writes (results, mismatches, cycle counts).
 """
 
 from __future__ import annotations
