@@ -41,7 +41,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Config", "ConfigError", "SCHEMA", "PRESETS", "load_preset", "load_spec",
+__all__ = ["Config", "ConfigError", "SCHEMA", "VRQ_SCHEMA", "PRESETS", "load_preset", "load_spec",
            "from_dict", "preset_names"]
 
 
@@ -83,9 +83,19 @@ SCHEMA: tuple[Field, ...] = (
           "words per operand buffer bank and half (one word = P operands)"),
 )
 
+#: The optional ``[vrq]`` section: value-range-quantized operands (see
+#: :class:`qforge.sim.quantize.VrqFormat`). Without it the PEs take integer operands only.
+VRQ_SCHEMA: tuple[Field, ...] = (
+    Field("vrq", "code_width", 1, 15, "N: code bits of a VRQ operand (its magnitude)"),
+    Field("vrq", "range_stride", 1, 15,
+          "S: binary exponents per value range; a multiple of block_width, at most N"),
+    Field("vrq", "ranges", 1, 64, "G: value ranges per tensor"),
+)
+
 _FIELDS_BY_SECTION: dict[str, dict[str, Field]] = {}
 for _field in SCHEMA:
     _FIELDS_BY_SECTION.setdefault(_field.section, {})[_field.name] = _field
+_VRQ_FIELDS = {field.name: field for field in VRQ_SCHEMA}
 
 #: The accumulator may not be wider than this (the golden model computes in int64).
 MAX_ACCUMULATOR_WIDTH = 64
@@ -108,6 +118,10 @@ class Config:
     max_reduction_depth: int
     output_width: int
     buffer_depth: int
+    #: VRQ operand format (the optional [vrq] section); 0 = no VRQ support.
+    vrq_code_width: int = 0
+    vrq_range_stride: int = 0
+    vrq_ranges: int = 0
 
     def __post_init__(self):
         _validate(self)
@@ -124,9 +138,54 @@ class Config:
         return 1 << (self.operand_width - 1)
 
     @property
+    def vrq(self):
+        """The :class:`~qforge.sim.quantize.VrqFormat` of VRQ operands, or ``None``."""
+        if not self.vrq_code_width:
+            return None
+        from qforge.sim.quantize import VrqFormat
+        return VrqFormat(self.vrq_code_width, self.vrq_range_stride, self.vrq_ranges)
+
+    @property
+    def vrq_code_blocks(self) -> int:
+        """Blocks of a VRQ code, ``ceil(N / K)`` (0 without VRQ)."""
+        return -(-self.vrq_code_width // self.block_width)
+
+    @property
+    def vrq_range_bits(self) -> int:
+        """Bits of a VRQ operand's range index (0 without VRQ)."""
+        return max(1, (self.vrq_ranges - 1).bit_length()) if self.vrq_code_width else 0
+
+    @property
+    def max_position(self) -> int:
+        """Highest block position a PE lane can receive: ``B - 1`` for integer operands;
+        with VRQ, range ``g``'s code blocks sit ``(G - 1 - g) * S / K`` blocks up, so up
+        to ``(G - 1) * S / K + ceil(N / K) - 1``."""
+        position = self.blocks - 1
+        if self.vrq_code_width:
+            position = max(position, (self.vrq_ranges - 1) * self.vrq_range_stride
+                           // self.block_width + self.vrq_code_blocks - 1)
+        return position
+
+    @property
     def position_width(self) -> int:
-        """Bits of a block position (0 .. B-1)."""
-        return max(1, (self.blocks - 1).bit_length())
+        """Bits of a block position (0 .. :attr:`max_position`)."""
+        return max(1, self.max_position.bit_length())
+
+    @property
+    def magnitude_width(self) -> int:
+        """Bits of the widest operand magnitude a PE handles, ``K * (max_position + 1)``
+        (``W`` without VRQ)."""
+        return self.block_width * (self.max_position + 1)
+
+    @property
+    def max_operand_magnitude(self) -> int:
+        """Largest magnitude of any operand: ``2**(W-1)``, or a VRQ code
+        ``(2**N - 1) << ((G - 1) * S)`` if larger."""
+        largest = self.max_magnitude
+        if self.vrq_code_width:
+            largest = max(largest, ((1 << self.vrq_code_width) - 1)
+                          << ((self.vrq_ranges - 1) * self.vrq_range_stride))
+        return largest
 
     @property
     def product_width(self) -> int:
@@ -137,23 +196,24 @@ class Config:
     def lane_sum_width(self) -> int:
         """Signed width of the sum of one cycle's P shifted block products.
 
-        Each shifted product is below ``2**(2W)``; P of them with signs fit in
-        ``2W + ceil(log2 P) + 1`` bits.
+        Each shifted product is below ``2**(2M)`` with ``M`` = :attr:`magnitude_width`
+        (``W`` without VRQ); P of them with signs fit in ``2M + ceil(log2 P) + 1`` bits.
         """
-        return 2 * self.operand_width + (self.block_multipliers - 1).bit_length() + 1
+        return 2 * self.magnitude_width + (self.block_multipliers - 1).bit_length() + 1
 
     @property
     def accumulator_width(self) -> int:
         """Signed accumulator width that cannot overflow.
 
         Every product has magnitude at most ``2**(2W-2)`` (both operands most
-        negative), and every kept-block approximation only shrinks magnitudes, so
-        any partial sum of a dot product of depth at most ``max_reduction_depth``
-        is bounded by ``max_reduction_depth * 2**(2W-2)``. The accumulator is the
-        narrowest two's-complement width holding that bound (and the lane sum).
+        negative; with VRQ, :attr:`max_operand_magnitude` squared), and every
+        kept-block approximation only shrinks magnitudes, so any partial sum of a dot
+        product of depth at most ``max_reduction_depth`` is bounded by
+        ``max_reduction_depth * 2**(2W-2)``. The accumulator is the narrowest
+        two's-complement width holding that bound (and the lane sum).
         See docs/NUMERICS.md, "Accumulation".
         """
-        bound = self.max_reduction_depth * (self.max_magnitude ** 2)
+        bound = self.max_reduction_depth * (self.max_operand_magnitude ** 2)
         return max(bound.bit_length() + 1, self.lane_sum_width)
 
     @property
@@ -194,12 +254,15 @@ class Config:
         for field in SCHEMA:
             attribute = _attribute_name(field)
             out.setdefault(field.section, {})[field.name] = values[attribute]
+        if self.vrq_code_width:
+            out["vrq"] = {field.name: values[_attribute_name(field)] for field in VRQ_SCHEMA}
         return out
 
     def derived(self) -> dict[str, int]:
         """Every derived width, by name (written into the manifest)."""
         return {name: getattr(self, name) for name in (
-            "blocks", "max_magnitude", "position_width", "product_width",
+            "blocks", "max_magnitude", "max_operand_magnitude", "max_position",
+            "position_width", "magnitude_width", "product_width",
             "lane_sum_width", "accumulator_width", "max_depth_words",
             "depth_field_width", "tiles_field_width", "blocks_field_width",
             "buffer_address_width", "peak_block_products_per_cycle")}
@@ -208,7 +271,9 @@ class Config:
         """The spec as TOML text that :func:`load_spec` reads back."""
         spec = self.to_dict()
         lines = [f'name = "{spec["name"]}"']
-        for section in _FIELDS_BY_SECTION:
+        for section in [*_FIELDS_BY_SECTION, "vrq"]:
+            if section not in spec:
+                continue
             lines.append("")
             lines.append(f"[{section}]")
             for key, value in spec[section].items():
@@ -217,6 +282,8 @@ class Config:
 
 
 def _attribute_name(field: Field) -> str:
+    if field.section == "vrq":
+        return f"vrq_{field.name}"
     return "buffer_depth" if field.path == "buffers.depth" else field.name
 
 
@@ -239,6 +306,7 @@ def _validate(config: Config) -> None:
             powers = ", ".join(str(1 << i) for i in range(field.maximum.bit_length())
                                if 1 << i >= field.minimum)
             _fail(field.path, value, f"must be a power of two: {powers}")
+    _validate_vrq(config)
     width = config.operand_width
     if config.block_width > width or width % config.block_width:
         divisors = ", ".join(str(k) for k in range(1, width + 1) if width % k == 0)
@@ -259,6 +327,30 @@ def _validate(config: Config) -> None:
               f"must not exceed the accumulator width ({config.accumulator_width})")
 
 
+def _validate_vrq(config: Config) -> None:
+    values = [getattr(config, _attribute_name(field)) for field in VRQ_SCHEMA]
+    if values == [0, 0, 0]:
+        return
+    for field, value in zip(VRQ_SCHEMA, values):
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(field.path, value, f"must be an integer in {field.minimum} .. "
+                  f"{field.maximum} ({field.help}), not {type(value).__name__}")
+        if not field.minimum <= value <= field.maximum:
+            _fail(field.path, value,
+                  f"allowed range is {field.minimum} .. {field.maximum} ({field.help})")
+    code, stride, ranges = values
+    if stride > code:
+        _fail("vrq.range_stride", stride, f"must not exceed vrq.code_width ({code})")
+    if stride % config.block_width:
+        _fail("vrq.range_stride", stride, f"must be a multiple of arithmetic.block_width "
+              f"({config.block_width}): a range moves the code by whole blocks")
+    storage = 1 + code + max(1, (ranges - 1).bit_length())
+    if storage > config.operand_width:
+        _fail("vrq.code_width", code, f"a VRQ operand (sign, {code} code bits, "
+              f"{max(1, (ranges - 1).bit_length())} range bits = {storage} bits) must fit "
+              f"in arithmetic.operand_width ({config.operand_width})")
+
+
 def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
     """Validate a nested spec dictionary (as read from TOML) into a :class:`Config`.
 
@@ -267,7 +359,7 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
     if not isinstance(spec, dict):
         raise ConfigError(f"{source}: a spec must be a table of sections, "
                           f"not {type(spec).__name__}")
-    known_top = {"name", *_FIELDS_BY_SECTION}
+    known_top = {"name", "vrq", *_FIELDS_BY_SECTION}
     for key in spec:
         if key not in known_top:
             raise ConfigError(f"{source}: unknown key {key!r}; allowed top-level keys: "
@@ -287,6 +379,20 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
                 raise ConfigError(f"{source}: unknown key {unknown!r}; allowed keys "
                                   f"in [{section}]: {', '.join(fields)}")
         for name, field in fields.items():
+            if name not in table:
+                raise ConfigError(f"{source}: missing key {field.path} ({field.help}; "
+                                  f"{field.minimum} .. {field.maximum})")
+            values[_attribute_name(field)] = table[name]
+    if "vrq" in spec:
+        table = spec["vrq"]
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: vrq must be a table [vrq], "
+                              f"not {type(table).__name__}")
+        for key in table:
+            if key not in _VRQ_FIELDS:
+                raise ConfigError(f"{source}: unknown key 'vrq.{key}'; allowed keys "
+                                  f"in [vrq]: {', '.join(_VRQ_FIELDS)}")
+        for name, field in _VRQ_FIELDS.items():
             if name not in table:
                 raise ConfigError(f"{source}: missing key {field.path} ({field.help}; "
                                   f"{field.minimum} .. {field.maximum})")

@@ -25,7 +25,7 @@ from amaranth.lib import data
 from qforge.gen.spec import Config
 
 __all__ = ["operand_word_layout", "a_beat_layout", "b_beat_layout",
-           "operand_precision_layout", "command_layout", "result_layout",
+           "operand_precision_layout", "output_layout", "command_layout", "result_layout",
            "block_lane_layout", "lanes_layout", "lane_select_layout", "flags_layout",
            "layout_fields"]
 
@@ -46,22 +46,48 @@ def b_beat_layout(config: Config) -> data.ArrayLayout:
 
 
 def operand_precision_layout(config: Config) -> data.StructLayout:
-    """Per-operand precision (see :class:`qforge.sim.numerics.OperandPrecision`)."""
+    """Per-operand precision (see :class:`qforge.sim.numerics.OperandPrecision`).
+
+    ``vrq``: the operand words are VRQ-coded (:func:`qforge.sim.numerics.vrq_pack`);
+    ``blocks``/``kept`` then count blocks of the code. Only valid when the
+    configuration has a ``[vrq]`` section.
+    """
     return data.StructLayout({
         "blocks_minus_one": unsigned(config.blocks_field_width),
         "kept_minus_one": unsigned(config.blocks_field_width),
         "dynamic": unsigned(1),
+        "vrq": unsigned(1),
+    })
+
+
+def output_layout(config: Config) -> data.StructLayout:
+    """Per-GEMM output stage settings (see :class:`qforge.sim.quantize.OutputParameters`).
+
+    ``quantize = 0`` returns raw accumulators; with ``quantize = 1`` each accumulator is
+    round-shifted right by ``shift`` (``rounding``: 0 nearest-even, 1 truncate,
+    2 stochastic with random bits keyed by ``seed`` and ``tensor``), optionally passed
+    through ReLU, and saturated to ``output_width`` bits.
+    """
+    return data.StructLayout({
+        "quantize": unsigned(1),
+        "shift": unsigned(max(1, (config.accumulator_width - 1).bit_length())),
+        "rounding": unsigned(2),
+        "relu": unsigned(1),
+        "seed": unsigned(32),
+        "tensor": unsigned(16),
     })
 
 
 def command_layout(config: Config) -> data.StructLayout:
-    """A GEMM command: tile counts, dot-product depth and the precision mode."""
+    """A GEMM command: tile counts, dot-product depth, the precision mode and the
+    output stage settings."""
     return data.StructLayout({
         "m_tiles_minus_one": unsigned(config.tiles_field_width),
         "n_tiles_minus_one": unsigned(config.tiles_field_width),
         "depth_minus_one": unsigned(config.depth_field_width),
         "a": operand_precision_layout(config),
         "b": operand_precision_layout(config),
+        "output": output_layout(config),
     })
 
 

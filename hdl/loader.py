@@ -23,7 +23,8 @@ class Loader(wiring.Component):
        is accepted: ``kept <= blocks`` for both operands, ``blocks <= B``,
        ``depth <= max_reduction_depth`` and ``tiles * words <= buffer_depth`` for A and B
        (``words = ceil(depth / P)``). An invalid command sets the sticky ``error`` output
-       and is dropped: no operand beats are taken for it.
+       and is dropped: no operand beats are taken for it. A VRQ operand is invalid
+       without a ``[vrq]`` section, or with more blocks than its code has.
     2. ``m_tiles * words`` beats are taken from ``a_in`` and ``n_tiles * words`` from
        ``b_in``, in any interleaving; beat ``x`` is written at address
        ``half * buffer_depth + x`` of every bank (element r of an A beat to row bank r).
@@ -71,6 +72,12 @@ class Loader(wiring.Component):
                   incoming.b.kept_minus_one <= incoming.b.blocks_minus_one,
                   a_words <= config.buffer_depth,
                   b_words <= config.buffer_depth]
+        for operand in (incoming.a, incoming.b):
+            if config.vrq is None:
+                checks.append(~operand.vrq)          # no VRQ decoder in these selectors
+            elif config.vrq_code_blocks < config.blocks:
+                checks.append(~operand.vrq
+                              | (operand.blocks_minus_one <= config.vrq_code_blocks - 1))
         # Range checks only where the field can hold a value beyond the limit (a
         # comparison that is always true would be dead logic and a lint warning).
         bounded = ((incoming.depth_minus_one, config.max_reduction_depth - 1),

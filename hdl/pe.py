@@ -64,10 +64,11 @@ class ProcessingElement(wiring.Component):
             a, b = self.a_out[lane], self.b_out[lane]
             product = Signal(unsigned(config.product_width), name=f"product_{lane}")
             m.d.comb += product.eq(a.block * b.block)
-            # Shift by whole blocks: (pos_a + pos_b) * K, at most (2B - 2) * K bits.
-            shifted = Signal(unsigned(2 * config.operand_width), name=f"shifted_{lane}")
+            # Shift by whole blocks: (pos_a + pos_b) * K, at most 2 * max_position * K
+            # bits (max_position = B - 1, or more for VRQ operands: spec.py).
+            shifted = Signal(unsigned(2 * config.magnitude_width), name=f"shifted_{lane}")
             m.d.comb += shifted.eq(product << ((a.position + b.position) * block_width))
-            term = Signal(signed(2 * config.operand_width + 1), name=f"term_{lane}")
+            term = Signal(signed(2 * config.magnitude_width + 1), name=f"term_{lane}")
             m.d.comb += term.eq(Mux(a.sign ^ b.sign, -shifted, shifted))
             terms.append(term)
         lane_sum = Signal(signed(config.lane_sum_width))

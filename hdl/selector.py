@@ -32,6 +32,10 @@ class BlockSelector(wiring.Component):
 
     Lanes with ``select[l].valid == 0`` output a zero block (a product of zero).
 
+    With ``precision.vrq`` (configurations with a ``[vrq]`` section), ``x`` is a VRQ
+    carrier word: the code is the magnitude the mode selects blocks from, and the
+    position is raised by the range's offset ``(G - 1 - g) * S / K`` blocks.
+
     Latency: one cycle (``lanes`` is registered). No handshake: the selector is part of
     the fixed-latency feed pipeline and consumes one word every cycle.
     """
@@ -52,13 +56,28 @@ class BlockSelector(wiring.Component):
                                       config.blocks)
         m = Module()
         precision = self.precision
+        vrq = config.vrq
         for lane in range(config.block_multipliers):
             select = self.select[lane]
             operand = self.word[select.offset]
-            negative = Value.cast(operand)[-1]
+            bits = Value.cast(operand)
+            negative = Signal(name=f"negative_{lane}")
             magnitude = Signal(unsigned(width), name=f"magnitude_{lane}")
+            # Block offset of a VRQ operand's range (0 for integer operands).
+            range_offset = Signal(unsigned(config.position_width), name=f"range_{lane}")
             # |x| of the most negative value, 2**(W-1), still fits in W unsigned bits.
-            m.d.comb += magnitude.eq(Mux(negative, -operand, operand))
+            m.d.comb += [negative.eq(bits[-1]), magnitude.eq(Mux(negative, -operand, operand))]
+            if vrq is not None:
+                # VRQ carrier word (qforge.sim.numerics.vrq_pack): N code bits, the range
+                # index g, the sign. The code is the magnitude; range g sits
+                # (G - 1 - g) * S / K blocks up (qforge.sim.numerics.select_blocks).
+                code = bits[:vrq.code_width]
+                group = bits[vrq.code_width:vrq.code_width + config.vrq_range_bits]
+                stride_blocks = vrq.range_stride // block_width
+                with m.If(precision.vrq):
+                    m.d.comb += [negative.eq(bits[vrq.code_width + config.vrq_range_bits]),
+                                 magnitude.eq(code),
+                                 range_offset.eq((vrq.ranges - 1 - group) * stride_blocks)]
             block_values = [magnitude[i * block_width:(i + 1) * block_width]
                             for i in range(blocks)]
 
@@ -76,13 +95,16 @@ class BlockSelector(wiring.Component):
                 m.d.comb += exponent.eq(precision.blocks_minus_one
                                         - precision.kept_minus_one)
 
-            position = Signal(unsigned(config.position_width), name=f"position_{lane}")
-            m.d.comb += position.eq(exponent + select.index)
+            block_index = Signal(unsigned(config.blocks_field_width),
+                                 name=f"block_index_{lane}")
+            m.d.comb += block_index.eq(exponent + select.index)
             block = Signal(unsigned(block_width), name=f"block_{lane}")
-            with m.Switch(position):
+            with m.Switch(block_index):
                 for i in range(blocks):
                     with m.Case(i):
                         m.d.comb += block.eq(block_values[i])
+            position = Signal(unsigned(config.position_width), name=f"position_{lane}")
+            m.d.comb += position.eq(block_index + range_offset)
 
             out = self.lanes[lane]
             m.d.sync += [

@@ -41,7 +41,8 @@ async def run_scenario(dut):
     """Run the scenario named by the environment and check it."""
     config, scenario = _load()
     model = MODELS[scenario.model]
-    jobs = [GemmJob.build(config, job.a, job.b, job.precision, model=model)
+    jobs = [GemmJob.build(config, job.a, job.b, job.precision, model=model,
+                          output=job.output)
             for job in scenario.jobs]
     bench = Testbench(dut, config, scenario.seed, scenario.stalls)
     await bench.start()

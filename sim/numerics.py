@@ -63,7 +63,7 @@ __all__ = [
     "Selection", "OperandPrecision", "Precision", "OperandError",
     "sign_magnitude", "split_blocks", "leading_block", "select_blocks",
     "operand_value", "check_operands", "gemm", "gemm_block_products",
-    "standard_modes", "block_products_per_mac",
+    "standard_modes", "block_products_per_mac", "vrq_pack", "vrq_unpack", "operand_bound",
 ]
 
 
@@ -91,18 +91,27 @@ class OperandPrecision:
     blocks: int
     kept: int
     selection: Selection = Selection.STATIC
+    #: The operand words are VRQ carriers (:func:`vrq_pack`); blocks count code blocks.
+    vrq: bool = False
 
     @property
     def exact(self) -> bool:
         return self.kept == self.blocks
 
     def validate(self, config: Config, operand: str) -> None:
-        """Raise :class:`ValueError` naming the field unless ``1 <= kept <= blocks <= B``."""
+        """Raise :class:`ValueError` naming the field unless ``1 <= kept <= blocks <= B``
+        (for a VRQ operand ``blocks <= ceil(N / K)``, and the config must have VRQ)."""
+        if self.vrq and config.vrq is None:
+            raise ValueError(f"{operand}.vrq = True: this configuration has no [vrq] "
+                             f"section, so its PEs take integer operands only")
+        limit = config.vrq_code_blocks if self.vrq else config.blocks
+        what = (f"blocks of {config.block_width} bits in a {config.vrq_code_width}-bit "
+                f"VRQ code" if self.vrq else f"blocks of {config.block_width} bits in a "
+                f"{config.operand_width}-bit operand")
         if isinstance(self.blocks, bool) or not isinstance(self.blocks, int) \
-                or not 1 <= self.blocks <= config.blocks:
+                or not 1 <= self.blocks <= limit:
             raise ValueError(f"{operand}.blocks = {self.blocks!r}: allowed range is "
-                             f"1 .. {config.blocks} (blocks of {config.block_width} bits "
-                             f"in a {config.operand_width}-bit operand)")
+                             f"1 .. {limit} ({what})")
         if isinstance(self.kept, bool) or not isinstance(self.kept, int) \
                 or not 1 <= self.kept <= self.blocks:
             raise ValueError(f"{operand}.kept = {self.kept!r}: allowed range is "
@@ -112,9 +121,10 @@ class OperandPrecision:
                              f"Selection.STATIC or Selection.DYNAMIC")
 
     def describe(self) -> str:
+        prefix = "VRQ, " if self.vrq else ""
         if self.exact:
-            return f"{self.blocks} blocks"
-        return f"{self.blocks} blocks, {self.selection.name.lower()} top {self.kept}"
+            return f"{prefix}{self.blocks} blocks"
+        return f"{prefix}{self.blocks} blocks, {self.selection.name.lower()} top {self.kept}"
 
 
 @dataclass(frozen=True)
@@ -205,9 +215,13 @@ def split_blocks(magnitude, config: Config) -> np.ndarray:
     array([[1, 3, 0, 1],
            [0, 0, 0, 2]])
     """
+    return _split(magnitude, config.block_width, config.blocks)
+
+
+def _split(magnitude, block_width: int, count: int) -> np.ndarray:
     magnitude = np.asarray(magnitude, dtype=np.int64)
-    shifts = np.arange(config.blocks, dtype=np.int64) * config.block_width
-    return (magnitude[..., None] >> shifts) & ((1 << config.block_width) - 1)
+    shifts = np.arange(count, dtype=np.int64) * block_width
+    return (magnitude[..., None] >> shifts) & ((1 << block_width) - 1)
 
 
 def leading_block(blocks: np.ndarray) -> np.ndarray:
@@ -241,8 +255,16 @@ def select_blocks(x, config: Config, precision: OperandPrecision):
     (array([0, 0]), array([[0, 1],
            [0, 0]]), array([2, 2]))
     """
-    sign, magnitude = sign_magnitude(x, config)
-    blocks = split_blocks(magnitude, config)[..., :precision.blocks]
+    if precision.vrq:
+        sign, magnitude, group = vrq_unpack(x, config)
+        range_offset = (config.vrq_ranges - 1 - group) * (config.vrq_range_stride
+                                                          // config.block_width)
+    else:
+        sign, magnitude = sign_magnitude(x, config)
+        range_offset = 0
+    blocks = _split(magnitude, config.block_width, max(config.blocks,
+                                                       config.vrq_code_blocks))
+    blocks = blocks[..., :precision.blocks]
     kept = precision.kept
     if precision.exact:
         exponent = np.zeros(magnitude.shape, dtype=np.int64)
@@ -252,7 +274,7 @@ def select_blocks(x, config: Config, precision: OperandPrecision):
         exponent = np.maximum(leading_block(blocks) - (kept - 1), 0)
     positions = exponent[..., None] + np.arange(kept, dtype=np.int64)
     kept_blocks = np.take_along_axis(blocks, positions, axis=-1)
-    return sign, kept_blocks, exponent
+    return sign, kept_blocks, exponent + range_offset
 
 
 def operand_value(x, config: Config, precision: OperandPrecision) -> np.ndarray:
@@ -277,6 +299,12 @@ def operand_value(x, config: Config, precision: OperandPrecision) -> np.ndarray:
     array([ -77,   77,   13, -128])
     """
     x = np.asarray(x, dtype=np.int64)
+    if precision.vrq:
+        sign_bit, code, group = vrq_unpack(x, config)
+        plain = OperandPrecision(precision.blocks, precision.kept, precision.selection)
+        value = operand_value(code, config, plain) << (
+            (config.vrq_ranges - 1 - group) * config.vrq_range_stride)
+        return np.where(sign_bit == 1, -value, value)
     k, blocks, kept = config.block_width, precision.blocks, precision.kept
     magnitude = np.abs(x) & ((1 << (blocks * k)) - 1)      # blocks >= n are ignored
     if precision.exact:
@@ -319,6 +347,9 @@ def check_operands(a, b, config: Config, precision: Precision):
             raise OperandError(f"{name}: must be a 2-D matrix, got shape {matrix.shape}")
         if matrix.dtype.kind not in "iub":
             raise OperandError(f"{name}: must hold integers, got dtype {matrix.dtype}")
+        if operand.vrq:
+            matrices.append(_check_vrq(name, matrix, config, operand))
+            continue
         bits = operand.blocks * config.block_width
         low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         # Range-check before converting: a uint64 above 2**63 would wrap to negative.
@@ -342,6 +373,70 @@ def check_operands(a, b, config: Config, precision: Precision):
     if a.shape[0] < 1 or b.shape[1] < 1:
         raise OperandError(f"result shape {a.shape[0]} x {b.shape[1]} is empty")
     return a, b
+
+
+def _check_vrq(name, matrix, config: Config, operand: OperandPrecision) -> np.ndarray:
+    """VRQ carriers: W-bit words whose range index is below G and whose code fits in
+    ``blocks`` code blocks."""
+    low, high = -(1 << (config.operand_width - 1)), (1 << (config.operand_width - 1)) - 1
+    if matrix.size and (int(matrix.min()) < low or int(matrix.max()) > high):
+        index = tuple(int(i) for i in np.argwhere((matrix < low) | (matrix > high))[0])
+        raise OperandError(f"{name}[{', '.join(map(str, index))}] = {matrix[index]}: not a "
+                           f"{config.operand_width}-bit VRQ word; allowed {low} .. {high}")
+    matrix = matrix.astype(np.int64, copy=False)
+    _, code, group = vrq_unpack(matrix, config)
+    code_limit = 1 << min(operand.blocks * config.block_width, config.vrq_code_width)
+    bad = (group >= config.vrq_ranges) | (code >= code_limit)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise OperandError(
+            f"{name}[{', '.join(map(str, index))}] = {matrix[index]}: VRQ range "
+            f"{group[index]} (allowed 0 .. {config.vrq_ranges - 1}) and code {code[index]} "
+            f"(allowed 0 .. {code_limit - 1} with {operand.blocks} code blocks)")
+    return matrix
+
+
+def vrq_pack(sign, code, group, config: Config) -> np.ndarray:
+    """Pack VRQ elements into the W-bit operand words the accelerator loads.
+
+    Bit layout (least significant first): ``N`` code bits, ``ceil(log2 G)`` range bits,
+    the sign; unused high bits are zero. Returned as the signed ``W``-bit value of that
+    bit pattern (the operand beats carry signed W-bit words).
+
+    >>> from qforge.gen.spec import from_dict, load_preset
+    >>> spec = load_preset("default").to_dict() | {"vrq": {"code_width": 4,
+    ...     "range_stride": 2, "ranges": 8}}
+    >>> cfg = from_dict(spec)
+    >>> vrq_pack(np.array([0, 1]), np.array([10, 7]), np.array([0, 1]), cfg)
+    array([  10, -105])
+
+    (``-7`` in range 1: ``7 | 1 << 4 | 1 << 7 = 151``, the byte of ``-105``.)
+
+    >>> vrq_unpack(np.array([10, -105]), cfg)
+    (array([0, 1]), array([10,  7]), array([0, 1]))
+    """
+    n, range_bits, width = config.vrq_code_width, config.vrq_range_bits, config.operand_width
+    bits = (np.asarray(code, dtype=np.int64) | (np.asarray(group, dtype=np.int64) << n)
+            | (np.asarray(sign, dtype=np.int64) << (n + range_bits)))
+    return np.where(bits >> (width - 1) & 1, bits - (1 << width), bits)
+
+
+def vrq_unpack(words, config: Config):
+    """``(sign, code, group)`` of VRQ operand words (inverse of :func:`vrq_pack`)."""
+    n, range_bits, width = config.vrq_code_width, config.vrq_range_bits, config.operand_width
+    bits = np.asarray(words, dtype=np.int64) & ((1 << width) - 1)
+    return ((bits >> (n + range_bits)) & 1, bits & ((1 << n) - 1),
+            (bits >> n) & ((1 << range_bits) - 1))
+
+
+def operand_bound(config: Config, operand: OperandPrecision) -> int:
+    """The largest magnitude an operand can have in its mode (approximation never
+    grows a magnitude): ``2**(n*K - 1)`` for integers, the largest code shifted to
+    range 0 for VRQ."""
+    if operand.vrq:
+        code_bits = min(operand.blocks * config.block_width, config.vrq_code_width)
+        return ((1 << code_bits) - 1) << ((config.vrq_ranges - 1) * config.vrq_range_stride)
+    return 1 << (operand.blocks * config.block_width - 1)
 
 
 # A float format holds every integer up to 2**(mantissa bits + 1) exactly. A matmul whose
@@ -400,13 +495,13 @@ def gemm(a, b, config: Config, precision: Precision) -> np.ndarray:
     """
     a, b = check_operands(a, b, config, precision)
     # Approximation never grows a magnitude, so the operand ranges bound every sum.
-    bound = ((1 << (precision.a.blocks * config.block_width - 1))
-             * (1 << (precision.b.blocks * config.block_width - 1)) * a.shape[1])
-    # An exact mode keeps every block: operand_value is the identity on the in-range
-    # operands check_operands has just accepted, so it is skipped.
-    if not precision.a.exact:
+    bound = (operand_bound(config, precision.a) * operand_bound(config, precision.b)
+             * a.shape[1])
+    # An exact integer mode keeps every block: operand_value is the identity on the
+    # in-range operands check_operands has just accepted, so it is skipped.
+    if precision.a.vrq or not precision.a.exact:
         a = operand_value(a, config, precision.a)
-    if not precision.b.exact:
+    if precision.b.vrq or not precision.b.exact:
         b = operand_value(b, config, precision.b)
     return _exact_integer_matmul(a, b, bound)
 

@@ -14,6 +14,7 @@ from qforge.gen.spec import Config
 from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
                                 layout_fields, result_layout)
 from qforge.sim.numerics import Precision, check_operands, gemm
+from qforge.sim.quantize import OutputParameters, output_stage
 
 __all__ = ["leaf_fields", "pack_fields", "unpack_fields", "command_bits",
            "pack_operands", "GemmJob", "ResultAssembler", "tiles"]
@@ -55,16 +56,23 @@ def tiles(count: int, size: int) -> int:
     return -(-count // size)
 
 
-def command_bits(config: Config, m: int, n: int, depth: int, precision: Precision) -> int:
-    """The ``cmd`` beat for an ``m x depth`` by ``depth x n`` GEMM."""
+def command_bits(config: Config, m: int, n: int, depth: int, precision: Precision,
+                 output: OutputParameters | None = None) -> int:
+    """The ``cmd`` beat for an ``m x depth`` by ``depth x n`` GEMM; ``output`` None
+    returns raw accumulators."""
     def operand(p):
         return {"blocks_minus_one": p.blocks - 1, "kept_minus_one": p.kept - 1,
-                "dynamic": int(p.selection)}
+                "dynamic": int(p.selection), "vrq": int(p.vrq)}
+    stage = {"quantize": 0, "shift": 0, "rounding": 0, "relu": 0, "seed": 0, "tensor": 0}
+    if output is not None:
+        stage = {"quantize": 1, "shift": output.shift, "rounding": int(output.rounding),
+                 "relu": int(output.relu), "seed": output.seed, "tensor": output.tensor}
     return command_layout(config).const({
         "m_tiles_minus_one": tiles(m, config.rows) - 1,
         "n_tiles_minus_one": tiles(n, config.cols) - 1,
         "depth_minus_one": depth - 1,
         "a": operand(precision.a), "b": operand(precision.b),
+        "output": stage,
     }).as_bits()
 
 
@@ -108,14 +116,23 @@ class GemmJob:
     b_beats: list[int]
     expected: np.ndarray
 
+    output: OutputParameters | None = None
+
     @classmethod
-    def build(cls, config: Config, a, b, precision: Precision, model=gemm) -> "GemmJob":
-        """Check the operands and compute the expected result with ``model``."""
+    def build(cls, config: Config, a, b, precision: Precision, model=gemm,
+              output: OutputParameters | None = None) -> "GemmJob":
+        """Check the operands and compute the expected result with ``model`` (and the
+        output stage, when ``output`` is given; element coordinates are the result's
+        row and column, whatever the array shape)."""
         a, b = check_operands(a, b, config, precision)
         a_beats, b_beats = pack_operands(config, a, b)
+        expected = model(a, b, config, precision)
+        if output is not None:
+            expected = output_stage(expected, config.output_width, output)
         return cls(config, a, b, precision,
-                   command_bits(config, a.shape[0], b.shape[1], a.shape[1], precision),
-                   a_beats, b_beats, model(a, b, config, precision))
+                   command_bits(config, a.shape[0], b.shape[1], a.shape[1], precision,
+                                output),
+                   a_beats, b_beats, expected, output)
 
     @property
     def result_beats(self) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from qforge.gen.spec import Config
+from qforge.sim.quantize import OutputParameters, Rounding
 from qforge.sim.numerics import (OperandPrecision, Precision, Selection,
                                  _exact_integer_matmul, check_operands, gemm,
                                  operand_value, select_blocks)
@@ -53,24 +54,27 @@ MODELS = {"golden": gemm, "wrong_rounding": wrong_rounding_gemm}
 
 def precision_to_dict(precision: Precision) -> dict:
     def operand(p: OperandPrecision):
-        return {"blocks": p.blocks, "kept": p.kept, "selection": p.selection.name.lower()}
+        return {"blocks": p.blocks, "kept": p.kept, "selection": p.selection.name.lower(),
+                "vrq": p.vrq}
     return {"a": operand(precision.a), "b": operand(precision.b)}
 
 
 def precision_from_dict(data: dict) -> Precision:
     def operand(d):
-        return OperandPrecision(d["blocks"], d["kept"], Selection[d["selection"].upper()])
+        return OperandPrecision(d["blocks"], d["kept"], Selection[d["selection"].upper()],
+                                d.get("vrq", False))
     return Precision(operand(data["a"]), operand(data["b"]))
 
 
 @dataclass
 class Job:
-    """One GEMM of a scenario."""
+    """One GEMM of a scenario (``output``: output-stage settings, None = raw)."""
 
     a: np.ndarray
     b: np.ndarray
     precision: Precision
     label: str = ""
+    output: OutputParameters | None = None
 
 
 @dataclass
@@ -93,7 +97,11 @@ class Scenario:
         for index, job in enumerate(self.jobs):
             arrays[f"a{index}"] = np.asarray(job.a, dtype=np.int64)
             arrays[f"b{index}"] = np.asarray(job.b, dtype=np.int64)
-            jobs.append({"precision": precision_to_dict(job.precision), "label": job.label})
+            output = None if job.output is None else {
+                "shift": job.output.shift, "rounding": int(job.output.rounding),
+                "relu": job.output.relu, "seed": job.output.seed, "tensor": job.output.tensor}
+            jobs.append({"precision": precision_to_dict(job.precision), "label": job.label,
+                         "output": output})
         np.savez(directory / "operands.npz", **arrays)
         description = asdict(self) | {"jobs": jobs}
         path = directory / "scenario.json"
@@ -105,5 +113,9 @@ class Scenario:
         description = json.loads(Path(path).read_text())
         arrays = np.load(Path(path).parent / "operands.npz")
         jobs = [Job(arrays[f"a{i}"], arrays[f"b{i}"], precision_from_dict(j["precision"]),
-                    j["label"]) for i, j in enumerate(description["jobs"])]
+                    j["label"],
+                    None if j.get("output") is None else OutputParameters(
+                        j["output"]["shift"], Rounding(j["output"]["rounding"]),
+                        j["output"]["relu"], j["output"]["seed"], j["output"]["tensor"]))
+                for i, j in enumerate(description["jobs"])]
         return cls(**(description | {"jobs": jobs}))
