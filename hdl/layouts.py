@@ -66,7 +66,9 @@ def output_layout(config: Config) -> data.StructLayout:
     ``quantize = 0`` returns raw accumulators; with ``quantize = 1`` each accumulator is
     round-shifted right by ``shift`` (``rounding``: 0 nearest-even, 1 truncate,
     2 stochastic with random bits keyed by ``seed`` and ``tensor``), optionally passed
-    through ReLU, and saturated to ``output_width`` bits.
+    through ReLU, and saturated to ``output_width`` bits. With ``vrq = 1`` (VRQ
+    configurations) the ReLU'd accumulator is instead encoded as a VRQ operand word with
+    ``E = exponent`` (:func:`qforge.sim.quantize.output_operands`).
     """
     return data.StructLayout({
         "quantize": unsigned(1),
@@ -75,6 +77,8 @@ def output_layout(config: Config) -> data.StructLayout:
         "relu": unsigned(1),
         "seed": unsigned(32),
         "tensor": unsigned(16),
+        "vrq": unsigned(1),
+        "exponent": unsigned(max(1, (config.accumulator_width - 1).bit_length())),
     })
 
 

@@ -14,7 +14,7 @@ from qforge.gen.spec import Config
 from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
                                 layout_fields, result_layout)
 from qforge.sim.numerics import Precision, check_operands, gemm
-from qforge.sim.quantize import OutputParameters, output_stage
+from qforge.sim.quantize import OutputParameters, output_operands
 
 __all__ = ["leaf_fields", "pack_fields", "unpack_fields", "command_bits",
            "pack_operands", "GemmJob", "ResultAssembler", "tiles"]
@@ -63,10 +63,13 @@ def command_bits(config: Config, m: int, n: int, depth: int, precision: Precisio
     def operand(p):
         return {"blocks_minus_one": p.blocks - 1, "kept_minus_one": p.kept - 1,
                 "dynamic": int(p.selection), "vrq": int(p.vrq)}
-    stage = {"quantize": 0, "shift": 0, "rounding": 0, "relu": 0, "seed": 0, "tensor": 0}
+    stage = {"quantize": 0, "shift": 0, "rounding": 0, "relu": 0, "seed": 0, "tensor": 0,
+             "vrq": 0, "exponent": 0}
     if output is not None:
+        vrq = output.vrq_exponent is not None
         stage = {"quantize": 1, "shift": output.shift, "rounding": int(output.rounding),
-                 "relu": int(output.relu), "seed": output.seed, "tensor": output.tensor}
+                 "relu": int(output.relu), "seed": output.seed, "tensor": output.tensor,
+                 "vrq": int(vrq), "exponent": output.vrq_exponent if vrq else 0}
     return command_layout(config).const({
         "m_tiles_minus_one": tiles(m, config.rows) - 1,
         "n_tiles_minus_one": tiles(n, config.cols) - 1,
@@ -128,7 +131,7 @@ class GemmJob:
         a_beats, b_beats = pack_operands(config, a, b)
         expected = model(a, b, config, precision)
         if output is not None:
-            expected = output_stage(expected, config.output_width, output)
+            expected = output_operands(expected, config, output)
         return cls(config, a, b, precision,
                    command_bits(config, a.shape[0], b.shape[1], a.shape[1], precision,
                                 output),

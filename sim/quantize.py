@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["RANDOM_ROUNDS", "round_keys", "random_bits", "Rounding", "OutputParameters",
-           "output_stage", "round_shift", "VrqFormat", "vrq_exponent", "vrq_encode",
+           "output_stage", "output_operands", "round_shift", "VrqFormat", "vrq_exponent", "vrq_encode",
            "vrq_decode", "vrq_integer", "address_block_encode", "address_block_decode"]
 
 #: Rounds of the Speck64 round function in :func:`random_bits`.
@@ -127,6 +127,9 @@ class OutputParameters:
     relu: bool = False
     seed: int = 0
     tensor: int = 0
+    #: With a value, the stage emits VRQ operand words instead of integers:
+    #: ``vrq_encode(relu(accumulator), E = vrq_exponent)`` (``shift`` is not used).
+    vrq_exponent: int | None = None
 
 
 def _random_fraction(seed, tensor, rows, cols, shift: int) -> np.ndarray:
@@ -412,3 +415,26 @@ def address_block_decode(codes, units, block: int) -> np.ndarray:
     codes = np.asarray(codes)
     flat_units = np.repeat(units, block)[:codes.size].reshape(codes.shape)
     return np.ldexp(codes.astype(np.float64), flat_units)
+
+
+def output_operands(accumulators, config, parameters: OutputParameters) -> np.ndarray:
+    """What the output stage emits for a GEMM's accumulators (M x N, element (i, j) at
+    coordinates (i, j)): :func:`output_stage` integers, or, when
+    ``parameters.vrq_exponent`` is set, VRQ operand words
+    (:func:`qforge.sim.numerics.vrq_pack` of :func:`vrq_encode` of the ReLU'd
+    accumulators with ``E = vrq_exponent``), ready to load as the next GEMM's operands.
+
+    The exponent is the tensor-wide statistic: :func:`vrq_exponent` of the (ReLU'd)
+    accumulators, a max over the whole result, so it does not depend on the array.
+    """
+    from qforge.sim.numerics import vrq_pack
+
+    if parameters.vrq_exponent is None:
+        return output_stage(accumulators, config.output_width, parameters)
+    values = np.asarray(accumulators, dtype=np.int64)
+    if parameters.relu:
+        values = np.maximum(values, 0)
+    sign, code, group = vrq_encode(values, config.vrq, parameters.vrq_exponent,
+                                   rounding=parameters.rounding, seed=parameters.seed,
+                                   tensor=parameters.tensor)
+    return vrq_pack(sign, code, group, config)

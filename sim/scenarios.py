@@ -99,7 +99,8 @@ class Scenario:
             arrays[f"b{index}"] = np.asarray(job.b, dtype=np.int64)
             output = None if job.output is None else {
                 "shift": job.output.shift, "rounding": int(job.output.rounding),
-                "relu": job.output.relu, "seed": job.output.seed, "tensor": job.output.tensor}
+                "relu": job.output.relu, "seed": job.output.seed, "tensor": job.output.tensor,
+                "vrq_exponent": job.output.vrq_exponent}
             jobs.append({"precision": precision_to_dict(job.precision), "label": job.label,
                          "output": output})
         np.savez(directory / "operands.npz", **arrays)
@@ -116,6 +117,7 @@ class Scenario:
                     j["label"],
                     None if j.get("output") is None else OutputParameters(
                         j["output"]["shift"], Rounding(j["output"]["rounding"]),
-                        j["output"]["relu"], j["output"]["seed"], j["output"]["tensor"]))
+                        j["output"]["relu"], j["output"]["seed"], j["output"]["tensor"],
+                        j["output"].get("vrq_exponent")))
                 for i, j in enumerate(description["jobs"])]
         return cls(**(description | {"jobs": jobs}))
