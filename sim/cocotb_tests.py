@@ -15,10 +15,11 @@ import os
 from pathlib import Path
 
 import cocotb
+import numpy as np
 from cocotb.triggers import RisingEdge
 
 from qforge.gen.spec import from_dict
-from qforge.sim.packing import GemmJob
+from qforge.sim.packing import GemmJob, ResultAssembler
 from qforge.sim.scenarios import MODELS, Scenario, precision_to_dict
 from qforge.sim.testbench import Testbench
 
@@ -50,9 +51,12 @@ async def run_scenario(dut):
         bench.submit_raw_command(command)
     report: dict = {"jobs": [], "errors": []}
     if scenario.invalid_commands:
-        # Each invalid command is dropped when accepted: wait until all were taken.
-        while bench.sources["cmd"].pending or not int(dut.cmd__ready.value):
+        # Each invalid command is dropped when accepted: wait until all were taken,
+        # then one more edge for the sticky error register.
+        while len(bench.sources["cmd"].transfer_cycles) < len(scenario.invalid_commands):
             await RisingEdge(dut.clk)
+        await RisingEdge(dut.clk)
+        await RisingEdge(dut.clk)
         report["error_flag_after_invalid"] = int(dut.error.value) == 1
     groups = [[job] for job in jobs] if scenario.isolated else [jobs]
     for group in groups:
@@ -72,6 +76,17 @@ async def run_scenario(dut):
     report["idle_at_end"] = int(dut.idle.value) == 1
     report["error_flag"] = int(dut.error.value) == 1
     Path(os.environ["QFORGE_REPORT"]).write_text(json.dumps(report, indent=1))
+    if scenario.record:
+        # What the hardware produced, job by job, for workloads that chain GEMMs.
+        received, matrices, offset = bench.scoreboard.received, {}, 0
+        for index, job in enumerate(jobs):
+            assembler = ResultAssembler(config, job.a.shape[0], job.b.shape[1])
+            for row in received[offset:offset + job.result_beats]:
+                assembler.add_row(row)
+            offset += job.result_beats
+            if len(assembler.rows) == job.result_beats:
+                matrices[f"result{index}"] = assembler.matrix()
+        np.savez(Path(os.environ["QFORGE_REPORT"]).parent / "results.npz", **matrices)
 
     detected = totals["mismatched"] + totals["unexpected"] + totals["missing"]
     if scenario.expect_mismatch:

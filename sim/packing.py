@@ -174,9 +174,17 @@ class ResultAssembler:
         """Add one beat; return its ``(row values, last)``."""
         values = unpack_fields(self._fields, bits)
         row, last = values[:-1], values[-1]
-        self._rows.append(row)
+        self.add_row(row)
         self.last_flags.append(last)
         return row, last
+
+    def add_row(self, row: list[int]) -> None:
+        """Add one beat's already unpacked row values."""
+        self._rows.append(list(row))
+
+    @property
+    def rows(self) -> list[list[int]]:
+        return self._rows
 
     def matrix(self) -> np.ndarray:
         config = self.config

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from qforge.gen.generate import TOP_NAME, Design, fingerprint, render, write
 from qforge.gen.spec import Config
 from qforge.sim.scenarios import Scenario
@@ -119,6 +121,7 @@ def run_scenario(built: BuiltDesign, scenario: Scenario, *, name: str = "scenari
     test_dir.mkdir(parents=True, exist_ok=True)
     report_path = test_dir / "report.json"
     report_path.unlink(missing_ok=True)
+    (test_dir / "results.npz").unlink(missing_ok=True)
     scenario_path = scenario.save(test_dir)
     results_xml = test_dir / "results.xml"
     runner = get_runner(built.simulator)
@@ -137,4 +140,9 @@ def run_scenario(built: BuiltDesign, scenario: Scenario, *, name: str = "scenari
         raise ScenarioFailed(f"scenario {name!r} failed on {built.simulator}: "
                              f"{json.dumps(report.get('errors', []))[:2000]}\n{log_tail}")
     report["cocotb_failed"] = failed
+    results = test_dir / "results.npz"
+    if scenario.record and results.exists():
+        with np.load(results) as saved:
+            report["results"] = [saved[f"result{i}"] if f"result{i}" in saved else None
+                                 for i in range(len(scenario.jobs))]
     return report

@@ -89,6 +89,7 @@ class Scenario:
     expect_mismatch: bool = False   #: negative control: the run must detect errors
     invalid_commands: list[int] = field(default_factory=list)  #: raw cmd beats sent first
     timeout_cycles: int = 20000
+    record: bool = False            #: save every received result matrix (results.npz)
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
