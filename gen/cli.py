@@ -1,10 +1,11 @@
 """The ``qforge`` command line.
 
 Subcommands: ``generate`` (Verilog + manifest), ``presets``, ``lint``, ``demo``
-(generate, simulate random GEMMs in every precision mode, report) and ``bench``
-(utilization, precision scaling and emulator speed as JSON). Every error a user can
-cause (a bad spec, an unknown preset, a missing tool) prints one line naming the
-problem and exits with status 2; no traceback.
+(generate, simulate random GEMMs in every precision mode, report), ``bench``
+(utilization, precision scaling and emulator speed as JSON) and ``train`` (train an MLP
+on scikit-learn's digits with the bit-exact emulator, per hardware configuration). Every
+error a user can cause (a bad spec, an unknown preset, a missing tool) prints one line
+naming the problem and exits with status 2; no traceback.
 """
 
 from __future__ import annotations
@@ -130,6 +131,67 @@ def _command_bench(arguments) -> int:
     return 0
 
 
+def _command_repro(arguments) -> int:
+    from qforge.sim.repro import SHAPES, format_repro, run_repro
+
+    shapes = SHAPES
+    if arguments.shapes:
+        shapes = []
+        for text in arguments.shapes.split(","):
+            try:
+                rows, cols = (int(part) for part in text.lower().split("x"))
+            except ValueError:
+                raise ValueError(f"--shapes: {text!r} is not ROWSxCOLS (e.g. 2x2,4x8,8x8)")
+            shapes.append((rows, cols))
+        if len(shapes) < 2:
+            raise ValueError("--shapes: give at least two shapes to compare")
+    result = run_repro(tuple(shapes), seed=arguments.seed,
+                       log=lambda message: print(message, file=sys.stderr, flush=True))
+    print(format_repro(result))
+    return 0 if result["vrq_reproducible"] else 1
+
+
+def _command_train(arguments) -> int:
+    if not arguments.emulate:
+        print("qforge: error: train needs --emulate: the bit-exact emulator is the only "
+              "backend for now (training on the generated RTL is a later issue)",
+              file=sys.stderr)
+        return 2
+    import dataclasses
+    import os
+
+    from qforge.sim.training import (TrainConfigError, describe_schedule, format_table,
+                                     load_train_config, plot_curves, train_all)
+
+    train = load_train_config(arguments.config)
+    if arguments.seed is not None:
+        if not 0 <= arguments.seed <= 65535:
+            raise TrainConfigError(f"--seed = {arguments.seed}: allowed range is 0 .. 65535")
+        train = dataclasses.replace(train, seed=arguments.seed)
+    if arguments.epochs is not None and arguments.epochs < 1:
+        raise TrainConfigError(f"--epochs = {arguments.epochs}: must be at least 1")
+    jobs = arguments.jobs if arguments.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise TrainConfigError(f"--jobs = {jobs}: must be at least 1")
+    report = train_all(train, epochs=arguments.epochs, jobs=jobs,
+                       log=lambda message: print(message, file=sys.stderr, flush=True))
+    print(f"qforge train --emulate: {report['name']} ({report['source']}): MLP 64-"
+          f"{report['hidden']}-10 on digits, {report['epochs']} epochs, batch "
+          f"{report['batch_size']}, learning rate {describe_schedule(report)}, seed "
+          f"{report['seed']}; {report['train_samples']} training / "
+          f"{report['test_samples']} test samples\n")
+    print(format_table(report))
+    plot = arguments.plot or Path("build") / "train" / f"{report['name']}.png"
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    plot_curves(report, plot)
+    print(f"\nplot saved to {plot}")
+    if arguments.json:
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"results written to {arguments.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qforge",
@@ -205,6 +267,62 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", type=Path, metavar="FILE.png",
                        help="also save a bar chart of MACs/PE/cycle vs the ideal P/q")
     bench.set_defaults(handler=_command_bench)
+
+    train = commands.add_parser(
+        "train", help="train an MLP on digits with emulated hardware arithmetic",
+        description="Train an MLP (64 -> hidden -> 10, ReLU, softmax cross-entropy, SGD) on\n"
+                    "scikit-learn's handwritten digits once per hardware configuration of a\n"
+                    "training config. Every forward and backward GEMM runs on the bit-exact\n"
+                    "emulator (the golden model) in the configured operand format (int,\n"
+                    "value-range quantization or address-block; exact or approximate blocks;\n"
+                    "nearest or stochastic rounding), and the weights live only in a fixed-\n"
+                    "point weight format updated with nearest or stochastic rounding. A float32\n"
+                    "run of the same network, initial weights, batches and epochs is the\n"
+                    "reference. Prints progress to stderr and a Markdown table of the final\n"
+                    "test accuracy and loss per configuration (with the difference to\n"
+                    "float32) and saves a plot of the training curves. See docs/TRAINING.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="training config keys: name, hidden, epochs, batch_size, learning_rate, "
+               "seed, split_seed,\n  test_fraction, train_samples, preset, and [[hardware]] "
+               "tables with name, format\n  (float32 | int | vrq | address_block), bits, "
+               "code_width, range_stride, ranges,\n  block, kept_blocks, selection, "
+               "rounding, weight_bits, weight_range, update_rounding\n  (see "
+               "gen/train/digits.toml and docs/TRAINING.md)")
+    train.add_argument("--emulate", action="store_true",
+                       help="use the bit-exact emulator (required: the only backend for "
+                            "now; training on the RTL is a later issue)")
+    train.add_argument("--config", metavar="FILE.toml", type=Path,
+                       help="training config (default: the packaged comparison run "
+                            "gen/train/digits.toml)")
+    train.add_argument("--epochs", type=int, metavar="N",
+                       help="override the config's epochs")
+    train.add_argument("--seed", type=int, metavar="N",
+                       help="override the config's seed (initial weights, batch order, "
+                            "stochastic-rounding bits; 0 .. 65535)")
+    train.add_argument("--plot", type=Path, metavar="FILE.png",
+                       help="where to save the plot of test accuracy and training loss per "
+                            "epoch (default: build/train/NAME.png)")
+    train.add_argument("--json", type=Path, metavar="FILE.json",
+                       help="also write every curve and final figure as JSON")
+    train.add_argument("--jobs", type=int, metavar="N",
+                       help="configurations trained in parallel worker processes "
+                            "(default: the number of CPU cores; results do not depend "
+                            "on it)")
+    train.set_defaults(handler=_command_train)
+
+    repro = commands.add_parser(
+        "repro", help="prove results do not depend on the array shape",
+        description="Run one two-layer workload (VRQ operands, a VRQ-encoded hidden "
+                    "layer with stochastic rounding and ReLU, a stochastically rounded "
+                    "output) on the generated Verilog of several array shapes that share "
+                    "their arithmetic, and compare the results bit for bit; run the same "
+                    "workload with Cambricon-Q's address-block quantization (block = the "
+                    "array's tile) to show that scheme changes with the hardware. Exit "
+                    "status 1 if the VRQ results differ between shapes.")
+    repro.add_argument("--shapes", metavar="RxC,...",
+                       help="array shapes to compare (default: 2x2,4x8,8x8)")
+    repro.add_argument("--seed", type=int, default=7, help="data and rounding seed")
+    repro.set_defaults(handler=_command_repro)
     return parser
 
 
