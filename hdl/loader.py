@@ -24,7 +24,9 @@ class Loader(wiring.Component):
        ``depth <= max_reduction_depth`` and ``tiles * words <= buffer_depth`` for A and B
        (``words = ceil(depth / P)``). An invalid command sets the sticky ``error`` output
        and is dropped: no operand beats are taken for it. A VRQ operand is invalid
-       without a ``[vrq]`` section, or with more blocks than its code has.
+       without a ``[vrq]`` section, or with more blocks than its code has; so is an
+       output stage setting with rounding code 3, a shift or VRQ exponent above
+       ``accumulator_width - 1``, or VRQ output without a ``[vrq]`` section.
     2. ``m_tiles * words`` beats are taken from ``a_in`` and ``n_tiles * words`` from
        ``b_in``, in any interleaving; beat ``x`` is written at address
        ``half * buffer_depth + x`` of every bank (element r of an A beat to row bank r).
@@ -72,6 +74,17 @@ class Loader(wiring.Component):
                   incoming.b.kept_minus_one <= incoming.b.blocks_minus_one,
                   a_words <= config.buffer_depth,
                   b_words <= config.buffer_depth]
+        # Output stage: a defined rounding code; shift and VRQ exponent inside the
+        # accumulator (sim/quantize.py, OutputParameters.validate); VRQ output only
+        # with a [vrq] section.
+        output = incoming.output
+        checks.append(output.rounding != 3)
+        limit = config.accumulator_width - 1
+        for field in (output.shift, output.exponent):
+            if (1 << len(field)) - 1 > limit:
+                checks.append(field <= limit)
+        if config.vrq is None:
+            checks.append(~output.vrq)
         for operand in (incoming.a, incoming.b):
             if config.vrq is None:
                 checks.append(~operand.vrq)          # no VRQ decoder in these selectors

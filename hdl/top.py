@@ -11,6 +11,7 @@ from qforge.hdl.drain import ResultDrain
 from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
                                 operand_word_layout, result_layout)
 from qforge.hdl.loader import Loader
+from qforge.hdl.output_stage import OutputStage
 from qforge.hdl.scheduler import Scheduler
 from qforge.hdl.selector import BlockSelector
 
@@ -25,8 +26,10 @@ class Accelerator(wiring.Component):
 
     * ``cmd`` (in): GEMM commands (tile counts, depth, precision mode).
     * ``a_in`` / ``b_in`` (in): operand beats for the command being loaded.
-    * ``result`` (out): output tiles, ``R`` beats of ``C`` accumulators per tile, tiles in
-      order ``for mt: for nt:``, rows in order ``0 .. R-1``; ``last`` on a GEMM's final beat.
+    * ``result`` (out): output tiles, ``R`` beats of ``C`` elements per tile, tiles in
+      order ``for mt: for nt:``, rows in order ``0 .. R-1``; ``last`` on a GEMM's final
+      beat. Elements are raw accumulators, or output operands (``output_width`` bits,
+      sign-extended) when the command's ``output.quantize`` is set.
     * ``idle`` (out): no command is loading or computing and no result is pending.
     * ``error`` (out, sticky until reset): an invalid command was received and dropped.
 
@@ -35,7 +38,9 @@ class Accelerator(wiring.Component):
     reads the other half. Each issued cycle reads one word per bank; a
     :class:`BlockSelector` per bank turns it into P block lanes (one cycle); the
     :class:`SystolicArray` multiplies and accumulates; :class:`ResultDrain` streams the
-    results out while the next tile computes. Cycle counts follow
+    results out while the next tile computes, through the :class:`OutputStage` (rounding,
+    ReLU, saturation with the GEMM's settings, which it receives from a FIFO pushed when
+    the scheduler accepts the job). Cycle counts follow
     :func:`qforge.sim.cycles.gemm_cycles`.
     """
 
@@ -61,12 +66,26 @@ class Accelerator(wiring.Component):
         m.submodules.scheduler = scheduler = Scheduler(config)
         m.submodules.array = array = SystolicArray(config)
         m.submodules.drain = drain = ResultDrain(config)
+        m.submodules.output = output = OutputStage(config)
 
         wiring.connect(m, wiring.flipped(self.cmd), loader.cmd)
         wiring.connect(m, wiring.flipped(self.a_in), loader.a_in)
         wiring.connect(m, wiring.flipped(self.b_in), loader.b_in)
-        wiring.connect(m, loader.job, scheduler.job)
-        wiring.connect(m, drain.result, wiring.flipped(self.result))
+        # The job hand-off also pushes the GEMM's output settings into the output stage's
+        # parameter FIFO; it waits while that FIFO is full (never, in practice: see
+        # OutputStage). ``params.valid`` does not look at ``params.ready`` (stream rules);
+        # both transfers happen in the same cycle.
+        command = loader.job.payload.command
+        m.d.comb += [
+            scheduler.job.payload.eq(loader.job.payload),
+            scheduler.job.valid.eq(loader.job.valid & output.params.ready),
+            loader.job.ready.eq(scheduler.job.ready & output.params.ready),
+            output.params.valid.eq(loader.job.valid & scheduler.job.ready),
+            output.params.payload.output.eq(command.output),
+            output.params.payload.n_tiles_minus_one.eq(command.n_tiles_minus_one),
+        ]
+        wiring.connect(m, drain.result, output.accumulators)
+        wiring.connect(m, output.result, wiring.flipped(self.result))
         m.d.comb += [loader.release.eq(scheduler.release),
                      loader.release_half.eq(scheduler.release_half),
                      scheduler.drain_free.eq(drain.drain_free),
@@ -111,5 +130,6 @@ class Accelerator(wiring.Component):
                      drain.array_row.eq(array.result_row),
                      array.shift.eq(drain.shift)]
 
-        m.d.comb += self.idle.eq(loader.idle & ~scheduler.active & drain.drain_free)
+        m.d.comb += self.idle.eq(loader.idle & ~scheduler.active & drain.drain_free
+                                 & output.idle)
         return m

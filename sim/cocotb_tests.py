@@ -10,6 +10,7 @@ The test fails on any scoreboard error, unless the scenario is a negative contro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -20,7 +21,7 @@ from cocotb.triggers import RisingEdge
 
 from qforge.gen.spec import from_dict
 from qforge.sim.packing import GemmJob, ResultAssembler
-from qforge.sim.scenarios import MODELS, Scenario, precision_to_dict
+from qforge.sim.scenarios import MODELS, OUTPUT_MODELS, Scenario, precision_to_dict
 from qforge.sim.testbench import Testbench
 
 
@@ -45,6 +46,14 @@ async def run_scenario(dut):
     jobs = [GemmJob.build(config, job.a, job.b, job.precision, model=model,
                           output=job.output)
             for job in scenario.jobs]
+    if scenario.output_model != "golden":
+        # Negative control: the commands carry the jobs' settings, the expected results
+        # come from a wrong model of the output stage.
+        wrong = OUTPUT_MODELS[scenario.output_model]
+        jobs = [job if job.output is None else dataclasses.replace(
+                    job, expected=wrong(model(job.a, job.b, config, job.precision), config,
+                                        job.output))
+                for job in jobs]
     bench = Testbench(dut, config, scenario.seed, scenario.stalls)
     await bench.start()
     for command in scenario.invalid_commands:

@@ -9,8 +9,8 @@ when ``q <= P``, q/P cycles per MAC otherwise, with no rounding loss in between)
 
 The timing constants of :func:`gemm_cycles` are those of the RTL pipeline
 (:mod:`qforge.hdl.top`): loading, a one-cycle job hand-off, the feed pipeline (buffer
-read, edge selector), the array skew, the PE's three stages and the drain of ``R`` result
-rows, which may overlap the next tile's computation.
+read, edge selector), the array skew, the PE's three stages, the drain of ``R`` result
+rows, which may overlap the next tile's computation, and the output stage's pipeline.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Sequence
 from qforge.gen.spec import Config
 
 __all__ = ["LaneSchedule", "lane_schedule", "tile_cycles", "GemmShape", "CycleReport",
-           "gemm_cycles", "FEED_LATENCY", "PE_LATENCY"]
+           "gemm_cycles", "FEED_LATENCY", "PE_LATENCY", "OUTPUT_LATENCY"]
 
 #: Cycles from an issued buffer address to the selected lanes at the array's edge:
 #: one for the synchronous buffer read, one for the edge selector's output register.
@@ -29,6 +29,10 @@ FEED_LATENCY = 2
 #: Cycles from lanes at a PE's inputs to its ``captured`` pulse (operand registers, lane
 #: sum register, accumulator/result register).
 PE_LATENCY = 3
+#: Cycles from a result beat leaving the drain to the same beat on the ``result`` port:
+#: the output stage's three pipeline registers (two random-bit stages, then rounding;
+#: :class:`qforge.hdl.output_stage.OutputStage`).
+OUTPUT_LATENCY = 3
 
 
 @dataclass(frozen=True)
@@ -139,16 +143,18 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
       results have drained;
     * results of a tile whose last cycle issued at ``t`` are captured by the last PE at
       ``t + FEED_LATENCY + (R - 1) + (C - 1) + PE_LATENCY`` and drain one row per cycle
-      from the next cycle; the result registers are free again after the R-th row.
+      from the next cycle; the result registers are free again after the R-th row;
+    * each row reaches the ``result`` port ``OUTPUT_LATENCY`` cycles after it leaves the
+      drain (the output stage never stalls the drain when results are always taken).
 
     >>> from qforge.gen.spec import load_preset
     >>> cfg = load_preset("default")
     >>> report = gemm_cycles(cfg, [GemmShape(128, 128, 128, 16)])  # exact mode, q = 16
 
     By hand: accept (1) + 512 A/B beats + hand-off (1) + 256 tiles of 128 * 16 / 4 = 512
-    cycles + capture latency 2 + 7 + 7 + 3 = 19 + 8 drained rows:
+    cycles + capture latency 2 + 7 + 7 + 3 = 19 + 8 drained rows + 3 output stage cycles:
 
-    >>> report.total == 1 + 512 + 1 + 256 * 512 + 19 + 8
+    >>> report.total == 1 + 512 + 1 + 256 * 512 + 19 + 8 + 3
     True
     >>> report.ideal
     131072.0
@@ -179,7 +185,7 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
         for _ in range(m_tiles * n_tiles):
             last = max(issue + cycles - 1, drain_free_at)
             drain_free_at = last + drain_free_after_last
-            last_beat = last + capture_delay + rows
+            last_beat = last + capture_delay + rows + OUTPUT_LATENCY
             issue = last + 1
         final_issue = issue - 1
         scheduler_idle_at = final_issue + 1

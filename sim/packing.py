@@ -128,6 +128,8 @@ class GemmJob:
         output stage, when ``output`` is given; element coordinates are the result's
         row and column, whatever the array shape)."""
         a, b = check_operands(a, b, config, precision)
+        if output is not None:
+            output.validate(config)
         a_beats, b_beats = pack_operands(config, a, b)
         expected = model(a, b, config, precision)
         if output is not None:

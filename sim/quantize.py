@@ -131,6 +131,29 @@ class OutputParameters:
     #: ``vrq_encode(relu(accumulator), E = vrq_exponent)`` (``shift`` is not used).
     vrq_exponent: int | None = None
 
+    def validate(self, config) -> None:
+        """Raise ValueError naming the field unless every setting is in range for
+        ``config`` (the loader rejects the same commands in hardware)."""
+        limit = config.accumulator_width - 1
+        checks = (("shift", self.shift, 0, limit), ("seed", self.seed, 0, _MASK32),
+                  ("tensor", self.tensor, 0, 0xFFFF))
+        for name, value, low, high in checks:
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or not low <= value <= high:
+                raise ValueError(f"output.{name} = {value!r}: allowed range is "
+                                 f"{low} .. {high}")
+        if not isinstance(self.rounding, Rounding):
+            raise ValueError(f"output.rounding = {self.rounding!r}: must be a Rounding "
+                             f"({', '.join(r.name for r in Rounding)})")
+        if self.vrq_exponent is not None:
+            if config.vrq is None:
+                raise ValueError("output.vrq_exponent: this configuration has no [vrq] "
+                                 "section, so the output stage cannot emit VRQ words")
+            if isinstance(self.vrq_exponent, bool) or not isinstance(self.vrq_exponent, int) \
+                    or not 0 <= self.vrq_exponent <= limit:
+                raise ValueError(f"output.vrq_exponent = {self.vrq_exponent!r}: allowed "
+                                 f"range is 0 .. {limit}")
+
 
 def _random_fraction(seed, tensor, rows, cols, shift: int) -> np.ndarray:
     """``shift`` random bits as an integer in ``[0, 2**shift)``: the top ``shift`` of the

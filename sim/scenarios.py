@@ -9,25 +9,26 @@ an ``.npz`` of the matrices and read back inside the simulator by
 
 ``model = "wrong_rounding"`` selects a deliberately wrong golden model (dropped blocks
 rounded to nearest instead of truncated): the negative control that proves the
-scoreboard can fail.
+scoreboard can fail. ``output_model`` does the same for the output stage (the command
+carries the job's settings, the expectation comes from a wrong model of the stage).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from qforge.gen.spec import Config
-from qforge.sim.quantize import OutputParameters, Rounding
+from qforge.sim.quantize import OutputParameters, Rounding, output_operands
 from qforge.sim.numerics import (OperandPrecision, Precision, Selection,
                                  _exact_integer_matmul, check_operands, gemm,
                                  operand_value, select_blocks)
 
-__all__ = ["Job", "Scenario", "MODELS", "wrong_rounding_gemm", "precision_to_dict",
-           "precision_from_dict"]
+__all__ = ["Job", "Scenario", "MODELS", "OUTPUT_MODELS", "wrong_rounding_gemm",
+           "precision_to_dict", "precision_from_dict"]
 
 
 def wrong_rounding_gemm(a, b, config: Config, precision: Precision) -> np.ndarray:
@@ -50,6 +51,17 @@ def wrong_rounding_gemm(a, b, config: Config, precision: Precision) -> np.ndarra
 
 #: Models a scenario may name for its expected results.
 MODELS = {"golden": gemm, "wrong_rounding": wrong_rounding_gemm}
+
+#: Output-stage models ``(accumulators, config, parameters) -> expected`` a scenario may
+#: name (``Scenario.output_model``): the golden one, and wrong ones for negative
+#: controls: random bits keyed by another seed, or by transposed coordinates.
+OUTPUT_MODELS = {
+    "golden": output_operands,
+    "wrong_seed": lambda acc, config, p: output_operands(
+        acc, config, replace(p, seed=p.seed ^ 1)),
+    "transposed_coordinates": lambda acc, config, p: output_operands(
+        np.asarray(acc).T, config, p).T,
+}
 
 
 def precision_to_dict(precision: Precision) -> dict:
@@ -90,6 +102,7 @@ class Scenario:
     invalid_commands: list[int] = field(default_factory=list)  #: raw cmd beats sent first
     timeout_cycles: int = 20000
     record: bool = False            #: save every received result matrix (results.npz)
+    output_model: str = "golden"    #: OUTPUT_MODELS entry for jobs with output settings
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qforge.gen.spec import PRESETS, from_dict, load_preset
-from qforge.sim.cycles import (FEED_LATENCY, PE_LATENCY, GemmShape, gemm_cycles,
-                               lane_schedule, tile_cycles)
+from qforge.sim.cycles import (FEED_LATENCY, OUTPUT_LATENCY, PE_LATENCY, GemmShape,
+                               gemm_cycles, lane_schedule, tile_cycles)
 
 LANES = (1, 2, 4, 8, 16)
 KEPT = range(1, 9)
@@ -189,7 +189,8 @@ def test_gemm_cycles_ideal_and_macs(config, shapes):
 def test_gemm_cycles_single_command_closed_form(config, m, n, depth, q):
     """One command, worked out by hand from the documented pipeline: accept (1 cycle),
     max(A, B) beats, hand-off (1), the first tile, each further tile no sooner than the
-    previous one's results have drained, then capture latency and R drained rows."""
+    previous one's results have drained, then capture latency, R drained rows and the
+    output stage's pipeline."""
     rows, cols, lanes = config.rows, config.cols, config.block_multipliers
     words = -(-depth // lanes)
     m_tiles, n_tiles = -(-m // rows), -(-n // cols)
@@ -197,5 +198,5 @@ def test_gemm_cycles_single_command_closed_form(config, m, n, depth, q):
     capture = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
     expected = (1 + max(m_tiles, n_tiles) * words + 1 + cycles
                 + (m_tiles * n_tiles - 1) * max(cycles, capture + 1 + rows)
-                + capture + rows)
+                + capture + rows + OUTPUT_LATENCY)
     assert gemm_cycles(config, [GemmShape(m, n, depth, q)]).total == expected

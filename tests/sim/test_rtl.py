@@ -2,9 +2,12 @@
 
 Every test drives the real top level through its streams (random valid/ready stalls on
 all four ports unless it measures cycles) and a scoreboard that compares every result
-beat, in order, with :func:`qforge.sim.numerics.gemm`: lost, duplicated, reordered or
+beat, in order, with :func:`qforge.sim.numerics.gemm` (and, for GEMMs with output
+settings, :func:`qforge.sim.quantize.output_stage`): lost, duplicated, reordered or
 wrong beats all fail.
 """
+
+import itertools
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ import pytest
 from qforge.sim.cycles import GemmShape, gemm_cycles
 from qforge.sim.numerics import OperandPrecision, Precision, Selection, standard_modes
 from qforge.hdl.layouts import command_layout
+from qforge.sim.quantize import OutputParameters, Rounding
 from qforge.sim.rtl import run_scenario
 from qforge.sim.scenarios import Job, Scenario
 from qforge.sim.stimulus import (DISTRIBUTIONS, named_or_random_modes, operand_range,
@@ -104,6 +108,69 @@ def test_negative_control_wrong_model_is_detected(rtl):
     assert any("expected" in error for error in wrong["errors"])
 
 
+def output_jobs(config, seed, roundings=tuple(Rounding), *, raw_every=3):
+    """GEMMs with output settings: each rounding with ReLU off and on, shifts from 0 to
+    beyond the accumulators' range (saturating, in range, all below the LSB), operands
+    from several distributions (``extremes``: large accumulators), random seeds and
+    tensor ids; a raw GEMM every ``raw_every`` jobs."""
+    rng = np.random.default_rng(seed)
+    modes = [mode for _, mode in named_or_random_modes(config, rng, 8)]
+    kinds = ["uniform", "extremes", "normal", "heavy_tailed", "post_relu"]
+    jobs = []
+    for index, (rounding, relu) in enumerate(itertools.product(roundings, (False, True))):
+        mode = modes[index % len(modes)]
+        m, n, depth = random_shape(rng, config, 3, 24)
+        kind = kinds[index % len(kinds)]
+        a = random_operands(rng, (m, depth), *operand_range(config, mode.a), kind)
+        b = random_operands(rng, (depth, n), *operand_range(config, mode.b), kind)
+        magnitude = int(np.abs(a @ b).max()).bit_length()
+        fits = max(magnitude - config.output_width + 1, 0)   # the largest just fits
+        shift = [fits, max(fits - 3, 0), fits + 2, 1, 0, magnitude + 1][index % 6]
+        output = OutputParameters(shift, rounding, relu, int(rng.integers(0, 1 << 32)),
+                                  int(rng.integers(0, 1 << 16)))
+        jobs.append(Job(a, b, mode, f"{rounding.name.lower()}/relu={relu}/shift={shift}",
+                        output))
+        if index % raw_every == raw_every - 1:
+            jobs.append(Job(a, b, mode, "raw"))
+    return jobs
+
+
+@pytest.mark.parametrize("name", ["tiny", "rect", "default"])
+def test_output_stage_every_rounding_with_backpressure(rtl, name):
+    """Round-shift (nearest-even, truncate, stochastic), ReLU and saturation per GEMM,
+    mixed with raw GEMMs, back to back under random stalls on all four ports: the
+    hardware's outputs equal the golden output stage bit for bit (random bits keyed by
+    the GEMM result's global coordinates, whatever the array shape)."""
+    built = rtl(name)
+    config = built.config
+    jobs = output_jobs(config, seed=17)
+    report = run_scenario(built, Scenario(jobs, seed=6, stalls=ALL_PORTS,
+                                          timeout_cycles=5000), name="output_stage")
+    expected_beats = sum(-(-j.a.shape[0] // config.rows) * -(-j.b.shape[1] // config.cols)
+                         for j in jobs) * config.rows
+    assert report["matched"] == expected_beats
+    assert report["mismatched"] == report["missing"] == report["unexpected"] == 0
+    assert report["idle_at_end"] and not report["error_flag"]
+
+
+@pytest.mark.parametrize("output_model", ["wrong_seed", "transposed_coordinates"])
+def test_output_stage_negative_control_wrong_rounding_model(rtl, output_model):
+    """Stochastic GEMMs checked against a wrong model of the output stage (random bits
+    keyed by another seed, or by (col, row)): the scoreboard must report mismatches.
+    The same jobs pass against the golden model in the test above's style."""
+    built = rtl("rect")
+    jobs = output_jobs(built.config, seed=23, roundings=(Rounding.STOCHASTIC,),
+                       raw_every=100)
+    good = run_scenario(built, Scenario(jobs, seed=2, stalls=ALL_PORTS),
+                        name=f"output_{output_model}_good")
+    assert good["mismatched"] == 0 and good["matched"] > 0
+    wrong = run_scenario(built, Scenario(jobs, seed=2, stalls=ALL_PORTS,
+                                         output_model=output_model, expect_mismatch=True),
+                         name=f"output_{output_model}")
+    assert wrong["mismatched"] > 0
+    assert any("expected" in error for error in wrong["errors"])
+
+
 @pytest.mark.parametrize("name", ["tiny", "rect", "default", "large"])
 def test_cycle_model_equals_rtl(rtl, name):
     """With inputs always valid and results always ready, the RTL's cycle count from
@@ -138,9 +205,17 @@ def test_invalid_commands_raise_error_and_are_dropped(rtl):
         "m_tiles_minus_one": config.buffer_depth - 1, "n_tiles_minus_one": 0,
         "depth_minus_one": config.max_reduction_depth - 1,
         "a": good_precision, "b": good_precision}).as_bits()
+    plain = {"m_tiles_minus_one": 0, "n_tiles_minus_one": 0, "depth_minus_one": 3,
+             "a": good_precision, "b": good_precision}
+    rounding_three = layout.const(plain | {"output": {"quantize": 1, "rounding": 3}}).as_bits()
+    shift_too_far = layout.const(plain | {"output": {
+        "quantize": 1, "shift": (1 << layout["output"].shape["shift"].shape.width) - 1}}
+    ).as_bits()
+    assert (1 << layout["output"].shape["shift"].shape.width) - 1 > config.accumulator_width - 1
     jobs = random_jobs(config, seed=41, count=3)
     report = run_scenario(built, Scenario(jobs, seed=1, stalls=ALL_PORTS,
-                                          invalid_commands=[kept_above_blocks, too_many_tiles]),
+                                          invalid_commands=[kept_above_blocks, too_many_tiles,
+                                                            rounding_three, shift_too_far]),
                           name="invalid")
     assert report["error_flag_after_invalid"] and report["error_flag"]
     assert report["mismatched"] == report["missing"] == report["unexpected"] == 0

@@ -1,0 +1,346 @@
+"""Output stage: turns accumulators into output operands (round-shift, ReLU, saturate;
+VRQ words in VRQ configurations)."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from qforge.gen.spec import Config
+from qforge.hdl.layouts import output_layout, result_layout
+from qforge.hdl.vrq_encoder import VrqEncoder
+from qforge.sim.cycles import OUTPUT_LATENCY
+from qforge.sim.quantize import _KEY_CONSTANTS, RANDOM_ROUNDS, Rounding
+
+__all__ = ["OutputStage", "output_parameters_layout", "PARAMETER_FIFO_DEPTH",
+           "KEY_ROUNDS_PER_CYCLE"]
+
+#: Entries of the per-GEMM parameter FIFO. One is enough (see :class:`OutputStage`,
+#: "Parameters"); the second is headroom, and the top's job hand-off waits while it is full.
+PARAMETER_FIFO_DEPTH = 2
+#: Key-schedule rounds the stage computes per cycle after loading a GEMM's parameters.
+KEY_ROUNDS_PER_CYCLE = 2
+#: Rounds of the random-bit generator in each of the two random-bit pipeline stages.
+_RNG_SPLIT = (range(0, RANDOM_ROUNDS // 2), range(RANDOM_ROUNDS // 2, RANDOM_ROUNDS))
+
+
+def output_parameters_layout(config: Config) -> data.StructLayout:
+    """What the output stage needs of a GEMM: its :func:`output_layout` settings and
+    ``n_tiles_minus_one`` (to count result columns)."""
+    return data.StructLayout({"output": output_layout(config),
+                              "n_tiles_minus_one": unsigned(config.tiles_field_width)})
+
+
+def _control_layout(config: Config) -> data.StructLayout:
+    """The settings that travel with each beat through the pipeline (the VRQ fields
+    only in configurations with a ``[vrq]`` section)."""
+    fields = output_layout(config).members
+    names = ["quantize", "shift", "rounding", "relu"]
+    if config.vrq is not None:
+        names += ["vrq", "exponent"]
+    return data.StructLayout({name: fields[name] for name in names})
+
+
+def _add32(a, b):
+    return (a + b)[:32]
+
+
+def _speck_round(x, y, key):
+    """One Speck64 round on 32-bit words (``sim/quantize.py``, :func:`random_bits`):
+    ``x = ((x >>> 8) + y) ^ key``; ``y = (y <<< 3) ^ x``. Rotations are wiring."""
+    x = _add32(x.rotate_right(8), y) ^ key
+    y = y.rotate_left(3) ^ x
+    return x, y
+
+
+class OutputStage(wiring.Component):
+    """Round-shift, ReLU and saturate each result beat; stream it on, one beat per cycle.
+
+    Every number rule is :func:`qforge.sim.quantize.output_stage` (with
+    :func:`~qforge.sim.quantize.round_shift` and :func:`~qforge.sim.quantize.random_bits`);
+    the comments below point to it.
+
+    Ports:
+
+    * ``params`` (in, stream of :func:`output_parameters_layout`): one entry per GEMM, in
+      GEMM order, pushed by the top when the scheduler accepts the GEMM's job. ``ready``
+      is the parameter FIFO's space (``PARAMETER_FIFO_DEPTH`` entries).
+    * ``accumulators`` (in, stream of :func:`~qforge.hdl.layouts.result_layout`): the
+      drain's beats, ``C`` signed ``accumulator_width`` accumulators and ``last``.
+    * ``result`` (out, the same layout): with the GEMM's ``output.quantize = 0`` the raw
+      accumulators; with ``quantize = 1`` each element is the ``output_width``-bit output
+      operand, sign-extended to ``accumulator_width``. In configurations with a ``[vrq]``
+      section, ``quantize = 1`` and ``vrq = 1`` give VRQ operand words instead
+      (:func:`~qforge.sim.quantize.output_operands`, one
+      :class:`~qforge.hdl.vrq_encoder.VrqEncoder` per lane, ``E = output.exponent``);
+      without ``[vrq]`` the ``vrq`` field is ignored. ``last`` passes through.
+    * ``idle`` (out): no beat is in the pipeline.
+
+    **Coordinates.** Beats arrive ``for mt: for nt: for r in 0 .. R-1`` (the drain's
+    order), so element ``c`` of a beat is ``(row, col) = (mt*R + r, nt*C + c)`` of the
+    GEMM's result, whatever the array shape. Counters (no multipliers) follow it: the row
+    counts up within a tile and returns to the tile's first row, the column base steps
+    by ``C`` per tile and wraps after ``n_tiles``; ``last`` resets them for the next GEMM.
+
+    **Parameters.** A GEMM's settings are popped from the FIFO into the *current*
+    registers once the previous GEMM's ``last`` beat has entered the pipeline (and the
+    first random-bit stage no longer needs the old keys). Loading starts the Speck64/128
+    key schedule of :func:`~qforge.sim.quantize.round_keys` on ``(seed, tensor)``:
+    ``KEY_ROUNDS_PER_CYCLE`` = 2 rounds per cycle, 4 cycles, one small shared circuit
+    (two 32-bit adders) instead of 7 chained adders. ``accumulators.ready`` is low until
+    the keys are complete. This never stalls the array: a GEMM's first beat reaches the
+    stage at least ``R + C + 5`` cycles after its job was accepted (one issued cycle,
+    capture latency ``R + C + 3``, one to start draining), and, by the drain interlock,
+    at least ``R + C + 5`` cycles after the previous GEMM's last beat entered the stage;
+    the stage is ready 6 cycles after either (FIFO write or pipeline step, load, 4
+    schedule cycles). The same argument shows that at most one GEMM waits in the FIFO
+    (the next one) while the current one streams.
+
+    **Pipeline** (``OUTPUT_LATENCY`` = 3 registered stages; all advance together when
+    ``result`` is empty or being taken, so ``accumulators.ready = keys ready &
+    (~result.valid | result.ready)``: one beat per cycle, no beat lost or duplicated under
+    any backpressure):
+
+    1. accept: the beat, its GEMM's control settings, and per lane the random-bit state
+       after Speck rounds 0-3 on ``(x, y) = (row, col)`` with round keys 0-3;
+    2. rounds 4-7 (keys 4-7): 32 random bits per lane (:func:`random_bits`);
+    3. per lane: round-shift, ReLU, saturate (or encode a VRQ word, or pass the raw
+       accumulator): ``result``.
+
+    Widths: ``A = accumulator_width``, ``O = output_width``, shift field ``SW`` bits so
+    ``0 <= shift <= S = 2**SW - 1``. The rounding adds ``addend < 2**shift`` to the
+    accumulator and shifts right arithmetically: ``max(A, S + 1) + 1`` bits, exact for
+    every shift the field can hold (also ``shift >= A`` and ``shift > 32``).
+    Rounding code 3 is not defined by :class:`~qforge.sim.quantize.Rounding`; the stage
+    treats it as truncation (addend 0). The loader does not reject it.
+    """
+
+    LATENCY = OUTPUT_LATENCY
+
+    def __init__(self, config: Config):
+        self._config = config
+        super().__init__({
+            "params": In(stream.Signature(output_parameters_layout(config))),
+            "accumulators": In(stream.Signature(result_layout(config))),
+            "result": Out(stream.Signature(result_layout(config))),
+            "idle": Out(1),
+        })
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def elaborate(self, platform):
+        assert self.LATENCY == 1 + len(_RNG_SPLIT), "sim/cycles.py:OUTPUT_LATENCY"
+        config = self._config
+        rows, cols = config.rows, config.cols
+        acc_width = config.accumulator_width
+        control_layout = _control_layout(config)
+        m = Module()
+
+        # ---- parameter FIFO -----------------------------------------------------------
+        parameters_layout = output_parameters_layout(config)
+        m.submodules.fifo = fifo = SyncFIFO(width=parameters_layout.size,
+                                            depth=PARAMETER_FIFO_DEPTH)
+        m.d.comb += [fifo.w_data.eq(self.params.payload.as_value()),
+                     fifo.w_en.eq(self.params.valid),
+                     self.params.ready.eq(fifo.w_rdy)]
+        head = parameters_layout(fifo.r_data)
+
+        # ---- stream control -----------------------------------------------------------
+        advance = Signal()           # every pipeline register moves this cycle
+        accept = Signal()            # an accumulator beat enters stage 1
+        keys_ready = Signal()        # the current GEMM's parameters and keys are loaded
+        m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
+                     self.accumulators.ready.eq(advance & keys_ready),
+                     accept.eq(self.accumulators.valid & self.accumulators.ready)]
+
+        # ---- current GEMM: settings and round keys (sim/quantize.py: round_keys) ------
+        control = Signal(control_layout)
+        n_tiles_minus_one = Signal(unsigned(config.tiles_field_width))
+        keys = [Signal(32, name=f"key{i}") for i in range(RANDOM_ROUNDS)]
+        schedule_busy = Signal()
+        schedule_key = Signal(32)                    # k[i] of the next schedule round
+        schedule_words = [Signal(32, name=f"schedule_l{i}") for i in range(3)]  # l[i..i+2]
+        steps = -(-(RANDOM_ROUNDS - 1) // KEY_ROUNDS_PER_CYCLE)
+        schedule_step = Signal(range(steps))
+
+        stage1_valid = Signal()
+        # Loading rewrites the keys; stage 1 may still hold the previous GEMM's last
+        # beat, whose rounds 4-7 read keys 4-7 while it moves to stage 2.
+        load = Signal()
+        m.d.comb += [load.eq(~keys_ready & ~schedule_busy & fifo.r_rdy
+                             & (~stage1_valid | advance)),
+                     fifo.r_en.eq(load)]
+        with m.If(load):
+            m.d.sync += [getattr(control, name).eq(getattr(head.output, name))
+                         for name, _ in control_layout]
+            m.d.sync += [n_tiles_minus_one.eq(head.n_tiles_minus_one),
+                         keys[0].eq(head.output.seed),
+                         schedule_key.eq(head.output.seed),
+                         schedule_words[0].eq(head.output.tensor),
+                         schedule_words[1].eq(_KEY_CONSTANTS[0]),
+                         schedule_words[2].eq(_KEY_CONSTANTS[1]),
+                         schedule_step.eq(0), schedule_busy.eq(1)]
+        # Round i: l[i+3] = (k[i] + (l[i] >>> 8)) ^ i; k[i+1] = (k[i] <<< 3) ^ l[i+3], i.e.
+        # the Speck round on (x, y) = (l[i], k[i]) with key i. One shared circuit of
+        # KEY_ROUNDS_PER_CYCLE rounds: i = step * KEY_ROUNDS_PER_CYCLE + j.
+        key, words, new_keys = schedule_key, list(schedule_words), []
+        for j in range(KEY_ROUNDS_PER_CYCLE):
+            index = Signal(range(steps * KEY_ROUNDS_PER_CYCLE), name=f"schedule_round{j}")
+            m.d.comb += index.eq(schedule_step * KEY_ROUNDS_PER_CYCLE + j)
+            word, key = _speck_round(words[0], key, index)
+            words = words[1:] + [word]
+            new_keys.append(key)
+        with m.If(schedule_busy):
+            m.d.sync += [schedule_key.eq(key), schedule_step.eq(schedule_step + 1)]
+            m.d.sync += [w.eq(v) for w, v in zip(schedule_words, words)]
+            for step in range(steps):
+                with m.If(schedule_step == step):
+                    for j, new_key in enumerate(new_keys):
+                        if step * KEY_ROUNDS_PER_CYCLE + j + 1 < RANDOM_ROUNDS:
+                            m.d.sync += keys[step * KEY_ROUNDS_PER_CYCLE + j + 1].eq(new_key)
+                    if step == steps - 1:
+                        m.d.sync += [schedule_busy.eq(0), keys_ready.eq(1)]
+        with m.If(accept & self.accumulators.payload.last):
+            m.d.sync += keys_ready.eq(0)                 # pop: the next GEMM may load
+
+        # ---- element coordinates of the incoming beat ---------------------------------
+        tiles_limit = 1 << config.tiles_field_width
+        row = Signal(range(tiles_limit * rows))          # mt * R + r
+        row_base = Signal(range(tiles_limit * rows))     # mt * R
+        tile_row = Signal(range(rows))                   # r
+        tile_n = Signal(range(tiles_limit))              # nt
+        col_base = Signal(range(tiles_limit * cols))     # nt * C
+        assert len(row) <= 32 and len(col_base) <= 32
+        with m.If(accept):
+            with m.If(self.accumulators.payload.last):
+                m.d.sync += [row.eq(0), row_base.eq(0), tile_row.eq(0), tile_n.eq(0),
+                             col_base.eq(0)]
+            with m.Elif(tile_row == rows - 1):
+                m.d.sync += tile_row.eq(0)
+                with m.If(tile_n == n_tiles_minus_one):
+                    m.d.sync += [tile_n.eq(0), col_base.eq(0), row.eq(row_base + rows),
+                                 row_base.eq(row_base + rows)]
+                with m.Else():
+                    m.d.sync += [tile_n.eq(tile_n + 1), col_base.eq(col_base + cols),
+                                 row.eq(row_base)]
+            with m.Else():
+                m.d.sync += [tile_row.eq(tile_row + 1), row.eq(row + 1)]
+
+        # ---- stage 1: accept; random-bit rounds 0-3 -----------------------------------
+        beat_layout = data.ArrayLayout(signed(acc_width), cols)
+        stage1_row = Signal(beat_layout)
+        stage1_last = Signal()
+        stage1_x = [Signal(32, name=f"stage1_x{c}") for c in range(cols)]
+        stage1_y = [Signal(32, name=f"stage1_y{c}") for c in range(cols)]
+        stage2_valid = Signal()
+        stage2_row = Signal(beat_layout)
+        stage2_last = Signal()
+        stage2_control = Signal(control_layout)
+        stage2_bits = [Signal(32, name=f"stage2_bits{c}") for c in range(cols)]
+        stage1_next = []
+        for c in range(cols):
+            # random_bits: x = row, y = col (32-bit words).
+            x, y = Signal(32, name=f"x{c}"), Signal(32, name=f"y{c}")
+            m.d.comb += [x.eq(row), y.eq(col_base + c)]
+            for index in _RNG_SPLIT[0]:
+                x, y = _speck_round(x, y, keys[index])
+            stage1_next.append((x, y))
+        stage2_next = []
+        for c in range(cols):
+            x, y = stage1_x[c], stage1_y[c]
+            for index in _RNG_SPLIT[1]:
+                x, y = _speck_round(x, y, keys[index])
+            stage2_next.append(y)                       # random_bits = the final y
+        stage3_next = []
+        for c in range(cols):
+            value = self._quantize(m, c, stage2_row[c], stage2_bits[c], stage2_control)
+            if config.vrq is not None:
+                # output_operands: VRQ words of the ReLU'd accumulators (VrqEncoder).
+                encoder = m.submodules[f"vrq_encoder{c}"] = VrqEncoder(config, acc_width)
+                accumulator = stage2_row[c]
+                m.d.comb += [
+                    encoder.value.eq(Mux(stage2_control.relu & accumulator[-1], 0,
+                                         accumulator)),
+                    encoder.exponent.eq(stage2_control.exponent),
+                    encoder.rounding.eq(stage2_control.rounding),
+                    encoder.random.eq(stage2_bits[c]),
+                ]
+                value = Mux(stage2_control.vrq, encoder.word, value)
+            stage3_next.append(Mux(stage2_control.quantize, value, stage2_row[c]))
+
+        with m.If(advance):
+            m.d.sync += [stage1_valid.eq(accept),
+                         stage1_row.eq(self.accumulators.payload.row),
+                         stage1_last.eq(self.accumulators.payload.last)]
+            for c, (x, y) in enumerate(stage1_next):
+                m.d.sync += [stage1_x[c].eq(x), stage1_y[c].eq(y)]
+
+            # ---- stage 2: random-bit rounds 4-7 ----------------------------------------
+            # A beat in stage 1 always belongs to the current GEMM (parameters load only
+            # as stage 1 empties), so it takes the current control settings along.
+            m.d.sync += [stage2_valid.eq(stage1_valid), stage2_row.eq(stage1_row),
+                         stage2_last.eq(stage1_last), stage2_control.eq(control)]
+            m.d.sync += [bits.eq(value) for bits, value in zip(stage2_bits, stage2_next)]
+
+            # ---- stage 3: round-shift, ReLU, saturate -> result ------------------------
+            m.d.sync += [self.result.valid.eq(stage2_valid),
+                         self.result.payload.last.eq(stage2_last)]
+            m.d.sync += [self.result.payload.row[c].eq(value)
+                         for c, value in enumerate(stage3_next)]
+
+        m.d.comb += self.idle.eq(~stage1_valid & ~stage2_valid & ~self.result.valid)
+        return m
+
+    def _quantize(self, m, lane, value, bits, control):
+        """``output_stage`` of one element (sim/quantize.py): round_shift by
+        ``control.shift`` with ``control.rounding``, ReLU, saturation to ``O`` bits."""
+        config = self._config
+        shift = control.shift
+        max_shift = (1 << len(shift)) - 1
+        out_width = config.output_width
+
+        # round_shift, STOCHASTIC: r = _random_fraction = the top `shift` of the 32 bits,
+        # or bits << (shift - 32) when shift > 32; both are floor(bits * 2**(shift - 32)):
+        # the bits placed at the top of a `top`-bit word, shifted right by top - shift.
+        top = max(max_shift, 32)
+        random_amount = Signal(range(top + 1), name=f"random_amount{lane}")
+        random_addend = Signal(unsigned(max_shift), name=f"random_addend{lane}")
+        m.d.comb += [random_amount.eq(top - shift),
+                     random_addend.eq(Cat(Const(0, top - 32), bits) >> random_amount)]
+
+        # round_shift, NEAREST_EVEN: floor(v / 2**s) rounds up when the remainder exceeds
+        # half, or equals half with an odd floor: v + (2**(s-1) - 1) + odd(floor), then
+        # floor. Shift 0 adds nothing.
+        low_mask = Signal(unsigned(max_shift), name=f"low_mask{lane}")      # 2**s - 1
+        odd = Signal(name=f"odd{lane}")
+        nearest_addend = Signal(unsigned(max_shift), name=f"nearest_addend{lane}")
+        m.d.comb += [low_mask.eq(~(Const((1 << max_shift) - 1, max_shift) << shift)),
+                     odd.eq((value >> shift)[0] & (shift != 0)),
+                     nearest_addend.eq((low_mask >> 1) + odd)]
+
+        # TRUNCATE (and the undefined code 3): floor, addend 0.
+        addend = Signal(unsigned(max_shift), name=f"addend{lane}")
+        m.d.comb += addend.eq(
+            Mux(control.rounding == Rounding.NEAREST_EVEN, nearest_addend,
+                Mux(control.rounding == Rounding.STOCHASTIC, random_addend, 0)))
+
+        # (v + addend) >> shift, exact: v in A signed bits, addend < 2**shift <= 2**S.
+        width = max(config.accumulator_width, max_shift + 1) + 1
+        total = Signal(signed(width), name=f"total{lane}")
+        rounded = Signal(signed(width), name=f"rounded{lane}")
+        m.d.comb += [total.eq(value + addend), rounded.eq(total >> shift)]
+
+        # output_stage: ReLU, then saturate to [-2**(O-1), 2**(O-1) - 1].
+        high, low = (1 << (out_width - 1)) - 1, -(1 << (out_width - 1))
+        rectified = Signal(signed(width), name=f"rectified{lane}")
+        saturated = Signal(signed(out_width), name=f"saturated{lane}")
+        m.d.comb += rectified.eq(Mux(control.relu & rounded[-1], 0, rounded))
+        with m.If(rectified > high):
+            m.d.comb += saturated.eq(high)
+        with m.Elif(rectified < low):
+            m.d.comb += saturated.eq(low)
+        with m.Else():
+            m.d.comb += saturated.eq(rectified)
+        return saturated
