@@ -351,6 +351,25 @@ def _validate_vrq(config: Config) -> None:
               f"in arithmetic.operand_width ({config.operand_width})")
 
 
+def _read_section(source: str, section: str, table: Any, fields: dict[str, Field],
+                  values: dict[str, Any]) -> None:
+    """Copy one TOML table's keys into ``values``: it must be a table holding exactly
+    the section's keys."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: {section} must be a table [{section}], "
+                          f"not {type(table).__name__}")
+    for key in table:
+        if key not in fields:
+            unknown = f"{section}.{key}"
+            raise ConfigError(f"{source}: unknown key {unknown!r}; allowed keys "
+                              f"in [{section}]: {', '.join(fields)}")
+    for name, field in fields.items():
+        if name not in table:
+            raise ConfigError(f"{source}: missing key {field.path} ({field.help}; "
+                              f"{field.minimum} .. {field.maximum})")
+        values[_attribute_name(field)] = table[name]
+
+
 def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
     """Validate a nested spec dictionary (as read from TOML) into a :class:`Config`.
 
@@ -370,33 +389,9 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
         if table is None:
             raise ConfigError(f"{source}: missing section [{section}] with keys "
                               f"{', '.join(fields)}")
-        if not isinstance(table, dict):
-            raise ConfigError(f"{source}: {section} must be a table [{section}], "
-                              f"not {type(table).__name__}")
-        for key in table:
-            if key not in fields:
-                unknown = f"{section}.{key}"
-                raise ConfigError(f"{source}: unknown key {unknown!r}; allowed keys "
-                                  f"in [{section}]: {', '.join(fields)}")
-        for name, field in fields.items():
-            if name not in table:
-                raise ConfigError(f"{source}: missing key {field.path} ({field.help}; "
-                                  f"{field.minimum} .. {field.maximum})")
-            values[_attribute_name(field)] = table[name]
+        _read_section(source, section, table, fields, values)
     if "vrq" in spec:
-        table = spec["vrq"]
-        if not isinstance(table, dict):
-            raise ConfigError(f"{source}: vrq must be a table [vrq], "
-                              f"not {type(table).__name__}")
-        for key in table:
-            if key not in _VRQ_FIELDS:
-                raise ConfigError(f"{source}: unknown key 'vrq.{key}'; allowed keys "
-                                  f"in [vrq]: {', '.join(_VRQ_FIELDS)}")
-        for name, field in _VRQ_FIELDS.items():
-            if name not in table:
-                raise ConfigError(f"{source}: missing key {field.path} ({field.help}; "
-                                  f"{field.minimum} .. {field.maximum})")
-            values[_attribute_name(field)] = table[name]
+        _read_section(source, "vrq", spec["vrq"], _VRQ_FIELDS, values)
     try:
         return Config(**values)
     except ConfigError as error:

@@ -546,3 +546,45 @@ def test_arbitrary_changes_give_config_or_config_error(spec_dict, data):
         assert str(error)
     else:
         assert config.to_dict() == mutated
+
+
+# ---- the optional [vrq] section ---------------------------------------------------------
+
+def _with_vrq(**vrq):
+    spec = load_preset("default").to_dict()
+    spec["vrq"] = {"code_width": 4, "range_stride": 2, "ranges": 8} | vrq
+    return spec
+
+
+def test_vrq_section_round_trips_and_widens_the_pe():
+    config = from_dict(_with_vrq())
+    assert config.vrq is not None and config.to_dict()["vrq"]["ranges"] == 8
+    assert from_dict(config.to_dict()) == config
+    # Highest position (G-1)*S/K + ceil(N/K) - 1 = 7 + 2 - 1; magnitude K*(8+1) bits.
+    assert (config.max_position, config.magnitude_width) == (8, 18)
+    assert config.max_operand_magnitude == 15 << 14
+    assert load_preset("default").vrq is None
+
+
+@pytest.mark.parametrize("vrq, field, message", [
+    ({"range_stride": 3}, "vrq.range_stride", "multiple of arithmetic.block_width"),
+    ({"range_stride": 6}, "vrq.range_stride", "must not exceed vrq.code_width"),
+    ({"code_width": 6}, "vrq.code_width", "must fit in arithmetic.operand_width"),
+    ({"ranges": 0}, "vrq.ranges", "allowed range is 1 .. 64"),
+    ({"ranges": "8"}, "vrq.ranges", "must be an integer"),
+])
+def test_vrq_section_errors_name_the_field(vrq, field, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        from_dict(_with_vrq(**vrq))
+    assert field in str(error.value)
+
+
+def test_vrq_section_unknown_and_missing_keys():
+    spec = _with_vrq()
+    spec["vrq"]["bananas"] = 1
+    with pytest.raises(ConfigError, match="unknown key 'vrq.bananas'"):
+        from_dict(spec)
+    spec = _with_vrq()
+    del spec["vrq"]["ranges"]
+    with pytest.raises(ConfigError, match="missing key vrq.ranges"):
+        from_dict(spec)
