@@ -41,8 +41,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Config", "ConfigError", "SCHEMA", "VRQ_SCHEMA", "PRESETS", "load_preset", "load_spec",
-           "from_dict", "preset_names"]
+__all__ = ["Config", "ConfigError", "SCHEMA", "VRQ_SCHEMA", "PRESETS", "read_toml",
+           "load_preset", "load_spec", "from_dict", "preset_names"]
 
 
 class ConfigError(ValueError):
@@ -291,17 +291,22 @@ def _fail(path: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{path} = {value!r}: {allowed}")
 
 
+def _check_integer(field: Field, value: Any) -> None:
+    """The value must be an int (not a bool) within the field's range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(field.path, value, f"must be an integer in {field.minimum} .. "
+              f"{field.maximum} ({field.help}), not {type(value).__name__}")
+    if not field.minimum <= value <= field.maximum:
+        _fail(field.path, value,
+              f"allowed range is {field.minimum} .. {field.maximum} ({field.help})")
+
+
 def _validate(config: Config) -> None:
     if not isinstance(config.name, str) or not config.name.isidentifier():
         _fail("name", config.name, "must be a non-empty identifier (letters, digits, _)")
     for field in SCHEMA:
         value = getattr(config, _attribute_name(field))
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(field.path, value, f"must be an integer in {field.minimum} .. "
-                  f"{field.maximum} ({field.help}), not {type(value).__name__}")
-        if not field.minimum <= value <= field.maximum:
-            _fail(field.path, value,
-                  f"allowed range is {field.minimum} .. {field.maximum} ({field.help})")
+        _check_integer(field, value)
         if field.power_of_two and value & (value - 1):
             powers = ", ".join(str(1 << i) for i in range(field.maximum.bit_length())
                                if 1 << i >= field.minimum)
@@ -332,12 +337,7 @@ def _validate_vrq(config: Config) -> None:
     if values == [0, 0, 0]:
         return
     for field, value in zip(VRQ_SCHEMA, values):
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(field.path, value, f"must be an integer in {field.minimum} .. "
-                  f"{field.maximum} ({field.help}), not {type(value).__name__}")
-        if not field.minimum <= value <= field.maximum:
-            _fail(field.path, value,
-                  f"allowed range is {field.minimum} .. {field.maximum} ({field.help})")
+        _check_integer(field, value)
     code, stride, ranges = values
     if stride > code:
         _fail("vrq.range_stride", stride, f"must not exceed vrq.code_width ({code})")
@@ -398,21 +398,28 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
         raise ConfigError(f"{source}: {error}") from None
 
 
+def read_toml(path, source: str, what: str, error: type[ConfigError] = ConfigError) -> dict:
+    """Read a UTF-8 TOML file (a path or a package resource) into a dictionary.
+
+    Any failure raises ``error`` naming ``source``: unreadable (``cannot read WHAT``),
+    not UTF-8 or not valid TOML.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as failure:
+        raise error(f"{source}: cannot read {what}: {failure.strerror}") from None
+    except UnicodeDecodeError as failure:
+        raise error(f"{source}: not valid TOML (TOML files are UTF-8): {failure}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as failure:
+        raise error(f"{source}: not valid TOML: {failure}") from None
+
+
 def load_spec(path: str | Path) -> Config:
     """Read and validate a TOML spec file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read spec: {error.strerror}") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML (TOML files are UTF-8): "
-                          f"{error}") from None
-    try:
-        spec = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    return from_dict(spec, source=str(path))
+    return from_dict(read_toml(path, str(path), "spec"), source=str(path))
 
 
 def preset_names() -> list[str]:
@@ -428,8 +435,8 @@ def load_preset(name: str) -> Config:
     if name not in names:
         raise ConfigError(f"preset = {name!r}: unknown preset; allowed: {', '.join(names)}")
     path = resources.files("qforge.gen") / "presets" / f"{name}.toml"
-    return from_dict(tomllib.loads(path.read_text(encoding="utf-8")),
-                     source=f"preset {name}")
+    source = f"preset {name}"
+    return from_dict(read_toml(path, source, "preset"), source=source)
 
 
 PRESETS = ("tiny", "default", "large")

@@ -102,14 +102,13 @@ from __future__ import annotations
 
 import math
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from qforge.gen.spec import Config, ConfigError, load_preset, preset_names
+from qforge.gen.spec import Config, ConfigError, load_preset, preset_names, read_toml
 from qforge.sim.numerics import (OperandPrecision, Precision, Selection, _exact_integer_matmul,
                                  gemm, operand_value)
 from qforge.sim.quantize import (Rounding, VrqFormat, address_block_encode, random_bits,
@@ -657,19 +656,9 @@ def load_train_config(path=None) -> TrainConfig:
         source = "gen/train/digits.toml"
     else:
         source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8") if isinstance(path, (str, Path)) \
-            else path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise TrainConfigError(f"{source}: cannot read training config: "
-                               f"{error.strerror}") from None
-    except UnicodeDecodeError as error:
-        raise TrainConfigError(f"{source}: not valid TOML (TOML files are UTF-8): "
-                               f"{error}") from None
-    try:
-        spec = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise TrainConfigError(f"{source}: not valid TOML: {error}") from None
+    if isinstance(path, str):
+        path = Path(path)
+    spec = read_toml(path, source, "training config", TrainConfigError)
     return train_config_from_dict(spec, source=source)
 
 
