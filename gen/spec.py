@@ -41,7 +41,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Config", "ConfigError", "SCHEMA", "VRQ_SCHEMA", "PRESETS", "read_toml",
+__all__ = ["Config", "ConfigError", "SCHEMA", "VRQ_SCHEMA", "ZERO_SKIPPING_SCHEMA", "PRESETS", "read_toml",
            "load_preset", "load_spec", "from_dict", "preset_names"]
 
 
@@ -92,10 +92,19 @@ VRQ_SCHEMA: tuple[Field, ...] = (
     Field("vrq", "ranges", 1, 64, "G: value ranges per tensor"),
 )
 
+#: The optional ``[zero_skipping]`` section: the zero-skipping array (docs/ARCHITECTURE.md,
+#: "Zero skipping"). Without it the generator emits the dense systolic array.
+ZERO_SKIPPING_SCHEMA: tuple[Field, ...] = (
+    Field("zero_skipping", "pe_buffer_depth", 1, 1 << 16,
+          "words (of P operands) of B per PE-local bank and half; at least the words "
+          "of one max_reduction_depth dot product"),
+)
+
 _FIELDS_BY_SECTION: dict[str, dict[str, Field]] = {}
 for _field in SCHEMA:
     _FIELDS_BY_SECTION.setdefault(_field.section, {})[_field.name] = _field
 _VRQ_FIELDS = {field.name: field for field in VRQ_SCHEMA}
+_ZERO_SKIPPING_FIELDS = {field.name: field for field in ZERO_SKIPPING_SCHEMA}
 
 #: The accumulator may not be wider than this (the golden model computes in int64).
 MAX_ACCUMULATOR_WIDTH = 64
@@ -122,6 +131,8 @@ class Config:
     vrq_code_width: int = 0
     vrq_range_stride: int = 0
     vrq_ranges: int = 0
+    #: Zero-skipping array (the optional [zero_skipping] section); 0 = dense systolic.
+    pe_buffer_depth: int = 0
 
     def __post_init__(self):
         _validate(self)
@@ -144,6 +155,24 @@ class Config:
             return None
         from qforge.sim.quantize import VrqFormat
         return VrqFormat(self.vrq_code_width, self.vrq_range_stride, self.vrq_ranges)
+
+    @property
+    def zero_skipping(self) -> bool:
+        """True for the zero-skipping array (a ``[zero_skipping]`` section): A rows are
+        broadcast to all PEs, each PE holds its own B columns, and zero A operands are
+        skipped when a command sets ``skip_zeros``."""
+        return self.pe_buffer_depth > 0
+
+    @property
+    def pe_buffer_address_width(self) -> int:
+        """Address bits of one PE-local B bank (two halves of ``pe_buffer_depth`` words;
+        zero-skipping configurations only)."""
+        return max(1, (2 * self.pe_buffer_depth - 1).bit_length())
+
+    @property
+    def word_index_width(self) -> int:
+        """Bits of a word index within one dot product (0 .. max_depth_words - 1)."""
+        return max(1, (self.max_depth_words - 1).bit_length())
 
     @property
     def vrq_code_blocks(self) -> int:
@@ -256,6 +285,9 @@ class Config:
             out.setdefault(field.section, {})[field.name] = values[attribute]
         if self.vrq_code_width:
             out["vrq"] = {field.name: values[_attribute_name(field)] for field in VRQ_SCHEMA}
+        if self.zero_skipping:
+            out["zero_skipping"] = {field.name: values[_attribute_name(field)]
+                                    for field in ZERO_SKIPPING_SCHEMA}
         return out
 
     def derived(self) -> dict[str, int]:
@@ -265,13 +297,14 @@ class Config:
             "position_width", "magnitude_width", "product_width",
             "lane_sum_width", "accumulator_width", "max_depth_words",
             "depth_field_width", "tiles_field_width", "blocks_field_width",
-            "buffer_address_width", "peak_block_products_per_cycle")}
+            "buffer_address_width", "peak_block_products_per_cycle",
+            "pe_buffer_address_width", "word_index_width")}
 
     def to_toml(self) -> str:
         """The spec as TOML text that :func:`load_spec` reads back."""
         spec = self.to_dict()
         lines = [f'name = "{spec["name"]}"']
-        for section in [*_FIELDS_BY_SECTION, "vrq"]:
+        for section in [*_FIELDS_BY_SECTION, "vrq", "zero_skipping"]:
             if section not in spec:
                 continue
             lines.append("")
@@ -284,6 +317,8 @@ class Config:
 def _attribute_name(field: Field) -> str:
     if field.section == "vrq":
         return f"vrq_{field.name}"
+    if field.section == "zero_skipping":
+        return field.name
     return "buffer_depth" if field.path == "buffers.depth" else field.name
 
 
@@ -312,6 +347,7 @@ def _validate(config: Config) -> None:
                                if 1 << i >= field.minimum)
             _fail(field.path, value, f"must be a power of two: {powers}")
     _validate_vrq(config)
+    _validate_zero_skipping(config)
     width = config.operand_width
     if config.block_width > width or width % config.block_width:
         divisors = ", ".join(str(k) for k in range(1, width + 1) if width % k == 0)
@@ -351,6 +387,18 @@ def _validate_vrq(config: Config) -> None:
               f"in arithmetic.operand_width ({config.operand_width})")
 
 
+def _validate_zero_skipping(config: Config) -> None:
+    if config.pe_buffer_depth == 0:
+        return
+    (field,) = ZERO_SKIPPING_SCHEMA
+    _check_integer(field, config.pe_buffer_depth)
+    if config.pe_buffer_depth < config.max_depth_words:
+        _fail(field.path, config.pe_buffer_depth,
+              f"must hold one dot product of arithmetic.max_reduction_depth "
+              f"({config.max_reduction_depth} operands = {config.max_depth_words} words "
+              f"of {config.block_multipliers}): at least {config.max_depth_words}")
+
+
 def _read_section(source: str, section: str, table: Any, fields: dict[str, Field],
                   values: dict[str, Any]) -> None:
     """Copy one TOML table's keys into ``values``: it must be a table holding exactly
@@ -378,7 +426,7 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
     if not isinstance(spec, dict):
         raise ConfigError(f"{source}: a spec must be a table of sections, "
                           f"not {type(spec).__name__}")
-    known_top = {"name", "vrq", *_FIELDS_BY_SECTION}
+    known_top = {"name", "vrq", "zero_skipping", *_FIELDS_BY_SECTION}
     for key in spec:
         if key not in known_top:
             raise ConfigError(f"{source}: unknown key {key!r}; allowed top-level keys: "
@@ -392,6 +440,9 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
         _read_section(source, section, table, fields, values)
     if "vrq" in spec:
         _read_section(source, "vrq", spec["vrq"], _VRQ_FIELDS, values)
+    if "zero_skipping" in spec:
+        _read_section(source, "zero_skipping", spec["zero_skipping"],
+                      _ZERO_SKIPPING_FIELDS, values)
     try:
         return Config(**values)
     except ConfigError as error:

@@ -8,7 +8,7 @@ from qforge.gen.spec import Config
 from qforge.hdl.layouts import flags_layout, lanes_layout
 from qforge.hdl.pe import ProcessingElement
 
-__all__ = ["SystolicArray"]
+__all__ = ["SystolicArray", "BroadcastArray", "connect_results"]
 
 
 class SystolicArray(wiring.Component):
@@ -68,16 +68,67 @@ class SystolicArray(wiring.Component):
                     left = grid[r][c - 1]
                     m.d.comb += [pe.a_in.eq(left.a_out), pe.flags_in.eq(left.flags_out)]
                 m.d.comb += pe.b_in.eq(col_lanes[c] if r == 0 else grid[r - 1][c].b_out)
-                m.d.comb += pe.shift.eq(self.shift)
-                if r + 1 < rows:
-                    m.d.comb += pe.result_below.eq(grid[r + 1][c].result)
-                else:
-                    m.d.comb += pe.result_below.eq(0)
             # The rightmost column's forwarded lanes and the bottom row's are unused:
             # they are the array's edge (waived in gen/lint.vlt).
+        connect_results(m, grid, self)
+        return m
+
+
+def connect_results(m: Module, grid, array) -> None:
+    """Chain the PEs' result registers for draining and export the corner's capture.
+
+    Every PE shifts in the result of the PE below it (0 at the bottom row) while
+    ``array.shift`` is high; ``array.result_row`` is row 0. ``captured`` comes from PE
+    ``(R-1, C-1)``, the last to capture in the systolic array (in the broadcast array all
+    capture together)."""
+    rows, cols = len(grid), len(grid[0])
+    for r in range(rows):
         for c in range(cols):
-            m.d.comb += self.result_row[c].eq(grid[0][c].result)
-        corner = grid[rows - 1][cols - 1]
-        m.d.comb += [self.captured.eq(corner.captured),
-                     self.captured_gemm_last.eq(corner.captured_gemm_last)]
+            pe = grid[r][c]
+            m.d.comb += pe.shift.eq(array.shift)
+            below = grid[r + 1][c].result if r + 1 < rows else 0
+            m.d.comb += pe.result_below.eq(below)
+    for c in range(cols):
+        m.d.comb += array.result_row[c].eq(grid[0][c].result)
+    corner = grid[rows - 1][cols - 1]
+    m.d.comb += [array.captured.eq(corner.captured),
+                 array.captured_gemm_last.eq(corner.captured_gemm_last)]
+
+
+class BroadcastArray(wiring.Component):
+    """R x C :class:`ProcessingElement` s of the zero-skipping array.
+
+    In cycle ``t``, ``a`` (one A row's lanes) and ``flags`` reach every PE, and
+    ``b[r][c]`` is PE ``(r, c)``'s own B lanes (from its PE-local bank and selector). All
+    PEs compute the same cycle, so all capture a tile's result at ``t_last + 3``
+    (:data:`qforge.sim.cycles.PE_LATENCY`). Draining is that of
+    :class:`SystolicArray` (:func:`connect_results`). The PEs' forwarding outputs are
+    unused here (waived in gen/lint.vlt).
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        lanes = lanes_layout(config)
+        super().__init__({
+            "a": In(lanes),
+            "b": In(data.ArrayLayout(data.ArrayLayout(lanes, config.cols), config.rows)),
+            "flags": In(flags_layout()),
+            "shift": In(1),
+            "result_row": Out(data.ArrayLayout(signed(config.accumulator_width),
+                                               config.cols)),
+            "captured": Out(1),
+            "captured_gemm_last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        config = self._config
+        m = Module()
+        grid = [[ProcessingElement(config) for _ in range(config.cols)]
+                for _ in range(config.rows)]
+        for r, grid_row in enumerate(grid):
+            for c, pe in enumerate(grid_row):
+                m.submodules[f"pe_{r}_{c}"] = pe
+                m.d.comb += [pe.a_in.eq(self.a), pe.flags_in.eq(self.flags),
+                             pe.b_in.eq(self.b[r][c])]
+        connect_results(m, grid, self)
         return m

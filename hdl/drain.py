@@ -15,6 +15,8 @@ class ResultDrain(wiring.Component):
 
     * ``issued_last`` (the scheduler issued a tile's last cycle) marks the registers as
       *pending*: a capture is on its way and the next tile's last cycle must wait.
+      ``issued_rows`` (sampled with it) is how many rows that tile drains: R on the
+      systolic array, up to R on the zero-skipping array (its last column group).
     * ``captured`` (the array's last PE captured the tile) starts draining from the next
       cycle: ``result.valid`` is high with ``array_row`` (the array's row 0) as payload;
       each accepted beat pulses ``shift`` so the array moves the next row up.
@@ -29,6 +31,7 @@ class ResultDrain(wiring.Component):
         self._config = config
         super().__init__({
             "issued_last": In(1),
+            "issued_rows": In(unsigned(config.rows.bit_length())),
             "captured": In(1),
             "captured_gemm_last": In(1),
             "array_row": In(data.ArrayLayout(signed(config.accumulator_width), config.cols)),
@@ -38,11 +41,10 @@ class ResultDrain(wiring.Component):
         })
 
     def elaborate(self, platform):
-        rows = self._config.rows
         m = Module()
         pending = Signal()
         draining = Signal()
-        rows_left = Signal(unsigned(max(1, rows.bit_length())))
+        rows_left = Signal(unsigned(self._config.rows.bit_length()))
         gemm_last = Signal()
 
         m.d.comb += [
@@ -52,10 +54,13 @@ class ResultDrain(wiring.Component):
             self.shift.eq(self.result.valid & self.result.ready),
             self.drain_free.eq(~pending & ~draining),
         ]
+        # One tile at a time is pending: the scheduler issues a tile's last cycle only
+        # while drain_free, so the rows of the previous tile are no longer needed.
+        pending_rows = Signal.like(rows_left)
         with m.If(self.issued_last):
-            m.d.sync += pending.eq(1)
+            m.d.sync += [pending.eq(1), pending_rows.eq(self.issued_rows)]
         with m.If(self.captured):
-            m.d.sync += [pending.eq(0), draining.eq(1), rows_left.eq(rows),
+            m.d.sync += [pending.eq(0), draining.eq(1), rows_left.eq(pending_rows),
                          gemm_last.eq(self.captured_gemm_last)]
         with m.If(self.shift):
             m.d.sync += rows_left.eq(rows_left - 1)

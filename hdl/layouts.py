@@ -26,6 +26,7 @@ from qforge.gen.spec import Config
 
 __all__ = ["operand_word_layout", "a_beat_layout", "b_beat_layout",
            "operand_precision_layout", "output_layout", "command_layout", "result_layout",
+           "row_entry_layout", "entry_count_layout",
            "block_lane_layout", "lanes_layout", "lane_select_layout", "flags_layout",
            "layout_fields"]
 
@@ -84,15 +85,41 @@ def output_layout(config: Config) -> data.StructLayout:
 
 def command_layout(config: Config) -> data.StructLayout:
     """A GEMM command: tile counts, dot-product depth, the precision mode and the
-    output stage settings."""
-    return data.StructLayout({
+    output stage settings.
+
+    Zero-skipping configurations (:attr:`Config.zero_skipping`) add ``skip_zeros``: 1
+    skips zero A operands (:func:`qforge.sim.numerics.zero_operands`), 0 runs the same
+    hardware densely.
+    """
+    fields = {
         "m_tiles_minus_one": unsigned(config.tiles_field_width),
         "n_tiles_minus_one": unsigned(config.tiles_field_width),
         "depth_minus_one": unsigned(config.depth_field_width),
         "a": operand_precision_layout(config),
         "b": operand_precision_layout(config),
         "output": output_layout(config),
+    }
+    if config.zero_skipping:
+        fields["skip_zeros"] = unsigned(1)
+    return data.StructLayout(fields)
+
+
+def row_entry_layout(config: Config) -> data.StructLayout:
+    """One entry of a zero-skipping A bank: a word of P operands that holds at least one
+    operand to compute, its word index within the row (``k // P``) and the mask of the
+    operands to compute (bit l: operand ``word * P + l``). See
+    :class:`qforge.hdl.compactor.RowCompactor`."""
+    return data.StructLayout({
+        "operands": operand_word_layout(config),
+        "word": unsigned(config.word_index_width),
+        "mask": unsigned(config.block_multipliers),
     })
+
+
+def entry_count_layout(config: Config) -> data.ArrayLayout:
+    """The entry counts of one row tile: element r = entries of row ``mt * R + r``
+    (0 .. ``max_depth_words``)."""
+    return data.ArrayLayout(unsigned(config.max_depth_words.bit_length()), config.rows)
 
 
 def result_layout(config: Config) -> data.StructLayout:

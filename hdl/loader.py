@@ -1,6 +1,6 @@
 """Loader: accepts GEMM commands, fills a buffer half with operands, hands jobs on."""
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,6 +36,14 @@ class Loader(wiring.Component):
        then the loader toggles to the other half.
 
     A half stays busy from its command's acceptance until the scheduler's ``release``.
+
+    Zero-skipping configurations (:attr:`Config.zero_skipping`) differ in where beats go
+    (docs/ARCHITECTURE.md, "Zero skipping"): ``accepted`` pulses when a valid command is
+    accepted (with ``fill_half``), so the :class:`~qforge.hdl.compactor.RowCompactor`
+    can write A beats as row entries; B beat ``x = nt * words + w`` goes to the PE-local
+    banks of PE row ``b_write_row = nt mod R`` at
+    ``half * pe_buffer_depth + (nt div R) * words + w``. The B check is then
+    ``ceil(n_tiles / R) * words <= pe_buffer_depth``.
     """
 
     def __init__(self, config: Config):
@@ -47,11 +55,16 @@ class Loader(wiring.Component):
             "b_in": In(stream.Signature(b_beat_layout(config))),
             "job": Out(stream.Signature(job_layout(config))),
             "a_write_address": Out(address), "a_write_enable": Out(1),
-            "b_write_address": Out(address), "b_write_enable": Out(1),
+            "b_write_address": Out(unsigned(config.pe_buffer_address_width)
+                                   if config.zero_skipping else address),
+            "b_write_enable": Out(1),
             "release": In(1), "release_half": In(1),
             "error": Out(1),
             "idle": Out(1),
-        })
+        } | ({
+            "accepted": Out(1), "fill_half": Out(1),
+            "b_write_row": Out(unsigned(max(1, (config.rows - 1).bit_length()))),
+        } if config.zero_skipping else {}))
 
     def elaborate(self, platform):
         config = self._config
@@ -72,8 +85,13 @@ class Loader(wiring.Component):
         b_words = (incoming.n_tiles_minus_one + 1) * words
         checks = [incoming.a.kept_minus_one <= incoming.a.blocks_minus_one,
                   incoming.b.kept_minus_one <= incoming.b.blocks_minus_one,
-                  a_words <= config.buffer_depth,
-                  b_words <= config.buffer_depth]
+                  a_words <= config.buffer_depth]
+        if config.zero_skipping:
+            # Each PE bank holds its column tiles g * R + r for every group g.
+            groups = incoming.n_tiles_minus_one // config.rows + 1
+            checks.append(groups * words <= config.pe_buffer_depth)
+        else:
+            checks.append(b_words <= config.buffer_depth)
         # Output stage: a defined rounding code; shift and VRQ exponent inside the
         # accumulator (sim/quantize.py, OutputParameters.validate); VRQ output only
         # with a [vrq] section.
@@ -108,11 +126,17 @@ class Loader(wiring.Component):
             with m.If(valid_command):
                 m.d.sync += [command.eq(incoming), loading.eq(1),
                              a_left.eq(a_words), b_left.eq(b_words),
-                             self.a_write_address.eq(half_base),
-                             self.b_write_address.eq(half_base)]
+                             self.a_write_address.eq(half_base)]
+                if not config.zero_skipping:
+                    m.d.sync += self.b_write_address.eq(half_base)
                 m.d.sync += half_busy.bit_select(fill_half, 1).eq(1)
             with m.Else():
                 m.d.sync += self.error.eq(1)
+
+        if config.zero_skipping:
+            m.d.comb += [self.accepted.eq(self.cmd.valid & self.cmd.ready & valid_command),
+                         self.fill_half.eq(fill_half)]
+            self._route_b(m, fill_half, words)
 
         # ---- operand beats ------------------------------------------------------------
         m.d.comb += [self.a_in.ready.eq(loading & (a_left != 0)),
@@ -123,8 +147,9 @@ class Loader(wiring.Component):
             m.d.sync += [a_left.eq(a_left - 1),
                          self.a_write_address.eq(self.a_write_address + 1)]
         with m.If(self.b_write_enable):
-            m.d.sync += [b_left.eq(b_left - 1),
-                         self.b_write_address.eq(self.b_write_address + 1)]
+            m.d.sync += b_left.eq(b_left - 1)
+            if not config.zero_skipping:
+                m.d.sync += self.b_write_address.eq(self.b_write_address + 1)
 
         # ---- hand-off -----------------------------------------------------------------
         m.d.comb += [self.job.valid.eq(loading & (a_left == 0) & (b_left == 0)),
@@ -140,3 +165,26 @@ class Loader(wiring.Component):
 
         m.d.comb += self.idle.eq(~loading & (half_busy == 0))
         return m
+
+    def _route_b(self, m, fill_half, incoming_words):
+        """Zero-skipping configurations: B beat ``nt * words + w`` to PE row
+        ``nt mod R`` at ``half * pe_buffer_depth + (nt div R) * words + w``."""
+        config = self._config
+        word_shape = unsigned(config.word_index_width + 1)
+        words = Signal(word_shape)          # words per column tile of this command
+        word = Signal(word_shape)           # w
+        group_base = Signal(unsigned(config.pe_buffer_address_width))  # (nt div R) * words
+        row = self.b_write_row              # nt mod R
+        with m.If(self.accepted):
+            m.d.sync += [words.eq(incoming_words), word.eq(0), group_base.eq(0), row.eq(0)]
+        with m.If(self.b_write_enable):
+            with m.If(word == words - 1):
+                m.d.sync += word.eq(0)
+                with m.If(row == config.rows - 1):
+                    m.d.sync += [row.eq(0), group_base.eq(group_base + words)]
+                with m.Else():
+                    m.d.sync += row.eq(row + 1)
+            with m.Else():
+                m.d.sync += word.eq(word + 1)
+        m.d.comb += self.b_write_address.eq(
+            Mux(fill_half, config.pe_buffer_depth, 0) + group_base + word)

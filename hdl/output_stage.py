@@ -81,6 +81,8 @@ class OutputStage(wiring.Component):
     GEMM's result, whatever the array shape. Counters (no multipliers) follow it: the row
     counts up within a tile and returns to the tile's first row, the column base steps
     by ``C`` per tile and wraps after ``n_tiles``; ``last`` resets them for the next GEMM.
+    The zero-skipping array drains row-major (``for row: for nt:``, one beat per column
+    tile), which is the same walk with one-row tiles.
 
     **Parameters.** A GEMM's settings are popped from the FIFO into the *current*
     registers once the previous GEMM's ``last`` beat has entered the pipeline (and the
@@ -213,15 +215,18 @@ class OutputStage(wiring.Component):
         tile_n = Signal(range(tiles_limit))              # nt
         col_base = Signal(range(tiles_limit * cols))     # nt * C
         assert len(row) <= 32 and len(col_base) <= 32
+        # The zero-skipping array drains row-major beats (qforge.hdl.skipping_scheduler):
+        # every beat is a 1 x C "tile", so the row only moves on when nt wraps.
+        tile_rows = 1 if config.zero_skipping else rows
         with m.If(accept):
             with m.If(self.accumulators.payload.last):
                 m.d.sync += [row.eq(0), row_base.eq(0), tile_row.eq(0), tile_n.eq(0),
                              col_base.eq(0)]
-            with m.Elif(tile_row == rows - 1):
+            with m.Elif((tile_row == rows - 1) if tile_rows > 1 else 1):
                 m.d.sync += tile_row.eq(0)
                 with m.If(tile_n == n_tiles_minus_one):
-                    m.d.sync += [tile_n.eq(0), col_base.eq(0), row.eq(row_base + rows),
-                                 row_base.eq(row_base + rows)]
+                    m.d.sync += [tile_n.eq(0), col_base.eq(0), row.eq(row_base + tile_rows),
+                                 row_base.eq(row_base + tile_rows)]
                 with m.Else():
                     m.d.sync += [tile_n.eq(tile_n + 1), col_base.eq(col_base + cols),
                                  row.eq(row_base)]

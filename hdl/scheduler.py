@@ -9,7 +9,7 @@ from qforge.hdl.layouts import (command_layout, flags_layout, lane_select_layout
                                 operand_precision_layout)
 from qforge.sim.cycles import lane_schedule
 
-__all__ = ["Scheduler", "job_layout", "issue_layout"]
+__all__ = ["Scheduler", "job_layout", "issue_layout", "ModeTable", "mode_table", "advance_lane"]
 
 
 def job_layout(config: Config) -> data.StructLayout:
@@ -74,7 +74,6 @@ class Scheduler(wiring.Component):
     def elaborate(self, platform):
         config = self._config
         lanes = config.block_multipliers
-        blocks = config.blocks
         m = Module()
 
         command = Signal(command_layout(config))
@@ -94,25 +93,8 @@ class Scheduler(wiring.Component):
         a_indices = [Signal(index_shape, name=f"a_index_{l}") for l in range(lanes)]
         b_indices = [Signal(index_shape, name=f"b_index_{l}") for l in range(lanes)]
 
-        # Mode table: per (La, Lb), the per-cycle step and each lane's starting digits.
-        step_words = Signal(unsigned(max(1, lanes.bit_length())))  # P // q, at most P
-        step_a = Signal(index_shape)
-        step_b = Signal(index_shape)
-        init_offsets = [Signal(offset_shape, name=f"init_offset_{l}") for l in range(lanes)]
-        init_a = [Signal(index_shape, name=f"init_a_{l}") for l in range(lanes)]
-        init_b = [Signal(index_shape, name=f"init_b_{l}") for l in range(lanes)]
-        with m.Switch(Cat(command.b.kept_minus_one, command.a.kept_minus_one)):
-            for kept_a in range(1, blocks + 1):
-                for kept_b in range(1, blocks + 1):
-                    key = (kept_b - 1) | ((kept_a - 1) << config.blocks_field_width)
-                    with m.Case(key):
-                        schedule = lane_schedule(kept_a, kept_b, lanes)
-                        m.d.comb += [step_words.eq(schedule.step_operands),
-                                     step_a.eq(schedule.step_a),
-                                     step_b.eq(schedule.step_b)]
-                        for l, (k, i, j) in enumerate(schedule.lane_starts):
-                            m.d.comb += [init_offsets[l].eq(k), init_a[l].eq(i),
-                                         init_b[l].eq(j)]
+        table = mode_table(m, config, command)
+        init_offsets, init_a, init_b = table.init_offsets, table.init_a, table.init_b
 
         # The lane state this cycle: the table's starting digits on a tile's first cycle.
         current_word = Signal(word_shape)
@@ -127,18 +109,13 @@ class Scheduler(wiring.Component):
                          current_b[l].eq(Mux(first, init_b[l], b_indices[l]))]
 
         # Advance every lane by P products: mixed-radix add in (operand, La, Lb) digits.
-        kept_a = command.a.kept_minus_one + 1
-        kept_b = command.b.kept_minus_one + 1
         next_offsets, next_a, next_b, word_carries = [], [], [], []
         for l in range(lanes):
-            b_sum = current_b[l] + step_b
-            b_carry = b_sum >= kept_b
-            a_sum = current_a[l] + step_a + b_carry
-            a_carry = a_sum >= kept_a
-            offset_sum = current_offsets[l] + step_words + a_carry
+            offset_sum, a_digit, b_digit = advance_lane(
+                table, command, current_offsets[l], current_a[l], current_b[l])
             word_carry = offset_sum >= lanes
-            next_b.append(Mux(b_carry, b_sum - kept_b, b_sum)[:index_shape.width])
-            next_a.append(Mux(a_carry, a_sum - kept_a, a_sum)[:index_shape.width])
+            next_b.append(b_digit)
+            next_a.append(a_digit)
             next_offsets.append(Mux(word_carry, offset_sum - lanes,
                                     offset_sum)[:offset_shape.width])
             word_carries.append(word_carry)
@@ -212,3 +189,57 @@ class Scheduler(wiring.Component):
                          tile_m.eq(0), tile_n.eq(0), a_base.eq(0), b_base.eq(0),
                          first.eq(1), self.active.eq(1)]
         return m
+
+
+class ModeTable:
+    """Signals of the lane schedule for the command's mode (:func:`mode_table`)."""
+
+    def __init__(self, config: Config):
+        lanes = config.block_multipliers
+        offset_shape = unsigned(max(1, (lanes - 1).bit_length()))
+        index_shape = unsigned(config.blocks_field_width)
+        self.step_words = Signal(unsigned(max(1, lanes.bit_length())))  # P // q, <= P
+        self.step_a = Signal(index_shape)
+        self.step_b = Signal(index_shape)
+        self.init_offsets = [Signal(offset_shape, name=f"init_offset_{l}")
+                             for l in range(lanes)]
+        self.init_a = [Signal(index_shape, name=f"init_a_{l}") for l in range(lanes)]
+        self.init_b = [Signal(index_shape, name=f"init_b_{l}") for l in range(lanes)]
+
+
+def mode_table(m: Module, config: Config, command) -> ModeTable:
+    """Per ``(La, Lb)`` of ``command``: the per-cycle step and each lane's starting
+    digits, a table of ``B**2`` entries built from :func:`lane_schedule` at elaboration
+    time (the function the cycle model uses)."""
+    blocks = config.blocks
+    table = ModeTable(config)
+    with m.Switch(Cat(command.b.kept_minus_one, command.a.kept_minus_one)):
+        for kept_a in range(1, blocks + 1):
+            for kept_b in range(1, blocks + 1):
+                key = (kept_b - 1) | ((kept_a - 1) << config.blocks_field_width)
+                with m.Case(key):
+                    schedule = lane_schedule(kept_a, kept_b, config.block_multipliers)
+                    m.d.comb += [table.step_words.eq(schedule.step_operands),
+                                 table.step_a.eq(schedule.step_a),
+                                 table.step_b.eq(schedule.step_b)]
+                    for l, (k, i, j) in enumerate(schedule.lane_starts):
+                        m.d.comb += [table.init_offsets[l].eq(k), table.init_a[l].eq(i),
+                                     table.init_b[l].eq(j)]
+    return table
+
+
+def advance_lane(table: ModeTable, command, offset, a_index, b_index):
+    """One lane's digits ``(k mod P, i, j)`` advanced by P block products: a mixed-radix
+    add of ``(P // q, (P % q) // Lb, (P % q) % Lb)`` with two carries. Returns the
+    operand digit unwrapped (it may reach ``2P - 1``; callers wrap or compare it) and
+    the new A and B block digits."""
+    kept_a = command.a.kept_minus_one + 1
+    kept_b = command.b.kept_minus_one + 1
+    b_sum = b_index + table.step_b
+    b_carry = b_sum >= kept_b
+    a_sum = a_index + table.step_a + b_carry
+    a_carry = a_sum >= kept_a
+    offset_sum = offset + table.step_words + a_carry
+    width = len(a_index)
+    return (offset_sum, Mux(a_carry, a_sum - kept_a, a_sum)[:width],
+            Mux(b_carry, b_sum - kept_b, b_sum)[:width])

@@ -6,14 +6,17 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qforge.gen.spec import Config
-from qforge.hdl.array import SystolicArray
+from qforge.hdl.array import BroadcastArray, SystolicArray
+from qforge.hdl.compactor import RowCompactor
 from qforge.hdl.drain import ResultDrain
 from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
-                                operand_word_layout, result_layout)
+                                entry_count_layout, operand_word_layout, result_layout,
+                                row_entry_layout)
 from qforge.hdl.loader import Loader
 from qforge.hdl.output_stage import OutputStage
 from qforge.hdl.scheduler import Scheduler
 from qforge.hdl.selector import BlockSelector
+from qforge.hdl.skipping_scheduler import SkippingScheduler
 
 __all__ = ["Accelerator"]
 
@@ -63,8 +66,12 @@ class Accelerator(wiring.Component):
         config = self._config
         m = Module()
         m.submodules.loader = loader = Loader(config)
-        m.submodules.scheduler = scheduler = Scheduler(config)
-        m.submodules.array = array = SystolicArray(config)
+        if config.zero_skipping:
+            m.submodules.scheduler = scheduler = SkippingScheduler(config)
+            m.submodules.array = array = BroadcastArray(config)
+        else:
+            m.submodules.scheduler = scheduler = Scheduler(config)
+            m.submodules.array = array = SystolicArray(config)
         m.submodules.drain = drain = ResultDrain(config)
         m.submodules.output = output = OutputStage(config)
 
@@ -91,6 +98,26 @@ class Accelerator(wiring.Component):
                      scheduler.drain_free.eq(drain.drain_free),
                      self.error.eq(loader.error)]
 
+        if config.zero_skipping:
+            self._skipping_datapath(m, loader, scheduler, array)
+        else:
+            self._systolic_datapath(m, loader, scheduler, array)
+        issue = scheduler.issue
+        m.d.comb += [drain.issued_last.eq(issue.flags.last),
+                     drain.issued_rows.eq(issue.rows if config.zero_skipping
+                                          else config.rows),
+                     drain.captured.eq(array.captured),
+                     drain.captured_gemm_last.eq(array.captured_gemm_last),
+                     drain.array_row.eq(array.result_row),
+                     array.shift.eq(drain.shift)]
+
+        m.d.comb += self.idle.eq(loader.idle & ~scheduler.active & drain.drain_free
+                                 & output.idle)
+        return m
+
+    def _systolic_datapath(self, m, loader, scheduler, array):
+        """R row banks and C column banks, one selector each, skewed into the array."""
+        config = self._config
         issue = scheduler.issue
         # The selectors see the lane selections one cycle after issue, with the word the
         # synchronous buffer read returns in that cycle.
@@ -124,12 +151,83 @@ class Accelerator(wiring.Component):
         m.d.sync += flags_at_selector.eq(issued.flags)
         m.d.comb += array.flags.eq(flags_at_selector)
 
-        m.d.comb += [drain.issued_last.eq(issue.flags.last),
-                     drain.captured.eq(array.captured),
-                     drain.captured_gemm_last.eq(array.captured_gemm_last),
-                     drain.array_row.eq(array.result_row),
-                     array.shift.eq(drain.shift)]
+    def _skipping_datapath(self, m, loader, scheduler, array):
+        """Zero-skipping array (docs/ARCHITECTURE.md, "Zero skipping"): R A banks of row
+        entries and a count memory written by the :class:`RowCompactor`; one A selector
+        whose lanes reach every PE; R x C PE-local B banks, each with its own selector.
+        """
+        config = self._config
+        issue = scheduler.issue
+        m.submodules.compactor = compactor = RowCompactor(config)
+        m.d.comb += [compactor.start.eq(loader.accepted),
+                     compactor.command.eq(self.cmd.payload),
+                     compactor.half.eq(loader.fill_half),
+                     compactor.beat_valid.eq(loader.a_write_enable),
+                     compactor.beat.eq(self.a_in.payload)]
 
-        m.d.comb += self.idle.eq(loader.idle & ~scheduler.active & drain.drain_free
-                                 & output.idle)
-        return m
+        # Entry counts of every row tile, R per word.
+        counts = Memory(shape=entry_count_layout(config), depth=2 * config.buffer_depth,
+                        init=[])
+        m.submodules.entry_counts = counts
+        count_write = counts.write_port()
+        count_read = counts.read_port()
+        m.d.comb += [count_write.addr.eq(compactor.count_address),
+                     count_write.data.eq(compactor.counts),
+                     count_write.en.eq(compactor.count_enable),
+                     count_read.addr.eq(scheduler.count_address)]
+
+        # A banks: entry j of row mt*R + r in bank r. All banks read the same address;
+        # the scheduler's current row picks one (and its count).
+        entry = Signal(row_entry_layout(config), name="entry")
+        entries = []
+        for r in range(config.rows):
+            bank = Memory(shape=row_entry_layout(config), depth=2 * config.buffer_depth,
+                          init=[])
+            m.submodules[f"a_bank{r}"] = bank
+            write = bank.write_port()
+            read = bank.read_port()
+            m.d.comb += [write.addr.eq(compactor.write_address[r]),
+                         write.data.eq(compactor.entry[r]),
+                         write.en.eq(compactor.write_enable[r]),
+                         read.addr.eq(scheduler.entry_address)]
+            entries.append(read.data)
+        with m.Switch(scheduler.row):
+            for r, read_data in enumerate(entries):
+                with m.Case(r):
+                    m.d.comb += [entry.eq(read_data),
+                                 scheduler.count.eq(count_read.data[r])]
+        m.d.comb += scheduler.entry.eq(entry)
+
+        # The issued record and the current entry's operands meet the PE-local B words
+        # one cycle after issue (the B banks' synchronous read).
+        issued = Signal.like(issue, name="issued")
+        issued_operands = Signal.like(entry.operands, name="issued_operands")
+        m.d.sync += [issued.eq(issue), issued_operands.eq(entry.operands)]
+        m.submodules.a_selector = a_selector = BlockSelector(config)
+        m.d.comb += [a_selector.word.eq(issued_operands),
+                     a_selector.precision.eq(issued.a_precision),
+                     a_selector.select.eq(issued.a_select),
+                     array.a.eq(a_selector.lanes)]
+
+        for r in range(config.rows):
+            for c in range(config.cols):
+                bank = Memory(shape=operand_word_layout(config),
+                              depth=2 * config.pe_buffer_depth, init=[])
+                m.submodules[f"b_bank_{r}_{c}"] = bank
+                write = bank.write_port()
+                read = bank.read_port()
+                m.d.comb += [write.addr.eq(loader.b_write_address),
+                             write.data.eq(self.b_in.payload[c]),
+                             write.en.eq(loader.b_write_enable & (loader.b_write_row == r)),
+                             read.addr.eq(issue.b_address)]
+                selector = BlockSelector(config)
+                m.submodules[f"b_selector_{r}_{c}"] = selector
+                m.d.comb += [selector.word.eq(read.data),
+                             selector.precision.eq(issued.b_precision),
+                             selector.select.eq(issued.b_select),
+                             array.b[r][c].eq(selector.lanes)]
+
+        # Tile markers reach the array together with the selected lanes (two cycles).
+        flags_at_selector = Signal.like(issued.flags, name="flags_at_selector")
+        m.d.sync += flags_at_selector.eq(issued.flags)
+        m.d.comb += array.flags.eq(flags_at_selector)

@@ -35,7 +35,7 @@ def _load():
 def _job_summary(job: GemmJob) -> dict:
     return {"m": int(job.a.shape[0]), "n": int(job.b.shape[1]), "depth": int(job.a.shape[1]),
             "block_products": job.precision.block_products,
-            "precision": precision_to_dict(job.precision)}
+            "precision": precision_to_dict(job.precision), "skip_zeros": job.skip_zeros}
 
 
 @cocotb.test()
@@ -44,7 +44,7 @@ async def run_scenario(dut):
     config, scenario = _load()
     model = MODELS[scenario.model]
     jobs = [GemmJob.build(config, job.a, job.b, job.precision, model=model,
-                          output=job.output)
+                          output=job.output, skip_zeros=job.skip_zeros)
             for job in scenario.jobs]
     if scenario.output_model != "golden":
         # Negative control: the commands carry the jobs' settings, the expected results

@@ -18,10 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
 from qforge.gen.spec import Config
 
 __all__ = ["LaneSchedule", "lane_schedule", "tile_cycles", "GemmShape", "CycleReport",
-           "gemm_cycles", "FEED_LATENCY", "PE_LATENCY", "OUTPUT_LATENCY"]
+           "gemm_cycles", "row_cycles", "skipping_shape", "FEED_LATENCY", "PE_LATENCY",
+           "OUTPUT_LATENCY"]
 
 #: Cycles from an issued buffer address to the selected lanes at the array's edge:
 #: one for the synchronous buffer read, one for the edge selector's output register.
@@ -101,14 +104,67 @@ def tile_cycles(depth: int, block_products: int, lanes: int) -> int:
     return -(-depth * block_products // lanes)
 
 
+def row_cycles(a, config: Config, precision, skip_zeros: bool) -> tuple[int, ...]:
+    """Cycles each A row's tile takes on the zero-skipping array (one entry per row of
+    A zero-padded to whole row tiles, ``ceil(M / R) * R`` in all).
+
+    Dense (``skip_zeros`` False): every row takes :func:`tile_cycles`. Skipping: a row
+    is a list of *entries*, one per buffer word holding at least one operand that is not
+    zero (:func:`qforge.sim.numerics.zero_operands`); an entry with ``n`` such operands
+    takes ``ceil(n * q / P)`` cycles (its ``n * q`` block products packed into the P
+    lanes; lanes of one cycle never mix words, since each PE reads one B word per
+    cycle). A row without entries still takes one cycle (it must start and finish its
+    tile).
+
+    >>> from qforge.gen.spec import load_preset
+    >>> from qforge.sim.numerics import Precision, OperandPrecision
+    >>> cfg = load_preset("default")            # R = 8, P = 4
+    >>> exact = Precision(OperandPrecision(4, 4), OperandPrecision(4, 4))   # q = 16
+    >>> a = np.zeros((2, 8), dtype=np.int64)
+    >>> a[0, [0, 1, 5]] = 7                    # word 0: 2 operands, word 1: 1 operand
+    >>> row_cycles(a, cfg, exact, True)         # 8 + 4 cycles, then 7 rows of 1
+    (12, 1, 1, 1, 1, 1, 1, 1)
+    >>> row_cycles(a, cfg, exact, False)[:2]    # dense: 8 * 16 / 4 cycles per row
+    (32, 32)
+    >>> one_block = Precision(OperandPrecision(4, 1), OperandPrecision(4, 1))  # q = 1
+    >>> row_cycles(a, cfg, one_block, True)[0]  # one cycle per non-empty word
+    2
+    """
+    from qforge.sim.numerics import zero_operands
+    a = np.asarray(a, dtype=np.int64)
+    lanes, q = config.block_multipliers, precision.block_products
+    m, depth = a.shape
+    padded_rows = -(-m // config.rows) * config.rows
+    if not skip_zeros:
+        return (tile_cycles(depth, q, lanes),) * padded_rows
+    words = -(-depth // lanes)
+    computed = np.zeros((padded_rows, words * lanes), dtype=bool)
+    computed[:m, :depth] = ~zero_operands(a, config, precision.a)
+    per_word = computed.reshape(padded_rows, words, lanes).sum(axis=2)
+    cycles = (-(-per_word * q // lanes)).sum(axis=1)
+    return tuple(int(c) for c in np.maximum(cycles, 1))
+
+
 @dataclass(frozen=True)
 class GemmShape:
-    """One command: an ``m x depth`` by ``depth x n`` GEMM with ``q`` products per MAC."""
+    """One command: an ``m x depth`` by ``depth x n`` GEMM with ``q`` products per MAC.
+
+    ``row_cycles`` (zero-skipping configurations only): each padded A row's tile
+    cycles, from :func:`row_cycles` (see :func:`skipping_shape`); ``None`` means dense.
+    """
 
     m: int
     n: int
     depth: int
     block_products: int
+    row_cycles: tuple[int, ...] | None = None
+
+
+def skipping_shape(config: Config, a, n: int, precision, skip_zeros: bool) -> GemmShape:
+    """The :class:`GemmShape` of a GEMM with A operands ``a`` on a zero-skipping array."""
+    a = np.asarray(a)
+    return GemmShape(a.shape[0], n, a.shape[1], precision.block_products,
+                     row_cycles(a, config, precision, skip_zeros))
 
 
 @dataclass(frozen=True)
@@ -160,8 +216,11 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
     131072.0
     """
     rows, cols, lanes = config.rows, config.cols, config.block_multipliers
-    capture_delay = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
-    drain_free_after_last = capture_delay + 1 + rows   # first cycle drain_free is high
+    if config.zero_skipping:
+        # All PEs see the same cycle's lanes: no skew.
+        capture_delay = FEED_LATENCY + PE_LATENCY
+    else:
+        capture_delay = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
     half_free_at = [0, 0]        # first cycle the loader may accept into each half
     fill_half = 0
     loader_idle_at = 0           # first cycle the loader can accept a command
@@ -181,11 +240,10 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
         handoff = max(job_valid, scheduler_idle_at)
         loader_idle_at = handoff + 1
         issue = handoff + 1
-        cycles = tile_cycles(shape.depth, shape.block_products, lanes)
-        for _ in range(m_tiles * n_tiles):
+        for cycles, drained_rows in _tiles(config, shape, m_tiles, n_tiles):
             last = max(issue + cycles - 1, drain_free_at)
-            drain_free_at = last + drain_free_after_last
-            last_beat = last + capture_delay + rows + OUTPUT_LATENCY
+            drain_free_at = last + capture_delay + 1 + drained_rows
+            last_beat = last + capture_delay + drained_rows + OUTPUT_LATENCY
             issue = last + 1
         final_issue = issue - 1
         scheduler_idle_at = final_issue + 1
@@ -194,3 +252,29 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
         macs += shape.m * shape.n * shape.depth
         ideal += shape.m * shape.n * shape.depth * shape.block_products / (rows * cols * lanes)
     return CycleReport(total=last_beat - first_accept + 1, ideal=ideal, macs=macs)
+
+
+def _tiles(config: Config, shape: GemmShape, m_tiles: int, n_tiles: int):
+    """``(cycles, result rows drained)`` of every tile of a command, in issue order.
+
+    Systolic array: ``m_tiles * n_tiles`` tiles of R x C, each R rows. Zero-skipping
+    array: for each padded A row, ``ceil(n_tiles / R)`` column groups of up to R column
+    tiles (``R * C`` columns, PE row r holding column tile ``g * R + r``); a group drains
+    one row per column tile it holds.
+    """
+    rows, lanes = config.rows, config.block_multipliers
+    if not config.zero_skipping:
+        cycles = tile_cycles(shape.depth, shape.block_products, lanes)
+        for _ in range(m_tiles * n_tiles):
+            yield cycles, rows
+        return
+    per_row = shape.row_cycles
+    if per_row is None:
+        per_row = (tile_cycles(shape.depth, shape.block_products, lanes),) * (m_tiles * rows)
+    if len(per_row) != m_tiles * rows:
+        raise ValueError(f"row_cycles has {len(per_row)} entries; the command has "
+                         f"{m_tiles * rows} padded A rows")
+    groups = -(-n_tiles // rows)
+    for cycles in per_row:
+        for group in range(groups):
+            yield cycles, min(rows, n_tiles - group * rows)

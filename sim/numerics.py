@@ -64,6 +64,7 @@ __all__ = [
     "sign_magnitude", "split_blocks", "leading_block", "select_blocks",
     "operand_value", "check_operands", "gemm", "gemm_block_products",
     "standard_modes", "block_products_per_mac", "vrq_pack", "vrq_unpack", "operand_bound",
+    "zero_operands",
 ]
 
 
@@ -322,6 +323,36 @@ def operand_value(x, config: Config, precision: OperandPrecision) -> np.ndarray:
     # is -1 for negative x and 0 otherwise, (v ^ s) - s is -v or v.
     sign = x >> 63
     return (kept_magnitude ^ sign) - sign
+
+
+def zero_operands(x, config: Config, precision: OperandPrecision) -> np.ndarray:
+    """Which operands the zero-skipping array skips: True where the operand word is
+    zero, or, for a VRQ operand, where its code is zero (whatever its sign and range).
+
+    This is the rule the hardware applies when it loads A (``hdl/compactor.py``) and the
+    one the cycle model counts with (:func:`qforge.sim.cycles.row_cycles`). Skipping
+    never changes a result: a skipped operand's products are all zero. Operands that are
+    not zero but whose kept blocks are (a static mode that drops their only non-zero
+    blocks, or non-zero bits in blocks ``>= n``) are computed, not skipped.
+
+    >>> from qforge.gen.spec import from_dict, load_preset
+    >>> cfg = load_preset("default")
+    >>> zero_operands(np.array([0, 3, -128, 0]), cfg, OperandPrecision(4, 4))
+    array([ True, False, False,  True])
+
+    A VRQ word with code 0 is zero even with its sign and range bits set:
+
+    >>> spec = cfg.to_dict() | {"vrq": {"code_width": 4, "range_stride": 2, "ranges": 8}}
+    >>> vrq_cfg = from_dict(spec)
+    >>> words = vrq_pack(np.array([1, 0, 1]), np.array([0, 0, 5]), np.array([7, 3, 0]),
+    ...                  vrq_cfg)
+    >>> zero_operands(words, vrq_cfg, OperandPrecision(2, 2, vrq=True))
+    array([ True,  True, False])
+    """
+    x = np.asarray(x, dtype=np.int64)
+    if precision.vrq:
+        return (x & ((1 << config.vrq_code_width) - 1)) == 0
+    return x == 0
 
 
 def check_operands(a, b, config: Config, precision: Precision):

@@ -17,7 +17,7 @@ from qforge.sim.numerics import Precision, check_operands, gemm
 from qforge.sim.quantize import OutputParameters, output_operands
 
 __all__ = ["leaf_fields", "pack_fields", "unpack_fields", "command_bits",
-           "pack_operands", "GemmJob", "ResultAssembler", "tiles"]
+           "pack_operands", "GemmJob", "ResultAssembler", "tiles", "result_order"]
 
 
 def leaf_fields(layout) -> list[tuple[int, int, bool]]:
@@ -57,9 +57,13 @@ def tiles(count: int, size: int) -> int:
 
 
 def command_bits(config: Config, m: int, n: int, depth: int, precision: Precision,
-                 output: OutputParameters | None = None) -> int:
+                 output: OutputParameters | None = None, skip_zeros: bool = False) -> int:
     """The ``cmd`` beat for an ``m x depth`` by ``depth x n`` GEMM; ``output`` None
-    returns raw accumulators."""
+    returns raw accumulators. ``skip_zeros`` (zero-skipping configurations only) skips
+    zero A operands."""
+    if skip_zeros and not config.zero_skipping:
+        raise ValueError(f"skip_zeros: configuration {config.name!r} has no "
+                         f"[zero_skipping] section, so it cannot skip zero operands")
     def operand(p):
         return {"blocks_minus_one": p.blocks - 1, "kept_minus_one": p.kept - 1,
                 "dynamic": int(p.selection), "vrq": int(p.vrq)}
@@ -70,13 +74,16 @@ def command_bits(config: Config, m: int, n: int, depth: int, precision: Precisio
         stage = {"quantize": 1, "shift": output.shift, "rounding": int(output.rounding),
                  "relu": int(output.relu), "seed": output.seed, "tensor": output.tensor,
                  "vrq": int(vrq), "exponent": output.vrq_exponent if vrq else 0}
-    return command_layout(config).const({
+    fields = {
         "m_tiles_minus_one": tiles(m, config.rows) - 1,
         "n_tiles_minus_one": tiles(n, config.cols) - 1,
         "depth_minus_one": depth - 1,
         "a": operand(precision.a), "b": operand(precision.b),
         "output": stage,
-    }).as_bits()
+    }
+    if config.zero_skipping:
+        fields["skip_zeros"] = int(skip_zeros)
+    return command_layout(config).const(fields).as_bits()
 
 
 def pack_operands(config: Config, a: np.ndarray, b: np.ndarray) -> tuple[list[int], list[int]]:
@@ -120,13 +127,16 @@ class GemmJob:
     expected: np.ndarray
 
     output: OutputParameters | None = None
+    skip_zeros: bool = False
 
     @classmethod
     def build(cls, config: Config, a, b, precision: Precision, model=gemm,
-              output: OutputParameters | None = None) -> "GemmJob":
+              output: OutputParameters | None = None,
+              skip_zeros: bool = False) -> "GemmJob":
         """Check the operands and compute the expected result with ``model`` (and the
         output stage, when ``output`` is given; element coordinates are the result's
-        row and column, whatever the array shape)."""
+        row and column, whatever the array shape). Skipping zeros never changes the
+        expected result."""
         a, b = check_operands(a, b, config, precision)
         if output is not None:
             output.validate(config)
@@ -136,8 +146,8 @@ class GemmJob:
             expected = output_operands(expected, config, output)
         return cls(config, a, b, precision,
                    command_bits(config, a.shape[0], b.shape[1], a.shape[1], precision,
-                                output),
-                   a_beats, b_beats, expected, output)
+                                output, skip_zeros),
+                   a_beats, b_beats, expected, output, skip_zeros)
 
     @property
     def result_beats(self) -> int:
@@ -152,12 +162,8 @@ class GemmJob:
         m_tiles, n_tiles = tiles(self.a.shape[0], rows), tiles(self.b.shape[1], cols)
         padded = np.zeros((m_tiles * rows, n_tiles * cols), dtype=np.int64)
         padded[:self.expected.shape[0], :self.expected.shape[1]] = self.expected
-        beats = []
-        for mt in range(m_tiles):
-            for nt in range(n_tiles):
-                for r in range(rows):
-                    values = padded[mt * rows + r, nt * cols:(nt + 1) * cols].tolist()
-                    beats.append((values, 0))
+        # (row, nt, c) in stream order: see result_order.
+        beats = [(values, 0) for values in result_order(config, padded).tolist()]
         beats[-1] = (beats[-1][0], 1)
         return beats
 
@@ -192,6 +198,34 @@ class ResultAssembler:
         config = self.config
         rows, cols = config.rows, config.cols
         m_tiles, n_tiles = tiles(self.m, rows), tiles(self.n, cols)
-        beats = np.array(self._rows, dtype=np.int64).reshape(m_tiles, n_tiles, rows, cols)
-        full = beats.transpose(0, 2, 1, 3).reshape(m_tiles * rows, n_tiles * cols)
+        beats = np.array(self._rows, dtype=np.int64)
+        if config.zero_skipping:
+            full = beats.reshape(m_tiles * rows, n_tiles * cols)
+        else:
+            full = beats.reshape(m_tiles, n_tiles, rows, cols).transpose(0, 2, 1, 3)
+            full = full.reshape(m_tiles * rows, n_tiles * cols)
         return full[:self.m, :self.n]
+
+
+def result_order(config: Config, padded: np.ndarray) -> np.ndarray:
+    """The ``result`` beats (one row of C elements each) of a result zero-padded to
+    whole tiles, in stream order.
+
+    Systolic array: ``for mt: for nt: for r:``, row r of output tile (mt, nt). The
+    zero-skipping array computes one output row at a time (its tiles are one A row by
+    ``R * C`` columns), so its beats are row-major: ``for row: for nt:``.
+
+    >>> from qforge.gen.spec import load_preset
+    >>> y = np.arange(16).reshape(4, 4)
+    >>> result_order(load_preset("tiny"), y)[:3].tolist()      # 2 x 2 tiles
+    [[0, 1], [4, 5], [2, 3]]
+    >>> spec = load_preset("tiny").to_dict() | {"zero_skipping": {"pe_buffer_depth": 256}}
+    >>> from qforge.gen.spec import from_dict
+    >>> result_order(from_dict(spec), y)[:3].tolist()
+    [[0, 1], [2, 3], [4, 5]]
+    """
+    rows, cols = config.rows, config.cols
+    if config.zero_skipping:
+        return padded.reshape(-1, cols)
+    m_tiles, n_tiles = padded.shape[0] // rows, padded.shape[1] // cols
+    return padded.reshape(m_tiles, rows, n_tiles, cols).transpose(0, 2, 1, 3).reshape(-1, cols)

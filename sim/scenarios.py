@@ -87,6 +87,7 @@ class Job:
     precision: Precision
     label: str = ""
     output: OutputParameters | None = None
+    skip_zeros: bool = False        #: zero-skipping configurations: skip zero A operands
 
 
 @dataclass
@@ -116,7 +117,7 @@ class Scenario:
                 "relu": job.output.relu, "seed": job.output.seed, "tensor": job.output.tensor,
                 "vrq_exponent": job.output.vrq_exponent}
             jobs.append({"precision": precision_to_dict(job.precision), "label": job.label,
-                         "output": output})
+                         "output": output, "skip_zeros": job.skip_zeros})
         np.savez(directory / "operands.npz", **arrays)
         description = asdict(self) | {"jobs": jobs}
         path = directory / "scenario.json"
@@ -132,6 +133,7 @@ class Scenario:
                     None if j.get("output") is None else OutputParameters(
                         j["output"]["shift"], Rounding(j["output"]["rounding"]),
                         j["output"]["relu"], j["output"]["seed"], j["output"]["tensor"],
-                        j["output"].get("vrq_exponent")))
+                        j["output"].get("vrq_exponent")),
+                    j.get("skip_zeros", False))
                 for i, j in enumerate(description["jobs"])]
         return cls(**(description | {"jobs": jobs}))
