@@ -347,7 +347,6 @@ def _validate(config: Config) -> None:
                                if 1 << i >= field.minimum)
             _fail(field.path, value, f"must be a power of two: {powers}")
     _validate_vrq(config)
-    _validate_zero_skipping(config)
     width = config.operand_width
     if config.block_width > width or width % config.block_width:
         divisors = ", ".join(str(k) for k in range(1, width + 1) if width % k == 0)
@@ -363,6 +362,7 @@ def _validate(config: Config) -> None:
         _fail("arithmetic.max_reduction_depth", config.max_reduction_depth,
               f"one dot product must fit in a buffer bank: at most buffers.depth * "
               f"block_multipliers = {config.buffer_depth * config.block_multipliers}")
+    _validate_zero_skipping(config)
     if config.output_width > config.accumulator_width:
         _fail("arithmetic.output_width", config.output_width,
               f"must not exceed the accumulator width ({config.accumulator_width})")
@@ -490,4 +490,4 @@ def load_preset(name: str) -> Config:
     return from_dict(read_toml(path, source, "preset"), source=source)
 
 
-PRESETS = ("tiny", "default", "large")
+PRESETS = ("tiny", "default", "large", "sparse")

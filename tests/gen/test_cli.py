@@ -76,7 +76,7 @@ def test_bad_spec_is_one_clear_line(capsys, tmp_path, change, field):
 
 def test_unknown_preset(capsys, tmp_path):
     code, _, err = run(capsys, "generate", "--preset", "huge", "-o", str(tmp_path))
-    assert code == 2 and "allowed: default, large, tiny" in err
+    assert code == 2 and "allowed: default, large, sparse, tiny" in err
 
 
 def test_presets_show_round_trips(capsys):

@@ -296,7 +296,7 @@ def hardware(**entry):
      "vrq.range_stride = 4: must not exceed vrq.code_width (2)"),
     (hardware(format="vrq", bits=None, code_width=4, range_stride=2),
      "missing key hardware[0] (x).ranges"),
-    (hardware(preset="huge"), "hardware[0] (x).preset = 'huge': allowed: default, large, tiny"),
+    (hardware(preset="huge"), "hardware[0] (x).preset = 'huge': allowed: default, large, sparse, tiny"),
     (dict(SMALL, hardware=[{"name": "a", "format": "float32"},
                            {"name": "a", "format": "float32"}]),
      "hardware[1].name = 'a': must be unique"),
