@@ -275,6 +275,20 @@ class Config:
         """Block products the whole array performs per cycle: ``R * C * P``."""
         return self.rows * self.cols * self.block_multipliers
 
+    def with_zero_skipping(self, pe_buffer_depth: int | None = None) -> "Config":
+        """The same array built as the zero-skipping array (``self`` if it already is):
+        name ``<name>_skipping``, ``pe_buffer_depth`` defaulting to one
+        ``max_reduction_depth`` dot product (the ``sparse`` preset is ``default``'s).
+
+        >>> load_preset("default").with_zero_skipping() == dataclasses.replace(
+        ...     load_preset("sparse"), name="default_skipping")
+        True
+        """
+        if self.zero_skipping:
+            return self
+        return dataclasses.replace(self, name=f"{self.name}_skipping",
+                                   pe_buffer_depth=pe_buffer_depth or self.max_depth_words)
+
     # ---- conversions ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The spec as nested sections, the inverse of :func:`from_dict`."""
