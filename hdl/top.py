@@ -45,6 +45,13 @@ class Accelerator(wiring.Component):
     ReLU, saturation with the GEMM's settings, which it receives from a FIFO pushed when
     the scheduler accepts the job). Cycle counts follow
     :func:`qforge.sim.cycles.gemm_cycles`.
+
+    Zero-skipping configurations (:attr:`Config.zero_skipping`) build a different data
+    path behind the same ports (:meth:`_skipping_datapath`): a
+    :class:`~qforge.hdl.compactor.RowCompactor` stores A rows as entries,
+    :class:`~qforge.hdl.skipping_scheduler.SkippingScheduler` walks them, one A row's
+    lanes reach every PE of a :class:`~qforge.hdl.array.BroadcastArray` and each PE has
+    its own B bank and selector. Commands gain ``skip_zeros``; results leave row-major.
     """
 
     def __init__(self, config: Config):

@@ -203,6 +203,12 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
     * each row reaches the ``result`` port ``OUTPUT_LATENCY`` cycles after it leaves the
       drain (the output stage never stalls the drain when results are always taken).
 
+    On the zero-skipping array (:attr:`Config.zero_skipping`) tiles are one A row by a
+    column group (``for row: for group:``), each taking its row's entry in
+    ``shape.row_cycles`` (dense when ``None``), captured ``FEED_LATENCY + PE_LATENCY``
+    cycles after its last issue (no skew) and draining one beat per column tile of the
+    group (docs/ARCHITECTURE.md, "Zero skipping").
+
     >>> from qforge.gen.spec import load_preset
     >>> cfg = load_preset("default")
     >>> report = gemm_cycles(cfg, [GemmShape(128, 128, 128, 16)])  # exact mode, q = 16
