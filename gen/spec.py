@@ -131,8 +131,8 @@ class Config:
     vrq_code_width: int = 0
     vrq_range_stride: int = 0
     vrq_ranges: int = 0
-    #: Zero-skipping array (the optional [zero_skipping] section); 0 = dense systolic.
-    pe_buffer_depth: int = 0
+    #: Zero-skipping array (the optional [zero_skipping] section); None = dense systolic.
+    pe_buffer_depth: int | None = None
 
     def __post_init__(self):
         _validate(self)
@@ -161,7 +161,7 @@ class Config:
         """True for the zero-skipping array (a ``[zero_skipping]`` section): A rows are
         broadcast to all PEs, each PE holds its own B columns, and zero A operands are
         skipped when a command sets ``skip_zeros``."""
-        return self.pe_buffer_depth > 0
+        return self.pe_buffer_depth is not None
 
     @property
     def pe_buffer_address_width(self) -> int:
@@ -286,8 +286,10 @@ class Config:
         """
         if self.zero_skipping:
             return self
+        if pe_buffer_depth is None:
+            pe_buffer_depth = self.max_depth_words
         return dataclasses.replace(self, name=f"{self.name}_skipping",
-                                   pe_buffer_depth=pe_buffer_depth or self.max_depth_words)
+                                   pe_buffer_depth=pe_buffer_depth)
 
     # ---- conversions ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -311,8 +313,9 @@ class Config:
             "position_width", "magnitude_width", "product_width",
             "lane_sum_width", "accumulator_width", "max_depth_words",
             "depth_field_width", "tiles_field_width", "blocks_field_width",
-            "buffer_address_width", "peak_block_products_per_cycle",
-            "pe_buffer_address_width", "word_index_width")}
+            "buffer_address_width", "peak_block_products_per_cycle")} | ({
+            "pe_buffer_address_width": self.pe_buffer_address_width,
+            "word_index_width": self.word_index_width} if self.zero_skipping else {})
 
     def to_toml(self) -> str:
         """The spec as TOML text that :func:`load_spec` reads back."""
@@ -402,7 +405,7 @@ def _validate_vrq(config: Config) -> None:
 
 
 def _validate_zero_skipping(config: Config) -> None:
-    if config.pe_buffer_depth == 0:
+    if config.pe_buffer_depth is None:
         return
     (field,) = ZERO_SKIPPING_SCHEMA
     _check_integer(field, config.pe_buffer_depth)

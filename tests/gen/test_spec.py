@@ -589,3 +589,58 @@ def test_vrq_section_unknown_and_missing_keys():
     del spec["vrq"]["ranges"]
     with pytest.raises(ConfigError, match="missing key vrq.ranges"):
         from_dict(spec)
+
+
+# ---- the optional [zero_skipping] section ----------------------------------------------
+
+def _with_zero_skipping(**section):
+    spec = load_preset("default").to_dict()
+    spec["zero_skipping"] = {"pe_buffer_depth": 512} | section
+    return spec
+
+
+def test_zero_skipping_section_round_trips():
+    """The section enables the zero-skipping array, survives dict and TOML round trips
+    and adds its derived widths (and only then) to the manifest's list."""
+    config = from_dict(_with_zero_skipping())
+    assert config.zero_skipping and config.pe_buffer_depth == 512
+    assert from_dict(config.to_dict()) == config
+    assert from_dict(tomllib.loads(config.to_toml())) == config
+    assert "[zero_skipping]" in config.to_toml()
+    assert config.derived()["pe_buffer_address_width"] == 10     # 2 * 512 words
+    assert config.derived()["word_index_width"] == 9             # words 0 .. 511
+    default = load_preset("default")
+    assert not default.zero_skipping and "zero_skipping" not in default.to_dict()
+    assert "pe_buffer_address_width" not in default.derived()
+
+
+def test_with_zero_skipping_sizes_the_pe_banks_for_the_deepest_dot_product():
+    default = load_preset("default")
+    skipping = default.with_zero_skipping()
+    assert skipping.pe_buffer_depth == default.max_depth_words == 512
+    assert skipping.name == "default_skipping"
+    assert skipping.with_zero_skipping() is skipping
+    assert default.with_zero_skipping(1024).pe_buffer_depth == 1024
+
+
+@pytest.mark.parametrize("value, message", [
+    (511, "must hold one dot product of arithmetic.max_reduction_depth (2048 operands "
+          "= 512 words of 4): at least 512"),
+    (0, "allowed range is 1 .. 65536"),
+    ("512", "must be an integer"),
+    (True, "must be an integer"),
+])
+def test_zero_skipping_errors_name_the_field(value, message):
+    text = error_of(_with_zero_skipping(pe_buffer_depth=value))
+    assert "zero_skipping.pe_buffer_depth" in text and message in text
+
+
+def test_zero_skipping_section_unknown_missing_and_malformed():
+    spec = _with_zero_skipping(bananas=1)
+    assert "unknown key 'zero_skipping.bananas'" in error_of(spec)
+    spec = _with_zero_skipping()
+    del spec["zero_skipping"]["pe_buffer_depth"]
+    assert "missing key zero_skipping.pe_buffer_depth" in error_of(spec)
+    spec = _with_zero_skipping()
+    spec["zero_skipping"] = 512
+    assert "zero_skipping must be a table [zero_skipping]" in error_of(spec)
