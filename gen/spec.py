@@ -27,6 +27,12 @@ A TOML spec looks like this (every key is listed in :data:`SCHEMA`)::
     [buffers]
     depth = 512
 
+Two optional sections change the hardware: ``[vrq]`` (:data:`VRQ_SCHEMA`, VRQ operands)
+and ``[zero_skipping]`` (:data:`ZERO_SKIPPING_SCHEMA`, the zero-skipping array)::
+
+    [zero_skipping]
+    pe_buffer_depth = 512
+
 Any mistake gives one :class:`ConfigError` naming the field, the value and what is
 allowed.
 """

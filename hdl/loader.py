@@ -76,7 +76,11 @@ class Loader(wiring.Component):
         loading = Signal()
         command = Signal(command_layout(config))
         a_left = Signal(count_shape)
-        b_left = Signal(count_shape)
+        # Zero-skipping configurations check B per PE bank: up to R * pe_buffer_depth
+        # beats (n_tiles * words) for a valid command.
+        b_beats_limit = (config.rows * config.pe_buffer_depth if config.zero_skipping
+                         else config.buffer_depth)
+        b_left = Signal(unsigned(max(1, b_beats_limit.bit_length())))
 
         # ---- command check (on the incoming payload) ----------------------------------
         incoming = self.cmd.payload

@@ -49,3 +49,56 @@ COMPONENT_CONFIGS = {
     "p1": single_lane,
     "b3": three_blocks,
 }
+
+
+# ---- zero-skipping array (tests/hdl/test_compactor.py, test_skipping_scheduler.py) ----
+
+def custom_skipping(name: str, *, pe_buffer_depth: int | None = None,
+                    vrq: dict | None = None, **array) -> Config:
+    """:func:`custom` built as the zero-skipping array (a ``[zero_skipping]`` section,
+    ``pe_buffer_depth`` defaulting to one deepest dot product), optionally with a
+    ``[vrq]`` section."""
+    spec = custom(name, **array).to_dict()
+    if vrq is not None:
+        spec["vrq"] = vrq
+    spec["zero_skipping"] = {"pe_buffer_depth": pe_buffer_depth
+                             or custom(name, **array).max_depth_words}
+    return from_dict(spec)
+
+
+def skipping_p4() -> Config:
+    """B = 4 blocks, P = 4, R = 3 (column groups of 3 tiles, partial last groups),
+    max_reduction_depth 40 = 10 words; PE banks hold 3 groups of 10 words per half."""
+    return custom_skipping("skip_p4", rows=3, cols=2, operand_width=8, block_width=2,
+                           block_multipliers=4, buffer_depth=16, max_reduction_depth=40,
+                           pe_buffer_depth=32)
+
+
+def skipping_vrq() -> Config:
+    """P = 4, B = 4, with VRQ operands (N = 4, S = 2, G = 4): a VRQ word is zero when
+    its 4 code bits are, whatever its sign and range bits."""
+    return custom_skipping("skip_vrq", rows=2, cols=2, operand_width=8, block_width=2,
+                           block_multipliers=4, buffer_depth=16,
+                           vrq={"code_width": 4, "range_stride": 2, "ranges": 4})
+
+
+def skipping_p1() -> Config:
+    """P = 1: an entry is one operand, q cycles each."""
+    return custom_skipping("skip_p1", rows=2, cols=3, operand_width=8, block_width=2,
+                           block_multipliers=1, buffer_depth=16, pe_buffer_depth=32)
+
+
+def skipping_p8() -> Config:
+    """P = 8 with B = 4 (q = 1 .. 16 on both sides of P) and a single PE row (R = 1)."""
+    return custom_skipping("skip_p8", rows=1, cols=2, operand_width=8, block_width=2,
+                           block_multipliers=8, buffer_depth=8, pe_buffer_depth=16)
+
+
+#: Zero-skipping configurations of the component tests, by test id.
+SKIPPING_CONFIGS = {
+    "p4": skipping_p4,
+    "vrq": skipping_vrq,
+    "p1": skipping_p1,
+    "p8": skipping_p8,
+    "sparse": lambda: load_preset("sparse"),    # R = 8, P = 4, max depth 2048
+}
