@@ -53,15 +53,24 @@ class BuiltDesign:
         return self.design.config
 
 
-def _verilator_args(waves: bool) -> list[str]:
+#: Verilator configuration that makes only the top level's ports visible to VPI.
+PUBLIC_PORTS_VLT = "`verilator_config\n" + "".join(
+    f'public_flat_rw -module "{TOP_NAME}" -var "{name}"\n'
+    for name in ("clk", "rst", "idle", "error", "cmd__*", "a_in__*", "b_in__*", "result__*"))
+
+
+def _verilator_args(waves: bool, public_ports: Path | None = None) -> list[str]:
     # Amaranth's Verilog style trips Verilator's width warnings, which are fatal by
     # default; the separate lint step (`qforge lint`, gen/lint.vlt) is where warnings
     # are checked. cocotb's runner marks every signal public for VPI; Amaranth emits a
     # named wire for every field of every view, so that symbol table alone took minutes
-    # to compile for the 8x8 array. The benches only touch the top level's ports, so
-    # only depth 1 is made public. -O1 keeps C++ compile times short on 2 cores.
-    return ["--no-public-flat-rw", "--public-depth", "1", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
-            "-CFLAGS", "-O1"] + (["--trace-structs"] if waves else [])
+    # to compile for the 8x8 array, and with `--public-depth 1` the zero-skipping 8x8
+    # top's 4000 public wires took over 20 minutes of GCC for one file. The benches
+    # only touch the top level's ports, so only those are public (PUBLIC_PORTS_VLT).
+    # -O1 keeps C++ compile times short on 2 cores.
+    return ([str(public_ports)] if public_ports else []) + [
+        "--no-public-flat-rw", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+        "--x-assign", "fast", "-CFLAGS", "-O1"] + (["--trace-structs"] if waves else [])
 
 
 def build(config: Config, simulator: str = "verilator", *, root: Path | None = None,
@@ -76,7 +85,7 @@ def build(config: Config, simulator: str = "verilator", *, root: Path | None = N
                         "`apt-get install iverilog`, or use --simulator verilator")
     root = root or default_build_root()
     text, manifest = render(config)
-    arguments_key = fingerprint(" ".join(_verilator_args(waves)))[:6] \
+    arguments_key = fingerprint(" ".join(_verilator_args(waves)) + PUBLIC_PORTS_VLT)[:6] \
         if simulator == "verilator" else "iv"
     build_dir = (root / "rtl" / config.name
                  / f"{simulator}-{fingerprint(text)}-{arguments_key}"
@@ -98,7 +107,9 @@ def build(config: Config, simulator: str = "verilator", *, root: Path | None = N
                              build_dir=build_dir, waves=waves,
                              log_file=build_dir / "build.log")
             if simulator == "verilator":
-                runner.build(build_args=_verilator_args(waves), **arguments)
+                public_ports = build_dir / "public_ports.vlt"
+                public_ports.write_text(PUBLIC_PORTS_VLT)
+                runner.build(build_args=_verilator_args(waves, public_ports), **arguments)
             else:
                 runner.build(timescale=("1ns", "1ps"), **arguments)
             marker.write_text(design.fingerprint + "\n")

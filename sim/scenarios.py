@@ -9,8 +9,10 @@ an ``.npz`` of the matrices and read back inside the simulator by
 
 ``model = "wrong_rounding"`` selects a deliberately wrong golden model (dropped blocks
 rounded to nearest instead of truncated): the negative control that proves the
-scoreboard can fail. ``output_model`` does the same for the output stage (the command
-carries the job's settings, the expectation comes from a wrong model of the stage).
+scoreboard can fail; ``model = "skip_drops_last"`` is the zero-skipping array's (each
+A row's last operand that is not zero left out). ``output_model`` does the same for the
+output stage (the command carries the job's settings, the expectation comes from a
+wrong model of the stage).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from qforge.gen.spec import Config
 from qforge.sim.quantize import OutputParameters, Rounding, output_operands
 from qforge.sim.numerics import (OperandPrecision, Precision, Selection,
                                  _exact_integer_matmul, check_operands, gemm,
-                                 operand_value, select_blocks)
+                                 operand_value, select_blocks, zero_operands)
 
 __all__ = ["Job", "Scenario", "MODELS", "OUTPUT_MODELS", "wrong_rounding_gemm",
+           "skip_drops_last_gemm",
            "precision_to_dict", "precision_from_dict"]
 
 
@@ -49,8 +52,31 @@ def wrong_rounding_gemm(a, b, config: Config, precision: Precision) -> np.ndarra
     return _exact_integer_matmul(rounded(a, precision.a), rounded(b, precision.b))
 
 
+def skip_drops_last_gemm(a, b, config: Config, precision: Precision) -> np.ndarray:
+    """A deliberately WRONG model of the zero-skipping array: in each A row the last
+    operand that is not zero (:func:`~qforge.sim.numerics.zero_operands`: for VRQ
+    operands, the last with a non-zero code) is left out, as if the scheduler stopped
+    one operand early. Otherwise the golden :func:`~qforge.sim.numerics.gemm`. Only for
+    the negative control.
+
+    >>> from qforge.gen.spec import load_preset
+    >>> from qforge.sim.numerics import standard_modes
+    >>> cfg = load_preset("tiny")
+    >>> a = np.array([[1, 0, 2, 0], [0, 0, 0, 0]]); b = np.ones((4, 1), dtype=np.int64)
+    >>> skip_drops_last_gemm(a, b, cfg, standard_modes(cfg)["exact"]).ravel().tolist()
+    [1, 0]
+    """
+    a, b = check_operands(a, b, config, precision)
+    a = a.copy()
+    computed = ~zero_operands(a, config, precision.a)
+    for row in np.flatnonzero(computed.any(axis=1)):
+        a[row, np.flatnonzero(computed[row])[-1]] = 0
+    return gemm(a, b, config, precision)
+
+
 #: Models a scenario may name for its expected results.
-MODELS = {"golden": gemm, "wrong_rounding": wrong_rounding_gemm}
+MODELS = {"golden": gemm, "wrong_rounding": wrong_rounding_gemm,
+          "skip_drops_last": skip_drops_last_gemm}
 
 #: Output-stage models ``(accumulators, config, parameters) -> expected`` a scenario may
 #: name (``Scenario.output_model``): the golden one, and wrong ones for negative

@@ -13,7 +13,7 @@ from qforge.gen.spec import Config
 from qforge.sim.numerics import OperandPrecision, Precision, Selection, standard_modes
 
 __all__ = ["DISTRIBUTIONS", "random_operands", "random_precision", "random_shape",
-           "operand_range"]
+           "operand_range", "sparse_operands"]
 
 #: Value distributions the benches draw from.
 DISTRIBUTIONS = ("uniform", "normal", "heavy_tailed", "post_relu", "sparse", "extremes",
@@ -65,6 +65,48 @@ def random_operands(rng: np.random.Generator, shape, low: int, high: int,
         choices = np.array([low, high, 0, -1, 1], dtype=np.int64)
         return choices[rng.integers(0, len(choices), size=shape)]
     return np.zeros(shape, dtype=np.int64)
+
+
+def sparse_operands(rng: np.random.Generator, shape, low: int, high: int,
+                    density: float) -> np.ndarray:
+    """Integers in ``[low, high]`` with a given fraction ``density`` of non-zero elements.
+
+    Exactly ``round(density * size)`` elements are non-zero, at random positions, but at
+    least one when ``density > 0`` and at least one zero when ``density < 1`` (so 1% of
+    a small matrix is not all zeros, 90% not all non-zero). Non-zero values are uniform
+    over ``[low, high]`` without 0. Zero-skipping tests draw A with it.
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = sparse_operands(rng, (4, 25), -8, 7, 0.1)
+    >>> int(np.count_nonzero(x)), bool(x.min() >= -8 and x.max() <= 7)
+    (10, True)
+    >>> int(np.count_nonzero(sparse_operands(rng, (3, 5), -8, 7, 0.01)))
+    1
+    >>> int(np.count_nonzero(sparse_operands(rng, (3, 5), -8, 7, 0.99)))
+    14
+    >>> int(np.count_nonzero(sparse_operands(rng, (3, 5), -8, 7, 1.0)))
+    15
+    """
+    if not 0.0 <= density <= 1.0:
+        raise ValueError(f"density = {density!r}: allowed 0 .. 1")
+    if low > high or low == high == 0:
+        raise ValueError(f"[{low}, {high}] holds no non-zero integer")
+    size = int(np.prod(shape))
+    count = int(round(density * size))
+    if density > 0:
+        count = max(count, 1)
+    if density < 1:
+        count = min(count, size - 1)
+    count = max(count, 0)
+    if low <= 0 <= high:
+        # Uniform over [low, -1] and [1, high]: draw from high - low values, skip 0.
+        values = rng.integers(low, high, size=count)
+        values = np.where(values >= 0, values + 1, values)
+    else:
+        values = rng.integers(low, high + 1, size=count)
+    flat = np.zeros(size, dtype=np.int64)
+    flat[rng.choice(size, size=count, replace=False)] = values
+    return flat.reshape(shape)
 
 
 def random_precision(rng: np.random.Generator, config: Config) -> Precision:
