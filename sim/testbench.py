@@ -25,7 +25,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from qforge.gen.spec import Config
 from qforge.hdl.layouts import result_layout
-from qforge.sim.packing import GemmJob, leaf_fields, unpack_fields
+from qforge.sim.packing import GemmJob, leaf_fields, tiles, unpack_fields
 
 __all__ = ["StreamSource", "StreamSink", "Scoreboard", "Testbench", "RunResult"]
 
@@ -111,8 +111,7 @@ class StreamSink(_StreamPort):
 @dataclass
 class _Expected:
     job: int
-    tile: int
-    row: int
+    where: str          #: the beat's place in the result, for messages
     values: list[int]
     last: int
 
@@ -133,10 +132,14 @@ class Scoreboard:
         self.last_beat_cycle: int | None = None
 
     def expect(self, job_index: int, job: GemmJob) -> None:
-        rows = self.config.rows
+        config = self.config
+        n_tiles = tiles(job.b.shape[1], config.cols)
         for index, (values, last) in enumerate(job.expected_beats()):
-            self.expected.append(_Expected(job_index, index // rows, index % rows,
-                                           values, last))
+            if config.zero_skipping:      # row-major beats (sim/packing.result_order)
+                where = f"result row {index // n_tiles}, column tile {index % n_tiles}"
+            else:
+                where = f"tile {index // config.rows}, row {index % config.rows}"
+            self.expected.append(_Expected(job_index, where, values, last))
 
     def _error(self, message: str) -> None:
         if len(self.errors) < self.max_errors:
@@ -153,7 +156,7 @@ class Scoreboard:
                         f"duplicated or spurious")
             return
         want = self.expected.popleft()
-        where = f"job {want.job}, tile {want.tile}, row {want.row}"
+        where = f"job {want.job}, {want.where}"
         if row != want.values or last != want.last:
             self.mismatched += 1
             self._error(f"cycle {cycle}: {where}: got {row} last={last}, "
