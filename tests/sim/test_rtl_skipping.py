@@ -670,3 +670,26 @@ def test_random_skipping_configuration(seed):
     check_clean(isolated, config, jobs)
     for job, group in zip(jobs, isolated["jobs"]):
         assert group["cycles"] == model_cycles(config, [job]), (config, job.label)
+
+
+@pytest.mark.slow
+def test_sparse_preset_bench_shape_cycles_equal_the_model(rtl):
+    """The benchmark's workload on the ``sparse`` preset's Verilog (8x8, P = 4): a
+    128x128x128 exact-mode GEMM at 50% A density, skipping off and on, each alone. The
+    results are the golden model's and identical, and the cycle counts are the cycle
+    model's, so ``qforge bench`` (which uses the model) reports what the RTL does."""
+    config = design_config("sparse")
+    built = rtl("sparse")
+    rng = np.random.default_rng(50)
+    mode = standard_modes(config)["exact"]
+    a = sparse_operands(rng, (128, 128), *operand_range(config, mode.a), 0.5)
+    b = random_operands(rng, (128, 128), *operand_range(config, mode.b), "uniform")
+    jobs = on_and_off(a, b, mode, "bench/50%")
+    report = run(built, Scenario(jobs, isolated=True, record=True, timeout_cycles=200000),
+                 name="bench_shape")
+    check_clean(report, config, jobs)
+    check_recorded(report, config, jobs)
+    dense, sparse = (group["cycles"] for group in report["jobs"])
+    assert dense == model_cycles(config, jobs[:1])
+    assert sparse == model_cycles(config, jobs[1:])
+    assert dense / sparse >= 1.8
