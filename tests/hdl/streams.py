@@ -36,3 +36,23 @@ async def receive(ctx, port, count, *, stall=0.0, rng=None, on_beat=None):
                 on_beat(len(beats))
     ctx.set(port.ready, 0)
     return beats
+
+
+def check_control(trace, expected_active, expected_release, name):
+    """A scheduler's job control, cycle by cycle: ``active`` as expected and
+    ``job.ready`` its inverse, nothing issued (no valid, no flags) while idle, and
+    ``release`` pulsing exactly in the expected cycles with the expected half.
+
+    ``trace``: per cycle a dict with ``active``, ``ready``, ``issue`` (the issue view),
+    ``release`` and ``release_half``; ``expected_release``: cycle -> half.
+    """
+    for cycle, record in enumerate(trace):
+        where = f"{name} cycle {cycle}"
+        assert record["active"] == expected_active[cycle], f"{where}: active"
+        assert record["ready"] == (not record["active"]), f"{where}: job.ready"
+        if not expected_active[cycle]:
+            assert record["issue"].valid == 0, f"{where}: issued while idle"
+            assert record["issue"].flags.as_bits() == 0, f"{where}: flags while idle"
+        assert record["release"] == (cycle in expected_release), f"{where}: release"
+        if cycle in expected_release:
+            assert record["release_half"] == expected_release[cycle], f"{where}: half"

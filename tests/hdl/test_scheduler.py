@@ -17,6 +17,7 @@ from amaranth.sim import Simulator
 from qforge.hdl.scheduler import Scheduler
 from qforge.sim.cycles import lane_schedule, tile_cycles
 from tests.hdl.configs import COMPONENT_CONFIGS
+from tests.hdl.streams import check_control
 
 
 def _command(m_tiles, n_tiles, depth, a, b):
@@ -185,16 +186,7 @@ def test_scheduler_issue_sequence(name):
                 break
         expected_release[cycle] = job["half"]     # the cycle after the final issue
 
-    for cycle, record in enumerate(trace):
-        where = f"{name} cycle {cycle}"
-        assert record["active"] == expected_active[cycle], f"{where}: active"
-        assert record["ready"] == (not record["active"]), f"{where}: job.ready"
-        if not expected_active[cycle]:
-            assert record["issue"].valid == 0, f"{where}: issued while idle"
-            assert record["issue"].flags.as_bits() == 0, f"{where}: flags while idle"
-        assert record["release"] == (cycle in expected_release), f"{where}: release"
-        if cycle in expected_release:
-            assert record["release_half"] == expected_release[cycle], f"{where}: half"
+    check_control(trace, expected_active, expected_release, name)
     assert withheld > 0
 
 

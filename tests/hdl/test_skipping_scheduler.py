@@ -40,6 +40,7 @@ from qforge.hdl.skipping_scheduler import SkippingScheduler
 from qforge.sim.cycles import row_cycles
 from qforge.sim.numerics import OperandPrecision, Precision, Selection
 from tests.hdl.configs import SKIPPING_CONFIGS
+from tests.hdl.streams import check_control
 
 
 # ---- jobs -------------------------------------------------------------------------------
@@ -324,16 +325,7 @@ def _check_trace(config, jobs, trace, accepted_at, *, check_packing=True):
             stats["products"] += sum(products.values())
         expected_release[cycle] = job["half"]       # the cycle after the final issue
 
-    for cycle, record in enumerate(trace):
-        where = f"{config.name} cycle {cycle}"
-        assert record["active"] == expected_active[cycle], f"{where}: active"
-        assert record["ready"] == (not record["active"]), f"{where}: job.ready"
-        if not expected_active[cycle]:
-            assert record["issue"].valid == 0, f"{where}: issued while idle"
-            assert record["issue"].flags.as_bits() == 0, f"{where}: flags while idle"
-        assert record["release"] == (cycle in expected_release), f"{where}: release"
-        if cycle in expected_release:
-            assert record["release_half"] == expected_release[cycle], f"{where}: half"
+    check_control(trace, expected_active, expected_release, config.name)
     return stats
 
 
