@@ -16,7 +16,9 @@ help:
 	@echo "make demo      generate + verify + report on the default configuration"
 	@echo "make test      run the test suite (well under 20 minutes on 2 cores)"
 	@echo "make test-all  the test suite plus the slow sweeps (marker: slow)"
-	@echo "make bench     print the benchmark JSON and save build/bench/precision_scaling.png"
+	@echo "make bench     print the benchmark JSON (utilization, precision scaling, zero skipping,"
+	@echo "               emulator speed) and save build/bench/precision_scaling.png and"
+	@echo "               build/bench/sparse_scaling.png"
 	@echo "make lint      verilator --lint-only -Wall on every preset's Verilog"
 	@echo "make generate  write Verilog + manifest for every preset into build/gen/"
 
@@ -48,7 +50,7 @@ test-all: setup
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/qforge bench --json --plot build/bench/precision_scaling.png
+	$(BIN)/qforge bench --json --plot-dir build/bench
 
 lint: setup
 	@for preset in $(PRESETS); do $(BIN)/qforge lint --preset $$preset || exit 1; done

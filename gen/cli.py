@@ -2,10 +2,12 @@
 
 Subcommands: ``generate`` (Verilog + manifest), ``presets``, ``lint``, ``demo``
 (generate, simulate random GEMMs in every precision mode, report), ``bench``
-(utilization, precision scaling and emulator speed as JSON) and ``train`` (train an MLP
-on scikit-learn's digits with the bit-exact emulator, per hardware configuration). Every
-error a user can cause (a bad spec, an unknown preset, a missing tool) prints one line
-naming the problem and exits with status 2; no traceback.
+(utilization, precision scaling, zero skipping and emulator speed as JSON), ``train``
+(train an MLP on scikit-learn's digits with the bit-exact emulator, per hardware
+configuration), ``repro`` (results independent of the array shape) and ``area`` (Yosys
+cell counts of configurations side by side). Every error a user can cause (a bad spec,
+an unknown preset, a missing tool) prints one line naming the problem and exits with
+status 2; no traceback.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
-from qforge.gen.spec import SCHEMA, ConfigError, load_preset, load_spec, preset_names
+from qforge.gen.spec import (SCHEMA, VRQ_SCHEMA, ZERO_SKIPPING_SCHEMA, ConfigError,
+                             load_preset, load_spec, preset_names)
 
 __all__ = ["main"]
 
 _EPILOG_SPEC = "spec keys (TOML sections):\n" + "\n".join(
     f"  {field.path:34s} {field.minimum} .. {field.maximum}: {field.help}"
-    for field in SCHEMA)
+    for field in SCHEMA) + "\noptional sections (present = enabled):\n" + "\n".join(
+    f"  {field.path:34s} {field.minimum} .. {field.maximum}: {field.help}"
+    for field in VRQ_SCHEMA + ZERO_SKIPPING_SCHEMA)
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, *, default: str | None) -> None:
@@ -31,6 +37,21 @@ def _add_config_arguments(parser: argparse.ArgumentParser, *, default: str | Non
                        + (f" (default: {default})" if default else ""))
     group.add_argument("--spec", metavar="FILE.toml", type=Path,
                        help="a TOML spec file (see `qforge presets --show default` for one)")
+
+
+#: FPGA families `qforge area` knows (kept here so `--help` needs no Yosys import).
+FAMILY_NAMES = ("ecp5", "ice40")
+
+
+class _AppendDesign(argparse.Action):
+    """Collect ``--preset NAME`` and ``--spec FILE`` in the order given, as
+    ``(kind, value)`` pairs in one list."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        designs = list(getattr(namespace, self.dest, None) or [])
+        kind = "spec" if option_string == "--spec" else "preset"
+        designs.append((kind, Path(value) if kind == "spec" else value))
+        setattr(namespace, self.dest, designs)
 
 
 def _config(arguments):
@@ -103,31 +124,220 @@ def _command_demo(arguments) -> int:
         report["stalled_run_mismatched_beats"] == 0 else 1
 
 
+def _make_folder(folder: Path, option: str, given: Path) -> None:
+    """Create ``folder`` for an output option, or fail with one line naming the option."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{option} {given}: {parent} is a file, not a folder")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{option} {given}: cannot create folder {folder}: "
+                         f"{error.strerror or error}") from None
+
+
+def _plot_targets(arguments) -> list[tuple[str, Path, str]]:
+    """``(kind, file, option)`` of every plot ``bench`` was asked to save; each folder is
+    created (and checked) before the benchmark runs, so a bad path fails fast."""
+    targets = []
+    if arguments.plot_dir:
+        _make_folder(arguments.plot_dir, "--plot-dir", arguments.plot_dir)
+        targets += [("precision", arguments.plot_dir / "precision_scaling.png", "--plot-dir"),
+                    ("sparse", arguments.plot_dir / "sparse_scaling.png", "--plot-dir")]
+    for kind, path, option in (("precision", arguments.plot, "--plot"),
+                               ("sparse", arguments.sparse_plot, "--sparse-plot")):
+        if path is None:
+            continue
+        if path.suffix.lower() != ".png":
+            raise ValueError(f"{option} {path}: the plot file must end in .png")
+        if path.is_dir():
+            raise ValueError(f"{option} {path}: is a folder, not a file")
+        _make_folder(path.parent, option, path)
+        targets.append((kind, path, option))
+    return targets
+
+
 def _command_bench(arguments) -> int:
-    from qforge.sim.benchmark import run_benchmark
+    from qforge.sim.benchmark import (plot_precision_scaling, plot_sparse_scaling,
+                                      run_benchmark)
 
     config = _config(arguments)
+    targets = _plot_targets(arguments)
     result = run_benchmark(config, rtl=arguments.rtl,
                            log=lambda message: print(message, file=sys.stderr, flush=True))
-    if arguments.plot:
-        from qforge.sim.benchmark import plot_precision_scaling
-        arguments.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot_precision_scaling(result, arguments.plot)
-        print(f"plot saved to {arguments.plot}", file=sys.stderr)
+    for kind, path, option in targets:
+        plot = plot_precision_scaling if kind == "precision" else plot_sparse_scaling
+        try:
+            plot(result, path)
+        except OSError as error:
+            raise ValueError(f"{option} {path}: cannot write: "
+                             f"{error.strerror or error}") from None
+        print(f"plot saved to {path}", file=sys.stderr)
     if arguments.json:
         print(json.dumps(result, indent=2))
         return 0
+    sparse = result["sparse"]
     print(f"{config.name} ({result['array']} array, P={config.block_multipliers}), "
           f"cycles from the {result['cycles_source']}")
     print(f"dense_utilization (128x128x128, exact): {result['dense_utilization']:.3f}")
     print(f"precision_speedup_vs_ideal (worst mode): {result['precision_speedup_vs_ideal']:.3f}")
     print(f"emulator_vs_float32 (256^3, exact): {result['emulator_vs_float32']:.2f}")
+    print(f"sparse_speedup_50 ({sparse['hardware']}, 50% dense A, skip on vs off): "
+          f"{result['sparse_speedup_50']:.3f}")
+    print(f"sparse_vs_ideal (worst over 10..100% density, at "
+          f"{sparse['vs_ideal_worst_density']:.0%}): {result['sparse_vs_ideal']:.3f}")
     print("\n| mode | q | cycles | ideal | utilization | MACs/PE/cycle | ideal P/q |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in result["modes"]:
         print(f"| {row['mode']} | {row['block_products']} | {row['cycles']} "
               f"| {row['ideal_cycles']:.0f} | {row['utilization']:.3f} "
               f"| {row['macs_per_pe_cycle']:.3f} | {row['ideal_macs_per_pe_cycle']:.3f} |")
+    print(f"\nZero skipping on {sparse['hardware']} ({sparse['array']}), exact mode, "
+          f"cycles from the {sparse['cycles_source']}:\n")
+    print("| A density | dense cycles | skipping cycles | ideal | speedup | ideal/skipping |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for point in sparse["points"]:
+        print(f"| {point['target_density']:.0%} | {point['dense_cycles']} "
+              f"| {point['sparse_cycles']} | {point['ideal_cycles']:.0f} "
+              f"| {point['speedup']:.2f} | {point['vs_ideal']:.3f} |")
+    print(f"\nEvery mode at 50% density (q < P={config.block_multipliers}: a word of P "
+          "operands is skipped only when all of them are zero):\n")
+    print("| mode | q | dense cycles | skipping cycles | speedup | ideal/skipping "
+          "| all-zero words |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for row in sparse["modes"]:
+        print(f"| {row['mode']} | {row['block_products']} | {row['dense_cycles']} "
+              f"| {row['sparse_cycles']} | {row['speedup']:.2f} | {row['vs_ideal']:.3f} "
+              f"| {row['zero_words']:.3f} |")
+    return 0
+
+
+def _command_area(arguments) -> int:
+    from qforge.fpga.area import FAMILIES, config_area, count_instances, selector_area
+
+    if arguments.jobs < 1:
+        raise ValueError(f"--jobs = {arguments.jobs}: must be at least 1")
+    configs = []
+    for kind, value in arguments.designs or [("preset", "default"), ("preset", "sparse")]:
+        config = load_spec(value) if kind == "spec" else load_preset(value)
+        configs.append(config)
+        if arguments.with_skipping and not config.zero_skipping:
+            configs.append(config.with_zero_skipping())
+    names = [config.name for config in configs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"--preset/--spec: configuration {duplicates[0]!r} given twice")
+    family = FAMILIES[arguments.family]
+    log = (lambda message: print(message, file=sys.stderr, flush=True))
+    options = {"cache": not arguments.no_cache, "log": log}
+
+    def measure(config):
+        return config_area(config, family, flatten=not arguments.hierarchy,
+                           keep=tuple(arguments.keep or ()), **options)
+
+    started = time.monotonic()
+    if arguments.jobs > 1 and len(configs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(arguments.jobs) as pool:
+            reports = list(pool.map(measure, configs))
+    else:
+        reports = [measure(config) for config in configs]
+    selectors = None
+    if arguments.selectors:
+        from qforge.hdl.selector import BlockSelector
+        from qforge.hdl.top import Accelerator
+        selectors = []
+        for config, report in zip(configs, reports):
+            one = selector_area(config, family, **options)
+            count = count_instances(Accelerator(config), BlockSelector)
+            local = config.rows * config.cols if config.zero_skipping else 0
+            selectors.append({"count": count, "pe_local_b": local, "one": one.summary,
+                              "all_lut4": count * one.summary["lut4"],
+                              "all_ff": count * one.summary["ff"],
+                              "lut4_share": count * one.summary["lut4"]
+                              / max(1, report.summary["lut4"]),
+                              "pe_local_b_lut4_share": local * one.summary["lut4"]
+                              / max(1, report.summary["lut4"])})
+    wall = time.monotonic() - started
+
+    if arguments.json:
+        result = {"family": family.name, "synthesis": family.synth,
+                  "yosys": reports[0].yosys, "seconds": wall,
+                  "designs": [{"config": config.name, "zero_skipping": config.zero_skipping,
+                               "array": f"{config.rows}x{config.cols}"} | report.to_dict()
+                              for config, report in zip(configs, reports)]}
+        if len(reports) > 1:
+            base = reports[0].summary
+            result["ratios_to_first"] = [
+                {"config": config.name} | {key: (report.summary[key] / base[key]
+                                                 if base[key] else None) for key in base}
+                for config, report in zip(configs[1:], reports[1:])]
+        if selectors is not None:
+            for design, selector in zip(result["designs"], selectors):
+                design["block_selectors"] = selector
+        print(json.dumps(result, indent=2))
+        return 0
+
+    kept = ("; hierarchy kept: no optimization across modules" if arguments.hierarchy
+            else f"; kept apart: {', '.join(arguments.keep)}" if arguments.keep else "")
+    print(f"qforge area: {reports[0].yosys} `{family.synth}"
+          f"{' -noflatten' if arguments.hierarchy else ''}` (YoWASP), cells after "
+          f"synthesis of the whole design (no place and route){kept}\n")
+    header = "| cells | " + " | ".join(names)
+    rule = "|---|" + "---:|" * len(names)
+    if len(names) > 1:
+        header += " | " + " | ".join(f"{name}/{names[0]}" for name in names[1:])
+        rule += "---:|" * (len(names) - 1)
+    print(header + " |")
+    print(rule)
+    for key in reports[0].summary:
+        values = [report.summary[key] for report in reports]
+        if key == "other" and not any(values):
+            continue
+        label = family.label(key)
+        row = f"| {label} | " + " | ".join(str(value) for value in values)
+        for value in values[1:]:
+            row += f" | {value / values[0]:.2f}" if values[0] else " | -"
+        print(row + " |")
+    for label, seconds in (("synthesis wall time", lambda report: report.seconds),
+                           ("synthesis CPU time", lambda report: report.cpu_seconds)):
+        times = [("cached" if report.cached else f"{seconds(report):.0f} s")
+                 for report in reports]
+        print(f"| {label} | " + " | ".join(times + [""] * (len(names) - 1)) + " |")
+    for name, report in zip(names, reports):
+        if report.workaround:
+            print(f"\n{name}: the plain script failed (Yosys issue #4349, ABC9); counts are "
+                  f"from the retry with `{report.workaround}` first (a few percent more LUTs)")
+    if selectors is not None:
+        print("\nBlock selectors: one synthesized alone, times the instances. An upper "
+              "bound for the flattened design, where selectors fed the same precision and "
+              "lane selections may share logic:\n")
+        print("| design | selectors | of which PE-local B | LUT4 each | FF each | LUT4 all "
+              "| share of design LUT4 | PE-local B share |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name, selector in zip(names, selectors):
+            print(f"| {name} | {selector['count']} | {selector['pe_local_b']} "
+                  f"| {selector['one']['lut4']} | {selector['one']['ff']} "
+                  f"| {selector['all_lut4']} | {selector['lut4_share']:.1%} "
+                  f"| {selector['pe_local_b_lut4_share']:.1%} |")
+    if arguments.hierarchy or arguments.keep:
+        for name, report in zip(names, reports):
+            if report.modules is None:
+                print(f"\n{name}: no module matched --keep")
+                continue
+            groups = report.to_dict()["module_groups"]
+            total = max(1, report.summary["lut4"])
+            print(f"\n{name}: cells by module (own cells; `*` = any index):\n")
+            print("| module | instances | LUT4 | carry | FF | block RAM | DSP | share of LUT4 |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|")
+            for group, cells in sorted(groups.items(), key=lambda item: -item[1]["lut4"]):
+                print(f"| {group} | {cells['instances']} | {cells['lut4']} | {cells['carry']} "
+                      f"| {cells['ff']} | {cells['bram']} | {cells['dsp']} "
+                      f"| {cells['lut4'] / total:.1%} |")
+    print(f"\nwall time: {wall:.0f} s; folders: "
+          + ", ".join(str(report.directory) for report in reports))
     return 0
 
 
@@ -253,19 +463,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_command_demo)
 
     bench = commands.add_parser(
-        "bench", help="measure utilization, precision scaling and emulator speed",
+        "bench", help="measure utilization, precision scaling, zero skipping, emulator speed",
         description="Measure, in one run: dense_utilization (ideal/measured cycles of a "
                     "128x128x128 exact GEMM), precision_speedup_vs_ideal (lowest ratio "
-                    "over the precision modes of MACs/PE/cycle to the ideal P/q) and "
+                    "over the precision modes of MACs/PE/cycle to the ideal P/q), "
                     "emulator_vs_float32 (bit-exact emulated 256^3 GEMM time / float32 "
-                    "numpy.matmul time). Cycles come from the cycle model, which the test "
-                    "suite proves equal to the RTL; --rtl measures them in Verilator.")
+                    "numpy.matmul time), and, on the same array built as the zero-skipping "
+                    "array (itself if it already is one), sparse_speedup_50 (cycles with "
+                    "skip_zeros off / on for the same 128x128x128 exact GEMM whose A is 50% "
+                    "uniformly random zeros) and sparse_vs_ideal (lowest ratio over A "
+                    "densities 10%..100% of ideal cycles, non-zero MACs / peak MACs per "
+                    "cycle, to the skipping cycles), with a per-mode table at 50%. Operands "
+                    "are seeded: runs are reproducible. Cycles come from the cycle model, "
+                    "which the test suite proves equal to the RTL; --rtl measures them in "
+                    "Verilator (the JSON says where each figure's cycles came from).")
     _add_config_arguments(bench, default="default")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--rtl", action="store_true",
-                       help="measure cycles on the generated Verilog (slower)")
+                       help="measure cycles on the generated Verilog (slower: builds the "
+                            "array and its zero-skipping version; skipping cycles at 10%%, "
+                            "50%% and 100%% density and dense cycles at 50%% come from "
+                            "the RTL, the other densities from the cycle model)")
+    bench.add_argument("--plot-dir", type=Path, metavar="DIR",
+                       help="save both plots into DIR: precision_scaling.png (MACs/PE/cycle "
+                            "vs the ideal P/q per mode) and sparse_scaling.png (cycles vs A "
+                            "density: skip on, skip off, ideal)")
     bench.add_argument("--plot", type=Path, metavar="FILE.png",
-                       help="also save a bar chart of MACs/PE/cycle vs the ideal P/q")
+                       help="save the bar chart of MACs/PE/cycle vs the ideal P/q here")
+    bench.add_argument("--sparse-plot", type=Path, metavar="FILE.png",
+                       help="save the plot of cycles vs A density (skip on, skip off, "
+                            "ideal) here")
     bench.set_defaults(handler=_command_bench)
 
     train = commands.add_parser(
@@ -323,6 +550,58 @@ def build_parser() -> argparse.ArgumentParser:
                        help="array shapes to compare (default: 2x2,4x8,8x8)")
     repro.add_argument("--seed", type=int, default=7, help="data and rounding seed")
     repro.set_defaults(handler=_command_repro)
+
+    area = commands.add_parser(
+        "area", help="synthesize configurations for an FPGA family and compare their cells",
+        description="Synthesize each configuration's generated design (the top level that\n"
+                    "`qforge generate` writes, straight from Amaranth's RTLIL) with YoWASP\n"
+                    "Yosys (synth_ecp5 or synth_ice40: synthesis only, no place and route)\n"
+                    "and print Yosys's own cell counts (`stat -json`) side by side: LUT4s,\n"
+                    "carry cells, flip-flops, block RAMs (the operand banks and the\n"
+                    "zero-skipping array's PE-local B banks), DSPs and the family's other\n"
+                    "cells, with each configuration's ratio to the first. Runs are cached in\n"
+                    "build/area/ by the design's hash. With no --preset/--spec: --preset\n"
+                    "default --preset sparse (the default array without and with zero\n"
+                    "skipping). An 8x8 array takes minutes per configuration.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  qforge area --preset default --preset sparse --family ecp5\n"
+               "  qforge area --preset tiny --with-skipping --family ice40 --json")
+    area.add_argument("--preset", metavar="NAME", dest="designs", action=_AppendDesign,
+                      help=f"a built-in configuration ({', '.join(preset_names())}); "
+                           "repeat to compare several")
+    area.add_argument("--spec", metavar="FILE.toml", dest="designs", action=_AppendDesign,
+                      help="a TOML spec file; may be repeated and mixed with --preset (the "
+                           "order given is the table's)")
+    area.add_argument("--with-skipping", action="store_true",
+                      help="also synthesize each configuration built as the zero-skipping "
+                           "array (Config.with_zero_skipping), next to it")
+    area.add_argument("--family", choices=sorted(FAMILY_NAMES), default="ecp5",
+                      help="FPGA family: ecp5 (synth_ecp5: LUT4, CCU2C carries, DP16KD "
+                           "block RAMs, MULT18X18D) or ice40 (synth_ice40: SB_LUT4, "
+                           "SB_CARRY, SB_RAM40_4K; multipliers in LUTs) (default: ecp5)")
+    area.add_argument("--selectors", action="store_true",
+                      help="also synthesize one block selector of each configuration and "
+                           "report the selectors' share of the LUTs (the zero-skipping "
+                           "array has one per PE for its PE-local B banks)")
+    area.add_argument("--hierarchy", action="store_true",
+                      help="keep the design's hierarchy (synth -noflatten) and also print "
+                           "the cells of each module group (PEs, selectors, loader, "
+                           "scheduler, ...); totals run higher than flattened synthesis, "
+                           "which optimizes across modules")
+    area.add_argument("--keep", metavar="PATTERN", action="append",
+                      help="keep the modules matching PATTERN (below the top, e.g. "
+                           "'b_selector_*' or 'array.pe_*') apart and print their cells; the "
+                           "rest is flattened as usual, so the total minus the usual total "
+                           "is what optimizing across their boundaries saves (repeatable)")
+    area.add_argument("--json", action="store_true", help="print one JSON object")
+    area.add_argument("--jobs", type=int, default=1, metavar="N",
+                      help="configurations synthesized at the same time (default: 1; each "
+                           "Yosys run uses one core and about 1 GB of memory for an 8x8 "
+                           "array)")
+    area.add_argument("--no-cache", action="store_true",
+                      help="synthesize again even if build/area/ holds a run of the same "
+                           "design")
+    area.set_defaults(handler=_command_area)
     return parser
 
 

@@ -19,11 +19,11 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("generate", "presets", "lint", "demo", "bench", "train", "repro"):
+    for command in ("generate", "presets", "lint", "demo", "bench", "train", "repro", "area"):
         assert command in out
 
 
-@pytest.mark.parametrize("command", ["generate", "presets", "lint", "demo", "bench", "train",
+@pytest.mark.parametrize("command", ["generate", "presets", "lint", "demo", "bench", "train", "area",
                                      "repro"])
 def test_every_command_explains_itself(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
@@ -36,7 +36,8 @@ def test_generate_help_lists_every_spec_key(capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--help"])
     out = capsys.readouterr().out
-    for key in ("array.rows", "arithmetic.block_width", "buffers.depth"):
+    for key in ("array.rows", "arithmetic.block_width", "buffers.depth", "vrq.ranges",
+                "zero_skipping.pe_buffer_depth"):
         assert key in out
 
 
