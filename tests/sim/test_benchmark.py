@@ -202,9 +202,9 @@ def test_bench_cli_bad_plot_paths_are_one_line(capsys, tmp_path, monkeypatch, op
 
 @pytest.mark.rtl
 def test_sparse_rtl_cycles_equal_the_model(rtl):
-    # The --rtl path, on a small GEMM of tiny built as the zero-skipping array (the
-    # design tests/sim/test_rtl_skipping.py builds: compiled once, shared).
-    config = rtl("tiny_skip").config
+    # The --rtl path, on a small GEMM of a zero-skipping design that
+    # tests/sim/test_rtl_skipping.py builds too (compiled once, shared).
+    config = rtl("rect_vrq_skip").config
     result = sparse_scaling(config, (8, 8, 32), densities=(0.1, 0.5, 1.0), plot_densities=(),
                             rtl=True, log=lambda message: None)
     measured = [point for point in result["points"] if point["sparse_source"] != "cycle model"]

@@ -9,10 +9,11 @@ and back-to-back runs are compared with :func:`qforge.sim.cycles.gemm_cycles`, w
 per-row costs come from :func:`qforge.sim.cycles.row_cycles` (the zero rule of
 :func:`qforge.sim.numerics.zero_operands`).
 
-Designs (``tests/sim/conftest.py``): ``tiny_skip`` (2x2, 4-bit blocks, P = 2) and
-``rect_vrq_skip`` (2x3, 2-bit blocks, P = 2, VRQ operands). The slow tier
-(``make test-all``) adds random zero-skipping configurations (P = 1, 2, 4, 8). The 8x8
-``sparse`` preset is not used: its Verilator build takes far longer than these.
+Designs (``tests/sim/conftest.py``): ``rect_vrq_skip`` (2x3, 2-bit blocks, P = 2, VRQ
+operands) in the default tier; the slow tier (``make test-all``) repeats the
+parametrized tests on ``tiny_skip`` (2x2, 4-bit blocks, P = 2), adds random
+zero-skipping configurations (P = 1, 2, 4, 8) and checks the 8x8 ``sparse`` preset at
+the benchmark's shape.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ pytestmark = pytest.mark.rtl
 
 ALL_PORTS = {"cmd": 0.3, "a_in": 0.4, "b_in": 0.4, "result": 0.4}
 DENSITIES = (0.0, 0.01, 0.1, 0.5, 0.9, 1.0)
-DESIGNS = ["tiny_skip", "rect_vrq_skip"]
+#: rect_vrq_skip (2x3, four 2-bit blocks, P = 2, VRQ) runs in the default tier;
+#: tiny_skip (square 2x2, two 4-bit blocks) repeats every test under ``make test-all``,
+#: which keeps one Verilator build out of the default test command.
+DESIGNS = [pytest.param("tiny_skip", marks=pytest.mark.slow), "rect_vrq_skip"]
 
 
 # ---- helpers ---------------------------------------------------------------------------
@@ -556,7 +560,7 @@ def test_invalid_commands_raise_error_and_are_dropped(rtl, kind):
     """Each rejected command alone sets the sticky ``error`` and takes no operand beats:
     the GEMMs queued after it still produce golden results. (The largest valid B panel,
     one word less than b_panel_*, is in test_full_banks.)"""
-    built = rtl("tiny_skip")
+    built = rtl("rect_vrq_skip")
     config = built.config
     command = invalid_command(config, kind)
     fields = data.Const(command_layout(config), command)
@@ -584,7 +588,7 @@ def test_negative_control_skip_drops_last(rtl):
     """Sparse GEMMs checked against a model that drops each A row's last non-zero
     operand: the scoreboard reports exactly the beats where that model differs from the
     golden one (so the RTL matched the golden model on every other beat)."""
-    built = rtl("tiny_skip")
+    built = rtl("rect_vrq_skip")
     config = built.config
     rng = np.random.default_rng(707)
     jobs = []
