@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 
 import numpy as np
 import pytest
@@ -51,20 +50,6 @@ DESIGNS = [pytest.param("tiny_skip", marks=pytest.mark.slow), "rect_vrq_skip"]
 
 
 # ---- helpers ---------------------------------------------------------------------------
-
-def run(built, scenario: Scenario, *, name: str) -> dict:
-    """:func:`run_scenario`; a failed bench fails the test with the report's counts and
-    first errors (under pytest, cocotb's runner exits with ``SystemExit`` instead)."""
-    try:
-        return run_scenario(built, scenario, name=name)
-    except SystemExit:
-        pass
-    path = built.build_dir / "runs" / name / "report.json"
-    report = json.loads(path.read_text()) if path.exists() else {}
-    counts = {key: report.get(key) for key in ("matched", "mismatched", "missing", "unexpected")}
-    pytest.fail(f"scenario {name!r} failed on {built.config.name}: {counts}; "
-                + "; ".join(report.get("errors", ["no report"])[:6]), pytrace=False)
-
 
 def on_and_off(a, b, mode, label, output=None) -> list[Job]:
     """The same GEMM twice: skipping off, then on."""
@@ -234,7 +219,7 @@ def test_random_densities_every_mode_skip_on_and_off(rtl, name):
         a = sparse_a(rng, config, mode, (m, depth), density)
         b = any_b(rng, config, mode.b, (depth, n))
         jobs += on_and_off(a, b, mode, f"{label}/{density:.0%}")
-    report = run(built, Scenario(jobs, seed=7, stalls=ALL_PORTS, record=True,
+    report = run_scenario(built, Scenario(jobs, seed=7, stalls=ALL_PORTS, record=True,
                                  timeout_cycles=5000), name="skip_densities")
     check_clean(report, config, jobs)
     check_recorded(report, config, jobs)
@@ -362,11 +347,11 @@ def test_full_banks(rtl, name):
     config = built.config
     jobs = full_bank_jobs(config, np.random.default_rng(808))
     assert all(fits(config, job.a.shape[0], job.b.shape[1], job.a.shape[1]) for job in jobs)
-    report = run(built, Scenario(jobs, seed=5, stalls=ALL_PORTS, record=True,
+    report = run_scenario(built, Scenario(jobs, seed=5, stalls=ALL_PORTS, record=True,
                                  timeout_cycles=5000), name="skip_full_banks")
     check_clean(report, config, jobs)
     check_recorded(report, config, jobs)
-    isolated = run(built, Scenario(jobs, isolated=True, timeout_cycles=5000),
+    isolated = run_scenario(built, Scenario(jobs, isolated=True, timeout_cycles=5000),
                    name="skip_full_banks_cycles")
     check_clean(isolated, config, jobs)
     for job, group in zip(jobs, isolated["jobs"]):
@@ -382,7 +367,7 @@ def test_structured_patterns_skip_on_and_off(rtl, name):
     built = rtl(name)
     config = built.config
     jobs = structured_jobs(config, np.random.default_rng(202))
-    report = run(built, Scenario(jobs, seed=9, stalls=ALL_PORTS, record=True,
+    report = run_scenario(built, Scenario(jobs, seed=9, stalls=ALL_PORTS, record=True,
                                  timeout_cycles=5000), name="skip_patterns")
     check_clean(report, config, jobs)
     check_recorded(report, config, jobs)
@@ -410,7 +395,7 @@ def test_vrq_operands_with_code_zero_are_skipped(rtl):
     skipped_nonzero_words = sum(int((zero_operands(j.a, config, j.precision.a)
                                      & (j.a != 0)).sum()) for j in jobs)
     assert skipped_nonzero_words > 0
-    report = run(built, Scenario(jobs, seed=3, stalls=ALL_PORTS, record=True,
+    report = run_scenario(built, Scenario(jobs, seed=3, stalls=ALL_PORTS, record=True,
                                  timeout_cycles=5000), name="skip_vrq")
     check_clean(report, config, jobs)
     check_recorded(report, config, jobs)
@@ -418,7 +403,7 @@ def test_vrq_operands_with_code_zero_are_skipped(rtl):
     # Cycles: skipping runs with some but not all codes zero, each alone.
     timed = [job for job in jobs if job.skip_zeros and 0 < np.mean(
         zero_operands(job.a, config, job.precision.a)) < 1][:6]
-    report = run(built, Scenario(timed, isolated=True), name="skip_vrq_cycles")
+    report = run_scenario(built, Scenario(timed, isolated=True), name="skip_vrq_cycles")
     check_clean(report, config, timed)
     differs = 0
     for job, group in zip(timed, report["jobs"]):
@@ -472,7 +457,7 @@ def test_output_stage_with_skipping(rtl, name):
     jobs = output_jobs(config, np.random.default_rng(404))
     assert any(job.output.rounding == Rounding.STOCHASTIC and job.output.shift > 0
                for job in jobs)
-    report = run(built, Scenario(jobs, seed=4, stalls=ALL_PORTS, record=True,
+    report = run_scenario(built, Scenario(jobs, seed=4, stalls=ALL_PORTS, record=True,
                                  timeout_cycles=5000), name="skip_output")
     check_clean(report, config, jobs)
     check_recorded(report, config, jobs)
@@ -506,7 +491,7 @@ def test_cycle_model_equals_rtl(rtl, name):
     built = rtl(name)
     config = built.config
     jobs = cycle_jobs(config, np.random.default_rng(505), 12)
-    isolated = run(built, Scenario(jobs, isolated=True, timeout_cycles=5000),
+    isolated = run_scenario(built, Scenario(jobs, isolated=True, timeout_cycles=5000),
                    name="skip_cycles_isolated")
     check_clean(isolated, config, jobs)
     measured = [group["cycles"] for group in isolated["jobs"]]
@@ -518,7 +503,7 @@ def test_cycle_model_equals_rtl(rtl, name):
     # Back to back in a shuffled order, so skip on and off follow each other both ways.
     order = np.random.default_rng(1).permutation(len(jobs))
     mixed = [jobs[i] for i in order]
-    together = run(built, Scenario(mixed, timeout_cycles=5000),
+    together = run_scenario(built, Scenario(mixed, timeout_cycles=5000),
                    name="skip_cycles_back_to_back")
     check_clean(together, config, mixed)
     assert together["jobs"][0]["cycles"] == model_cycles(config, mixed)
@@ -576,7 +561,7 @@ def test_invalid_commands_raise_error_and_are_dropped(rtl, kind):
     for density in (0.2, 0.7):
         a = sparse_a(rng, config, mode, (3, 7), density)
         jobs += on_and_off(a, any_b(rng, config, mode.b, (7, 5)), mode, f"{density}")
-    report = run(built, Scenario(jobs, seed=1, stalls=ALL_PORTS,
+    report = run_scenario(built, Scenario(jobs, seed=1, stalls=ALL_PORTS,
                                  invalid_commands=[command]),
                  name=f"skip_invalid_{kind}")
     assert report["error_flag_after_invalid"] and report["error_flag"]
@@ -603,7 +588,7 @@ def test_negative_control_skip_drops_last(rtl):
                               model=MODELS["skip_drops_last"])
         differing += sum(x != y for x, y in zip(right.expected_beats(), wrong.expected_beats()))
     assert differing > 0
-    report = run(built, Scenario(jobs, seed=2, stalls=ALL_PORTS,
+    report = run_scenario(built, Scenario(jobs, seed=2, stalls=ALL_PORTS,
                                  model="skip_drops_last", expect_mismatch=True),
                  name="skip_control_wrong")
     assert report["mismatched"] == differing
@@ -665,11 +650,11 @@ def test_random_skipping_configuration(seed):
         a = sparse_a(rng, config, mode, (m, depth), density)
         jobs += on_and_off(a, any_b(rng, config, mode.b, (depth, n)), mode,
                            f"{mode.describe()}/{density:.0%}")
-    report = run(built, Scenario(jobs, seed=seed, stalls=ALL_PORTS, record=True,
+    report = run_scenario(built, Scenario(jobs, seed=seed, stalls=ALL_PORTS, record=True,
                                  timeout_cycles=10000), name="skip_sweep")
     check_clean(report, config, jobs)
     check_recorded(report, config, jobs)
-    isolated = run(built, Scenario(jobs, isolated=True, timeout_cycles=10000),
+    isolated = run_scenario(built, Scenario(jobs, isolated=True, timeout_cycles=10000),
                    name="skip_sweep_cycles")
     check_clean(isolated, config, jobs)
     for job, group in zip(jobs, isolated["jobs"]):
@@ -689,7 +674,7 @@ def test_sparse_preset_bench_shape_cycles_equal_the_model(rtl):
     a = sparse_operands(rng, (128, 128), *operand_range(config, mode.a), 0.5)
     b = random_operands(rng, (128, 128), *operand_range(config, mode.b), "uniform")
     jobs = on_and_off(a, b, mode, "bench/50%")
-    report = run(built, Scenario(jobs, isolated=True, record=True, timeout_cycles=200000),
+    report = run_scenario(built, Scenario(jobs, isolated=True, record=True, timeout_cycles=200000),
                  name="bench_shape")
     check_clean(report, config, jobs)
     check_recorded(report, config, jobs)
