@@ -8,7 +8,7 @@ from qforge.gen.spec import Config
 from qforge.hdl.layouts import flags_layout, lanes_layout
 from qforge.hdl.pe import ProcessingElement
 
-__all__ = ["SystolicArray", "BroadcastArray", "connect_results"]
+__all__ = ["SystolicArray", "BroadcastArray", "connect_results", "result_ports"]
 
 
 class SystolicArray(wiring.Component):
@@ -34,12 +34,7 @@ class SystolicArray(wiring.Component):
             "rows": In(data.ArrayLayout(lanes, config.rows)),
             "cols": In(data.ArrayLayout(lanes, config.cols)),
             "flags": In(flags_layout()),
-            "shift": In(1),
-            "result_row": Out(data.ArrayLayout(signed(config.accumulator_width),
-                                               config.cols)),
-            "captured": Out(1),
-            "captured_gemm_last": Out(1),
-        })
+        } | result_ports(config))
 
     def elaborate(self, platform):
         config = self._config
@@ -72,6 +67,17 @@ class SystolicArray(wiring.Component):
             # they are the array's edge (waived in gen/lint.vlt).
         connect_results(m, grid, self)
         return m
+
+
+def result_ports(config: Config) -> dict:
+    """The drain side of both arrays: ``shift`` in; row 0's results and the capture
+    pulses out (see :func:`connect_results`)."""
+    return {
+        "shift": In(1),
+        "result_row": Out(data.ArrayLayout(signed(config.accumulator_width), config.cols)),
+        "captured": Out(1),
+        "captured_gemm_last": Out(1),
+    }
 
 
 def connect_results(m: Module, grid, array) -> None:
@@ -113,12 +119,7 @@ class BroadcastArray(wiring.Component):
             "a": In(lanes),
             "b": In(data.ArrayLayout(data.ArrayLayout(lanes, config.cols), config.rows)),
             "flags": In(flags_layout()),
-            "shift": In(1),
-            "result_row": Out(data.ArrayLayout(signed(config.accumulator_width),
-                                               config.cols)),
-            "captured": Out(1),
-            "captured_gemm_last": Out(1),
-        })
+        } | result_ports(config))
 
     def elaborate(self, platform):
         config = self._config

@@ -106,9 +106,13 @@ class Accelerator(wiring.Component):
                      self.error.eq(loader.error)]
 
         if config.zero_skipping:
-            self._skipping_datapath(m, loader, scheduler, array)
+            issued = self._skipping_datapath(m, loader, scheduler, array)
         else:
-            self._systolic_datapath(m, loader, scheduler, array)
+            issued = self._systolic_datapath(m, loader, scheduler, array)
+        # Tile markers reach the array together with the selected lanes (two cycles).
+        flags_at_selector = Signal.like(issued.flags, name="flags_at_selector")
+        m.d.sync += flags_at_selector.eq(issued.flags)
+        m.d.comb += array.flags.eq(flags_at_selector)
         issue = scheduler.issue
         m.d.comb += [drain.issued_last.eq(issue.flags.last),
                      drain.issued_rows.eq(issue.rows if config.zero_skipping
@@ -123,7 +127,8 @@ class Accelerator(wiring.Component):
         return m
 
     def _systolic_datapath(self, m, loader, scheduler, array):
-        """R row banks and C column banks, one selector each, skewed into the array."""
+        """R row banks and C column banks, one selector each, skewed into the array.
+        Returns the issued record as the selectors see it (one cycle after issue)."""
         config = self._config
         issue = scheduler.issue
         # The selectors see the lane selections one cycle after issue, with the word the
@@ -153,15 +158,13 @@ class Accelerator(wiring.Component):
                              selector.select.eq(getattr(issued, f"{side}_select")),
                              array_lanes[bank_index].eq(selector.lanes)]
 
-        # Tile markers reach the array together with the selected lanes (two cycles).
-        flags_at_selector = Signal.like(issued.flags, name="flags_at_selector")
-        m.d.sync += flags_at_selector.eq(issued.flags)
-        m.d.comb += array.flags.eq(flags_at_selector)
+        return issued
 
     def _skipping_datapath(self, m, loader, scheduler, array):
         """Zero-skipping array (docs/ARCHITECTURE.md, "Zero skipping"): R A banks of row
         entries and a count memory written by the :class:`RowCompactor`; one A selector
         whose lanes reach every PE; R x C PE-local B banks, each with its own selector.
+        Returns the issued record as the selectors see it (one cycle after issue).
         """
         config = self._config
         issue = scheduler.issue
@@ -234,7 +237,4 @@ class Accelerator(wiring.Component):
                              selector.select.eq(issued.b_select),
                              array.b[r][c].eq(selector.lanes)]
 
-        # Tile markers reach the array together with the selected lanes (two cycles).
-        flags_at_selector = Signal.like(issued.flags, name="flags_at_selector")
-        m.d.sync += flags_at_selector.eq(issued.flags)
-        m.d.comb += array.flags.eq(flags_at_selector)
+        return issued
