@@ -54,10 +54,15 @@ class _AppendDesign(argparse.Action):
         setattr(namespace, self.dest, designs)
 
 
+def _load_config(kind: str, value):
+    """A configuration from ``--spec FILE`` (``kind`` "spec") or ``--preset NAME``."""
+    return load_spec(value) if kind == "spec" else load_preset(value)
+
+
 def _config(arguments):
     if getattr(arguments, "spec", None):
-        return load_spec(arguments.spec)
-    return load_preset(arguments.preset)
+        return _load_config("spec", arguments.spec)
+    return _load_config("preset", arguments.preset)
 
 
 def _command_generate(arguments) -> int:
@@ -221,7 +226,7 @@ def _command_area(arguments) -> int:
         raise ValueError(f"--jobs = {arguments.jobs}: must be at least 1")
     configs = []
     for kind, value in arguments.designs or [("preset", "default"), ("preset", "sparse")]:
-        config = load_spec(value) if kind == "spec" else load_preset(value)
+        config = _load_config(kind, value)
         configs.append(config)
         if arguments.with_skipping and not config.zero_skipping:
             configs.append(config.with_zero_skipping())

@@ -131,12 +131,13 @@ def sparse_point(config: Config, a, n: int, precision) -> dict:
     a = np.asarray(a, dtype=np.int64)
     dense = gemm_cycles(config, [skipping_shape(config, a, n, precision, False)]).total
     sparse = gemm_cycles(config, [skipping_shape(config, a, n, precision, True)]).total
-    nonzero = int(np.count_nonzero(~zero_operands(a, config, precision.a)))
+    computed = ~zero_operands(a, config, precision.a)
+    nonzero = int(np.count_nonzero(computed))
     ideal = nonzero * n * precision.block_products / config.peak_block_products_per_cycle
     lanes = config.block_multipliers
     words = -(-a.shape[1] // lanes)
     padded = np.zeros((a.shape[0], words * lanes), dtype=bool)
-    padded[:, :a.shape[1]] = ~zero_operands(a, config, precision.a)
+    padded[:, :a.shape[1]] = computed
     zero_words = float((~padded.reshape(a.shape[0], words, lanes).any(axis=2)).mean())
     return {"nonzero": nonzero, "density": nonzero / a.size, "zero_words": zero_words,
             "dense_cycles": dense, "sparse_cycles": sparse, "model_dense_cycles": dense,
