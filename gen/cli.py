@@ -4,8 +4,9 @@ Subcommands: ``generate`` (Verilog + manifest), ``presets``, ``lint``, ``demo``
 (generate, simulate random GEMMs in every precision mode, report), ``bench``
 (utilization, precision scaling, zero skipping and emulator speed as JSON), ``train``
 (train an MLP on scikit-learn's digits with the bit-exact emulator, per hardware
-configuration), ``repro`` (results independent of the array shape) and ``area`` (Yosys
-cell counts of configurations side by side). Every error a user can cause (a bad spec,
+configuration), ``repro`` (results independent of the array shape), ``area`` (Yosys
+cell counts of configurations side by side), ``build`` (bitstreams and resource/fmax
+reports for the FPGA boards) and ``host`` (talk to a board over its UART link). Every error a user can cause (a bad spec,
 an unknown preset, a missing tool) prints one line naming the problem and exits with
 status 2; no traceback.
 """
@@ -607,6 +608,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="synthesize again even if build/area/ holds a run of the same "
                            "design")
     area.set_defaults(handler=_command_area)
+
+    # The FPGA flow's commands live with it (fpga/); imported here, not at the top,
+    # because they import this module's config helpers.
+    from qforge.fpga.build import add_build_command
+    from qforge.fpga.host_cli import add_host_commands
+    add_build_command(commands)
+    add_host_commands(commands)
     return parser
 
 

@@ -18,6 +18,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 from amaranth.back import verilog
+from amaranth.hdl import Shape
 from amaranth.lib import stream, wiring
 
 from qforge.gen.spec import Config
@@ -25,11 +26,23 @@ from qforge.hdl.layouts import layout_fields
 from qforge.hdl.top import Accelerator
 from qforge.sim.tools import tool_environment
 
-__all__ = ["TOP_NAME", "Design", "render", "write", "generate", "fingerprint", "port_map",
-           "lint", "LintError", "lint_waivers"]
+__all__ = ["TOP_NAME", "LINKED_TOP_NAME", "LinkSettings", "Design", "render", "write",
+           "generate", "fingerprint", "port_map", "lint", "LintError", "lint_waivers"]
 
 #: Verilog module (and file) name of the generated top level.
 TOP_NAME = "qforge_top"
+#: Verilog module name of the accelerator with its UART host link
+#: (:class:`qforge.hdl.link.LinkedAccelerator`): what the FPGA board tops instantiate.
+LINKED_TOP_NAME = "qforge_linked"
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """Build the accelerator with its UART host link (:class:`LinkedAccelerator`) at this
+    clock frequency and baud rate (Hz), instead of the bare stream ports."""
+
+    clock_frequency: float
+    baud_rate: float
 
 
 class LintError(RuntimeError):
@@ -54,7 +67,7 @@ def _version(package: str) -> str:
         return "unknown"
 
 
-def port_map(top: Accelerator) -> dict:
+def port_map(top: wiring.Component) -> dict:
     """Ports and stream payload layouts of a top level, as written into the manifest."""
     ports = [{"name": "clk", "direction": "in", "width": 1},
              {"name": "rst", "direction": "in", "width": 1}]
@@ -75,25 +88,39 @@ def port_map(top: Accelerator) -> dict:
         else:
             direction = "in" if member.flow == wiring.In else "out"
             ports.append({"name": name, "direction": direction,
-                          "width": member.shape.width if hasattr(member.shape, "width")
-                          else int(member.shape)})
+                          "width": Shape.cast(member.shape).width})
     return {"ports": ports, "streams": streams}
 
 
-def render(config: Config) -> tuple[str, dict]:
-    """Elaborate ``config``: return the Verilog text and the manifest dictionary."""
-    top = Accelerator(config)
-    text = verilog.convert(top, name=TOP_NAME, emit_src=False)
+def render(config: Config, link: LinkSettings | None = None) -> tuple[str, dict]:
+    """Elaborate ``config``: return the Verilog text and the manifest dictionary.
+
+    With ``link``, the design is the accelerator behind its UART host link
+    (:class:`qforge.hdl.link.LinkedAccelerator`, module :data:`LINKED_TOP_NAME`) and the
+    manifest records the link settings.
+    """
+    if link is None:
+        top, name = Accelerator(config), TOP_NAME
+    else:
+        from qforge.hdl.link import LinkedAccelerator
+
+        top = LinkedAccelerator(config, clock_frequency=link.clock_frequency,
+                                baud_rate=link.baud_rate)
+        name = LINKED_TOP_NAME
+    text = verilog.convert(top, name=name, emit_src=False)
     manifest = {
         "generator": {"name": "qforge", "version": _version("qforge"),
                       "amaranth": _version("amaranth")},
-        "top": TOP_NAME,
-        "verilog": f"{TOP_NAME}.v",
+        "top": name,
+        "verilog": f"{name}.v",
         "verilog_sha256_16": fingerprint(text),
         "config": config.to_dict(),
         "derived": config.derived(),
         **port_map(top),
     }
+    if link is not None:
+        manifest["link"] = {"clock_frequency": link.clock_frequency,
+                            "baud_rate": link.baud_rate}
     return text, manifest
 
 
@@ -106,7 +133,7 @@ def write(config: Config, text: str, manifest: dict, directory: str | Path) -> D
     """Write a rendered design into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    verilog_path = directory / f"{TOP_NAME}.v"
+    verilog_path = directory / manifest["verilog"]
     verilog_path.write_text(text)
     manifest_path = directory / "manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")

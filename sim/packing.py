@@ -64,6 +64,15 @@ def command_bits(config: Config, m: int, n: int, depth: int, precision: Precisio
     if skip_zeros and not config.zero_skipping:
         raise ValueError(f"skip_zeros: configuration {config.name!r} has no "
                          f"[zero_skipping] section, so it cannot skip zero operands")
+    tile_limit = 1 << config.tiles_field_width
+    for name, count, size in (("m", m, config.rows), ("n", n, config.cols)):
+        if not 1 <= count <= tile_limit * size:
+            # The command field holds tiles - 1: a larger count would wrap silently.
+            raise ValueError(f"{name} = {count}: allowed 1 .. {tile_limit * size} "
+                             f"({tile_limit} tiles of {size}, the command's field width)")
+    if not 1 <= depth <= config.max_reduction_depth:
+        raise ValueError(f"depth = {depth}: allowed 1 .. {config.max_reduction_depth} "
+                         f"(arithmetic.max_reduction_depth)")
     def operand(p):
         return {"blocks_minus_one": p.blocks - 1, "kept_minus_one": p.kept - 1,
                 "dynamic": int(p.selection), "vrq": int(p.vrq)}

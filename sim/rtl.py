@@ -19,15 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
-from qforge.gen.generate import TOP_NAME, Design, fingerprint, render, write
+from qforge.gen.generate import (LINKED_TOP_NAME, TOP_NAME, Design, LinkSettings,
+                                 fingerprint, render, write)
 from qforge.gen.spec import Config
 from qforge.sim.scenarios import Scenario
 from qforge.sim.tools import ToolError, have_icarus, tool_environment
 
-__all__ = ["BuiltDesign", "build", "run_scenario", "ScenarioFailed", "default_build_root"]
+__all__ = ["BuiltDesign", "build", "run_scenario", "run_board_tests", "ScenarioFailed",
+           "default_build_root"]
 
 #: cocotb test module run inside the simulator.
 TEST_MODULE = "qforge.sim.cocotb_tests"
+#: cocotb test module of the board-level design (accelerator + UART host link).
+BOARD_TEST_MODULE = "qforge.sim.cocotb_board"
 
 
 class ScenarioFailed(AssertionError):
@@ -52,11 +56,23 @@ class BuiltDesign:
     def config(self) -> Config:
         return self.design.config
 
+    @property
+    def top(self) -> str:
+        """The Verilog top module: :data:`TOP_NAME` or :data:`LINKED_TOP_NAME`."""
+        return self.design.verilog.stem
+
+
+def _public_ports(top: str, names) -> str:
+    return "`verilator_config\n" + "".join(
+        f'public_flat_rw -module "{top}" -var "{name}"\n' for name in names)
+
 
 #: Verilator configuration that makes only the top level's ports visible to VPI.
-PUBLIC_PORTS_VLT = "`verilator_config\n" + "".join(
-    f'public_flat_rw -module "{TOP_NAME}" -var "{name}"\n'
-    for name in ("clk", "rst", "idle", "error", "cmd__*", "a_in__*", "b_in__*", "result__*"))
+PUBLIC_PORTS_VLT = _public_ports(TOP_NAME, ("clk", "rst", "idle", "error", "cmd__*",
+                                            "a_in__*", "b_in__*", "result__*"))
+#: The same for the linked design (:data:`LINKED_TOP_NAME`).
+LINKED_PUBLIC_PORTS_VLT = _public_ports(LINKED_TOP_NAME, ("clk", "rst", "rx", "tx",
+                                                          "status", "accelerator_*"))
 
 
 def _verilator_args(waves: bool, public_ports: Path | None = None) -> list[str]:
@@ -74,8 +90,12 @@ def _verilator_args(waves: bool, public_ports: Path | None = None) -> list[str]:
 
 
 def build(config: Config, simulator: str = "verilator", *, root: Path | None = None,
-          waves: bool = False, log=print) -> BuiltDesign:
-    """Generate ``config``'s Verilog and compile it for ``simulator`` (if not yet built)."""
+          waves: bool = False, log=print, link: LinkSettings | None = None) -> BuiltDesign:
+    """Generate ``config``'s Verilog and compile it for ``simulator`` (if not yet built).
+
+    With ``link``, the design is the accelerator behind its UART host link (the board
+    tops' core, :class:`qforge.hdl.link.LinkedAccelerator`), run by :func:`run_board_tests`.
+    """
     from cocotb_tools.runner import get_runner
 
     if simulator not in ("verilator", "icarus"):
@@ -84,12 +104,14 @@ def build(config: Config, simulator: str = "verilator", *, root: Path | None = N
         raise ToolError("Icarus Verilog is not installed (optional): "
                         "`apt-get install iverilog`, or use --simulator verilator")
     root = root or default_build_root()
-    text, manifest = render(config)
-    arguments_key = fingerprint(" ".join(_verilator_args(waves)) + PUBLIC_PORTS_VLT)[:6] \
+    text, manifest = render(config, link)
+    top = manifest["top"]
+    public_ports_vlt = PUBLIC_PORTS_VLT if link is None else LINKED_PUBLIC_PORTS_VLT
+    arguments_key = fingerprint(" ".join(_verilator_args(waves)) + public_ports_vlt)[:6] \
         if simulator == "verilator" else "iv"
     build_dir = (root / "rtl" / config.name
-                 / f"{simulator}-{fingerprint(text)}-{arguments_key}"
-                   f"{'-waves' if waves else ''}")
+                 / f"{simulator}-{'' if link is None else 'linked-'}{fingerprint(text)}-"
+                   f"{arguments_key}{'-waves' if waves else ''}")
     marker = build_dir / "qforge_built"
     build_dir.mkdir(parents=True, exist_ok=True)
     # One build per folder at a time, even across processes (parallel test sessions):
@@ -103,12 +125,12 @@ def build(config: Config, simulator: str = "verilator", *, root: Path | None = N
             started = time.monotonic()
             log(f"building {config.name} for {simulator} in {build_dir} ...")
             runner = get_runner(simulator)
-            arguments = dict(sources=[design.verilog], hdl_toplevel=TOP_NAME,
+            arguments = dict(sources=[design.verilog], hdl_toplevel=top,
                              build_dir=build_dir, waves=waves,
                              log_file=build_dir / "build.log")
             if simulator == "verilator":
                 public_ports = build_dir / "public_ports.vlt"
-                public_ports.write_text(PUBLIC_PORTS_VLT)
+                public_ports.write_text(public_ports_vlt)
                 runner.build(build_args=_verilator_args(waves, public_ports), **arguments)
             else:
                 runner.build(timescale=("1ns", "1ps"), **arguments)
@@ -118,49 +140,85 @@ def build(config: Config, simulator: str = "verilator", *, root: Path | None = N
     return BuiltDesign(design, simulator, build_dir, waves)
 
 
+def _run_cocotb(built: BuiltDesign, module: str, test_dir: Path, environment: dict,
+                testcase: str | None = None) -> tuple[int, int]:
+    """Run cocotb test ``module`` (optionally one ``testcase``) on ``built`` in
+    ``test_dir``; return (tests run, tests failed) from cocotb's results file."""
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    tool_environment()
+    results_xml = test_dir / "results.xml"
+    results_xml.unlink(missing_ok=True)
+    runner = get_runner(built.simulator)
+    try:
+        runner.test(test_module=module, hdl_toplevel=built.top, testcase=testcase,
+                    hdl_toplevel_lang="verilog", build_dir=built.build_dir,
+                    test_dir=test_dir, results_xml=str(results_xml), waves=built.waves,
+                    log_file=test_dir / "sim.log",
+                    extra_env={"QFORGE_MANIFEST": str(built.design.manifest),
+                               **environment})
+    except SystemExit:
+        # cocotb's runner exits instead of returning when a test failed while running
+        # under pytest, or when the simulator failed; the results file and the bench's
+        # report say what happened (and ``check=False`` callers still get them).
+        pass
+    return get_results(results_xml) if results_xml.exists() else (0, 0)
+
+
+def _log_tail(test_dir: Path, lines: int = 40) -> str:
+    log = test_dir / "sim.log"
+    return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else ""
+
+
 def run_scenario(built: BuiltDesign, scenario: Scenario, *, name: str = "scenario",
                  check: bool = True) -> dict:
     """Run one :class:`~qforge.sim.scenarios.Scenario` and return the bench's report.
 
     With ``check``, a failed cocotb test raises :class:`ScenarioFailed`.
     """
-    from cocotb_tools.runner import get_runner
-    from cocotb_tools.check_results import get_results
-
-    tool_environment()
     test_dir = built.build_dir / "runs" / name
     test_dir.mkdir(parents=True, exist_ok=True)
     report_path = test_dir / "report.json"
     report_path.unlink(missing_ok=True)
     (test_dir / "results.npz").unlink(missing_ok=True)
     scenario_path = scenario.save(test_dir)
-    results_xml = test_dir / "results.xml"
-    runner = get_runner(built.simulator)
-    results_xml.unlink(missing_ok=True)
-    try:
-        runner.test(test_module=TEST_MODULE, hdl_toplevel=TOP_NAME,
-                    hdl_toplevel_lang="verilog", build_dir=built.build_dir,
-                    test_dir=test_dir, results_xml=str(results_xml), waves=built.waves,
-                    log_file=test_dir / "sim.log",
-                    extra_env={"QFORGE_MANIFEST": str(built.design.manifest),
-                               "QFORGE_SCENARIO": str(scenario_path),
-                               "QFORGE_REPORT": str(report_path)})
-    except SystemExit:
-        # cocotb's runner exits instead of returning when a test failed while running
-        # under pytest, or when the simulator failed; the results file and the bench's
-        # report below say what happened (and ``check=False`` still returns them).
-        pass
-    tests, failed = get_results(results_xml) if results_xml.exists() else (0, 0)
+    tests, failed = _run_cocotb(built, TEST_MODULE, test_dir,
+                                {"QFORGE_SCENARIO": str(scenario_path),
+                                 "QFORGE_REPORT": str(report_path)})
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     if check and (tests == 0 or failed):
-        log_tail = "\n".join((test_dir / "sim.log").read_text().splitlines()[-40:]) \
-            if (test_dir / "sim.log").exists() else ""
         raise ScenarioFailed(f"scenario {name!r} failed on {built.simulator}: "
-                             f"{json.dumps(report.get('errors', []))[:2000]}\n{log_tail}")
+                             f"{json.dumps(report.get('errors', []))[:2000]}\n"
+                             f"{_log_tail(test_dir)}")
     report["cocotb_failed"] = failed
     results = test_dir / "results.npz"
     if scenario.record and results.exists():
         with np.load(results) as saved:
             report["results"] = [saved[f"result{i}"] if f"result{i}" in saved else None
                                  for i in range(len(scenario.jobs))]
+    return report
+
+
+def run_board_tests(built: BuiltDesign, testcase: str, *, name: str | None = None,
+                    settings: dict | None = None, check: bool = True) -> dict:
+    """Run one test of the board-level bench (:mod:`qforge.sim.cocotb_board`) on a design
+    built with ``link`` and return its JSON report. ``settings`` (JSON-serializable) reach
+    the bench as ``QFORGE_BOARD_SETTINGS``. With ``check``, a failed test raises
+    :class:`ScenarioFailed`."""
+    name = name or testcase
+    test_dir = built.build_dir / "runs" / name
+    test_dir.mkdir(parents=True, exist_ok=True)
+    report_path = test_dir / "report.json"
+    report_path.unlink(missing_ok=True)
+    tests, failed = _run_cocotb(built, BOARD_TEST_MODULE, test_dir,
+                                {"QFORGE_REPORT": str(report_path),
+                                 "QFORGE_BOARD_SETTINGS": json.dumps(settings or {})},
+                                testcase)
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    if check and (tests == 0 or failed):
+        raise ScenarioFailed(f"board test {name!r} failed on {built.simulator}: "
+                             f"{json.dumps(report.get('errors', []))[:2000]}\n"
+                             f"{_log_tail(test_dir)}")
+    report["cocotb_failed"] = failed
     return report

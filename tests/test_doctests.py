@@ -12,12 +12,13 @@ import pkgutil
 import pytest
 
 import qforge.gen
+import qforge.fpga
 import qforge.hdl
 import qforge.sim
 
 
 def _modules():
-    for package in (qforge.gen, qforge.hdl, qforge.sim):
+    for package in (qforge.gen, qforge.hdl, qforge.sim, qforge.fpga):
         yield package.__name__
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             yield info.name

@@ -131,7 +131,7 @@ def valid_specs(draw):
 # ---- presets ----------------------------------------------------------------------------
 
 def test_preset_names_are_the_three_presets():
-    assert preset_names() == sorted(PRESETS) == ["default", "large", "sparse", "tiny"]
+    assert preset_names() == sorted(PRESETS) == ["default", "large", "sparse", "tiny", "ulx3s"]
 
 
 @pytest.mark.parametrize("name", PRESETS)

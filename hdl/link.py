@@ -1,0 +1,573 @@
+"""The board side of the host link: framed requests in over a UART, accelerator streams
+out, results and responses back over the UART.
+
+The protocol (frame format, kinds, sequence numbers, NAK reasons, status payload,
+timeout) is defined once, in :mod:`qforge.fpga.protocol`; every constant here comes from
+there. :class:`HostLink` is the frame engine, :class:`LinkedAccelerator` the whole board
+design (accelerator + link) that the FPGA tops instantiate.
+
+The UART divisor for a clock and a baud rate (within 2 %, at least 4 cycles per bit):
+
+>>> uart_divisor(24e6, 3e6), uart_divisor(12e6, 115200)
+(8, 104)
+>>> uart_divisor(24e6, 7e6)
+Traceback (most recent call last):
+...
+ValueError: baud_rate = 7e+06 at clock_frequency = 2.4e+07 Hz: ...
+"""
+
+from contextlib import contextmanager
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from qforge.fpga.protocol import (DATA_KINDS, MAX_PAYLOAD, REQUEST_KINDS, STATUS_BYTES,
+                                  SYNC, TIMEOUT_BYTE_TIMES, Kind, Nak, beat_bytes,
+                                  config_fingerprint, crc16_update)
+from qforge.gen.spec import Config
+from qforge.hdl.layouts import a_beat_layout, b_beat_layout, command_layout, result_layout
+from qforge.hdl.top import Accelerator
+from qforge.hdl.uart import (MIN_DIVISOR, UartReceiver, UartTransmitter, check_divisor,
+                             refuse)
+
+__all__ = ["link_status_layout", "crc16_step", "uart_divisor", "HostLink",
+           "LinkedAccelerator", "BAUD_TOLERANCE"]
+
+#: Largest relative error of the actual baud rate (clock / divisor) that is accepted.
+BAUD_TOLERANCE = 0.02
+
+#: What the link shows on ``status`` (the board tops blink LEDs from it). Every field is
+#: a flip-flop output.
+link_status_layout = data.StructLayout({
+    "busy": 1,            # a request frame is being received, checked or executed
+    "executing": 1,       # a good data frame's beats are being pushed
+    "frame_rejected": 1,  # the last finished request was NAKed (cleared by a good one)
+    "rx_byte": 1,         # pulse: a byte was received
+    "tx_byte": 1,         # pulse: a byte was handed to the UART transmitter
+    "line_error": 1,      # pulse: UART framing error (bad stop bit)
+})
+
+#: The CRC polynomial, taken from the reference: a 1 in the lowest bit of the byte
+#: reaches the top of the register after 7 shifts and folds the polynomial in once.
+_CRC_POLYNOMIAL = crc16_update(0, 0x01)
+_CRC_INIT = 0xFFFF      # CRC-16/CCITT-FALSE initial value (crc16's default)
+
+
+def crc16_step(m: Module, crc, byte, *, name: str = "crc") -> Signal:
+    """``crc16_update(crc, byte)`` in hardware: a 16-bit signal, combinational from the
+    16-bit ``crc`` and the 8-bit ``byte``, added to ``m``. The reference's eight shift
+    steps are unrolled, each into its own signal (so no expression is duplicated); once
+    synthesized every output bit is an XOR of at most a dozen inputs."""
+    value = Signal(16, name=f"{name}_in")
+    m.d.comb += value.eq(crc ^ Cat(Const(0, 8), byte))
+    for step in range(8):
+        shifted = Signal(16, name=f"{name}_step{step}")
+        m.d.comb += shifted.eq((value << 1)[:16] ^ Mux(value[15], _CRC_POLYNOMIAL, 0))
+        value = shifted
+    return value
+
+
+def uart_divisor(clock_frequency: float, baud_rate: float) -> int:
+    """``round(clock_frequency / baud_rate)``, checked: at least
+    :data:`~qforge.hdl.uart.MIN_DIVISOR` and the actual baud rate
+    ``clock_frequency / divisor`` within :data:`BAUD_TOLERANCE` of ``baud_rate``."""
+    divisor = round(clock_frequency / baud_rate) if baud_rate > 0 else 0
+    fastest = clock_frequency / MIN_DIVISOR
+    if divisor < MIN_DIVISOR or \
+            abs(clock_frequency / divisor - baud_rate) > BAUD_TOLERANCE * baud_rate:
+        raise ValueError(
+            f"baud_rate = {baud_rate:g} at clock_frequency = {clock_frequency:g} Hz: "
+            f"possible baud rates are clock_frequency / n for an integer n >= "
+            f"{MIN_DIVISOR} (at most {fastest:g}), within {BAUD_TOLERANCE:.0%}")
+    return divisor
+
+
+class HostLink(wiring.Component):
+    """The frame engine of the host link (protocol: :mod:`qforge.fpga.protocol`).
+
+    Parameters: the accelerator's ``config``, the UART ``divisor`` (clock cycles per
+    bit, >= 4) and ``max_payload``, the payload buffer's size in bytes (longer frames are
+    answered with NAK LENGTH; at least one beat of every kind, at most ``MAX_PAYLOAD``).
+
+    Ports:
+
+    * ``rx`` (in, asynchronous pin, idle high), ``tx`` (out, registered, idle high): the
+      UART, 8N1.
+    * ``cmd``, ``a_in``, ``b_in`` (out streams of :func:`command_layout`,
+      :func:`a_beat_layout`, :func:`b_beat_layout`): the beats of executed COMMAND,
+      A_DATA, B_DATA frames, in frame order. ``valid`` never looks at ``ready``; the
+      payload holds while a beat waits.
+    * ``result`` (in stream of :func:`result_layout`): each beat goes back as one RESULT
+      frame (SEQ = a counter from 0). A beat is taken whenever the transmit path is free
+      to start a frame (no frame being sent and no response waiting).
+    * ``accelerator_idle``, ``accelerator_error`` (in): reported in the status payload.
+    * ``status`` (out, :data:`link_status_layout`): for LEDs, all registered.
+
+    Receive path, one byte per cycle from the UART: hunt for SYNC; KIND, SEQ, LENGTH
+    (LENGTH above ``max_payload``: NAK LENGTH at once, back to hunting); the payload
+    goes into a ``max_payload``-byte buffer memory while its CRC (:func:`crc16_step`)
+    and its position in a beat are tracked; then the two CRC bytes. The whole frame is
+    checked before any beat leaves, in the protocol's order CRC, KIND, LENGTH (whole
+    beats; STATUS without payload), then STATUS is answered, a duplicate SEQ (= last_seq) is ACKed
+    without executing and SEQ = last_seq + 1 is executed: the buffer is read in order,
+    beats assembled little-endian and pushed, then last_seq := SEQ and the ACK is sent.
+    Any other SEQ gets NAK SEQUENCE. ``last_seq`` is 0xFF after reset. A data frame
+    with an empty payload counts as zero beats: it is executed (nothing pushed) and
+    advances ``last_seq``. If the next byte of a frame does not arrive within
+    ``TIMEOUT_BYTE_TIMES * 10 * divisor`` cycles the frame is answered with
+    NAK TRUNCATED (SEQ as received, 0 if SEQ had not arrived).
+
+    Bytes that arrive while a frame is checked, executed or its response waits for the
+    transmitter are **dropped** (the host is stop-and-wait: it sends nothing until it has
+    the response). Executing waits for the accelerator as long as it takes.
+
+    Timing: the frame is checked in the cycle after its last CRC byte arrives;
+    executing takes two cycles per payload byte plus the cycles each beat waits for
+    ``ready``; the response frame starts one cycle after the decision (the last beat's
+    transfer, for an executed frame) if the transmitter is idle, else after the frame
+    being sent.
+
+    Transmit path: one frame at a time, whole frames; a pending response goes before
+    a result beat. The frame's bytes are produced as the UART takes them (SYNC, KIND,
+    SEQ, LENGTH, payload, CRC computed on the fly); the status payload (flags, last_seq,
+    rejected count, :func:`~qforge.fpga.protocol.config_fingerprint`) is a snapshot taken
+    when the response frame starts, after the request's effects. Sending a STATUS_REPLY
+    clears the "rejected since the last STATUS reply" flag.
+    """
+
+    def __init__(self, config: Config, *, divisor: int, max_payload: int = MAX_PAYLOAD):
+        self._config = config
+        self._divisor = check_divisor(self, divisor)
+        self._beat_bytes = {kind: beat_bytes(config, kind) for kind in DATA_KINDS}
+        self._result_bytes = beat_bytes(config, Kind.RESULT)
+        smallest = max(self._beat_bytes.values())
+        if isinstance(max_payload, bool) or not isinstance(max_payload, int) or \
+                not smallest <= max_payload <= MAX_PAYLOAD:
+            refuse(self, f"max_payload = {max_payload!r}: allowed {smallest} .. "
+                         f"{MAX_PAYLOAD} bytes (at least one beat of every kind)")
+        self._max_payload = max_payload
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "cmd": Out(stream.Signature(command_layout(config))),
+            "a_in": Out(stream.Signature(a_beat_layout(config))),
+            "b_in": Out(stream.Signature(b_beat_layout(config))),
+            "result": In(stream.Signature(result_layout(config))),
+            "accelerator_idle": In(1),
+            "accelerator_error": In(1),
+            "status": Out(link_status_layout),
+        })
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
+
+    @property
+    def max_payload(self) -> int:
+        return self._max_payload
+
+    @property
+    def timeout_cycles(self) -> int:
+        """Cycles without a byte after which a frame in progress is NAKed TRUNCATED."""
+        return TIMEOUT_BYTE_TIMES * 10 * self._divisor
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.receiver = receiver = UartReceiver(self._divisor)
+        m.submodules.transmitter = transmitter = UartTransmitter(self._divisor)
+        m.d.comb += [receiver.rx.eq(self.rx), self.tx.eq(transmitter.tx),
+                     # Always ready: bytes the frame engine does not want are dropped.
+                     receiver.data.ready.eq(1)]
+
+        # Shared between the two paths: the request's effects (receive side) and the
+        # status snapshot and response hand-off (transmit side).
+        state = _SharedState()
+        self._receive_path(m, receiver, state)
+        self._transmit_path(m, transmitter, state)
+
+        m.d.sync += [self.status.rx_byte.eq(receiver.data.valid),
+                     self.status.tx_byte.eq(transmitter.data.valid
+                                            & transmitter.data.ready),
+                     self.status.line_error.eq(receiver.framing_error)]
+        return m
+
+    # ---- receive: frame in, check, execute ---------------------------------------------
+
+    def _receive_path(self, m, receiver, state):
+        beat_sizes = self._beat_bytes
+        largest_beat = max(beat_sizes.values())
+        max_payload = self._max_payload
+        byte = receiver.data.payload
+        byte_valid = receiver.data.valid
+
+        seq = state.request_seq
+        kind_is = {kind: Signal(name=f"kind_is_{kind.name.lower()}")
+                   for kind in REQUEST_KINDS}
+        is_request = Signal()
+        length_low = Signal(8)
+        length = Signal(range(max_payload + 1))      # LENGTH, once it is <= max_payload
+        payload_empty = Signal()
+        # Beat position: the byte index in the current beat, and its last value for this
+        # KIND (0 for STATUS and unknown kinds). "Whole beats" = back at 0 after the
+        # payload: no divider needed.
+        byte_in_beat = Signal(range(largest_beat))
+        beat_last_byte = Signal(range(largest_beat))
+        # The buffer address: write pointer while receiving, read pointer while
+        # executing; both end where the next address would equal LENGTH.
+        address = Signal(range(max_payload))
+        # Registered (timing): address and length are always stable for a cycle before
+        # it is used (bytes arrive 10 * divisor cycles apart; FETCH precedes STORE).
+        last_byte = Signal()
+        m.d.sync += last_byte.eq(address + 1 == length)
+        payload_done = Signal()          # executing: the last byte has been stored
+        crc = Signal(16)
+        crc_low = Signal(8)
+        crc_ok = Signal()
+        # The sequence comparisons, registered with the CRC check so that the decision
+        # in CHECK depends on flip-flops only (timing).
+        seq_repeats = Signal()           # SEQ == last_seq: a retransmission
+        seq_follows = Signal()           # SEQ == last_seq + 1 (mod 256): to execute
+        next_crc = crc16_step(m, crc, byte, name="rx_crc")
+        # Beat under assembly: byte i of a beat is written at byte i (little-endian), a
+        # write enable per byte and no multiplexers. The streams of shorter beats see
+        # only their low bytes.
+        assembly = Signal(data.ArrayLayout(8, largest_beat))
+
+        buffer = Memory(shape=8, depth=max_payload, init=[])
+        m.submodules.buffer = buffer
+        write = buffer.write_port()
+        read = buffer.read_port()
+        buffer_address = address[:len(write.addr)]
+        m.d.comb += [write.addr.eq(buffer_address), write.data.eq(byte),
+                     read.addr.eq(buffer_address)]
+
+        # Silence timer: reloaded by every byte; reaching 0 inside a frame times it out.
+        timeout = self.timeout_cycles
+        silence = Signal(range(timeout), init=timeout - 1)
+        timed_out = Signal()
+        m.d.comb += timed_out.eq(silence == 0)
+        with m.If(byte_valid):
+            m.d.sync += silence.eq(timeout - 1)
+        with m.Elif(~timed_out):
+            m.d.sync += silence.eq(silence - 1)
+
+        streams = {Kind.COMMAND: self.cmd, Kind.A_DATA: self.a_in, Kind.B_DATA: self.b_in}
+        for kind, port in streams.items():
+            m.d.comb += port.payload.eq(assembly.as_value()[:len(port.payload.as_value())])
+        beat_taken = Signal()
+        m.d.comb += beat_taken.eq(Cat(*(kind_is[kind] & port.ready
+                                        for kind, port in streams.items())).any())
+
+        def respond(kind, reason=None):
+            """Finish the request: record its effect, hand ``kind`` to the transmitter."""
+            m.d.sync += state.response_kind.eq(kind)
+            if reason is None:
+                m.d.sync += state.frame_rejected.eq(0)
+            else:
+                m.d.sync += [state.response_reason.eq(reason),
+                             state.frame_rejected.eq(1),
+                             state.rejected_since_status.eq(1)]
+                with m.If(state.rejected_count != 0xFF):
+                    m.d.sync += state.rejected_count.eq(state.rejected_count + 1)
+            m.next = "RESPOND"
+
+        @contextmanager
+        def frame_byte():
+            """Inside a frame: the body runs for the next byte; no byte for too long is
+            NAK TRUNCATED."""
+            with m.If(byte_valid):
+                yield
+            with m.Elif(timed_out):
+                respond(Kind.NAK, Nak.TRUNCATED)
+
+        with m.FSM(name="receive") as fsm:
+            with m.State("HUNT"):
+                with m.If(byte_valid & (byte == SYNC)):
+                    m.d.sync += [seq.eq(0), crc.eq(_CRC_INIT), address.eq(0),
+                                 byte_in_beat.eq(0)]
+                    m.next = "KIND"
+            with m.State("KIND"):
+                with frame_byte():
+                    m.d.sync += crc.eq(next_crc)
+                    for kind, flag in kind_is.items():
+                        m.d.sync += flag.eq(byte == kind)
+                    m.d.sync += [is_request.eq(Cat(*(byte == kind
+                                                     for kind in REQUEST_KINDS)).any()),
+                                 beat_last_byte.eq(0)]
+                    for kind, size in beat_sizes.items():
+                        with m.If(byte == kind):
+                            m.d.sync += beat_last_byte.eq(size - 1)
+                    m.next = "SEQ"
+            with m.State("SEQ"):
+                with frame_byte():
+                    m.d.sync += [crc.eq(next_crc), seq.eq(byte)]
+                    m.next = "LENGTH_LOW"
+            with m.State("LENGTH_LOW"):
+                with frame_byte():
+                    m.d.sync += [crc.eq(next_crc), length_low.eq(byte)]
+                    m.next = "LENGTH_HIGH"
+            with m.State("LENGTH_HIGH"):
+                with frame_byte():
+                    received_length = Cat(length_low, byte)
+                    m.d.sync += [crc.eq(next_crc), length.eq(received_length),
+                                 payload_empty.eq(received_length == 0)]
+                    with m.If(received_length > max_payload):
+                        respond(Kind.NAK, Nak.LENGTH)
+                    with m.Elif(received_length == 0):
+                        m.next = "CRC_LOW"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                with frame_byte():
+                    m.d.comb += write.en.eq(1)
+                    m.d.sync += [crc.eq(next_crc), address.eq(address + 1),
+                                 byte_in_beat.eq(Mux(byte_in_beat == beat_last_byte, 0,
+                                                     byte_in_beat + 1))]
+                    with m.If(last_byte):
+                        m.next = "CRC_LOW"
+            with m.State("CRC_LOW"):
+                with frame_byte():
+                    m.d.sync += crc_low.eq(byte)
+                    m.next = "CRC_HIGH"
+            with m.State("CRC_HIGH"):
+                with frame_byte():
+                    m.d.sync += [crc_ok.eq(Cat(crc_low, byte) == crc),
+                                 seq_repeats.eq(seq == state.last_seq),
+                                 seq_follows.eq(seq == (state.last_seq + 1)[:8])]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                # The order of the checks is the protocol's (fpga/protocol.py, "Checks,
+                # in this order"): CRC first, so that line noise is always NAK CRC.
+                whole_beats = Mux(kind_is[Kind.STATUS], payload_empty, byte_in_beat == 0)
+                with m.If(~crc_ok):
+                    respond(Kind.NAK, Nak.CRC)
+                with m.Elif(~is_request):
+                    respond(Kind.NAK, Nak.KIND)
+                with m.Elif(~whole_beats):
+                    respond(Kind.NAK, Nak.LENGTH)
+                with m.Elif(kind_is[Kind.STATUS]):
+                    respond(Kind.STATUS_REPLY)
+                with m.Elif(seq_repeats):
+                    respond(Kind.ACK)               # a retransmission: not executed again
+                with m.Elif(seq_follows):
+                    m.d.sync += [address.eq(0), payload_done.eq(0)]
+                    with m.If(payload_empty):
+                        m.d.sync += state.last_seq.eq(seq)
+                        respond(Kind.ACK)
+                    with m.Else():
+                        m.next = "FETCH"
+                with m.Else():
+                    respond(Kind.NAK, Nak.SEQUENCE)
+            # Execute: two cycles per byte (the buffer's read is synchronous), then the
+            # beat waits on its stream. The UART is 10 * divisor cycles per byte, so
+            # this never limits the throughput.
+            with m.State("FETCH"):
+                m.next = "STORE"
+            with m.State("STORE"):
+                m.d.sync += [assembly[byte_in_beat].eq(read.data), address.eq(address + 1),
+                             payload_done.eq(last_byte),
+                             byte_in_beat.eq(Mux(byte_in_beat == beat_last_byte, 0,
+                                                 byte_in_beat + 1))]
+                with m.If(byte_in_beat == beat_last_byte):
+                    m.next = "OFFER"
+                with m.Else():
+                    m.next = "FETCH"
+            with m.State("OFFER"):
+                for kind, port in streams.items():
+                    m.d.comb += port.valid.eq(kind_is[kind])
+                with m.If(beat_taken):
+                    with m.If(payload_done):
+                        m.d.sync += state.last_seq.eq(seq)
+                        respond(Kind.ACK)
+                    with m.Else():
+                        m.next = "FETCH"
+            with m.State("RESPOND"):
+                m.d.comb += state.response_request.eq(1)
+                with m.If(state.response_accepted):
+                    m.next = "HUNT"
+
+        m.d.sync += [self.status.busy.eq(~fsm.ongoing("HUNT")),
+                     self.status.executing.eq(fsm.ongoing("FETCH") | fsm.ongoing("STORE")
+                                              | fsm.ongoing("OFFER")),
+                     self.status.frame_rejected.eq(state.frame_rejected)]
+
+    # ---- transmit: responses and result frames ------------------------------------------
+
+    def _transmit_path(self, m, transmitter, state):
+        result_bytes = self._result_bytes
+        shifter_bytes = max(result_bytes, STATUS_BYTES)
+        fingerprint = config_fingerprint(self._config)
+
+        frame_kind = Signal(8)
+        frame_seq = Signal(8)
+        frame_reason = Signal.like(state.response_reason)
+        frame_is_nak = Signal()
+        frame_is_result = Signal()
+        # Payload bytes after the NAK reason byte, sent from the bottom of the shifter.
+        shifter = Signal(8 * shifter_bytes)
+        payload_left = Signal(range(shifter_bytes + 1))
+        crc = Signal(16)
+        result_seq = Signal(8)
+        byte = Signal(8)
+        taken = Signal()
+        sender_idle = Signal()
+        m.d.comb += [transmitter.data.valid.eq(~sender_idle),
+                     transmitter.data.payload.eq(byte),
+                     taken.eq(transmitter.data.valid & transmitter.data.ready),
+                     state.response_accepted.eq(sender_idle & state.response_request),
+                     self.result.ready.eq(sender_idle & ~state.response_request)]
+
+        flags = Cat(self.accelerator_idle, self.accelerator_error,
+                    state.rejected_since_status, Const(0, 5))
+        status_payload = Cat(flags, state.last_seq, state.rejected_count,
+                             Const(fingerprint, 16))
+        assert len(status_payload) == 8 * STATUS_BYTES
+        frame_length = Signal(16)
+        m.d.comb += frame_length.eq(Mux(frame_is_result, result_bytes,
+                                        STATUS_BYTES + frame_is_nak))
+
+        next_crc = crc16_step(m, crc, byte, name="tx_crc")
+
+        def next_byte(state_name, *, update_crc=True):
+            with m.If(taken):
+                if update_crc:
+                    m.d.sync += crc.eq(next_crc)
+                m.next = state_name
+
+        with m.FSM(name="transmit"):
+            with m.State("IDLE"):
+                m.d.comb += sender_idle.eq(1)
+                with m.If(state.response_request):
+                    m.d.sync += [frame_kind.eq(state.response_kind),
+                                 frame_seq.eq(state.request_seq),
+                                 frame_reason.eq(state.response_reason),
+                                 frame_is_nak.eq(state.response_kind == Kind.NAK),
+                                 frame_is_result.eq(0),
+                                 shifter.eq(status_payload),
+                                 payload_left.eq(STATUS_BYTES)]
+                    with m.If(state.response_kind == Kind.STATUS_REPLY):
+                        m.d.sync += state.rejected_since_status.eq(0)
+                    m.next = "SYNC"
+                with m.Elif(self.result.valid):
+                    m.d.sync += [frame_kind.eq(Kind.RESULT), frame_seq.eq(result_seq),
+                                 result_seq.eq(result_seq + 1),
+                                 frame_is_nak.eq(0), frame_is_result.eq(1),
+                                 shifter.eq(self.result.payload.as_value()),
+                                 payload_left.eq(result_bytes)]
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                m.d.comb += byte.eq(SYNC)
+                with m.If(taken):
+                    m.d.sync += crc.eq(_CRC_INIT)
+                    m.next = "KIND"
+            with m.State("KIND"):
+                m.d.comb += byte.eq(frame_kind)
+                next_byte("SEQ")
+            with m.State("SEQ"):
+                m.d.comb += byte.eq(frame_seq)
+                next_byte("LENGTH_LOW")
+            with m.State("LENGTH_LOW"):
+                m.d.comb += byte.eq(frame_length[:8])
+                next_byte("LENGTH_HIGH")
+            with m.State("LENGTH_HIGH"):
+                m.d.comb += byte.eq(frame_length[8:16])
+                with m.If(frame_is_nak):
+                    next_byte("REASON")
+                with m.Else():
+                    next_byte("PAYLOAD")
+            with m.State("REASON"):
+                m.d.comb += byte.eq(frame_reason)
+                next_byte("PAYLOAD")
+            with m.State("PAYLOAD"):
+                m.d.comb += byte.eq(shifter[:8])
+                with m.If(taken):
+                    m.d.sync += [crc.eq(next_crc),
+                                 shifter.eq(shifter[8:]),
+                                 payload_left.eq(payload_left - 1)]
+                    with m.If(payload_left == 1):
+                        m.next = "CRC_LOW"
+            with m.State("CRC_LOW"):
+                m.d.comb += byte.eq(crc[:8])
+                next_byte("CRC_HIGH", update_crc=False)
+            with m.State("CRC_HIGH"):
+                m.d.comb += byte.eq(crc[8:])
+                next_byte("IDLE", update_crc=False)
+
+
+class _SharedState:
+    """Registers both paths of :class:`HostLink` use, and the response hand-off
+    (``response_request`` from the receive FSM, ``response_accepted`` from the transmit
+    FSM: a stream-like handshake; kind, reason and SEQ hold until it is accepted)."""
+
+    def __init__(self):
+        self.last_seq = Signal(8, init=0xFF)
+        self.request_seq = Signal(8)                 # SEQ of the request in progress
+        self.rejected_count = Signal(8)              # saturating
+        self.rejected_since_status = Signal()        # status flag bit 2
+        self.frame_rejected = Signal()               # the last request was NAKed
+        self.response_kind = Signal(8)
+        self.response_reason = Signal(unsigned(max(Nak).bit_length()))
+        self.response_request = Signal()
+        self.response_accepted = Signal()
+
+
+class LinkedAccelerator(wiring.Component):
+    """The whole board design: :class:`~qforge.hdl.top.Accelerator` behind a
+    :class:`HostLink`. The FPGA tops only add pins, a PLL and LEDs.
+
+    ``clock_frequency`` (Hz) and ``baud_rate`` give the UART divisor
+    (:func:`uart_divisor`; ``ValueError`` naming ``baud_rate`` if the actual rate is off
+    by more than 2 % or fewer than 4 cycles per bit would be needed).
+
+    Ports: ``rx`` (in, asynchronous, idle high), ``tx`` (out, registered, idle high),
+    ``status`` (out, :data:`link_status_layout`), ``accelerator_idle`` and
+    ``accelerator_error`` (out, the accelerator's ``idle`` and sticky ``error``).
+    """
+
+    def __init__(self, config: Config, *, clock_frequency: float, baud_rate: float):
+        self._config = config
+        try:
+            self._divisor = uart_divisor(clock_frequency, baud_rate)
+        except ValueError as error:
+            refuse(self, str(error))
+        self._clock_frequency = clock_frequency
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "status": Out(link_status_layout),
+            "accelerator_idle": Out(1),
+            "accelerator_error": Out(1),
+        })
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def divisor(self) -> int:
+        """Clock cycles per UART bit."""
+        return self._divisor
+
+    @property
+    def actual_baud_rate(self) -> float:
+        return self._clock_frequency / self._divisor
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.accelerator = accelerator = Accelerator(self._config)
+        m.submodules.link = link = HostLink(self._config, divisor=self._divisor)
+        for name in ("cmd", "a_in", "b_in", "result"):
+            wiring.connect(m, getattr(link, name), getattr(accelerator, name))
+        m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx),
+                     self.status.eq(link.status),
+                     link.accelerator_idle.eq(accelerator.idle),
+                     link.accelerator_error.eq(accelerator.error),
+                     self.accelerator_idle.eq(accelerator.idle),
+                     self.accelerator_error.eq(accelerator.error)]
+        return m

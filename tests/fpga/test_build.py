@@ -1,0 +1,649 @@
+"""Board builds (:mod:`qforge.fpga.pll`, :mod:`qforge.fpga.boards`,
+:mod:`qforge.fpga.build`): the PLL solvers against their documented limits (and the
+icepll / ecppll tools), the board tops elaborated for both boards with a stand-in core,
+the DSP decision, the report parsers on real nextpnr / Yosys output saved in
+``tests/fpga/data/``, the ``qforge build`` command's errors, programming, and (marker
+``synth``) real builds of a small design for both boards."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from qforge.fpga import build as build_module
+from qforge.fpga.boards import BOARDS, BoardTop, Stretcher, board_named
+from qforge.fpga.build import (BuildReport, ClockTiming, build, clocks_from_report,
+                               dsp_decision, format_report, main, markdown_report,
+                               parse_nextpnr_log, parse_nextpnr_report,
+                               program_bitstream,
+                               resources_from_reports)
+from qforge.fpga.area import parse_stat
+from qforge.fpga.pll import ECP5_LIMITS, ICE40_LIMITS, ecp5_pll, ice40_pll
+from qforge.gen.spec import from_dict, load_preset
+from qforge.sim.tools import ToolError
+
+DATA = Path(__file__).parent / "data"
+
+
+# -- a stand-in for LinkedAccelerator ------------------------------------------------
+
+STATUS = data.StructLayout({"busy": 1, "executing": 1, "frame_rejected": 1, "rx_byte": 1,
+                            "tx_byte": 1, "line_error": 1})
+
+
+class LoopbackCore(wiring.Component):
+    """The ports of :class:`~qforge.hdl.link.LinkedAccelerator`: ``tx`` follows ``rx``
+    one cycle later, every falling edge of ``rx`` is counted and the count shows on the
+    status bits (so nothing is optimized away)."""
+
+    def __init__(self, config, *, clock_frequency, baud_rate):
+        self.config = config
+        self.clock_frequency = clock_frequency
+        self.baud_rate = baud_rate
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "status": Out(STATUS),
+                          "accelerator_idle": Out(1), "accelerator_error": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        previous = Signal(init=1)
+        count = Signal(8)
+        edge = previous & ~self.rx
+        m.d.sync += [previous.eq(self.rx), self.tx.eq(self.rx)]
+        with m.If(edge):
+            m.d.sync += count.eq(count + 1)
+        m.d.comb += [self.status.rx_byte.eq(edge), self.status.tx_byte.eq(edge),
+                     self.status.busy.eq(count[0]), self.status.executing.eq(count[1]),
+                     self.status.frame_rejected.eq(count[2]),
+                     self.accelerator_idle.eq(~count[3]),
+                     self.accelerator_error.eq(count == 255)]
+        return m
+
+
+def _plan(board, *, clock_frequency=None, config=None, core=LoopbackCore, **options):
+    """The build plan of a board top (elaborated, constraints written, no tools run)."""
+    top = BoardTop(config or load_preset("tiny"), board, clock_frequency=clock_frequency,
+                   core=core)
+    plan = BOARDS[board].platform().build(top, name="top", do_build=False, **options)
+    return top, plan
+
+
+def _text(plan, name) -> str:
+    content = plan.files[name]
+    return content.decode() if isinstance(content, bytes) else content
+
+
+# -- PLL solvers ---------------------------------------------------------------------
+
+def _check_ice40(pll, target_hz):
+    f_in = Fraction(pll.input_hz) / 10**6
+    assert 0 <= pll.divr <= 15 and 0 <= pll.divf <= 127 and 1 <= pll.divq <= 6
+    pfd = f_in / (pll.divr + 1)
+    vco = pfd * (pll.divf + 1)
+    out = vco / 2**pll.divq
+    assert ICE40_LIMITS["pfd"][0] <= pfd <= ICE40_LIMITS["pfd"][1]
+    assert ICE40_LIMITS["vco"][0] <= vco <= ICE40_LIMITS["vco"][1]
+    assert ICE40_LIMITS["output"][0] <= out <= ICE40_LIMITS["output"][1]
+    assert pll.output_hz == pytest.approx(float(out) * 1e6, rel=1e-12)
+    assert pll.pfd_hz == pytest.approx(float(pfd) * 1e6) and \
+        pll.vco_hz == pytest.approx(float(vco) * 1e6)
+    # icepll's loop filter table
+    expected = next(value for limit, value in ((17, 1), (26, 2), (44, 3), (66, 4),
+                                                (101, 5), (math.inf, 6)) if pfd < limit)
+    assert pll.filter_range == expected
+    assert abs(pll.output_hz - target_hz) <= 0.01 * target_hz
+
+
+def _check_ecp5(pll, target_hz):
+    f_in = Fraction(pll.input_hz) / 10**6
+    assert 1 <= pll.clki_div <= 128 and 1 <= pll.clkfb_div <= 80 and 1 <= pll.clkop_div <= 128
+    pfd = f_in / pll.clki_div
+    out = pfd * pll.clkfb_div
+    vco = out * pll.clkop_div
+    assert ECP5_LIMITS["pfd"][0] <= pfd <= ECP5_LIMITS["pfd"][1]
+    assert ECP5_LIMITS["vco"][0] <= vco <= ECP5_LIMITS["vco"][1]
+    assert ECP5_LIMITS["output"][0] <= out <= ECP5_LIMITS["output"][1]
+    assert pll.output_hz == pytest.approx(float(out) * 1e6, rel=1e-12)
+    assert pll.vco_hz == pytest.approx(float(vco) * 1e6)
+    assert pll.clkop_cphase == pll.clkop_div // 2
+    assert abs(pll.output_hz - target_hz) <= 0.01 * target_hz
+
+
+def test_ice40_pll_sweep_obeys_the_limits_within_one_percent():
+    targets = [mhz * 1e6 for mhz in range(17, 267)] + [16.2e6, 24.576e6, 33.333e6, 100.5e6]
+    for target in targets:
+        _check_ice40(ice40_pll(12e6, target), target)
+    # Another oscillator: the limits hold for any legal input.
+    for target in (20e6, 48e6, 96e6, 150e6):
+        _check_ice40(ice40_pll(25e6, target), target)
+
+
+def test_ecp5_pll_sweep_obeys_the_limits_within_one_percent():
+    targets = [mhz * 1e6 for mhz in range(10, 401, 5)] + [31.25e6, 66.666e6, 133.33e6]
+    for target in targets:
+        _check_ecp5(ecp5_pll(25e6, target), target)
+    for target in (24e6, 48e6, 100e6):
+        _check_ecp5(ecp5_pll(12e6, target), target)
+
+
+def test_known_settings():
+    pll = ice40_pll(12e6, 24e6)       # icepll -i 12 -o 24
+    assert (pll.divr, pll.divf, pll.divq, pll.filter_range) == (0, 63, 5, 1)
+    assert pll.output_hz == 24e6 and pll.vco_hz == 768e6
+    pll = ecp5_pll(25e6, 50e6)        # ecppll -i 25 -o 50
+    assert (pll.clki_div, pll.clkfb_div, pll.clkop_div) == (1, 2, 12)
+    assert pll.output_hz == 50e6 and pll.vco_hz == 600e6
+
+
+@pytest.mark.parametrize("solve, target, message", [
+    (ice40_pll, 300e6, r"clock frequency 300 MHz: the iCE40 PLL \(SB_PLL40, 12 MHz input\) "
+                       r"reaches 16\.125 \.\. 270 MHz"),
+    (ice40_pll, 8e6, r"clock frequency 8 MHz: .* reaches 16\.125 \.\. 270 MHz"),
+    (ice40_pll, 267e6, r"clock frequency 267 MHz: .*nearest it makes is 270 MHz "
+                       r"\(1\.12% off"),
+    (ecp5_pll, 450e6, r"clock frequency 450 MHz: the ECP5 PLL \(EHXPLLL, 25 MHz input\) "
+                      r"reaches 10 \.\. 400 MHz"),
+    (ecp5_pll, 24e6, r"clock frequency 24 MHz: .*nearest it makes is 25 MHz"),
+])
+def test_unreachable_frequencies_raise(solve, target, message):
+    input_hz = 12e6 if solve is ice40_pll else 25e6
+    with pytest.raises(ValueError, match=message):
+        solve(input_hz, target)
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="input clock 5 MHz: the iCE40 PLL takes 10 MHz .. "
+                                         "133 MHz"):
+        ice40_pll(5e6, 24e6)
+    with pytest.raises(ValueError, match="input clock 500 MHz: the ECP5 PLL takes"):
+        ecp5_pll(500e6, 50e6)
+    for bad in (0, -24e6, "fast", None):
+        with pytest.raises(ValueError, match="output_hz"):
+            ice40_pll(12e6, bad)
+    # A looser tolerance accepts what the default refuses; the achieved value is kept.
+    assert ecp5_pll(25e6, 24e6, tolerance=0.05).output_hz == 25e6
+
+
+def _tool(name):
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
+@pytest.mark.skipif(not _tool("yowasp-icepll"), reason="yowasp-icepll not installed")
+@pytest.mark.parametrize("mhz", [24, 30, 48, 60, 100, 16.5, 37.7])
+def test_ice40_solver_matches_icepll(mhz):
+    output = subprocess.run([_tool("yowasp-icepll"), "-i", "12", "-o", str(mhz)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            check=True).stdout
+    fields = {key: int(value) for key, value in
+              (line.split(":")[0:2] for line in output.splitlines()
+               if line.split(":")[0] in ("DIVR", "DIVF", "DIVQ", "FILTER_RANGE"))
+              for value in [value.split()[0]]}
+    pll = ice40_pll(12e6, mhz * 1e6)
+    assert fields == {"DIVR": pll.divr, "DIVF": pll.divf, "DIVQ": pll.divq,
+                      "FILTER_RANGE": pll.filter_range}
+
+
+@pytest.mark.skipif(not _tool("yowasp-ecppll"), reason="yowasp-ecppll not installed")
+@pytest.mark.parametrize("mhz", [50, 37.5, 100, 133, 65, 31.25])
+def test_ecp5_solver_matches_ecppll(mhz):
+    output = subprocess.run([_tool("yowasp-ecppll"), "-i", "25", "-o", str(mhz)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            check=True).stdout
+    fields = dict(line.split(": ") for line in output.splitlines() if ": " in line)
+    pll = ecp5_pll(25e6, mhz * 1e6)
+    assert (int(fields["Refclk divisor"]), int(fields["Feedback divisor"])) == \
+        (pll.clki_div, pll.clkfb_div)
+    # CLKOP_DIV: the VCO nearest 600 MHz. At 133 MHz two are exactly as near (533 and
+    # 667 MHz); ecppll's float rounding picks one or the other from case to case, the
+    # solver always the lower.
+    vco = pll.output_hz / 1e6 * int(fields["clkout0 divisor"])
+    assert abs(vco - 600) == pytest.approx(abs(pll.vco_hz / 1e6 - 600))
+
+
+# -- board tops ----------------------------------------------------------------------
+
+def test_boards_table():
+    assert set(BOARDS) == {"icebreaker", "ulx3s-85f"}
+    icebreaker, ulx3s = BOARDS["icebreaker"], BOARDS["ulx3s-85f"]
+    assert (icebreaker.family, icebreaker.default_hz, icebreaker.input_hz) == \
+        ("ice40", 24e6, 12e6)
+    assert (ulx3s.family, ulx3s.default_hz, ulx3s.input_hz) == ("ecp5", 50e6, 25e6)
+    assert type(icebreaker.platform()).__name__ == "ICEBreakerPlatform"
+    assert type(ulx3s.platform()).__name__ == "ULX3S_85F_Platform"
+    assert (icebreaker.programmer, ulx3s.programmer) == ("iceprog", "openFPGALoader")
+    with pytest.raises(AttributeError):
+        icebreaker.device = "x"          # frozen
+    with pytest.raises(ValueError, match="board = 'arty': allowed: icebreaker, ulx3s-85f"):
+        board_named("arty")
+
+
+def test_icebreaker_top_elaborates_with_pll_pad_and_constraint():
+    top, plan = _plan("icebreaker", clock_frequency=20e6)
+    assert top.clock_frequency == 19.875e6            # the PLL's achieved frequency
+    assert top.core.clock_frequency == 19.875e6       # ... is what the core is built for
+    rtlil = _text(plan, "top.il")
+    assert "SB_PLL40_PAD" in rtlil and "SB_PLL40_CORE" not in rtlil
+    assert "PACKAGEPIN" in rtlil and "PLLOUTGLOBAL" in rtlil
+    for parameter, value in top.pll.parameters().items():
+        assert f"parameter \\{parameter[2:]} " in rtlil, parameter
+    pcf = _text(plan, "top.pcf")
+    assert "set_frequency pll_clk 19.875" in pcf      # the achieved, not the requested
+    assert "set_frequency clk12_0__io 12.0" in pcf
+    for pin, name in (("35", "clk12_0__io"), ("6", "uart_0__rx__io"),
+                      ("9", "uart_0__tx__io"), ("37", "led_g_0__io"),
+                      ("11", "led_r_0__io")):
+        assert f"set_io {name} {pin}" in pcf
+
+
+def test_ulx3s_top_elaborates_with_ehxplll_and_constraint():
+    top, plan = _plan("ulx3s-85f", clock_frequency=31e6)
+    assert top.clock_frequency == 31.25e6 and top.core.clock_frequency == 31.25e6
+    rtlil = _text(plan, "top.il")
+    assert "EHXPLLL" in rtlil
+    assert "parameter \\CLKI_DIV 4" in rtlil and "parameter \\CLKFB_DIV 5" in rtlil
+    lpf = _text(plan, "top.lpf")
+    assert 'FREQUENCY NET "pll_clk" 31250000.0 HZ;' in lpf
+    assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in lpf
+    for number, site in enumerate("B2 C2 C1 D2 D1 E2 E1 H3".split()):
+        assert f'LOCATE COMP "led_{number}__io" SITE "{site}";' in lpf
+    assert 'SITE "M1"' in lpf and 'SITE "L4"' in lpf     # UART rx, tx
+    assert 'SITE "L3"' not in lpf       # the FT231X's TXDEN is an output: never driven
+
+
+def test_board_top_defaults_and_baud_rate():
+    top, plan = _plan("icebreaker")
+    assert top.clock_frequency == 24e6 and top.core.baud_rate == 115200
+    assert top.reset_cycles == math.ceil(15e-6 * 24e6)
+
+
+def test_default_core_is_linked_accelerator():
+    from qforge.hdl.link import LinkedAccelerator
+
+    top, _ = _plan("icebreaker", core=None)
+    assert isinstance(top.core, LinkedAccelerator)
+    with pytest.raises(ValueError, match="baud_rate"):
+        BoardTop(load_preset("tiny"), "icebreaker", baud_rate=20e6)
+
+
+def test_board_top_errors_name_the_problem():
+    with pytest.raises(ValueError, match="clock frequency 500 MHz"):
+        BoardTop(load_preset("tiny"), "icebreaker", clock_frequency=500e6,
+                 core=LoopbackCore)
+    with pytest.raises(ValueError, match="board = 'nexys'"):
+        BoardTop(load_preset("tiny"), "nexys", core=LoopbackCore)
+    top = BoardTop(load_preset("tiny"), "icebreaker", core=LoopbackCore)
+    with pytest.raises(ValueError, match="needs the board's platform"):
+        top.elaborate(None)
+    top._MustUse__silence = top.core._MustUse__silence = True    # never elaborated
+
+
+def test_stretcher_holds_for_its_ticks():
+    dut = Stretcher(3, tick := Signal())
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.i, 1)
+        await ctx.tick()
+        ctx.set(dut.i, 0)
+        for cycle in range(12):
+            ctx.set(tick, cycle % 2)          # a tick every other cycle
+            seen.append(ctx.get(dut.o))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    # Lit while the count (3) runs down on ticks at cycles 1, 3, 5; dark after.
+    assert seen == [1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    with pytest.raises(ValueError, match="ticks = 0"):
+        Stretcher(0)
+
+
+# -- DSP decision --------------------------------------------------------------------
+
+def _config(**changes):
+    spec = load_preset("tiny").to_dict()
+    for path, value in changes.items():
+        section, key = path.split("__")
+        spec[section][key] = value
+    return from_dict(spec)
+
+
+def test_dsp_decision():
+    tiny = load_preset("tiny")
+    decision = dsp_decision(tiny, "icebreaker")
+    assert (decision.use_dsp, decision.option, decision.multipliers, decision.capacity) == \
+        (True, "-dsp", 8, 8)
+    assert "stay in LUTs" in decision.reason           # 4x4-bit products: 8 bits < 11
+    wide = _config(arithmetic__block_width=8, arithmetic__operand_width=16)
+    assert "stay in LUTs" not in dsp_decision(wide, "icebreaker").reason
+    too_many = _config(array__rows=3, array__cols=3, arithmetic__block_multipliers=1,
+                       arithmetic__max_reduction_depth=256)
+    decision = dsp_decision(too_many, "icebreaker")
+    assert (decision.use_dsp, decision.option) == (False, "")
+    assert "9 block multipliers (3x3 PEs x 1) exceed the iCE40UP5K's 8 SB_MAC16" in \
+        decision.reason
+    decision = dsp_decision(tiny, "ulx3s-85f")
+    assert (decision.use_dsp, decision.option) == (True, "")
+    assert "takes a whole MULT18X18D" in decision.reason
+    decision = dsp_decision(load_preset("default"), "ulx3s-85f")
+    assert (decision.use_dsp, decision.option, decision.multipliers) == (False, "-nodsp", 256)
+    assert "exceed the LFE5U-85F's 156 MULT18X18D" in decision.reason
+
+
+# -- report parsing on real tool output (numbers read by hand from the files) ---------
+
+def test_parse_ice40_report():
+    utilization, fmax = parse_nextpnr_report(
+        (DATA / "nextpnr-report-icebreaker.json").read_text())
+    assert utilization["ICESTORM_LC"] == (87, 5280)
+    assert utilization["ICESTORM_PLL"] == (1, 1)
+    assert utilization["SB_IO"] == (5, 39)
+    assert utilization["ICESTORM_DSP"] == (0, 8)
+    assert utilization["ICESTORM_RAM"] == (0, 30)
+    assert fmax == {"clk": (67.41724395751953, 24.000383377075195)}
+    cells, version = parse_stat((DATA / "stat-icebreaker.json").read_text())
+    assert version == "Yosys 0.70"
+    rows = {row.name: row for row in resources_from_reports("ice40", utilization, cells)}
+    assert (rows["logic cells"].used, rows["logic cells"].available) == (87, 5280)
+    assert (rows["LUT4"].used, rows["LUT4"].available, rows["LUT4"].source) == \
+        (69, 5280, "yosys")
+    assert rows["flip-flops"].used == 2 + 33 + 2 + 16  # SB_DFF, SB_DFFESR, SB_DFFR, SB_DFFSR
+    assert rows["carry"].used == 35
+    assert (rows["DSP"].cell, rows["DSP"].used, rows["DSP"].available) == \
+        ("ICESTORM_DSP", 0, 8)
+    assert (rows["block RAM"].used, rows["block RAM"].available) == (0, 30)
+    assert (rows["I/O"].used, rows["I/O"].available) == (5, 39)
+    [clock] = clocks_from_report(fmax)
+    assert clock.net == "clk" and clock.met
+
+
+def test_parse_ecp5_report():
+    utilization, fmax = parse_nextpnr_report(
+        (DATA / "nextpnr-report-ulx3s-85f.json").read_text())
+    assert utilization["TRELLIS_COMB"] == (136, 83640)
+    assert utilization["TRELLIS_FF"] == (69, 83640)
+    assert utilization["MULT18X18D"] == (0, 156)
+    assert utilization["DP16KD"] == (0, 208)
+    assert utilization["EHXPLLL"] == (1, 4)
+    assert fmax == {"$glbnet$clk": (218.29295349121094, 50.0)}
+    cells, _ = parse_stat((DATA / "stat-ulx3s-85f.json").read_text())
+    rows = {row.name: row for row in resources_from_reports("ecp5", utilization, cells)}
+    assert (rows["LUT4"].used, rows["LUT4"].available, rows["LUT4"].cell) == \
+        (136, 83640, "TRELLIS_COMB")
+    assert (rows["flip-flops"].used, rows["flip-flops"].available) == (69, 83640)
+    assert (rows["carry"].used, rows["carry"].available) == (29, 41820)   # CCU2C
+    assert (rows["I/O"].used, rows["I/O"].available) == (11, 365)
+    assert clocks_from_report(fmax) == [ClockTiming("clk", 218.29295349121094, 50.0)]
+
+
+def test_parse_errors_and_missed_timing():
+    with pytest.raises(ValueError, match="not JSON"):
+        parse_nextpnr_report("Info: nothing")
+    with pytest.raises(ValueError, match="no `utilization`"):
+        parse_nextpnr_report('{"fmax": {}}')
+    utilization, fmax = parse_nextpnr_report('{"utilization": {}}')
+    assert (utilization, fmax) == ({}, {})
+    missed = ClockTiming("clk", 21.4, 24.0)
+    assert not missed.met and missed.to_dict()["slack_ns"] < 0
+    with pytest.raises(ValueError, match="family = 'gowin'"):
+        resources_from_reports("gowin", {}, {})
+
+
+def test_parse_nextpnr_log_of_a_design_that_does_not_fit():
+    # The real log of the tiny preset's LinkedAccelerator placed for the iCEBreaker.
+    log = DATA / "nextpnr-overflow-icebreaker.tim"
+    utilization = parse_nextpnr_log(log.read_text())
+    assert utilization["ICESTORM_LC"] == (5860, 5280)
+    assert utilization["ICESTORM_RAM"] == (10, 30)
+    assert utilization["ICESTORM_DSP"] == (2, 8)
+    assert utilization["SB_GB"] == (6, 8)
+    assert len(utilization) == 15
+    reason = build_module._does_not_fit(BOARDS["icebreaker"], log)
+    assert reason.startswith("the design does not fit the iCE40UP5K: ICESTORM_LC 5860 "
+                             "of 5280 (111%)")
+    assert "--board ulx3s-85f" in reason
+    assert build_module._does_not_fit(BOARDS["icebreaker"], DATA / "missing.tim") is None
+
+
+def _report(tmp_path, clocks) -> BuildReport:
+    utilization, _ = parse_nextpnr_report(
+        (DATA / "nextpnr-report-icebreaker.json").read_text())
+    cells, _ = parse_stat((DATA / "stat-icebreaker.json").read_text())
+    tiny = load_preset("tiny")
+    return BuildReport(
+        board="icebreaker", device="iCE40UP5K", family="ice40", config="tiny", rows=2,
+        cols=2, block_multipliers=2, requested_clock_hz=24e6, clock_hz=24e6,
+        pll=ice40_pll(12e6, 24e6).to_dict(), baud_rate=115200,
+        actual_baud_rate=24e6 / 208,
+        resources=resources_from_reports("ice40", utilization, cells), clocks=clocks,
+        dsp=dsp_decision(tiny, "icebreaker"), synth_cells=cells, tools={"yosys": "0.70"},
+        seconds={"synthesis": 1.0}, build_dir=tmp_path, bitstream=tmp_path / "x.bin")
+
+
+def test_report_formats(tmp_path):
+    report = _report(tmp_path, [ClockTiming("clk", 21.4, 24.0)])
+    assert not report.timing_met and report.pe_count == 4
+    text = format_report(report)
+    assert "MISSED" in text and "ICESTORM_LC" in text and "nextpnr placed 0 of 8" in text
+    markdown = markdown_report(report)
+    assert "| logic cells | ICESTORM_LC | 87 | 5280 | 1.6% | nextpnr |" in markdown
+    assert "| clk | 21.40 | 24.00 | MISSED |" in markdown
+    as_json = json.loads(json.dumps(report.to_dict()))
+    assert as_json["timing_met"] is False and as_json["pe_count"] == 4
+    assert as_json["dsp"]["option"] == "-dsp"
+    assert not _report(tmp_path, []).timing_met      # no clock reported: not "met"
+
+
+def test_missed_timing_suggests_a_clock_the_pll_makes(tmp_path):
+    board = BOARDS["icebreaker"]
+    # 95% of 21.4 MHz is 20.33; the PLL makes 19.875 MHz for 20.
+    assert build_module._slower_clock(board, _report(
+        tmp_path, [ClockTiming("clk", 21.4, 24.0)])) == 20
+    # Below the PLL's 16.125 MHz: nothing to suggest.
+    assert build_module._slower_clock(board, _report(
+        tmp_path, [ClockTiming("clk", 12.0, 24.0)])) is None
+    assert build_module._slower_clock(BOARDS["ulx3s-85f"], _report(
+        tmp_path, [ClockTiming("clk", 48.17, 50.0)])) == 45
+
+
+# -- command line and programming ----------------------------------------------------
+
+def _run_main(capsys, *argv):
+    try:
+        status = main(list(argv))
+    except SystemExit as exit:
+        status = exit.code
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return status, captured
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--board", "arty", "--preset", "tiny"], "invalid choice: 'arty'"),
+    (["--board", "icebreaker", "--preset", "tiny", "--clock", "300"],
+     "clock frequency 300 MHz: the iCE40 PLL (SB_PLL40, 12 MHz input) reaches"),
+    (["--board", "ulx3s-85f", "--preset", "tiny", "--clock", "24"],
+     "nearest it makes is 25 MHz"),
+    (["--board", "icebreaker", "--preset", "tiny", "--baud", "10000000"], "baud_rate"),
+    (["--board", "icebreaker", "--preset", "tiny", "--baud", "0"], "--baud"),
+    (["--board", "icebreaker", "--preset", "tiny", "--clock", "fast"], "--clock"),
+    (["--board", "icebreaker", "--preset", "nope"], "nope"),
+    (["--board", "icebreaker", "--preset", "tiny", "--report-only", "--program"],
+     "--program and --report-only"),
+    (["--board", "icebreaker"], "--preset"),
+])
+def test_cli_errors_exit_2_without_traceback(capsys, tmp_path, argv, message):
+    status, captured = _run_main(capsys, *argv, "--build-dir", str(tmp_path / "b"))
+    assert status == 2
+    assert message in captured.err
+    assert not (tmp_path / "b").exists()       # failed before anything was built
+
+
+def test_missing_tool_is_reported_before_building(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("NEXTPNR_ICE40", str(tmp_path / "no-such-nextpnr"))
+    status, captured = _run_main(capsys, "--board", "icebreaker", "--preset", "tiny",
+                                 "--build-dir", str(tmp_path / "b"))
+    assert status == 2
+    assert "NEXTPNR_ICE40 = " in captured.err and "not an executable" in captured.err
+    assert not (tmp_path / "b").exists()
+
+
+def test_cli_help(capsys):
+    status, captured = _run_main(capsys, "--help")
+    assert status == 0
+    for text in ("--board {icebreaker,ulx3s-85f}", "--report-only", "--program",
+                 "--clock MHZ", "--baud N", "--build-dir DIR", "--json", "iceprog",
+                 "openFPGALoader"):
+        assert text in captured.out
+
+
+def test_registered_in_qforge_cli(capsys):
+    from qforge.gen import cli
+
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["build", "--help"])
+    capsys.readouterr()
+    if exit.value.code != 0:
+        pytest.skip("`qforge build` is not registered in gen/cli.py yet")
+    assert cli.main(["build", "--board", "icebreaker", "--preset", "tiny",
+                     "--clock", "300"]) == 2
+    assert "clock frequency 300 MHz" in capsys.readouterr().err
+
+
+def _fake_programmer(tmp_path) -> tuple[Path, Path]:
+    record = tmp_path / "args.txt"
+    script = tmp_path / "fake-programmer"
+    script.write_text(f"#!{sys.executable}\nimport sys\n"
+                      f"open({str(record)!r}, 'w').write(' '.join(sys.argv[1:]))\n")
+    script.chmod(0o755)
+    return script, record
+
+
+def test_program_uses_the_tool_or_says_how_to_install_it(tmp_path, monkeypatch):
+    bitstream = tmp_path / "top.bin"
+    bitstream.write_bytes(b"\0")
+    monkeypatch.delenv("ICEPROG", raising=False)
+    monkeypatch.delenv("OPENFPGALOADER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolError, match=r"iceprog is not on PATH \(or set ICEPROG.*"
+                                        r"apt install fpga-icestorm.*the bitstream is "
+                                        + str(bitstream).replace(".", r"\.")):
+        program_bitstream("icebreaker", bitstream, log=lambda message: None)
+    with pytest.raises(ToolError, match="openFPGALoader is not on PATH"):
+        program_bitstream("ulx3s-85f", bitstream, log=lambda message: None)
+    script, record = _fake_programmer(tmp_path)
+    monkeypatch.setenv("OPENFPGALOADER", str(script))
+    program_bitstream("ulx3s-85f", bitstream, log=lambda message: None)
+    assert record.read_text() == f"-b ulx3s -m {bitstream}"
+    monkeypatch.setenv("ICEPROG", str(script))
+    program_bitstream("icebreaker", bitstream, log=lambda message: None)
+    assert record.read_text() == str(bitstream)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        program_bitstream("icebreaker", tmp_path / "missing.bin")
+
+
+@pytest.mark.parametrize("module", ["qforge.fpga.pll", "qforge.fpga.boards",
+                                    "qforge.fpga.build"])
+def test_docstring_examples(module):
+    result = doctest.testmod(importlib.import_module(module),
+                             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
+
+
+# -- real builds (YoWASP Yosys + nextpnr + packers) ----------------------------------
+
+def _check_built(report, board, requested_hz, directory):
+    assert report.board == board and report.config == "tiny" and report.pe_count == 4
+    assert report.requested_clock_hz == requested_hz
+    assert report.clock_hz == board_named(board).solve_pll(requested_hz).output_hz
+    for row in report.resources:
+        assert 0 <= row.used <= row.available, row
+    assert report.resource("PLL").used == 1
+    assert report.resource("flip-flops").used > 0
+    [clock] = report.clocks
+    assert clock.achieved_mhz > 0
+    # The constraint nextpnr timed against is the PLL's achieved frequency (nextpnr
+    # rounds it to a whole picosecond period).
+    assert clock.constraint_mhz == pytest.approx(report.clock_hz / 1e6, rel=1e-4)
+    assert report.timing_met
+    assert report.bitstream.exists() and report.bitstream.stat().st_size > 1000
+    assert report.bitstream.parent == directory
+    for path in report.logs.values():
+        assert path.exists(), path
+    saved = json.loads((directory / "report.json").read_text())
+    assert saved == json.loads(json.dumps(report.to_dict()))
+    assert "| resource | cell |" in (directory / "report.md").read_text()
+    assert set(report.seconds) == {"elaborate", "synthesis", "place & route", "pack",
+                                   "total"}
+    assert report.tools["yosys"].startswith("Yosys")
+
+
+@pytest.mark.synth
+def test_build_both_boards(tmp_path):
+    messages = []
+    report = build(load_preset("tiny"), "icebreaker", clock_mhz=20, core=LoopbackCore,
+                   build_dir=tmp_path / "ice", log=messages.append)
+    _check_built(report, "icebreaker", 20e6, tmp_path / "ice")
+    assert report.clock_hz == 19.875e6       # the PLL's, not the requested 20 MHz
+    assert "set_frequency pll_clk 19.875" in (tmp_path / "ice" / "qforge_tiny.pcf").read_text()
+    assert report.dsp.option == "-dsp"
+    assert "synth_ice40 -dsp" in (tmp_path / "ice" / "qforge_tiny.ys").read_text()
+    for step in ("synthesis", "place & route", "pack"):
+        assert any(message.startswith(f"{step} done in") for message in messages), step
+
+    report = build(load_preset("tiny"), "ulx3s-85f", core=LoopbackCore,
+                   build_dir=tmp_path / "ecp5", log=messages.append)
+    _check_built(report, "ulx3s-85f", 50e6, tmp_path / "ecp5")
+    assert report.bitstream.suffix == ".bit"
+    assert report.resource("LUT4").cell == "TRELLIS_COMB"
+
+
+@pytest.mark.synth
+def test_build_report_only_from_the_command_line(tmp_path, capsys, monkeypatch):
+    original = build_module.build
+
+    def with_stand_in(*args, **kwargs):
+        return original(*args, core=LoopbackCore, **kwargs)
+
+    monkeypatch.setattr(build_module, "build", with_stand_in)
+    status, captured = _run_main(capsys, "--board", "icebreaker", "--preset", "tiny",
+                                 "--report-only", "--json", "--build-dir",
+                                 str(tmp_path / "b"))
+    assert status == 0
+    report = json.loads(captured.out)
+    assert report["bitstream"] is None and report["timing_met"] is True
+    assert "pack" not in report["seconds"]
+    assert not (tmp_path / "b" / "qforge_tiny.bin").exists()
+    assert "place & route done in" in captured.err
+
+
+@pytest.mark.synth
+def test_build_says_when_the_design_does_not_fit(tmp_path, monkeypatch):
+    # A stand-in nextpnr that writes the real log of a design too big for the UP5K.
+    fake = tmp_path / "fake-nextpnr"
+    fake.write_text(f"#!{sys.executable}\nimport shutil, sys\n"
+                    f"log = sys.argv[sys.argv.index('--log') + 1]\n"
+                    f"shutil.copy({str(DATA / 'nextpnr-overflow-icebreaker.tim')!r}, log)\n"
+                    f"sys.exit(1)\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("NEXTPNR_ICE40", str(fake))
+    with pytest.raises(ToolError, match="does not fit the iCE40UP5K: ICESTORM_LC 5860 of "
+                                        "5280"):
+        build(load_preset("tiny"), "icebreaker", core=LoopbackCore,
+              build_dir=tmp_path / "b", log=lambda message: None)
