@@ -27,11 +27,15 @@ A TOML spec looks like this (every key is listed in :data:`SCHEMA`)::
     [buffers]
     depth = 512
 
-Two optional sections change the hardware: ``[vrq]`` (:data:`VRQ_SCHEMA`, VRQ operands)
-and ``[zero_skipping]`` (:data:`ZERO_SKIPPING_SCHEMA`, the zero-skipping array)::
+Three optional sections change the hardware: ``[vrq]`` (:data:`VRQ_SCHEMA`, VRQ
+operands), ``[zero_skipping]`` (:data:`ZERO_SKIPPING_SCHEMA`, the zero-skipping array)
+and ``[output_stage]`` (:data:`OUTPUT_STAGE_SCHEMA`, a narrower output stage)::
 
     [zero_skipping]
     pe_buffer_depth = 512
+
+    [output_stage]
+    lanes_per_cycle = 1
 
 Any mistake gives one :class:`ConfigError` naming the field, the value and what is
 allowed.
@@ -47,7 +51,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Config", "ConfigError", "SCHEMA", "VRQ_SCHEMA", "ZERO_SKIPPING_SCHEMA", "PRESETS", "read_toml",
+__all__ = ["Config", "ConfigError", "SCHEMA", "VRQ_SCHEMA", "ZERO_SKIPPING_SCHEMA",
+           "OUTPUT_STAGE_SCHEMA", "PRESETS", "read_toml",
            "load_preset", "load_spec", "from_dict", "preset_names"]
 
 
@@ -110,7 +115,18 @@ _FIELDS_BY_SECTION: dict[str, dict[str, Field]] = {}
 for _field in SCHEMA:
     _FIELDS_BY_SECTION.setdefault(_field.section, {})[_field.name] = _field
 _VRQ_FIELDS = {field.name: field for field in VRQ_SCHEMA}
+#: The optional ``[output_stage]`` section: how many of a result beat's C elements the
+#: output stage rounds per cycle (docs/ARCHITECTURE.md, "Output stage"). Without it all
+#: C, one beat per cycle; with fewer, the random-bit generators and rounding units are
+#: shared and the stage takes ``C / lanes_per_cycle`` cycles per beat (the area of the
+#: stage, mostly its random-bit generators, shrinks by about that factor).
+OUTPUT_STAGE_SCHEMA: tuple[Field, ...] = (
+    Field("output_stage", "lanes_per_cycle", 1, 64,
+          "result elements the output stage rounds per cycle; must divide array.cols"),
+)
+
 _ZERO_SKIPPING_FIELDS = {field.name: field for field in ZERO_SKIPPING_SCHEMA}
+_OUTPUT_STAGE_FIELDS = {field.name: field for field in OUTPUT_STAGE_SCHEMA}
 
 #: The accumulator may not be wider than this (the golden model computes in int64).
 MAX_ACCUMULATOR_WIDTH = 64
@@ -139,6 +155,8 @@ class Config:
     vrq_ranges: int = 0
     #: Zero-skipping array (the optional [zero_skipping] section); None = dense systolic.
     pe_buffer_depth: int | None = None
+    #: Output-stage lanes per cycle (the optional [output_stage] section); None = cols.
+    output_lanes_per_cycle: int | None = None
 
     def __post_init__(self):
         _validate(self)
@@ -161,6 +179,21 @@ class Config:
             return None
         from qforge.sim.quantize import VrqFormat
         return VrqFormat(self.vrq_code_width, self.vrq_range_stride, self.vrq_ranges)
+
+    @property
+    def output_lanes(self) -> int:
+        """Result elements the output stage rounds per cycle (``[output_stage]
+        lanes_per_cycle``, else ``cols``)."""
+        return self.cols if self.output_lanes_per_cycle is None else self.output_lanes_per_cycle
+
+    @property
+    def output_cycles_per_beat(self) -> int:
+        """Cycles the output stage takes per result beat: ``cols / output_lanes``.
+
+        >>> load_preset("default").output_cycles_per_beat
+        1
+        """
+        return self.cols // self.output_lanes
 
     @property
     def zero_skipping(self) -> bool:
@@ -310,6 +343,9 @@ class Config:
         if self.zero_skipping:
             out["zero_skipping"] = {field.name: values[_attribute_name(field)]
                                     for field in ZERO_SKIPPING_SCHEMA}
+        if self.output_lanes_per_cycle is not None:
+            out["output_stage"] = {field.name: values[_attribute_name(field)]
+                                   for field in OUTPUT_STAGE_SCHEMA}
         return out
 
     def derived(self) -> dict[str, int]:
@@ -319,7 +355,8 @@ class Config:
             "position_width", "magnitude_width", "product_width",
             "lane_sum_width", "accumulator_width", "max_depth_words",
             "depth_field_width", "tiles_field_width", "blocks_field_width",
-            "buffer_address_width", "peak_block_products_per_cycle")} | ({
+            "buffer_address_width", "peak_block_products_per_cycle", "output_lanes",
+            "output_cycles_per_beat")} | ({
             "pe_buffer_address_width": self.pe_buffer_address_width,
             "word_index_width": self.word_index_width} if self.zero_skipping else {})
 
@@ -327,7 +364,7 @@ class Config:
         """The spec as TOML text that :func:`load_spec` reads back."""
         spec = self.to_dict()
         lines = [f'name = "{spec["name"]}"']
-        for section in [*_FIELDS_BY_SECTION, "vrq", "zero_skipping"]:
+        for section in [*_FIELDS_BY_SECTION, "vrq", "zero_skipping", "output_stage"]:
             if section not in spec:
                 continue
             lines.append("")
@@ -342,6 +379,8 @@ def _attribute_name(field: Field) -> str:
         return f"vrq_{field.name}"
     if field.section == "zero_skipping":
         return field.name
+    if field.section == "output_stage":
+        return "output_lanes_per_cycle"
     return "buffer_depth" if field.path == "buffers.depth" else field.name
 
 
@@ -386,6 +425,7 @@ def _validate(config: Config) -> None:
               f"one dot product must fit in a buffer bank: at most buffers.depth * "
               f"block_multipliers = {config.buffer_depth * config.block_multipliers}")
     _validate_zero_skipping(config)
+    _validate_output_stage(config)
     if config.output_width > config.accumulator_width:
         _fail("arithmetic.output_width", config.output_width,
               f"must not exceed the accumulator width ({config.accumulator_width})")
@@ -422,6 +462,17 @@ def _validate_zero_skipping(config: Config) -> None:
               f"of {config.block_multipliers}): at least {config.max_depth_words}")
 
 
+def _validate_output_stage(config: Config) -> None:
+    if config.output_lanes_per_cycle is None:
+        return
+    (field,) = OUTPUT_STAGE_SCHEMA
+    _check_integer(field, config.output_lanes_per_cycle)
+    if config.cols % config.output_lanes_per_cycle:
+        divisors = ", ".join(str(d) for d in range(1, config.cols + 1) if config.cols % d == 0)
+        _fail(field.path, config.output_lanes_per_cycle,
+              f"must divide array.cols ({config.cols}); allowed: {divisors}")
+
+
 def _read_section(source: str, section: str, table: Any, fields: dict[str, Field],
                   values: dict[str, Any]) -> None:
     """Copy one TOML table's keys into ``values``: it must be a table holding exactly
@@ -449,7 +500,7 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
     if not isinstance(spec, dict):
         raise ConfigError(f"{source}: a spec must be a table of sections, "
                           f"not {type(spec).__name__}")
-    known_top = {"name", "vrq", "zero_skipping", *_FIELDS_BY_SECTION}
+    known_top = {"name", "vrq", "zero_skipping", "output_stage", *_FIELDS_BY_SECTION}
     for key in spec:
         if key not in known_top:
             raise ConfigError(f"{source}: unknown key {key!r}; allowed top-level keys: "
@@ -466,6 +517,9 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
     if "zero_skipping" in spec:
         _read_section(source, "zero_skipping", spec["zero_skipping"],
                       _ZERO_SKIPPING_FIELDS, values)
+    if "output_stage" in spec:
+        _read_section(source, "output_stage", spec["output_stage"], _OUTPUT_STAGE_FIELDS,
+                      values)
     try:
         return Config(**values)
     except ConfigError as error:

@@ -98,7 +98,7 @@ class OutputStage(wiring.Component):
     schedule cycles). The same argument shows that at most one GEMM waits in the FIFO
     (the next one) while the current one streams.
 
-    **Pipeline** (``OUTPUT_LATENCY`` = 3 registered stages; all advance together when
+    **Pipeline** (``OUTPUT_LATENCY`` = 4 registered stages; all advance together when
     ``result`` is empty or being taken, so ``accumulators.ready = keys ready &
     (~result.valid | result.ready)``: one beat per cycle, no beat lost or duplicated under
     any backpressure):
@@ -106,8 +106,9 @@ class OutputStage(wiring.Component):
     1. accept: the beat, its GEMM's control settings, and per lane the random-bit state
        after Speck rounds 0-3 on ``(x, y) = (row, col)`` with round keys 0-3;
     2. rounds 4-7 (keys 4-7): 32 random bits per lane (:func:`random_bits`);
-    3. per lane: round-shift, ReLU, saturate (or encode a VRQ word, or pass the raw
-       accumulator): ``result``.
+    3. per lane: the rounding addend (nearest-even or stochastic, ``< 2**shift``);
+    4. per lane: add the addend and shift, ReLU, saturate (or encode a VRQ word, or pass
+       the raw accumulator): ``result``.
 
     Widths: ``A = accumulator_width``, ``O = output_width``, shift field ``SW`` bits so
     ``0 <= shift <= S = 2**SW - 1``. The rounding adds ``addend < 2**shift`` to the
@@ -133,7 +134,7 @@ class OutputStage(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
-        assert self.LATENCY == 1 + len(_RNG_SPLIT), "sim/cycles.py:OUTPUT_LATENCY"
+        assert self.LATENCY == 2 + len(_RNG_SPLIT), "sim/cycles.py:OUTPUT_LATENCY"
         config = self._config
         rows, cols = config.rows, config.cols
         acc_width = config.accumulator_width
@@ -150,12 +151,24 @@ class OutputStage(wiring.Component):
         head = parameters_layout(fifo.r_data)
 
         # ---- stream control -----------------------------------------------------------
+        # A beat goes through the pipeline as ``S = cols / lanes`` sub-beats of ``lanes``
+        # elements (``[output_stage] lanes_per_cycle``; S = 1, lanes = C by default), one
+        # per cycle, ``phase`` = the next sub-beat; the beat is accepted with its last.
+        lanes, beat_cycles = config.output_lanes, config.output_cycles_per_beat
         advance = Signal()           # every pipeline register moves this cycle
-        accept = Signal()            # an accumulator beat enters stage 1
+        enter = Signal()             # a sub-beat of the offered beat enters stage 1
+        accept = Signal()            # ... and it is the beat's last: the beat is taken
         keys_ready = Signal()        # the current GEMM's parameters and keys are loaded
+        phase = Signal(range(beat_cycles))
+        final_phase = Signal()
         m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
-                     self.accumulators.ready.eq(advance & keys_ready),
+                     final_phase.eq(phase == beat_cycles - 1),
+                     enter.eq(self.accumulators.valid & advance & keys_ready),
+                     self.accumulators.ready.eq(advance & keys_ready & final_phase),
                      accept.eq(self.accumulators.valid & self.accumulators.ready)]
+        if beat_cycles > 1:
+            with m.If(enter):
+                m.d.sync += phase.eq(Mux(final_phase, 0, phase + 1))
 
         # ---- current GEMM: settings and round keys (sim/quantize.py: round_keys) ------
         control = Signal(control_layout)
@@ -233,78 +246,144 @@ class OutputStage(wiring.Component):
             with m.Else():
                 m.d.sync += [tile_row.eq(tile_row + 1), row.eq(row + 1)]
 
-        # ---- stage 1: accept; random-bit rounds 0-3 -----------------------------------
-        beat_layout = data.ArrayLayout(signed(acc_width), cols)
+        # ---- stage 1: a sub-beat enters; random-bit rounds 0-3 -------------------------
+        # Lane u of sub-beat p is element c = p * lanes + u of the beat.
+        beat_layout = data.ArrayLayout(signed(acc_width), lanes)
+        entering = Signal(beat_layout)
+        if beat_cycles == 1:
+            m.d.comb += entering.eq(self.accumulators.payload.row)
+        else:
+            with m.Switch(phase):
+                for p in range(beat_cycles):
+                    with m.Case(p):
+                        m.d.comb += [entering[u].eq(self.accumulators.payload.row[p * lanes + u])
+                                     for u in range(lanes)]
+        stage1_valid_next = Signal()
+        m.d.comb += stage1_valid_next.eq(enter)
         stage1_row = Signal(beat_layout)
-        stage1_last = Signal()
-        stage1_x = [Signal(32, name=f"stage1_x{c}") for c in range(cols)]
-        stage1_y = [Signal(32, name=f"stage1_y{c}") for c in range(cols)]
+        stage1_last = Signal()          # the beat's final sub-beat (it completes the beat)
+        stage1_gemm_last = Signal()     # ... of the GEMM's last beat
+        stage1_x = [Signal(32, name=f"stage1_x{u}") for u in range(lanes)]
+        stage1_y = [Signal(32, name=f"stage1_y{u}") for u in range(lanes)]
         stage2_valid = Signal()
         stage2_row = Signal(beat_layout)
         stage2_last = Signal()
+        stage2_gemm_last = Signal()
         stage2_control = Signal(control_layout)
-        stage2_bits = [Signal(32, name=f"stage2_bits{c}") for c in range(cols)]
+        stage2_bits = [Signal(32, name=f"stage2_bits{u}") for u in range(lanes)]
         stage1_next = []
-        for c in range(cols):
+        for u in range(lanes):
             # random_bits: x = row, y = col (32-bit words).
-            x, y = Signal(32, name=f"x{c}"), Signal(32, name=f"y{c}")
-            m.d.comb += [x.eq(row), y.eq(col_base + c)]
+            x, y = Signal(32, name=f"x{u}"), Signal(32, name=f"y{u}")
+            m.d.comb += [x.eq(row), y.eq(col_base + phase * lanes + u)]
             for index in _RNG_SPLIT[0]:
                 x, y = _speck_round(x, y, keys[index])
             stage1_next.append((x, y))
         stage2_next = []
-        for c in range(cols):
-            x, y = stage1_x[c], stage1_y[c]
+        for u in range(lanes):
+            x, y = stage1_x[u], stage1_y[u]
             for index in _RNG_SPLIT[1]:
                 x, y = _speck_round(x, y, keys[index])
             stage2_next.append(y)                       # random_bits = the final y
-        stage3_next = []
-        for c in range(cols):
-            value = self._quantize(m, c, stage2_row[c], stage2_bits[c], stage2_control)
+
+        # ---- stage 3: rounding addends --------------------------------------------------
+        # The rounding is split over two stages so that neither holds two barrel shifts
+        # and a wide add in series (the whole of it in one cycle limited the ECP5 to
+        # 48 MHz).
+        stage3_valid = Signal()
+        stage3_row = Signal(beat_layout)
+        stage3_last = Signal()
+        stage3_gemm_last = Signal()
+        stage3_control = Signal(control_layout)
+        max_shift = (1 << len(control.shift)) - 1
+        stage3_addends = [Signal(unsigned(max_shift), name=f"stage3_addend{u}")
+                          for u in range(lanes)]
+        stage3_next = [self._addend(m, u, stage2_row[u], stage2_bits[u], stage2_control)
+                       for u in range(lanes)]
+        if config.vrq is not None:
+            stage3_bits = [Signal(32, name=f"stage3_bits{u}") for u in range(lanes)]
+
+        stage4_next = []
+        for u in range(lanes):
+            value = self._round_saturate(m, u, stage3_row[u], stage3_addends[u],
+                                         stage3_control)
             if config.vrq is not None:
                 # output_operands: VRQ words of the ReLU'd accumulators (VrqEncoder).
-                encoder = m.submodules[f"vrq_encoder{c}"] = VrqEncoder(config, acc_width)
-                accumulator = stage2_row[c]
+                encoder = m.submodules[f"vrq_encoder{u}"] = VrqEncoder(config, acc_width)
+                accumulator = stage3_row[u]
                 m.d.comb += [
-                    encoder.value.eq(Mux(stage2_control.relu & accumulator[-1], 0,
+                    encoder.value.eq(Mux(stage3_control.relu & accumulator[-1], 0,
                                          accumulator)),
-                    encoder.exponent.eq(stage2_control.exponent),
-                    encoder.rounding.eq(stage2_control.rounding),
-                    encoder.random.eq(stage2_bits[c]),
+                    encoder.exponent.eq(stage3_control.exponent),
+                    encoder.rounding.eq(stage3_control.rounding),
+                    encoder.random.eq(stage3_bits[u]),
                 ]
-                value = Mux(stage2_control.vrq, encoder.word, value)
-            stage3_next.append(Mux(stage2_control.quantize, value, stage2_row[c]))
+                value = Mux(stage3_control.vrq, encoder.word, value)
+            stage4_next.append(Mux(stage3_control.quantize, value, stage3_row[u]))
+
+        # Elements of the sub-beats before the last wait here (S > 1 only); the last
+        # sub-beat moves them into ``result`` with its own.
+        held = [Signal(signed(acc_width), name=f"held{c}")
+                for c in range(cols - lanes)]
+        stage3_phase = Signal(range(beat_cycles))
 
         with m.If(advance):
-            m.d.sync += [stage1_valid.eq(accept),
-                         stage1_row.eq(self.accumulators.payload.row),
-                         stage1_last.eq(self.accumulators.payload.last)]
-            for c, (x, y) in enumerate(stage1_next):
-                m.d.sync += [stage1_x[c].eq(x), stage1_y[c].eq(y)]
+            m.d.sync += [stage1_valid.eq(stage1_valid_next),
+                         stage1_row.eq(entering),
+                         stage1_last.eq(final_phase),
+                         stage1_gemm_last.eq(self.accumulators.payload.last)]
+            for u, (x, y) in enumerate(stage1_next):
+                m.d.sync += [stage1_x[u].eq(x), stage1_y[u].eq(y)]
 
             # ---- stage 2: random-bit rounds 4-7 ----------------------------------------
-            # A beat in stage 1 always belongs to the current GEMM (parameters load only
-            # as stage 1 empties), so it takes the current control settings along.
+            # A sub-beat in stage 1 always belongs to the current GEMM (parameters load
+            # only as stage 1 empties), so it takes the current control settings along.
             m.d.sync += [stage2_valid.eq(stage1_valid), stage2_row.eq(stage1_row),
-                         stage2_last.eq(stage1_last), stage2_control.eq(control)]
+                         stage2_last.eq(stage1_last), stage2_gemm_last.eq(stage1_gemm_last),
+                         stage2_control.eq(control)]
             m.d.sync += [bits.eq(value) for bits, value in zip(stage2_bits, stage2_next)]
 
-            # ---- stage 3: round-shift, ReLU, saturate -> result ------------------------
-            m.d.sync += [self.result.valid.eq(stage2_valid),
-                         self.result.payload.last.eq(stage2_last)]
-            m.d.sync += [self.result.payload.row[c].eq(value)
-                         for c, value in enumerate(stage3_next)]
+            # ---- stage 3: rounding addends ------------------------------------------------
+            m.d.sync += [stage3_valid.eq(stage2_valid), stage3_row.eq(stage2_row),
+                         stage3_last.eq(stage2_last), stage3_gemm_last.eq(stage2_gemm_last),
+                         stage3_control.eq(stage2_control)]
+            m.d.sync += [addend.eq(value) for addend, value in zip(stage3_addends,
+                                                                    stage3_next)]
+            if config.vrq is not None:
+                m.d.sync += [bits.eq(value) for bits, value in zip(stage3_bits, stage2_bits)]
 
-        m.d.comb += self.idle.eq(~stage1_valid & ~stage2_valid & ~self.result.valid)
+            # ---- stage 4: add, shift, ReLU, saturate -> result ---------------------------
+            m.d.sync += [self.result.valid.eq(stage3_valid & stage3_last),
+                         self.result.payload.last.eq(stage3_gemm_last)]
+            if beat_cycles == 1:
+                m.d.sync += [self.result.payload.row[u].eq(value)
+                             for u, value in enumerate(stage4_next)]
+            else:
+                with m.If(stage3_valid):
+                    m.d.sync += stage3_phase.eq(Mux(stage3_last, 0, stage3_phase + 1))
+                    with m.If(stage3_last):
+                        m.d.sync += [self.result.payload.row[c].eq(held[c])
+                                     for c in range(cols - lanes)]
+                        m.d.sync += [self.result.payload.row[cols - lanes + u].eq(value)
+                                     for u, value in enumerate(stage4_next)]
+                    with m.Else():
+                        with m.Switch(stage3_phase):
+                            for p in range(beat_cycles - 1):
+                                with m.Case(p):
+                                    m.d.sync += [held[p * lanes + u].eq(value)
+                                                 for u, value in enumerate(stage4_next)]
+
+        m.d.comb += self.idle.eq(~stage1_valid & ~stage2_valid & ~stage3_valid
+                                 & ~self.result.valid & (phase == 0))
         return m
 
-    def _quantize(self, m, lane, value, bits, control):
-        """``output_stage`` of one element (sim/quantize.py): round_shift by
-        ``control.shift`` with ``control.rounding``, ReLU, saturation to ``O`` bits."""
-        config = self._config
+    def _addend(self, m, lane, value, bits, control):
+        """Stage 3 of ``output_stage`` for one element (sim/quantize.py, ``round_shift``):
+        the addend of ``control.rounding`` for a right shift by ``control.shift``
+        (``addend < 2**shift``), from the accumulator ``value`` and the lane's random
+        ``bits``."""
         shift = control.shift
         max_shift = (1 << len(shift)) - 1
-        out_width = config.output_width
 
         # round_shift, STOCHASTIC: r = _random_fraction = the top `shift` of the 32 bits,
         # or bits << (shift - 32) when shift > 32; both are floor(bits * 2**(shift - 32)):
@@ -330,6 +409,15 @@ class OutputStage(wiring.Component):
         m.d.comb += addend.eq(
             Mux(control.rounding == Rounding.NEAREST_EVEN, nearest_addend,
                 Mux(control.rounding == Rounding.STOCHASTIC, random_addend, 0)))
+        return addend
+
+    def _round_saturate(self, m, lane, value, addend, control):
+        """Stage 4 of ``output_stage`` for one element (sim/quantize.py): ``(value +
+        addend) >> control.shift``, ReLU, saturation to ``O`` bits."""
+        config = self._config
+        shift = control.shift
+        max_shift = (1 << len(shift)) - 1
+        out_width = config.output_width
 
         # (v + addend) >> shift, exact: v in A signed bits, addend < 2**shift <= 2**S.
         width = max(config.accumulator_width, max_shift + 1) + 1

@@ -33,9 +33,9 @@ FEED_LATENCY = 2
 #: sum register, accumulator/result register).
 PE_LATENCY = 3
 #: Cycles from a result beat leaving the drain to the same beat on the ``result`` port:
-#: the output stage's three pipeline registers (two random-bit stages, then rounding;
-#: :class:`qforge.hdl.output_stage.OutputStage`).
-OUTPUT_LATENCY = 3
+#: the output stage's four pipeline registers (two random-bit stages, the rounding addend,
+#: then add, shift and saturate; :class:`qforge.hdl.output_stage.OutputStage`).
+OUTPUT_LATENCY = 4
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,11 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
       ``t + FEED_LATENCY + (R - 1) + (C - 1) + PE_LATENCY`` and drain one row per cycle
       from the next cycle; the result registers are free again after the R-th row;
     * each row reaches the ``result`` port ``OUTPUT_LATENCY`` cycles after it leaves the
-      drain (the output stage never stalls the drain when results are always taken).
+      drain. The output stage takes a row every
+      :attr:`~qforge.gen.spec.Config.output_cycles_per_beat` cycles (``S``: 1 unless an
+      ``[output_stage]`` section makes it round fewer than C elements per cycle), so
+      rows leave the drain ``S`` cycles apart; otherwise it never stalls the drain when
+      results are always taken.
 
     On the zero-skipping array (:attr:`Config.zero_skipping`) tiles are one A row by a
     column group (``for row: for group:``), each taking its row's entry in
@@ -214,14 +218,15 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
     >>> report = gemm_cycles(cfg, [GemmShape(128, 128, 128, 16)])  # exact mode, q = 16
 
     By hand: accept (1) + 512 A/B beats + hand-off (1) + 256 tiles of 128 * 16 / 4 = 512
-    cycles + capture latency 2 + 7 + 7 + 3 = 19 + 8 drained rows + 3 output stage cycles:
+    cycles + capture latency 2 + 7 + 7 + 3 = 19 + 8 drained rows + 4 output stage cycles:
 
-    >>> report.total == 1 + 512 + 1 + 256 * 512 + 19 + 8 + 3
+    >>> report.total == 1 + 512 + 1 + 256 * 512 + 19 + 8 + 4
     True
     >>> report.ideal
     131072.0
     """
     rows, cols, lanes = config.rows, config.cols, config.block_multipliers
+    beat_cycles = config.output_cycles_per_beat
     if config.zero_skipping:
         # All PEs see the same cycle's lanes: no skew.
         capture_delay = FEED_LATENCY + PE_LATENCY
@@ -248,8 +253,8 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
         issue = handoff + 1
         for cycles, drained_rows in _tiles(config, shape, m_tiles, n_tiles):
             last = max(issue + cycles - 1, drain_free_at)
-            drain_free_at = last + capture_delay + 1 + drained_rows
-            last_beat = last + capture_delay + drained_rows + OUTPUT_LATENCY
+            drain_free_at = last + capture_delay + 1 + drained_rows * beat_cycles
+            last_beat = last + capture_delay + drained_rows * beat_cycles + OUTPUT_LATENCY
             issue = last + 1
         final_issue = issue - 1
         scheduler_idle_at = final_issue + 1

@@ -171,7 +171,8 @@ def test_preset_round_trips_through_dict(name):
     assert from_dict(config.to_dict()) == config
     # to_dict lays the values out exactly as SCHEMA says.
     as_dict = config.to_dict()
-    optional = {"zero_skipping"} if config.zero_skipping else set()
+    optional = ({"zero_skipping"} if config.zero_skipping else set()) | (
+        {"output_stage"} if config.output_lanes_per_cycle is not None else set())
     assert set(as_dict) == {"name", *SECTIONS} | optional
     for section in SECTIONS:
         assert list(as_dict[section]) == [f.name for f in SCHEMA if f.section == section]
@@ -644,3 +645,24 @@ def test_zero_skipping_section_unknown_missing_and_malformed():
     spec = _with_zero_skipping()
     spec["zero_skipping"] = 512
     assert "zero_skipping must be a table [zero_skipping]" in error_of(spec)
+
+
+@pytest.mark.parametrize("lanes, message", [
+    (0, r"output_stage.lanes_per_cycle = 0: allowed range is 1 \.\. 64"),
+    (3, r"output_stage.lanes_per_cycle = 3: must divide array.cols \(2\); allowed: 1, 2"),
+    (True, r"output_stage.lanes_per_cycle = True: must be an integer"),
+])
+def test_output_stage_section_is_validated(lanes, message):
+    spec = load_preset("tiny").to_dict() | {"output_stage": {"lanes_per_cycle": lanes}}
+    with pytest.raises(ConfigError, match=message):
+        from_dict(spec)
+
+
+def test_output_stage_section_sets_cycles_per_beat():
+    spec = load_preset("default").to_dict() | {"output_stage": {"lanes_per_cycle": 2}}
+    config = from_dict(spec)
+    assert (config.output_lanes, config.output_cycles_per_beat) == (2, 4)
+    assert load_preset("default").output_lanes == 8
+    assert "output_cycles_per_beat" in config.derived()
+    with pytest.raises(ConfigError, match="unknown key 'output_stage.lanes'"):
+        from_dict(spec | {"output_stage": {"lanes": 2}})

@@ -43,6 +43,19 @@ STAGE_CONFIGS = {
                            block_multipliers=2, buffer_depth=32, max_reduction_depth=64,
                            output_width=12),
     "r1c1": lambda: custom("r1c1", rows=1, cols=1),
+    # Narrow stages ([output_stage] lanes_per_cycle): S = C / lanes sub-beats per beat.
+    # tiny itself has lanes_per_cycle = 1 (S = 2); tiny_full is it at full rate.
+    "tiny_full": lambda: from_dict({k: v for k, v in tiny().to_dict().items()
+                                    if k != "output_stage"} | {"name": "tiny_full"}),
+    "r2c6_lanes2": lambda: from_dict(custom("r2c6", rows=2, cols=6).to_dict()
+                                     | {"output_stage": {"lanes_per_cycle": 2}}),
+    "vrq_lanes1": lambda: from_dict({
+        "name": "vrq_lanes1", "array": {"rows": 2, "cols": 3},
+        "arithmetic": {"operand_width": 8, "block_width": 2, "block_multipliers": 2,
+                       "max_reduction_depth": 32, "output_width": 8},
+        "buffers": {"depth": 16},
+        "vrq": {"code_width": 4, "range_stride": 2, "ranges": 4},
+        "output_stage": {"lanes_per_cycle": 1}}),
 }
 
 #: A raw GEMM: ``quantize = 0`` (the other fields are random and must be ignored).
@@ -280,12 +293,13 @@ def test_same_accumulators_different_seed_tensor_or_coordinates_differ():
     check(config, [(matrix, base)], received)
 
 
-def test_vrq_output_words():
+@pytest.mark.parametrize("name", ["vrq", "vrq_lanes1"])
+def test_vrq_output_words(name):
     """VRQ configurations: with ``output.vrq`` the stage emits VRQ operand words of the
     ReLU'd accumulators (:func:`qforge.sim.quantize.output_operands`, through
     :class:`~qforge.hdl.vrq_encoder.VrqEncoder`) with the GEMM's E and rounding (its
     random bits at the element's coordinates), between integer and raw GEMMs."""
-    config = STAGE_CONFIGS["vrq"]()
+    config = STAGE_CONFIGS[name]()
     rng = np.random.default_rng(13)
     gemms = []
     for index, (rounding, relu) in enumerate(itertools.product(Rounding, (False, True))):
@@ -304,14 +318,16 @@ def test_vrq_output_words():
     check(config, gemms, received)
 
 
-@pytest.mark.parametrize("name", ["r1c1", "tiny"])
+@pytest.mark.parametrize("name", ["r1c1", "tiny_full", "tiny", "r2c6_lanes2"])
 def test_ready_at_the_earliest_first_beat(name):
     """The drain can offer a GEMM's first beat ``R + C + 5`` cycles after the job
     hand-off that pushed its parameters, and ``R + C + 5`` cycles after the previous
-    GEMM's last beat; the stage must take it at once (else the cycle model would be
-    wrong). The results are also checked and come out ``OUTPUT_LATENCY`` cycles after
-    their beats went in."""
+    GEMM's last beat; the stage must take it (its last sub-beat) ``S - 1`` cycles later
+    and each further beat ``S`` cycles after the one before, ``S`` =
+    ``output_cycles_per_beat`` (else the cycle model would be wrong). The results are
+    also checked and come out ``OUTPUT_LATENCY`` cycles after their beats were taken."""
     config = STAGE_CONFIGS[name]()
+    beat_cycles = config.output_cycles_per_beat
     rng = np.random.default_rng(5)
     gap = config.rows + config.cols + 5
     gemms = [random_gemm(rng, config, p, max_tiles=2) for p in
@@ -345,13 +361,15 @@ def test_ready_at_the_earliest_first_beat(name):
                 if push_next:
                     ctx.set(dut.params.payload.as_value(), params[index + 1])
                     ctx.set(dut.params.valid, 1)
-                _, _, ready, params_ready = await ctx.tick().sample(
-                    dut.accumulators.ready, dut.params.ready)
-                assert ready, f"GEMM {index} beat {number}: stage not ready"
-                assert params_ready or not push_next
-                accepted.append(cycle)
-                cycle += 1
-                ctx.set(dut.params.valid, 0)
+                for sub_beat in range(beat_cycles):
+                    _, _, ready, params_ready = await ctx.tick().sample(
+                        dut.accumulators.ready, dut.params.ready)
+                    assert ready == (sub_beat == beat_cycles - 1), \
+                        f"GEMM {index} beat {number} cycle {sub_beat}: ready = {ready}"
+                    assert params_ready or not push_next or sub_beat
+                    cycle += 1
+                    ctx.set(dut.params.valid, 0)
+                accepted.append(cycle - 1)
             ctx.set(dut.accumulators.valid, 0)
             await ctx.tick().repeat(gap - 1)
             cycle += gap - 1

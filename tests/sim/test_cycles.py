@@ -190,14 +190,16 @@ def test_gemm_cycles_ideal_and_macs(config, shapes):
 def test_gemm_cycles_single_command_closed_form(config, m, n, depth, q):
     """One command, worked out by hand from the documented pipeline: accept (1 cycle),
     max(A, B) beats, hand-off (1), the first tile, each further tile no sooner than the
-    previous one's results have drained, then capture latency, R drained rows and the
-    output stage's pipeline."""
+    previous one's results have drained, then capture latency, R drained rows (each
+    taking S cycles of the output stage: 2 on tiny, whose stage rounds one element per
+    cycle) and the output stage's pipeline."""
     rows, cols, lanes = config.rows, config.cols, config.block_multipliers
     words = -(-depth // lanes)
     m_tiles, n_tiles = -(-m // rows), -(-n // cols)
     cycles = tile_cycles(depth, q, lanes)
     capture = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
+    drain = rows * (cols // (config.output_lanes_per_cycle or cols))
     expected = (1 + max(m_tiles, n_tiles) * words + 1 + cycles
-                + (m_tiles * n_tiles - 1) * max(cycles, capture + 1 + rows)
-                + capture + rows + OUTPUT_LATENCY)
+                + (m_tiles * n_tiles - 1) * max(cycles, capture + 1 + drain)
+                + capture + drain + OUTPUT_LATENCY)
     assert gemm_cycles(config, [GemmShape(m, n, depth, q)]).total == expected

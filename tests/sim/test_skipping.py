@@ -258,14 +258,15 @@ def _hand_total(config, m, n, depth, per_row):
     capture, its ``d_T`` rows and the output stage's ``OUTPUT_LATENCY``.
     """
     rows, cols, lanes = config.rows, config.cols, config.block_multipliers
+    beat = config.output_cycles_per_beat      # S: output-stage cycles per drained row
     words = -(-depth // lanes)
     m_tiles, n_tiles = -(-m // rows), -(-n // cols)
     groups = -(-n_tiles // rows)
     tiles = [(c, min(rows, n_tiles - g * rows)) for c in per_row for g in range(groups)]
     total = 1 + max(m_tiles, n_tiles) * words + 1 + tiles[0][0]
     for (_, drained_before), (cycles, _) in zip(tiles, tiles[1:]):
-        total += max(cycles, CAPTURE + 1 + drained_before)
-    return total + CAPTURE + tiles[-1][1] + OUTPUT_LATENCY
+        total += max(cycles, CAPTURE + 1 + drained_before * beat)
+    return total + CAPTURE + tiles[-1][1] * beat + OUTPUT_LATENCY
 
 
 @given(st.sampled_from(CONFIGS), st.integers(1, 40), st.integers(1, 80), st.integers(1, 64),
@@ -276,11 +277,11 @@ def test_gemm_cycles_dense_single_command_closed_form(config, m, n, depth, q):
     ``M_r = ceil(m / R) * R`` rows, ``G = ceil(n_tiles / R)`` groups and ``d = n_tiles -
     (G - 1) * R`` rows in a row's last group, the total is
 
-    ``1 + L + 1 + c + M_r (G - 1) max(c, CAPTURE + 1 + R) + (M_r - 1) max(c, CAPTURE +
-    1 + d) + CAPTURE + d + OUTPUT_LATENCY``
+    ``1 + L + 1 + c + M_r (G - 1) max(c, CAPTURE + 1 + R S) + (M_r - 1) max(c, CAPTURE +
+    1 + d S) + CAPTURE + d S + OUTPUT_LATENCY``
 
-    (L = max(m_tiles, n_tiles) * words load beats), the same as passing every row's
-    tile_cycles explicitly."""
+    (L = max(m_tiles, n_tiles) * words load beats, S the output stage's cycles per
+    drained row), the same as passing every row's tile_cycles explicitly."""
     depth = min(depth, config.max_reduction_depth)
     rows, cols, lanes = config.rows, config.cols, config.block_multipliers
     words = -(-depth // lanes)
@@ -291,10 +292,11 @@ def test_gemm_cycles_dense_single_command_closed_form(config, m, n, depth, q):
     padded_rows = m_tiles * rows
     c = tile_cycles(depth, q, lanes)
     d = n_tiles - (groups - 1) * rows
+    beat = config.output_cycles_per_beat
     expected = (1 + max(m_tiles, n_tiles) * words + 1 + c
-                + padded_rows * (groups - 1) * max(c, CAPTURE + 1 + rows)
-                + (padded_rows - 1) * max(c, CAPTURE + 1 + d)
-                + CAPTURE + d + OUTPUT_LATENCY)
+                + padded_rows * (groups - 1) * max(c, CAPTURE + 1 + rows * beat)
+                + (padded_rows - 1) * max(c, CAPTURE + 1 + d * beat)
+                + CAPTURE + d * beat + OUTPUT_LATENCY)
     assert gemm_cycles(config, [GemmShape(m, n, depth, q)]).total == expected
     explicit = GemmShape(m, n, depth, q, (c,) * padded_rows)
     assert gemm_cycles(config, [explicit]).total == expected
@@ -327,7 +329,8 @@ def test_gemm_cycles_skipping_single_command_closed_form(case, n):
     assert total <= dense
     load = 1 + max(-(-m // rows), n_tiles) * words + 1
     last_rows = n_tiles - (groups - 1) * rows
-    assert total >= load + groups * sum(per_row) + CAPTURE + last_rows + OUTPUT_LATENCY
+    assert total >= load + groups * sum(per_row) + CAPTURE \
+        + last_rows * config.output_cycles_per_beat + OUTPUT_LATENCY
 
 
 def test_gemm_cycles_skipping_worked_example():
@@ -341,14 +344,14 @@ def test_gemm_cycles_skipping_worked_example():
     max(12, 5 + 1 + 8) = 14, 1 row drained. Then 7 rows x 2 groups of 1-cycle tiles:
     after a 1-row group the gap is max(1, 5 + 1 + 1) = 7, after an 8-row group
     max(1, 14) = 14; the 14 tiles after row 0's give 7 gaps of 7 and 7 of 14.
-    Total: 20 + 12 + 14 + 7 * 7 + 7 * 14 + 5 + 1 + 3 = 202."""
+    Total: 20 + 12 + 14 + 7 * 7 + 7 * 14 + 5 + 1 + 4 = 203."""
     config = load_preset("sparse")
     exact = Precision(OperandPrecision(4, 4), OperandPrecision(4, 4))
     a = np.zeros((3, 8), dtype=np.int64)
     a[0, [0, 1, 5]] = 7
     shape = skipping_shape(config, a, 72, exact, True)
     assert shape.row_cycles == (12,) + (1,) * 7
-    assert gemm_cycles(config, [shape]).total == 202
+    assert gemm_cycles(config, [shape]).total == 203
 
 
 def test_gemm_cycles_rejects_wrong_row_count():
