@@ -11,7 +11,7 @@ PRESETS := tiny default large
 BOARD  ?= icebreaker
 PRESET ?= tiny
 
-.PHONY: setup demo test test-all bench lint generate bitstream clean help
+.PHONY: setup demo test test-all bench lint generate bitstream results clean help
 
 help:
 	@echo "make setup     create .venv and install the pinned toolchain (pip only)"
@@ -25,6 +25,8 @@ help:
 	@echo "make generate  write Verilog + manifest for every preset into build/gen/"
 	@echo "make bitstream build a board bitstream + utilization/timing report into"
 	@echo "               build/board/ (BOARD=icebreaker|ulx3s-85f, PRESET=tiny by default)"
+	@echo "make results   build every default board x preset pair (report only; about an"
+	@echo "               hour on 2 cores) and write docs/RESULTS.md from the tools' reports"
 
 setup: $(STAMP)
 
@@ -65,6 +67,9 @@ generate: setup
 
 bitstream: setup
 	$(BIN)/qforge build --board $(BOARD) --preset $(PRESET)
+
+results: setup
+	$(BIN)/qforge results --output docs/RESULTS.md
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

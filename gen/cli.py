@@ -613,7 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     # because they import this module's config helpers.
     from qforge.fpga.build import add_build_command
     from qforge.fpga.host_cli import add_host_commands
+    from qforge.fpga.results import add_results_command
     add_build_command(commands)
+    add_results_command(commands)
     add_host_commands(commands)
     return parser
 

@@ -21,7 +21,9 @@ PARAMETER_FIFO_DEPTH = 2
 #: Key-schedule rounds the stage computes per cycle after loading a GEMM's parameters.
 KEY_ROUNDS_PER_CYCLE = 2
 #: Rounds of the random-bit generator in each of the two random-bit pipeline stages.
-_RNG_SPLIT = (range(0, RANDOM_ROUNDS // 2), range(RANDOM_ROUNDS // 2, RANDOM_ROUNDS))
+#: Speck rounds per pipeline stage of the random bits: at most three 32-bit additions in
+#: series (four were the iCE40's critical path: 19 MHz).
+_RNG_SPLIT = (range(0, 3), range(3, 6), range(6, RANDOM_ROUNDS))
 
 
 def output_parameters_layout(config: Config) -> data.StructLayout:
@@ -98,17 +100,19 @@ class OutputStage(wiring.Component):
     schedule cycles). The same argument shows that at most one GEMM waits in the FIFO
     (the next one) while the current one streams.
 
-    **Pipeline** (``OUTPUT_LATENCY`` = 4 registered stages; all advance together when
+    **Pipeline** (``OUTPUT_LATENCY`` = 6 registered stages; all advance together when
     ``result`` is empty or being taken, so ``accumulators.ready = keys ready &
     (~result.valid | result.ready)``: one beat per cycle, no beat lost or duplicated under
     any backpressure):
 
     1. accept: the beat, its GEMM's control settings, and per lane the random-bit state
-       after Speck rounds 0-3 on ``(x, y) = (row, col)`` with round keys 0-3;
-    2. rounds 4-7 (keys 4-7): 32 random bits per lane (:func:`random_bits`);
-    3. per lane: the rounding addend (nearest-even or stochastic, ``< 2**shift``);
-    4. per lane: add the addend and shift, ReLU, saturate (or encode a VRQ word, or pass
-       the raw accumulator): ``result``.
+       after Speck rounds 0-2 on ``(x, y) = (row, col)`` with round keys 0-2;
+    2. rounds 3-5 (keys 3-5);
+    3. rounds 6-7 (keys 6-7): 32 random bits per lane (:func:`random_bits`);
+    4. per lane: the rounding addend (nearest-even or stochastic, ``< 2**shift``);
+    5. per lane: add the addend and shift (or encode a VRQ word, or pass the raw
+       accumulator);
+    6. per lane: ReLU and saturation of the rounded value: ``result``.
 
     Widths: ``A = accumulator_width``, ``O = output_width``, shift field ``SW`` bits so
     ``0 <= shift <= S = 2**SW - 1``. The rounding adds ``addend < 2**shift`` to the
@@ -134,7 +138,7 @@ class OutputStage(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
-        assert self.LATENCY == 2 + len(_RNG_SPLIT), "sim/cycles.py:OUTPUT_LATENCY"
+        assert self.LATENCY == 3 + len(_RNG_SPLIT), "sim/cycles.py:OUTPUT_LATENCY"
         config = self._config
         rows, cols = config.rows, config.cols
         acc_width = config.accumulator_width
@@ -207,7 +211,11 @@ class OutputStage(wiring.Component):
             word, key = _speck_round(words[0], key, index)
             words = words[1:] + [word]
             new_keys.append(key)
-        with m.If(schedule_busy):
+        # The schedule steps with the pipeline (``advance``): sub-beats of the previous
+        # GEMM still in stages 2 and 3 read round keys 3-7, and a step rewrites keys no
+        # sooner than those sub-beats have moved past them, however long the pipeline
+        # stalls (with results always taken, ``advance`` is always high).
+        with m.If(schedule_busy & advance):
             m.d.sync += [schedule_key.eq(key), schedule_step.eq(schedule_step + 1)]
             m.d.sync += [w.eq(v) for w, v in zip(schedule_words, words)]
             for step in range(steps):
@@ -227,6 +235,9 @@ class OutputStage(wiring.Component):
         tile_row = Signal(range(rows))                   # r
         tile_n = Signal(range(tiles_limit))              # nt
         col_base = Signal(range(tiles_limit * cols))     # nt * C
+        # The column of the next sub-beat's lane 0, nt * C + phase * lanes, kept in a
+        # register (an adder in front of the Speck rounds cost the iCE40 8 ns).
+        lane0_col = Signal(range(tiles_limit * cols))
         assert len(row) <= 32 and len(col_base) <= 32
         # The zero-skipping array drains row-major beats (qforge.hdl.skipping_scheduler):
         # every beat is a 1 x C "tile", so the row only moves on when nt wraps.
@@ -234,19 +245,22 @@ class OutputStage(wiring.Component):
         with m.If(accept):
             with m.If(self.accumulators.payload.last):
                 m.d.sync += [row.eq(0), row_base.eq(0), tile_row.eq(0), tile_n.eq(0),
-                             col_base.eq(0)]
+                             col_base.eq(0), lane0_col.eq(0)]
             with m.Elif((tile_row == rows - 1) if tile_rows > 1 else 1):
                 m.d.sync += tile_row.eq(0)
                 with m.If(tile_n == n_tiles_minus_one):
                     m.d.sync += [tile_n.eq(0), col_base.eq(0), row.eq(row_base + tile_rows),
-                                 row_base.eq(row_base + tile_rows)]
+                                 row_base.eq(row_base + tile_rows), lane0_col.eq(0)]
                 with m.Else():
                     m.d.sync += [tile_n.eq(tile_n + 1), col_base.eq(col_base + cols),
-                                 row.eq(row_base)]
+                                 row.eq(row_base), lane0_col.eq(col_base + cols)]
             with m.Else():
-                m.d.sync += [tile_row.eq(tile_row + 1), row.eq(row + 1)]
+                m.d.sync += [tile_row.eq(tile_row + 1), row.eq(row + 1),
+                             lane0_col.eq(col_base)]
+        with m.Elif(enter):
+            m.d.sync += lane0_col.eq(lane0_col + lanes)      # the next sub-beat
 
-        # ---- stage 1: a sub-beat enters; random-bit rounds 0-3 -------------------------
+        # ---- stage 1: a sub-beat enters; random-bit rounds 0-2 -------------------------
         # Lane u of sub-beat p is element c = p * lanes + u of the beat.
         beat_layout = data.ArrayLayout(signed(acc_width), lanes)
         entering = Signal(beat_layout)
@@ -270,12 +284,19 @@ class OutputStage(wiring.Component):
         stage2_last = Signal()
         stage2_gemm_last = Signal()
         stage2_control = Signal(control_layout)
-        stage2_bits = [Signal(32, name=f"stage2_bits{u}") for u in range(lanes)]
+        stage2_x = [Signal(32, name=f"stage2_x{u}") for u in range(lanes)]
+        stage2_y = [Signal(32, name=f"stage2_y{u}") for u in range(lanes)]
+        stage3_valid = Signal()
+        stage3_row = Signal(beat_layout)
+        stage3_last = Signal()
+        stage3_gemm_last = Signal()
+        stage3_control = Signal(control_layout)
+        stage3_bits = [Signal(32, name=f"stage3_bits{u}") for u in range(lanes)]
         stage1_next = []
         for u in range(lanes):
             # random_bits: x = row, y = col (32-bit words).
             x, y = Signal(32, name=f"x{u}"), Signal(32, name=f"y{u}")
-            m.d.comb += [x.eq(row), y.eq(col_base + phase * lanes + u)]
+            m.d.comb += [x.eq(row), y.eq(lane0_col + u)]
             for index in _RNG_SPLIT[0]:
                 x, y = _speck_round(x, y, keys[index])
             stage1_next.append((x, y))
@@ -284,48 +305,76 @@ class OutputStage(wiring.Component):
             x, y = stage1_x[u], stage1_y[u]
             for index in _RNG_SPLIT[1]:
                 x, y = _speck_round(x, y, keys[index])
-            stage2_next.append(y)                       # random_bits = the final y
+            stage2_next.append((x, y))
+        stage3_next = []
+        for u in range(lanes):
+            x, y = stage2_x[u], stage2_y[u]
+            for index in _RNG_SPLIT[2]:
+                x, y = _speck_round(x, y, keys[index])
+            stage3_next.append(y)                       # random_bits = the final y
 
-        # ---- stage 3: rounding addends --------------------------------------------------
+        # ---- stage 4: rounding addends --------------------------------------------------
         # The rounding is split over two stages so that neither holds two barrel shifts
         # and a wide add in series (the whole of it in one cycle limited the ECP5 to
         # 48 MHz).
-        stage3_valid = Signal()
-        stage3_row = Signal(beat_layout)
-        stage3_last = Signal()
-        stage3_gemm_last = Signal()
-        stage3_control = Signal(control_layout)
+        stage4_valid = Signal()
+        stage4_row = Signal(beat_layout)
+        stage4_last = Signal()
+        stage4_gemm_last = Signal()
+        stage4_control = Signal(control_layout)
         max_shift = (1 << len(control.shift)) - 1
-        stage3_addends = [Signal(unsigned(max_shift), name=f"stage3_addend{u}")
+        stage4_addends = [Signal(unsigned(max_shift), name=f"stage4_addend{u}")
                           for u in range(lanes)]
-        stage3_next = [self._addend(m, u, stage2_row[u], stage2_bits[u], stage2_control)
+        stage4_next = [self._addend(m, u, stage3_row[u], stage3_bits[u], stage3_control)
                        for u in range(lanes)]
         if config.vrq is not None:
-            stage3_bits = [Signal(32, name=f"stage3_bits{u}") for u in range(lanes)]
+            stage4_bits = [Signal(32, name=f"stage4_bits{u}") for u in range(lanes)]
 
-        stage4_next = []
+        # ---- stage 5: add and shift; stage 6: ReLU, saturate -> result ------------------
+        width = max(config.accumulator_width, max_shift + 1) + 1
+        stage5_valid = Signal()
+        stage5_last = Signal()
+        stage5_gemm_last = Signal()
+        stage5_relu = Signal()
+        stage5_saturate = Signal()     # the element is the saturated rounded value
+        stage5_rounded = [Signal(signed(width), name=f"stage5_rounded{u}")
+                          for u in range(lanes)]
+        stage5_other = [Signal(signed(acc_width), name=f"stage5_other{u}")
+                        for u in range(lanes)]
+        rounded_next, other_next = [], []
+        saturate = Signal()
+        m.d.comb += saturate.eq(stage4_control.quantize)
         for u in range(lanes):
-            value = self._round_saturate(m, u, stage3_row[u], stage3_addends[u],
-                                         stage3_control)
+            rounded_next.append(self._round(m, u, stage4_row[u], stage4_addends[u],
+                                            stage4_control))
+            other = stage4_row[u]        # raw accumulators (quantize = 0)
             if config.vrq is not None:
                 # output_operands: VRQ words of the ReLU'd accumulators (VrqEncoder).
                 encoder = m.submodules[f"vrq_encoder{u}"] = VrqEncoder(config, acc_width)
-                accumulator = stage3_row[u]
+                accumulator = stage4_row[u]
                 m.d.comb += [
-                    encoder.value.eq(Mux(stage3_control.relu & accumulator[-1], 0,
+                    encoder.value.eq(Mux(stage4_control.relu & accumulator[-1], 0,
                                          accumulator)),
-                    encoder.exponent.eq(stage3_control.exponent),
-                    encoder.rounding.eq(stage3_control.rounding),
-                    encoder.random.eq(stage3_bits[u]),
+                    encoder.exponent.eq(stage4_control.exponent),
+                    encoder.rounding.eq(stage4_control.rounding),
+                    encoder.random.eq(stage4_bits[u]),
                 ]
-                value = Mux(stage3_control.vrq, encoder.word, value)
-            stage4_next.append(Mux(stage3_control.quantize, value, stage3_row[u]))
+                other = Mux(stage4_control.quantize & stage4_control.vrq, encoder.word,
+                            other)
+            other_next.append(other)
+        if config.vrq is not None:
+            saturate = Signal()
+            m.d.comb += saturate.eq(stage4_control.quantize & ~stage4_control.vrq)
+        stage5_next = [Mux(stage5_saturate,
+                           self._saturate(m, u, stage5_rounded[u], stage5_relu),
+                           stage5_other[u])
+                       for u in range(lanes)]
 
         # Elements of the sub-beats before the last wait here (S > 1 only); the last
         # sub-beat moves them into ``result`` with its own.
         held = [Signal(signed(acc_width), name=f"held{c}")
                 for c in range(cols - lanes)]
-        stage3_phase = Signal(range(beat_cycles))
+        stage5_phase = Signal(range(beat_cycles))
 
         with m.If(advance):
             m.d.sync += [stage1_valid.eq(stage1_valid_next),
@@ -335,50 +384,67 @@ class OutputStage(wiring.Component):
             for u, (x, y) in enumerate(stage1_next):
                 m.d.sync += [stage1_x[u].eq(x), stage1_y[u].eq(y)]
 
-            # ---- stage 2: random-bit rounds 4-7 ----------------------------------------
+            # ---- stages 2 and 3: random-bit rounds 3-5 and 6-7 -----------------------------
             # A sub-beat in stage 1 always belongs to the current GEMM (parameters load
             # only as stage 1 empties), so it takes the current control settings along.
+            # Its later rounds still read that GEMM's keys: a load in cycle t rewrites
+            # round key i at the end of cycle t + ceil(i / 2) at the earliest
+            # (KEY_ROUNDS_PER_CYCLE = 2), while the sub-beat that left stage 1 in cycle t
+            # reads keys 3-5 in cycle t and keys 6-7 in cycle t + 1.
             m.d.sync += [stage2_valid.eq(stage1_valid), stage2_row.eq(stage1_row),
                          stage2_last.eq(stage1_last), stage2_gemm_last.eq(stage1_gemm_last),
                          stage2_control.eq(control)]
-            m.d.sync += [bits.eq(value) for bits, value in zip(stage2_bits, stage2_next)]
-
-            # ---- stage 3: rounding addends ------------------------------------------------
+            for u, (x, y) in enumerate(stage2_next):
+                m.d.sync += [stage2_x[u].eq(x), stage2_y[u].eq(y)]
             m.d.sync += [stage3_valid.eq(stage2_valid), stage3_row.eq(stage2_row),
                          stage3_last.eq(stage2_last), stage3_gemm_last.eq(stage2_gemm_last),
                          stage3_control.eq(stage2_control)]
-            m.d.sync += [addend.eq(value) for addend, value in zip(stage3_addends,
-                                                                    stage3_next)]
-            if config.vrq is not None:
-                m.d.sync += [bits.eq(value) for bits, value in zip(stage3_bits, stage2_bits)]
+            m.d.sync += [bits.eq(value) for bits, value in zip(stage3_bits, stage3_next)]
 
-            # ---- stage 4: add, shift, ReLU, saturate -> result ---------------------------
-            m.d.sync += [self.result.valid.eq(stage3_valid & stage3_last),
-                         self.result.payload.last.eq(stage3_gemm_last)]
+            # ---- stage 4: rounding addends ------------------------------------------------
+            m.d.sync += [stage4_valid.eq(stage3_valid), stage4_row.eq(stage3_row),
+                         stage4_last.eq(stage3_last), stage4_gemm_last.eq(stage3_gemm_last),
+                         stage4_control.eq(stage3_control)]
+            m.d.sync += [addend.eq(value) for addend, value in zip(stage4_addends,
+                                                                    stage4_next)]
+            if config.vrq is not None:
+                m.d.sync += [bits.eq(value) for bits, value in zip(stage4_bits, stage3_bits)]
+
+            # ---- stage 5: add and shift (or the raw accumulator, or a VRQ word) ------------
+            m.d.sync += [stage5_valid.eq(stage4_valid), stage5_last.eq(stage4_last),
+                         stage5_gemm_last.eq(stage4_gemm_last),
+                         stage5_relu.eq(stage4_control.relu), stage5_saturate.eq(saturate)]
+            m.d.sync += [r.eq(v) for r, v in zip(stage5_rounded, rounded_next)]
+            m.d.sync += [r.eq(v) for r, v in zip(stage5_other, other_next)]
+
+            # ---- stage 6: ReLU, saturate -> result ---------------------------------------
+            m.d.sync += [self.result.valid.eq(stage5_valid & stage5_last),
+                         self.result.payload.last.eq(stage5_gemm_last)]
             if beat_cycles == 1:
                 m.d.sync += [self.result.payload.row[u].eq(value)
-                             for u, value in enumerate(stage4_next)]
+                             for u, value in enumerate(stage5_next)]
             else:
-                with m.If(stage3_valid):
-                    m.d.sync += stage3_phase.eq(Mux(stage3_last, 0, stage3_phase + 1))
-                    with m.If(stage3_last):
+                with m.If(stage5_valid):
+                    m.d.sync += stage5_phase.eq(Mux(stage5_last, 0, stage5_phase + 1))
+                    with m.If(stage5_last):
                         m.d.sync += [self.result.payload.row[c].eq(held[c])
                                      for c in range(cols - lanes)]
                         m.d.sync += [self.result.payload.row[cols - lanes + u].eq(value)
-                                     for u, value in enumerate(stage4_next)]
+                                     for u, value in enumerate(stage5_next)]
                     with m.Else():
-                        with m.Switch(stage3_phase):
+                        with m.Switch(stage5_phase):
                             for p in range(beat_cycles - 1):
                                 with m.Case(p):
                                     m.d.sync += [held[p * lanes + u].eq(value)
-                                                 for u, value in enumerate(stage4_next)]
+                                                 for u, value in enumerate(stage5_next)]
 
         m.d.comb += self.idle.eq(~stage1_valid & ~stage2_valid & ~stage3_valid
-                                 & ~self.result.valid & (phase == 0))
+                                 & ~stage4_valid & ~stage5_valid & ~self.result.valid
+                                 & (phase == 0))
         return m
 
     def _addend(self, m, lane, value, bits, control):
-        """Stage 3 of ``output_stage`` for one element (sim/quantize.py, ``round_shift``):
+        """Stage 4 of ``output_stage`` for one element (sim/quantize.py, ``round_shift``):
         the addend of ``control.rounding`` for a right shift by ``control.shift``
         (``addend < 2**shift``), from the accumulator ``value`` and the lane's random
         ``bits``."""
@@ -411,28 +477,32 @@ class OutputStage(wiring.Component):
                 Mux(control.rounding == Rounding.STOCHASTIC, random_addend, 0)))
         return addend
 
-    def _round_saturate(self, m, lane, value, addend, control):
-        """Stage 4 of ``output_stage`` for one element (sim/quantize.py): ``(value +
-        addend) >> control.shift``, ReLU, saturation to ``O`` bits."""
+    def _round(self, m, lane, value, addend, control):
+        """Stage 5 of ``output_stage`` for one element (sim/quantize.py, ``round_shift``):
+        ``(value + addend) >> control.shift``, exact in ``max(A, S + 1) + 1`` bits."""
         config = self._config
-        shift = control.shift
-        max_shift = (1 << len(shift)) - 1
-        out_width = config.output_width
-
-        # (v + addend) >> shift, exact: v in A signed bits, addend < 2**shift <= 2**S.
+        max_shift = (1 << len(control.shift)) - 1
+        # v in A signed bits, addend < 2**shift <= 2**S.
         width = max(config.accumulator_width, max_shift + 1) + 1
         total = Signal(signed(width), name=f"total{lane}")
         rounded = Signal(signed(width), name=f"rounded{lane}")
-        m.d.comb += [total.eq(value + addend), rounded.eq(total >> shift)]
+        m.d.comb += [total.eq(value + addend), rounded.eq(total >> control.shift)]
+        return rounded
 
-        # output_stage: ReLU, then saturate to [-2**(O-1), 2**(O-1) - 1].
+    def _saturate(self, m, lane, rounded, relu):
+        """Stage 6 of ``output_stage`` for one element (sim/quantize.py): ReLU, then
+        saturation to ``[-2**(O-1), 2**(O-1) - 1]``. The range test looks at the bits
+        above the output's sign bit (all equal to the sign when the value fits) instead
+        of comparing with the limits, so it is an AND/OR tree, not a carry chain."""
+        out_width = self._config.output_width
         high, low = (1 << (out_width - 1)) - 1, -(1 << (out_width - 1))
-        rectified = Signal(signed(width), name=f"rectified{lane}")
+        rectified = Signal.like(rounded, name=f"rectified{lane}")
         saturated = Signal(signed(out_width), name=f"saturated{lane}")
-        m.d.comb += rectified.eq(Mux(control.relu & rounded[-1], 0, rounded))
-        with m.If(rectified > high):
+        upper = rectified[out_width - 1:]            # the output's sign bit and above
+        m.d.comb += rectified.eq(Mux(relu & rounded[-1], 0, rounded))
+        with m.If(~rectified[-1] & upper.any()):
             m.d.comb += saturated.eq(high)
-        with m.Elif(rectified < low):
+        with m.Elif(rectified[-1] & ~upper.all()):
             m.d.comb += saturated.eq(low)
         with m.Else():
             m.d.comb += saturated.eq(rectified)

@@ -119,9 +119,8 @@ class Scheduler(wiring.Component):
             next_offsets.append(Mux(word_carry, offset_sum - lanes,
                                     offset_sum)[:offset_shape.width])
             word_carries.append(word_carry)
-        # One bit wider than ``word``: after the last word of the deepest dot product
-        # (max_depth_words - 1) the next word index must not wrap, or ``tile_last``
-        # would never be seen.
+        # One bit wider than ``word`` (the sum after a tile's last word is not stored:
+        # ``first`` restarts the digits).
         next_word = Signal(unsigned(word_shape.width + 1))
         m.d.comb += next_word.eq(current_word + word_carries[0])
 
@@ -129,8 +128,16 @@ class Scheduler(wiring.Component):
             return word_value * lanes + offset_value
 
         depth_minus_one = command.depth_minus_one
+        # A tile takes ceil(depth * q / P) cycles (sim/cycles.py: tile_cycles): its last
+        # cycle comes from a cycle counter against that count, computed once per job, not
+        # from the lane digits' carry chain (which, through the drain interlock into the
+        # issue control, was the iCE40's critical path: 18.6 MHz).
+        max_tile_cycles = -(-config.max_reduction_depth * config.blocks ** 2 // lanes)
+        cycle_shape = unsigned(max(1, (max_tile_cycles - 1).bit_length()))
+        tile_cycle = Signal(cycle_shape)        # cycles of the current tile issued so far
+        last_cycle = Signal(cycle_shape)        # tile_cycles - 1 for the current job
         tile_last = Signal()
-        m.d.comb += tile_last.eq(operand_index(next_word, next_offsets[0]) > depth_minus_one)
+        m.d.comb += tile_last.eq(tile_cycle == last_cycle)
         last_tile_n = tile_n == command.n_tiles_minus_one
         last_tile_m = tile_m == command.m_tiles_minus_one
 
@@ -166,6 +173,7 @@ class Scheduler(wiring.Component):
         # ---- state updates ----------------------------------------------------------
         m.d.sync += self.release.eq(0)
         with m.If(can_issue):
+            m.d.sync += tile_cycle.eq(Mux(tile_last, 0, tile_cycle + 1))
             with m.If(tile_last):
                 m.d.sync += first.eq(1)
                 with m.If(last_tile_n):
@@ -184,10 +192,20 @@ class Scheduler(wiring.Component):
                                  b_indices[l].eq(next_b[l])]
 
         m.d.comb += self.job.ready.eq(~self.active)
+        # tile_cycles - 1 = ceil((depth_minus_one + 1) * La * Lb / P) - 1 of the new job.
+        incoming = self.job.payload.command
+        block_products = Signal(unsigned(2 * config.blocks_field_width + 1))
+        products = Signal(unsigned(config.depth_field_width + len(block_products) + 1))
+        m.d.comb += [
+            block_products.eq((incoming.a.kept_minus_one + 1) * (incoming.b.kept_minus_one + 1)),
+            products.eq((incoming.depth_minus_one + 1) * block_products),
+        ]
         with m.If(self.job.valid & self.job.ready):
             m.d.sync += [command.eq(self.job.payload.command), half.eq(self.job.payload.half),
                          tile_m.eq(0), tile_n.eq(0), a_base.eq(0), b_base.eq(0),
-                         first.eq(1), self.active.eq(1)]
+                         first.eq(1), self.active.eq(1), tile_cycle.eq(0),
+                         last_cycle.eq(((products + lanes - 1) >> (lanes.bit_length() - 1))
+                                       - 1)]
         return m
 
 

@@ -33,9 +33,9 @@ FEED_LATENCY = 2
 #: sum register, accumulator/result register).
 PE_LATENCY = 3
 #: Cycles from a result beat leaving the drain to the same beat on the ``result`` port:
-#: the output stage's four pipeline registers (two random-bit stages, the rounding addend,
-#: then add, shift and saturate; :class:`qforge.hdl.output_stage.OutputStage`).
-OUTPUT_LATENCY = 4
+#: the output stage's six pipeline registers (three random-bit stages, the rounding addend,
+#: add and shift, ReLU and saturation; :class:`qforge.hdl.output_stage.OutputStage`).
+OUTPUT_LATENCY = 6
 
 
 @dataclass(frozen=True)
@@ -218,9 +218,9 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
     >>> report = gemm_cycles(cfg, [GemmShape(128, 128, 128, 16)])  # exact mode, q = 16
 
     By hand: accept (1) + 512 A/B beats + hand-off (1) + 256 tiles of 128 * 16 / 4 = 512
-    cycles + capture latency 2 + 7 + 7 + 3 = 19 + 8 drained rows + 4 output stage cycles:
+    cycles + capture latency 2 + 7 + 7 + 3 = 19 + 8 drained rows + 6 output stage cycles:
 
-    >>> report.total == 1 + 512 + 1 + 256 * 512 + 19 + 8 + 4
+    >>> report.total == 1 + 512 + 1 + 256 * 512 + 19 + 8 + 6
     True
     >>> report.ideal
     131072.0

@@ -148,8 +148,8 @@ def test_sparse_cycles_equal_an_independent_count():
     expected_dense = 1 + beats + 1 + 4 * (16 * q // lanes) + capture + config.rows \
         + OUTPUT_LATENCY
     point = sparse_point(config, a, n, precision)
-    assert point["sparse_cycles"] == expected_sparse == 95
-    assert point["dense_cycles"] == expected_dense == 157
+    assert point["sparse_cycles"] == expected_sparse == 97
+    assert point["dense_cycles"] == expected_dense == 159
     nonzero = int(np.count_nonzero(a))
     assert point["nonzero"] == nonzero == 33
     assert point["ideal_cycles"] == nonzero * n * q / (2 * 2 * lanes)
