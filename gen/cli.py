@@ -113,7 +113,10 @@ def _command_presets(arguments) -> int:
         print(f"{name:8s} {config.rows}x{config.cols} array, W={config.operand_width} "
               f"K={config.block_width} (B={config.blocks}) P={config.block_multipliers}, "
               f"accumulator {config.accumulator_width} bits, buffers "
-              f"2x{config.buffer_depth} words/bank, depth <= {config.max_reduction_depth}")
+              f"2x{config.buffer_depth} words/bank, depth <= {config.max_reduction_depth}"
+              + (", zero skipping" if config.zero_skipping else "")
+              + (f", output stage {config.output_lanes} of {config.cols} columns per cycle"
+                 if config.output_cycles_per_beat > 1 else ""))
     return 0
 
 

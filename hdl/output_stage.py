@@ -163,7 +163,8 @@ class OutputStage(wiring.Component):
         enter = Signal()             # a sub-beat of the offered beat enters stage 1
         accept = Signal()            # ... and it is the beat's last: the beat is taken
         keys_ready = Signal()        # the current GEMM's parameters and keys are loaded
-        phase = Signal(range(beat_cycles))
+        # (S = 1: no register; a zero-width one would be a `[-1:0]` vector in Verilog.)
+        phase = Signal(range(beat_cycles)) if beat_cycles > 1 else Const(0, 1)
         final_phase = Signal()
         m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
                      final_phase.eq(phase == beat_cycles - 1),
