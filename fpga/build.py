@@ -92,7 +92,7 @@ __all__ = ["BuildReport", "Resource", "ClockTiming", "DspDecision", "BuildError"
            "allocate_dsps", "ice40_census_script", "ice40_dsp_script", "build",
            "dsp_decision", "parse_nextpnr_report", "parse_nextpnr_log",
            "resources_from_reports", "clocks_from_report", "format_report",
-           "markdown_report", "find_tool", "program_bitstream", "add_build_command", "main",
+           "markdown_report", "find_tool", "program_bitstream", "add_build_command",
            "NEXTPNR_REPORT", "SEED"]
 
 #: nextpnr's own report, next to ours (``report.json``) in the build folder.
@@ -1316,23 +1316,3 @@ def _command_build(arguments) -> int:
     else:
         print(format_report(report))
     return 0 if report.timing_met else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``qforge build`` on its own (``python -m qforge.fpga.build --board ...``), with the
-    ``qforge`` command's error handling: a usage error prints one line and returns 2."""
-    from qforge.gen.spec import ConfigError
-
-    parser = argparse.ArgumentParser(prog="qforge")
-    add_build_command(parser.add_subparsers(dest="command", required=True,
-                                            metavar="COMMAND"))
-    arguments = parser.parse_args(["build", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return arguments.handler(arguments)
-    except (ConfigError, ToolError, ValueError, FileNotFoundError) as error:
-        print(f"qforge: error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -593,24 +593,3 @@ def _command_results(arguments) -> int:
               f"{', '.join(failed)}", file=sys.stderr)
     print(arguments.output)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``qforge results`` on its own (``python -m qforge.fpga.results``), with the
-    ``qforge`` command's error handling (a usage error: one line, status 2)."""
-    from qforge.gen.spec import ConfigError
-    from qforge.sim.tools import ToolError
-
-    parser = argparse.ArgumentParser(prog="qforge")
-    add_results_command(parser.add_subparsers(dest="command", required=True,
-                                              metavar="COMMAND"))
-    arguments = parser.parse_args(["results", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return arguments.handler(arguments)
-    except (ConfigError, ToolError, ValueError, FileNotFoundError) as error:
-        print(f"qforge: error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
