@@ -166,9 +166,20 @@ def _run_cocotb(built: BuiltDesign, module: str, test_dir: Path, environment: di
     return get_results(results_xml) if results_xml.exists() else (0, 0)
 
 
-def _log_tail(test_dir: Path, lines: int = 40) -> str:
-    log = test_dir / "sim.log"
-    return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else ""
+def _bench_report(built: BuiltDesign, test_dir: Path, what: str, tests: int, failed: int,
+                  check: bool) -> dict:
+    """The JSON report a bench wrote into ``test_dir`` (empty if none) with
+    ``cocotb_failed``; with ``check``, :class:`ScenarioFailed` (the report's errors and
+    the end of the simulator log) if no test ran or one failed."""
+    report_path = test_dir / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    if check and (tests == 0 or failed):
+        log = test_dir / "sim.log"
+        tail = "\n".join(log.read_text().splitlines()[-40:]) if log.exists() else ""
+        raise ScenarioFailed(f"{what} failed on {built.simulator}: "
+                             f"{json.dumps(report.get('errors', []))[:2000]}\n{tail}")
+    report["cocotb_failed"] = failed
+    return report
 
 
 def run_scenario(built: BuiltDesign, scenario: Scenario, *, name: str = "scenario",
@@ -186,12 +197,7 @@ def run_scenario(built: BuiltDesign, scenario: Scenario, *, name: str = "scenari
     tests, failed = _run_cocotb(built, TEST_MODULE, test_dir,
                                 {"QFORGE_SCENARIO": str(scenario_path),
                                  "QFORGE_REPORT": str(report_path)})
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    if check and (tests == 0 or failed):
-        raise ScenarioFailed(f"scenario {name!r} failed on {built.simulator}: "
-                             f"{json.dumps(report.get('errors', []))[:2000]}\n"
-                             f"{_log_tail(test_dir)}")
-    report["cocotb_failed"] = failed
+    report = _bench_report(built, test_dir, f"scenario {name!r}", tests, failed, check)
     results = test_dir / "results.npz"
     if scenario.record and results.exists():
         with np.load(results) as saved:
@@ -215,10 +221,4 @@ def run_board_tests(built: BuiltDesign, testcase: str, *, name: str | None = Non
                                 {"QFORGE_REPORT": str(report_path),
                                  "QFORGE_BOARD_SETTINGS": json.dumps(settings or {})},
                                 testcase)
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    if check and (tests == 0 or failed):
-        raise ScenarioFailed(f"board test {name!r} failed on {built.simulator}: "
-                             f"{json.dumps(report.get('errors', []))[:2000]}\n"
-                             f"{_log_tail(test_dir)}")
-    report["cocotb_failed"] = failed
-    return report
+    return _bench_report(built, test_dir, f"board test {name!r}", tests, failed, check)

@@ -37,6 +37,7 @@ from qforge.fpga.pll import ECP5_LIMITS, ICE40_LIMITS, ecp5_pll, ice40_pll
 from qforge.gen.cli import main as cli_main
 from qforge.gen.spec import from_dict, load_preset
 from qforge.sim.tools import ToolError
+from tests.fpga.commands import run_qforge
 
 DATA = Path(__file__).parent / "data"
 
@@ -584,13 +585,7 @@ def test_missed_timing_suggests_a_clock_the_pll_makes(tmp_path):
 # -- command line and programming ----------------------------------------------------
 
 def _run_main(capsys, *argv):
-    try:
-        status = cli_main(["build", *argv])
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return status, captured
+    return run_qforge(capsys, "build", *argv)
 
 
 @pytest.mark.parametrize("argv, message", [

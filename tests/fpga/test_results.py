@@ -24,6 +24,7 @@ from qforge.fpga.results import (DEFAULT_PAIRS, BuildEntry, collect, macs_per_cy
                                  sync_clock)
 from qforge.gen.cli import main as cli_main
 from qforge.gen.spec import load_preset
+from tests.fpga.commands import run_qforge
 
 DATA = Path(__file__).parent / "data"
 
@@ -317,13 +318,7 @@ def test_collect_ignores_a_stale_report(tmp_path, monkeypatch):
 
 
 def _run_main(capsys, *argv):
-    try:
-        status = cli_main(["results", *argv])
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return status, captured
+    return run_qforge(capsys, "results", *argv)
 
 
 def test_command_line_writes_the_report(tmp_path, monkeypatch, capsys):
