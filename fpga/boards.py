@@ -104,6 +104,8 @@ class Board:
     programmer_args: tuple[str, ...] = ()   #: arguments before the bitstream path
     programmer_install: str = ""  #: how to install it
     bitstream_suffix: str = ".bin"
+    #: Added to nextpnr's options (the reason is next to each board's value).
+    nextpnr_options: str = ""
 
     def platform(self):
         """A new instance of the board's amaranth-boards platform."""
@@ -150,7 +152,10 @@ BOARDS: dict[str, Board] = {
         programmer_args=("-b", "ulx3s", "-m"),
         programmer_install="install openFPGALoader (Debian/Ubuntu: `apt install "
                            "openfpgaloader`; or the OSS CAD Suite)",
-        bitstream_suffix=".bit"),
+        bitstream_suffix=".bit",
+        # router2: on the 16x16 `ulx3s` preset (64% of the LUTs) nextpnr's default
+        # router had not converged after 25 minutes; router2 routed it in a few.
+        nextpnr_options="--router router2"),
 }
 
 

@@ -31,7 +31,8 @@ The report is read from the tools' own output only:
   into ``TRELLIS_COMB`` slots).
 
 nextpnr runs with ``--timing-allow-fail`` (a missed clock constraint is reported, not a
-crash: :attr:`BuildReport.timing_met`) and a fixed ``--seed``.
+crash: :attr:`BuildReport.timing_met`), a fixed ``--seed`` and the board's
+:attr:`~qforge.fpga.boards.Board.nextpnr_options` (the ULX3S uses ``--router router2``).
 
 **DSP blocks** (:func:`dsp_decision`). Yosys maps every multiplier it can to the
 family's DSP cell regardless of how many the device has, and nextpnr then fails to place
@@ -986,7 +987,8 @@ def build(config, board_name, *, clock_mhz: float | None = None, baud_rate=11520
         top, name=name, do_build=False,
         script_after_synth=f"tee -q -o stat.json stat -json\n"
                            f"tee -q -o {DSP_CELLS} dump t:{DSP_CELL[board.family]}",
-        nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail --seed {seed}",
+        nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail --seed {seed} "
+                     f"{board.nextpnr_options}".rstrip(),
         **overrides)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in (NEXTPNR_REPORT, "stat.json", "report.json", "report.md", DSP_CELLS,

@@ -19,21 +19,35 @@ class Loader(wiring.Component):
 
     Protocol, per command (``cmd`` stream):
 
-    1. ``cmd`` is ready while the half to be filled is free. A command is checked when it
-       is accepted: ``kept <= blocks`` for both operands, ``blocks <= B``,
-       ``depth <= max_reduction_depth`` and ``tiles * words <= buffer_depth`` for A and B
-       (``words = ceil(depth / P)``). An invalid command sets the sticky ``error`` output
-       and is dropped: no operand beats are taken for it. A VRQ operand is invalid
-       without a ``[vrq]`` section, or with more blocks than its code has; so is an
-       output stage setting with rounding code 3, a shift or VRQ exponent above
-       ``accumulator_width - 1``, or VRQ output without a ``[vrq]`` section.
-    2. ``m_tiles * words`` beats are taken from ``a_in`` and ``n_tiles * words`` from
+    1. ``cmd`` is ready while the loader's one-entry command slot is empty: a command is
+       taken into the slot even while the previous one is still loading.
+    2. The cycle after it is taken, the command in the slot is checked from registers
+       (:data:`qforge.sim.cycles.CHECK_LATENCY` covers both cycles): ``kept <= blocks``
+       for both operands, ``blocks <= B``, ``depth <= max_reduction_depth`` and
+       ``tiles * words <= buffer_depth`` for A and B (``words = ceil(depth / P)``). An
+       invalid command sets the sticky ``error`` output and is dropped from the slot: no
+       operand beats are taken for it. A VRQ operand is invalid without a ``[vrq]``
+       section, or with more blocks than its code has; so is an output stage setting
+       with rounding code 3, a shift or VRQ exponent above ``accumulator_width - 1``, or
+       VRQ output without a ``[vrq]`` section.
+    3. A checked command starts loading in the first cycle (at the earliest the one after
+       the check) in which the loader is not loading and the half to be filled is free;
+       the slot is then empty again.
+    4. ``m_tiles * words`` beats are taken from ``a_in`` and ``n_tiles * words`` from
        ``b_in``, in any interleaving; beat ``x`` is written at address
        ``half * buffer_depth + x`` of every bank (element r of an A beat to row bank r).
        Beat order is therefore ``for tile: for word:`` (see
        :func:`qforge.sim.packing.pack_operands`).
-    3. The job (command and half) is offered on ``job`` until the scheduler takes it;
+    5. The job (command and half) is offered on ``job`` until the scheduler takes it;
        then the loader toggles to the other half.
+
+    Why a slot and a registered check: the capacity check multiplies command fields
+    (``tiles * words``). Evaluated on the incoming payload, the multipliers (in LUTs on
+    an ECP5 built with ``-nodsp``) sat between the host link's registers and every
+    loader register's enable, the 16x16 array's critical path on the ULX3S (24.3 ns).
+    Now they run between two loader registers, and the only cost is
+    ``CHECK_LATENCY`` cycles before the first command loads (later commands are taken
+    and checked while their predecessor loads).
 
     A half stays busy from its command's acceptance until the scheduler's ``release``.
 
@@ -63,6 +77,7 @@ class Loader(wiring.Component):
             "idle": Out(1),
         } | ({
             "accepted": Out(1), "fill_half": Out(1),
+            "command": Out(command_layout(config)),
             "b_write_row": Out(unsigned(max(1, (config.rows - 1).bit_length()))),
         } if config.zero_skipping else {}))
 
@@ -74,7 +89,7 @@ class Loader(wiring.Component):
         half_busy = Signal(2)
         fill_half = Signal()
         loading = Signal()
-        command = Signal(command_layout(config))
+        loading_command = Signal(command_layout(config))
         a_left = Signal(count_shape)
         # Zero-skipping configurations check B per PE bank: up to R * pe_buffer_depth
         # beats (n_tiles * words) for a valid command.
@@ -82,64 +97,45 @@ class Loader(wiring.Component):
                          else config.buffer_depth)
         b_left = Signal(unsigned(max(1, b_beats_limit.bit_length())))
 
-        # ---- command check (on the incoming payload) ----------------------------------
-        incoming = self.cmd.payload
-        words = (incoming.depth_minus_one >> (config.block_multipliers.bit_length() - 1)) + 1
-        a_words = (incoming.m_tiles_minus_one + 1) * words
-        b_words = (incoming.n_tiles_minus_one + 1) * words
-        checks = [incoming.a.kept_minus_one <= incoming.a.blocks_minus_one,
-                  incoming.b.kept_minus_one <= incoming.b.blocks_minus_one,
-                  a_words <= config.buffer_depth]
-        if config.zero_skipping:
-            # Each PE bank holds its column tiles g * R + r for every group g.
-            groups = incoming.n_tiles_minus_one // config.rows + 1
-            checks.append(groups * words <= config.pe_buffer_depth)
-        else:
-            checks.append(b_words <= config.buffer_depth)
-        # Output stage: a defined rounding code; shift and VRQ exponent inside the
-        # accumulator (sim/quantize.py, OutputParameters.validate); VRQ output only
-        # with a [vrq] section.
-        output = incoming.output
-        checks.append(output.rounding != 3)
-        limit = config.accumulator_width - 1
-        for field in (output.shift, output.exponent):
-            if (1 << len(field)) - 1 > limit:
-                checks.append(field <= limit)
-        if config.vrq is None:
-            checks.append(~output.vrq)
-        for operand in (incoming.a, incoming.b):
-            if config.vrq is None:
-                checks.append(~operand.vrq)          # no VRQ decoder in these selectors
-            elif config.vrq_code_blocks < config.blocks:
-                checks.append(~operand.vrq
-                              | (operand.blocks_minus_one <= config.vrq_code_blocks - 1))
-        # Range checks only where the field can hold a value beyond the limit (a
-        # comparison that is always true would be dead logic and a lint warning).
-        bounded = ((incoming.depth_minus_one, config.max_reduction_depth - 1),
-                   (incoming.a.blocks_minus_one, config.blocks - 1),
-                   (incoming.b.blocks_minus_one, config.blocks - 1))
-        for field, limit in bounded:
-            if (1 << len(field)) - 1 > limit:
-                checks.append(field <= limit)
-        valid_command = Signal()
-        m.d.comb += valid_command.eq(Cat(*checks).all())
-
-        m.d.comb += self.cmd.ready.eq(~loading & ~half_busy.bit_select(fill_half, 1))
-        half_base = fill_half * config.buffer_depth
+        # ---- command slot: take, then check from registers ------------------------------
+        pending = Signal(command_layout(config))
+        pending_valid = Signal()          # the slot holds a command
+        pending_checked = Signal()        # ... that passed the check (next cycle onwards)
+        m.d.comb += self.cmd.ready.eq(~pending_valid)
         with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [pending.eq(self.cmd.payload), pending_valid.eq(1),
+                         pending_checked.eq(0)]
+
+        pending_a_words = Signal(count_shape)
+        pending_b_words = Signal.like(b_left)
+        valid_command, words_value, a_words, b_words = self._check(pending)
+        if config.zero_skipping:
+            # ceil(depth / P) of the checked command, for the B routing.
+            words = Signal(unsigned(config.word_index_width + 1))
+        with m.If(pending_valid & ~pending_checked):
             with m.If(valid_command):
-                m.d.sync += [command.eq(incoming), loading.eq(1),
-                             a_left.eq(a_words), b_left.eq(b_words),
-                             self.a_write_address.eq(half_base)]
-                if not config.zero_skipping:
-                    m.d.sync += self.b_write_address.eq(half_base)
-                m.d.sync += half_busy.bit_select(fill_half, 1).eq(1)
+                m.d.sync += [pending_checked.eq(1),
+                             pending_a_words.eq(a_words), pending_b_words.eq(b_words)]
+                if config.zero_skipping:
+                    m.d.sync += words.eq(words_value)
             with m.Else():
-                m.d.sync += self.error.eq(1)
+                m.d.sync += [pending_valid.eq(0), self.error.eq(1)]
+
+        start = Signal()
+        m.d.comb += start.eq(pending_checked & ~loading & ~half_busy.bit_select(fill_half, 1))
+        half_base = fill_half * config.buffer_depth
+        with m.If(start):
+            m.d.sync += [loading_command.eq(pending), loading.eq(1),
+                         pending_valid.eq(0), pending_checked.eq(0),
+                         a_left.eq(pending_a_words), b_left.eq(pending_b_words),
+                         self.a_write_address.eq(half_base)]
+            if not config.zero_skipping:
+                m.d.sync += self.b_write_address.eq(half_base)
+            m.d.sync += half_busy.bit_select(fill_half, 1).eq(1)
 
         if config.zero_skipping:
-            m.d.comb += [self.accepted.eq(self.cmd.valid & self.cmd.ready & valid_command),
-                         self.fill_half.eq(fill_half)]
+            m.d.comb += [self.accepted.eq(start), self.fill_half.eq(fill_half),
+                         self.command.eq(pending)]
             self._route_b(m, fill_half, words)
 
         # ---- operand beats ------------------------------------------------------------
@@ -157,7 +153,7 @@ class Loader(wiring.Component):
 
         # ---- hand-off -----------------------------------------------------------------
         m.d.comb += [self.job.valid.eq(loading & (a_left == 0) & (b_left == 0)),
-                     self.job.payload.command.eq(command),
+                     self.job.payload.command.eq(loading_command),
                      self.job.payload.half.eq(fill_half)]
         with m.If(self.job.valid & self.job.ready):
             m.d.sync += [loading.eq(0), fill_half.eq(~fill_half)]
@@ -167,10 +163,53 @@ class Loader(wiring.Component):
         with m.If(self.release):
             m.d.sync += half_busy.bit_select(self.release_half, 1).eq(0)
 
-        m.d.comb += self.idle.eq(~loading & (half_busy == 0))
+        m.d.comb += self.idle.eq(~pending_valid & ~loading & (half_busy == 0))
         return m
 
-    def _route_b(self, m, fill_half, incoming_words):
+    def _check(self, command):
+        """``(valid, words, a_words, b_words)`` of ``command``: the rules of step 2 of
+        the class docstring, combinational (the caller registers them)."""
+        config = self._config
+        words = (command.depth_minus_one >> (config.block_multipliers.bit_length() - 1)) + 1
+        a_words = (command.m_tiles_minus_one + 1) * words
+        b_words = (command.n_tiles_minus_one + 1) * words
+        checks = [command.a.kept_minus_one <= command.a.blocks_minus_one,
+                  command.b.kept_minus_one <= command.b.blocks_minus_one,
+                  a_words <= config.buffer_depth]
+        if config.zero_skipping:
+            # Each PE bank holds its column tiles g * R + r for every group g.
+            groups = command.n_tiles_minus_one // config.rows + 1
+            checks.append(groups * words <= config.pe_buffer_depth)
+        else:
+            checks.append(b_words <= config.buffer_depth)
+        # Output stage: a defined rounding code; shift and VRQ exponent inside the
+        # accumulator (sim/quantize.py, OutputParameters.validate); VRQ output only
+        # with a [vrq] section.
+        output = command.output
+        checks.append(output.rounding != 3)
+        limit = config.accumulator_width - 1
+        for field in (output.shift, output.exponent):
+            if (1 << len(field)) - 1 > limit:
+                checks.append(field <= limit)
+        if config.vrq is None:
+            checks.append(~output.vrq)
+        for operand in (command.a, command.b):
+            if config.vrq is None:
+                checks.append(~operand.vrq)          # no VRQ decoder in these selectors
+            elif config.vrq_code_blocks < config.blocks:
+                checks.append(~operand.vrq
+                              | (operand.blocks_minus_one <= config.vrq_code_blocks - 1))
+        # Range checks only where the field can hold a value beyond the limit (a
+        # comparison that is always true would be dead logic and a lint warning).
+        bounded = ((command.depth_minus_one, config.max_reduction_depth - 1),
+                   (command.a.blocks_minus_one, config.blocks - 1),
+                   (command.b.blocks_minus_one, config.blocks - 1))
+        for field, limit in bounded:
+            if (1 << len(field)) - 1 > limit:
+                checks.append(field <= limit)
+        return Cat(*checks).all(), words, a_words, b_words
+
+    def _route_b(self, m, fill_half, command_words):
         """Zero-skipping configurations: B beat ``nt * words + w`` to PE row
         ``nt mod R`` at ``half * pe_buffer_depth + (nt div R) * words + w``."""
         config = self._config
@@ -180,7 +219,7 @@ class Loader(wiring.Component):
         group_base = Signal(unsigned(config.pe_buffer_address_width))  # (nt div R) * words
         row = self.b_write_row              # nt mod R
         with m.If(self.accepted):
-            m.d.sync += [words.eq(incoming_words), word.eq(0), group_base.eq(0), row.eq(0)]
+            m.d.sync += [words.eq(command_words), word.eq(0), group_base.eq(0), row.eq(0)]
         with m.If(self.b_write_enable):
             with m.If(word == words - 1):
                 m.d.sync += word.eq(0)

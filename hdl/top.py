@@ -170,7 +170,7 @@ class Accelerator(wiring.Component):
         issue = scheduler.issue
         m.submodules.compactor = compactor = RowCompactor(config)
         m.d.comb += [compactor.start.eq(loader.accepted),
-                     compactor.command.eq(self.cmd.payload),
+                     compactor.command.eq(loader.command),
                      compactor.half.eq(loader.fill_half),
                      compactor.beat_valid.eq(loader.a_write_enable),
                      compactor.beat.eq(self.a_in.payload)]

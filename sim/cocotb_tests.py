@@ -20,6 +20,7 @@ import numpy as np
 from cocotb.triggers import RisingEdge
 
 from qforge.gen.spec import from_dict
+from qforge.sim.cycles import CHECK_LATENCY
 from qforge.sim.packing import GemmJob, ResultAssembler
 from qforge.sim.scenarios import MODELS, OUTPUT_MODELS, Scenario, precision_to_dict
 from qforge.sim.testbench import Testbench
@@ -60,12 +61,14 @@ async def run_scenario(dut):
         bench.submit_raw_command(command)
     report: dict = {"jobs": [], "errors": []}
     if scenario.invalid_commands:
-        # Each invalid command is dropped when accepted: wait until all were taken,
-        # then one more edge for the sticky error register.
+        # Each invalid command is dropped when checked, the cycle after it is taken: wait
+        # until all were taken, then CHECK_LATENCY edges for the check and the sticky
+        # error register, and one more because a value read at an edge is the one from
+        # before it.
         while len(bench.sources["cmd"].transfer_cycles) < len(scenario.invalid_commands):
             await RisingEdge(dut.clk)
-        await RisingEdge(dut.clk)
-        await RisingEdge(dut.clk)
+        for _ in range(CHECK_LATENCY + 1):
+            await RisingEdge(dut.clk)
         report["error_flag_after_invalid"] = int(dut.error.value) == 1
     groups = [[job] for job in jobs] if scenario.isolated else [jobs]
     for group in groups:

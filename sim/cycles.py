@@ -24,8 +24,13 @@ from qforge.gen.spec import Config
 
 __all__ = ["LaneSchedule", "lane_schedule", "tile_cycles", "GemmShape", "CycleReport",
            "gemm_cycles", "row_cycles", "skipping_shape", "FEED_LATENCY", "PE_LATENCY",
-           "OUTPUT_LATENCY"]
+           "OUTPUT_LATENCY", "CHECK_LATENCY"]
 
+#: Cycles from a command's transfer on ``cmd`` to the earliest cycle it can start loading:
+#: one to take it into the loader's command slot, one to check it from registers
+#: (:class:`qforge.hdl.loader.Loader`). Later commands are taken and checked while their
+#: predecessor loads, so only the first command of a sequence pays it.
+CHECK_LATENCY = 2
 #: Cycles from an issued buffer address to the selected lanes at the array's edge:
 #: one for the synchronous buffer read, one for the edge selector's output register.
 FEED_LATENCY = 2
@@ -171,8 +176,8 @@ def skipping_shape(config: Config, a, n: int, precision, skip_zeros: bool) -> Ge
 class CycleReport:
     """Cycle counts of a command sequence with inputs always valid, results always ready.
 
-    ``total``: from the cycle the first command is accepted to the cycle the last result
-    beat is accepted, inclusive. ``ideal``: the MACs of the unpadded GEMMs divided by the
+    ``total``: from the cycle the first command is taken on ``cmd`` to the cycle the last
+    result beat is accepted, inclusive. ``ideal``: the MACs of the unpadded GEMMs divided by the
     array's peak, ``sum(m * n * depth * q) / (R * C * P)``.
     """
 
@@ -191,7 +196,9 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
     Mirrors the control of :class:`qforge.hdl.top.Accelerator` event by event (never
     element by element):
 
-    * the loader accepts a command when its buffer half is free, then takes one A beat
+    * the loader takes a command into its slot when the slot is empty, and starts it
+      :data:`CHECK_LATENCY` cycles later at the earliest, when it is not loading and its
+      buffer half is free (the slot empties as it starts); loading takes one A beat
       and one B beat per cycle (``m_tiles * words`` and ``n_tiles * words`` beats), and
       offers the job from the cycle after both finish;
     * the scheduler takes a job when idle and issues from the next cycle; a tile takes
@@ -217,10 +224,10 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
     >>> cfg = load_preset("default")
     >>> report = gemm_cycles(cfg, [GemmShape(128, 128, 128, 16)])  # exact mode, q = 16
 
-    By hand: accept (1) + 512 A/B beats + hand-off (1) + 256 tiles of 128 * 16 / 4 = 512
+    By hand: take and check (2) + start (1) + 512 A/B beats + hand-off (1) + 256 tiles of 128 * 16 / 4 = 512
     cycles + capture latency 2 + 7 + 7 + 3 = 19 + 8 drained rows + 6 output stage cycles:
 
-    >>> report.total == 1 + 512 + 1 + 256 * 512 + 19 + 8 + 6
+    >>> report.total == 2 + 1 + 512 + 1 + 256 * 512 + 19 + 8 + 6
     True
     >>> report.ideal
     131072.0
@@ -232,22 +239,24 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
         capture_delay = FEED_LATENCY + PE_LATENCY
     else:
         capture_delay = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
-    half_free_at = [0, 0]        # first cycle the loader may accept into each half
+    half_free_at = [0, 0]        # first cycle the loader may start filling each half
     fill_half = 0
-    loader_idle_at = 0           # first cycle the loader can accept a command
+    loader_idle_at = 0           # first cycle the loader can start a command
+    transfer = 0                 # cycle the next command is taken into the slot
     scheduler_idle_at = 0        # first cycle the scheduler can accept a job
     drain_free_at = 0            # first cycle the next tile's last cycle may issue
-    first_accept = None
+    first_transfer = None
     last_beat = 0
     ideal = 0.0
     macs = 0
     for shape in commands:
         words = -(-shape.depth // lanes)
         m_tiles, n_tiles = -(-shape.m // rows), -(-shape.n // cols)
-        accept = max(loader_idle_at, half_free_at[fill_half])
-        if first_accept is None:
-            first_accept = accept
-        job_valid = accept + max(m_tiles * words, n_tiles * words) + 1
+        if first_transfer is None:
+            first_transfer = transfer
+        start = max(loader_idle_at, half_free_at[fill_half], transfer + CHECK_LATENCY)
+        transfer = start + 1
+        job_valid = start + max(m_tiles * words, n_tiles * words) + 1
         handoff = max(job_valid, scheduler_idle_at)
         loader_idle_at = handoff + 1
         issue = handoff + 1
@@ -262,7 +271,7 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
         fill_half ^= 1
         macs += shape.m * shape.n * shape.depth
         ideal += shape.m * shape.n * shape.depth * shape.block_products / (rows * cols * lanes)
-    return CycleReport(total=last_beat - first_accept + 1, ideal=ideal, macs=macs)
+    return CycleReport(total=last_beat - first_transfer + 1, ideal=ideal, macs=macs)
 
 
 def _tiles(config: Config, shape: GemmShape, m_tiles: int, n_tiles: int):

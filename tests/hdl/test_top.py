@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 
 from qforge.hdl.layouts import command_layout
 from qforge.hdl.top import Accelerator
-from qforge.sim.cycles import GemmShape, gemm_cycles
+from qforge.sim.cycles import CHECK_LATENCY, GemmShape, gemm_cycles
 from qforge.sim.numerics import standard_modes
 from qforge.sim.packing import GemmJob, ResultAssembler
 from tests.hdl.configs import custom, tiny
@@ -204,12 +204,19 @@ def test_invalid_commands_set_error_and_are_dropped(name):
 
     assert len(trace.cmd) == len(items)
     first_invalid, last_invalid = trace.cmd[1], trace.cmd[4]
-    assert not any(trace.error[:first_invalid + 1]), "error set before an invalid command"
-    assert all(trace.error[first_invalid + 1:]), "error is not sticky"
-    # Dropped: no operand beat is taken between the invalid commands and the next
-    # valid command (the first command's beats all come before its successor is taken).
-    taken_between = [e for e in trace.a + trace.b if first_invalid <= e <= trace.cmd[5]]
-    assert not taken_between, f"operand beats taken for an invalid command: {taken_between}"
+    # The loader checks a command the cycle after taking it (CHECK_LATENCY: take, check),
+    # so the error register is set CHECK_LATENCY edges after the transfer, and stays.
+    raised = first_invalid + CHECK_LATENCY
+    assert not any(trace.error[:raised]), "error set before an invalid command was checked"
+    assert all(trace.error[raised:]), "error is not sticky"
+    # Dropped: after the first command's own beats, no operand beat is taken until the
+    # next valid command can have started loading (CHECK_LATENCY edges after it was
+    # taken). The slot takes commands while the first one loads, so beats and command
+    # transfers interleave.
+    second_start = trace.cmd[5] + CHECK_LATENCY
+    for taken, own in ((trace.a, len(first.a_beats)), (trace.b, len(first.b_beats))):
+        early = [edge for edge in sorted(taken)[own:] if edge <= second_start]
+        assert not early, f"operand beats taken for an invalid command: {early}"
     assert last_invalid < trace.cmd[5]
     assert trace.idle[-1] == 1
 

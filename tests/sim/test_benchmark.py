@@ -12,7 +12,8 @@ from qforge.sim import benchmark
 from qforge.sim.benchmark import (DENSE_SHAPE, SPARSE_DENSITIES, SPARSE_PLOT_DENSITIES,
                                   emulator_ratio, plot_sparse_scaling, precision_table,
                                   sparse_point, sparse_scaling)
-from qforge.sim.cycles import FEED_LATENCY, OUTPUT_LATENCY, PE_LATENCY, tile_cycles
+from qforge.sim.cycles import (CHECK_LATENCY, FEED_LATENCY, OUTPUT_LATENCY, PE_LATENCY,
+                               tile_cycles)
 from qforge.sim.numerics import standard_modes
 
 
@@ -138,18 +139,18 @@ def test_sparse_cycles_equal_an_independent_count():
     rows = _independent_row_cycles(a, q, lanes)
     assert rows == [10, 32, 8, 16]
     # Every tile is long enough that the drain (capture + R rows) never holds the next
-    # one, so the total is: accept (1) + load beats (2 row tiles * 8 words) + hand-off
+    # one, so the total is: take and check (2) + start (1) + load beats (2 row tiles * 8 words) + hand-off
     # (1) + the tiles back to back + capture of the last tile + its R drained rows +
     # the output stage.
     capture = FEED_LATENCY + PE_LATENCY
     assert min(rows) >= capture + 1 + config.rows
     beats = 2 * (16 // lanes)
-    expected_sparse = 1 + beats + 1 + sum(rows) + capture + config.rows + OUTPUT_LATENCY
-    expected_dense = 1 + beats + 1 + 4 * (16 * q // lanes) + capture + config.rows \
+    expected_sparse = CHECK_LATENCY + 1 + beats + 1 + sum(rows) + capture + config.rows + OUTPUT_LATENCY
+    expected_dense = CHECK_LATENCY + 1 + beats + 1 + 4 * (16 * q // lanes) + capture + config.rows \
         + OUTPUT_LATENCY
     point = sparse_point(config, a, n, precision)
-    assert point["sparse_cycles"] == expected_sparse == 97
-    assert point["dense_cycles"] == expected_dense == 159
+    assert point["sparse_cycles"] == expected_sparse == 99
+    assert point["dense_cycles"] == expected_dense == 161
     nonzero = int(np.count_nonzero(a))
     assert point["nonzero"] == nonzero == 33
     assert point["ideal_cycles"] == nonzero * n * q / (2 * 2 * lanes)

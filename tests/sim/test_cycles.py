@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qforge.gen.spec import PRESETS, from_dict, load_preset
-from qforge.sim.cycles import (FEED_LATENCY, OUTPUT_LATENCY, PE_LATENCY, GemmShape,
+from qforge.sim.cycles import (CHECK_LATENCY, FEED_LATENCY, OUTPUT_LATENCY, PE_LATENCY, GemmShape,
                                gemm_cycles, lane_schedule, tile_cycles)
 
 LANES = (1, 2, 4, 8, 16)
@@ -188,7 +188,8 @@ def test_gemm_cycles_ideal_and_macs(config, shapes):
        st.integers(1, 16))
 @settings(max_examples=150, deadline=None)
 def test_gemm_cycles_single_command_closed_form(config, m, n, depth, q):
-    """One command, worked out by hand from the documented pipeline: accept (1 cycle),
+    """One command, worked out by hand from the documented pipeline: take and check
+    (CHECK_LATENCY cycles), start (1),
     max(A, B) beats, hand-off (1), the first tile, each further tile no sooner than the
     previous one's results have drained, then capture latency, R drained rows (each
     taking S cycles of the output stage: 2 on tiny, whose stage rounds one element per
@@ -199,7 +200,7 @@ def test_gemm_cycles_single_command_closed_form(config, m, n, depth, q):
     cycles = tile_cycles(depth, q, lanes)
     capture = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
     drain = rows * (cols // (config.output_lanes_per_cycle or cols))
-    expected = (1 + max(m_tiles, n_tiles) * words + 1 + cycles
+    expected = (CHECK_LATENCY + 1 + max(m_tiles, n_tiles) * words + 1 + cycles
                 + (m_tiles * n_tiles - 1) * max(cycles, capture + 1 + drain)
                 + capture + drain + OUTPUT_LATENCY)
     assert gemm_cycles(config, [GemmShape(m, n, depth, q)]).total == expected

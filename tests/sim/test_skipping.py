@@ -22,7 +22,7 @@ from hypothesis.extra import numpy as hnp
 
 from qforge.gen.spec import from_dict, load_preset
 from qforge.hdl.layouts import result_layout
-from qforge.sim.cycles import (FEED_LATENCY, OUTPUT_LATENCY, PE_LATENCY, GemmShape,
+from qforge.sim.cycles import (CHECK_LATENCY, FEED_LATENCY, OUTPUT_LATENCY, PE_LATENCY, GemmShape,
                                gemm_cycles, row_cycles, skipping_shape, tile_cycles)
 from qforge.sim.numerics import (OperandPrecision, Precision, Selection, vrq_pack,
                                  vrq_unpack, zero_operands)
@@ -250,9 +250,9 @@ CAPTURE = FEED_LATENCY + PE_LATENCY
 def _hand_total(config, m, n, depth, per_row):
     """One command on the zero-skipping array, worked out from the documented pipeline:
 
-    accept (1) + max(A, B) load beats + hand-off (1); tiles ``for row: for group``, the
-    first tile's last cycle ``c_1`` cycles after the hand-off; tile t's last cycle is
-    ``c_t`` cycles after tile t-1's, but no sooner than tile t-1's drain has finished:
+    take and check (CHECK_LATENCY) + start (1) + max(A, B) load beats + hand-off (1);
+    tiles ``for row: for group``, the first tile's last cycle ``c_1`` cycles after the
+    hand-off; tile t's last cycle is ``c_t`` cycles after tile t-1's, but no sooner than tile t-1's drain has finished:
     its capture ``CAPTURE`` cycles after its last cycle, then one cycle per drained row
     ``d_{t-1}``, so the gap is ``max(c_t, CAPTURE + 1 + d_{t-1})``; then the last tile's
     capture, its ``d_T`` rows and the output stage's ``OUTPUT_LATENCY``.
@@ -263,7 +263,7 @@ def _hand_total(config, m, n, depth, per_row):
     m_tiles, n_tiles = -(-m // rows), -(-n // cols)
     groups = -(-n_tiles // rows)
     tiles = [(c, min(rows, n_tiles - g * rows)) for c in per_row for g in range(groups)]
-    total = 1 + max(m_tiles, n_tiles) * words + 1 + tiles[0][0]
+    total = CHECK_LATENCY + 1 + max(m_tiles, n_tiles) * words + 1 + tiles[0][0]
     for (_, drained_before), (cycles, _) in zip(tiles, tiles[1:]):
         total += max(cycles, CAPTURE + 1 + drained_before * beat)
     return total + CAPTURE + tiles[-1][1] * beat + OUTPUT_LATENCY
@@ -277,7 +277,7 @@ def test_gemm_cycles_dense_single_command_closed_form(config, m, n, depth, q):
     ``M_r = ceil(m / R) * R`` rows, ``G = ceil(n_tiles / R)`` groups and ``d = n_tiles -
     (G - 1) * R`` rows in a row's last group, the total is
 
-    ``1 + L + 1 + c + M_r (G - 1) max(c, CAPTURE + 1 + R S) + (M_r - 1) max(c, CAPTURE +
+    ``CHECK_LATENCY + 1 + L + 1 + c + M_r (G - 1) max(c, CAPTURE + 1 + R S) + (M_r - 1) max(c, CAPTURE +
     1 + d S) + CAPTURE + d S + OUTPUT_LATENCY``
 
     (L = max(m_tiles, n_tiles) * words load beats, S the output stage's cycles per
@@ -293,7 +293,7 @@ def test_gemm_cycles_dense_single_command_closed_form(config, m, n, depth, q):
     c = tile_cycles(depth, q, lanes)
     d = n_tiles - (groups - 1) * rows
     beat = config.output_cycles_per_beat
-    expected = (1 + max(m_tiles, n_tiles) * words + 1 + c
+    expected = (CHECK_LATENCY + 1 + max(m_tiles, n_tiles) * words + 1 + c
                 + padded_rows * (groups - 1) * max(c, CAPTURE + 1 + rows * beat)
                 + (padded_rows - 1) * max(c, CAPTURE + 1 + d * beat)
                 + CAPTURE + d * beat + OUTPUT_LATENCY)
@@ -327,7 +327,7 @@ def test_gemm_cycles_skipping_single_command_closed_form(case, n):
     assert total == _hand_total(config, m, n, depth, per_row)
     dense = gemm_cycles(config, [skipping_shape(config, a, n, precision, False)]).total
     assert total <= dense
-    load = 1 + max(-(-m // rows), n_tiles) * words + 1
+    load = CHECK_LATENCY + 1 + max(-(-m // rows), n_tiles) * words + 1
     last_rows = n_tiles - (groups - 1) * rows
     assert total >= load + groups * sum(per_row) + CAPTURE \
         + last_rows * config.output_cycles_per_beat + OUTPUT_LATENCY
@@ -339,19 +339,19 @@ def test_gemm_cycles_skipping_worked_example():
     mode q = 16. Row 0 has 2 non-zero operands in word 0 and 1 in word 1: 8 + 4 = 12
     cycles; rows 1 .. 7 are all zero: 1 cycle each.
 
-    Load: 1 + max(1, 9) * 2 + 1 = 20 (the first tile's last cycle is 12 later). Row 0:
+    Load: take and check 2 + start 1 + max(1, 9) * 2 + 1 = 22 (the first tile's last cycle is 12 later). Row 0:
     group 0 (12 cycles, 8 rows drained), group 1 waits for group 0's drain: gap
     max(12, 5 + 1 + 8) = 14, 1 row drained. Then 7 rows x 2 groups of 1-cycle tiles:
     after a 1-row group the gap is max(1, 5 + 1 + 1) = 7, after an 8-row group
     max(1, 14) = 14; the 14 tiles after row 0's give 7 gaps of 7 and 7 of 14.
-    Total: 20 + 12 + 14 + 7 * 7 + 7 * 14 + 5 + 1 + 6 = 205."""
+    Total: 22 + 12 + 14 + 7 * 7 + 7 * 14 + 5 + 1 + 6 = 207."""
     config = load_preset("sparse")
     exact = Precision(OperandPrecision(4, 4), OperandPrecision(4, 4))
     a = np.zeros((3, 8), dtype=np.int64)
     a[0, [0, 1, 5]] = 7
     shape = skipping_shape(config, a, 72, exact, True)
     assert shape.row_cycles == (12,) + (1,) * 7
-    assert gemm_cycles(config, [shape]).total == 205
+    assert gemm_cycles(config, [shape]).total == 207
 
 
 def test_gemm_cycles_rejects_wrong_row_count():
