@@ -16,6 +16,7 @@ from qforge.hdl.loader import Loader
 from qforge.hdl.output_stage import OutputStage
 from qforge.hdl.scheduler import Scheduler
 from qforge.hdl.selector import BlockSelector
+from qforge.hdl.skid import SkidBuffer
 from qforge.hdl.skipping_scheduler import SkippingScheduler
 
 __all__ = ["Accelerator"]
@@ -98,7 +99,11 @@ class Accelerator(wiring.Component):
             output.params.payload.output.eq(command.output),
             output.params.payload.n_tiles_minus_one.eq(command.n_tiles_minus_one),
         ]
-        wiring.connect(m, drain.result, output.accumulators)
+        # The skid buffer keeps the result path's ready (output stage, host link) out of
+        # the drain's shift, the enable of every result register of the array.
+        m.submodules.drain_skid = drain_skid = SkidBuffer(result_layout(config))
+        wiring.connect(m, drain.result, drain_skid.input)
+        wiring.connect(m, drain_skid.output, output.accumulators)
         wiring.connect(m, output.result, wiring.flipped(self.result))
         m.d.comb += [loader.release.eq(scheduler.release),
                      loader.release_half.eq(scheduler.release_half),
@@ -123,7 +128,7 @@ class Accelerator(wiring.Component):
                      array.shift.eq(drain.shift)]
 
         m.d.comb += self.idle.eq(loader.idle & ~scheduler.active & drain.drain_free
-                                 & output.idle)
+                                 & drain_skid.empty & output.idle)
         return m
 
     def _systolic_datapath(self, m, loader, scheduler, array):

@@ -207,12 +207,15 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
     * results of a tile whose last cycle issued at ``t`` are captured by the last PE at
       ``t + FEED_LATENCY + (R - 1) + (C - 1) + PE_LATENCY`` and drain one row per cycle
       from the next cycle; the result registers are free again after the R-th row;
-    * each row reaches the ``result`` port ``OUTPUT_LATENCY`` cycles after it leaves the
-      drain. The output stage takes a row every
+    * rows leave the drain through a skid buffer (:class:`qforge.hdl.skid.SkidBuffer`)
+      into the output stage, which takes a row every
       :attr:`~qforge.gen.spec.Config.output_cycles_per_beat` cycles (``S``: 1 unless an
-      ``[output_stage]`` section makes it round fewer than C elements per cycle), so
-      rows leave the drain ``S`` cycles apart; otherwise it never stalls the drain when
-      results are always taken.
+      ``[output_stage]`` section makes it round fewer than C elements per cycle) and
+      puts it on the ``result`` port ``OUTPUT_LATENCY`` cycles after taking it. So rows
+      are taken ``S`` cycles apart; the drain is free again once its last row has gone
+      to the skid buffer, ``(R - 1) * S + 1`` cycles after draining starts (``R``
+      cycles when ``S = 1``). The stage never stalls the drain otherwise when results
+      are always taken.
 
     On the zero-skipping array (:attr:`Config.zero_skipping`) tiles are one A row by a
     column group (``for row: for group:``), each taking its row's entry in
@@ -262,7 +265,10 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
         issue = handoff + 1
         for cycles, drained_rows in _tiles(config, shape, m_tiles, n_tiles):
             last = max(issue + cycles - 1, drain_free_at)
-            drain_free_at = last + capture_delay + 1 + drained_rows * beat_cycles
+            # The drain's last row leaves for the skid buffer (hdl/skid.py) as soon as
+            # the output stage has taken the row before it: (rows - 1) * S cycles after
+            # draining starts; the next tile's last cycle may issue the cycle after.
+            drain_free_at = last + capture_delay + 1 + (drained_rows - 1) * beat_cycles + 1
             last_beat = last + capture_delay + drained_rows * beat_cycles + OUTPUT_LATENCY
             issue = last + 1
         final_issue = issue - 1

@@ -189,18 +189,21 @@ def test_gemm_cycles_ideal_and_macs(config, shapes):
 @settings(max_examples=150, deadline=None)
 def test_gemm_cycles_single_command_closed_form(config, m, n, depth, q):
     """One command, worked out by hand from the documented pipeline: take and check
-    (CHECK_LATENCY cycles), start (1),
-    max(A, B) beats, hand-off (1), the first tile, each further tile no sooner than the
-    previous one's results have drained, then capture latency, R drained rows (each
-    taking S cycles of the output stage: 2 on tiny, whose stage rounds one element per
-    cycle) and the output stage's pipeline."""
+    (CHECK_LATENCY cycles), start (1), max(A, B) beats, hand-off (1), the first tile,
+    each further tile's last cycle no sooner than the previous tile's drain is free
+    (capture latency, then its R rows go to the skid buffer S cycles apart, free the
+    cycle after the last: S = 2 on tiny, whose output stage rounds one element per
+    cycle), then the last tile's capture, its R rows taken by the output stage (R S
+    cycles) and the output stage's pipeline."""
     rows, cols, lanes = config.rows, config.cols, config.block_multipliers
     words = -(-depth // lanes)
     m_tiles, n_tiles = -(-m // rows), -(-n // cols)
     cycles = tile_cycles(depth, q, lanes)
     capture = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
-    drain = rows * (cols // (config.output_lanes_per_cycle or cols))
+    beat = cols // (config.output_lanes_per_cycle or cols)    # S
+    drain = rows * beat
+    drain_busy = (rows - 1) * beat + 1
     expected = (CHECK_LATENCY + 1 + max(m_tiles, n_tiles) * words + 1 + cycles
-                + (m_tiles * n_tiles - 1) * max(cycles, capture + 1 + drain)
+                + (m_tiles * n_tiles - 1) * max(cycles, capture + 1 + drain_busy)
                 + capture + drain + OUTPUT_LATENCY)
     assert gemm_cycles(config, [GemmShape(m, n, depth, q)]).total == expected

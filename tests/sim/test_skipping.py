@@ -252,10 +252,12 @@ def _hand_total(config, m, n, depth, per_row):
 
     take and check (CHECK_LATENCY) + start (1) + max(A, B) load beats + hand-off (1);
     tiles ``for row: for group``, the first tile's last cycle ``c_1`` cycles after the
-    hand-off; tile t's last cycle is ``c_t`` cycles after tile t-1's, but no sooner than tile t-1's drain has finished:
-    its capture ``CAPTURE`` cycles after its last cycle, then one cycle per drained row
-    ``d_{t-1}``, so the gap is ``max(c_t, CAPTURE + 1 + d_{t-1})``; then the last tile's
-    capture, its ``d_T`` rows and the output stage's ``OUTPUT_LATENCY``.
+    hand-off; tile t's last cycle is ``c_t`` cycles after tile t-1's, but no sooner than
+    tile t-1's drain is free: its capture ``CAPTURE`` cycles after its last cycle, then
+    its ``d_{t-1}`` rows go to the skid buffer ``S`` cycles apart, the drain free the
+    cycle after the last, so the gap is ``max(c_t, CAPTURE + 2 + (d_{t-1} - 1) S)``;
+    then the last tile's capture, its ``d_T`` rows taken by the output stage (``d_T S``
+    cycles) and the output stage's ``OUTPUT_LATENCY``.
     """
     rows, cols, lanes = config.rows, config.cols, config.block_multipliers
     beat = config.output_cycles_per_beat      # S: output-stage cycles per drained row
@@ -265,7 +267,7 @@ def _hand_total(config, m, n, depth, per_row):
     tiles = [(c, min(rows, n_tiles - g * rows)) for c in per_row for g in range(groups)]
     total = CHECK_LATENCY + 1 + max(m_tiles, n_tiles) * words + 1 + tiles[0][0]
     for (_, drained_before), (cycles, _) in zip(tiles, tiles[1:]):
-        total += max(cycles, CAPTURE + 1 + drained_before * beat)
+        total += max(cycles, CAPTURE + 2 + (drained_before - 1) * beat)
     return total + CAPTURE + tiles[-1][1] * beat + OUTPUT_LATENCY
 
 
@@ -277,8 +279,8 @@ def test_gemm_cycles_dense_single_command_closed_form(config, m, n, depth, q):
     ``M_r = ceil(m / R) * R`` rows, ``G = ceil(n_tiles / R)`` groups and ``d = n_tiles -
     (G - 1) * R`` rows in a row's last group, the total is
 
-    ``CHECK_LATENCY + 1 + L + 1 + c + M_r (G - 1) max(c, CAPTURE + 1 + R S) + (M_r - 1) max(c, CAPTURE +
-    1 + d S) + CAPTURE + d S + OUTPUT_LATENCY``
+    ``CHECK_LATENCY + 1 + L + 1 + c + M_r (G - 1) max(c, CAPTURE + 2 + (R - 1) S)
+    + (M_r - 1) max(c, CAPTURE + 2 + (d - 1) S) + CAPTURE + d S + OUTPUT_LATENCY``
 
     (L = max(m_tiles, n_tiles) * words load beats, S the output stage's cycles per
     drained row), the same as passing every row's tile_cycles explicitly."""
@@ -294,8 +296,8 @@ def test_gemm_cycles_dense_single_command_closed_form(config, m, n, depth, q):
     d = n_tiles - (groups - 1) * rows
     beat = config.output_cycles_per_beat
     expected = (CHECK_LATENCY + 1 + max(m_tiles, n_tiles) * words + 1 + c
-                + padded_rows * (groups - 1) * max(c, CAPTURE + 1 + rows * beat)
-                + (padded_rows - 1) * max(c, CAPTURE + 1 + d * beat)
+                + padded_rows * (groups - 1) * max(c, CAPTURE + 2 + (rows - 1) * beat)
+                + (padded_rows - 1) * max(c, CAPTURE + 2 + (d - 1) * beat)
                 + CAPTURE + d * beat + OUTPUT_LATENCY)
     assert gemm_cycles(config, [GemmShape(m, n, depth, q)]).total == expected
     explicit = GemmShape(m, n, depth, q, (c,) * padded_rows)
