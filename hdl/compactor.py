@@ -26,8 +26,8 @@ class RowCompactor(wiring.Component):
     tile's last word the R entry counts are written to the count memory at
     ``half * buffer_depth + mt``.
 
-    Timing: ``start`` (a valid command accepted, with ``command`` and ``half``) resets
-    the counters; in every cycle ``beat_valid`` is high, the write ports are driven for
+    Timing: ``start`` (a checked command starts loading, with ``command`` and ``half``)
+    resets the counters; in every cycle ``beat_valid`` is high, the write ports are driven for
     that beat (same cycle, for the banks' synchronous write ports).
     """
 

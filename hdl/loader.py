@@ -49,13 +49,14 @@ class Loader(wiring.Component):
     ``CHECK_LATENCY`` cycles before the first command loads (later commands are taken
     and checked while their predecessor loads).
 
-    A half stays busy from its command's acceptance until the scheduler's ``release``.
+    A half stays busy from the cycle its command starts loading until the scheduler's
+    ``release``.
 
     Zero-skipping configurations (:attr:`Config.zero_skipping`) differ in where beats go
-    (docs/ARCHITECTURE.md, "Zero skipping"): ``accepted`` pulses when a valid command is
-    accepted (with ``fill_half``), so the :class:`~qforge.hdl.compactor.RowCompactor`
-    can write A beats as row entries; B beat ``x = nt * words + w`` goes to the PE-local
-    banks of PE row ``b_write_row = nt mod R`` at
+    (docs/ARCHITECTURE.md, "Zero skipping"): ``accepted`` pulses when a checked command
+    starts loading (with ``fill_half`` and the slot's ``command``), so the
+    :class:`~qforge.hdl.compactor.RowCompactor` can write A beats as row entries; B beat
+    ``x = nt * words + w`` goes to the PE-local banks of PE row ``b_write_row = nt mod R`` at
     ``half * pe_buffer_depth + (nt div R) * words + w``. The B check is then
     ``ceil(n_tiles / R) * words <= pe_buffer_depth``.
     """

@@ -227,8 +227,9 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
     >>> cfg = load_preset("default")
     >>> report = gemm_cycles(cfg, [GemmShape(128, 128, 128, 16)])  # exact mode, q = 16
 
-    By hand: take and check (2) + start (1) + 512 A/B beats + hand-off (1) + 256 tiles of 128 * 16 / 4 = 512
-    cycles + capture latency 2 + 7 + 7 + 3 = 19 + 8 drained rows + 6 output stage cycles:
+    By hand: take and check (2) + start (1) + 512 A/B beats + hand-off (1) + 256 tiles of
+    128 * 16 / 4 = 512 cycles + capture latency 2 + 7 + 7 + 3 = 19 + 8 drained rows + 6
+    output stage cycles:
 
     >>> report.total == 2 + 1 + 512 + 1 + 256 * 512 + 19 + 8 + 6
     True

@@ -139,13 +139,14 @@ def test_sparse_cycles_equal_an_independent_count():
     rows = _independent_row_cycles(a, q, lanes)
     assert rows == [10, 32, 8, 16]
     # Every tile is long enough that the drain (capture + R rows) never holds the next
-    # one, so the total is: take and check (2) + start (1) + load beats (2 row tiles * 8 words) + hand-off
-    # (1) + the tiles back to back + capture of the last tile + its R drained rows +
-    # the output stage.
+    # one, so the total is: take and check (2) + start (1) + load beats (2 row tiles *
+    # 8 words) + hand-off (1) + the tiles back to back + capture of the last tile + its
+    # R drained rows + the output stage.
     capture = FEED_LATENCY + PE_LATENCY
     assert min(rows) >= capture + 1 + config.rows
     beats = 2 * (16 // lanes)
-    expected_sparse = CHECK_LATENCY + 1 + beats + 1 + sum(rows) + capture + config.rows + OUTPUT_LATENCY
+    expected_sparse = (CHECK_LATENCY + 1 + beats + 1 + sum(rows) + capture + config.rows
+                       + OUTPUT_LATENCY)
     expected_dense = CHECK_LATENCY + 1 + beats + 1 + 4 * (16 * q // lanes) + capture + config.rows \
         + OUTPUT_LATENCY
     point = sparse_point(config, a, n, precision)

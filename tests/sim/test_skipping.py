@@ -341,7 +341,8 @@ def test_gemm_cycles_skipping_worked_example():
     mode q = 16. Row 0 has 2 non-zero operands in word 0 and 1 in word 1: 8 + 4 = 12
     cycles; rows 1 .. 7 are all zero: 1 cycle each.
 
-    Load: take and check 2 + start 1 + max(1, 9) * 2 + 1 = 22 (the first tile's last cycle is 12 later). Row 0:
+    Load: take and check 2 + start 1 + max(1, 9) * 2 + 1 = 22 (the first tile's last
+    cycle is 12 later). Row 0:
     group 0 (12 cycles, 8 rows drained), group 1 waits for group 0's drain: gap
     max(12, 5 + 1 + 8) = 14, 1 row drained. Then 7 rows x 2 groups of 1-cycle tiles:
     after a 1-row group the gap is max(1, 5 + 1 + 1) = 7, after an 8-row group
