@@ -109,16 +109,11 @@ class Loader(wiring.Component):
 
         pending_a_words = Signal(count_shape)
         pending_b_words = Signal.like(b_left)
-        valid_command, words_value, a_words, b_words = self._check(pending)
-        if config.zero_skipping:
-            # ceil(depth / P) of the checked command, for the B routing.
-            words = Signal(unsigned(config.word_index_width + 1))
+        valid_command, words, a_words, b_words = self._check(pending)
         with m.If(pending_valid & ~pending_checked):
             with m.If(valid_command):
                 m.d.sync += [pending_checked.eq(1),
                              pending_a_words.eq(a_words), pending_b_words.eq(b_words)]
-                if config.zero_skipping:
-                    m.d.sync += words.eq(words_value)
             with m.Else():
                 m.d.sync += [pending_valid.eq(0), self.error.eq(1)]
 
@@ -137,6 +132,7 @@ class Loader(wiring.Component):
         if config.zero_skipping:
             m.d.comb += [self.accepted.eq(start), self.fill_half.eq(fill_half),
                          self.command.eq(pending)]
+            # ceil(depth / P) of the slot's command, taken by the B routing at start.
             self._route_b(m, fill_half, words)
 
         # ---- operand beats ------------------------------------------------------------
