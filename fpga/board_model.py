@@ -186,7 +186,9 @@ def decode_command(config: Config, bits: int) -> Command:
         shift=values["output.shift"], rounding=Rounding(values["output.rounding"]),
         relu=bool(values["output.relu"]), seed=values["output.seed"],
         tensor=values["output.tensor"],
-        vrq_exponent=values["output.exponent"] if vrq else None)
+        vrq_exponent=values["output.exponent"] if vrq else None,
+        # The stage ignores ``wide`` for VRQ words (they are always output_width bits).
+        wide=bool(values["output.wide"]) and not vrq)
     try:
         parameters.validate(config)
     except ValueError as error:

@@ -6,7 +6,8 @@ Subcommands: ``generate`` (Verilog + manifest), ``presets``, ``lint``, ``demo``
 (train an MLP on scikit-learn's digits with the bit-exact emulator, per hardware
 configuration), ``repro`` (results independent of the array shape), ``area`` (Yosys
 cell counts of configurations side by side), ``build`` (bitstreams and resource/fmax
-reports for the FPGA boards) and ``host`` (talk to a board over its UART link). Every error a user can cause (a bad spec,
+reports for the FPGA boards), ``host`` (talk to a board over its UART link) and ``asm``
+(assemble a program into instruction words, docs/ISA.md). Every error a user can cause (a bad spec,
 an unknown preset, a missing tool) prints one line naming the problem and exits with
 status 2; no traceback.
 """
@@ -411,6 +412,33 @@ def _command_train(arguments) -> int:
     return 0
 
 
+def _command_asm(arguments) -> int:
+    from qforge.gen.asm import AsmError, assemble_file
+
+    config = _config(arguments)
+    try:
+        program = assemble_file(arguments.file, config)
+    except AsmError as error:
+        # gcc style: FILE:LINE:COLUMN: error: MESSAGE, the source line and a caret.
+        print(error.formatted(), file=sys.stderr)
+        return 2
+    if arguments.output:
+        try:
+            arguments.output.write_bytes(program.to_bytes())
+        except OSError as error:
+            raise ValueError(f"-o {arguments.output}: cannot write: "
+                             f"{error.strerror or error}") from None
+        print(f"wrote {len(program.words)} words ({8 * len(program.words)} bytes) to "
+              f"{arguments.output}; the data section reserves {program.memory_size} "
+              f"elements", file=sys.stderr)
+    if arguments.hex:
+        for word in program.words:
+            print(f"{word:016x}")
+    if arguments.listing or not (arguments.output or arguments.hex):
+        print(program.listing())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qforge",
@@ -611,6 +639,39 @@ def build_parser() -> argparse.ArgumentParser:
                       help="synthesize again even if build/area/ holds a run of the same "
                            "design")
     area.set_defaults(handler=_command_area)
+
+    asm = commands.add_parser(
+        "asm", help="assemble a program into 64-bit instruction words",
+        description="Assemble a qforge assembly program (.qasm) into instruction words for\n"
+                    "the accelerator's decoder, checking every word against the hardware\n"
+                    "configuration. One statement a line; ';' or '#' starts a comment.\n\n"
+                    "  gemm 32, 64, 65                 instruction: mnemonic and operands\n"
+                    "  load a, x, stride=K, transpose  positional, name=value and flags\n"
+                    "  .const K = 4 * 16 + 1           constant (+ - * / % << >> ( ))\n"
+                    "  loop:                           label (text: word index)\n"
+                    "  .data / .text                   sections (default .text)\n"
+                    "  x: .zero 64                     reserve host memory elements\n"
+                    "  y: .word 1, 2, 3                reserve and initialise\n"
+                    "  .inst 0x04                      a raw instruction word\n\n"
+                    "Instructions: nop, precision, output, seed, gemm, fence, load, store.\n"
+                    "Blocks (tiled to fit the configuration): matmul, linear_forward,\n"
+                    "linear_backward, sgd_update. The language, the blocks and every\n"
+                    "instruction's fields and rules: docs/ISA.md. An error prints\n"
+                    "FILE:LINE:COLUMN: error: MESSAGE with the source line and exits 2.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  qforge asm gen/programs/example.qasm\n"
+               "  qforge asm prog.qasm --preset tiny --hex\n"
+               "  qforge asm prog.qasm -o prog.bin --listing")
+    asm.add_argument("file", type=Path, metavar="FILE", help="the program (.qasm)")
+    _add_config_arguments(asm, default="default")
+    asm.add_argument("-o", "--output", type=Path, metavar="OUT.bin",
+                     help="write the words here, little-endian 64-bit each")
+    asm.add_argument("--hex", action="store_true",
+                     help="print the words in hex, one per line")
+    asm.add_argument("--listing", action="store_true",
+                     help="print the listing: index, hex word, disassembly, source line "
+                          "(the default when neither -o nor --hex is given)")
+    asm.set_defaults(handler=_command_asm)
 
     # The FPGA flow's commands live with it (fpga/); imported here, not at the top,
     # because they import this module's config helpers.

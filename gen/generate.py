@@ -26,7 +26,7 @@ from qforge.hdl.layouts import layout_fields
 from qforge.hdl.top import Accelerator
 from qforge.sim.tools import tool_environment
 
-__all__ = ["TOP_NAME", "LINKED_TOP_NAME", "LinkSettings", "Design", "render", "write",
+__all__ = ["TOP_NAME", "LINKED_TOP_NAME", "CORE_TOP_NAME", "LinkSettings", "Design", "render", "write",
            "generate", "fingerprint", "port_map", "lint", "LintError", "lint_waivers"]
 
 #: Verilog module (and file) name of the generated top level.
@@ -34,6 +34,9 @@ TOP_NAME = "qforge_top"
 #: Verilog module name of the accelerator with its UART host link
 #: (:class:`qforge.hdl.link.LinkedAccelerator`): what the FPGA board tops instantiate.
 LINKED_TOP_NAME = "qforge_linked"
+#: Verilog module name of the programmable accelerator (:class:`qforge.hdl.core.Core`:
+#: instruction decoder, accelerator and addend stage; docs/ISA.md).
+CORE_TOP_NAME = "qforge_core"
 
 
 @dataclass(frozen=True)
@@ -92,14 +95,24 @@ def port_map(top: wiring.Component) -> dict:
     return {"ports": ports, "streams": streams}
 
 
-def render(config: Config, link: LinkSettings | None = None) -> tuple[str, dict]:
+def render(config: Config, link: LinkSettings | None = None, *,
+           programmable: bool = False) -> tuple[str, dict]:
     """Elaborate ``config``: return the Verilog text and the manifest dictionary.
 
     With ``link``, the design is the accelerator behind its UART host link
     (:class:`qforge.hdl.link.LinkedAccelerator`, module :data:`LINKED_TOP_NAME`) and the
-    manifest records the link settings.
+    manifest records the link settings. With ``programmable``, it is the accelerator
+    with its instruction decoder (:class:`qforge.hdl.core.Core`, module
+    :data:`CORE_TOP_NAME`).
     """
-    if link is None:
+    if link is not None and programmable:
+        raise ValueError("programmable: the UART link carries commands, not instructions; "
+                         "choose one of link and programmable")
+    if programmable:
+        from qforge.hdl.core import Core
+
+        top, name = Core(config), CORE_TOP_NAME
+    elif link is None:
         top, name = Accelerator(config), TOP_NAME
     else:
         from qforge.hdl.link import LinkedAccelerator

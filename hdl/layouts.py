@@ -26,6 +26,7 @@ from qforge.gen.spec import Config
 
 __all__ = ["operand_word_layout", "a_beat_layout", "b_beat_layout",
            "operand_precision_layout", "output_layout", "command_layout", "result_layout",
+           "epilogue_layout", "addend_layout",
            "row_entry_layout", "entry_count_layout",
            "block_lane_layout", "lanes_layout", "lane_select_layout", "flags_layout",
            "layout_fields"]
@@ -69,7 +70,8 @@ def output_layout(config: Config) -> data.StructLayout:
     2 stochastic with random bits keyed by ``seed`` and ``tensor``), optionally passed
     through ReLU, and saturated to ``output_width`` bits. With ``vrq = 1`` (VRQ
     configurations) the ReLU'd accumulator is instead encoded as a VRQ operand word with
-    ``E = exponent`` (:func:`qforge.sim.quantize.output_operands`).
+    ``E = exponent`` (:func:`qforge.sim.quantize.output_operands`). ``wide = 1`` skips the
+    saturation (:attr:`qforge.sim.quantize.OutputParameters.wide`).
     """
     return data.StructLayout({
         "quantize": unsigned(1),
@@ -80,6 +82,7 @@ def output_layout(config: Config) -> data.StructLayout:
         "tensor": unsigned(16),
         "vrq": unsigned(1),
         "exponent": unsigned(max(1, (config.accumulator_width - 1).bit_length())),
+        "wide": unsigned(1),
     })
 
 
@@ -102,6 +105,18 @@ def command_layout(config: Config) -> data.StructLayout:
     if config.zero_skipping:
         fields["skip_zeros"] = unsigned(1)
     return data.StructLayout(fields)
+
+
+def epilogue_layout(config: Config) -> data.StructLayout:
+    """What the addend stage needs of a GEMM (docs/ISA.md, ``GEMM``): ``add`` (1: add the
+    ``addend`` stream's rows to the results) and ``saturate_bits`` (the sum's width)."""
+    return data.StructLayout({"add": unsigned(1), "saturate_bits": unsigned(6)})
+
+
+def addend_layout(config: Config) -> data.ArrayLayout:
+    """One ``addend`` beat: C signed ``accumulator_width`` elements, added to the result
+    beat of the same position (the result's tile order)."""
+    return data.ArrayLayout(signed(config.accumulator_width), config.cols)
 
 
 def row_entry_layout(config: Config) -> data.StructLayout:

@@ -37,7 +37,7 @@ def _control_layout(config: Config) -> data.StructLayout:
     """The settings that travel with each beat through the pipeline (the VRQ fields
     only in configurations with a ``[vrq]`` section)."""
     fields = output_layout(config).members
-    names = ["quantize", "shift", "rounding", "relu"]
+    names = ["quantize", "shift", "rounding", "relu", "wide"]
     if config.vrq is not None:
         names += ["vrq", "exponent"]
     return data.StructLayout({name: fields[name] for name in names})
@@ -337,6 +337,7 @@ class OutputStage(wiring.Component):
         stage5_last = Signal()
         stage5_gemm_last = Signal()
         stage5_relu = Signal()
+        stage5_wide = Signal()
         stage5_saturate = Signal()     # the element is the saturated rounded value
         stage5_rounded = [Signal(signed(width), name=f"stage5_rounded{u}")
                           for u in range(lanes)]
@@ -367,7 +368,8 @@ class OutputStage(wiring.Component):
             saturate = Signal()
             m.d.comb += saturate.eq(stage4_control.quantize & ~stage4_control.vrq)
         stage5_next = [Mux(stage5_saturate,
-                           self._saturate(m, u, stage5_rounded[u], stage5_relu),
+                           self._saturate(m, u, stage5_rounded[u], stage5_relu,
+                                          stage5_wide),
                            stage5_other[u])
                        for u in range(lanes)]
 
@@ -414,7 +416,8 @@ class OutputStage(wiring.Component):
             # ---- stage 5: add and shift (or the raw accumulator, or a VRQ word) ------------
             m.d.sync += [stage5_valid.eq(stage4_valid), stage5_last.eq(stage4_last),
                          stage5_gemm_last.eq(stage4_gemm_last),
-                         stage5_relu.eq(stage4_control.relu), stage5_saturate.eq(saturate)]
+                         stage5_relu.eq(stage4_control.relu),
+                         stage5_wide.eq(stage4_control.wide), stage5_saturate.eq(saturate)]
             m.d.sync += [r.eq(v) for r, v in zip(stage5_rounded, rounded_next)]
             m.d.sync += [r.eq(v) for r, v in zip(stage5_other, other_next)]
 
@@ -490,18 +493,22 @@ class OutputStage(wiring.Component):
         m.d.comb += [total.eq(value + addend), rounded.eq(total >> control.shift)]
         return rounded
 
-    def _saturate(self, m, lane, rounded, relu):
+    def _saturate(self, m, lane, rounded, relu, wide):
         """Stage 6 of ``output_stage`` for one element (sim/quantize.py): ReLU, then
-        saturation to ``[-2**(O-1), 2**(O-1) - 1]``. The range test looks at the bits
-        above the output's sign bit (all equal to the sign when the value fits) instead
-        of comparing with the limits, so it is an AND/OR tree, not a carry chain."""
+        saturation to ``[-2**(O-1), 2**(O-1) - 1]``, or none with ``wide`` (the rounded
+        value fits the accumulator whenever ``shift >= 0``). The range test looks at the
+        bits above the output's sign bit (all equal to the sign when the value fits)
+        instead of comparing with the limits, so it is an AND/OR tree, not a carry
+        chain."""
         out_width = self._config.output_width
         high, low = (1 << (out_width - 1)) - 1, -(1 << (out_width - 1))
         rectified = Signal.like(rounded, name=f"rectified{lane}")
-        saturated = Signal(signed(out_width), name=f"saturated{lane}")
+        saturated = Signal(signed(self._config.accumulator_width), name=f"saturated{lane}")
         upper = rectified[out_width - 1:]            # the output's sign bit and above
         m.d.comb += rectified.eq(Mux(relu & rounded[-1], 0, rounded))
-        with m.If(~rectified[-1] & upper.any()):
+        with m.If(wide):
+            m.d.comb += saturated.eq(rectified)
+        with m.Elif(~rectified[-1] & upper.any()):
             m.d.comb += saturated.eq(high)
         with m.Elif(rectified[-1] & ~upper.all()):
             m.d.comb += saturated.eq(low)

@@ -77,12 +77,13 @@ def command_bits(config: Config, m: int, n: int, depth: int, precision: Precisio
         return {"blocks_minus_one": p.blocks - 1, "kept_minus_one": p.kept - 1,
                 "dynamic": int(p.selection), "vrq": int(p.vrq)}
     stage = {"quantize": 0, "shift": 0, "rounding": 0, "relu": 0, "seed": 0, "tensor": 0,
-             "vrq": 0, "exponent": 0}
+             "vrq": 0, "exponent": 0, "wide": 0}
     if output is not None:
         vrq = output.vrq_exponent is not None
         stage = {"quantize": 1, "shift": output.shift, "rounding": int(output.rounding),
                  "relu": int(output.relu), "seed": output.seed, "tensor": output.tensor,
-                 "vrq": int(vrq), "exponent": output.vrq_exponent if vrq else 0}
+                 "vrq": int(vrq), "exponent": output.vrq_exponent if vrq else 0,
+                 "wide": int(output.wide)}
     fields = {
         "m_tiles_minus_one": tiles(m, config.rows) - 1,
         "n_tiles_minus_one": tiles(n, config.cols) - 1,

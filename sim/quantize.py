@@ -130,6 +130,10 @@ class OutputParameters:
     #: With a value, the stage emits VRQ operand words instead of integers:
     #: ``vrq_encode(relu(accumulator), E = vrq_exponent)`` (``shift`` is not used).
     vrq_exponent: int | None = None
+    #: No saturation to ``output_width``: the rounded value as it is (it always fits the
+    #: accumulator). For weight updates, whose increments are not operands
+    #: (docs/ISA.md, ``OUTPUT``). Not with ``vrq_exponent``.
+    wide: bool = False
 
     def validate(self, config) -> None:
         """Raise ValueError naming the field unless every setting is in range for
@@ -153,6 +157,9 @@ class OutputParameters:
                     or not 0 <= self.vrq_exponent <= limit:
                 raise ValueError(f"output.vrq_exponent = {self.vrq_exponent!r}: allowed "
                                  f"range is 0 .. {limit}")
+            if self.wide:
+                raise ValueError("output.wide = True: VRQ words (vrq_exponent) are always "
+                                 "output_width bits; wide is for integer outputs only")
 
 
 def _random_fraction(seed, tensor, rows, cols, shift: int) -> np.ndarray:
@@ -202,13 +209,17 @@ def output_stage(accumulators, output_width: int, parameters: OutputParameters,
     """Accumulators (M x N) to output operands: round-shift, ReLU, saturate.
 
     Element ``(i, j)`` has coordinates ``(row_offset + i, col_offset + j)`` for its random
-    bits; saturation clamps to ``[-2**(O-1), 2**(O-1) - 1]`` with ``O = output_width``.
+    bits; saturation clamps to ``[-2**(O-1), 2**(O-1) - 1]`` with ``O = output_width``,
+    unless ``parameters.wide`` (then the rounded value is returned unsaturated: it never
+    exceeds the accumulator, since ``shift >= 0``).
 
     >>> acc = np.array([[1000, -1000, 37, -37]])
     >>> output_stage(acc, 8, OutputParameters(shift=2))           # 250 saturates
     array([[ 127, -128,    9,   -9]])
     >>> output_stage(acc, 8, OutputParameters(shift=2, relu=True))
     array([[127,   0,   9,   0]])
+    >>> output_stage(acc, 8, OutputParameters(shift=2, wide=True))
+    array([[ 250, -250,    9,   -9]])
     """
     accumulators = np.asarray(accumulators, dtype=np.int64)
     rows, cols = np.indices(accumulators.shape)
@@ -217,6 +228,8 @@ def output_stage(accumulators, output_width: int, parameters: OutputParameters,
                          rows=rows + row_offset, cols=cols + col_offset)
     if parameters.relu:
         values = np.maximum(values, 0)
+    if parameters.wide:
+        return values
     low, high = -(1 << (output_width - 1)), (1 << (output_width - 1)) - 1
     return np.clip(values, low, high)
 

@@ -159,7 +159,7 @@ class Scenario:
                     None if j.get("output") is None else OutputParameters(
                         j["output"]["shift"], Rounding(j["output"]["rounding"]),
                         j["output"]["relu"], j["output"]["seed"], j["output"]["tensor"],
-                        j["output"].get("vrq_exponent")),
+                        j["output"].get("vrq_exponent"), j["output"].get("wide", False)),
                     j.get("skip_zeros", False))
                 for i, j in enumerate(description["jobs"])]
         return cls(**(description | {"jobs": jobs}))

@@ -19,12 +19,13 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("generate", "presets", "lint", "demo", "bench", "train", "repro", "area"):
+    for command in ("generate", "presets", "lint", "demo", "bench", "train", "repro", "area",
+                    "asm"):
         assert command in out
 
 
 @pytest.mark.parametrize("command", ["generate", "presets", "lint", "demo", "bench", "train", "area",
-                                     "repro"])
+                                     "repro", "asm"])
 def test_every_command_explains_itself(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

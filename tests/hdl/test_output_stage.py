@@ -77,14 +77,16 @@ def parameters_bits(config, parameters, n_tiles, rng):
                   "rounding": int(rng.integers(0, 4)), "relu": int(rng.integers(0, 2)),
                   "seed": int(rng.integers(0, 1 << 32)),
                   "tensor": int(rng.integers(0, 1 << 16)), "vrq": int(rng.integers(0, 2)),
-                  "exponent": int(rng.integers(0, max_shift(config) + 1))}
+                  "exponent": int(rng.integers(0, max_shift(config) + 1)),
+                  "wide": int(rng.integers(0, 2))}
     else:
         vrq = parameters.vrq_exponent is not None
         fields = {"quantize": 1, "shift": parameters.shift,
                   "rounding": int(parameters.rounding) if code is None else code,
                   "relu": int(parameters.relu), "seed": parameters.seed,
                   "tensor": parameters.tensor, "vrq": int(vrq),
-                  "exponent": parameters.vrq_exponent if vrq else 0}
+                  "exponent": parameters.vrq_exponent if vrq else 0,
+                  "wide": int(parameters.wide)}
     return output_parameters_layout(config).const(
         {"output": fields, "n_tiles_minus_one": n_tiles - 1}).as_bits()
 
@@ -203,7 +205,7 @@ def check(config, gemms, received):
 
 
 def settings_sweep(config, rng):
-    """Every rounding with and without ReLU at shifts 0, 1, small, the top of the
+    """Every rounding with and without ReLU (saturated or ``wide``) at shifts 0, 1, small, the top of the
     accumulator, beyond it up to the field's maximum, above 32 where the field allows;
     raw GEMMs and the undefined rounding code 3 in between. (Shift 63, possible with a
     6-bit field, is left out: the golden model's int64 ``values + r`` can overflow there.)"""
@@ -218,7 +220,8 @@ def settings_sweep(config, rng):
             relu = bool(rng.integers(0, 2))
             out.append(OutputParameters(shift, rounding, relu,
                                         int(rng.integers(0, 1 << 32)),
-                                        int(rng.integers(0, 1 << 16))))
+                                        int(rng.integers(0, 1 << 16)),
+                                        wide=bool(rng.integers(0, 2))))
     out.insert(3, RAW)
     out.insert(len(out) // 2, RAW)
     out.append((OutputParameters(5, Rounding.TRUNCATE, False), 3))

@@ -1,0 +1,77 @@
+"""The programmable accelerator: instruction decoder, accelerator, addend stage."""
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qforge.gen.spec import Config
+from qforge.hdl.addend import AddendStage
+from qforge.hdl.decoder import InstructionDecoder
+from qforge.hdl.isa import instruction_layout
+from qforge.hdl.layouts import a_beat_layout, addend_layout, b_beat_layout, result_layout
+from qforge.hdl.top import Accelerator
+
+__all__ = ["Core"]
+
+
+class Core(wiring.Component):
+    """The accelerator programmed with instruction words (docs/ISA.md).
+
+    Ports (``amaranth.lib.stream`` rules on every stream):
+
+    * ``instruction`` (in): 64-bit instruction words (:mod:`qforge.hdl.isa`).
+    * ``a_in`` / ``b_in`` (in): operand beats of each valid GEMM, in instruction order, as
+      for :class:`~qforge.hdl.top.Accelerator` (the data mover's side of ``LOAD``).
+    * ``addend`` (in): for each valid GEMM with ``add = 1``, one beat per result beat, in
+      the result order (:class:`~qforge.hdl.addend.AddendStage`).
+    * ``result`` (out): the result beats of each valid GEMM, in instruction order and the
+      accelerator's tile order, ``last`` on a GEMM's final beat.
+    * ``idle`` (out): no instruction is being decoded and no GEMM is in flight.
+    * ``error`` (out, sticky until reset): an invalid instruction was received (the
+      decoder), or, which the decoder's checks make impossible, an invalid command
+      reached the loader.
+
+    Data path: :class:`~qforge.hdl.decoder.InstructionDecoder` → ``cmd`` of the
+    :class:`~qforge.hdl.top.Accelerator` (whose ``result`` goes through the
+    :class:`~qforge.hdl.addend.AddendStage`), the decoder's ``epilogue`` settings to
+    the addend stage. Latency over the accelerator: the decoder takes 2 cycles from an
+    instruction word to the command (:data:`qforge.sim.cycles.DECODE_LATENCY`), the
+    addend stage adds 1 cycle to every result beat (:data:`qforge.sim.cycles.ADDEND_LATENCY`).
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        super().__init__({
+            "instruction": In(stream.Signature(instruction_layout())),
+            "a_in": In(stream.Signature(a_beat_layout(config))),
+            "b_in": In(stream.Signature(b_beat_layout(config))),
+            "addend": In(stream.Signature(addend_layout(config))),
+            "result": Out(stream.Signature(result_layout(config))),
+            "idle": Out(1),
+            "error": Out(1),
+        })
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.decoder = decoder = InstructionDecoder(self._config)
+        m.submodules.accelerator = accelerator = Accelerator(self._config)
+        m.submodules.addend_stage = addend_stage = AddendStage(self._config)
+
+        wiring.connect(m, wiring.flipped(self.instruction), decoder.instruction)
+        wiring.connect(m, decoder.cmd, accelerator.cmd)
+        wiring.connect(m, decoder.epilogue, addend_stage.epilogue)
+        wiring.connect(m, wiring.flipped(self.a_in), accelerator.a_in)
+        wiring.connect(m, wiring.flipped(self.b_in), accelerator.b_in)
+        wiring.connect(m, wiring.flipped(self.addend), addend_stage.addend)
+        wiring.connect(m, accelerator.result, addend_stage.input)
+        wiring.connect(m, addend_stage.output, wiring.flipped(self.result))
+
+        behind_idle = accelerator.idle & addend_stage.idle
+        m.d.comb += [decoder.accelerator_idle.eq(behind_idle & ~decoder.cmd.valid),
+                     self.idle.eq(decoder.idle & behind_idle),
+                     self.error.eq(decoder.error | accelerator.error)]
+        return m
