@@ -51,11 +51,12 @@ clock advances with the bytes on it and with the time a ``read`` waits, and can 
 faults (:class:`Fault`).
 
 >>> from qforge.gen.spec import load_preset
->>> from qforge.fpga.protocol import Kind, encode_frame
+>>> from qforge.fpga.protocol import Kind, beat_bytes, encode_frame
 >>> model = BoardModel(load_preset("tiny"))
 >>> model.feed(encode_frame(Kind.STATUS, 9))
 [Frame(kind=132, seq=9, payload=b'\\x01\\xff\\x00...')]
->>> reply = model.feed(encode_frame(Kind.COMMAND, 5, bytes(12)))[0]   # last_seq is 0xFF
+>>> command = bytes(beat_bytes(load_preset("tiny"), Kind.COMMAND))
+>>> reply = model.feed(encode_frame(Kind.COMMAND, 5, command))[0]    # last_seq is 0xFF
 >>> reply.kind_name, Nak(reply.payload[0]).name
 ('NAK', 'SEQUENCE')
 """

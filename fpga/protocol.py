@@ -311,7 +311,7 @@ def beat_bytes(config: Config, kind: int) -> int:
     >>> from qforge.gen.spec import load_preset
     >>> [beat_bytes(load_preset("tiny"), kind) for kind in (Kind.COMMAND, Kind.A_DATA,
     ...                                                    Kind.B_DATA, Kind.RESULT)]
-    [12, 4, 4, 7]
+    [13, 4, 4, 7]
     """
     return -(-beat_width(config, kind) // 8)
 

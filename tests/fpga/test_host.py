@@ -26,6 +26,9 @@ from qforge.sim.packing import GemmJob, ResultAssembler, command_bits
 from qforge.sim.quantize import OutputParameters, Rounding, output_operands
 from qforge.sim.stimulus import operand_range
 
+#: Bytes of one tiny command beat (a zero beat is a valid exact GEMM of one tile).
+COMMAND_BYTES = (command_layout(load_preset("tiny")).size + 7) // 8
+
 #: 115200 baud.
 BYTES_PER_SECOND = 11520
 
@@ -391,15 +394,15 @@ def test_crc_matches_independent_reference(tiny_model):
         data = bytes(rng.integers(0, 256, size=size).tolist())
         assert crc16(data) == binascii.crc_hqx(data, 0xFFFF)
     # A frame whose CRC comes from binascii is accepted by the board.
-    body = bytes([Kind.COMMAND, 0, 12, 0]) + bytes(12)
+    body = bytes([Kind.COMMAND, 0, COMMAND_BYTES, 0]) + bytes(COMMAND_BYTES)
     frame = bytes([SYNC]) + body + binascii.crc_hqx(body, 0xFFFF).to_bytes(2, "little")
-    assert frame == encode_frame(Kind.COMMAND, 0, bytes(12))
+    assert frame == encode_frame(Kind.COMMAND, 0, bytes(COMMAND_BYTES))
     assert reply_of(tiny_model, frame)[:3] == ("ACK", None, 0)
 
 
 def test_every_nak_reason(tiny_model):
     model = tiny_model
-    command = bytes(12)
+    command = bytes(COMMAND_BYTES)
     cases = [
         (raw_frame(Kind.COMMAND, 0, command, crc=0x1234), Nak.CRC),
         (raw_frame(Kind.A_DATA, 0, bytes(MAX_PAYLOAD + 4), crc=0), Nak.LENGTH),  # > MAX
@@ -435,7 +438,7 @@ def test_order_of_checks(tiny_model):
         (raw_frame(0x7F, 9, bytes(5), crc=0), Nak.CRC),          # all but LENGTH
         (raw_frame(0x7F, 9, bytes(5)), Nak.KIND),                # + bad beats, bad SEQ
         (raw_frame(Kind.COMMAND, 9, bytes(5)), Nak.LENGTH),      # bad beats, bad SEQ
-        (raw_frame(Kind.COMMAND, 9, bytes(12)), Nak.SEQUENCE),
+        (raw_frame(Kind.COMMAND, 9, bytes(COMMAND_BYTES)), Nak.SEQUENCE),
         (raw_frame(Kind.STATUS, 9, bytes(1), crc=0), Nak.CRC),   # STATUS: CRC first too
     ]
     for frame, reason in cases:
@@ -447,7 +450,7 @@ def test_check_order_can_be_changed_in_one_place():
     """CRC first: a damaged KIND is answered NAK CRC (retransmitted), not NAK KIND; the
     order is a parameter of the model in one place."""
     config = load_preset("tiny")
-    damaged = bytearray(encode_frame(Kind.COMMAND, 0, bytes(12)))
+    damaged = bytearray(encode_frame(Kind.COMMAND, 0, bytes(COMMAND_BYTES)))
     damaged[1] = 0x7F
     assert reply_of(BoardModel(config), bytes(damaged))[1] == Nak.CRC
     kind_first = BoardModel(config, checks=("kind", "crc", "beats", "sequence"))
@@ -477,7 +480,7 @@ def test_sequence_rules(tiny_model):
 
 def test_status_rejected_bit_clears_on_status_reply_and_count_saturates(tiny_model):
     model = tiny_model
-    bad = raw_frame(Kind.COMMAND, 0, bytes(12), crc=0)
+    bad = raw_frame(Kind.COMMAND, 0, bytes(COMMAND_BYTES), crc=0)
     status = reply_of(model, bad)[3]
     assert status.frame_rejected and status.rejected_frames == 1
     assert reply_of(model, encode_frame(Kind.COMMAND, 0, b""))[3].frame_rejected  # ACK: still
@@ -523,14 +526,14 @@ def test_sync_hunt_skips_junk_and_resumes_after_a_bad_frame(tiny_model):
     model = tiny_model
     junk = bytes([0x00, 0x13, 0xFF, 0x5A])
     assert reply_of(model, junk + encode_frame(Kind.STATUS, 3))[:3] == ("STATUS_REPLY", None, 3)
-    bad = raw_frame(Kind.COMMAND, 0, bytes(12), crc=0)
+    bad = raw_frame(Kind.COMMAND, 0, bytes(COMMAND_BYTES), crc=0)
     frames = model.feed(bad + junk + encode_frame(Kind.COMMAND, 0, b""))
     assert [frame.kind_name for frame in frames] == ["NAK", "ACK"]
 
 
 def test_truncation_timeout_is_measured_in_byte_times(tiny_model):
     model = tiny_model
-    frame = encode_frame(Kind.COMMAND, 0, bytes(12))
+    frame = encode_frame(Kind.COMMAND, 0, bytes(COMMAND_BYTES))
     time = 0.0
     for index, byte in enumerate(frame):          # a gap just short of the timeout
         time += TIMEOUT_BYTE_TIMES - 0.5 if index == 8 else 1.0
@@ -598,7 +601,7 @@ def test_invalid_command_sets_sticky_error_and_takes_no_operands(tiny_model):
     bad |= 1 << offset                                       # b.kept = 2 > b.blocks = 1
     with pytest.raises(CommandError, match=r"b.kept = 2: allowed range is 1 \.\. b.blocks"):
         decode_command(config, bad)
-    status = reply_of(model, encode_frame(Kind.COMMAND, 0, bad.to_bytes(12, "little")))[3]
+    status = reply_of(model, encode_frame(Kind.COMMAND, 0, bad.to_bytes(COMMAND_BYTES, "little")))[3]
     assert status.accelerator_error and status.idle
     assert model.commands == [] and len(model.rejected_commands) == 1
     # Operand beats no command asked for can never be taken: no ACK, ever.
