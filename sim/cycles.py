@@ -24,7 +24,8 @@ from qforge.gen.spec import Config
 
 __all__ = ["LaneSchedule", "lane_schedule", "tile_cycles", "GemmShape", "CycleReport",
            "gemm_cycles", "row_cycles", "skipping_shape", "FEED_LATENCY", "PE_LATENCY",
-           "OUTPUT_LATENCY", "CHECK_LATENCY"]
+           "OUTPUT_LATENCY", "CHECK_LATENCY", "Timeline", "program_cycles", "ProgramReport",
+           "DECODE_CYCLES", "ADDEND_LATENCY"]
 
 #: Cycles from a command's transfer on ``cmd`` to the earliest cycle it can start loading:
 #: one to take it into the loader's command slot, one to check it from registers
@@ -236,49 +237,81 @@ def gemm_cycles(config: Config, commands: Sequence[GemmShape]) -> CycleReport:
     >>> report.ideal
     131072.0
     """
-    rows, cols, lanes = config.rows, config.cols, config.block_multipliers
-    beat_cycles = config.output_cycles_per_beat
-    if config.zero_skipping:
-        # All PEs see the same cycle's lanes: no skew.
-        capture_delay = FEED_LATENCY + PE_LATENCY
-    else:
-        capture_delay = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
-    half_free_at = [0, 0]        # first cycle the loader may start filling each half
-    fill_half = 0
-    loader_idle_at = 0           # first cycle the loader can start a command
-    transfer = 0                 # cycle the next command is taken into the slot
-    scheduler_idle_at = 0        # first cycle the scheduler can accept a job
-    drain_free_at = 0            # first cycle the next tile's last cycle may issue
-    first_transfer = None
-    last_beat = 0
-    ideal = 0.0
-    macs = 0
+    timeline = Timeline(config)
     for shape in commands:
+        timeline.command(shape)
+    return timeline.report()
+
+
+class Timeline:
+    """The event-by-event control model behind :func:`gemm_cycles`, one command at a
+    time: :meth:`command` places a command that can be taken on ``cmd`` no earlier
+    than ``arrival`` and whose operand beats are offered from ``data_ready`` on, and
+    returns the cycles it was taken and its last result beat left the accelerator.
+    Cycle 0 is the first command's earliest transfer."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        rows, cols = config.rows, config.cols
+        if config.zero_skipping:
+            # All PEs see the same cycle's lanes: no skew.
+            self.capture_delay = FEED_LATENCY + PE_LATENCY
+        else:
+            self.capture_delay = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
+        self.half_free_at = [0, 0]   # first cycle the loader may start filling each half
+        self.fill_half = 0
+        self.loader_idle_at = 0      # first cycle the loader can start a command
+        self.slot_free_at = 0        # cycle the next command can be taken into the slot
+        self.scheduler_idle_at = 0   # first cycle the scheduler can accept a job
+        self.drain_free_at = 0       # first cycle the next tile's last cycle may issue
+        self.first_transfer = None
+        self.last_beat = 0
+        self.ideal = 0.0
+        self.macs = 0
+
+    def command(self, shape: GemmShape, arrival: int = 0,
+                data_ready: int = 0) -> tuple[int, int]:
+        config = self.config
+        rows, cols, lanes = config.rows, config.cols, config.block_multipliers
+        beat_cycles = config.output_cycles_per_beat
         words = -(-shape.depth // lanes)
         m_tiles, n_tiles = -(-shape.m // rows), -(-shape.n // cols)
-        if first_transfer is None:
-            first_transfer = transfer
-        start = max(loader_idle_at, half_free_at[fill_half], transfer + CHECK_LATENCY)
-        transfer = start + 1
-        job_valid = start + max(m_tiles * words, n_tiles * words) + 1
-        handoff = max(job_valid, scheduler_idle_at)
-        loader_idle_at = handoff + 1
+        transfer = max(self.slot_free_at, arrival)
+        if self.first_transfer is None:
+            self.first_transfer = transfer
+        start = max(self.loader_idle_at, self.half_free_at[self.fill_half],
+                    transfer + CHECK_LATENCY)
+        self.slot_free_at = start + 1
+        # One A and one B beat per cycle, from when loading starts and the data mover
+        # offers them.
+        job_valid = max(start, data_ready - 1) + max(m_tiles * words, n_tiles * words) + 1
+        handoff = max(job_valid, self.scheduler_idle_at)
+        self.loader_idle_at = handoff + 1
         issue = handoff + 1
+        last_beat = self.last_beat
         for cycles, drained_rows in _tiles(config, shape, m_tiles, n_tiles):
-            last = max(issue + cycles - 1, drain_free_at)
+            last = max(issue + cycles - 1, self.drain_free_at)
             # The drain's last row leaves for the skid buffer (hdl/skid.py) as soon as
             # the output stage has taken the row before it: (rows - 1) * S cycles after
             # draining starts; the next tile's last cycle may issue the cycle after.
-            drain_free_at = last + capture_delay + 1 + (drained_rows - 1) * beat_cycles + 1
-            last_beat = last + capture_delay + drained_rows * beat_cycles + OUTPUT_LATENCY
+            self.drain_free_at = (last + self.capture_delay + 1
+                                  + (drained_rows - 1) * beat_cycles + 1)
+            last_beat = last + self.capture_delay + drained_rows * beat_cycles + OUTPUT_LATENCY
             issue = last + 1
+        self.last_beat = last_beat
         final_issue = issue - 1
-        scheduler_idle_at = final_issue + 1
-        half_free_at[fill_half] = final_issue + 2
-        fill_half ^= 1
-        macs += shape.m * shape.n * shape.depth
-        ideal += shape.m * shape.n * shape.depth * shape.block_products / (rows * cols * lanes)
-    return CycleReport(total=last_beat - first_transfer + 1, ideal=ideal, macs=macs)
+        self.scheduler_idle_at = final_issue + 1
+        self.half_free_at[self.fill_half] = final_issue + 2
+        self.fill_half ^= 1
+        self.macs += shape.m * shape.n * shape.depth
+        self.ideal += (shape.m * shape.n * shape.depth * shape.block_products
+                       / (rows * cols * lanes))
+        return transfer, last_beat
+
+    def report(self) -> CycleReport:
+        first = self.first_transfer or 0
+        return CycleReport(total=self.last_beat - first + 1, ideal=self.ideal,
+                           macs=self.macs)
 
 
 def _tiles(config: Config, shape: GemmShape, m_tiles: int, n_tiles: int):
@@ -305,3 +338,97 @@ def _tiles(config: Config, shape: GemmShape, m_tiles: int, n_tiles: int):
     for cycles in per_row:
         for group in range(groups):
             yield cycles, min(rows, n_tiles - group * rows)
+
+
+#: Cycles the instruction decoder spends on a word (:class:`qforge.hdl.decoder.
+#: InstructionDecoder`): taken into its register, decoded the next cycle; the next word
+#: is taken the cycle after. A GEMM's command is offered the cycle after its decode.
+DECODE_CYCLES = 2
+#: Cycles the addend stage adds to every result beat (:class:`qforge.hdl.addend.
+#: AddendStage`: one register).
+ADDEND_LATENCY = 1
+
+
+@dataclass(frozen=True)
+class ProgramReport:
+    """Predicted cycles of a program on the programmable accelerator
+    (:class:`qforge.hdl.core.Core`), from the cycle its first word is taken to the first
+    cycle the core is idle again; ``gemms``, ``ideal`` and ``macs`` as in
+    :class:`CycleReport`."""
+
+    total: int
+    gemms: int
+    ideal: float
+    macs: int
+
+
+def program_cycles(config: Config, words, memory=None) -> ProgramReport:
+    """Predict the cycles of a program on :class:`qforge.hdl.core.Core` fed by the data
+    mover (:class:`qforge.sim.datamover.DataMover`, every port always valid or ready).
+
+    The decoder takes a word every :data:`DECODE_CYCLES` cycles; a GEMM's command is
+    offered to the loader the cycle after its decode and the decoder waits until the
+    loader takes it; a ``FENCE`` waits until the core is idle. The accelerator is the
+    :class:`Timeline` of :func:`gemm_cycles`, with each command's arrival and the cycle
+    its operand beats are first offered: at once, unless it reads memory an earlier
+    GEMM writes, in which case the data mover offers them the cycle after that GEMM's
+    last result beat (and GEMMs are staged in order). Results pass the addend stage
+    (:data:`ADDEND_LATENCY`). ``memory`` (the program's initial memory) is needed only
+    for zero skipping, whose timing depends on the A operands.
+
+    >>> from qforge.gen.spec import load_preset
+    >>> from qforge.hdl.isa import Opcode, encode
+    >>> cfg = load_preset("default")
+    >>> gemm = encode(Opcode.GEMM, m=128, n=128, k=128)
+    >>> program_cycles(cfg, [gemm]).total - gemm_cycles(cfg, [GemmShape(128, 128, 128, 16)]).total
+    3
+
+    (The command is offered 2 cycles after the word is taken, the addend stage adds 1
+    cycle, and the count ends with the first idle cycle, the one after the last beat,
+    where :func:`gemm_cycles` ends with that beat: 2 + 1 + 1 - 1.)
+    """
+    from qforge.hdl.isa import Opcode, decode
+    from qforge.sim.machine import Machine, instruction_error, overlaps, span
+
+    # Zero-skipping timing depends on the A operands: execute the program for them.
+    compute = config.zero_skipping and memory is not None
+    machine = Machine(config, memory=np.asarray(memory, dtype=np.int64).copy()
+                      if compute else None, compute=compute, keep_traces=compute)
+    timeline = Timeline(config)
+    take = 0                   # cycle the next word can be taken
+    idle_at = 0                # first cycle everything issued so far is done
+    data_ready = 0             # GEMMs are staged in order
+    writes: list[tuple[tuple[int, int], int]] = []   # (span, last result beat + 1)
+    gemms = 0
+    for word in words:
+        if instruction_error(config, word) is not None:
+            machine.step(word)
+            take += DECODE_CYCLES
+            continue
+        opcode, _ = decode(word)
+        if opcode == Opcode.FENCE:
+            machine.step(word)
+            take = max(take + 1, idle_at) + 1
+            continue
+        if opcode != Opcode.GEMM:
+            machine.step(word)
+            take += DECODE_CYCLES
+            continue
+        plan = machine.step(word)
+        precision = plan.precision
+        if compute:
+            shape = skipping_shape(config, machine.traces[-1].a, plan.n, precision,
+                                   plan.skip_zeros)
+        else:
+            shape = GemmShape(plan.m, plan.n, plan.k, precision.block_products)
+        reads = [span(*read) for read in plan.reads()]
+        for written, ready in writes:
+            if any(overlaps(read, written) for read in reads):
+                data_ready = max(data_ready, ready)
+        transfer, last_beat = timeline.command(shape, take + DECODE_CYCLES, data_ready)
+        done = last_beat + ADDEND_LATENCY + 1
+        writes.append((span(*plan.writes()), done))
+        idle_at = max(idle_at, done)
+        take = transfer + 1
+        gemms += 1
+    return ProgramReport(max(take, idle_at), gemms, timeline.ideal, timeline.macs)

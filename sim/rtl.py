@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qforge.gen.generate import (LINKED_TOP_NAME, TOP_NAME, Design, LinkSettings,
-                                 fingerprint, render, write)
+from qforge.gen.generate import (CORE_TOP_NAME, LINKED_TOP_NAME, TOP_NAME, Design,
+                                 LinkSettings, fingerprint, render, write)
 from qforge.gen.spec import Config
 from qforge.sim.scenarios import Scenario
 from qforge.sim.tools import ToolError, have_icarus, tool_environment
@@ -73,6 +73,10 @@ PUBLIC_PORTS_VLT = _public_ports(TOP_NAME, ("clk", "rst", "idle", "error", "cmd_
 #: The same for the linked design (:data:`LINKED_TOP_NAME`).
 LINKED_PUBLIC_PORTS_VLT = _public_ports(LINKED_TOP_NAME, ("clk", "rst", "rx", "tx",
                                                           "status", "accelerator_*"))
+#: The same for the programmable design (:data:`CORE_TOP_NAME`).
+CORE_PUBLIC_PORTS_VLT = _public_ports(CORE_TOP_NAME, (
+    "clk", "rst", "idle", "error", "instruction__*", "a_in__*", "b_in__*", "addend__*",
+    "result__*"))
 
 
 def _verilator_args(waves: bool, public_ports: Path | None = None) -> list[str]:
@@ -90,11 +94,14 @@ def _verilator_args(waves: bool, public_ports: Path | None = None) -> list[str]:
 
 
 def build(config: Config, simulator: str = "verilator", *, root: Path | None = None,
-          waves: bool = False, log=print, link: LinkSettings | None = None) -> BuiltDesign:
+          waves: bool = False, log=print, link: LinkSettings | None = None,
+          programmable: bool = False) -> BuiltDesign:
     """Generate ``config``'s Verilog and compile it for ``simulator`` (if not yet built).
 
     With ``link``, the design is the accelerator behind its UART host link (the board
     tops' core, :class:`qforge.hdl.link.LinkedAccelerator`), run by :func:`run_board_tests`.
+    With ``programmable``, it is the accelerator with its instruction decoder
+    (:class:`qforge.hdl.core.Core`), run by :class:`qforge.sim.runtime.RtlBackend`.
     """
     from cocotb_tools.runner import get_runner
 
@@ -104,13 +111,15 @@ def build(config: Config, simulator: str = "verilator", *, root: Path | None = N
         raise ToolError("Icarus Verilog is not installed (optional): "
                         "`apt-get install iverilog`, or use --simulator verilator")
     root = root or default_build_root()
-    text, manifest = render(config, link)
+    text, manifest = render(config, link, programmable=programmable)
     top = manifest["top"]
-    public_ports_vlt = PUBLIC_PORTS_VLT if link is None else LINKED_PUBLIC_PORTS_VLT
+    public_ports_vlt = (CORE_PUBLIC_PORTS_VLT if programmable else
+                        PUBLIC_PORTS_VLT if link is None else LINKED_PUBLIC_PORTS_VLT)
+    variant = "core-" if programmable else "" if link is None else "linked-"
     arguments_key = fingerprint(" ".join(_verilator_args(waves)) + public_ports_vlt)[:6] \
         if simulator == "verilator" else "iv"
     build_dir = (root / "rtl" / config.name
-                 / f"{simulator}-{'' if link is None else 'linked-'}{fingerprint(text)}-"
+                 / f"{simulator}-{variant}{fingerprint(text)}-"
                    f"{arguments_key}{'-waves' if waves else ''}")
     marker = build_dir / "qforge_built"
     build_dir.mkdir(parents=True, exist_ok=True)
