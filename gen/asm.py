@@ -500,15 +500,19 @@ def linear_backward_words(config, *, x: int, w: int, dy: int, dw: int, batch: in
 
 def sgd_update_words(config, *, w: int, x: int, dy: int, batch: int, inputs: int,
                      outputs: int, shift: int, weight_bits: int, seed: int,
-                     tensor: int = 0) -> list[int]:
+                     tensor: int = 0, rounding: int = 2) -> list[int]:
     """The SGD weight update ``W <- clamp(W + round_stochastic((x^T @ dy) / 2**shift),
     weight_bits)``: ``SEED seed, tensor``, ``OUTPUT quantize=1, wide=1,
     rounding=stochastic, shift``, then the ``x^T @ dy`` GEMMs with W as addend and
     result (``add = 1``, ``saturate_bits = weight_bits``). W is ``inputs x outputs``
     row-major; the GEMMs may be split along ``inputs`` and ``outputs`` but not along
     ``batch`` (a :class:`BlockError` if one GEMM cannot take it). The output stage is
-    left as set here."""
+    left as set here. ``rounding`` (Python API only) picks another rounding of the
+    output stage: 0 nearest-even (the update loses increments below half an LSB)."""
     config = _check_config(config, "sgd_update")
+    if rounding not in (0, 1, 2):
+        raise BlockError(f"rounding = {rounding!r}: allowed 0 (nearest), 1 (truncate), "
+                         f"2 (stochastic)", "rounding")
     for name, value in (("batch", batch), ("inputs", inputs), ("outputs", outputs)):
         _check_count(name, value)
     for name, value in (("w", w), ("x", x), ("dy", dy)):
@@ -532,7 +536,7 @@ def sgd_update_words(config, *, w: int, x: int, dy: int, batch: int, inputs: int
                          f"be split; one GEMM on {config.name!r} takes k <= {kc} here",
                          "batch")
     words = [encode(Opcode.SEED, seed=seed, tensor=tensor),
-             encode(Opcode.OUTPUT, quantize=1, wide=1, rounding=2, shift=shift)]
+             encode(Opcode.OUTPUT, quantize=1, wide=1, rounding=rounding, shift=shift)]
     return words + _tiled(config, _Matrix("x", x, inputs, True), _Matrix("dy", dy, outputs),
                           _Matrix("w", w, outputs), inputs, outputs, batch,
                           update_bits=weight_bits)

@@ -47,7 +47,8 @@ import numpy as np
 
 __all__ = ["RANDOM_ROUNDS", "round_keys", "random_bits", "Rounding", "OutputParameters",
            "output_stage", "output_operands", "round_shift", "VrqFormat", "vrq_exponent", "vrq_encode",
-           "vrq_decode", "vrq_integer", "address_block_encode", "address_block_decode"]
+           "vrq_decode", "vrq_integer", "address_block_encode", "address_block_decode",
+           "fixed_point_encode"]
 
 #: Rounds of the Speck64 round function in :func:`random_bits`.
 RANDOM_ROUNDS = 8
@@ -433,7 +434,12 @@ def address_block_encode(values, bits: int, block: int, *,
     exponents = np.where(largest > 0, np.frexp(np.where(largest > 0, largest, 1))[1] - 1, 0)
     units = np.where(largest > 0, exponents - bits + 2, 0).astype(np.int64)
     scaled = np.ldexp(blocks, -units[:, None]).ravel()[:flat.size].reshape(values.shape)
-    rows, cols = np.indices(values.shape)
+    return _round_codes(scaled, bits, rounding, seed, tensor), units
+
+
+def _round_codes(scaled, bits: int, rounding: Rounding, seed: int, tensor: int):
+    """Round scaled values to ``bits``-bit codes (random bits by row and column), saturate."""
+    rows, cols = np.indices(scaled.shape)
     if rounding == Rounding.NEAREST_EVEN:
         codes = np.rint(scaled)
     elif rounding == Rounding.TRUNCATE:
@@ -442,8 +448,22 @@ def address_block_encode(values, bits: int, block: int, *,
         fraction = random_bits(seed, tensor, rows, cols).astype(np.float64) / 2.0 ** 32
         codes = np.floor(scaled + fraction)
     limit = (1 << (bits - 1)) - 1
-    codes = np.clip(codes, -limit - 1, limit).astype(np.int64)
-    return codes, units
+    return np.clip(codes, -limit - 1, limit).astype(np.int64)
+
+
+def fixed_point_encode(values, bits: int, unit_exponent: int, *,
+                       rounding: Rounding = Rounding.NEAREST_EVEN, seed: int = 0,
+                       tensor: int = 0) -> np.ndarray:
+    """``bits``-bit two's-complement codes of a 2-D tensor in units of
+    ``2**unit_exponent`` (given, not derived from the data), rounded as
+    :func:`address_block_encode` rounds (stochastic: the element's random bits by row
+    and column) and saturated.
+
+    >>> fixed_point_encode(np.array([[1.0, -0.3, 100.0]]), 8, -3).tolist()
+    [[8, -2, 127]]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    return _round_codes(np.ldexp(values, -unit_exponent), bits, rounding, seed, tensor)
 
 
 def address_block_decode(codes, units, block: int) -> np.ndarray:

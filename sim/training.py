@@ -118,7 +118,8 @@ __all__ = ["TrainConfigError", "OperandFormat", "WeightFormat", "Quantized", "Ha
            "TrainConfig", "GemmCounter", "RunResult", "SLOTS", "random_key",
            "quantize_operand", "emulated_matmul", "hardware_matmul", "load_digits_split",
            "train_run", "train_all", "load_train_config", "train_config_from_dict",
-           "default_config_path", "format_table", "plot_curves", "describe_schedule",
+           "default_config_path", "rtl_config_path", "format_table",
+           "format_program_table", "plot_curves", "describe_schedule",
            "initial_weights", "FORMATS", "ROUNDINGS"]
 
 
@@ -406,13 +407,20 @@ def hardware_matmul(a, b, fmt: OperandFormat, rounding: Rounding = Rounding.NEAR
 
 @dataclass(frozen=True)
 class HardwareConfig:
-    """One named arithmetic to train with: ``operand`` is ``None`` for float32."""
+    """One named arithmetic to train with: ``operand`` is ``None`` for float32.
+
+    ``update``: ``"float"`` computes ``W - lr * dW`` on the host in float64 and rounds it
+    into the weight format (the emulation of :func:`train_run`); ``"hardware"`` runs the
+    whole step as instruction-set programs, the update on the accelerator
+    (:mod:`qforge.sim.hardware_training`), so it can train on the RTL.
+    """
 
     name: str
     operand: OperandFormat | None
     rounding: Rounding = Rounding.STOCHASTIC
     weights: WeightFormat | None = None
     update_rounding: Rounding = Rounding.STOCHASTIC
+    update: str = "float"
 
     @property
     def is_float(self) -> bool:
@@ -422,9 +430,10 @@ class HardwareConfig:
         if self.is_float:
             return "float32 (weights, activations, gradients, GEMMs)"
         rounding = {Rounding.NEAREST_EVEN: "nearest", Rounding.STOCHASTIC: "stochastic"}
+        where = " on the accelerator" if self.update == "hardware" else ""
         return (f"{self.operand.describe()}, {rounding[self.rounding]} operands; "
                 f"weights {self.weights.bits}-bit in [-{self.weights.range:g}, "
-                f"{self.weights.range:g}), {rounding[self.update_rounding]} update")
+                f"{self.weights.range:g}), {rounding[self.update_rounding]} update{where}")
 
 
 @dataclass(frozen=True)
@@ -467,7 +476,8 @@ _FORMAT_KEYS = {
     "vrq": {"code_width", "range_stride", "ranges", "kept_blocks", "selection"},
     "address_block": {"bits", "block", "kept_blocks", "selection"},
 }
-_LOW_PRECISION_KEYS = {"preset", "rounding", "weight_bits", "weight_range", "update_rounding"}
+_LOW_PRECISION_KEYS = {"preset", "rounding", "weight_bits", "weight_range", "update_rounding",
+                       "update"}
 
 
 def _fail(path: str, value: Any, allowed: str):
@@ -572,8 +582,17 @@ def _hardware_from_dict(entry, index: int, default_preset: str) -> HardwareConfi
               "must be a power of two (weights cover [-weight_range, weight_range))")
     update = ROUNDINGS[_choice(entry, "update_rounding", f"{prefix}.update_rounding",
                                tuple(ROUNDINGS), "stochastic")]
+    where = _choice(entry, "update", f"{prefix}.update", ("float", "hardware"), "float")
+    if where == "hardware":
+        if kind != "int":
+            _fail(f"{prefix}.update", where, 'only with format = "int" (the programs keep '
+                  "integer operand codes in memory)")
+        if weight_bits > config.accumulator_width:
+            _fail(f"{prefix}.weight_bits", weight_bits, f"with update = \"hardware\" at "
+                  f"most the accumulator width {config.accumulator_width} of preset "
+                  f"{preset!r} (the update saturates there)")
     return HardwareConfig(name, operand, rounding, WeightFormat(weight_bits, weight_range),
-                          update)
+                          update, where)
 
 
 def train_config_from_dict(spec: dict[str, Any], *, source: str = "config") -> TrainConfig:
@@ -645,6 +664,12 @@ def default_config_path():
     return resources.files("qforge.gen") / "train" / "digits.toml"
 
 
+def rtl_config_path():
+    """The packaged training-on-the-accelerator run, ``gen/train/rtl.toml``."""
+    from importlib import resources
+    return resources.files("qforge.gen") / "train" / "rtl.toml"
+
+
 def load_train_config(path=None) -> TrainConfig:
     """Read and validate a training TOML file (default: :func:`default_config_path`).
 
@@ -654,6 +679,8 @@ def load_train_config(path=None) -> TrainConfig:
     if path is None:
         path = default_config_path()
         source = "gen/train/digits.toml"
+    elif path == rtl_config_path():
+        source = "gen/train/rtl.toml"
     else:
         source = str(path)
     if isinstance(path, str):
@@ -714,6 +741,20 @@ class RunResult:
     gemms: int = 0
     float64_fallbacks: int = 0
     seconds: float = 0.0
+    #: Where the GEMMs and updates ran: "emulator" (float update, emulated GEMMs), or a
+    #: runtime backend for ``update = "hardware"`` ("golden", "rtl"; see
+    #: :mod:`qforge.sim.hardware_training`).
+    backend: str = "emulator"
+    #: Per epoch (programs only): the backend's cycles for the training steps (rtl; 0
+    #: on the golden machine), the cycle model's prediction, the same for the
+    #: evaluation, and the wall-clock seconds.
+    epoch_cycles: list[int] = field(default_factory=list)
+    epoch_model_cycles: list[int] = field(default_factory=list)
+    eval_cycles: list[int] = field(default_factory=list)
+    eval_model_cycles: list[int] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    #: The rtl run was compared with the golden machine after every program.
+    checked: bool = False
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -753,7 +794,13 @@ def train_run(train: TrainConfig, hardware: HardwareConfig, data=None, *,
               epochs: int | None = None, log: Callable[[str], None] | None = None,
               log_every: int = 5) -> RunResult:
     """Train one configuration; return its curves. ``data`` defaults to the split of
-    :func:`load_digits_split`; ``epochs`` overrides ``train.epochs``."""
+    :func:`load_digits_split`; ``epochs`` overrides ``train.epochs``. Configurations
+    with ``update = "hardware"`` run as programs on the golden machine
+    (:func:`qforge.sim.hardware_training.train_program_run`)."""
+    if hardware.update == "hardware":
+        from qforge.sim.hardware_training import train_program_run
+        return train_program_run(train, hardware, data, epochs=epochs, log=log,
+                                 log_every=log_every)
     if data is None:
         data = load_digits_split(train.split_seed, train.test_fraction)
     x_train, y_train, x_test, y_test = data
@@ -876,15 +923,39 @@ def _train_job(arguments):
 
 
 def train_all(train: TrainConfig, *, epochs: int | None = None,
-              log: Callable[[str], None] | None = None, jobs: int = 1) -> dict:
+              log: Callable[[str], None] | None = None, jobs: int = 1,
+              backend: str | None = None, check: bool = False,
+              progress: bool = False, runtime_options: dict | None = None) -> dict:
     """Train every hardware configuration of ``train``; return a JSON-ready report.
 
     ``jobs > 1`` trains configurations in that many worker processes (``spawn``); the
     results are identical, since every run depends only on its configuration and seed.
     Workers print their progress lines to stderr whenever ``log`` is given.
+
+    ``backend`` (``"golden"`` or ``"rtl"``) runs the configurations with
+    ``update = "hardware"`` as programs on that runtime backend, in this process, with
+    a progress bar if ``progress`` and, with ``check``, compared with the golden machine
+    after every program; float32 runs as the reference; any other configuration is a
+    :class:`TrainConfigError`.
     """
     data = load_digits_split(train.split_seed, train.test_fraction)
-    if jobs > 1 and len(train.hardware) > 1:
+    if backend is not None:
+        from qforge.sim.hardware_training import train_program_run
+        unsupported = [h.name for h in train.hardware
+                       if not h.is_float and h.update != "hardware"]
+        if unsupported:
+            raise TrainConfigError(
+                f"{train.source}: --backend {backend}: configuration(s) "
+                f"{', '.join(unsupported)} update the weights on the host (update = "
+                f"\"float\"); only update = \"hardware\" runs as programs (see "
+                f"gen/train/rtl.toml)")
+        runs = [train_run(train, hardware, data, epochs=epochs, log=log)
+                if hardware.is_float else
+                train_program_run(train, hardware, data, backend=backend, epochs=epochs,
+                                  check=check, log=log, progress=progress,
+                                  runtime_options=runtime_options)
+                for hardware in train.hardware]
+    elif jobs > 1 and len(train.hardware) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
         context = multiprocessing.get_context("spawn")
@@ -939,6 +1010,33 @@ def format_table(report: dict) -> str:
         lines.append(f"| {run['name']} | {run['description']} | {accuracy:.2f}% | {delta} "
                      f"| {run['test_loss'][-1]:.4f} | {small} | {run['seconds']:.1f} s |")
     return "\n".join(lines)
+
+
+def format_program_table(report: dict) -> str:
+    """Per epoch of every configuration that ran as programs: test accuracy, the
+    backend's simulated cycles of the training steps against the cycle model's
+    prediction, the evaluation's cycles and the wall-clock time ("" if none ran so)."""
+    lines = ["| configuration | backend | epoch | test accuracy | cycles | model cycles "
+             "| cycles / model | evaluation cycles | wall clock |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = 0
+    for run in report["runs"]:
+        if run.get("backend", "emulator") == "emulator" or not run.get("epoch_model_cycles"):
+            continue
+        simulated = run["backend"] == "rtl"
+        for epoch, model in enumerate(run["epoch_model_cycles"], start=1):
+            cycles = run["epoch_cycles"][epoch - 1]
+            evaluation = run["eval_cycles"][epoch - 1] if simulated \
+                else run["eval_model_cycles"][epoch - 1]
+            lines.append(
+                f"| {run['name']} | {run['backend']}{' (checked)' if run['checked'] else ''}"
+                f" | {epoch} | {100 * run['test_accuracy'][epoch]:.2f}% "
+                f"| {cycles if simulated else ''} | {model} "
+                f"| {f'{cycles / model:.4f}' if simulated and model else ''} "
+                f"| {evaluation}{'' if simulated else ' (model)'} "
+                f"| {run['epoch_seconds'][epoch - 1]:.1f} s |")
+            rows += 1
+    return "\n".join(lines) if rows else ""
 
 
 def plot_curves(report: dict, path) -> None:

@@ -323,14 +323,17 @@ def test_train_help_explains_every_option(capsys):
         main(["train", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--emulate", "--config", "--epochs", "--seed", "--plot", "--json",
-                   "--jobs", "weight_bits", "update_rounding"):
+    for option in ("--emulate", "--backend", "--check", "--config", "--epochs", "--seed",
+                   "--plot", "--json", "--jobs", "weight_bits", "update_rounding", "update"):
         assert option in out
 
 
-def test_train_without_emulate_is_a_clear_error(capsys):
+def test_train_without_emulate_or_backend_is_a_clear_error(capsys):
     code, _, err = run(capsys, "train")
-    assert code == 2 and err.startswith("qforge: error: ") and "later issue" in err
+    assert code == 2 and err.startswith("qforge: error: ")
+    assert "--emulate" in err and "--backend rtl|golden" in err
+    code, _, err = run(capsys, "train", "--emulate", "--check")
+    assert code == 2 and "--check compares the rtl backend" in err
 
 
 def test_tiny_training_run_from_the_command_line(capsys, tmp_path):

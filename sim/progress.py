@@ -1,0 +1,67 @@
+"""A progress bar for long runs, on stderr.
+
+On a terminal it redraws one line (``\\r``); otherwise (logs, CI) it prints a line every
+``every`` percent, so logs stay short.
+
+>>> import io
+>>> out = io.StringIO()
+>>> bar = Progress(4, "epoch 1", stream=out, every=50)
+>>> for _ in range(4):
+...     bar.advance(note="loss 0.5")
+>>> bar.close()
+>>> print(out.getvalue().strip())
+epoch 1 [############............] 2/4  50% loss 0.5
+epoch 1 [########################] 4/4 100% loss 0.5
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """``total`` steps of work labelled ``label``; :meth:`advance` after each."""
+
+    WIDTH = 24
+
+    def __init__(self, total: int, label: str, *, stream=None, every: int = 10):
+        self.total = max(1, total)
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.every = every
+        self.done = 0
+        self.started = time.monotonic()
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._printed_percent = 0
+
+    def _line(self, note: str) -> str:
+        filled = self.WIDTH * self.done // self.total
+        percent = 100 * self.done // self.total
+        width = len(str(self.total))
+        line = (f"{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
+                f"{self.done:{width}d}/{self.total} {percent:3d}%")
+        if self._tty:
+            elapsed = time.monotonic() - self.started
+            line += f" {elapsed:5.0f} s"
+        return line + (f" {note}" if note else "")
+
+    def advance(self, steps: int = 1, *, note: str = "") -> None:
+        self.done = min(self.total, self.done + steps)
+        percent = 100 * self.done // self.total
+        if self._tty:
+            self.stream.write("\r" + self._line(note))
+            self.stream.flush()
+        elif percent // self.every > self._printed_percent // self.every \
+                or self.done == self.total:
+            if percent != self._printed_percent:
+                self.stream.write(self._line(note) + "\n")
+                self.stream.flush()
+                self._printed_percent = percent
+
+    def close(self) -> None:
+        if self._tty:
+            self.stream.write("\n")
+            self.stream.flush()
