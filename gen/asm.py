@@ -157,6 +157,9 @@ class Program:
     memory_size: int = 0
     source: str = "<string>"
     source_lines: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    #: Every data label's ``(address, elements)``: up to the next data label or the end
+    #: of the data section.
+    regions: dict = field(default_factory=dict, repr=False, compare=False)
 
     def memory(self) -> list[int]:
         """The data section as a list of ``memory_size`` elements: zeros, with the
@@ -1131,8 +1134,13 @@ class _Assembler:
                     data.append((self.data_offset(item), values))
         memory_size = self.data_offset(len(self.data))
         symbols = {name: self.values[name] for name in self.definitions}
+        starts = sorted((self.values[name], name) for name, definition
+                        in self.definitions.items() if definition.kind == "data")
+        ends = [address for address, _ in starts[1:]] + [memory_size]
+        regions = {name: (address, end - address)
+                   for (address, name), end in zip(starts, ends)}
         return Program(tuple(words), tuple(lines), symbols, tuple(data), memory_size,
-                       self.source, tuple(self.lines))
+                       self.source, tuple(self.lines), regions)
 
 
 def _instruction_error(config, word: int) -> str | None:

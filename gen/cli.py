@@ -427,6 +427,149 @@ def _command_train(arguments) -> int:
     return 0
 
 
+def _command_run(arguments) -> int:
+    import numpy as np
+
+    from qforge.gen.asm import AsmError, assemble_file
+    from qforge.sim.cycles import program_cycles
+    from qforge.sim.runtime import Runtime, RuntimeError_
+
+    config = _config(arguments)
+    try:
+        program = assemble_file(arguments.file, config)
+    except AsmError as error:
+        print(error.formatted(), file=sys.stderr)
+        return 2
+    for name in arguments.show or ():
+        if name not in program.regions:
+            raise ValueError(f"--show {name}: not a data label of {arguments.file}; its "
+                             f"data labels: {', '.join(program.regions) or 'none'}")
+    memory = np.array(program.memory(), dtype=np.int64)
+    rng = np.random.default_rng(arguments.seed)
+    for name in arguments.random or ():
+        if name not in program.regions:
+            raise ValueError(f"--random {name}: not a data label of {arguments.file}; its "
+                             f"data labels: {', '.join(program.regions) or 'none'}")
+        address, size = program.regions[name]
+        low, high = -(1 << (config.operand_width - 1)), 1 << (config.operand_width - 1)
+        memory[address:address + size] = rng.integers(low, high, size=size)
+    backends = [arguments.backend] + (["golden"] if arguments.compare
+                                      and arguments.backend != "golden" else [])
+    results = {}
+    for backend in backends:
+        options = {"log": lambda message: print(message, file=sys.stderr)} \
+            if backend == "rtl" else {}
+        try:
+            with Runtime(config, backend, **options) as runtime:
+                runtime.memory = memory.copy()
+                report = runtime.run(program)
+                results[backend] = (report, runtime.memory.copy())
+        except RuntimeError_ as error:
+            raise ValueError(f"{backend} backend: {error}") from None
+    report, final = results[arguments.backend]
+    model = program_cycles(config, program.words, memory)
+    print(f"qforge run {arguments.file} on {arguments.backend} ({config.name}): "
+          f"{len(program.words)} words, {report.gemms} GEMMs, error flag "
+          f"{int(report.error)}")
+    if report.cycles is not None:
+        print(f"cycles: {report.cycles} simulated, {model.total} predicted by the cycle "
+              f"model ({report.cycles / model.total:.4f})")
+    else:
+        print(f"cycles: {model.total} predicted by the cycle model")
+    status = 0
+    if "golden" in results and arguments.backend != "golden":
+        golden = results["golden"][1]
+        differing = [name for name, (address, size) in program.regions.items()
+                     if not np.array_equal(final[address:address + size],
+                                           golden[address:address + size])]
+        same_error = results["golden"][0].error == report.error
+        if np.array_equal(final, golden) and same_error:
+            print(f"bit-identical with the golden machine: all {len(final)} memory "
+                  f"elements and the error flag")
+        else:
+            print(f"DIFFERENT from the golden machine: {', '.join(differing) or 'memory'}"
+                  f"{'' if same_error else '; error flag'}")
+            status = 1
+    for name in arguments.show or ():
+        address, size = program.regions[name]
+        print(f"{name} @ {address} ({size} elements): "
+              f"{' '.join(str(int(v)) for v in final[address:address + size])}")
+    return status
+
+
+def _command_fuzz(arguments) -> int:
+    import numpy as np
+
+    from qforge.sim.cycles import program_cycles
+    from qforge.sim.fuzz import random_program
+    from qforge.sim.progress import Progress
+    from qforge.sim.runtime import Runtime
+
+    config = _config(arguments)
+    checks = (("programs", arguments.programs, 1, 100000),
+              ("instructions", arguments.instructions, 1, 100000))
+    for name, value, low, high in checks:
+        if not low <= value <= high:
+            raise ValueError(f"--{name} = {value}: allowed {low} .. {high}")
+    if not 0 <= arguments.invalid <= 1 or not 0 <= arguments.stall < 1:
+        raise ValueError("--invalid: allowed 0 .. 1; --stall: allowed 0 .. below 1")
+    totals = {"words": 0, "invalid": 0, "gemms": 0, "error flags": 0}
+    failures = []
+    runtime = Runtime(config, "rtl", stall=arguments.stall,
+                      log=lambda message: print(message, file=sys.stderr))
+    bar = Progress(arguments.programs, f"fuzz {config.name}")
+    try:
+        for index in range(arguments.programs):
+            seed = arguments.seed + index
+            program = random_program(config, seed, instructions=arguments.instructions,
+                                     invalid_fraction=arguments.invalid)
+            golden = Runtime(config, "golden")
+            for target in (runtime, golden):
+                target.reset()
+                target.memory = program.memory.copy()
+            try:
+                report = runtime.run(program.words)
+            except Exception as error:                  # a hang or a stream error
+                failures.append(f"program seed {seed}: {error}")
+                bar.advance()
+                continue
+            expected = golden.run(program.words)
+            totals["words"] += len(program.words)
+            totals["invalid"] += program.invalid
+            totals["gemms"] += report.gemms
+            totals["error flags"] += int(report.error)
+            problems = []
+            if report.error != expected.error:
+                problems.append(f"error flag {int(report.error)}, golden "
+                                f"{int(expected.error)}")
+            if not np.array_equal(runtime.memory, golden.memory):
+                problems.append("memory differs from the golden machine")
+            if not arguments.stall:
+                model = program_cycles(config, program.words, program.memory).total
+                if report.cycles != model:
+                    problems.append(f"{report.cycles} cycles, model {model}")
+            if problems:
+                failures.append(f"program seed {seed}: {'; '.join(problems)}")
+            bar.advance(note=f"{len(failures)} failed")
+    finally:
+        bar.close()
+        runtime.close()
+    print(f"qforge fuzz on {config.name}: {arguments.programs} random programs "
+          f"(seeds {arguments.seed} .. {arguments.seed + arguments.programs - 1}), "
+          f"{totals['words']} words of which {totals['invalid']} invalid, "
+          f"{totals['gemms']} GEMMs executed, stall probability {arguments.stall}")
+    print(f"hangs: {sum('hung' in f for f in failures)}; sticky error raised by "
+          f"{totals['error flags']} programs, exactly those with an invalid word: "
+          f"{'yes' if not any('error flag' in f for f in failures) else 'NO'}; "
+          f"memory bit-identical with the golden machine: "
+          f"{'yes' if not any('memory' in f for f in failures) else 'NO'}"
+          + ("" if arguments.stall else "; cycles equal to the cycle model: "
+             + ("yes" if not any("cycles" in f for f in failures) else "NO")))
+    for failure in failures:
+        print(f"FAILED {failure}")
+    return 1 if failures else 0
+
+
 def _command_asm(arguments) -> int:
     from qforge.gen.asm import AsmError, assemble_file
 
@@ -704,6 +847,58 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print the listing: index, hex word, disassembly, source line "
                           "(the default when neither -o nor --hex is given)")
     asm.set_defaults(handler=_command_asm)
+
+    run = commands.add_parser(
+        "run", help="assemble a program and run it on a backend (golden, rtl)",
+        description="Assemble a .qasm program for a configuration, initialise host memory\n"
+                    "from its data section (optionally random operands for chosen labels),\n"
+                    "and run it with the runtime (qforge.sim.runtime) on the golden machine\n"
+                    "or on the generated Verilog of the programmable accelerator in\n"
+                    "Verilator. Reports GEMMs, the sticky error flag, the simulated cycles\n"
+                    "against the cycle model, and, with --compare, whether the memory is\n"
+                    "bit-identical with the golden machine's (exit 1 if not).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  qforge run gen/programs/example.qasm --backend rtl --compare "
+               "--random x --random wq --random dy --show y")
+    run.add_argument("file", type=Path, metavar="FILE", help="the program (.qasm)")
+    _add_config_arguments(run, default="default")
+    run.add_argument("--backend", choices=("golden", "rtl"), default="golden",
+                     help="where the program runs (default: golden)")
+    run.add_argument("--compare", action="store_true",
+                     help="also run it on the golden machine and compare the memory")
+    run.add_argument("--random", action="append", metavar="LABEL",
+                     help="fill this data label with random operands first (repeatable)")
+    run.add_argument("--seed", type=int, default=1, metavar="N",
+                     help="seed of --random (default 1)")
+    run.add_argument("--show", action="append", metavar="LABEL",
+                     help="print this data label's elements after the run (repeatable)")
+    run.set_defaults(handler=_command_run)
+
+    fuzz = commands.add_parser(
+        "fuzz", help="random instruction streams against the RTL (no hang, sticky error)",
+        description="Run random programs (valid and invalid instruction words, operands\n"
+                    "in memory, GEMMs that read earlier results, accumulate and update\n"
+                    "GEMMs) on the generated Verilog of the programmable accelerator and on\n"
+                    "the golden machine. Checks that the hardware never hangs (a watchdog\n"
+                    "on every port), raises its sticky error flag exactly for programs with\n"
+                    "an invalid word, leaves memory bit-identical with the golden machine,\n"
+                    "and, without stalls, takes exactly the cycles the cycle model predicts.\n"
+                    "Exit status 1 on any failure.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  qforge fuzz --preset tiny --programs 50 --stall 0.3")
+    _add_config_arguments(fuzz, default="tiny")
+    fuzz.add_argument("--programs", type=int, default=20, metavar="N",
+                      help="random programs to run (default 20)")
+    fuzz.add_argument("--instructions", type=int, default=60, metavar="N",
+                      help="words per program, about (default 60)")
+    fuzz.add_argument("--invalid", type=float, default=0.1, metavar="P",
+                      help="share of invalid words (default 0.1)")
+    fuzz.add_argument("--stall", type=float, default=0.0, metavar="P",
+                      help="probability of a stall on every port each cycle (default 0: "
+                           "then the cycle counts are checked against the model)")
+    fuzz.add_argument("--seed", type=int, default=1, metavar="N",
+                      help="seed of the first program (default 1)")
+    fuzz.set_defaults(handler=_command_fuzz)
 
     # The FPGA flow's commands live with it (fpga/); imported here, not at the top,
     # because they import this module's config helpers.

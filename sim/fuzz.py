@@ -35,8 +35,18 @@ class FuzzProgram:
     gemms: int
 
 
-def _operand_values(rng, config: Config, blocks: int, shape) -> np.ndarray:
-    bits = blocks * config.block_width
+def _operand_values(rng, config: Config, operand, shape) -> np.ndarray:
+    """Random operands valid for an :class:`~qforge.sim.numerics.OperandPrecision`:
+    integers of ``blocks * K`` bits, or VRQ words whose code fits the blocks."""
+    if operand.vrq:
+        from qforge.sim.numerics import vrq_pack
+        limit = 1 << min(operand.blocks * config.block_width, config.vrq_code_width)
+        code = rng.integers(0, limit, size=shape)
+        code[rng.random(shape) < 0.25] = 0
+        return vrq_pack(rng.integers(0, 2, size=shape) * (code != 0), code,
+                        rng.integers(0, config.vrq_ranges, size=shape) * (code != 0),
+                        config)
+    bits = operand.blocks * config.block_width
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     values = rng.integers(low, high + 1, size=shape)
     # Zeros and extremes are where block selection and zero skipping are interesting.
@@ -61,7 +71,9 @@ def _invalid_word(rng, config: Config) -> int:
         return int(rng.integers(max(Opcode) + 1, 1 << OPCODE_WIDTH)) \
             | int(rng.integers(0, 1 << 56)) << OPCODE_WIDTH
     if kind == 1:                                       # a reserved bit
-        opcode = Opcode(int(rng.integers(0, len(Opcode))))
+        # (GEMM's fields fill its word: it has no reserved bits.)
+        spare = [op for op in Opcode if OPCODE_WIDTH + operand_layout(op).size < 64]
+        opcode = spare[int(rng.integers(0, len(spare)))]
         used = OPCODE_WIDTH + operand_layout(opcode).size
         return encode(opcode) | 1 << int(rng.integers(used, 64))
     if kind == 2:                                       # precision out of range
@@ -125,17 +137,21 @@ def random_program(config: Config, seed: int, *, instructions: int = 40,
             invalid += 1
             emit(word)
         elif roll < 0.25:
-            blocks = int(rng.integers(1, config.blocks + 1))
+            vrq = int(config.vrq is not None and rng.random() < 0.4)
+            blocks = int(rng.integers(1, (config.vrq_code_blocks if vrq else config.blocks)
+                                      + 1))
             emit(encode(Opcode.PRECISION, operand=int(rng.integers(0, 2)), blocks=blocks,
                         kept=int(rng.integers(1, blocks + 1)),
-                        dynamic=int(rng.integers(0, 2))))
+                        dynamic=int(rng.integers(0, 2)), vrq=vrq))
         elif roll < 0.35:
             quantize = int(rng.integers(0, 2))
+            vrq = int(quantize and config.vrq is not None and rng.random() < 0.4)
             emit(encode(Opcode.OUTPUT, quantize=quantize,
                         shift=int(rng.integers(0, config.accumulator_width)),
                         rounding=int(rng.integers(0, len(Rounding))),
-                        relu=int(rng.integers(0, 2)),
-                        wide=quantize * int(rng.integers(0, 2))))
+                        relu=int(rng.integers(0, 2)), vrq=vrq,
+                        exponent=vrq * int(rng.integers(0, config.accumulator_width)),
+                        wide=quantize * (1 - vrq) * int(rng.integers(0, 2))))
         elif roll < 0.4:
             emit(encode(Opcode.SEED, seed=int(rng.integers(0, 1 << 32)),
                         tensor=int(rng.integers(0, 1 << 16))))
@@ -144,14 +160,15 @@ def random_program(config: Config, seed: int, *, instructions: int = 40,
         else:
             m, n, k = _gemm_size(rng, config, max_tiles)
             precision = golden.precision
-            a = _operand_values(rng, config, precision.a.blocks, (m, k))
-            b = _operand_values(rng, config, precision.b.blocks, (k, n))
+            a = _operand_values(rng, config, precision.a, (m, k))
+            b = _operand_values(rng, config, precision.b, (k, n))
             a_transposed = bool(rng.integers(0, 2))
             a_address = allocate(a.T if a_transposed else a)
             # Now and then A is an earlier result, if its values are operands: the output
             # stage saturated them to output_width bits, and A takes that many.
             for address, rows, cols, bits in reversed(results[-3:]):
-                if (rows, cols) == (m, k) and bits <= precision.a.blocks * config.block_width \
+                if (rows, cols) == (m, k) and not precision.a.vrq \
+                        and bits <= precision.a.blocks * config.block_width \
                         and rng.random() < 0.7:
                     a_address, a_transposed = address, False
                     break

@@ -825,3 +825,27 @@ def test_cli_errors_are_one_line(capsys, monkeypatch):
         cli(["host", "gemm", "--help"], capsys)
     assert exit_.value.code == 0
 
+
+
+@pytest.mark.parametrize("name", ["tiny", "default"])
+def test_runtime_board_backend_runs_programs_like_the_golden_machine(name):
+    """The runtime's board backend (qforge.sim.runtime.BoardBackend) on the board model
+    through the simulated link: random programs (valid and invalid words, accumulate
+    and update GEMMs) leave the same memory and error flag as the golden machine."""
+    from qforge.sim.fuzz import random_program
+    from qforge.sim.runtime import Runtime
+
+    config = load_preset(name)
+    _, _, board = linked(config)
+    runtime = Runtime(config, "board", board=board)
+    for seed in range(3):
+        program = random_program(config, seed, instructions=30, max_tiles=1)
+        golden = Runtime(config, "golden")
+        for target in (runtime, golden):
+            target.reset()
+            target.memory = program.memory.copy()
+        report = runtime.run(program.words)
+        expected = golden.run(program.words)
+        assert report.error == expected.error == (program.invalid > 0)
+        assert report.gemms == expected.gemms == program.gemms
+        np.testing.assert_array_equal(runtime.memory, golden.memory)

@@ -20,12 +20,12 @@ def test_help_lists_every_command(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for command in ("generate", "presets", "lint", "demo", "bench", "train", "repro", "area",
-                    "asm"):
+                    "asm", "run", "fuzz"):
         assert command in out
 
 
 @pytest.mark.parametrize("command", ["generate", "presets", "lint", "demo", "bench", "train", "area",
-                                     "repro", "asm"])
+                                     "repro", "asm", "run", "fuzz"])
 def test_every_command_explains_itself(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

@@ -140,6 +140,18 @@ def test_every_rule_at_its_limits_non_square():
     check(config, boundary_words(config))
 
 
+def test_every_rule_at_its_limits_vrq_skipping():
+    from tests.hdl.test_core import _vrq_skipping
+    config = _vrq_skipping()
+    words = boundary_words(config)
+    for blocks in range(0, config.vrq_code_blocks + 2):
+        words.append(encode(Opcode.PRECISION, operand=0, blocks=blocks, kept=1, vrq=1))
+    words += [encode(Opcode.OUTPUT, quantize=1, vrq=1, exponent=5),
+              encode(Opcode.OUTPUT, quantize=1, vrq=1, exponent=63),
+              encode(Opcode.GEMM, m=3, n=7, k=5, skip_zeros=1)]
+    check(config, words)
+
+
 def _field_words():
     """Words with a valid opcode and random fields biased to small values."""
     def build(opcode, values):

@@ -23,6 +23,7 @@ from qforge.sim import machine as machine_module
 from qforge.sim.cycles import program_cycles
 from qforge.sim.fuzz import random_program
 from qforge.sim.runtime import BACKENDS, Runtime, RuntimeError_
+from tests.sim.conftest import SKIPPING_DESIGNS
 
 pytestmark = pytest.mark.rtl
 
@@ -30,6 +31,13 @@ pytestmark = pytest.mark.rtl
 @pytest.fixture(scope="module")
 def tiny_rtl():
     runtime = Runtime(load_preset("tiny"), "rtl")
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture(scope="module")
+def vrq_skipping_rtl():
+    runtime = Runtime(SKIPPING_DESIGNS["rect_vrq_skip"](), "rtl")
     yield runtime
     runtime.close()
 
@@ -65,6 +73,26 @@ def test_random_instruction_streams_never_hang_and_match_golden(tiny_rtl, seed):
     np.testing.assert_array_equal(tiny_rtl.memory, golden.memory)
     assert rtl.details["idle"]
     if seed % 2:     # no stalls: the cycle model is exact
+        assert rtl.cycles == program_cycles(config, program.words, program.memory).total
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_streams_with_vrq_and_zero_skipping(vrq_skipping_rtl, seed):
+    """The 2x3 array with VRQ operands and outputs and zero skipping: PRECISION and
+    OUTPUT with vrq, GEMMs with skip_zeros, under stalls (odd seeds: none, and the
+    cycle model, which reads A from memory for the skipping timing, is exact)."""
+    config = vrq_skipping_rtl.config
+    program = random_program(config, 200 + seed, instructions=60, invalid_fraction=0.1)
+    vrq_skipping_rtl.backend.stall = 0.0 if seed % 2 else 0.25
+    try:
+        rtl, golden_report, golden = run_both(vrq_skipping_rtl, program.words,
+                                              program.memory)
+    finally:
+        vrq_skipping_rtl.backend.stall = 0.0
+    assert rtl.error == golden_report.error == (program.invalid > 0)
+    assert rtl.gemms == program.gemms > 0
+    np.testing.assert_array_equal(vrq_skipping_rtl.memory, golden.memory)
+    if seed % 2:
         assert rtl.cycles == program_cycles(config, program.words, program.memory).total
 
 
@@ -160,3 +188,36 @@ def test_runtime_errors_name_the_problem(tiny_rtl):
     report = tiny_rtl.run([encode(Opcode.STORE, address=4, stride=1),
                            encode(Opcode.GEMM, m=1, n=1, k=1)])
     assert not report.error and tiny_rtl.memory[4] == 1
+
+
+def test_fuzz_command(capsys, monkeypatch):
+    """`qforge fuzz`: a clean run reports no hang and every check passed; with a wrong
+    golden model (no saturation in the addend step) it fails with exit status 1."""
+    from qforge.gen.cli import main
+
+    assert main(["fuzz", "--preset", "tiny", "--programs", "4", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "hangs: 0;" in out and "exactly those with an invalid word: yes" in out
+    assert "bit-identical with the golden machine: yes" in out
+    assert "cycles equal to the cycle model: yes" in out
+    monkeypatch.setattr(machine_module, "add_saturate",
+                        lambda addend, values, bits: np.asarray(addend) + values + 1)
+    assert main(["fuzz", "--preset", "tiny", "--programs", "4", "--seed", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "memory bit-identical with the golden machine: NO" in out and "FAILED" in out
+
+
+def test_run_command_compares_backends(capsys):
+    from qforge.gen.cli import main
+
+    program = str(__import__("qforge.gen", fromlist=["x"]).__path__[0]
+                  + "/programs/example.qasm")
+    assert main(["run", program, "--backend", "rtl", "--compare", "--random", "x",
+                 "--random", "wq", "--random", "dy", "--show", "dw"]) == 0
+    out = capsys.readouterr().out
+    assert "4 GEMMs, error flag 0" in out
+    assert "bit-identical with the golden machine: all 6659 memory elements" in out
+    simulated, predicted = out.split("cycles: ")[1].split(" simulated, ")
+    assert int(simulated) == int(predicted.split()[0])
+    assert main(["run", program, "--show", "nothing"]) == 2
+    assert "not a data label" in capsys.readouterr().err
