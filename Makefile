@@ -11,7 +11,7 @@ PRESETS := tiny default large
 BOARD  ?= icebreaker
 PRESET ?= tiny
 
-.PHONY: setup demo test test-all bench lint generate bitstream results clean help
+.PHONY: setup demo test test-all bench lint generate bitstream results fuzz train-rtl clean help
 
 help:
 	@echo "make setup     create .venv and install the pinned toolchain (pip only)"
@@ -27,6 +27,10 @@ help:
 	@echo "               build/board/ (BOARD=icebreaker|ulx3s-85f, PRESET=tiny by default)"
 	@echo "make results   build every default board x preset pair (report only; about an"
 	@echo "               hour on 2 cores) and write docs/RESULTS.md from the tools' reports"
+	@echo "make fuzz      random instruction streams against the programmable RTL (tiny preset):"
+	@echo "               no hang, sticky error on invalid words, bit-exact with the golden machine"
+	@echo "make train-rtl train the digits MLP for one epoch with every GEMM and weight update"
+	@echo "               on the generated Verilog (Verilator), checked against the golden machine"
 
 setup: $(STAMP)
 
@@ -59,7 +63,8 @@ bench: setup
 	$(BIN)/qforge bench --json --plot-dir build/bench
 
 lint: setup
-	@for preset in $(PRESETS); do $(BIN)/qforge lint --preset $$preset || exit 1; done
+	@for preset in $(PRESETS); do $(BIN)/qforge lint --preset $$preset || exit 1; \
+	    $(BIN)/qforge lint --preset $$preset --programmable || exit 1; done
 
 generate: setup
 	@for preset in $(PRESETS); do \
@@ -70,6 +75,13 @@ bitstream: setup
 
 results: setup
 	$(BIN)/qforge results --output docs/RESULTS.md
+
+fuzz: setup
+	$(BIN)/qforge fuzz --preset tiny --programs 40
+	$(BIN)/qforge fuzz --preset tiny --programs 40 --stall 0.3 --seed 1000
+
+train-rtl: setup
+	$(BIN)/qforge train --backend rtl --epochs 1 --check
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

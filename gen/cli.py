@@ -71,7 +71,7 @@ def _command_generate(arguments) -> int:
     from qforge.gen.generate import generate, lint
 
     config = _config(arguments)
-    design = generate(config, arguments.output)
+    design = generate(config, arguments.output, programmable=arguments.programmable)
     print(f"wrote {design.verilog} and {design.manifest} "
           f"({config.rows}x{config.cols} array, {config.operand_width}-bit operands, "
           f"{config.blocks} blocks of {config.block_width} bits, "
@@ -101,7 +101,9 @@ def _command_lint(arguments) -> int:
     if arguments.verilog:
         return _report_lint(arguments.verilog)
     config = _config(arguments)
-    design = generate(config, Path("build") / "lint" / config.name)
+    folder = config.name + ("-core" if arguments.programmable else "")
+    design = generate(config, Path("build") / "lint" / folder,
+                      programmable=arguments.programmable)
     return _report_lint(design.verilog)
 
 
@@ -620,6 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--lint", action="store_true",
                           help="also run `verilator --lint-only -Wall` (with the waivers "
                                "in gen/lint.vlt) and fail on any warning")
+    generate.add_argument("--programmable", action="store_true",
+                          help="the accelerator with its instruction decoder and addend "
+                               "stage: DIR/qforge_core.v, module qforge_core, ports "
+                               "instruction, a_in, b_in, addend, result (docs/ISA.md)")
     generate.set_defaults(handler=_command_generate)
 
     presets = commands.add_parser("presets", help="list the built-in configurations",
@@ -636,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(lint, default="default")
     lint.add_argument("--verilog", type=Path, metavar="FILE",
                       help="lint this Verilog file instead of generating one")
+    lint.add_argument("--programmable", action="store_true",
+                      help="lint the programmable top (qforge_core: decoder, accelerator, "
+                           "addend stage) instead of qforge_top")
     lint.set_defaults(handler=_command_lint)
 
     demo = commands.add_parser(

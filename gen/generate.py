@@ -153,9 +153,11 @@ def write(config: Config, text: str, manifest: dict, directory: str | Path) -> D
     return Design(config, directory, verilog_path, manifest_path, manifest["verilog_sha256_16"])
 
 
-def generate(config: Config, directory: str | Path) -> Design:
-    """Write ``qforge_top.v`` and ``manifest.json`` for ``config`` into ``directory``."""
-    text, manifest = render(config)
+def generate(config: Config, directory: str | Path, *, programmable: bool = False) -> Design:
+    """Write ``qforge_top.v`` (with ``programmable``: ``qforge_core.v``, the accelerator
+    with its instruction decoder) and ``manifest.json`` for ``config`` into
+    ``directory``."""
+    text, manifest = render(config, programmable=programmable)
     return write(config, text, manifest, directory)
 
 

@@ -78,3 +78,25 @@ def test_generation_is_deterministic(tmp_path):
     assert first.verilog.read_text() == second.verilog.read_text()
     assert first.fingerprint == second.fingerprint
     assert str(tmp_path) not in first.verilog.read_text()  # no absolute source paths
+
+
+@pytest.fixture(scope="module", params=["tiny", "default", "sparse"])
+def core_design(request, tmp_path_factory):
+    return generate(load_preset(request.param),
+                    tmp_path_factory.mktemp(request.param + "-core"), programmable=True)
+
+
+def test_programmable_top_is_lint_clean_and_described(core_design):
+    """qforge_core (decoder, accelerator, addend stage): lint clean; the manifest lists
+    its streams with the instruction word's layout."""
+    from qforge.gen.generate import CORE_TOP_NAME
+    from qforge.hdl.isa import INSTRUCTION_WIDTH
+
+    assert core_design.verilog.name == f"{CORE_TOP_NAME}.v"
+    assert lint(core_design.verilog) == []
+    manifest = json.loads(core_design.manifest.read_text())
+    assert manifest["top"] == CORE_TOP_NAME
+    assert set(manifest["streams"]) == {"instruction", "a_in", "b_in", "addend", "result"}
+    assert manifest["streams"]["instruction"]["payload_width"] == INSTRUCTION_WIDTH
+    text = core_design.verilog.read_text()
+    assert f"module {CORE_TOP_NAME}(" in text
