@@ -127,13 +127,20 @@ def _command_demo(arguments) -> int:
     from qforge.sim.demo import format_report, run_demo
 
     config = _config(arguments)
+    if arguments.programs < 0:
+        raise ValueError(f"--programs = {arguments.programs}: must be at least 0")
     report = run_demo(config, per_mode=arguments.per_mode, seed=arguments.seed,
                       simulator=arguments.simulator, large=not arguments.no_large,
+                      programs=arguments.programs,
                       log=lambda message: print(message, file=sys.stderr, flush=True))
     print(format_report(report))
     print(f"\nreport written to build/demo/report.json and build/demo/report.md")
+    programs = report.get("programs")
+    programs_ok = programs is None or (
+        programs["error_flags_match"] == programs["memory_matches"] == programs["programs"]
+        and programs["cycles"] == programs["model_cycles"])
     return 0 if report["mismatched_beats"] == 0 and \
-        report["stalled_run_mismatched_beats"] == 0 else 1
+        report["stalled_run_mismatched_beats"] == 0 and programs_ok else 1
 
 
 def _make_folder(folder: Path, option: str, given: Path) -> None:
@@ -408,7 +415,8 @@ def _command_train(arguments) -> int:
                        log=lambda message: print(message, file=sys.stderr, flush=True))
     how = "--emulate" if arguments.emulate else f"--backend {arguments.backend}"
     print(f"qforge train {how}: {report['name']} ({report['source']}): MLP 64-"
-          f"{report['hidden']}-10 on digits, {report['epochs']} epochs, batch "
+          f"{report['hidden']}-10 on digits, {report['epochs']} "
+          f"epoch{'' if report['epochs'] == 1 else 's'}, batch "
           f"{report['batch_size']}, learning rate {describe_schedule(report)}, seed "
           f"{report['seed']}; {report['train_samples']} training / "
           f"{report['test_samples']} test samples\n")
@@ -653,8 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(once; cached under build/rtl), run random GEMMs in every standard "
                     "precision mode through the cocotb bench, compare every result with "
                     "the golden model and print cycles, utilization and MACs/cycle per "
-                    "mode, then measure one 128x128x128 GEMM per mode on the RTL. Exit "
-                    "status 1 if any result differs.")
+                    "mode, then measure one 128x128x128 GEMM per mode on the RTL; last, "
+                    "run random instruction streams on the programmable top (qforge_core, "
+                    "docs/ISA.md) against the golden machine. Exit status 1 if any result, "
+                    "error flag or cycle count differs.")
     _add_config_arguments(demo, default="default")
     demo.add_argument("--per-mode", type=int, default=2, metavar="N",
                       help="random GEMMs per precision mode (default: 2)")
@@ -664,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-large", action="store_true",
                       help="skip the 128x128x128 GEMM per mode (about a minute on the "
                            "default preset)")
+    demo.add_argument("--programs", type=int, default=10, metavar="N",
+                      help="random instruction streams on the programmable top (default "
+                           "10; 0 skips it and its Verilator build)")
     demo.set_defaults(handler=_command_demo)
 
     bench = commands.add_parser(

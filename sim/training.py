@@ -1024,13 +1024,20 @@ def format_program_table(report: dict) -> str:
         if run.get("backend", "emulator") == "emulator" or not run.get("epoch_model_cycles"):
             continue
         simulated = run["backend"] == "rtl"
-        for epoch, model in enumerate(run["epoch_model_cycles"], start=1):
+        epochs = list(enumerate(run["epoch_model_cycles"], start=1))
+        if not simulated and len(set(run["epoch_model_cycles"])) == 1:
+            # Nothing measured, and every epoch predicts the same: one row.
+            epochs = epochs[-1:]
+        for epoch, model in epochs:
             cycles = run["epoch_cycles"][epoch - 1]
             evaluation = run["eval_cycles"][epoch - 1] if simulated \
                 else run["eval_model_cycles"][epoch - 1]
+            # A range: every epoch's predicted cycles are those shown; accuracy after
+            # the last.
+            label = epoch if simulated or len(epochs) > 1 or epoch == 1 else f"1-{epoch}"
             lines.append(
                 f"| {run['name']} | {run['backend']}{' (checked)' if run['checked'] else ''}"
-                f" | {epoch} | {100 * run['test_accuracy'][epoch]:.2f}% "
+                f" | {label} | {100 * run['test_accuracy'][epoch]:.2f}% "
                 f"| {cycles if simulated else ''} | {model} "
                 f"| {f'{cycles / model:.4f}' if simulated and model else ''} "
                 f"| {evaluation}{'' if simulated else ' (model)'} "

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.rtl
 
 def test_demo_reports_every_mode_bit_exact(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("QFORGE_BUILD", str(tmp_path.parent / "shared-build"))
-    code = main(["demo", "--preset", "tiny", "--per-mode", "1", "--no-large"])
+    code = main(["demo", "--preset", "tiny", "--per-mode", "1", "--no-large",
+                 "--programs", "3"])
     out = capsys.readouterr().out
     assert code == 0
     report = json.loads((tmp_path.parent / "shared-build" / "demo" / "report.json").read_text())
@@ -24,3 +25,8 @@ def test_demo_reports_every_mode_bit_exact(capsys, tmp_path, monkeypatch):
     for entry in report["modes"].values():
         assert entry["cycles"] == entry["model_cycles"]
     assert "| exact |" in out and "bit-exact result beats" in out
+    programs = report["programs"]
+    assert programs["programs"] == programs["error_flags_match"] == \
+        programs["memory_matches"] == 3
+    assert programs["cycles"] == programs["model_cycles"] > 0 and programs["gemms"] > 0
+    assert "Programmable top (qforge_core" in out
