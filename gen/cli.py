@@ -68,7 +68,7 @@ def _config(arguments):
 
 
 def _command_generate(arguments) -> int:
-    from qforge.gen.generate import generate, lint
+    from qforge.gen.generate import generate
 
     config = _config(arguments)
     design = generate(config, arguments.output, programmable=arguments.programmable)
@@ -437,18 +437,27 @@ def _command_train(arguments) -> int:
     return 0
 
 
+def _assemble(arguments, config):
+    """``arguments.file`` assembled for ``config``, or None after printing the error gcc
+    style (FILE:LINE:COLUMN: error: MESSAGE, the source line and a caret) on stderr."""
+    from qforge.gen.asm import AsmError, assemble_file
+
+    try:
+        return assemble_file(arguments.file, config)
+    except AsmError as error:
+        print(error.formatted(), file=sys.stderr)
+        return None
+
+
 def _command_run(arguments) -> int:
     import numpy as np
 
-    from qforge.gen.asm import AsmError, assemble_file
     from qforge.sim.cycles import program_cycles
     from qforge.sim.runtime import Runtime, RuntimeError_
 
     config = _config(arguments)
-    try:
-        program = assemble_file(arguments.file, config)
-    except AsmError as error:
-        print(error.formatted(), file=sys.stderr)
+    program = _assemble(arguments, config)
+    if program is None:
         return 2
     for name in arguments.show or ():
         if name not in program.regions:
@@ -581,14 +590,9 @@ def _command_fuzz(arguments) -> int:
 
 
 def _command_asm(arguments) -> int:
-    from qforge.gen.asm import AsmError, assemble_file
-
     config = _config(arguments)
-    try:
-        program = assemble_file(arguments.file, config)
-    except AsmError as error:
-        # gcc style: FILE:LINE:COLUMN: error: MESSAGE, the source line and a caret.
-        print(error.formatted(), file=sys.stderr)
+    program = _assemble(arguments, config)
+    if program is None:
         return 2
     if arguments.output:
         try:

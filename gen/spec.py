@@ -44,7 +44,6 @@ allowed.
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources

@@ -10,7 +10,6 @@ does not depend on flow control.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 

@@ -45,8 +45,8 @@ from qforge.sim.quantize import Rounding, fixed_point_encode
 from qforge.sim.runtime import Runtime
 from qforge.sim.training import (SLOTS, _SLOT, HardwareConfig, Quantized, RunResult,
                                  TrainConfig, _batches, _log_softmax, _loss_accuracy,
-                                 _with_ones, initial_weights, load_digits_split,
-                                 quantize_operand, random_key)
+                                 _with_ones, initial_weights, quantize_operand,
+                                 random_key, training_data)
 
 __all__ = ["update_operands", "ProgramTrainer", "train_program_run", "MismatchError"]
 
@@ -275,11 +275,7 @@ def train_program_run(train: TrainConfig, hardware: HardwareConfig, data=None, *
     them, plus the backend's and the cycle model's cycles per epoch."""
     from qforge.sim.progress import Progress
 
-    if data is None:
-        data = load_digits_split(train.split_seed, train.test_fraction)
-    x_train, y_train, x_test, y_test = data
-    if train.train_samples is not None:
-        x_train, y_train = x_train[:train.train_samples], y_train[:train.train_samples]
+    x_train, y_train, x_test, y_test = training_data(train, data)
     epochs = train.epochs if epochs is None else epochs
     result = RunResult(hardware.name, hardware.describe())
     result.backend = backend

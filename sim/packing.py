@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.lib import data
+from amaranth.lib import data  # noqa: F401 - the doctests use it
 
 from qforge.gen.spec import Config
 from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,

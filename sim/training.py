@@ -785,6 +785,17 @@ def initial_weights(hidden: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return w1, w2
 
 
+def training_data(train: TrainConfig, data=None):
+    """``(x_train, y_train, x_test, y_test)`` of a run: ``data`` or the split of
+    :func:`load_digits_split`, the training set cut to ``train.train_samples``."""
+    if data is None:
+        data = load_digits_split(train.split_seed, train.test_fraction)
+    x_train, y_train, x_test, y_test = data
+    if train.train_samples is not None:
+        x_train, y_train = x_train[:train.train_samples], y_train[:train.train_samples]
+    return x_train, y_train, x_test, y_test
+
+
 def _batches(count: int, batch_size: int, seed: int, epoch: int):
     order = np.random.default_rng([seed, epoch]).permutation(count)
     return [order[i:i + batch_size] for i in range(0, count, batch_size)]
@@ -801,11 +812,7 @@ def train_run(train: TrainConfig, hardware: HardwareConfig, data=None, *,
         from qforge.sim.hardware_training import train_program_run
         return train_program_run(train, hardware, data, epochs=epochs, log=log,
                                  log_every=log_every)
-    if data is None:
-        data = load_digits_split(train.split_seed, train.test_fraction)
-    x_train, y_train, x_test, y_test = data
-    if train.train_samples is not None:
-        x_train, y_train = x_train[:train.train_samples], y_train[:train.train_samples]
+    x_train, y_train, x_test, y_test = training_data(train, data)
     epochs = train.epochs if epochs is None else epochs
     result = RunResult(hardware.name, hardware.describe())
     start = time.perf_counter()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qforge.gen.cli import main
-from qforge.sim.hardware_training import ProgramTrainer, train_program_run, update_operands
+from qforge.sim.hardware_training import ProgramTrainer, train_program_run
 from qforge.sim.quantize import random_bits
 from qforge.sim.runtime import Runtime
 from qforge.sim.training import (TrainConfigError, load_digits_split, load_train_config,
