@@ -453,7 +453,7 @@ def _command_run(arguments) -> int:
     import numpy as np
 
     from qforge.sim.cycles import program_cycles
-    from qforge.sim.runtime import Runtime, RuntimeError_
+    from qforge.sim.runtime import Runtime, BackendError
 
     config = _config(arguments)
     program = _assemble(arguments, config)
@@ -483,7 +483,7 @@ def _command_run(arguments) -> int:
                 runtime.memory = memory.copy()
                 report = runtime.run(program)
                 results[backend] = (report, runtime.memory.copy())
-        except RuntimeError_ as error:
+        except BackendError as error:
             raise ValueError(f"{backend} backend: {error}") from None
     report, final = results[arguments.backend]
     model = program_cycles(config, program.words, memory)

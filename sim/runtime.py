@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import struct
 import tempfile
 import threading
@@ -42,13 +43,13 @@ from qforge.gen.spec import Config
 from qforge.sim.machine import Machine, MachineError
 
 __all__ = ["Runtime", "RunReport", "GoldenBackend", "RtlBackend", "BoardBackend",
-           "RuntimeError_", "BACKENDS"]
+           "BackendError", "BACKENDS"]
 
 #: Backend names :class:`Runtime` accepts.
 BACKENDS = ("golden", "rtl", "board")
 
 
-class RuntimeError_(RuntimeError):       # noqa: N801 - not the builtin
+class BackendError(RuntimeError):
     """A backend failed: the simulator stopped, the hardware hung, or the data mover
     met memory it cannot execute (the message says which)."""
 
@@ -84,7 +85,7 @@ class GoldenBackend:
         try:
             self.machine.run(words)
         except MachineError as error:
-            raise RuntimeError_(str(error)) from None
+            raise BackendError(str(error)) from None
         return RunReport(self.machine.error, self.machine.gemms - before)
 
     def reset(self) -> None:
@@ -108,7 +109,7 @@ def _read_exact(fd: int, count: int, alive) -> bytes:
         chunk = os.read(fd, count)
         if not chunk:
             if not alive():
-                raise RuntimeError_("the simulator stopped (see its sim.log)")
+                raise BackendError("the simulator stopped (see its sim.log)")
             time.sleep(0.01)
             continue
         chunks.append(chunk)
@@ -172,13 +173,13 @@ class RtlBackend:
             except OSError:
                 pass
             if not self._alive() or time.monotonic() > deadline:
-                raise RuntimeError_(f"the simulator did not start (see "
+                raise BackendError(f"the simulator did not start (see "
                                     f"{self._directory / 'sim.log'}): {self._failure}")
             time.sleep(0.05)
 
     def _request(self, message) -> dict:
         if not self._alive():
-            raise RuntimeError_(f"the simulator has stopped (see "
+            raise BackendError(f"the simulator has stopped (see "
                                 f"{self._directory / 'sim.log'})")
         _write_message(self._requests, message)
         (length,) = struct.unpack("<Q", _read_exact(self._replies, 8, self._alive))
@@ -190,11 +191,11 @@ class RtlBackend:
                                "timeout_cycles": self.timeout_cycles})
         self._runs += 1
         if "exception" in reply:
-            raise RuntimeError_(f"rtl backend: {reply['exception']}")
+            raise BackendError(f"rtl backend: {reply['exception']}")
         if reply["hang"]:
-            raise RuntimeError_(f"rtl backend: the hardware hung: {reply['hang']}")
+            raise BackendError(f"rtl backend: the hardware hung: {reply['hang']}")
         if reply["errors"]:
-            raise RuntimeError_(f"rtl backend: bad result stream: {reply['errors'][:3]}")
+            raise BackendError(f"rtl backend: bad result stream: {reply['errors'][:3]}")
         memory[:] = reply["memory"]
         return RunReport(reply["error"], reply["gemms"], reply["cycles"],
                          details={"idle": reply["idle"]})
@@ -203,17 +204,21 @@ class RtlBackend:
         self._request({"op": "reset"})
 
     def close(self) -> None:
-        if self._alive():
+        """End the simulator; its folder (logs, pipes) is removed unless it failed."""
+        clean = self._alive()
+        if clean:
             try:
                 _write_message(self._requests, {"op": "quit"})
             except OSError:
-                pass
+                clean = False
             self._thread.join(timeout=60)
         for fd in (self._requests, self._replies):
             try:
                 os.close(fd)
             except OSError:
                 pass
+        if clean and self._failure is None and not self._thread.is_alive():
+            shutil.rmtree(self._directory, ignore_errors=True)
 
 
 class BoardBackend:

@@ -22,7 +22,7 @@ from qforge.hdl.isa import Opcode, Operand, encode
 from qforge.sim import machine as machine_module
 from qforge.sim.cycles import program_cycles
 from qforge.sim.fuzz import random_program
-from qforge.sim.runtime import BACKENDS, Runtime, RuntimeError_
+from qforge.sim.runtime import BACKENDS, Runtime, BackendError
 from tests.sim.conftest import SKIPPING_DESIGNS
 
 pytestmark = pytest.mark.rtl
@@ -175,14 +175,14 @@ def test_runtime_errors_name_the_problem(tiny_rtl):
         Runtime(tiny_rtl.config, "fpga")
     assert BACKENDS == ("golden", "rtl", "board")
     runtime = Runtime(tiny_rtl.config, "golden", memory_size=4)
-    with pytest.raises(RuntimeError_, match="memory has 4 elements"):
+    with pytest.raises(BackendError, match="memory has 4 elements"):
         runtime.run([encode(Opcode.LOAD, operand=Operand.A, address=2, stride=2),
                      encode(Opcode.GEMM, m=2, n=1, k=2)])
     # An operand out of range for the precision: the data mover refuses it, and the
     # RTL backend resets the core and stays usable.
     tiny_rtl.reset()
     tiny_rtl.memory = np.full(16, 500, dtype=np.int64)
-    with pytest.raises(RuntimeError_, match="out of range"):
+    with pytest.raises(BackendError, match="out of range"):
         tiny_rtl.run([encode(Opcode.GEMM, m=1, n=1, k=1)])
     tiny_rtl.memory = np.ones(16, dtype=np.int64)
     report = tiny_rtl.run([encode(Opcode.STORE, address=4, stride=1),
