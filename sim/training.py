@@ -1080,7 +1080,11 @@ def plot_curves(report: dict, path) -> None:
     right.set_yscale("log")
     right.grid(alpha=0.3)
     right.legend(fontsize=8, loc="upper right")
-    figure.suptitle(f"qforge emulated training: {report['name']} (MLP 64-{report['hidden']}"
+    backends = {run.get("backend", "emulator") for run in report["runs"]}
+    what = ("training on the RTL (Verilator)" if "rtl" in backends else
+            "training as programs (golden machine)" if "golden" in backends else
+            "emulated training")
+    figure.suptitle(f"qforge {what}: {report['name']} (MLP 64-{report['hidden']}"
                     f"-10, batch {report['batch_size']}, lr {describe_schedule(report)}, "
                     f"seed {report['seed']})")
     figure.savefig(path, dpi=110)
