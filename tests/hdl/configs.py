@@ -102,3 +102,12 @@ SKIPPING_CONFIGS = {
     "p8": skipping_p8,
     "sparse": lambda: load_preset("sparse"),    # R = 8, P = 4, max depth 2048
 }
+
+
+def vrq_skipping() -> Config:
+    """2x3, VRQ operands and outputs, zero skipping: every path of the instruction
+    decoder (tests/hdl/test_decoder.py, tests/hdl/test_core.py)."""
+    spec = custom("r2c3v", rows=2, cols=3, operand_width=8, block_width=2,
+                  block_multipliers=2, buffer_depth=16).to_dict()
+    spec["vrq"] = {"code_width": 4, "range_stride": 2, "ranges": 8}
+    return from_dict(spec, source="tests").with_zero_skipping()

@@ -14,27 +14,18 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from qforge.gen.spec import from_dict
 from qforge.hdl.core import Core
 from qforge.hdl.isa import Opcode, Operand, encode
 from qforge.sim.datamover import DataMover
 from qforge.sim.fuzz import random_program
 from qforge.sim.machine import Machine, add_saturate
-from tests.hdl.configs import custom, tiny
-
-def _vrq_skipping():
-    """2x3, VRQ operands and outputs, zero skipping: every decoder path."""
-    spec = custom("r2c3v", rows=2, cols=3, operand_width=8, block_width=2,
-                  block_multipliers=2, buffer_depth=16).to_dict()
-    spec["vrq"] = {"code_width": 4, "range_stride": 2, "ranges": 8}
-    return from_dict(spec, source="tests").with_zero_skipping()
-
+from tests.hdl.configs import custom, tiny, vrq_skipping
 
 CORE_CONFIGS = {
     "tiny": tiny,
     "r2c3": lambda: custom("r2c3", rows=2, cols=3, operand_width=8, block_width=2,
                            block_multipliers=2, buffer_depth=16),
-    "r2c3_vrq_skipping": _vrq_skipping,
+    "r2c3_vrq_skipping": vrq_skipping,
 }
 
 

@@ -17,7 +17,7 @@ from qforge.hdl.isa import Opcode, encode, operand_layout
 from qforge.hdl.layouts import epilogue_layout
 from qforge.sim.machine import Machine, instruction_error
 from qforge.sim.packing import command_bits
-from tests.hdl.configs import custom, tiny
+from tests.hdl.configs import custom, tiny, vrq_skipping
 
 #: Settings before each word, so that a GEMM's command carries non-reset registers.
 PREFIX = [encode(Opcode.PRECISION, operand=0, blocks=1, kept=1),
@@ -141,8 +141,7 @@ def test_every_rule_at_its_limits_non_square():
 
 
 def test_every_rule_at_its_limits_vrq_skipping():
-    from tests.hdl.test_core import _vrq_skipping
-    config = _vrq_skipping()
+    config = vrq_skipping()
     words = boundary_words(config)
     for blocks in range(0, config.vrq_code_blocks + 2):
         words.append(encode(Opcode.PRECISION, operand=0, blocks=blocks, kept=1, vrq=1))
