@@ -129,12 +129,16 @@ def _command_demo(arguments) -> int:
     config = _config(arguments)
     if arguments.programs < 0:
         raise ValueError(f"--programs = {arguments.programs}: must be at least 0")
+    output = arguments.output
+    if output is not None:
+        _make_folder(output, "--output", output)
     report = run_demo(config, per_mode=arguments.per_mode, seed=arguments.seed,
                       simulator=arguments.simulator, large=not arguments.no_large,
-                      programs=arguments.programs,
+                      programs=arguments.programs, output=output,
                       log=lambda message: print(message, file=sys.stderr, flush=True))
     print(format_report(report))
-    print(f"\nreport written to build/demo/report.json and build/demo/report.md")
+    folder = output or Path("build") / "demo"
+    print(f"\nreport written to {folder / 'report.json'} and {folder / 'report.md'}")
     programs = report.get("programs")
     programs_ok = programs is None or (
         programs["error_flags_match"] == programs["memory_matches"] == programs["programs"]
@@ -678,6 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-large", action="store_true",
                       help="skip the 128x128x128 GEMM per mode (about a minute on the "
                            "default preset)")
+    demo.add_argument("--output", type=Path, metavar="DIR",
+                      help="where to write report.json and report.md (default: build/demo)")
     demo.add_argument("--programs", type=int, default=10, metavar="N",
                       help="random instruction streams on the programmable top (default "
                            "10; 0 skips it and its Verilator build)")

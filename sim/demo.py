@@ -10,6 +10,7 @@ does not depend on flow control.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -77,8 +78,10 @@ def run_programs(config: Config, *, count: int, seed: int, simulator: str,
 
 
 def run_demo(config: Config, *, per_mode: int = 2, seed: int = 1, simulator: str = "verilator",
-             large: bool = True, programs: int = 10, log=print) -> dict:
-    """Run the demo and return its report (also written to ``build/demo/``)."""
+             large: bool = True, programs: int = 10, output: Path | None = None,
+             log=print) -> dict:
+    """Run the demo and return its report (also written to ``output``, by default
+    ``build/demo/``)."""
     built = build(config, simulator, log=log)
     jobs = _jobs(config, per_mode, seed)
     log(f"running {len(jobs)} GEMMs ({per_mode} per mode) one at a time on {simulator} ...")
@@ -132,7 +135,7 @@ def run_demo(config: Config, *, per_mode: int = 2, seed: int = 1, simulator: str
     if programs:
         report["programs"] = run_programs(config, count=programs, seed=seed,
                                           simulator=simulator, log=log)
-    out = default_build_root() / "demo"
+    out = output or default_build_root() / "demo"
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(format_report(report) + "\n")

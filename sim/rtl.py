@@ -11,6 +11,7 @@ bench writes (results, mismatches, cycle counts).
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import time
@@ -93,6 +94,14 @@ def _verilator_args(waves: bool, public_ports: Path | None = None) -> list[str]:
         "--x-assign", "fast", "-CFLAGS", "-O1"] + (["--trace-structs"] if waves else [])
 
 
+@functools.lru_cache(maxsize=16)
+def _render(config: Config, link: LinkSettings | None, programmable: bool):
+    """:func:`qforge.gen.generate.render`, once per process and design: elaborating the
+    default preset's programmable top takes about 10 s, and a test session builds the
+    same design for several runtimes."""
+    return render(config, link, programmable=programmable)
+
+
 def build(config: Config, simulator: str = "verilator", *, root: Path | None = None,
           waves: bool = False, log=print, link: LinkSettings | None = None,
           programmable: bool = False) -> BuiltDesign:
@@ -111,7 +120,8 @@ def build(config: Config, simulator: str = "verilator", *, root: Path | None = N
         raise ToolError("Icarus Verilog is not installed (optional): "
                         "`apt-get install iverilog`, or use --simulator verilator")
     root = root or default_build_root()
-    text, manifest = render(config, link, programmable=programmable)
+    text, manifest = _render(config, link, programmable)
+    manifest = json.loads(json.dumps(manifest))         # callers may not share it
     top = manifest["top"]
     public_ports_vlt = (CORE_PUBLIC_PORTS_VLT if programmable else
                         PUBLIC_PORTS_VLT if link is None else LINKED_PUBLIC_PORTS_VLT)

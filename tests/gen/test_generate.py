@@ -80,7 +80,10 @@ def test_generation_is_deterministic(tmp_path):
     assert str(tmp_path) not in first.verilog.read_text()  # no absolute source paths
 
 
-@pytest.fixture(scope="module", params=["tiny", "default", "sparse"])
+@pytest.fixture(scope="module", params=[
+    "tiny",
+    # The zero-skipping top takes about 45 s to elaborate and lint: with the sweeps.
+    pytest.param("sparse", marks=pytest.mark.slow)])
 def core_design(request, tmp_path_factory):
     return generate(load_preset(request.param),
                     tmp_path_factory.mktemp(request.param + "-core"), programmable=True)

@@ -76,6 +76,9 @@ def test_random_instruction_streams_never_hang_and_match_golden(tiny_rtl, seed):
         assert rtl.cycles == program_cycles(config, program.words, program.memory).total
 
 
+# Its own Verilator build (about 40 s): with the sweeps (`make test-all`). The same
+# core runs these programs in the Amaranth simulator in tests/hdl/test_core.py.
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_random_streams_with_vrq_and_zero_skipping(vrq_skipping_rtl, seed):
     """The 2x3 array with VRQ operands and outputs and zero skipping: PRECISION and
