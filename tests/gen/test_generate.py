@@ -10,7 +10,13 @@ from qforge.gen.spec import load_preset, preset_names
 from qforge.hdl.layouts import a_beat_layout, command_layout, result_layout
 
 
-@pytest.fixture(scope="module", params=preset_names())
+#: The 16x16 `large` preset takes over a minute to elaborate and lint: with the slow
+#: sweeps (`make test-all`; `make lint` lints it too).
+PRESETS = [pytest.param(name, marks=pytest.mark.slow) if name == "large" else name
+           for name in preset_names()]
+
+
+@pytest.fixture(scope="module", params=PRESETS)
 def design(request, tmp_path_factory):
     return generate(load_preset(request.param), tmp_path_factory.mktemp(request.param))
 

@@ -84,7 +84,7 @@ def golden(config, words, memory):
 
 
 @pytest.mark.parametrize("name", sorted(CORE_CONFIGS))
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_random_programs_match_the_golden_machine(name, seed):
     config = CORE_CONFIGS[name]()
     program = random_program(config, seed, instructions=45, invalid_fraction=0.12)
