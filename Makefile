@@ -16,7 +16,7 @@ PRESET ?= tiny
 help:
 	@echo "make setup     create .venv and install the pinned toolchain (pip only)"
 	@echo "make demo      generate + verify + report on the default configuration"
-	@echo "make test      run the test suite (well under 20 minutes on 2 cores)"
+	@echo "make test      run the test suite (about 20 minutes on 2 cores; sweeps: make test-all)"
 	@echo "make test-all  the test suite plus the slow sweeps (marker: slow)"
 	@echo "make bench     print the benchmark JSON (utilization, precision scaling, zero skipping,"
 	@echo "               emulator speed) and save build/bench/precision_scaling.png and"
