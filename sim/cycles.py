@@ -388,7 +388,7 @@ def program_cycles(config: Config, words, memory=None) -> ProgramReport:
     where :func:`gemm_cycles` ends with that beat: 2 + 1 + 1 - 1.)
     """
     from qforge.hdl.isa import Opcode, decode
-    from qforge.sim.machine import Machine, instruction_error, overlaps, span
+    from qforge.sim.machine import Machine, overlaps, span
 
     # Zero-skipping timing depends on the A operands: execute the program for them.
     compute = config.zero_skipping and memory is not None
@@ -401,20 +401,14 @@ def program_cycles(config: Config, words, memory=None) -> ProgramReport:
     writes: list[tuple[tuple[int, int], int]] = []   # (span, last result beat + 1)
     gemms = 0
     for word in words:
-        if instruction_error(config, word) is not None:
-            machine.step(word)
-            take += DECODE_CYCLES
+        invalid_before = machine.invalid
+        plan = machine.step(word)              # applies instruction_error's rules
+        if plan is None:
+            if machine.invalid == invalid_before and decode(word)[0] == Opcode.FENCE:
+                take = max(take + 1, idle_at) + 1
+            else:
+                take += DECODE_CYCLES
             continue
-        opcode, _ = decode(word)
-        if opcode == Opcode.FENCE:
-            machine.step(word)
-            take = max(take + 1, idle_at) + 1
-            continue
-        if opcode != Opcode.GEMM:
-            machine.step(word)
-            take += DECODE_CYCLES
-            continue
-        plan = machine.step(word)
         precision = plan.precision
         if compute:
             shape = skipping_shape(config, machine.traces[-1].a, plan.n, precision,
