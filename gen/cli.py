@@ -463,16 +463,14 @@ def _command_run(arguments) -> int:
     program = _assemble(arguments, config)
     if program is None:
         return 2
-    for name in arguments.show or ():
-        if name not in program.regions:
-            raise ValueError(f"--show {name}: not a data label of {arguments.file}; its "
-                             f"data labels: {', '.join(program.regions) or 'none'}")
+    for option, names in (("--show", arguments.show), ("--random", arguments.random)):
+        for name in names or ():
+            if name not in program.regions:
+                raise ValueError(f"{option} {name}: not a data label of {arguments.file}; "
+                                 f"its data labels: {', '.join(program.regions) or 'none'}")
     memory = np.array(program.memory(), dtype=np.int64)
     rng = np.random.default_rng(arguments.seed)
     for name in arguments.random or ():
-        if name not in program.regions:
-            raise ValueError(f"--random {name}: not a data label of {arguments.file}; its "
-                             f"data labels: {', '.join(program.regions) or 'none'}")
         address, size = program.regions[name]
         low, high = -(1 << (config.operand_width - 1)), 1 << (config.operand_width - 1)
         memory[address:address + size] = rng.integers(low, high, size=size)
@@ -521,12 +519,9 @@ def _command_run(arguments) -> int:
 
 
 def _command_fuzz(arguments) -> int:
-    import numpy as np
-
-    from qforge.sim.cycles import program_cycles
-    from qforge.sim.fuzz import random_program
+    from qforge.sim.fuzz import check_program
     from qforge.sim.progress import Progress
-    from qforge.sim.runtime import Runtime
+    from qforge.sim.runtime import BackendError, Runtime
 
     config = _config(arguments)
     checks = (("programs", arguments.programs, 1, 100000),
@@ -544,33 +539,18 @@ def _command_fuzz(arguments) -> int:
     try:
         for index in range(arguments.programs):
             seed = arguments.seed + index
-            program = random_program(config, seed, instructions=arguments.instructions,
-                                     invalid_fraction=arguments.invalid)
-            golden = Runtime(config, "golden")
-            for target in (runtime, golden):
-                target.reset()
-                target.memory = program.memory.copy()
             try:
-                report = runtime.run(program.words)
-            except Exception as error:                  # a hang or a stream error
+                check = check_program(runtime, seed, instructions=arguments.instructions,
+                                      invalid_fraction=arguments.invalid)
+            except BackendError as error:               # a hang or a stream error
                 failures.append(f"program seed {seed}: {error}")
                 bar.advance()
                 continue
-            expected = golden.run(program.words)
-            totals["words"] += len(program.words)
-            totals["invalid"] += program.invalid
-            totals["gemms"] += report.gemms
-            totals["error flags"] += int(report.error)
-            problems = []
-            if report.error != expected.error:
-                problems.append(f"error flag {int(report.error)}, golden "
-                                f"{int(expected.error)}")
-            if not np.array_equal(runtime.memory, golden.memory):
-                problems.append("memory differs from the golden machine")
-            if not arguments.stall:
-                model = program_cycles(config, program.words, program.memory).total
-                if report.cycles != model:
-                    problems.append(f"{report.cycles} cycles, model {model}")
+            totals["words"] += check.words
+            totals["invalid"] += check.invalid
+            totals["gemms"] += check.gemms
+            totals["error flags"] += int(check.error)
+            problems = check.problems(check_cycles=not arguments.stall)
             if problems:
                 failures.append(f"program seed {seed}: {'; '.join(problems)}")
             bar.advance(note=f"{len(failures)} failed")

@@ -45,10 +45,7 @@ def run_programs(config: Config, *, count: int, seed: int, simulator: str,
     (:func:`qforge.sim.fuzz.random_program`, about 10% invalid words) on the RTL and on
     the golden machine; counts of words, invalid words and GEMMs, and whether the error
     flags, the memory and the cycle counts (against :func:`program_cycles`) agree."""
-    import numpy as np
-
-    from qforge.sim.cycles import program_cycles
-    from qforge.sim.fuzz import random_program
+    from qforge.sim.fuzz import check_program
     from qforge.sim.runtime import Runtime
 
     summary = {"programs": count, "words": 0, "invalid_words": 0, "gemms": 0,
@@ -58,22 +55,14 @@ def run_programs(config: Config, *, count: int, seed: int, simulator: str,
         log(f"running {count} random instruction streams on the programmable top "
             f"(qforge_core) and on the golden machine ...")
         for index in range(count):
-            program = random_program(config, seed + index, instructions=50)
-            golden = Runtime(config, "golden")
-            for runtime in (rtl, golden):
-                runtime.reset()
-                runtime.memory = program.memory.copy()
-            report = rtl.run(program.words)
-            expected = golden.run(program.words)
-            summary["words"] += len(program.words)
-            summary["invalid_words"] += program.invalid
-            summary["gemms"] += report.gemms
-            summary["error_flags_match"] += int(report.error == expected.error
-                                                == (program.invalid > 0))
-            summary["memory_matches"] += int(np.array_equal(rtl.memory, golden.memory))
-            summary["cycles"] += report.cycles
-            summary["model_cycles"] += program_cycles(config, program.words,
-                                                      program.memory).total
+            check = check_program(rtl, seed + index, instructions=50)
+            summary["words"] += check.words
+            summary["invalid_words"] += check.invalid
+            summary["gemms"] += check.gemms
+            summary["error_flags_match"] += int(check.error_as_predicted)
+            summary["memory_matches"] += int(check.memory_matches)
+            summary["cycles"] += check.cycles
+            summary["model_cycles"] += check.model_cycles
     return summary
 
 

@@ -22,7 +22,7 @@ from qforge.hdl.isa import OPCODE_WIDTH, Opcode, Operand, encode, operand_layout
 from qforge.sim.machine import Machine, gemm_capacity_error, instruction_error
 from qforge.sim.quantize import Rounding
 
-__all__ = ["FuzzProgram", "random_program"]
+__all__ = ["FuzzProgram", "random_program", "ProgramCheck", "check_program"]
 
 
 @dataclass
@@ -197,3 +197,59 @@ def random_program(config: Config, seed: int, *, instructions: int = 40,
     memory = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
     return FuzzProgram(words, memory, invalid, golden.gemms)
 
+
+
+@dataclass
+class ProgramCheck:
+    """One random program on the RTL backend and on the golden machine."""
+
+    seed: int
+    words: int
+    invalid: int
+    gemms: int
+    error: bool                 #: the RTL's sticky error after the program
+    expected_error: bool        #: the golden machine's
+    memory_matches: bool
+    cycles: int | None          #: simulated
+    model_cycles: int           #: :func:`qforge.sim.cycles.program_cycles`
+
+    @property
+    def error_as_predicted(self) -> bool:
+        """Raised exactly when the program holds an invalid word, as the golden
+        machine says."""
+        return self.error == self.expected_error == (self.invalid > 0)
+
+    def problems(self, *, check_cycles: bool) -> list[str]:
+        """What differs (cycles only when ``check_cycles``: no stalls)."""
+        out = []
+        if not self.error_as_predicted:
+            out.append(f"error flag {int(self.error)}, golden {int(self.expected_error)}, "
+                       f"{self.invalid} invalid words")
+        if not self.memory_matches:
+            out.append("memory differs from the golden machine")
+        if check_cycles and self.cycles != self.model_cycles:
+            out.append(f"{self.cycles} cycles, model {self.model_cycles}")
+        return out
+
+
+def check_program(rtl, seed: int, *, instructions: int = 60,
+                  invalid_fraction: float = 0.1) -> ProgramCheck:
+    """Run :func:`random_program` ``seed`` from reset on ``rtl`` (a
+    :class:`qforge.sim.runtime.Runtime`) and on a golden runtime, and compare. A hang
+    or a broken result stream raises :class:`qforge.sim.runtime.BackendError`."""
+    from qforge.sim.cycles import program_cycles
+    from qforge.sim.runtime import Runtime
+
+    config = rtl.config
+    program = random_program(config, seed, instructions=instructions,
+                             invalid_fraction=invalid_fraction)
+    golden = Runtime(config, "golden")
+    for runtime in (rtl, golden):
+        runtime.reset()
+        runtime.memory = program.memory.copy()
+    report = rtl.run(program.words)
+    expected = golden.run(program.words)
+    return ProgramCheck(seed, len(program.words), program.invalid, report.gemms,
+                        report.error, expected.error,
+                        bool(np.array_equal(rtl.memory, golden.memory)), report.cycles,
+                        program_cycles(config, program.words, program.memory).total)
