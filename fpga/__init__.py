@@ -9,6 +9,6 @@
   top level: the linked accelerator plus PLL, reset, UART pins and status LEDs.
 * :mod:`qforge.fpga.build`: bitstreams, utilization and timing reports from the tools'
   own output, and programming (``qforge build``, ``make bitstream``).
-* :mod:`qforge.fpga.protocol`, :mod:`qforge.fpga.host`: the host link's protocol and the
+* :mod:`qforge.hdl.protocol`, :mod:`qforge.fpga.host`: the host link's protocol and the
   host driver that runs GEMMs on a board over its serial port.
 """

@@ -9,7 +9,7 @@ design goes to Yosys as RTLIL straight from Amaranth (no Verilog round trip), an
 counts come from ``tee -o stat.json stat -json``, never from scraping the log::
 
     from qforge.fpga.area import config_area
-    from qforge.gen.spec import load_preset
+    from qforge.sim.model.spec import load_preset
     report = config_area(load_preset("tiny"), "ice40")    # about a minute
     report.summary     # {'lut4': ..., 'carry': ..., 'ff': ..., 'bram': ..., 'dsp': ...}
 
@@ -37,8 +37,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qforge.gen.spec import Config
-from qforge.sim.tools import ToolError
+from qforge.sim.model.spec import Config
+from qforge.gen.tools import ToolError
 
 __all__ = ["Family", "FAMILIES", "AreaReport", "SynthesisError", "yosys_command",
            "parse_stat", "parse_stat_modules", "summarize", "module_groups", "synthesize",

@@ -1,13 +1,13 @@
-"""A pure-Python model of the board side of the host link (:mod:`qforge.fpga.protocol`),
+"""A pure-Python model of the board side of the host link (:mod:`qforge.hdl.protocol`),
 and a simulated serial line to it, so the host driver (:mod:`qforge.fpga.host`) can be
 tested in milliseconds without RTL or a board.
 
-:class:`BoardModel` behaves as :mod:`qforge.fpga.protocol` specifies the board:
+:class:`BoardModel` behaves as :mod:`qforge.hdl.protocol` specifies the board:
 
 * **Receiving.** It hunts for SYNC, then takes KIND, SEQ and LENGTH; a LENGTH above
   ``MAX_PAYLOAD`` (the frame cannot be buffered) is answered with ``NAK LENGTH`` at once
   and the receiver hunts again. Otherwise it takes the payload and the CRC. A frame whose
-  next byte does not arrive within :data:`~qforge.fpga.protocol.TIMEOUT_BYTE_TIMES` byte
+  next byte does not arrive within :data:`~qforge.hdl.protocol.TIMEOUT_BYTE_TIMES` byte
   times (a gap of that many byte times or more) is dropped and answered with
   ``NAK TRUNCATED``. From the end of a frame until its response starts on the transmit
   line (checking, executing, waiting for the line) received bytes are dropped, as the
@@ -27,9 +27,9 @@ tested in milliseconds without RTL or a board.
   an invalid one sets the sticky accelerator-error flag and is dropped, taking no
   operand beats. A valid one takes ``m_tiles * words`` A beats and ``n_tiles * words`` B
   beats (``words = ceil(depth / P)``); then the GEMM is computed with the golden model
-  (:func:`qforge.sim.numerics.gemm`, and :func:`qforge.sim.quantize.output_operands` when
+  (:func:`qforge.sim.model.numerics.gemm`, and :func:`qforge.sim.model.quantize.output_operands` when
   the command's ``output.quantize`` is set) and its result beats are sent in
-  :func:`qforge.sim.packing.result_order`, ``last`` on the final one, as RESULT frames
+  :func:`qforge.sim.host.packing.result_order`, ``last`` on the final one, as RESULT frames
   numbered by the result counter (0 after reset, +1 per frame, mod 256).
 * **Back-pressure.** The hardware pushes a frame's beats into a stream that may not be
   ready, and ACKs once its last beat is taken. The model computes instantly, so a stream
@@ -50,8 +50,8 @@ connects a :class:`qforge.fpga.host.Board` to a model through a simulated line w
 clock advances with the bytes on it and with the time a ``read`` waits, and can inject
 faults (:class:`Fault`).
 
->>> from qforge.gen.spec import load_preset
->>> from qforge.fpga.protocol import Kind, beat_bytes, encode_frame
+>>> from qforge.sim.model.spec import load_preset
+>>> from qforge.hdl.protocol import Kind, beat_bytes, encode_frame
 >>> model = BoardModel(load_preset("tiny"))
 >>> model.feed(encode_frame(Kind.STATUS, 9))
 [Frame(kind=132, seq=9, payload=b'\\x01\\xff\\x00...')]
@@ -69,16 +69,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qforge.fpga.protocol import (CRC_BYTES, DATA_KINDS, HEADER_BYTES, MAX_PAYLOAD,
+from qforge.hdl.protocol import (CRC_BYTES, DATA_KINDS, HEADER_BYTES, MAX_PAYLOAD,
                                   REQUEST_KINDS, RESPONSE_KINDS, SYNC, TIMEOUT_BYTE_TIMES,
                                   Frame, FrameParser, Kind, Nak, Status, beat_bytes,
                                   bytes_to_beats, config_fingerprint, crc16, encode_frame)
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
                                 layout_fields, result_layout)
-from qforge.sim.numerics import OperandPrecision, Precision, Selection, gemm
-from qforge.sim.packing import leaf_fields, pack_fields, result_order, tiles, unpack_fields
-from qforge.sim.quantize import OutputParameters, Rounding, output_operands
+from qforge.sim.model.numerics import OperandPrecision, Precision, Selection, gemm
+from qforge.sim.host.packing import leaf_fields, pack_fields, result_order, unpack_fields
+from qforge.sim.model.machine import tiles
+from qforge.sim.model.quantize import OutputParameters, Rounding, output_operands
 
 __all__ = ["CHECKS", "CommandError", "BoardModelError", "Command", "decode_command",
            "check_capacity",
@@ -141,9 +142,9 @@ def decode_command(config: Config, bits: int) -> Command:
     whether or not ``output.quantize`` is set (rounding code 3, ``shift`` or ``exponent``
     above ``accumulator_width - 1``, ``vrq`` without a ``[vrq]`` section).
 
-    >>> from qforge.gen.spec import load_preset
-    >>> from qforge.sim.packing import command_bits
-    >>> from qforge.sim.numerics import standard_modes
+    >>> from qforge.sim.model.spec import load_preset
+    >>> from qforge.sim.host.packing import command_bits
+    >>> from qforge.sim.model.numerics import standard_modes
     >>> tiny = load_preset("tiny")
     >>> decode_command(tiny, command_bits(tiny, 3, 5, 7, standard_modes(tiny)["mixed"]))
     Command(m_tiles=2, n_tiles=3, depth=7, precision=Precision(a=OperandPrecision(blocks=2, kept=2, ...
@@ -223,7 +224,7 @@ def check_capacity(config: Config, m_tiles: int, n_tiles: int, depth: int) -> No
 
 def _beats_to_matrix(config: Config, kind: Kind, beats: list[int], count_tiles: int,
                      words: int) -> np.ndarray:
-    """The inverse of :func:`qforge.sim.packing.pack_operands` for one operand: A beats
+    """The inverse of :func:`qforge.sim.host.packing.pack_operands` for one operand: A beats
     to the padded ``m_tiles*R x words*P`` matrix, B beats to ``words*P x n_tiles*C``."""
     lanes = config.block_multipliers
     if kind == Kind.A_DATA:
@@ -255,7 +256,7 @@ class _Load:
 
 
 class BoardModel:
-    """The board's link and accelerator, as :mod:`qforge.fpga.protocol` specifies them
+    """The board's link and accelerator, as :mod:`qforge.hdl.protocol` specifies them
     (see the module documentation for the exact behaviour).
 
     ``checks``: the order of the frame checks (default :data:`CHECKS`, the order

@@ -61,7 +61,7 @@ cell, and a ``dump`` of those cells after synthesis (``dsp_cells.txt``), whose `
 attributes name the source line of the multiplier each holds
 (:attr:`BuildReport.dsp_summary`).
 
-    >>> from qforge.gen.spec import load_preset
+    >>> from qforge.sim.model.spec import load_preset
     >>> decision = dsp_decision(load_preset("default"), "ulx3s-85f")
     >>> decision.option, decision.multipliers
     ('-nodsp', 256)
@@ -86,7 +86,7 @@ from pathlib import Path
 from qforge.fpga.area import FAMILIES, WORKAROUND, parse_stat, summarize
 from qforge.fpga.boards import BOARDS, Board, BoardTop, board_named
 from qforge.fpga.pll import format_mhz
-from qforge.sim.tools import ToolError
+from qforge.gen.tools import ToolError
 
 __all__ = ["BuildReport", "Resource", "ClockTiming", "DspDecision", "BuildError",
            "Multiplier", "parse_multipliers", "dsp_sources", "block_multiplier_census",
@@ -376,7 +376,7 @@ def dsp_decision(config, board, multipliers=None) -> DspDecision:
     words. On iCE40 ``multipliers`` is the design's census (:func:`parse_multipliers`;
     default: the block multipliers only, :func:`block_multiplier_census`).
 
-    >>> from qforge.gen.spec import load_preset
+    >>> from qforge.sim.model.spec import load_preset
     >>> decision = dsp_decision(load_preset("tiny"), "icebreaker")
     >>> decision.use_dsp, decision.option, len(decision.mapped)
     (True, '-run map_ram:', 8)
@@ -641,7 +641,7 @@ class BuildReport:
     logs: dict[str, Path] = field(default_factory=dict)
     programmed: bool = False
     yosys_workaround: str | None = None
-    #: The configuration (:meth:`~qforge.gen.spec.Config.to_dict`), for readers of
+    #: The configuration (:meth:`~qforge.sim.model.spec.Config.to_dict`), for readers of
     #: ``report.json`` (``qforge results``: the precision modes).
     spec: dict | None = None
     #: The DSP cells Yosys made, by the source line of the multiplier each holds

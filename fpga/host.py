@@ -1,10 +1,10 @@
-"""The host driver of the board link (:mod:`qforge.fpga.protocol`): run GEMMs on an FPGA
+"""The host driver of the board link (:mod:`qforge.hdl.protocol`): run GEMMs on an FPGA
 board over a serial port, bit-exact with the golden model.
 
 * :class:`Transport`: what the driver needs from a byte link (``write``, ``read`` with a
   timeout, ``close``). :class:`SerialTransport` is a real serial port (pyserial);
   :class:`qforge.fpga.board_model.LoopbackTransport` a simulated line to a pure-Python
-  model of the board; the RTL board bench (:mod:`qforge.sim.cocotb_board`) drives the
+  model of the board; the RTL board bench (:mod:`qforge.sim.bench.cocotb_board`) drives the
   simulated UART pins. All timeouts are seconds of the transport's own clock: the driver
   never looks at real time, so simulated transports run as fast as they can.
 * :class:`Board`: the client. :meth:`Board.connect` checks the board was built for the
@@ -16,9 +16,9 @@ Every failure a user can meet (no reply, a board built for another configuration
 command the accelerator rejects, operands out of range, a missing pyserial) raises
 :class:`HostError` with a message that says what happened and what to do.
 
->>> from qforge.gen.spec import load_preset
+>>> from qforge.sim.model.spec import load_preset
 >>> from qforge.fpga.board_model import BoardModel, LoopbackTransport
->>> from qforge.sim.numerics import standard_modes
+>>> from qforge.sim.model.numerics import standard_modes
 >>> tiny = load_preset("tiny")
 >>> board = Board(LoopbackTransport(BoardModel(tiny), bytes_per_second=11520), tiny)
 >>> board.gemm([[1, 2], [3, 4]], [[5], [-6]], standard_modes(tiny)["exact"])
@@ -33,13 +33,14 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from qforge.fpga.protocol import (DATA_KINDS, MAX_PAYLOAD, STATUS_BYTES, Frame, FrameParser,
+from qforge.hdl.protocol import (DATA_KINDS, MAX_PAYLOAD, STATUS_BYTES, Frame, FrameParser,
                                   Kind, Nak, ProtocolError, Status, beat_bytes, beat_width,
                                   beats_to_bytes, config_fingerprint, encode_frame)
-from qforge.gen.spec import Config
-from qforge.sim.numerics import Precision
-from qforge.sim.packing import GemmJob, ResultAssembler, tiles
-from qforge.sim.quantize import OutputParameters
+from qforge.sim.model.spec import Config
+from qforge.sim.model.numerics import Precision
+from qforge.sim.host.packing import GemmJob, ResultAssembler
+from qforge.sim.model.machine import tiles
+from qforge.sim.model.quantize import OutputParameters
 
 __all__ = ["HostError", "ResultsLost", "Transport", "SerialTransport", "Board",
            "DEFAULT_BAUD_RATE", "identify_fingerprint"]
@@ -132,14 +133,14 @@ class SerialTransport:
 
 def identify_fingerprint(fingerprint: int) -> list[str]:
     """The built-in presets (and their zero-skipping versions) whose
-    :func:`~qforge.fpga.protocol.config_fingerprint` is ``fingerprint``: a hint for which
+    :func:`~qforge.hdl.protocol.config_fingerprint` is ``fingerprint``: a hint for which
     configuration a board was built for.
 
-    >>> from qforge.gen.spec import load_preset
+    >>> from qforge.sim.model.spec import load_preset
     >>> identify_fingerprint(config_fingerprint(load_preset("tiny")))
     ['tiny']
     """
-    from qforge.gen.spec import load_preset, preset_names
+    from qforge.sim.model.spec import load_preset, preset_names
 
     names = []
     for name in preset_names():
@@ -167,11 +168,11 @@ class Board:
     ``timeout`` (seconds of the transport's clock): how long to wait for the reply to a
     request before sending it again; the wait restarts whenever a frame arrives (the
     board is busy sending). Keep it well above the board's truncation timeout
-    (:data:`~qforge.fpga.protocol.TIMEOUT_BYTE_TIMES` byte times) plus a reply's line
+    (:data:`~qforge.hdl.protocol.TIMEOUT_BYTE_TIMES` byte times) plus a reply's line
     time. ``retries``: each request frame is sent at most ``1 + retries`` times, and a
     GEMM whose results are lost is run at most ``1 + retries`` times. ``clock_hz``: a
     lower bound on the accelerator's clock, used to scale the wait for results with the
-    GEMM's cycle count (:func:`qforge.sim.cycles.gemm_cycles`). ``log``: called with
+    GEMM's cycle count (:func:`qforge.sim.model.cycles.gemm_cycles`). ``log``: called with
     one-line progress and recovery messages (None: quiet).
 
     :attr:`sequence` is the SEQ of the last data request the board executed, as the host
@@ -322,7 +323,7 @@ class Board:
 
     def connect(self) -> Status:
         """Read the board's status, check it was built for :attr:`config` (same
-        :func:`~qforge.fpga.protocol.config_fingerprint`) and learn its ``last_seq``.
+        :func:`~qforge.hdl.protocol.config_fingerprint`) and learn its ``last_seq``.
         Raises :class:`HostError` naming both fingerprints on a mismatch."""
         status = self.status()
         if status.fingerprint != self.fingerprint:
@@ -367,7 +368,7 @@ class Board:
         return status
 
     def send_beats(self, kind: Kind, beats: list[int]) -> None:
-        """Send beats (integers, as :mod:`qforge.sim.packing` makes them) in as few
+        """Send beats (integers, as :mod:`qforge.sim.host.packing` makes them) in as few
         frames as fit MAX_PAYLOAD."""
         per_frame = MAX_PAYLOAD // self._beat_bytes[kind]
         for start in range(0, len(beats), per_frame):
@@ -381,7 +382,7 @@ class Board:
     def result_timeout(self, job: GemmJob) -> float:
         """Seconds to wait for each RESULT frame of ``job``: :attr:`timeout` plus twice
         the GEMM's predicted cycles at :attr:`clock_hz`."""
-        from qforge.sim.cycles import GemmShape, gemm_cycles
+        from qforge.sim.model.cycles import GemmShape, gemm_cycles
 
         shape = GemmShape(job.a.shape[0], job.b.shape[1], job.a.shape[1],
                           job.precision.block_products)
@@ -392,7 +393,7 @@ class Board:
         """``a @ b`` on the board in ``precision`` (``M x D`` by ``D x N`` integers), with
         the output stage ``output`` (None: raw accumulators); returns the ``M x N`` int64
         result. Operands are checked and packed by
-        :meth:`qforge.sim.packing.GemmJob.build` (an operand out of range raises
+        :meth:`qforge.sim.host.packing.GemmJob.build` (an operand out of range raises
         :class:`HostError` naming it)."""
         try:
             job = GemmJob.build(self.config, a, b, precision, output=output,
@@ -403,7 +404,7 @@ class Board:
         return self.run(job)
 
     def run(self, job: GemmJob) -> np.ndarray:
-        """Run a built :class:`~qforge.sim.packing.GemmJob` (its ``expected`` is not
+        """Run a built :class:`~qforge.sim.host.packing.GemmJob` (its ``expected`` is not
         used): COMMAND, its A_DATA and B_DATA frames, then its results; run again (at most
         ``1 + retries`` times) if results are lost."""
         from qforge.fpga.board_model import CommandError, check_capacity, decode_command

@@ -23,8 +23,8 @@ LOOPBACK = "loopback"
 
 
 def _mode_names() -> list[str]:
-    from qforge.gen.spec import load_preset
-    from qforge.sim.numerics import standard_modes
+    from qforge.sim.model.spec import load_preset
+    from qforge.sim.model.numerics import standard_modes
 
     return list(standard_modes(load_preset("tiny")))
 
@@ -38,7 +38,7 @@ def add_host_commands(subparsers) -> argparse.ArgumentParser:
     host = subparsers.add_parser(
         "host", help="talk to a board over its serial link (status, GEMMs)",
         description="Talk to an FPGA board running the accelerator behind its UART host "
-                    "link (framed, CRC-checked, stop-and-wait; see fpga/protocol.py). "
+                    "link (framed, CRC-checked, stop-and-wait; see hdl/protocol.py). "
                     "--port loopback uses a simulated board (a pure-Python model of the "
                     "link and the golden model) so the commands can be tried without "
                     "hardware.",
@@ -87,7 +87,7 @@ def add_host_commands(subparsers) -> argparse.ArgumentParser:
                     "summary of the result. With --check, compare every element with the "
                     "golden model and exit with status 1 on any mismatch.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="precision modes (qforge.sim.numerics.standard_modes):\n"
+        epilog="precision modes (qforge.sim.model.numerics.standard_modes):\n"
                "  exact             every block of both operands\n"
                "  reduced           half the blocks (narrower integers)\n"
                "  mixed             full-width A, half-width B\n"
@@ -183,10 +183,10 @@ def _command_gemm(arguments) -> int:
     import numpy as np
 
     from qforge.fpga.host import HostError
-    from qforge.sim.numerics import standard_modes
-    from qforge.sim.packing import GemmJob
-    from qforge.sim.quantize import OutputParameters, Rounding
-    from qforge.sim.stimulus import operand_range
+    from qforge.sim.model.numerics import standard_modes
+    from qforge.sim.host.packing import GemmJob
+    from qforge.sim.model.quantize import OutputParameters, Rounding
+    from qforge.sim.bench.stimulus import operand_range
 
     config = _config(arguments)
     for option in ("m", "n", "depth"):

@@ -15,11 +15,11 @@ DSP cells; for a build that failed, nextpnr's log and the tools' ``ERROR`` lines
 is two operations), with ``MACs/cycle = rows x cols x P / q``: each PE's ``P`` block
 multipliers each make one ``K x K``-bit block product per cycle, and one MAC of a
 precision mode needs ``q = La x Lb`` of them
-(:func:`qforge.sim.numerics.standard_modes`). That is the ideal of the dense array,
+(:func:`qforge.sim.model.numerics.standard_modes`). That is the ideal of the dense array,
 every block multiplier busy every cycle (no loading, draining or host-link stalls), at
 the clock the build was made for and at the fmax nextpnr achieved:
 
-    >>> from qforge.gen.spec import load_preset
+    >>> from qforge.sim.model.spec import load_preset
     >>> rates = mode_rates(load_preset("tiny"))     # 2x2 PEs, P = 2
     >>> [(rate.mode, rate.q, int(rate.macs_per_cycle)) for rate in rates][:3]
     [('exact', 4, 2), ('reduced', 1, 8), ('mixed', 2, 4)]
@@ -91,7 +91,7 @@ def peak_gops(macs: Fraction | float, clock_hz: float) -> float:
 
 def mode_rates(config) -> list[ModeRate]:
     """Every standard precision mode of ``config`` with its ``q`` and MACs per cycle."""
-    from qforge.sim.numerics import standard_modes
+    from qforge.sim.model.numerics import standard_modes
 
     k = config.block_width
     return [ModeRate(mode, precision.describe(), precision.block_products,
@@ -171,7 +171,7 @@ class BuildEntry:
 
 def _build_dir(board: str, preset: str) -> Path:
     from qforge.fpga.build import _default_build_dir
-    from qforge.gen.spec import load_preset
+    from qforge.sim.model.spec import load_preset
 
     return _default_build_dir(board_named(board), load_preset(preset))
 
@@ -253,7 +253,7 @@ def _config_of(report: dict):
     """The configuration a report was built from: its ``spec``, else (an older report,
     or a spec this version no longer reads) the preset of its name, checked against the
     report's array."""
-    from qforge.gen.spec import ConfigError, from_dict, load_preset
+    from qforge.sim.model.spec import ConfigError, from_dict, load_preset
 
     if report.get("spec"):
         try:
@@ -487,7 +487,7 @@ def render_results(entries, *, generated: str, commit: str | None,
               "add), `MACs/cycle = rows x cols x P / q`, where each PE's `P` block "
               "multipliers make one `K x K`-bit block product per cycle and one MAC of a "
               "precision mode takes `q = La x Lb` block products (La, Lb: blocks kept of A "
-              "and B; `qforge.sim.numerics.standard_modes`). This is the ideal of the dense "
+              "and B; `qforge.sim.model.numerics.standard_modes`). This is the ideal of the dense "
               "array, every block multiplier busy every cycle: no stalls for loading, "
               "draining or the host link, which is far slower. It is given at the clock the "
               "build was made for and at the fmax nextpnr achieved.", "",
@@ -538,7 +538,7 @@ def results(pairs, output, *, reuse: bool = False, log=print, run=None,
 
 def add_results_command(subparsers) -> argparse.ArgumentParser:
     """Add ``qforge results`` to a ``add_subparsers()`` object; returns its parser."""
-    from qforge.gen.spec import preset_names
+    from qforge.sim.model.spec import preset_names
 
     pairs = "\n".join(f"  {board} x {preset}" for board, preset in DEFAULT_PAIRS)
     parser = subparsers.add_parser(
@@ -571,7 +571,7 @@ def add_results_command(subparsers) -> argparse.ArgumentParser:
 
 
 def _command_results(arguments) -> int:
-    from qforge.gen.spec import load_preset
+    from qforge.sim.model.spec import load_preset
 
     for preset in arguments.preset:
         load_preset(preset)                  # ConfigError (exit 2) for an unknown one

@@ -21,7 +21,7 @@ section reserves. docs/ISA.md, "Assembly language", is the reference; in short::
     z:  .word 1, 2, 3                ; reserved and initialised
 
 Every instruction word is checked against the hardware configuration when one is
-given (:func:`qforge.sim.machine.instruction_error`); every mistake is one
+given (:func:`qforge.sim.model.machine.instruction_error`); every mistake is one
 :class:`AsmError` that names the file, line and column, gcc style.
 
 The high-level blocks (``matmul``, ``linear_forward``, ``linear_backward``,
@@ -47,9 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from qforge.hdl.isa import (EncodingError, Opcode, Operand, decode, encode, operand_layout,
-                            reserved_bits)
-from qforge.hdl.layouts import layout_fields
+from qforge.sim.model.isa import (OPERAND_FIELDS, EncodingError, Opcode, Operand, decode,
+                                  encode, reserved_bits)
 
 __all__ = ["AsmError", "BlockError", "Program", "assemble", "assemble_file", "disassemble",
            "chunk_sizes", "gemm_fits", "matmul_words", "linear_forward_words",
@@ -60,11 +59,8 @@ ADDRESS_BITS = 24
 #: Largest m, n or k one GEMM word can hold (16-bit fields).
 GEMM_FIELD_MAX = (1 << 16) - 1
 
-#: Field names and widths of every opcode, in word order (from hdl/isa.py).
-FIELDS: dict[Opcode, dict[str, int]] = {
-    opcode: {path: width for path, _offset, width, _signed
-             in layout_fields(operand_layout(opcode))}
-    for opcode in Opcode}
+#: Field names and widths of every opcode, in word order.
+FIELDS: dict[Opcode, dict[str, int]] = OPERAND_FIELDS
 
 #: Instruction mnemonics: the opcode names in lower case.
 MNEMONICS: dict[str, Opcode] = {opcode.name.lower(): opcode for opcode in Opcode}
@@ -320,7 +316,7 @@ def gemm_fits(config, m: int, n: int, k: int) -> bool:
     """Whether one GEMM of ``m x k`` by ``k x n`` fits the configuration's loader and
     buffers (docs/ISA.md, ``GEMM``: tile fields, reduction depth, one buffer half).
 
-    >>> from qforge.gen.spec import load_preset
+    >>> from qforge.sim.model.spec import load_preset
     >>> gemm_fits(load_preset("tiny"), 32, 32, 512), gemm_fits(load_preset("tiny"), 4, 2, 513)
     (False, False)
     """
@@ -345,7 +341,7 @@ def chunk_sizes(config, m: int, n: int, k: int) -> tuple[int, int, int]:
     (whole tiles of ``R`` rows and ``C`` columns) whose operands fit one buffer half
     with words of ``kc``. Every GEMM of the tiling satisfies :func:`gemm_fits`.
 
-    >>> from qforge.gen.spec import load_preset
+    >>> from qforge.sim.model.spec import load_preset
     >>> chunk_sizes(load_preset("tiny"), 5, 3, 700)
     (2, 2, 512)
     >>> chunk_sizes(load_preset("default"), 32, 10, 64)
@@ -436,7 +432,7 @@ def matmul_words(config, *, a: int, b: int, c: int, m: int, n: int, k: int,
     only with the raw output stage (``output`` with ``quantize = 0``): the block leaves
     the output stage as it is.
 
-    >>> from qforge.gen.spec import load_preset
+    >>> from qforge.sim.model.spec import load_preset
     >>> for word in matmul_words(load_preset("default"), a=0, b=256, c=512, m=4, n=8, k=16):
     ...     print(disassemble(word))
     load a, 0, stride=16
@@ -1144,11 +1140,11 @@ class _Assembler:
 
 
 def _instruction_error(config, word: int) -> str | None:
-    """:func:`qforge.sim.machine.instruction_error`, imported when first needed."""
+    """:func:`qforge.sim.model.machine.instruction_error`, imported when first needed."""
     try:
-        from qforge.sim.machine import instruction_error
+        from qforge.sim.model.machine import instruction_error
     except ModuleNotFoundError as error:   # the golden machine is not there yet
-        if error.name != "qforge.sim.machine":
+        if error.name != "qforge.sim.model.machine":
             raise
         return None
     return instruction_error(config, word)
@@ -1157,7 +1153,7 @@ def _instruction_error(config, word: int) -> str | None:
 def assemble(text: str, config=None, *, source: str = "<string>") -> Program:
     """Assemble ``text`` into a :class:`Program`.
 
-    With a configuration (:class:`qforge.gen.spec.Config`) every word is checked
+    With a configuration (:class:`qforge.sim.model.spec.Config`) every word is checked
     against its limits and the blocks (``matmul``, ...) can be expanded; without one
     only the encoding is checked and blocks are an error. Any mistake raises
     :class:`AsmError` with ``source``, line and column.

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from qforge.gen.spec import (SCHEMA, VRQ_SCHEMA, ZERO_SKIPPING_SCHEMA, ConfigError,
+from qforge.sim.model.spec import (SCHEMA, VRQ_SCHEMA, ZERO_SKIPPING_SCHEMA, ConfigError,
                              load_preset, load_spec, preset_names)
 
 __all__ = ["main"]
@@ -124,7 +124,7 @@ def _command_presets(arguments) -> int:
 
 
 def _command_demo(arguments) -> int:
-    from qforge.sim.demo import format_report, run_demo
+    from qforge.sim.apps.demo import format_report, run_demo
 
     config = _config(arguments)
     if arguments.programs < 0:
@@ -183,7 +183,7 @@ def _plot_targets(arguments) -> list[tuple[str, Path, str]]:
 
 
 def _command_bench(arguments) -> int:
-    from qforge.sim.benchmark import (plot_precision_scaling, plot_sparse_scaling,
+    from qforge.sim.apps.benchmark import (plot_precision_scaling, plot_sparse_scaling,
                                       run_benchmark)
 
     config = _config(arguments)
@@ -365,7 +365,7 @@ def _command_area(arguments) -> int:
 
 
 def _command_repro(arguments) -> int:
-    from qforge.sim.repro import SHAPES, format_repro, run_repro
+    from qforge.sim.apps.repro import SHAPES, format_repro, run_repro
 
     shapes = SHAPES
     if arguments.shapes:
@@ -397,7 +397,7 @@ def _command_train(arguments) -> int:
     import dataclasses
     import os
 
-    from qforge.sim.training import (TrainConfigError, describe_schedule, format_table,
+    from qforge.sim.training.emulated import (TrainConfigError, describe_schedule, format_table,
                                      format_program_table, load_train_config, plot_curves,
                                      rtl_config_path, train_all)
 
@@ -456,7 +456,7 @@ def _assemble(arguments, config):
 def _command_run(arguments) -> int:
     import numpy as np
 
-    from qforge.sim.cycles import program_cycles
+    from qforge.sim.model.cycles import program_cycles
     from qforge.sim.runtime import Runtime, BackendError
 
     config = _config(arguments)
@@ -519,7 +519,7 @@ def _command_run(arguments) -> int:
 
 
 def _command_fuzz(arguments) -> int:
-    from qforge.sim.fuzz import check_program
+    from qforge.sim.apps.fuzz import check_program
     from qforge.sim.progress import Progress
     from qforge.sim.runtime import BackendError, Runtime
 
@@ -932,7 +932,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qforge: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - known user-facing failures below
-        from qforge.sim.tools import ToolError
+        from qforge.gen.tools import ToolError
         if isinstance(error, (ToolError, ValueError, FileNotFoundError)):
             print(f"qforge: error: {error}", file=sys.stderr)
             return 2

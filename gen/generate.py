@@ -21,10 +21,10 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import stream, wiring
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import layout_fields
 from qforge.hdl.top import Accelerator
-from qforge.sim.tools import tool_environment
+from qforge.gen.tools import tool_environment
 
 __all__ = ["TOP_NAME", "LINKED_TOP_NAME", "CORE_TOP_NAME", "LinkSettings", "Design", "render", "write",
            "generate", "fingerprint", "port_map", "lint", "LintError", "lint_waivers"]

@@ -5,7 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import addend_layout, epilogue_layout, result_layout
 
 __all__ = ["AddendStage", "EPILOGUE_FIFO_DEPTH"]
@@ -19,7 +19,7 @@ EPILOGUE_FIFO_DEPTH = 4
 
 class AddendStage(wiring.Component):
     """Result beats in, result beats out; for GEMMs with ``add = 1`` each element is
-    ``clamp(addend + result, saturate_bits)`` (:func:`qforge.sim.machine.add_saturate`).
+    ``clamp(addend + result, saturate_bits)`` (:func:`qforge.sim.model.machine.add_saturate`).
 
     Ports:
 

@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import flags_layout, lanes_layout
 from qforge.hdl.pe import ProcessingElement
 
@@ -107,7 +107,7 @@ class BroadcastArray(wiring.Component):
     In cycle ``t``, ``a`` (one A row's lanes) and ``flags`` reach every PE, and
     ``b[r][c]`` is PE ``(r, c)``'s own B lanes (from its PE-local bank and selector). All
     PEs compute the same cycle, so all capture a tile's result at ``t_last + 3``
-    (:data:`qforge.sim.cycles.PE_LATENCY`). Draining is that of
+    (:data:`qforge.sim.model.cycles.PE_LATENCY`). Draining is that of
     :class:`SystolicArray` (:func:`connect_results`). The PEs' forwarding outputs are
     unused here (waived in gen/lint.vlt).
     """

@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import (a_beat_layout, command_layout, entry_count_layout,
                                 row_entry_layout)
 
@@ -15,10 +15,10 @@ class RowCompactor(wiring.Component):
     """Turn each A row of a command into a list of entries, one per word with work.
 
     Zero-skipping configurations only. A beats arrive ``for mt: for w:`` (R words per
-    beat, word r for row ``mt * R + r``; :func:`qforge.sim.packing.pack_operands`). For
+    beat, word r for row ``mt * R + r``; :func:`qforge.sim.host.packing.pack_operands`). For
     row r of each beat the compactor computes the word's *mask*: bit l is set when
     operand ``w * P + l`` is inside the dot product (``<= depth - 1``) and, when the
-    command sets ``skip_zeros``, not zero by :func:`qforge.sim.numerics.zero_operands`
+    command sets ``skip_zeros``, not zero by :func:`qforge.sim.model.numerics.zero_operands`
     (operand word 0, or VRQ code 0 when ``a.vrq``). A word with a non-zero mask becomes
     the row's next entry (:func:`~qforge.hdl.layouts.row_entry_layout`: operands, ``w``,
     mask), written to bank r at ``half * buffer_depth + mt * words + entries_so_far``.

@@ -4,7 +4,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.addend import AddendStage
 from qforge.hdl.decoder import InstructionDecoder
 from qforge.hdl.isa import instruction_layout
@@ -35,8 +35,8 @@ class Core(wiring.Component):
     :class:`~qforge.hdl.top.Accelerator` (whose ``result`` goes through the
     :class:`~qforge.hdl.addend.AddendStage`), the decoder's ``epilogue`` settings to
     the addend stage. Latency over the accelerator: the decoder takes 2 cycles from an
-    instruction word to the command (:data:`qforge.sim.cycles.DECODE_LATENCY`), the
-    addend stage adds 1 cycle to every result beat (:data:`qforge.sim.cycles.ADDEND_LATENCY`).
+    instruction word to the command (:data:`qforge.sim.model.cycles.DECODE_LATENCY`), the
+    addend stage adds 1 cycle to every result beat (:data:`qforge.sim.model.cycles.ADDEND_LATENCY`).
     """
 
     def __init__(self, config: Config):

@@ -4,10 +4,11 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
-from qforge.hdl.isa import Opcode, Operand, instruction_layout, operand_layout
+from qforge.sim.model.spec import Config
+from qforge.hdl.isa import instruction_layout, operand_layout
+from qforge.sim.model.isa import Opcode, Operand
 from qforge.hdl.layouts import command_layout, epilogue_layout
-from qforge.sim.quantize import Rounding
+from qforge.sim.model.quantize import Rounding
 
 __all__ = ["InstructionDecoder"]
 
@@ -33,7 +34,7 @@ class InstructionDecoder(wiring.Component):
     * ``idle`` (out): no instruction is held and no command or epilogue is waiting.
     * ``error`` (out, sticky until reset): an invalid instruction was received.
 
-    Validity is :func:`qforge.sim.machine.instruction_error`, rule for rule (each check
+    Validity is :func:`qforge.sim.model.machine.instruction_error`, rule for rule (each check
     below names the rule it implements); an invalid word sets ``error`` and is dropped.
 
     Timing: a word is taken into the one-entry ``held`` register when it is empty
@@ -150,7 +151,7 @@ class InstructionDecoder(wiring.Component):
         return m
 
     def _checks(self, m, held, views):
-        """Whether ``held`` is a valid instruction: :func:`qforge.sim.machine.
+        """Whether ``held`` is a valid instruction: :func:`qforge.sim.model.machine.
         instruction_error`'s rules, per opcode."""
         config = self._config
         valid = Signal()

@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import result_layout
 
 __all__ = ["ResultDrain"]

@@ -1,7 +1,7 @@
 """Payload layouts of every stream and internal bus, defined once.
 
 The HDL components build their ports from these functions and the testbenches and host
-driver pack and unpack beats with the same layouts (see :mod:`qforge.sim.packing`), so
+driver pack and unpack beats with the same layouts (see :mod:`qforge.sim.host.packing`), so
 a field can never be read at a different bit position than it was written.
 
 Host-visible streams (ports of :class:`qforge.hdl.top.Accelerator`):
@@ -22,7 +22,7 @@ expressed.
 from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 
 __all__ = ["operand_word_layout", "a_beat_layout", "b_beat_layout",
            "operand_precision_layout", "output_layout", "command_layout", "result_layout",
@@ -48,9 +48,9 @@ def b_beat_layout(config: Config) -> data.ArrayLayout:
 
 
 def operand_precision_layout(config: Config) -> data.StructLayout:
-    """Per-operand precision (see :class:`qforge.sim.numerics.OperandPrecision`).
+    """Per-operand precision (see :class:`qforge.sim.model.numerics.OperandPrecision`).
 
-    ``vrq``: the operand words are VRQ-coded (:func:`qforge.sim.numerics.vrq_pack`);
+    ``vrq``: the operand words are VRQ-coded (:func:`qforge.sim.model.numerics.vrq_pack`);
     ``blocks``/``kept`` then count blocks of the code. Only valid when the
     configuration has a ``[vrq]`` section.
     """
@@ -63,15 +63,15 @@ def operand_precision_layout(config: Config) -> data.StructLayout:
 
 
 def output_layout(config: Config) -> data.StructLayout:
-    """Per-GEMM output stage settings (see :class:`qforge.sim.quantize.OutputParameters`).
+    """Per-GEMM output stage settings (see :class:`qforge.sim.model.quantize.OutputParameters`).
 
     ``quantize = 0`` returns raw accumulators; with ``quantize = 1`` each accumulator is
     round-shifted right by ``shift`` (``rounding``: 0 nearest-even, 1 truncate,
     2 stochastic with random bits keyed by ``seed`` and ``tensor``), optionally passed
     through ReLU, and saturated to ``output_width`` bits. With ``vrq = 1`` (VRQ
     configurations) the ReLU'd accumulator is instead encoded as a VRQ operand word with
-    ``E = exponent`` (:func:`qforge.sim.quantize.output_operands`). ``wide = 1`` skips the
-    saturation (:attr:`qforge.sim.quantize.OutputParameters.wide`).
+    ``E = exponent`` (:func:`qforge.sim.model.quantize.output_operands`). ``wide = 1`` skips the
+    saturation (:attr:`qforge.sim.model.quantize.OutputParameters.wide`).
     """
     return data.StructLayout({
         "quantize": unsigned(1),
@@ -91,7 +91,7 @@ def command_layout(config: Config) -> data.StructLayout:
     output stage settings.
 
     Zero-skipping configurations (:attr:`Config.zero_skipping`) add ``skip_zeros``: 1
-    skips zero A operands (:func:`qforge.sim.numerics.zero_operands`), 0 runs the same
+    skips zero A operands (:func:`qforge.sim.model.numerics.zero_operands`), 0 runs the same
     hardware densely.
     """
     fields = {

@@ -2,7 +2,7 @@
 out, results and responses back over the UART.
 
 The protocol (frame format, kinds, sequence numbers, NAK reasons, status payload,
-timeout) is defined once, in :mod:`qforge.fpga.protocol`; every constant here comes from
+timeout) is defined once, in :mod:`qforge.hdl.protocol`; every constant here comes from
 there. :class:`HostLink` is the frame engine, :class:`LinkedAccelerator` the whole board
 design (accelerator + link) that the FPGA tops instantiate.
 
@@ -23,10 +23,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from qforge.fpga.protocol import (DATA_KINDS, MAX_PAYLOAD, REQUEST_KINDS, STATUS_BYTES,
+from qforge.hdl.protocol import (DATA_KINDS, MAX_PAYLOAD, REQUEST_KINDS, STATUS_BYTES,
                                   SYNC, TIMEOUT_BYTE_TIMES, Kind, Nak, beat_bytes,
                                   config_fingerprint, crc16_update)
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import a_beat_layout, b_beat_layout, command_layout, result_layout
 from qforge.hdl.top import Accelerator
 from qforge.hdl.uart import (MIN_DIVISOR, UartReceiver, UartTransmitter, check_divisor,
@@ -85,7 +85,7 @@ def uart_divisor(clock_frequency: float, baud_rate: float) -> int:
 
 
 class HostLink(wiring.Component):
-    """The frame engine of the host link (protocol: :mod:`qforge.fpga.protocol`).
+    """The frame engine of the host link (protocol: :mod:`qforge.hdl.protocol`).
 
     Parameters: the accelerator's ``config``, the UART ``divisor`` (clock cycles per
     bit, >= 4) and ``max_payload``, the payload buffer's size in bytes (longer frames are
@@ -132,7 +132,7 @@ class HostLink(wiring.Component):
     Transmit path: one frame at a time, whole frames; a pending response goes before
     a result beat. The frame's bytes are produced as the UART takes them (SYNC, KIND,
     SEQ, LENGTH, payload, CRC computed on the fly); the status payload (flags, last_seq,
-    rejected count, :func:`~qforge.fpga.protocol.config_fingerprint`) is a snapshot taken
+    rejected count, :func:`~qforge.hdl.protocol.config_fingerprint`) is a snapshot taken
     when the response frame starts, after the request's effects. Sending a STATUS_REPLY
     clears the "rejected since the last STATUS reply" flag.
     """
@@ -342,7 +342,7 @@ class HostLink(wiring.Component):
                                  seq_follows.eq(seq == (state.last_seq + 1)[:8])]
                     m.next = "CHECK"
             with m.State("CHECK"):
-                # The order of the checks is the protocol's (fpga/protocol.py, "Checks,
+                # The order of the checks is the protocol's (hdl/protocol.py, "Checks,
                 # in this order"): CRC first, so that line noise is always NAK CRC.
                 whole_beats = Mux(kind_is[Kind.STATUS], payload_empty, byte_in_beat == 0)
                 with m.If(~crc_ok):

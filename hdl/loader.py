@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import a_beat_layout, b_beat_layout, command_layout
 from qforge.hdl.scheduler import job_layout
 
@@ -22,7 +22,7 @@ class Loader(wiring.Component):
     1. ``cmd`` is ready while the loader's one-entry command slot is empty: a command is
        taken into the slot even while the previous one is still loading.
     2. The cycle after it is taken, the command in the slot is checked from registers
-       (:data:`qforge.sim.cycles.CHECK_LATENCY` covers both cycles): ``kept <= blocks``
+       (:data:`qforge.sim.model.cycles.CHECK_LATENCY` covers both cycles): ``kept <= blocks``
        for both operands, ``blocks <= B``, ``depth <= max_reduction_depth`` and
        ``tiles * words <= buffer_depth`` for A and B (``words = ceil(depth / P)``). An
        invalid command sets the sticky ``error`` output and is dropped from the slot: no
@@ -37,7 +37,7 @@ class Loader(wiring.Component):
        ``b_in``, in any interleaving; beat ``x`` is written at address
        ``half * buffer_depth + x`` of every bank (element r of an A beat to row bank r).
        Beat order is therefore ``for tile: for word:`` (see
-       :func:`qforge.sim.packing.pack_operands`).
+       :func:`qforge.sim.host.packing.pack_operands`).
     5. The job (command and half) is offered on ``job`` until the scheduler takes it;
        then the loader toggles to the other half.
 
@@ -180,7 +180,7 @@ class Loader(wiring.Component):
         else:
             checks.append(b_words <= config.buffer_depth)
         # Output stage: a defined rounding code; shift and VRQ exponent inside the
-        # accumulator (sim/quantize.py, OutputParameters.validate); VRQ output only
+        # accumulator (sim/model/quantize.py, OutputParameters.validate); VRQ output only
         # with a [vrq] section.
         output = command.output
         checks.append(output.rounding != 3)

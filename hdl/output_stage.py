@@ -6,11 +6,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import output_layout, result_layout
 from qforge.hdl.vrq_encoder import VrqEncoder
-from qforge.sim.cycles import OUTPUT_LATENCY
-from qforge.sim.quantize import _KEY_CONSTANTS, RANDOM_ROUNDS, Rounding
+from qforge.sim.model.cycles import OUTPUT_LATENCY
+from qforge.sim.model.quantize import _KEY_CONSTANTS, RANDOM_ROUNDS, Rounding
 
 __all__ = ["OutputStage", "output_parameters_layout", "PARAMETER_FIFO_DEPTH",
            "KEY_ROUNDS_PER_CYCLE"]
@@ -48,7 +48,7 @@ def _add32(a, b):
 
 
 def _speck_round(x, y, key):
-    """One Speck64 round on 32-bit words (``sim/quantize.py``, :func:`random_bits`):
+    """One Speck64 round on 32-bit words (``sim/model/quantize.py``, :func:`random_bits`):
     ``x = ((x >>> 8) + y) ^ key``; ``y = (y <<< 3) ^ x``. Rotations are wiring."""
     x = _add32(x.rotate_right(8), y) ^ key
     y = y.rotate_left(3) ^ x
@@ -58,8 +58,8 @@ def _speck_round(x, y, key):
 class OutputStage(wiring.Component):
     """Round-shift, ReLU and saturate each result beat; stream it on, one beat per cycle.
 
-    Every number rule is :func:`qforge.sim.quantize.output_stage` (with
-    :func:`~qforge.sim.quantize.round_shift` and :func:`~qforge.sim.quantize.random_bits`);
+    Every number rule is :func:`qforge.sim.model.quantize.output_stage` (with
+    :func:`~qforge.sim.model.quantize.round_shift` and :func:`~qforge.sim.model.quantize.random_bits`);
     the comments below point to it.
 
     Ports:
@@ -73,7 +73,7 @@ class OutputStage(wiring.Component):
       accumulators; with ``quantize = 1`` each element is the ``output_width``-bit output
       operand, sign-extended to ``accumulator_width``. In configurations with a ``[vrq]``
       section, ``quantize = 1`` and ``vrq = 1`` give VRQ operand words instead
-      (:func:`~qforge.sim.quantize.output_operands`, one
+      (:func:`~qforge.sim.model.quantize.output_operands`, one
       :class:`~qforge.hdl.vrq_encoder.VrqEncoder` per lane, ``E = output.exponent``);
       without ``[vrq]`` the ``vrq`` field is ignored. ``last`` passes through.
     * ``idle`` (out): no beat is in the pipeline.
@@ -89,7 +89,7 @@ class OutputStage(wiring.Component):
     **Parameters.** A GEMM's settings are popped from the FIFO into the *current*
     registers once the previous GEMM's ``last`` beat has entered the pipeline (and the
     first random-bit stage no longer needs the old keys). Loading starts the Speck64/128
-    key schedule of :func:`~qforge.sim.quantize.round_keys` on ``(seed, tensor)``:
+    key schedule of :func:`~qforge.sim.model.quantize.round_keys` on ``(seed, tensor)``:
     ``KEY_ROUNDS_PER_CYCLE`` = 2 rounds per cycle, 4 cycles, one small shared circuit
     (two 32-bit adders) instead of 7 chained adders. ``accumulators.ready`` is low until
     the keys are complete. This never stalls the array: a GEMM's first beat reaches the
@@ -118,7 +118,7 @@ class OutputStage(wiring.Component):
     ``0 <= shift <= S = 2**SW - 1``. The rounding adds ``addend < 2**shift`` to the
     accumulator and shifts right arithmetically: ``max(A, S + 1) + 1`` bits, exact for
     every shift the field can hold (also ``shift >= A`` and ``shift > 32``).
-    Rounding code 3 is not defined by :class:`~qforge.sim.quantize.Rounding`; the stage
+    Rounding code 3 is not defined by :class:`~qforge.sim.model.quantize.Rounding`; the stage
     treats it as truncation (addend 0). The loader does not reject it.
     """
 
@@ -138,7 +138,7 @@ class OutputStage(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
-        assert self.LATENCY == 3 + len(_RNG_SPLIT), "sim/cycles.py:OUTPUT_LATENCY"
+        assert self.LATENCY == 3 + len(_RNG_SPLIT), "sim/model/cycles.py:OUTPUT_LATENCY"
         config = self._config
         rows, cols = config.rows, config.cols
         acc_width = config.accumulator_width
@@ -175,7 +175,7 @@ class OutputStage(wiring.Component):
             with m.If(enter):
                 m.d.sync += phase.eq(Mux(final_phase, 0, phase + 1))
 
-        # ---- current GEMM: settings and round keys (sim/quantize.py: round_keys) ------
+        # ---- current GEMM: settings and round keys (sim/model/quantize.py: round_keys) ------
         control = Signal(control_layout)
         n_tiles_minus_one = Signal(unsigned(config.tiles_field_width))
         keys = [Signal(32, name=f"key{i}") for i in range(RANDOM_ROUNDS)]
@@ -448,7 +448,7 @@ class OutputStage(wiring.Component):
         return m
 
     def _addend(self, m, lane, value, bits, control):
-        """Stage 4 of ``output_stage`` for one element (sim/quantize.py, ``round_shift``):
+        """Stage 4 of ``output_stage`` for one element (sim/model/quantize.py, ``round_shift``):
         the addend of ``control.rounding`` for a right shift by ``control.shift``
         (``addend < 2**shift``), from the accumulator ``value`` and the lane's random
         ``bits``."""
@@ -482,7 +482,7 @@ class OutputStage(wiring.Component):
         return addend
 
     def _round(self, m, lane, value, addend, control):
-        """Stage 5 of ``output_stage`` for one element (sim/quantize.py, ``round_shift``):
+        """Stage 5 of ``output_stage`` for one element (sim/model/quantize.py, ``round_shift``):
         ``(value + addend) >> control.shift``, exact in ``max(A, S + 1) + 1`` bits."""
         config = self._config
         max_shift = (1 << len(control.shift)) - 1
@@ -494,7 +494,7 @@ class OutputStage(wiring.Component):
         return rounded
 
     def _saturate(self, m, lane, rounded, relu, wide):
-        """Stage 6 of ``output_stage`` for one element (sim/quantize.py): ReLU, then
+        """Stage 6 of ``output_stage`` for one element (sim/model/quantize.py): ReLU, then
         saturation to ``[-2**(O-1), 2**(O-1) - 1]``, or none with ``wide`` (the rounded
         value fits the accumulator whenever ``shift >= 0``). The range test looks at the
         bits above the output's sign bit (all equal to the sign when the value fits)

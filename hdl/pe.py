@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import flags_layout, lanes_layout
 
 __all__ = ["ProcessingElement"]
@@ -15,7 +15,7 @@ class ProcessingElement(wiring.Component):
 
     Each cycle the PE multiplies P pairs of ``K``-bit blocks, lane by lane: lane ``l``
     contributes ``(-1)**(sa ^ sb) * (block_a * block_b) << ((pos_a + pos_b) * K)``, the
-    block product of :func:`qforge.sim.numerics.gemm_block_products`. The P lane products
+    block product of :func:`qforge.sim.model.numerics.gemm_block_products`. The P lane products
     (possibly from different multiply-accumulates: the scheduler packs the ``q = La * Lb``
     products of consecutive MACs densely into the lanes) are summed and added to the
     accumulator. Integer sums are exact and order-independent, and

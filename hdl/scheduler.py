@@ -4,10 +4,10 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import (command_layout, flags_layout, lane_select_layout,
                                 operand_precision_layout)
-from qforge.sim.cycles import lane_schedule
+from qforge.sim.model.cycles import lane_schedule
 
 __all__ = ["Scheduler", "job_layout", "issue_layout", "ModeTable", "mode_table", "advance_lane"]
 
@@ -41,7 +41,7 @@ class Scheduler(wiring.Component):
     products (``q = La * Lb``) are numbered ``f = k * q + i * Lb + j`` (operand ``k``, A
     block ``i``, B block ``j``); in its c-th cycle lane ``l`` carries product
     ``f = c * P + l``, so a tile takes ``ceil(depth * q / P)`` cycles (see
-    :func:`qforge.sim.cycles.lane_schedule`). Lanes with ``k >= depth`` are marked
+    :func:`qforge.sim.model.cycles.lane_schedule`). Lanes with ``k >= depth`` are marked
     invalid (zero products).
 
     All lanes of a cycle read the same buffer word ``k // P`` (a word boundary
@@ -128,7 +128,7 @@ class Scheduler(wiring.Component):
             return word_value * lanes + offset_value
 
         depth_minus_one = command.depth_minus_one
-        # A tile takes ceil(depth * q / P) cycles (sim/cycles.py: tile_cycles): its last
+        # A tile takes ceil(depth * q / P) cycles (sim/model/cycles.py: tile_cycles): its last
         # cycle comes from a cycle counter against that count, computed once per job, not
         # from the lane digits' carry chain (which, through the drain interlock into the
         # issue control, was the iCE40's critical path: 18.6 MHz).

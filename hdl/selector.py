@@ -1,7 +1,7 @@
 """Edge selector: turns buffer words into the block lanes a PE row or column consumes.
 
 One selector sits at the edge of each array row (A side) and each array column (B side).
-It applies the precision mode defined by :func:`qforge.sim.numerics.select_blocks`, so
+It applies the precision mode defined by :func:`qforge.sim.model.numerics.select_blocks`, so
 the PEs never see a precision setting: they multiply whatever blocks arrive and shift by
 the positions that come with them.
 """
@@ -10,7 +10,7 @@ from amaranth.hdl import Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import (lane_select_layout, lanes_layout,
                                 operand_precision_layout, operand_word_layout)
 
@@ -24,7 +24,7 @@ class BlockSelector(wiring.Component):
     ``select[l].index`` picks the kept block ``i`` (0 = lowest kept). The output lane is
     ``x``'s sign, the block at position ``e + i`` of ``|x|`` and that position, where
     ``e`` is the exponent chosen by ``precision`` exactly as in
-    :func:`qforge.sim.numerics.select_blocks`:
+    :func:`qforge.sim.model.numerics.select_blocks`:
 
     * static (or exact): ``e = blocks - kept``;
     * dynamic: ``e = max(t - (kept - 1), 0)``, ``t`` the highest non-zero block below
@@ -68,9 +68,9 @@ class BlockSelector(wiring.Component):
             # |x| of the most negative value, 2**(W-1), still fits in W unsigned bits.
             m.d.comb += [negative.eq(bits[-1]), magnitude.eq(Mux(negative, -operand, operand))]
             if vrq is not None:
-                # VRQ carrier word (qforge.sim.numerics.vrq_pack): N code bits, the range
+                # VRQ carrier word (qforge.sim.model.numerics.vrq_pack): N code bits, the range
                 # index g, the sign. The code is the magnitude; range g sits
-                # (G - 1 - g) * S / K blocks up (qforge.sim.numerics.select_blocks).
+                # (G - 1 - g) * S / K blocks up (qforge.sim.model.numerics.select_blocks).
                 code = bits[:vrq.code_width]
                 group = bits[vrq.code_width:vrq.code_width + config.vrq_range_bits]
                 stride_blocks = vrq.range_stride // block_width

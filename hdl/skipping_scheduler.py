@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import (entry_count_layout, flags_layout, lane_select_layout,
                                 operand_precision_layout, row_entry_layout)
 from qforge.hdl.scheduler import advance_lane, job_layout, mode_table
@@ -41,10 +41,10 @@ class SkippingScheduler(wiring.Component):
     element r of the count memory at ``half * buffer_depth + mt``. An entry with mask
     bits ``n`` takes ``ceil(n * q / P)`` cycles: its ``n * q`` block products are packed
     into the P lanes exactly as :class:`~qforge.hdl.scheduler.Scheduler` packs a word's
-    (:func:`qforge.sim.cycles.lane_schedule`, restarted per entry), with lane operand
+    (:func:`qforge.sim.model.cycles.lane_schedule`, restarted per entry), with lane operand
     digit ``o`` mapped to the operand of the ``o``-th set mask bit. A row without
     entries takes one cycle with no valid lane. So a tile takes
-    :func:`qforge.sim.cycles.row_cycles` cycles.
+    :func:`qforge.sim.model.cycles.row_cycles` cycles.
 
     Reads are issued from the *next* state (``entry_address`` and ``count_address``), so
     in every cycle ``entry`` and ``count`` (bank r's read data, selected by ``row``) hold

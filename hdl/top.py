@@ -5,7 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 from qforge.hdl.array import BroadcastArray, SystolicArray
 from qforge.hdl.compactor import RowCompactor
 from qforge.hdl.drain import ResultDrain
@@ -45,7 +45,7 @@ class Accelerator(wiring.Component):
     results out while the next tile computes, through the :class:`OutputStage` (rounding,
     ReLU, saturation with the GEMM's settings, which it receives from a FIFO pushed when
     the scheduler accepts the job). Cycle counts follow
-    :func:`qforge.sim.cycles.gemm_cycles`.
+    :func:`qforge.sim.model.cycles.gemm_cycles`.
 
     Zero-skipping configurations (:attr:`Config.zero_skipping`) build a different data
     path behind the same ports (:meth:`_skipping_datapath`): a

@@ -4,21 +4,21 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from qforge.gen.spec import Config
+from qforge.sim.model.spec import Config
 
 __all__ = ["VrqEncoder"]
 
 
 class VrqEncoder(wiring.Component):
     """Encode ``value`` into a VRQ carrier word, exactly as
-    :func:`qforge.sim.quantize.vrq_encode` does for integer tensors, packed as
-    :func:`qforge.sim.numerics.vrq_pack`.
+    :func:`qforge.sim.model.quantize.vrq_encode` does for integer tensors, packed as
+    :func:`qforge.sim.model.numerics.vrq_pack`.
 
     * ``exponent``: ``E``, the binary exponent of the tensor's largest magnitude (a max
       over the whole tensor, supplied per GEMM);
-    * ``rounding``: :class:`qforge.sim.quantize.Rounding` code (0 nearest-even,
+    * ``rounding``: :class:`qforge.sim.model.quantize.Rounding` code (0 nearest-even,
       1 truncate, 2 stochastic; 3 behaves as truncate);
-    * ``random``: the element's 32 random bits (:func:`qforge.sim.quantize.random_bits`),
+    * ``random``: the element's 32 random bits (:func:`qforge.sim.model.quantize.random_bits`),
       used by stochastic rounding: the top ``unit`` bits are added before truncating.
 
     For ``value != 0`` with ``e = floor(log2 |value|)``: range ``g = min(max((E - e) // S,
@@ -85,7 +85,7 @@ class VrqEncoder(wiring.Component):
         half = Signal(unsigned(width))
         m.d.comb += half.eq(Mux(right > 0, Const(1, width) << (right - 1).as_unsigned()[:len(right)], 0))
         # The top `right` of the 32 random bits, or all 32 followed by zeros when
-        # right > 32 (qforge.sim.quantize._random_fraction).
+        # right > 32 (qforge.sim.model.quantize._random_fraction).
         random_fraction = Signal(unsigned(max(width, 32) + 1))
         with m.If(right > 32):
             m.d.comb += random_fraction.eq(self.random << (right - 32).as_unsigned()[:len(right)])

@@ -1,6 +1,6 @@
 """One Python API to run qforge programs, on three backends.
 
->>> from qforge.gen.spec import load_preset
+>>> from qforge.sim.model.spec import load_preset
 >>> from qforge.gen.asm import assemble
 >>> runtime = Runtime(load_preset("tiny"), "golden", memory_size=12)
 >>> runtime.write(0, np.array([[1, 2], [3, 4]])); runtime.write(4, np.eye(2, dtype=int))
@@ -15,7 +15,7 @@
 A :class:`Runtime` owns the host memory (a flat int64 array, the memory side of
 docs/ISA.md) and a backend that executes instruction words on it:
 
-* ``golden``: :class:`GoldenBackend`, the golden machine (:mod:`qforge.sim.machine`);
+* ``golden``: :class:`GoldenBackend`, the golden machine (:mod:`qforge.sim.model.machine`);
 * ``rtl``: :class:`RtlBackend`, the generated Verilog of :class:`qforge.hdl.core.Core`
   in Verilator (or Icarus) through cocotb, with the data mover feeding its ports;
 * ``board``: :class:`BoardBackend`, a board running the accelerator behind its UART
@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qforge.gen.spec import Config
-from qforge.sim.machine import Machine, MachineError
+from qforge.sim.model.spec import Config
+from qforge.sim.model.machine import Machine, MachineError
 
 __all__ = ["Runtime", "RunReport", "GoldenBackend", "RtlBackend", "BoardBackend",
            "BackendError", "BACKENDS"]
@@ -71,7 +71,7 @@ def _words(program) -> list[int]:
 
 
 class GoldenBackend:
-    """The golden machine: every instruction as :mod:`qforge.sim.machine` defines it."""
+    """The golden machine: every instruction as :mod:`qforge.sim.model.machine` defines it."""
 
     name = "golden"
 
@@ -121,7 +121,7 @@ class RtlBackend:
     """The generated Verilog of :class:`qforge.hdl.core.Core`, simulated with cocotb.
 
     Builds the design (cached in ``build/rtl/``), starts the simulator once with the
-    program server :mod:`qforge.sim.cocotb_core` and sends it each program with the
+    program server :mod:`qforge.sim.bench.cocotb_core` and sends it each program with the
     memory; the hardware's results come back in the memory. ``stall`` > 0 adds random
     stalls on every port (for tests; cycle counts then include them).
     """
@@ -131,7 +131,7 @@ class RtlBackend:
     def __init__(self, config: Config, *, simulator: str = "verilator",
                  build_root: Path | None = None, stall: float = 0.0, seed: int = 0,
                  timeout_cycles: int = 200000, log=print):
-        from qforge.sim.rtl import build
+        from qforge.sim.bench.rtl import build
 
         self.config = config
         self.stall, self.seed, self.timeout_cycles = stall, seed, timeout_cycles
@@ -152,10 +152,10 @@ class RtlBackend:
         self._runs = 0
 
     def _serve(self, requests: Path, replies: Path) -> None:
-        from qforge.sim.rtl import _run_cocotb
+        from qforge.sim.bench.rtl import _run_cocotb
 
         try:
-            _run_cocotb(self.built, "qforge.sim.cocotb_core", self._directory,
+            _run_cocotb(self.built, "qforge.sim.bench.cocotb_core", self._directory,
                         {"QFORGE_REQUESTS": str(requests), "QFORGE_REPLIES": str(replies)})
         except BaseException as error:      # reported by the next request
             self._failure = error
@@ -229,7 +229,7 @@ class BoardBackend:
     tops predate the decoder), so this backend decodes the program on the host with
     the golden machine's rules (``compute=False``, the same rules as the decoder),
     runs every valid GEMM on the board with :meth:`Board.gemm` and applies the addend
-    step (:func:`qforge.sim.machine.add_saturate`) on the host. Register instructions
+    step (:func:`qforge.sim.model.machine.add_saturate`) on the host. Register instructions
     and the sticky error are the host's. Results are the board's.
     """
 
@@ -241,7 +241,7 @@ class BoardBackend:
         self.machine = Machine(config, memory_size=0, compute=False)
 
     def run(self, words: list[int], memory: np.ndarray) -> RunReport:
-        from qforge.sim.machine import add_saturate
+        from qforge.sim.model.machine import add_saturate
 
         machine = self.machine
         machine.memory = memory

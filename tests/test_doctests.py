@@ -1,6 +1,6 @@
 """Run every docstring example in the qforge packages as a test.
 
-The modules are imported by their installed names (``qforge.sim.numerics``), so each
+The modules are imported by their installed names (``qforge.sim.model.numerics``), so each
 module exists once and its examples run against the same objects the rest of the
 suite uses.
 """

@@ -10,7 +10,7 @@ from qforge.fpga import area
 from qforge.fpga.area import (FAMILIES, AreaReport, count_instances, parse_stat,
                               selector_area, summarize, synthesize)
 from qforge.gen.cli import FAMILY_NAMES, main
-from qforge.gen.spec import load_preset
+from qforge.sim.model.spec import load_preset
 from qforge.hdl.selector import BlockSelector
 from qforge.hdl.top import Accelerator
 
@@ -93,7 +93,7 @@ def test_synthesized_selector_has_cells(tmp_path, family):
 
 @pytest.mark.synth
 def test_synthesis_failure_is_a_clear_error(tmp_path):
-    from qforge.sim.tools import ToolError
+    from qforge.gen.tools import ToolError
     with pytest.raises(ToolError, match="synth_ecp5 failed on top .*also with `proc; "
                                         "splitnets` first"):
         synthesize("module \\other\nend\n", "ecp5", root=tmp_path)

@@ -35,8 +35,8 @@ from qforge.fpga.build import (BuildReport, ClockTiming, build, clocks_from_repo
 from qforge.fpga.area import parse_stat
 from qforge.fpga.pll import ECP5_LIMITS, ICE40_LIMITS, ecp5_pll, ice40_pll
 from qforge.gen.cli import main as cli_main
-from qforge.gen.spec import from_dict, load_preset
-from qforge.sim.tools import ToolError
+from qforge.sim.model.spec import from_dict, load_preset
+from qforge.gen.tools import ToolError
 from tests.fpga.commands import run_qforge
 
 DATA = Path(__file__).parent / "data"

@@ -16,15 +16,15 @@ from qforge.fpga import board_model, host_cli
 from qforge.fpga.board_model import (CHECKS, BoardModel, BoardModelError, CommandError,
                                      Fault, LoopbackTransport, decode_command)
 from qforge.fpga.host import Board, HostError, ResultsLost, SerialTransport, Transport
-from qforge.fpga.protocol import (CRC_BYTES, HEADER_BYTES, MAX_PAYLOAD, SYNC,
+from qforge.hdl.protocol import (CRC_BYTES, HEADER_BYTES, MAX_PAYLOAD, SYNC,
                                   TIMEOUT_BYTE_TIMES, FrameParser, Kind, Nak, Status,
                                   beat_bytes, config_fingerprint, crc16, encode_frame)
-from qforge.gen.spec import from_dict, load_preset
-from qforge.sim.numerics import OperandPrecision, Precision, gemm, standard_modes
+from qforge.sim.model.spec import from_dict, load_preset
+from qforge.sim.model.numerics import OperandPrecision, Precision, gemm, standard_modes
 from qforge.hdl.layouts import command_layout, layout_fields
-from qforge.sim.packing import GemmJob, ResultAssembler, command_bits
-from qforge.sim.quantize import OutputParameters, Rounding, output_operands
-from qforge.sim.stimulus import operand_range
+from qforge.sim.host.packing import GemmJob, ResultAssembler, command_bits
+from qforge.sim.model.quantize import OutputParameters, Rounding, output_operands
+from qforge.sim.bench.stimulus import operand_range
 
 #: Bytes of one tiny command beat (a zero beat is a valid exact GEMM of one tile).
 COMMAND_BYTES = (command_layout(load_preset("tiny")).size + 7) // 8
@@ -429,7 +429,7 @@ def test_every_nak_reason(tiny_model):
 
 def test_order_of_checks(tiny_model):
     """LENGTH > MAX_PAYLOAD (at the header), then CRC, KIND, whole beats, SEQUENCE
-    (fpga/protocol.py, "Checks, in this order")."""
+    (hdl/protocol.py, "Checks, in this order")."""
     assert CHECKS == ("crc", "kind", "beats", "sequence")
     model = tiny_model
     big = bytes(MAX_PAYLOAD + 1)
@@ -832,7 +832,7 @@ def test_runtime_board_backend_runs_programs_like_the_golden_machine(name):
     """The runtime's board backend (qforge.sim.runtime.BoardBackend) on the board model
     through the simulated link: random programs (valid and invalid words, accumulate
     and update GEMMs) leave the same memory and error flag as the golden machine."""
-    from qforge.sim.fuzz import random_program
+    from qforge.sim.apps.fuzz import random_program
     from qforge.sim.runtime import Runtime
 
     config = load_preset(name)

@@ -23,7 +23,7 @@ from qforge.fpga.results import (DEFAULT_PAIRS, BuildEntry, collect, macs_per_cy
                                  mode_rates, peak_gops, render_results, select_pairs,
                                  sync_clock)
 from qforge.gen.cli import main as cli_main
-from qforge.gen.spec import load_preset
+from qforge.sim.model.spec import load_preset
 from tests.fpga.commands import run_qforge
 
 DATA = Path(__file__).parent / "data"

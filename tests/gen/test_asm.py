@@ -13,8 +13,8 @@ from qforge.gen.asm import (FIELDS, AsmError, BlockError, Program, assemble, ass
                             chunk_sizes, disassemble, gemm_fits, linear_backward_words,
                             linear_forward_words, matmul_words, sgd_update_words)
 from qforge.gen.cli import main
-from qforge.gen.spec import Config, load_preset
-from qforge.hdl.isa import Opcode, Operand, decode, encode
+from qforge.sim.model.spec import Config, load_preset
+from qforge.sim.model.isa import Opcode, Operand, decode, encode
 
 FAST = settings(max_examples=300, deadline=None, database=None, derandomize=True)
 EXAMPLE = Path(qforge.gen.__file__).parent / "programs" / "example.qasm"
@@ -294,7 +294,7 @@ def test_block_errors(source, line, column, fragment):
     (".inst 0xff", 1, "opcode 0xff"),
 ])
 def test_instruction_errors_of_the_configuration(source, column, fragment):
-    pytest.importorskip("qforge.sim.machine")
+    pytest.importorskip("qforge.sim.model.machine")
     assert assemble(source).words       # encodable: only the configuration rejects it
     with pytest.raises(AsmError) as info:
         assemble(source, TINY)
@@ -355,7 +355,7 @@ def test_chunk_sizes_fit_and_are_greedy(config, m, n, k):
 @given(m=st.integers(1, 24), n=st.integers(1, 24), k=st.integers(1, 600))
 def test_matmul_words_tile_the_product(config, m, n, k):
     words = matmul_words(config, a=0, b=0, c=0, m=m, n=n, k=k)
-    machine = pytest.importorskip("qforge.sim.machine")
+    machine = pytest.importorskip("qforge.sim.model.machine")
     for word in words:
         assert machine.instruction_error(config, word) is None, disassemble(word)
     parts = gemms(words)
@@ -462,8 +462,8 @@ def test_matmul_computes_the_product(config, m, n, k, transpose_a, transpose_b):
 
 
 def test_matmul_on_the_golden_machine():
-    """The same k-split, transposed product on qforge.sim.machine.Machine (exact mode)."""
-    machine_module = pytest.importorskip("qforge.sim.machine")
+    """The same k-split, transposed product on qforge.sim.model.machine.Machine (exact mode)."""
+    machine_module = pytest.importorskip("qforge.sim.model.machine")
     rng = np.random.default_rng(3)
     before, after, expected, c_indices = run_matmul(TINY, rng, 5, 3, 700, transpose_a=True,
                                                     pad=2)
@@ -561,7 +561,7 @@ def test_block_functions_raise_block_errors():
 
 
 def test_example_program_assembles():
-    pytest.importorskip("qforge.sim.machine")
+    pytest.importorskip("qforge.sim.model.machine")
     program = assemble_file(EXAMPLE, DEFAULT)
     assert program.symbols["STEP_WORDS"] == len(program.words)
     opcodes = [decode(word)[0] for word in program.words]

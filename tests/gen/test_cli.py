@@ -5,7 +5,7 @@ import json
 import pytest
 
 from qforge.gen.cli import main
-from qforge.gen.spec import load_preset
+from qforge.sim.model.spec import load_preset
 
 
 def run(capsys, *argv):

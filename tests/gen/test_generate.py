@@ -6,7 +6,7 @@ import re
 import pytest
 
 from qforge.gen.generate import TOP_NAME, generate, lint
-from qforge.gen.spec import load_preset, preset_names
+from qforge.sim.model.spec import load_preset, preset_names
 from qforge.hdl.layouts import a_beat_layout, command_layout, result_layout
 
 
@@ -99,7 +99,7 @@ def test_programmable_top_is_lint_clean_and_described(core_design):
     """qforge_core (decoder, accelerator, addend stage): lint clean; the manifest lists
     its streams with the instruction word's layout."""
     from qforge.gen.generate import CORE_TOP_NAME
-    from qforge.hdl.isa import INSTRUCTION_WIDTH
+    from qforge.sim.model.isa import INSTRUCTION_WIDTH
 
     assert core_design.verilog.name == f"{CORE_TOP_NAME}.v"
     assert lint(core_design.verilog) == []

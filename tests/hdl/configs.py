@@ -1,6 +1,6 @@
 """Configurations shared by the fast HDL unit tests (presets and small custom ones)."""
 
-from qforge.gen.spec import Config, from_dict, load_preset
+from qforge.sim.model.spec import Config, from_dict, load_preset
 
 
 def custom(name: str, *, rows: int = 2, cols: int = 2, operand_width: int = 8,

@@ -1,7 +1,7 @@
 """RowCompactor: the A beats of each command become row entries and entry counts.
 
 A reference written here from the documented contract (``hdl/compactor.py``,
-``hdl/layouts.py``, :func:`qforge.sim.numerics.zero_operands`) computes, for every
+``hdl/layouts.py``, :func:`qforge.sim.model.numerics.zero_operands`) computes, for every
 beat, which bank writes happen and with what, and the count write after each row tile:
 
 * beat ``x`` of a command is row tile ``mt = x // words``, word ``w = x % words``
@@ -29,7 +29,7 @@ from amaranth.sim import Simulator
 from qforge.hdl.compactor import RowCompactor
 from qforge.hdl.layouts import command_layout
 from qforge.hdl.loader import Loader
-from qforge.sim.numerics import vrq_pack, vrq_unpack
+from qforge.sim.model.numerics import vrq_pack, vrq_unpack
 from tests.hdl.configs import SKIPPING_CONFIGS
 
 

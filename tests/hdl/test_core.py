@@ -1,8 +1,8 @@
 """The programmable accelerator (decoder + accelerator + addend stage) in the Amaranth
 simulator, against the golden machine.
 
-Random programs (:func:`qforge.sim.fuzz.random_program`: valid and invalid words) run
-with the data mover (:class:`qforge.sim.datamover.DataMover`) feeding every port under
+Random programs (:func:`qforge.sim.apps.fuzz.random_program`: valid and invalid words) run
+with the data mover (:class:`qforge.sim.host.datamover.DataMover`) feeding every port under
 random stalls. The memory the hardware's results are written to must equal the golden
 machine's, the sticky ``error`` must be set exactly when the program holds an invalid
 word, and the core must finish (no hang) and end idle.
@@ -15,10 +15,10 @@ import pytest
 from amaranth.sim import Simulator
 
 from qforge.hdl.core import Core
-from qforge.hdl.isa import Opcode, Operand, encode
-from qforge.sim.datamover import DataMover
-from qforge.sim.fuzz import random_program
-from qforge.sim.machine import Machine, add_saturate
+from qforge.sim.model.isa import Opcode, Operand, encode
+from qforge.sim.host.datamover import DataMover
+from qforge.sim.apps.fuzz import random_program
+from qforge.sim.model.machine import Machine, add_saturate
 from tests.hdl.configs import custom, tiny, vrq_skipping
 
 CORE_CONFIGS = {

@@ -1,8 +1,8 @@
 """The instruction decoder alone, word by word, against the golden machine.
 
 For every word, after a reset and a fixed prefix of valid register settings: ``error``
-must rise exactly when :func:`qforge.sim.machine.instruction_error` rejects the word,
-and a valid GEMM's command must equal :func:`qforge.sim.packing.command_bits` of the
+must rise exactly when :func:`qforge.sim.model.machine.instruction_error` rejects the word,
+and a valid GEMM's command must equal :func:`qforge.sim.host.packing.command_bits` of the
 golden machine's registers (its epilogue: ``add`` and ``saturate_bits``). Words come
 from every rule's boundary values and from Hypothesis.
 """
@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qforge.hdl.decoder import InstructionDecoder
-from qforge.hdl.isa import Opcode, encode, operand_layout
+from qforge.hdl.isa import operand_layout
+from qforge.sim.model.isa import Opcode, encode
 from qforge.hdl.layouts import epilogue_layout
-from qforge.sim.machine import Machine, instruction_error
-from qforge.sim.packing import command_bits
+from qforge.sim.model.machine import Machine, instruction_error
+from qforge.sim.host.packing import command_bits
 from tests.hdl.configs import custom, tiny, vrq_skipping
 
 #: Settings before each word, so that a GEMM's command carries non-reset registers.

@@ -1,8 +1,8 @@
 """The host link's frame engine (:class:`qforge.hdl.link.HostLink`) in the Amaranth
 simulator, driven like a host would: bytes on ``rx`` from a bit-level 8N1 model, bytes
 from ``tx`` decoded bit by bit and split into frames by the protocol's own
-:class:`~qforge.fpga.protocol.FrameParser`; frames encoded with
-:func:`~qforge.fpga.protocol.encode_frame`.
+:class:`~qforge.hdl.protocol.FrameParser`; frames encoded with
+:func:`~qforge.hdl.protocol.encode_frame`.
 
 Properties checked: good data frames come out on ``cmd``/``a_in``/``b_in`` as exactly
 the beats sent (random beats, random backpressure, stream rules) and are ACKed with
@@ -26,15 +26,15 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 from amaranth.sim import Simulator
 
-from qforge.fpga.protocol import (DATA_KINDS, HEADER_BYTES, MAX_PAYLOAD, REQUEST_KINDS,
+from qforge.hdl.protocol import (DATA_KINDS, HEADER_BYTES, MAX_PAYLOAD, REQUEST_KINDS,
                                   STATUS_BYTES, SYNC, TIMEOUT_BYTE_TIMES, FrameParser, Kind,
                                   Nak, Status, beat_bytes, beat_width, beats_to_bytes,
                                   bytes_to_beats, config_fingerprint, crc16_update,
                                   encode_frame)
 from qforge.hdl.link import (HostLink, LinkedAccelerator, crc16_step, link_status_layout,
                              uart_divisor)
-from qforge.sim.numerics import standard_modes
-from qforge.sim.packing import GemmJob, ResultAssembler
+from qforge.sim.model.numerics import standard_modes
+from qforge.sim.host.packing import GemmJob, ResultAssembler
 from tests.hdl.configs import tiny
 from tests.hdl.streams import send
 from tests.hdl.test_uart import decode_line, drive_bytes
@@ -446,7 +446,7 @@ def test_every_nak_reason_and_nothing_executed():
 
 
 def _expected_reply_to_flip(frame: bytes, flipped: bytes):
-    """What a receiver following fpga/protocol.py answers to ``flipped``, a copy of
+    """What a receiver following hdl/protocol.py answers to ``flipped``, a copy of
     ``frame`` (a good data frame, no other SYNC in it) with one bit flipped after the
     SYNC: (reason, seq). A LENGTH beyond MAX_PAYLOAD is refused with the header; a
     longer one that fits waits for bytes that never come: TRUNCATED; anything else is a

@@ -1,6 +1,6 @@
 """The output stage alone in the Amaranth simulator, against the golden model.
 
-Every result beat must equal :func:`qforge.sim.quantize.output_stage` applied to the
+Every result beat must equal :func:`qforge.sim.model.quantize.output_stage` applied to the
 GEMM's (tile-padded) accumulator matrix, i.e. with element coordinates = the result's
 global (row, col), whatever the array shape; raw GEMMs (``quantize = 0``) pass the
 accumulators through. GEMMs of different settings follow each other back to back under
@@ -18,10 +18,10 @@ from amaranth.sim import Simulator
 
 from qforge.hdl.layouts import output_layout, result_layout
 from qforge.hdl.output_stage import OutputStage, output_parameters_layout
-from qforge.sim.cycles import OUTPUT_LATENCY
-from qforge.sim.packing import leaf_fields, unpack_fields
-from qforge.gen.spec import from_dict
-from qforge.sim.quantize import (OutputParameters, Rounding, output_operands, output_stage,
+from qforge.sim.model.cycles import OUTPUT_LATENCY
+from qforge.sim.host.packing import leaf_fields, unpack_fields
+from qforge.sim.model.spec import from_dict
+from qforge.sim.model.quantize import (OutputParameters, Rounding, output_operands, output_stage,
                                  vrq_exponent)
 from tests.hdl.configs import custom, tiny
 from tests.hdl.streams import receive, send
@@ -299,7 +299,7 @@ def test_same_accumulators_different_seed_tensor_or_coordinates_differ():
 @pytest.mark.parametrize("name", ["vrq", "vrq_lanes1"])
 def test_vrq_output_words(name):
     """VRQ configurations: with ``output.vrq`` the stage emits VRQ operand words of the
-    ReLU'd accumulators (:func:`qforge.sim.quantize.output_operands`, through
+    ReLU'd accumulators (:func:`qforge.sim.model.quantize.output_operands`, through
     :class:`~qforge.hdl.vrq_encoder.VrqEncoder`) with the GEMM's E and rounding (its
     random bits at the element's coordinates), between integer and raw GEMMs."""
     config = STAGE_CONFIGS[name]()

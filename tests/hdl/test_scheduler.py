@@ -2,7 +2,7 @@
 
 Jobs are fed through the ``job`` stream while ``drain_free`` toggles randomly; every
 cycle's ``issue`` record is recorded and replayed against a reference built from
-:func:`qforge.sim.cycles.lane_schedule`: per tile ``ceil(depth * q / P)`` issued cycles,
+:func:`qforge.sim.model.cycles.lane_schedule`: per tile ``ceil(depth * q / P)`` issued cycles,
 lane ``l`` of cycle ``c`` carrying product ``(k, i, j)`` as ``(k mod P, i, j, k < depth)``,
 addresses ``half * buffer_depth + tile * words + k // P``, tiles ``for mt: for nt:``.
 A tile's last cycle is issued only while ``drain_free`` is high; every other cycle of an
@@ -15,7 +15,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from qforge.hdl.scheduler import Scheduler
-from qforge.sim.cycles import lane_schedule, tile_cycles
+from qforge.sim.model.cycles import lane_schedule, tile_cycles
 from tests.hdl.configs import COMPONENT_CONFIGS
 from tests.hdl.streams import check_control
 

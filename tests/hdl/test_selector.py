@@ -1,4 +1,4 @@
-"""BlockSelector against :func:`qforge.sim.numerics.select_blocks`.
+"""BlockSelector against :func:`qforge.sim.model.numerics.select_blocks`.
 
 Each cycle a random word, a random precision mode and random lane selections are
 presented; one clock later every valid lane must hold the sign of ``word[offset]``, the
@@ -14,7 +14,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from qforge.hdl.selector import BlockSelector
-from qforge.sim.numerics import OperandPrecision, Selection, select_blocks
+from qforge.sim.model.numerics import OperandPrecision, Selection, select_blocks
 from tests.hdl.configs import COMPONENT_CONFIGS
 
 CYCLES = 300

@@ -12,7 +12,7 @@ entry per word with an operand to compute; masks limited to the depth; every wor
 not skipping). Each cycle's ``issue`` record is recorded with the entry the scheduler was
 shown, then replayed tile by tile (``for row: for group``) against:
 
-* cycles: a tile takes :func:`qforge.sim.cycles.row_cycles` of its row, which must also
+* cycles: a tile takes :func:`qforge.sim.model.cycles.row_cycles` of its row, which must also
   equal the sum over its entries of ``ceil(n * q / P)`` (1 for a row without entries);
   every cycle but a tile's last issues at once, the last waits for ``drain_free``;
 * coverage: the valid lanes of a tile carry every block product ``(k, i, j)`` with k an
@@ -37,8 +37,8 @@ from amaranth.sim import Simulator
 
 from qforge.hdl.layouts import operand_precision_layout
 from qforge.hdl.skipping_scheduler import SkippingScheduler
-from qforge.sim.cycles import row_cycles
-from qforge.sim.numerics import OperandPrecision, Precision, Selection
+from qforge.sim.model.cycles import row_cycles
+from qforge.sim.model.numerics import OperandPrecision, Precision, Selection
 from tests.hdl.configs import SKIPPING_CONFIGS
 from tests.hdl.streams import check_control
 

@@ -1,11 +1,11 @@
 """Accelerator end to end in the Amaranth simulator, against the golden model.
 
-Every GEMM's result beats must equal :func:`qforge.sim.numerics.gemm` (zero-padded to
+Every GEMM's result beats must equal :func:`qforge.sim.model.numerics.gemm` (zero-padded to
 whole tiles, beat by beat, ``last`` only on a GEMM's final beat) under random stalls on
 every stream. Invalid commands must set the sticky ``error``, be dropped without taking
 operand beats, and leave the accelerator working. With streams always valid/ready the
 cycle count from the first command transfer to the last result transfer must equal
-:func:`qforge.sim.cycles.gemm_cycles`.
+:func:`qforge.sim.model.cycles.gemm_cycles`.
 """
 
 import random
@@ -17,9 +17,9 @@ from amaranth.sim import Simulator
 
 from qforge.hdl.layouts import command_layout
 from qforge.hdl.top import Accelerator
-from qforge.sim.cycles import CHECK_LATENCY, GemmShape, gemm_cycles
-from qforge.sim.numerics import standard_modes
-from qforge.sim.packing import GemmJob, ResultAssembler
+from qforge.sim.model.cycles import CHECK_LATENCY, GemmShape, gemm_cycles
+from qforge.sim.model.numerics import standard_modes
+from qforge.sim.host.packing import GemmJob, ResultAssembler
 from tests.hdl.configs import custom, tiny
 from tests.hdl.streams import receive, send
 

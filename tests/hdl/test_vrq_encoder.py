@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from qforge.gen.spec import from_dict, load_preset
+from qforge.sim.model.spec import from_dict, load_preset
 from qforge.hdl.vrq_encoder import VrqEncoder
-from qforge.sim.numerics import vrq_pack
-from qforge.sim.quantize import Rounding, random_bits, vrq_encode
+from qforge.sim.model.numerics import vrq_pack
+from qforge.sim.model.quantize import Rounding, random_bits, vrq_encode
 
 
 def vrq_config(code_width, range_stride, ranges):

@@ -1,12 +1,12 @@
 """Fixtures for the cocotb integration tests: each design is generated and compiled once
-per simulator per test session (``qforge.sim.rtl.build`` also reuses an unchanged
+per simulator per test session (``qforge.sim.bench.rtl.build`` also reuses an unchanged
 build from an earlier session)."""
 
 import pytest
 
-from qforge.gen.spec import from_dict, load_preset
-from qforge.sim.rtl import build
-from qforge.sim.tools import have_icarus
+from qforge.sim.model.spec import from_dict, load_preset
+from qforge.sim.bench.rtl import build
+from qforge.gen.tools import have_icarus
 
 #: A small non-square array with 2-bit blocks: rows/cols mix-ups and q that does not
 #: divide P (e.g. La = 3, Lb = 1 with P = 2) show up here.

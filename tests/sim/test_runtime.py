@@ -1,11 +1,11 @@
 """The runtime's backends on the same programs: the golden machine and the generated
 Verilog of the programmable core (Verilator, cocotb), bit for bit.
 
-* Random instruction streams (:func:`qforge.sim.fuzz.random_program`: valid and invalid
+* Random instruction streams (:func:`qforge.sim.apps.fuzz.random_program`: valid and invalid
   words, random stalls on every port): the RTL never hangs, raises its sticky error
   exactly for the programs that hold an invalid word, and leaves the same memory as the
   golden machine; without stalls its cycle count equals the cycle model's
-  (:func:`qforge.sim.cycles.program_cycles`).
+  (:func:`qforge.sim.model.cycles.program_cycles`).
 * Assembled programs with every high-level block, on the default preset.
 * A negative control: a golden machine with a deliberately wrong addend rule (no
   saturation) is caught on the same RTL results.
@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from qforge.gen.asm import assemble, assemble_file
-from qforge.gen.spec import load_preset
-from qforge.hdl.isa import Opcode, Operand, encode
-from qforge.sim import machine as machine_module
-from qforge.sim.cycles import program_cycles
-from qforge.sim.fuzz import random_program
+from qforge.sim.model.spec import load_preset
+from qforge.sim.model.isa import Opcode, Operand, encode
+from qforge.sim.model import machine as machine_module
+from qforge.sim.model.cycles import program_cycles
+from qforge.sim.apps.fuzz import random_program
 from qforge.sim.runtime import BACKENDS, Runtime, BackendError
 from tests.sim.conftest import SKIPPING_DESIGNS
 

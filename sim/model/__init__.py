@@ -1,0 +1,15 @@
+"""The golden model: pure Python and numpy, no Amaranth, no cocotb.
+
+Every number-affecting rule of qforge is defined here once, with a docstring contract and
+doctests; the hardware (:mod:`qforge.hdl`), the host side and the applications call it.
+
+- :mod:`~qforge.sim.model.spec`: the validated configuration (:class:`Config`) and its
+  derived widths.
+- :mod:`~qforge.sim.model.numerics`: operand formats, block split, precision modes and the
+  bit-exact GEMM.
+- :mod:`~qforge.sim.model.quantize`: the output stage (scale, rounding, saturation, ReLU,
+  VRQ encoding, random bits) and the address-block baseline.
+- :mod:`~qforge.sim.model.isa`: the instruction words (opcodes, fields, encode/decode).
+- :mod:`~qforge.sim.model.machine`: the ISA machine and its validity rules.
+- :mod:`~qforge.sim.model.cycles`: the cycle model (equal to the RTL's cycles).
+"""

@@ -1,0 +1,496 @@
+"""Golden model of the training numerics: random bits, the output stage, value-range
+quantization (VRQ) and the address-block baseline.
+
+Every rule here is defined once, vectorized, and is what the hardware implements bit for
+bit (``qforge.hdl.output_stage`` points here). ``docs/NUMERICS.md`` explains them with
+worked examples.
+
+Random bits
+-----------
+Stochastic rounding needs random bits that depend only on *what* is rounded, never on
+*where* or *when* the hardware rounds it: :func:`random_bits` is a counter-based
+generator keyed by ``(seed, tensor id)`` and indexed by the element's coordinates
+``(row, column)`` in the output tensor. It is 8 rounds of the Speck64/128 round function
+(an add, two rotations and two XORs on 32-bit words; rotations are wiring), with round
+keys from Speck's key schedule applied to ``(seed, tensor, "qfor", "ge!!")``. The round
+keys are constant for a GEMM, so per element the cost is 8 adders of 32 bits and 16
+32-bit XORs.
+
+Output stage
+------------
+:func:`output_stage` turns accumulators into output operands, in this order: scale by
+``2**-shift`` with a rounding rule, optional ReLU, saturation to ``output_width`` bits.
+
+Value-range quantization
+------------------------
+:func:`vrq_encode` groups values by contiguous ranges of their binary exponent, relative
+to the exponent ``E`` of the tensor's largest magnitude (:func:`vrq_exponent`, a max
+reduction: independent of the order in which elements are seen, so of the hardware).
+Range ``g`` (``0 <= g < G``) holds values with exponent in ``(E - (g+1)S, E - gS]`` and
+has unit ``2**(E - gS - N + 1)``, so its largest values use all ``N`` code bits. Values
+below the last range go to the last range (they keep fewer significant bits, down to
+zero: underflow). An element is stored as ``(sign, code, g)``.
+
+Address-block baseline
+----------------------
+:func:`address_block_encode` is Cambricon-Q's scheme: one power-of-two scale per
+``block`` contiguous elements (row-major), so results depend on ``block``, which
+Cambricon-Q ties to a hardware buffer size.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["RANDOM_ROUNDS", "round_keys", "random_bits", "Rounding", "OutputParameters",
+           "output_stage", "output_operands", "round_shift", "VrqFormat", "vrq_exponent", "vrq_encode",
+           "vrq_decode", "vrq_integer", "address_block_encode", "address_block_decode",
+           "fixed_point_encode"]
+
+#: Rounds of the Speck64 round function in :func:`random_bits`.
+RANDOM_ROUNDS = 8
+_MASK32 = 0xFFFFFFFF
+#: The two fixed key words: ASCII "qfor" and "ge!!".
+_KEY_CONSTANTS = (0x71666F72, 0x67652121)
+
+
+def _rotl32(value, amount):
+    return ((value << amount) | (value >> (32 - amount))) & _MASK32
+
+
+def _rotr32(value, amount):
+    return ((value >> amount) | (value << (32 - amount))) & _MASK32
+
+
+def round_keys(seed: int, tensor: int) -> list[int]:
+    """The ``RANDOM_ROUNDS`` 32-bit round keys for ``(seed, tensor)``.
+
+    Speck64/128's key schedule with key words ``k0 = seed``, ``l0 = tensor``,
+    ``l1, l2`` = "qfor", "ge!!": ``l[i+3] = (k[i] + (l[i] >>> 8)) ^ i``,
+    ``k[i+1] = (k[i] <<< 3) ^ l[i+3]``.
+
+    By hand for seed 0, tensor 0: ``l3 = (0 + (0 >>> 8)) ^ 0 = 0``, ``k1 = 0``;
+    ``l4 = (0 + ("qfor" >>> 8)) ^ 1 = 0x7271666f ^ 1``, ``k2 = l4``:
+
+    >>> [hex(k) for k in round_keys(0, 0)[:3]]
+    ['0x0', '0x0', '0x7271666e']
+    """
+    if not 0 <= seed <= _MASK32:
+        raise ValueError(f"seed = {seed!r}: allowed range is 0 .. {_MASK32}")
+    if not 0 <= tensor <= 0xFFFF:
+        raise ValueError(f"tensor = {tensor!r}: allowed range is 0 .. 65535")
+    keys = [seed]
+    words = [tensor, *_KEY_CONSTANTS]
+    for i in range(RANDOM_ROUNDS - 1):
+        words.append(((keys[i] + _rotr32(words[i], 8)) & _MASK32) ^ i)
+        keys.append(_rotl32(keys[i], 3) ^ words[-1])
+    return keys
+
+
+def random_bits(seed: int, tensor: int, rows, cols) -> np.ndarray:
+    """32 random bits for each element ``(rows[i], cols[i])`` of tensor ``tensor``.
+
+    With ``x = row``, ``y = col`` (32-bit words), each round with key ``k`` computes
+    ``x = ((x >>> 8) + y) ^ k`` then ``y = (y <<< 3) ^ x``; the result is the final
+    ``y``. Depends only on the seed, the tensor id and the coordinates.
+
+    >>> bits = random_bits(1, 2, np.array([0, 0, 1, 0]), np.array([0, 1, 0, 0]))
+    >>> bool((bits < 2**32).all()), bool(bits[0] == bits[3]), len(set(bits[:3].tolist()))
+    (True, True, 3)
+    """
+    x = np.asarray(rows, dtype=np.uint64) & np.uint64(_MASK32)
+    y = np.asarray(cols, dtype=np.uint64) & np.uint64(_MASK32)
+    mask = np.uint64(_MASK32)
+    for key in round_keys(seed, tensor):
+        x = ((((x >> np.uint64(8)) | (x << np.uint64(24))) & mask) + y) & mask
+        x ^= np.uint64(key)
+        y = (((y << np.uint64(3)) | (y >> np.uint64(29))) & mask) ^ x
+    return y
+
+
+class Rounding(enum.IntEnum):
+    """How the output stage drops the ``shift`` low bits of an accumulator."""
+
+    NEAREST_EVEN = 0   #: round to nearest, ties to even
+    TRUNCATE = 1       #: drop the bits of the two's-complement value: toward -infinity
+    STOCHASTIC = 2     #: add ``shift`` random bits, then truncate
+
+
+@dataclass(frozen=True)
+class OutputParameters:
+    """Per-GEMM settings of the output stage."""
+
+    shift: int = 0
+    rounding: Rounding = Rounding.NEAREST_EVEN
+    relu: bool = False
+    seed: int = 0
+    tensor: int = 0
+    #: With a value, the stage emits VRQ operand words instead of integers:
+    #: ``vrq_encode(relu(accumulator), E = vrq_exponent)`` (``shift`` is not used).
+    vrq_exponent: int | None = None
+    #: No saturation to ``output_width``: the rounded value as it is (it always fits the
+    #: accumulator). For weight updates, whose increments are not operands
+    #: (docs/ISA.md, ``OUTPUT``). Not with ``vrq_exponent``.
+    wide: bool = False
+
+    def validate(self, config) -> None:
+        """Raise ValueError naming the field unless every setting is in range for
+        ``config`` (the loader rejects the same commands in hardware)."""
+        limit = config.accumulator_width - 1
+        checks = (("shift", self.shift, 0, limit), ("seed", self.seed, 0, _MASK32),
+                  ("tensor", self.tensor, 0, 0xFFFF))
+        for name, value, low, high in checks:
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or not low <= value <= high:
+                raise ValueError(f"output.{name} = {value!r}: allowed range is "
+                                 f"{low} .. {high}")
+        if not isinstance(self.rounding, Rounding):
+            raise ValueError(f"output.rounding = {self.rounding!r}: must be a Rounding "
+                             f"({', '.join(r.name for r in Rounding)})")
+        if self.vrq_exponent is not None:
+            if config.vrq is None:
+                raise ValueError("output.vrq_exponent: this configuration has no [vrq] "
+                                 "section, so the output stage cannot emit VRQ words")
+            if isinstance(self.vrq_exponent, bool) or not isinstance(self.vrq_exponent, int) \
+                    or not 0 <= self.vrq_exponent <= limit:
+                raise ValueError(f"output.vrq_exponent = {self.vrq_exponent!r}: allowed "
+                                 f"range is 0 .. {limit}")
+            if self.wide:
+                raise ValueError("output.wide = True: VRQ words (vrq_exponent) are always "
+                                 "output_width bits; wide is for integer outputs only")
+
+
+def _random_fraction(seed, tensor, rows, cols, shift: int) -> np.ndarray:
+    """``shift`` random bits as an integer in ``[0, 2**shift)``: the top ``shift`` of the
+    32 random bits, followed by zeros when ``shift > 32``."""
+    bits = random_bits(seed, tensor, rows, cols).astype(np.int64)
+    if shift <= 32:
+        return bits >> (32 - shift)
+    return bits << (shift - 32)
+
+
+def round_shift(values, shift: int, rounding: Rounding, *, seed: int = 0, tensor: int = 0,
+                rows=None, cols=None) -> np.ndarray:
+    """``values / 2**shift`` rounded to an integer by ``rounding`` (int64 in, int64 out).
+
+    * ``TRUNCATE``: ``values >> shift`` (floor);
+    * ``NEAREST_EVEN``: nearest integer, ties to the even one;
+    * ``STOCHASTIC``: ``(values + r) >> shift`` with ``r`` the element's
+      :func:`random_bits` scaled to ``[0, 2**shift)``: rounds up with probability equal
+      to the dropped fraction (exactly, for ``shift <= 32``), so the expected result is
+      ``values / 2**shift``.
+
+    >>> v = np.array([5, 6, 7, -5, -6, -7])            # / 4: 1.25 1.5 1.75 -1.25 ...
+    >>> round_shift(v, 2, Rounding.TRUNCATE)
+    array([ 1,  1,  1, -2, -2, -2])
+    >>> round_shift(v, 2, Rounding.NEAREST_EVEN)
+    array([ 1,  2,  2, -1, -2, -2])
+    """
+    values = np.asarray(values, dtype=np.int64)
+    if shift == 0:
+        return values.copy()
+    if rounding == Rounding.TRUNCATE:
+        return values >> shift
+    if rounding == Rounding.NEAREST_EVEN:
+        floor = values >> shift
+        remainder = values & ((1 << shift) - 1)
+        half = 1 << (shift - 1)
+        up = (remainder > half) | ((remainder == half) & ((floor & 1) == 1))
+        return floor + up
+    if rows is None or cols is None:
+        raise ValueError("stochastic rounding needs the elements' rows and cols")
+    return (values + _random_fraction(seed, tensor, rows, cols, shift)) >> shift
+
+
+def output_stage(accumulators, output_width: int, parameters: OutputParameters,
+                 *, row_offset: int = 0, col_offset: int = 0) -> np.ndarray:
+    """Accumulators (M x N) to output operands: round-shift, ReLU, saturate.
+
+    Element ``(i, j)`` has coordinates ``(row_offset + i, col_offset + j)`` for its random
+    bits; saturation clamps to ``[-2**(O-1), 2**(O-1) - 1]`` with ``O = output_width``,
+    unless ``parameters.wide`` (then the rounded value is returned unsaturated: it never
+    exceeds the accumulator, since ``shift >= 0``).
+
+    >>> acc = np.array([[1000, -1000, 37, -37]])
+    >>> output_stage(acc, 8, OutputParameters(shift=2))           # 250 saturates
+    array([[ 127, -128,    9,   -9]])
+    >>> output_stage(acc, 8, OutputParameters(shift=2, relu=True))
+    array([[127,   0,   9,   0]])
+    >>> output_stage(acc, 8, OutputParameters(shift=2, wide=True))
+    array([[ 250, -250,    9,   -9]])
+    """
+    accumulators = np.asarray(accumulators, dtype=np.int64)
+    rows, cols = np.indices(accumulators.shape)
+    values = round_shift(accumulators, parameters.shift, parameters.rounding,
+                         seed=parameters.seed, tensor=parameters.tensor,
+                         rows=rows + row_offset, cols=cols + col_offset)
+    if parameters.relu:
+        values = np.maximum(values, 0)
+    if parameters.wide:
+        return values
+    low, high = -(1 << (output_width - 1)), (1 << (output_width - 1)) - 1
+    return np.clip(values, low, high)
+
+
+# ---- value-range quantization ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class VrqFormat:
+    """``N`` code bits, range stride ``S`` (binary exponents per range), ``G`` ranges.
+
+    >>> VrqFormat(4, 2, 8).storage_bits        # sign + 4 code bits + 3 range bits
+    8
+    """
+
+    code_width: int
+    range_stride: int
+    ranges: int
+
+    def __post_init__(self):
+        for name, value, low, high in (("code_width", self.code_width, 1, 15),
+                                       ("range_stride", self.range_stride, 1, 15),
+                                       ("ranges", self.ranges, 1, 64)):
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or not low <= value <= high:
+                raise ValueError(f"vrq.{name} = {value!r}: allowed range is {low} .. {high}")
+        if self.range_stride > self.code_width:
+            raise ValueError(f"vrq.range_stride = {self.range_stride}: must not exceed "
+                             f"vrq.code_width ({self.code_width}), or a code rounded up "
+                             f"out of its range could not move to the range above")
+
+    @property
+    def range_bits(self) -> int:
+        return max(1, (self.ranges - 1).bit_length())
+
+    @property
+    def storage_bits(self) -> int:
+        """Bits of a stored operand: sign, code and range index."""
+        return 1 + self.code_width + self.range_bits
+
+    @property
+    def span(self) -> int:
+        """Bits between the lowest code bit of range G-1 and the top of range 0:
+        an integer form of a coded value fits in ``span`` unsigned bits."""
+        return self.code_width + (self.ranges - 1) * self.range_stride
+
+
+def vrq_exponent(values) -> int | None:
+    """``E``: the binary exponent of the largest magnitude, ``floor(log2(max|x|))``;
+    ``None`` for an all-zero tensor. A max over all elements, so independent of the
+    order (and the hardware) that visits them.
+
+    >>> vrq_exponent(np.array([3, -40, 7])), vrq_exponent(np.array([0.3, -0.1]))
+    (5, -2)
+    """
+    values = np.asarray(values)
+    largest = np.abs(values).max(initial=0)
+    if largest == 0:
+        return None
+    if values.dtype.kind in "iub":
+        return int(largest).bit_length() - 1
+    return int(np.frexp(float(largest))[1]) - 1
+
+
+def _exponents(magnitudes) -> np.ndarray:
+    """floor(log2 m) per element (m > 0), exact for integers and floats."""
+    return np.frexp(magnitudes.astype(np.float64))[1].astype(np.int64) - 1
+
+
+def vrq_encode(values, fmt: VrqFormat, exponent: int | None = None, *,
+               rounding: Rounding = Rounding.NEAREST_EVEN, seed: int = 0, tensor: int = 0):
+    """Quantize a 2-D tensor to ``(sign, code, range)`` arrays.
+
+    ``exponent`` is ``E`` (by default :func:`vrq_exponent` of ``values``). For ``x != 0``
+    with exponent ``e = floor(log2|x|)``: ``g = min(max((E - e) // S, 0), G - 1)`` and
+    ``code = round(|x| / 2**(E - gS - N + 1))`` by ``rounding`` (stochastic rounding uses
+    the element's :func:`random_bits`, coordinates = its row and column). A code that
+    rounds up to ``2**N`` moves to range ``g - 1`` as ``2**(N - S)`` (the same value); in
+    range 0 it saturates to ``2**N - 1``. Zero (and any value that rounds to 0) is
+    ``(0, 0, 0)``.
+
+    Worked example, ``N = 4, S = 2, G = 3``, ``E = 5`` (max 40):
+
+    >>> fmt = VrqFormat(4, 2, 3)
+    >>> sign, code, group = vrq_encode(np.array([[40, -7, 3, 1, 0]]), fmt)
+    >>> sign.tolist(), code.tolist(), group.tolist()
+    ([[0, 1, 0, 0, 0]], [[10, 7, 12, 4, 0]], [[0, 1, 2, 2, 0]])
+
+    40 (exponent 5) is range 0 with unit 4: code 10; -7 (exponent 2) is range
+    ``(5 - 2) // 2 = 1`` with unit 1; 3 and 1 fall in range 2 with unit 1/4.
+
+    >>> vrq_decode(sign, code, group, fmt, 5).tolist()
+    [[40.0, -7.0, 3.0, 1.0, 0.0]]
+    """
+    values = np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(f"values: must be a 2-D tensor, got shape {values.shape}")
+    if exponent is None:
+        exponent = vrq_exponent(values)
+    shape = values.shape
+    if exponent is None:
+        zeros = np.zeros(shape, dtype=np.int64)
+        return zeros, zeros.copy(), zeros.copy()
+    n, s, g_count = fmt.code_width, fmt.range_stride, fmt.ranges
+    negative = values < 0
+    magnitude = np.abs(values)
+    nonzero = magnitude != 0
+    element_exponent = np.where(nonzero, _exponents(np.where(nonzero, magnitude, 1)), exponent)
+    group = np.clip((exponent - element_exponent) // s, 0, g_count - 1)
+    unit_exponent = exponent - group * s - n + 1            # value = code * 2**unit
+    rows, cols = np.indices(shape)
+    if values.dtype.kind in "iub":
+        code = _integer_round(magnitude.astype(np.int64), unit_exponent, rounding, seed,
+                              tensor, rows, cols)
+    else:
+        code = _float_round(magnitude.astype(np.float64), unit_exponent, rounding, seed,
+                            tensor, rows, cols)
+    overflow = code >= (1 << n)
+    move_up = overflow & (group > 0)
+    code = np.where(move_up, 1 << (n - s), code)
+    group = np.where(move_up, group - 1, group)
+    code = np.where(overflow & ~move_up, (1 << n) - 1, code)
+    zero = code == 0
+    sign = np.where(zero, 0, negative.astype(np.int64))
+    group = np.where(zero, 0, group)
+    return sign.astype(np.int64), code.astype(np.int64), group.astype(np.int64)
+
+
+def _integer_round(magnitude, unit_exponent, rounding, seed, tensor, rows, cols):
+    """round(magnitude / 2**unit) for integers; exact shifts where unit <= 0."""
+    left = np.maximum(-unit_exponent, 0)
+    right = np.maximum(unit_exponent, 0)
+    shifted = magnitude << left
+    result = np.empty_like(shifted)
+    for amount in np.unique(right):
+        where = right == amount
+        result[where] = round_shift(shifted[where], int(amount), rounding, seed=seed,
+                                    tensor=tensor, rows=rows[where], cols=cols[where])
+    return result
+
+
+def _float_round(magnitude, unit_exponent, rounding, seed, tensor, rows, cols):
+    scaled = np.ldexp(magnitude, -unit_exponent)
+    if rounding == Rounding.TRUNCATE:
+        return np.floor(scaled).astype(np.int64)
+    if rounding == Rounding.NEAREST_EVEN:
+        return np.rint(scaled).astype(np.int64)
+    fraction = random_bits(seed, tensor, rows, cols).astype(np.float64) / 2.0 ** 32
+    return np.floor(scaled + fraction).astype(np.int64)
+
+
+def vrq_decode(sign, code, group, fmt: VrqFormat, exponent: int | None) -> np.ndarray:
+    """The real values of VRQ elements: ``(-1)**sign * code * 2**(E - gS - N + 1)``."""
+    if exponent is None:
+        return np.zeros(np.shape(code))
+    unit = exponent - np.asarray(group) * fmt.range_stride - fmt.code_width + 1
+    return np.where(np.asarray(sign) == 1, -1.0, 1.0) * np.ldexp(
+        np.asarray(code, dtype=np.float64), unit)
+
+
+def vrq_integer(sign, code, group, fmt: VrqFormat) -> tuple[np.ndarray, int]:
+    """The integer form the PE multiplies and the tensor's base exponent offset.
+
+    ``value = (-1)**sign * code << ((G - 1 - g) * S)``; the real value is that times
+    ``2**(E - N + 1 - (G - 1) * S)``, and the returned offset is ``-(N - 1 + (G-1)S)``
+    (add ``E`` to get the base exponent). Integer GEMMs on these forms are exact.
+
+    >>> fmt = VrqFormat(4, 2, 3)
+    >>> vrq_integer(np.array([0, 1]), np.array([10, 14]), np.array([0, 1]), fmt)
+    (array([160, -56]), -7)
+    """
+    magnitude = np.asarray(code, dtype=np.int64) << (
+        (fmt.ranges - 1 - np.asarray(group, dtype=np.int64)) * fmt.range_stride)
+    signed = np.where(np.asarray(sign) == 1, -magnitude, magnitude)
+    return signed, -(fmt.code_width - 1 + (fmt.ranges - 1) * fmt.range_stride)
+
+
+# ---- address-block baseline -----------------------------------------------------------
+
+def address_block_encode(values, bits: int, block: int, *,
+                         rounding: Rounding = Rounding.NEAREST_EVEN, seed: int = 0,
+                         tensor: int = 0):
+    """Cambricon-Q style: ``bits``-bit two's-complement codes with one power-of-two scale
+    per ``block`` contiguous elements (row-major order; the last block may be short).
+
+    Block ``b`` with largest exponent ``E_b`` has unit ``2**(E_b - bits + 2)``, so its
+    largest magnitude uses the top code bit below the sign; a code that rounds to
+    ``2**(bits-1)`` saturates to ``2**(bits-1) - 1``. Returns ``(codes, unit_exponents)``
+    with one unit exponent per block (all-zero blocks get unit 0).
+
+    >>> codes, units = address_block_encode(np.array([[40., -7., 3., 1.]]), 8, 2)
+    >>> codes.tolist(), units.tolist()
+    ([[80, -14, 96, 32]], [-1, -5])
+    """
+    values = np.asarray(values, dtype=np.float64)
+    flat = values.ravel()
+    count = -(-flat.size // block)
+    padded = np.zeros(count * block)
+    padded[:flat.size] = flat
+    blocks = padded.reshape(count, block)
+    largest = np.abs(blocks).max(axis=1)
+    exponents = np.where(largest > 0, np.frexp(np.where(largest > 0, largest, 1))[1] - 1, 0)
+    units = np.where(largest > 0, exponents - bits + 2, 0).astype(np.int64)
+    scaled = np.ldexp(blocks, -units[:, None]).ravel()[:flat.size].reshape(values.shape)
+    return _round_codes(scaled, bits, rounding, seed, tensor), units
+
+
+def _round_codes(scaled, bits: int, rounding: Rounding, seed: int, tensor: int):
+    """Round scaled values to ``bits``-bit codes (random bits by row and column), saturate."""
+    rows, cols = np.indices(scaled.shape)
+    if rounding == Rounding.NEAREST_EVEN:
+        codes = np.rint(scaled)
+    elif rounding == Rounding.TRUNCATE:
+        codes = np.floor(scaled)
+    else:
+        fraction = random_bits(seed, tensor, rows, cols).astype(np.float64) / 2.0 ** 32
+        codes = np.floor(scaled + fraction)
+    limit = (1 << (bits - 1)) - 1
+    return np.clip(codes, -limit - 1, limit).astype(np.int64)
+
+
+def fixed_point_encode(values, bits: int, unit_exponent: int, *,
+                       rounding: Rounding = Rounding.NEAREST_EVEN, seed: int = 0,
+                       tensor: int = 0) -> np.ndarray:
+    """``bits``-bit two's-complement codes of a 2-D tensor in units of
+    ``2**unit_exponent`` (given, not derived from the data), rounded as
+    :func:`address_block_encode` rounds (stochastic: the element's random bits by row
+    and column) and saturated.
+
+    >>> fixed_point_encode(np.array([[1.0, -0.3, 100.0]]), 8, -3).tolist()
+    [[8, -2, 127]]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    return _round_codes(np.ldexp(values, -unit_exponent), bits, rounding, seed, tensor)
+
+
+def address_block_decode(codes, units, block: int) -> np.ndarray:
+    """Real values of address-block codes (inverse of :func:`address_block_encode`)."""
+    codes = np.asarray(codes)
+    flat_units = np.repeat(units, block)[:codes.size].reshape(codes.shape)
+    return np.ldexp(codes.astype(np.float64), flat_units)
+
+
+def output_operands(accumulators, config, parameters: OutputParameters) -> np.ndarray:
+    """What the output stage emits for a GEMM's accumulators (M x N, element (i, j) at
+    coordinates (i, j)): :func:`output_stage` integers, or, when
+    ``parameters.vrq_exponent`` is set, VRQ operand words
+    (:func:`qforge.sim.model.numerics.vrq_pack` of :func:`vrq_encode` of the ReLU'd
+    accumulators with ``E = vrq_exponent``), ready to load as the next GEMM's operands.
+
+    The exponent is the tensor-wide statistic: :func:`vrq_exponent` of the (ReLU'd)
+    accumulators, a max over the whole result, so it does not depend on the array.
+    """
+    from qforge.sim.model.numerics import vrq_pack
+
+    if parameters.vrq_exponent is None:
+        return output_stage(accumulators, config.output_width, parameters)
+    values = np.asarray(accumulators, dtype=np.int64)
+    if parameters.relu:
+        values = np.maximum(values, 0)
+    sign, code, group = vrq_encode(values, config.vrq, parameters.vrq_exponent,
+                                   rounding=parameters.rounding, seed=parameters.seed,
+                                   tensor=parameters.tensor)
+    return vrq_pack(sign, code, group, config)

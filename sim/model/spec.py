@@ -1,0 +1,569 @@
+"""The qforge hardware configuration: one frozen, validated object loaded from TOML.
+
+A configuration fixes everything that is decided when Verilog is generated: the array
+shape, the operand and block widths, the number of block multipliers per PE, the buffer
+depth and the deepest reduction the accumulators must hold without overflow. Everything
+chosen per GEMM at run time (the precision mode) lives in :mod:`qforge.sim.model.numerics`.
+
+Every derived width is computed here, in :class:`Config`, and nowhere else; components
+and testbenches read them from the config object (or from the manifest written next to
+the generated Verilog, which is this object serialized).
+
+A TOML spec looks like this (every key is listed in :data:`SCHEMA`)::
+
+    name = "default"
+
+    [array]
+    rows = 8
+    cols = 8
+
+    [arithmetic]
+    operand_width = 8
+    block_width = 2
+    block_multipliers = 4
+    max_reduction_depth = 2048
+    output_width = 8
+
+    [buffers]
+    depth = 512
+
+Three optional sections change the hardware: ``[vrq]`` (:data:`VRQ_SCHEMA`, VRQ
+operands), ``[zero_skipping]`` (:data:`ZERO_SKIPPING_SCHEMA`, the zero-skipping array)
+and ``[output_stage]`` (:data:`OUTPUT_STAGE_SCHEMA`, a narrower output stage)::
+
+    [zero_skipping]
+    pe_buffer_depth = 512
+
+    [output_stage]
+    lanes_per_cycle = 1
+
+Any mistake gives one :class:`ConfigError` naming the field, the value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Config", "ConfigError", "SCHEMA", "VRQ_SCHEMA", "ZERO_SKIPPING_SCHEMA",
+           "OUTPUT_STAGE_SCHEMA", "PRESETS", "read_toml",
+           "load_preset", "load_spec", "from_dict", "preset_names"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One configuration key: its section, its limits and what it means."""
+
+    section: str
+    name: str
+    minimum: int
+    maximum: int
+    help: str
+    power_of_two: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.name}"
+
+
+#: Every key a spec may (and must) contain, with its allowed range.
+SCHEMA: tuple[Field, ...] = (
+    Field("array", "rows", 1, 64, "PE rows of the systolic array (R)"),
+    Field("array", "cols", 1, 64, "PE columns of the systolic array (C)"),
+    Field("arithmetic", "operand_width", 2, 16,
+          "bits of a two's-complement input operand (W)"),
+    Field("arithmetic", "block_width", 1, 16,
+          "bits per magnitude block (K); must divide operand_width"),
+    Field("arithmetic", "block_multipliers", 1, 64,
+          "K x K block multipliers per PE (P); a power of two", power_of_two=True),
+    Field("arithmetic", "max_reduction_depth", 1, 1 << 20,
+          "longest dot product (GEMM inner dimension) one command may have"),
+    Field("arithmetic", "output_width", 2, 64,
+          "bits of an output operand produced by the output stage"),
+    Field("buffers", "depth", 1, 1 << 16,
+          "words per operand buffer bank and half (one word = P operands)"),
+)
+
+#: The optional ``[vrq]`` section: value-range-quantized operands (see
+#: :class:`qforge.sim.model.quantize.VrqFormat`). Without it the PEs take integer operands only.
+VRQ_SCHEMA: tuple[Field, ...] = (
+    Field("vrq", "code_width", 1, 15, "N: code bits of a VRQ operand (its magnitude)"),
+    Field("vrq", "range_stride", 1, 15,
+          "S: binary exponents per value range; a multiple of block_width, at most N"),
+    Field("vrq", "ranges", 1, 64, "G: value ranges per tensor"),
+)
+
+#: The optional ``[zero_skipping]`` section: the zero-skipping array (docs/ARCHITECTURE.md,
+#: "Zero skipping"). Without it the generator emits the dense systolic array.
+ZERO_SKIPPING_SCHEMA: tuple[Field, ...] = (
+    Field("zero_skipping", "pe_buffer_depth", 1, 1 << 16,
+          "words (of P operands) of B per PE-local bank and half; at least the words "
+          "of one max_reduction_depth dot product"),
+)
+
+_FIELDS_BY_SECTION: dict[str, dict[str, Field]] = {}
+for _field in SCHEMA:
+    _FIELDS_BY_SECTION.setdefault(_field.section, {})[_field.name] = _field
+_VRQ_FIELDS = {field.name: field for field in VRQ_SCHEMA}
+#: The optional ``[output_stage]`` section: how many of a result beat's C elements the
+#: output stage rounds per cycle (docs/ARCHITECTURE.md, "Output stage"). Without it all
+#: C, one beat per cycle; with fewer, the random-bit generators and rounding units are
+#: shared and the stage takes ``C / lanes_per_cycle`` cycles per beat (the area of the
+#: stage, mostly its random-bit generators, shrinks by about that factor).
+OUTPUT_STAGE_SCHEMA: tuple[Field, ...] = (
+    Field("output_stage", "lanes_per_cycle", 1, 64,
+          "result elements the output stage rounds per cycle; must divide array.cols"),
+)
+
+_ZERO_SKIPPING_FIELDS = {field.name: field for field in ZERO_SKIPPING_SCHEMA}
+_OUTPUT_STAGE_FIELDS = {field.name: field for field in OUTPUT_STAGE_SCHEMA}
+
+#: The accumulator may not be wider than this (the golden model computes in int64).
+MAX_ACCUMULATOR_WIDTH = 64
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated accelerator configuration. Construct with :func:`from_dict`,
+    :func:`load_spec` or :func:`load_preset`; direct construction validates too.
+
+    Derived quantities (properties) are the single place where widths are computed.
+    """
+
+    name: str
+    rows: int
+    cols: int
+    operand_width: int
+    block_width: int
+    block_multipliers: int
+    max_reduction_depth: int
+    output_width: int
+    buffer_depth: int
+    #: VRQ operand format (the optional [vrq] section); 0 = no VRQ support.
+    vrq_code_width: int = 0
+    vrq_range_stride: int = 0
+    vrq_ranges: int = 0
+    #: Zero-skipping array (the optional [zero_skipping] section); None = dense systolic.
+    pe_buffer_depth: int | None = None
+    #: Output-stage lanes per cycle (the optional [output_stage] section); None = cols.
+    output_lanes_per_cycle: int | None = None
+
+    def __post_init__(self):
+        _validate(self)
+
+    # ---- derived quantities -------------------------------------------------------
+    @property
+    def blocks(self) -> int:
+        """B: magnitude blocks per operand, ``operand_width // block_width``."""
+        return self.operand_width // self.block_width
+
+    @property
+    def max_magnitude(self) -> int:
+        """Largest operand magnitude, ``2**(W-1)`` (that of the most negative value)."""
+        return 1 << (self.operand_width - 1)
+
+    @property
+    def vrq(self):
+        """The :class:`~qforge.sim.model.quantize.VrqFormat` of VRQ operands, or ``None``."""
+        if not self.vrq_code_width:
+            return None
+        from qforge.sim.model.quantize import VrqFormat
+        return VrqFormat(self.vrq_code_width, self.vrq_range_stride, self.vrq_ranges)
+
+    @property
+    def output_lanes(self) -> int:
+        """Result elements the output stage rounds per cycle (``[output_stage]
+        lanes_per_cycle``, else ``cols``)."""
+        return self.cols if self.output_lanes_per_cycle is None else self.output_lanes_per_cycle
+
+    @property
+    def output_cycles_per_beat(self) -> int:
+        """Cycles the output stage takes per result beat: ``cols / output_lanes``.
+
+        >>> load_preset("default").output_cycles_per_beat
+        1
+        """
+        return self.cols // self.output_lanes
+
+    @property
+    def zero_skipping(self) -> bool:
+        """True for the zero-skipping array (a ``[zero_skipping]`` section): A rows are
+        broadcast to all PEs, each PE holds its own B columns, and zero A operands are
+        skipped when a command sets ``skip_zeros``."""
+        return self.pe_buffer_depth is not None
+
+    @property
+    def pe_buffer_address_width(self) -> int:
+        """Address bits of one PE-local B bank (two halves of ``pe_buffer_depth`` words;
+        zero-skipping configurations only)."""
+        return max(1, (2 * self.pe_buffer_depth - 1).bit_length())
+
+    @property
+    def word_index_width(self) -> int:
+        """Bits of a word index within one dot product (0 .. max_depth_words - 1)."""
+        return max(1, (self.max_depth_words - 1).bit_length())
+
+    @property
+    def vrq_code_blocks(self) -> int:
+        """Blocks of a VRQ code, ``ceil(N / K)`` (0 without VRQ)."""
+        return -(-self.vrq_code_width // self.block_width)
+
+    @property
+    def vrq_range_bits(self) -> int:
+        """Bits of a VRQ operand's range index (0 without VRQ)."""
+        return max(1, (self.vrq_ranges - 1).bit_length()) if self.vrq_code_width else 0
+
+    @property
+    def max_position(self) -> int:
+        """Highest block position a PE lane can receive: ``B - 1`` for integer operands;
+        with VRQ, range ``g``'s code blocks sit ``(G - 1 - g) * S / K`` blocks up, so up
+        to ``(G - 1) * S / K + ceil(N / K) - 1``."""
+        position = self.blocks - 1
+        if self.vrq_code_width:
+            position = max(position, (self.vrq_ranges - 1) * self.vrq_range_stride
+                           // self.block_width + self.vrq_code_blocks - 1)
+        return position
+
+    @property
+    def position_width(self) -> int:
+        """Bits of a block position (0 .. :attr:`max_position`)."""
+        return max(1, self.max_position.bit_length())
+
+    @property
+    def magnitude_width(self) -> int:
+        """Bits of the widest operand magnitude a PE handles, ``K * (max_position + 1)``
+        (``W`` without VRQ)."""
+        return self.block_width * (self.max_position + 1)
+
+    @property
+    def max_operand_magnitude(self) -> int:
+        """Largest magnitude of any operand: ``2**(W-1)``, or a VRQ code
+        ``(2**N - 1) << ((G - 1) * S)`` if larger."""
+        largest = self.max_magnitude
+        if self.vrq_code_width:
+            largest = max(largest, ((1 << self.vrq_code_width) - 1)
+                          << ((self.vrq_ranges - 1) * self.vrq_range_stride))
+        return largest
+
+    @property
+    def product_width(self) -> int:
+        """Bits of an unsigned block product (K x K)."""
+        return 2 * self.block_width
+
+    @property
+    def lane_sum_width(self) -> int:
+        """Signed width of the sum of one cycle's P shifted block products.
+
+        Each shifted product is below ``2**(2M)`` with ``M`` = :attr:`magnitude_width`
+        (``W`` without VRQ); P of them with signs fit in ``2M + ceil(log2 P) + 1`` bits.
+        """
+        return 2 * self.magnitude_width + (self.block_multipliers - 1).bit_length() + 1
+
+    @property
+    def accumulator_width(self) -> int:
+        """Signed accumulator width that cannot overflow.
+
+        Every product has magnitude at most ``2**(2W-2)`` (both operands most
+        negative; with VRQ, :attr:`max_operand_magnitude` squared), and every
+        kept-block approximation only shrinks magnitudes, so any partial sum of a dot
+        product of depth at most ``max_reduction_depth`` is bounded by
+        ``max_reduction_depth * 2**(2W-2)``. The accumulator is the narrowest
+        two's-complement width holding that bound (and the lane sum).
+        See docs/NUMERICS.md, "Accumulation".
+        """
+        bound = self.max_reduction_depth * (self.max_operand_magnitude ** 2)
+        return max(bound.bit_length() + 1, self.lane_sum_width)
+
+    @property
+    def max_depth_words(self) -> int:
+        """Buffer words a dot product of ``max_reduction_depth`` occupies."""
+        return -(-self.max_reduction_depth // self.block_multipliers)
+
+    @property
+    def depth_field_width(self) -> int:
+        """Bits of the command's ``depth_minus_one`` field."""
+        return max(1, (self.max_reduction_depth - 1).bit_length())
+
+    @property
+    def tiles_field_width(self) -> int:
+        """Bits of the command's ``*_tiles_minus_one`` fields (at most buffer_depth tiles)."""
+        return max(1, (self.buffer_depth - 1).bit_length())
+
+    @property
+    def blocks_field_width(self) -> int:
+        """Bits of a precision field holding ``blocks - 1`` or ``kept - 1``."""
+        return max(1, (self.blocks - 1).bit_length())
+
+    @property
+    def buffer_address_width(self) -> int:
+        """Address bits of one buffer bank (two halves of ``buffer_depth`` words)."""
+        return max(1, (2 * self.buffer_depth - 1).bit_length())
+
+    @property
+    def peak_block_products_per_cycle(self) -> int:
+        """Block products the whole array performs per cycle: ``R * C * P``."""
+        return self.rows * self.cols * self.block_multipliers
+
+    def with_zero_skipping(self, pe_buffer_depth: int | None = None) -> "Config":
+        """The same array built as the zero-skipping array (``self`` if it already is):
+        name ``<name>_skipping``, ``pe_buffer_depth`` defaulting to one
+        ``max_reduction_depth`` dot product (the ``sparse`` preset is ``default``'s).
+
+        >>> load_preset("default").with_zero_skipping() == dataclasses.replace(
+        ...     load_preset("sparse"), name="default_skipping")
+        True
+        """
+        if self.zero_skipping:
+            return self
+        if pe_buffer_depth is None:
+            pe_buffer_depth = self.max_depth_words
+        return dataclasses.replace(self, name=f"{self.name}_skipping",
+                                   pe_buffer_depth=pe_buffer_depth)
+
+    # ---- conversions ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as nested sections, the inverse of :func:`from_dict`."""
+        values = dataclasses.asdict(self)
+        out: dict[str, Any] = {"name": values["name"]}
+        for field in SCHEMA:
+            attribute = _attribute_name(field)
+            out.setdefault(field.section, {})[field.name] = values[attribute]
+        if self.vrq_code_width:
+            out["vrq"] = {field.name: values[_attribute_name(field)] for field in VRQ_SCHEMA}
+        if self.zero_skipping:
+            out["zero_skipping"] = {field.name: values[_attribute_name(field)]
+                                    for field in ZERO_SKIPPING_SCHEMA}
+        if self.output_lanes_per_cycle is not None:
+            out["output_stage"] = {field.name: values[_attribute_name(field)]
+                                   for field in OUTPUT_STAGE_SCHEMA}
+        return out
+
+    def derived(self) -> dict[str, int]:
+        """Every derived width, by name (written into the manifest)."""
+        return {name: getattr(self, name) for name in (
+            "blocks", "max_magnitude", "max_operand_magnitude", "max_position",
+            "position_width", "magnitude_width", "product_width",
+            "lane_sum_width", "accumulator_width", "max_depth_words",
+            "depth_field_width", "tiles_field_width", "blocks_field_width",
+            "buffer_address_width", "peak_block_products_per_cycle", "output_lanes",
+            "output_cycles_per_beat")} | ({
+            "pe_buffer_address_width": self.pe_buffer_address_width,
+            "word_index_width": self.word_index_width} if self.zero_skipping else {})
+
+    def to_toml(self) -> str:
+        """The spec as TOML text that :func:`load_spec` reads back."""
+        spec = self.to_dict()
+        lines = [f'name = "{spec["name"]}"']
+        for section in [*_FIELDS_BY_SECTION, "vrq", "zero_skipping", "output_stage"]:
+            if section not in spec:
+                continue
+            lines.append("")
+            lines.append(f"[{section}]")
+            for key, value in spec[section].items():
+                lines.append(f"{key} = {value}")
+        return "\n".join(lines) + "\n"
+
+
+def _attribute_name(field: Field) -> str:
+    if field.section == "vrq":
+        return f"vrq_{field.name}"
+    if field.section == "zero_skipping":
+        return field.name
+    if field.section == "output_stage":
+        return "output_lanes_per_cycle"
+    return "buffer_depth" if field.path == "buffers.depth" else field.name
+
+
+def _fail(path: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{path} = {value!r}: {allowed}")
+
+
+def _check_integer(field: Field, value: Any) -> None:
+    """The value must be an int (not a bool) within the field's range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(field.path, value, f"must be an integer in {field.minimum} .. "
+              f"{field.maximum} ({field.help}), not {type(value).__name__}")
+    if not field.minimum <= value <= field.maximum:
+        _fail(field.path, value,
+              f"allowed range is {field.minimum} .. {field.maximum} ({field.help})")
+
+
+def _validate(config: Config) -> None:
+    if not isinstance(config.name, str) or not config.name.isidentifier():
+        _fail("name", config.name, "must be a non-empty identifier (letters, digits, _)")
+    for field in SCHEMA:
+        value = getattr(config, _attribute_name(field))
+        _check_integer(field, value)
+        if field.power_of_two and value & (value - 1):
+            powers = ", ".join(str(1 << i) for i in range(field.maximum.bit_length())
+                               if 1 << i >= field.minimum)
+            _fail(field.path, value, f"must be a power of two: {powers}")
+    _validate_vrq(config)
+    width = config.operand_width
+    if config.block_width > width or width % config.block_width:
+        divisors = ", ".join(str(k) for k in range(1, width + 1) if width % k == 0)
+        _fail("arithmetic.block_width", config.block_width,
+              f"must divide arithmetic.operand_width ({width}); allowed: {divisors}")
+    if config.accumulator_width > MAX_ACCUMULATOR_WIDTH:
+        _fail("arithmetic.max_reduction_depth", config.max_reduction_depth,
+              f"needs a {config.accumulator_width}-bit accumulator with "
+              f"{width}-bit operands; at most {MAX_ACCUMULATOR_WIDTH} bits are allowed, "
+              f"so the depth must be at most "
+              f"{((1 << (MAX_ACCUMULATOR_WIDTH - 1)) - 1) // config.max_magnitude ** 2}")
+    if config.max_depth_words > config.buffer_depth:
+        _fail("arithmetic.max_reduction_depth", config.max_reduction_depth,
+              f"one dot product must fit in a buffer bank: at most buffers.depth * "
+              f"block_multipliers = {config.buffer_depth * config.block_multipliers}")
+    _validate_zero_skipping(config)
+    _validate_output_stage(config)
+    if config.output_width > config.accumulator_width:
+        _fail("arithmetic.output_width", config.output_width,
+              f"must not exceed the accumulator width ({config.accumulator_width})")
+
+
+def _validate_vrq(config: Config) -> None:
+    values = [getattr(config, _attribute_name(field)) for field in VRQ_SCHEMA]
+    if values == [0, 0, 0]:
+        return
+    for field, value in zip(VRQ_SCHEMA, values):
+        _check_integer(field, value)
+    code, stride, ranges = values
+    if stride > code:
+        _fail("vrq.range_stride", stride, f"must not exceed vrq.code_width ({code})")
+    if stride % config.block_width:
+        _fail("vrq.range_stride", stride, f"must be a multiple of arithmetic.block_width "
+              f"({config.block_width}): a range moves the code by whole blocks")
+    storage = 1 + code + max(1, (ranges - 1).bit_length())
+    if storage > config.operand_width:
+        _fail("vrq.code_width", code, f"a VRQ operand (sign, {code} code bits, "
+              f"{max(1, (ranges - 1).bit_length())} range bits = {storage} bits) must fit "
+              f"in arithmetic.operand_width ({config.operand_width})")
+
+
+def _validate_zero_skipping(config: Config) -> None:
+    if config.pe_buffer_depth is None:
+        return
+    (field,) = ZERO_SKIPPING_SCHEMA
+    _check_integer(field, config.pe_buffer_depth)
+    if config.pe_buffer_depth < config.max_depth_words:
+        _fail(field.path, config.pe_buffer_depth,
+              f"must hold one dot product of arithmetic.max_reduction_depth "
+              f"({config.max_reduction_depth} operands = {config.max_depth_words} words "
+              f"of {config.block_multipliers}): at least {config.max_depth_words}")
+
+
+def _validate_output_stage(config: Config) -> None:
+    if config.output_lanes_per_cycle is None:
+        return
+    (field,) = OUTPUT_STAGE_SCHEMA
+    _check_integer(field, config.output_lanes_per_cycle)
+    if config.cols % config.output_lanes_per_cycle:
+        divisors = ", ".join(str(d) for d in range(1, config.cols + 1) if config.cols % d == 0)
+        _fail(field.path, config.output_lanes_per_cycle,
+              f"must divide array.cols ({config.cols}); allowed: {divisors}")
+
+
+def _read_section(source: str, section: str, table: Any, fields: dict[str, Field],
+                  values: dict[str, Any]) -> None:
+    """Copy one TOML table's keys into ``values``: it must be a table holding exactly
+    the section's keys."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: {section} must be a table [{section}], "
+                          f"not {type(table).__name__}")
+    for key in table:
+        if key not in fields:
+            unknown = f"{section}.{key}"
+            raise ConfigError(f"{source}: unknown key {unknown!r}; allowed keys "
+                              f"in [{section}]: {', '.join(fields)}")
+    for name, field in fields.items():
+        if name not in table:
+            raise ConfigError(f"{source}: missing key {field.path} ({field.help}; "
+                              f"{field.minimum} .. {field.maximum})")
+        values[_attribute_name(field)] = table[name]
+
+
+def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
+    """Validate a nested spec dictionary (as read from TOML) into a :class:`Config`.
+
+    Unknown sections or keys, missing keys and wrong types are errors.
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{source}: a spec must be a table of sections, "
+                          f"not {type(spec).__name__}")
+    known_top = {"name", "vrq", "zero_skipping", "output_stage", *_FIELDS_BY_SECTION}
+    for key in spec:
+        if key not in known_top:
+            raise ConfigError(f"{source}: unknown key {key!r}; allowed top-level keys: "
+                              f"{', '.join(sorted(known_top))}")
+    values: dict[str, Any] = {"name": spec.get("name", "custom")}
+    for section, fields in _FIELDS_BY_SECTION.items():
+        table = spec.get(section)
+        if table is None:
+            raise ConfigError(f"{source}: missing section [{section}] with keys "
+                              f"{', '.join(fields)}")
+        _read_section(source, section, table, fields, values)
+    if "vrq" in spec:
+        _read_section(source, "vrq", spec["vrq"], _VRQ_FIELDS, values)
+    if "zero_skipping" in spec:
+        _read_section(source, "zero_skipping", spec["zero_skipping"],
+                      _ZERO_SKIPPING_FIELDS, values)
+    if "output_stage" in spec:
+        _read_section(source, "output_stage", spec["output_stage"], _OUTPUT_STAGE_FIELDS,
+                      values)
+    try:
+        return Config(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def read_toml(path, source: str, what: str, error: type[ConfigError] = ConfigError) -> dict:
+    """Read a UTF-8 TOML file (a path or a package resource) into a dictionary.
+
+    Any failure raises ``error`` naming ``source``: unreadable (``cannot read WHAT``),
+    not UTF-8 or not valid TOML.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as failure:
+        raise error(f"{source}: cannot read {what}: {failure.strerror}") from None
+    except UnicodeDecodeError as failure:
+        raise error(f"{source}: not valid TOML (TOML files are UTF-8): {failure}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as failure:
+        raise error(f"{source}: not valid TOML: {failure}") from None
+
+
+def load_spec(path: str | Path) -> Config:
+    """Read and validate a TOML spec file."""
+    path = Path(path)
+    return from_dict(read_toml(path, str(path), "spec"), source=str(path))
+
+
+def preset_names() -> list[str]:
+    """Names of the built-in presets (``gen/presets/*.toml``)."""
+    folder = resources.files("qforge.gen") / "presets"
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Config:
+    """Load a built-in preset by name."""
+    names = preset_names()
+    if name not in names:
+        raise ConfigError(f"preset = {name!r}: unknown preset; allowed: {', '.join(names)}")
+    path = resources.files("qforge.gen") / "presets" / f"{name}.toml"
+    source = f"preset {name}"
+    return from_dict(read_toml(path, source, "preset"), source=source)
+
+
+PRESETS = ("tiny", "default", "large", "sparse", "ulx3s")

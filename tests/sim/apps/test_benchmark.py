@@ -1,0 +1,219 @@
+"""The benchmark's figures: structure, consistency, and the issue's targets for the
+cycle-derived ones (deterministic; timing figures are reported, never asserted)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from qforge.sim.model.spec import from_dict, load_preset
+from qforge.sim.apps import benchmark
+from qforge.sim.apps.benchmark import (DENSE_SHAPE, SPARSE_DENSITIES, SPARSE_PLOT_DENSITIES,
+                                  emulator_ratio, plot_sparse_scaling, precision_table,
+                                  sparse_point, sparse_scaling)
+from qforge.sim.model.cycles import (CHECK_LATENCY, FEED_LATENCY, OUTPUT_LATENCY, PE_LATENCY,
+                               tile_cycles)
+from qforge.sim.model.numerics import standard_modes
+
+
+def test_precision_table_is_consistent_and_meets_targets():
+    config = load_preset("default")
+    table = precision_table(config)
+    m, n, depth = DENSE_SHAPE
+    tiles = (m // config.rows) * (n // config.cols)
+    for row in table:
+        q = row["block_products"]
+        # The compute part alone is tiles * ceil(depth*q/P); loading and draining add.
+        assert row["cycles"] > tiles * tile_cycles(depth, q, config.block_multipliers)
+        assert row["ideal_macs_per_pe_cycle"] == config.block_multipliers / q
+        assert 0 < row["speedup_vs_ideal"] <= 1
+    exact = next(row for row in table if row["mode"] == "exact")
+    assert exact["utilization"] >= 0.90                       # issue target
+    assert min(row["speedup_vs_ideal"] for row in table) >= 0.90  # issue target
+
+
+def test_emulator_ratio_reports_a_checked_timing():
+    result = emulator_ratio(load_preset("tiny"), size=32, repeats=3)
+    assert result["emulated_seconds"] > 0 and result["float32_seconds"] > 0
+    assert result["ratio"] == result["emulated_seconds"] / result["float32_seconds"]
+
+
+def test_plot_is_written(tmp_path):
+    from qforge.sim.apps.benchmark import plot_precision_scaling
+    config = load_preset("default")
+    table = precision_table(config)
+    result = {"modes": table, "config": "default", "array": "8x8", "block_multipliers": 4,
+              "dense_shape": list(DENSE_SHAPE), "cycles_source": "cycle model (test)"}
+    path = tmp_path / "scaling.png"
+    plot_precision_scaling(result, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- zero skipping ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def default_sparse():
+    return sparse_scaling(load_preset("default"))
+
+
+def test_sparse_figures_meet_targets(default_sparse):
+    result = default_sparse
+    # default built as the zero-skipping array is the sparse preset's hardware.
+    assert result["hardware"] == "sparse" and result["array"] == "8x8"
+    assert result["speedup_50"] >= 1.8                   # issue target
+    assert result["vs_ideal"] >= 0.80                    # issue target
+    points = {point["target_density"]: point for point in result["points"]}
+    assert set(points) == set(SPARSE_DENSITIES) | set(SPARSE_PLOT_DENSITIES)
+    figures = [point for point in result["points"] if point["in_figures"]]
+    assert [point["target_density"] for point in figures] == list(SPARSE_DENSITIES)
+    assert result["vs_ideal"] == min(point["vs_ideal"] for point in figures)
+    assert result["speedup_50"] == points[0.5]["dense_cycles"] / points[0.5]["sparse_cycles"]
+    for point in result["points"]:
+        # Exactly the requested density, the same dense cycles at every density, and a
+        # skipping run never slower than the dense one nor faster than the ideal.
+        assert point["nonzero"] == round(point["target_density"] * 128 * 128)
+        assert point["dense_cycles"] == points[1.0]["dense_cycles"]
+        assert point["ideal_cycles"] <= point["sparse_cycles"] <= point["dense_cycles"]
+        assert point["sparse_source"] == point["dense_source"] == "cycle model"
+    assert points[1.0]["sparse_cycles"] == points[1.0]["dense_cycles"]
+    assert result["cycles_source"].startswith("cycle model") and result["rtl_equals_model"] is None
+    # Seeded: a second run gives the same figures.
+    assert sparse_scaling(load_preset("sparse")) == result
+
+
+def test_sparse_mode_table_shows_word_granularity(default_sparse):
+    config = load_preset("sparse")
+    modes = {row["mode"]: row for row in default_sparse["modes"]}
+    assert set(modes) == set(standard_modes(config))
+    lanes = config.block_multipliers
+    for row in modes.values():
+        assert row["density"] == 0.5
+        if row["block_products"] >= lanes:
+            # Every zero saves its own cycles: close to the ideal 2x.
+            assert row["speedup"] > 1.9
+        else:
+            # Only words whose P operands are all zero are skipped.
+            assert row["speedup"] < 1.2
+            assert math.isclose(1 - 1 / row["speedup"], row["zero_words"], abs_tol=0.01)
+
+
+def test_benchmark_json_has_the_sparse_keys(monkeypatch):
+    # The emulator timing is the slow part and unrelated: stub it out.
+    monkeypatch.setattr(benchmark, "emulator_ratio", lambda config: {"ratio": 1.0})
+    result = benchmark.run_benchmark(load_preset("default"), log=lambda message: None)
+    assert result["sparse_speedup_50"] == result["sparse"]["speedup_50"] >= 1.8
+    assert result["sparse_vs_ideal"] == result["sparse"]["vs_ideal"] >= 0.80
+    json.dumps(result)                                   # plain JSON types only
+
+
+def _independent_row_cycles(a, q, lanes):
+    """Per A row: each word of P operands with n non-zero operands costs ceil(n*q/P)
+    cycles; a row of zeros costs 1 (loops, no numpy)."""
+    cycles = []
+    for row in a.tolist():
+        total = 0
+        for start in range(0, len(row), lanes):
+            nonzero = sum(1 for value in row[start:start + lanes] if value != 0)
+            total += -(-nonzero * q // lanes)
+        cycles.append(max(total, 1))
+    return cycles
+
+
+def test_sparse_cycles_equal_an_independent_count():
+    # tiny built as the zero-skipping array with a full-rate output stage (one drained
+    # row per cycle): R = C = 2, P = 2, exact q = 4: one non-zero operand costs 2
+    # cycles, a pair 4. A is 4 x 16 (two row tiles, 8 words per row), n = 4 (two column
+    # tiles, one group of R = 2, drained in 2 rows).
+    spec = load_preset("tiny").to_dict()
+    del spec["output_stage"]
+    config = from_dict(spec).with_zero_skipping()
+    precision = standard_modes(config)["exact"]
+    q, lanes = precision.block_products, config.block_multipliers
+    a = np.zeros((4, 16), dtype=np.int64)
+    a[0, [0, 1, 2, 5, 9]] = [3, -1, 127, -128, 5]       # words 2+1+1+1 -> 4+2+2+2
+    a[1, :] = 7                                         # dense row: 8 words of 2 -> 32
+    a[2, [14, 15, 3, 6]] = [1, 2, -3, 4]                # 4+2+2
+    a[3, 0:8] = -9                                      # 4 words of 2 -> 16
+    n = 4
+    rows = _independent_row_cycles(a, q, lanes)
+    assert rows == [10, 32, 8, 16]
+    # Every tile is long enough that the drain (capture + R rows) never holds the next
+    # one, so the total is: take and check (2) + start (1) + load beats (2 row tiles *
+    # 8 words) + hand-off (1) + the tiles back to back + capture of the last tile + its
+    # R drained rows + the output stage.
+    capture = FEED_LATENCY + PE_LATENCY
+    assert min(rows) >= capture + 1 + config.rows
+    beats = 2 * (16 // lanes)
+    expected_sparse = (CHECK_LATENCY + 1 + beats + 1 + sum(rows) + capture + config.rows
+                       + OUTPUT_LATENCY)
+    expected_dense = CHECK_LATENCY + 1 + beats + 1 + 4 * (16 * q // lanes) + capture + config.rows \
+        + OUTPUT_LATENCY
+    point = sparse_point(config, a, n, precision)
+    assert point["sparse_cycles"] == expected_sparse == 99
+    assert point["dense_cycles"] == expected_dense == 161
+    nonzero = int(np.count_nonzero(a))
+    assert point["nonzero"] == nonzero == 33
+    assert point["ideal_cycles"] == nonzero * n * q / (2 * 2 * lanes)
+    assert point["zero_words"] == 13 / 32
+
+
+def test_sparse_point_needs_a_skipping_array():
+    config = load_preset("default")
+    with pytest.raises(ValueError, match="zero_skipping"):
+        sparse_point(config, np.ones((8, 8), dtype=np.int64), 8,
+                     standard_modes(config)["exact"])
+
+
+def test_sparse_plot_is_written(tmp_path, default_sparse):
+    path = tmp_path / "sparse.png"
+    plot_sparse_scaling({"sparse": default_sparse}, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Points measured on the RTL get their own markers.
+    measured = default_sparse | {"points": [
+        point | ({"sparse_source": "rtl (verilator)"} if point["target_density"] == 0.5
+                 else {}) for point in default_sparse["points"]]}
+    plot_sparse_scaling(measured, tmp_path / "measured.png")
+    assert (tmp_path / "measured.png").stat().st_size > 1000
+
+
+def test_bench_cli_saves_both_plots(capsys, tmp_path, monkeypatch):
+    from qforge.gen.cli import main
+    monkeypatch.setattr(benchmark, "emulator_ratio", lambda config: {"ratio": 1.0})
+    code = main(["bench", "--json", "--plot-dir", str(tmp_path / "plots")])
+    captured = capsys.readouterr()
+    assert code == 0
+    result = json.loads(captured.out)
+    assert result["sparse_speedup_50"] >= 1.8 and result["sparse_vs_ideal"] >= 0.80
+    for name in ("precision_scaling.png", "sparse_scaling.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--plot-dir", "file.txt/plots", "is a file, not a folder"),
+    ("--sparse-plot", "sparse.svg", "must end in .png"),
+    ("--plot", ".", "must end in .png"),
+])
+def test_bench_cli_bad_plot_paths_are_one_line(capsys, tmp_path, monkeypatch, option, value,
+                                               message):
+    from qforge.gen.cli import main
+    (tmp_path / "file.txt").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    code = main(["bench", option, value])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"qforge: error: {option} ") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.rtl
+def test_sparse_rtl_cycles_equal_the_model(rtl):
+    # The --rtl path, on a small GEMM of a zero-skipping design that
+    # tests/sim/test_rtl_skipping.py builds too (compiled once, shared).
+    config = rtl("rect_vrq_skip").config
+    result = sparse_scaling(config, (8, 8, 32), densities=(0.1, 0.5, 1.0), plot_densities=(),
+                            rtl=True, log=lambda message: None)
+    measured = [point for point in result["points"] if point["sparse_source"] != "cycle model"]
+    assert [point["target_density"] for point in measured] == [0.1, 0.5, 1.0]
+    assert all(point["sparse_source"] == "rtl (verilator)" for point in measured)
+    assert result["rtl_equals_model"] is True
+    assert "rtl (verilator)" in result["cycles_source"]
