@@ -73,6 +73,7 @@ from qforge.hdl.protocol import (CRC_BYTES, DATA_KINDS, HEADER_BYTES, MAX_PAYLOA
                                   REQUEST_KINDS, RESPONSE_KINDS, SYNC, TIMEOUT_BYTE_TIMES,
                                   Frame, FrameParser, Kind, Nak, Status, beat_bytes,
                                   bytes_to_beats, config_fingerprint, crc16, encode_frame)
+from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
                                 layout_fields, result_layout)
@@ -92,12 +93,12 @@ __all__ = ["CHECKS", "CommandError", "BoardModelError", "Command", "decode_comma
 CHECKS = ("crc", "kind", "beats", "sequence")
 
 
-class CommandError(ValueError):
+class CommandError(QforgeError, ValueError):
     """A command the accelerator's loader rejects (the message names the field and the
     allowed range)."""
 
 
-class BoardModelError(RuntimeError):
+class BoardModelError(QforgeError, RuntimeError):
     """The model cannot say what the hardware would do (e.g. operand words outside the
     range the command's precision allows, for which the golden model defines no
     result)."""

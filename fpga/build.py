@@ -1249,7 +1249,7 @@ def _positive_int(text: str) -> int:
 
 def add_build_command(subparsers) -> argparse.ArgumentParser:
     """Add ``qforge build`` to a ``add_subparsers()`` object; returns its parser."""
-    from qforge.gen.cli import _add_config_arguments
+    from qforge.gen.cli.common import add_config_arguments
 
     boards = "\n".join(
         f"  {board.name:10s} {board.title}: {format_mhz(board.input_hz)} oscillator, "
@@ -1278,7 +1278,7 @@ def add_build_command(subparsers) -> argparse.ArgumentParser:
                "  qforge build --board icebreaker --spec my.toml --program")
     parser.add_argument("--board", required=True, choices=sorted(BOARDS),
                         help="the target board")
-    _add_config_arguments(parser, default=None)
+    add_config_arguments(parser, default=None)
     parser.add_argument("--clock", type=_positive_float, metavar="MHZ",
                         help="sync clock in MHz (default: the board's); the PLL makes the "
                              "nearest it can (within 1%%, else an error naming the "
@@ -1303,12 +1303,12 @@ def add_build_command(subparsers) -> argparse.ArgumentParser:
 
 
 def _command_build(arguments) -> int:
-    from qforge.gen.cli import _config
+    from qforge.gen.cli.common import config_from_arguments
 
     if arguments.program and arguments.report_only:
         raise ValueError("--program and --report-only: a report-only build makes no "
                          "bitstream to program")
-    config = _config(arguments)
+    config = config_from_arguments(arguments)
     report = build(config, arguments.board, clock_mhz=arguments.clock,
                    baud_rate=arguments.baud, build_dir=arguments.build_dir,
                    program=arguments.program, report_only=arguments.report_only,

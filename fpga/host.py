@@ -36,6 +36,7 @@ import numpy as np
 from qforge.hdl.protocol import (DATA_KINDS, MAX_PAYLOAD, STATUS_BYTES, Frame, FrameParser,
                                   Kind, Nak, ProtocolError, Status, beat_bytes, beat_width,
                                   beats_to_bytes, config_fingerprint, encode_frame)
+from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
 from qforge.sim.model.numerics import Precision
 from qforge.sim.host.packing import GemmJob, ResultAssembler
@@ -51,7 +52,7 @@ DEFAULT_BAUD_RATE = 115200
 _READ_BYTES = 4096
 
 
-class HostError(RuntimeError):
+class HostError(QforgeError, RuntimeError):
     """Something went wrong talking to the board; the message says what and what to do."""
 
 

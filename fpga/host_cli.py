@@ -32,7 +32,7 @@ def _mode_names() -> list[str]:
 def add_host_commands(subparsers) -> argparse.ArgumentParser:
     """Add ``host`` (with ``status`` and ``gemm``) to the main CLI's subparsers; the
     handlers return the exit status and print one line per error (no traceback)."""
-    from qforge.gen.cli import _add_config_arguments
+    from qforge.gen.cli.common import add_config_arguments
     from qforge.fpga.host import DEFAULT_BAUD_RATE
 
     host = subparsers.add_parser(
@@ -58,7 +58,7 @@ def add_host_commands(subparsers) -> argparse.ArgumentParser:
         parser.add_argument("--baud", type=int, default=DEFAULT_BAUD_RATE, metavar="N",
                             help=f"baud rate the bitstream was built with (default: "
                                  f"{DEFAULT_BAUD_RATE})")
-        _add_config_arguments(parser, default=None)
+        add_config_arguments(parser, default=None)
         parser.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
                             help="wait this long for each reply before sending a request "
                                  "again (default: 1)")
@@ -122,11 +122,11 @@ def add_host_commands(subparsers) -> argparse.ArgumentParser:
 
 
 def _config(arguments):
-    from qforge.gen.cli import _load_config
+    from qforge.gen.cli.common import load_config
 
     if getattr(arguments, "spec", None):
-        return _load_config("spec", arguments.spec)
-    return _load_config("preset", arguments.preset)
+        return load_config("spec", arguments.spec)
+    return load_config("preset", arguments.preset)
 
 
 def _board(arguments, config):

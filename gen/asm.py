@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.isa import (OPERAND_FIELDS, EncodingError, Opcode, Operand, decode,
                                   encode, reserved_bits)
 
@@ -98,7 +99,7 @@ _OPERAND_NAMES = {int(value): name for name, value
 
 # ---- errors ------------------------------------------------------------------------------
 
-class AsmError(ValueError):
+class AsmError(QforgeError, ValueError):
     """A mistake in a program: ``source:line:column: error: message``, then the source
     line and a caret under the column (like gcc). ``line`` and ``column`` are 1-based."""
 
@@ -125,7 +126,7 @@ class AsmError(ValueError):
         return f"{self.headline}\n{self.text}\n{indent}^"
 
 
-class BlockError(ValueError):
+class BlockError(QforgeError, ValueError):
     """A high-level block cannot be expanded: ``operand`` names the offending operand
     (``None`` when no single one is to blame)."""
 

@@ -21,6 +21,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import stream, wiring
 
+from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import layout_fields
 from qforge.hdl.top import Accelerator
@@ -48,7 +49,7 @@ class LinkSettings:
     baud_rate: float
 
 
-class LintError(RuntimeError):
+class LintError(QforgeError, RuntimeError):
     """``verilator --lint-only -Wall`` reported warnings not waived in ``gen/lint.vlt``."""
 
 

@@ -13,11 +13,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from qforge.sim.model.errors import QforgeError
+
 __all__ = ["ToolError", "verilator_bin", "tool_environment", "have_icarus",
            "simulators_available"]
 
 
-class ToolError(RuntimeError):
+class ToolError(QforgeError, RuntimeError):
     """A required external tool is missing, with a hint on how to get it."""
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from amaranth.hdl import unsigned
 from amaranth.lib import data
 
-from qforge.hdl.layouts import layout_fields
+from qforge.hdl.layouts import layout_fields  # noqa: F401 - the module doctest uses it
 from qforge.sim.model.isa import OPCODE_WIDTH, OPERAND_BITS, OPERAND_FIELDS, Opcode
 
 __all__ = ["instruction_layout", "operand_layout"]

@@ -79,6 +79,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
 
 __all__ = ["SYNC", "HEADER_BYTES", "CRC_BYTES", "MAX_PAYLOAD", "STATUS_BYTES",
@@ -100,7 +101,7 @@ STATUS_BYTES = 5
 TIMEOUT_BYTE_TIMES = 64
 
 
-class ProtocolError(ValueError):
+class ProtocolError(QforgeError, ValueError):
     """A frame or payload that breaks the protocol (the message says which rule)."""
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
 from qforge.sim.model.machine import Machine, MachineError
 
@@ -49,7 +50,7 @@ __all__ = ["Runtime", "RunReport", "GoldenBackend", "RtlBackend", "BoardBackend"
 BACKENDS = ("golden", "rtl", "board")
 
 
-class BackendError(RuntimeError):
+class BackendError(QforgeError, RuntimeError):
     """A backend failed: the simulator stopped, the hardware hung, or the data mover
     met memory it cannot execute (the message says which)."""
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import enum
 
+from qforge.sim.model.errors import QforgeError
+
 __all__ = ["INSTRUCTION_WIDTH", "OPCODE_WIDTH", "OPERAND_BITS", "Opcode", "Operand",
            "OPERAND_FIELDS", "operand_fields", "operand_bits", "encode", "decode",
            "reserved_bits", "EncodingError"]
@@ -104,7 +106,7 @@ for _opcode in Opcode:
     assert operand_bits(_opcode) <= OPERAND_BITS, _opcode
 
 
-class EncodingError(ValueError):
+class EncodingError(QforgeError, ValueError):
     """A value does not fit its instruction field, or a word is not an instruction."""
 
 

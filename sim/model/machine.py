@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
 from qforge.sim.model.isa import (EncodingError, Opcode, Operand, decode, reserved_bits)
 from qforge.sim.model.numerics import OperandError, OperandPrecision, Precision, Selection, gemm
@@ -37,7 +38,7 @@ __all__ = ["tiles", "instruction_error", "gemm_capacity_error", "add_saturate", 
            "GemmPlan", "Machine", "MachineError", "Trace", "span", "overlaps"]
 
 
-class MachineError(RuntimeError):
+class MachineError(QforgeError, RuntimeError):
     """The data mover cannot execute a valid GEMM: an address outside memory, or an
     element that is not an operand of the current precision. (Invalid *instructions*
     do not raise: they set the sticky error, as in hardware.)"""

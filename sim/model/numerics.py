@@ -57,6 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
 
 __all__ = [
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 
-class OperandError(ValueError):
+class OperandError(QforgeError, ValueError):
     """An operand matrix has the wrong type, shape or values for the requested mode."""
 
 

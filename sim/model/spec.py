@@ -50,12 +50,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from qforge.sim.model.errors import QforgeError
+
 __all__ = ["Config", "ConfigError", "SCHEMA", "VRQ_SCHEMA", "ZERO_SKIPPING_SCHEMA",
            "OUTPUT_STAGE_SCHEMA", "PRESETS", "read_toml",
            "load_preset", "load_spec", "from_dict", "preset_names"]
 
 
-class ConfigError(ValueError):
+class ConfigError(QforgeError, ValueError):
     """A configuration value is missing, unknown, of the wrong type or out of range."""
 
 

@@ -9,7 +9,8 @@ import pytest
 from qforge.fpga import area
 from qforge.fpga.area import (FAMILIES, AreaReport, count_instances, parse_stat,
                               selector_area, summarize, synthesize)
-from qforge.gen.cli import FAMILY_NAMES, main
+from qforge.gen.cli import main
+from qforge.gen.cli.common import FAMILY_NAMES
 from qforge.sim.model.spec import load_preset
 from qforge.hdl.selector import BlockSelector
 from qforge.hdl.top import Accelerator

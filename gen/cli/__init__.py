@@ -20,57 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-from qforge.sim.model.spec import (SCHEMA, VRQ_SCHEMA, ZERO_SKIPPING_SCHEMA, ConfigError,
-                             load_preset, load_spec, preset_names)
+from qforge.gen.cli.common import (FAMILY_NAMES, SPEC_EPILOG, AppendDesign,
+                                   add_config_arguments, config_from_arguments, load_config)
+from qforge.sim.model.spec import ConfigError, load_preset, preset_names
 
 __all__ = ["main"]
-
-_EPILOG_SPEC = "spec keys (TOML sections):\n" + "\n".join(
-    f"  {field.path:34s} {field.minimum} .. {field.maximum}: {field.help}"
-    for field in SCHEMA) + "\noptional sections (present = enabled):\n" + "\n".join(
-    f"  {field.path:34s} {field.minimum} .. {field.maximum}: {field.help}"
-    for field in VRQ_SCHEMA + ZERO_SKIPPING_SCHEMA)
-
-
-def _add_config_arguments(parser: argparse.ArgumentParser, *, default: str | None) -> None:
-    group = parser.add_mutually_exclusive_group(required=default is None)
-    group.add_argument("--preset", metavar="NAME", default=default,
-                       help=f"a built-in configuration: {', '.join(preset_names())}"
-                       + (f" (default: {default})" if default else ""))
-    group.add_argument("--spec", metavar="FILE.toml", type=Path,
-                       help="a TOML spec file (see `qforge presets --show default` for one)")
-
-
-#: FPGA families `qforge area` knows (kept here so `--help` needs no Yosys import).
-FAMILY_NAMES = ("ecp5", "ice40")
-
-
-class _AppendDesign(argparse.Action):
-    """Collect ``--preset NAME`` and ``--spec FILE`` in the order given, as
-    ``(kind, value)`` pairs in one list."""
-
-    def __call__(self, parser, namespace, value, option_string=None):
-        designs = list(getattr(namespace, self.dest, None) or [])
-        kind = "spec" if option_string == "--spec" else "preset"
-        designs.append((kind, Path(value) if kind == "spec" else value))
-        setattr(namespace, self.dest, designs)
-
-
-def _load_config(kind: str, value):
-    """A configuration from ``--spec FILE`` (``kind`` "spec") or ``--preset NAME``."""
-    return load_spec(value) if kind == "spec" else load_preset(value)
-
-
-def _config(arguments):
-    if getattr(arguments, "spec", None):
-        return _load_config("spec", arguments.spec)
-    return _load_config("preset", arguments.preset)
-
 
 def _command_generate(arguments) -> int:
     from qforge.gen.generate import generate
 
-    config = _config(arguments)
+    config = config_from_arguments(arguments)
     design = generate(config, arguments.output, programmable=arguments.programmable)
     print(f"wrote {design.verilog} and {design.manifest} "
           f"({config.rows}x{config.cols} array, {config.operand_width}-bit operands, "
@@ -100,7 +59,7 @@ def _command_lint(arguments) -> int:
 
     if arguments.verilog:
         return _report_lint(arguments.verilog)
-    config = _config(arguments)
+    config = config_from_arguments(arguments)
     folder = config.name + ("-core" if arguments.programmable else "")
     design = generate(config, Path("build") / "lint" / folder,
                       programmable=arguments.programmable)
@@ -126,7 +85,7 @@ def _command_presets(arguments) -> int:
 def _command_demo(arguments) -> int:
     from qforge.sim.apps.demo import format_report, run_demo
 
-    config = _config(arguments)
+    config = config_from_arguments(arguments)
     if arguments.programs < 0:
         raise ValueError(f"--programs = {arguments.programs}: must be at least 0")
     output = arguments.output
@@ -186,7 +145,7 @@ def _command_bench(arguments) -> int:
     from qforge.sim.apps.benchmark import (plot_precision_scaling, plot_sparse_scaling,
                                       run_benchmark)
 
-    config = _config(arguments)
+    config = config_from_arguments(arguments)
     targets = _plot_targets(arguments)
     result = run_benchmark(config, rtl=arguments.rtl,
                            log=lambda message: print(message, file=sys.stderr, flush=True))
@@ -244,7 +203,7 @@ def _command_area(arguments) -> int:
         raise ValueError(f"--jobs = {arguments.jobs}: must be at least 1")
     configs = []
     for kind, value in arguments.designs or [("preset", "default"), ("preset", "sparse")]:
-        config = _load_config(kind, value)
+        config = load_config(kind, value)
         configs.append(config)
         if arguments.with_skipping and not config.zero_skipping:
             configs.append(config.with_zero_skipping())
@@ -459,7 +418,7 @@ def _command_run(arguments) -> int:
     from qforge.sim.model.cycles import program_cycles
     from qforge.sim.runtime import Runtime, BackendError
 
-    config = _config(arguments)
+    config = config_from_arguments(arguments)
     program = _assemble(arguments, config)
     if program is None:
         return 2
@@ -523,7 +482,7 @@ def _command_fuzz(arguments) -> int:
     from qforge.sim.progress import Progress
     from qforge.sim.runtime import BackendError, Runtime
 
-    config = _config(arguments)
+    config = config_from_arguments(arguments)
     checks = (("programs", arguments.programs, 1, 100000),
               ("instructions", arguments.instructions, 1, 100000))
     for name, value, low, high in checks:
@@ -574,7 +533,7 @@ def _command_fuzz(arguments) -> int:
 
 
 def _command_asm(arguments) -> int:
-    config = _config(arguments)
+    config = config_from_arguments(arguments)
     program = _assemble(arguments, config)
     if program is None:
         return 2
@@ -611,8 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "synchronous reset `rst`) and DIR/manifest.json (the full "
                     "configuration, derived widths, generator version and the port map "
                     "with every stream's payload layout).",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG_SPEC)
-    _add_config_arguments(generate, default=None)
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SPEC_EPILOG)
+    add_config_arguments(generate, default=None)
     generate.add_argument("-o", "--output", metavar="DIR", type=Path, required=True,
                           help="output folder (created if missing)")
     generate.add_argument("--lint", action="store_true",
@@ -635,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run `verilator --lint-only -Wall` with qforge's documented waivers "
                     "(gen/lint.vlt) on a configuration's Verilog (generated into "
                     "build/lint/NAME) or on a given file. Exit status 1 on any warning.")
-    _add_config_arguments(lint, default="default")
+    add_config_arguments(lint, default="default")
     lint.add_argument("--verilog", type=Path, metavar="FILE",
                       help="lint this Verilog file instead of generating one")
     lint.add_argument("--programmable", action="store_true",
@@ -653,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "run random instruction streams on the programmable top (qforge_core, "
                     "docs/ISA.md) against the golden machine. Exit status 1 if any result, "
                     "error flag or cycle count differs.")
-    _add_config_arguments(demo, default="default")
+    add_config_arguments(demo, default="default")
     demo.add_argument("--per-mode", type=int, default=2, metavar="N",
                       help="random GEMMs per precision mode (default: 2)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
@@ -684,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "are seeded: runs are reproducible. Cycles come from the cycle model, "
                     "which the test suite proves equal to the RTL; --rtl measures them in "
                     "Verilator (the JSON says where each figure's cycles came from).")
-    _add_config_arguments(bench, default="default")
+    add_config_arguments(bench, default="default")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--rtl", action="store_true",
                        help="measure cycles on the generated Verilog (slower: builds the "
@@ -790,10 +749,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  qforge area --preset default --preset sparse --family ecp5\n"
                "  qforge area --preset tiny --with-skipping --family ice40 --json")
-    area.add_argument("--preset", metavar="NAME", dest="designs", action=_AppendDesign,
+    area.add_argument("--preset", metavar="NAME", dest="designs", action=AppendDesign,
                       help=f"a built-in configuration ({', '.join(preset_names())}); "
                            "repeat to compare several")
-    area.add_argument("--spec", metavar="FILE.toml", dest="designs", action=_AppendDesign,
+    area.add_argument("--spec", metavar="FILE.toml", dest="designs", action=AppendDesign,
                       help="a TOML spec file; may be repeated and mixed with --preset (the "
                            "order given is the table's)")
     area.add_argument("--with-skipping", action="store_true",
@@ -850,7 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  qforge asm prog.qasm --preset tiny --hex\n"
                "  qforge asm prog.qasm -o prog.bin --listing")
     asm.add_argument("file", type=Path, metavar="FILE", help="the program (.qasm)")
-    _add_config_arguments(asm, default="default")
+    add_config_arguments(asm, default="default")
     asm.add_argument("-o", "--output", type=Path, metavar="OUT.bin",
                      help="write the words here, little-endian 64-bit each")
     asm.add_argument("--hex", action="store_true",
@@ -873,7 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  qforge run gen/programs/example.qasm --backend rtl --compare "
                "--random x --random wq --random dy --show y")
     run.add_argument("file", type=Path, metavar="FILE", help="the program (.qasm)")
-    _add_config_arguments(run, default="default")
+    add_config_arguments(run, default="default")
     run.add_argument("--backend", choices=("golden", "rtl"), default="golden",
                      help="where the program runs (default: golden)")
     run.add_argument("--compare", action="store_true",
@@ -898,7 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Exit status 1 on any failure.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  qforge fuzz --preset tiny --programs 50 --stall 0.3")
-    _add_config_arguments(fuzz, default="tiny")
+    add_config_arguments(fuzz, default="tiny")
     fuzz.add_argument("--programs", type=int, default=20, metavar="N",
                       help="random programs to run (default 20)")
     fuzz.add_argument("--instructions", type=int, default=60, metavar="N",

@@ -1,0 +1,16 @@
+"""The root of the errors a user can cause.
+
+:class:`QforgeError` is the base of every exception that reports a mistake in qforge's
+input (a spec, a program, an operand, a command-line option, a missing tool) rather than
+a bug: the command line prints such an error as one line, ``qforge: error: MESSAGE``, and
+exits with status 2. Any other exception is a bug and keeps its traceback.
+
+>>> issubclass(QforgeError, Exception)
+True
+"""
+
+__all__ = ["QforgeError"]
+
+
+class QforgeError(Exception):
+    """A mistake in qforge's input, reported to the user as one line."""
