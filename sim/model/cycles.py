@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from qforge.sim.model.capacity import tiles
 from qforge.sim.model.spec import Config
 
 __all__ = ["LaneSchedule", "lane_schedule", "tile_cycles", "GemmShape", "CycleReport",
@@ -107,7 +108,7 @@ def tile_cycles(depth: int, block_products: int, lanes: int) -> int:
     >>> tile_cycles(128, 16, 4), tile_cycles(128, 1, 4), tile_cycles(5, 3, 4)
     (512, 32, 4)
     """
-    return -(-depth * block_products // lanes)
+    return tiles(depth * block_products, lanes)
 
 
 def row_cycles(a, config: Config, precision, skip_zeros: bool) -> tuple[int, ...]:
@@ -140,14 +141,14 @@ def row_cycles(a, config: Config, precision, skip_zeros: bool) -> tuple[int, ...
     a = np.asarray(a, dtype=np.int64)
     lanes, q = config.block_multipliers, precision.block_products
     m, depth = a.shape
-    padded_rows = -(-m // config.rows) * config.rows
+    padded_rows = tiles(m, config.rows) * config.rows
     if not skip_zeros:
         return (tile_cycles(depth, q, lanes),) * padded_rows
-    words = -(-depth // lanes)
+    words = tiles(depth, lanes)
     computed = np.zeros((padded_rows, words * lanes), dtype=bool)
     computed[:m, :depth] = ~zero_operands(a, config, precision.a)
     per_word = computed.reshape(padded_rows, words, lanes).sum(axis=2)
-    cycles = (-(-per_word * q // lanes)).sum(axis=1)
+    cycles = tiles(per_word * q, lanes).sum(axis=1)
     return tuple(int(c) for c in np.maximum(cycles, 1))
 
 
@@ -274,8 +275,8 @@ class Timeline:
         config = self.config
         rows, cols, lanes = config.rows, config.cols, config.block_multipliers
         beat_cycles = config.output_cycles_per_beat
-        words = -(-shape.depth // lanes)
-        m_tiles, n_tiles = -(-shape.m // rows), -(-shape.n // cols)
+        words = tiles(shape.depth, lanes)
+        m_tiles, n_tiles = tiles(shape.m, rows), tiles(shape.n, cols)
         transfer = max(self.slot_free_at, arrival)
         if self.first_transfer is None:
             self.first_transfer = transfer
@@ -334,7 +335,7 @@ def _tiles(config: Config, shape: GemmShape, m_tiles: int, n_tiles: int):
     if len(per_row) != m_tiles * rows:
         raise ValueError(f"row_cycles has {len(per_row)} entries; the command has "
                          f"{m_tiles * rows} padded A rows")
-    groups = -(-n_tiles // rows)
+    groups = tiles(n_tiles, rows)
     for cycles in per_row:
         for group in range(groups):
             yield cycles, min(rows, n_tiles - group * rows)

@@ -5,7 +5,10 @@
 assembler and data movers apply it); :class:`Machine` executes programs on a flat host
 memory of integer elements with the golden arithmetic (:func:`qforge.sim.model.numerics.gemm`,
 :func:`qforge.sim.model.quantize.output_operands`, :func:`add_saturate`). It is the runtime's
-golden backend and the reference the RTL is compared with.
+golden backend and the reference the RTL is compared with. The buffer-capacity rule
+(:func:`~qforge.sim.model.capacity.gemm_capacity_error`, with
+:func:`~qforge.sim.model.capacity.tiles`) is defined in :mod:`qforge.sim.model.capacity`
+and importable from here too.
 
 >>> from qforge.sim.model.spec import load_preset
 >>> from qforge.sim.model.isa import Opcode, Operand, encode
@@ -28,7 +31,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from qforge.sim.model.capacity import gemm_capacity_error, tiles
 from qforge.sim.model.errors import QforgeError
+from qforge.sim.model.saturation import saturate
 from qforge.sim.model.spec import Config
 from qforge.sim.model.isa import (EncodingError, Opcode, Operand, decode, reserved_bits)
 from qforge.sim.model.numerics import OperandError, OperandPrecision, Precision, Selection, gemm
@@ -45,53 +50,6 @@ class MachineError(QforgeError, RuntimeError):
 
 
 
-def tiles(count: int, size: int) -> int:
-    """Tiles of ``size`` needed to cover ``count`` (the last one zero-padded)."""
-    return -(-count // size)
-
-def _tile_limit(config: Config) -> int:
-    return 1 << config.tiles_field_width
-
-
-def gemm_capacity_error(config: Config, m: int, n: int, k: int) -> str | None:
-    """Why a GEMM of ``m x k`` by ``k x n`` does not fit the hardware's command fields
-    and buffers, or None. The loader's rules (:class:`qforge.hdl.loader.Loader`) plus
-    the field limits of its command.
-
-    >>> from qforge.sim.model.spec import load_preset
-    >>> gemm_capacity_error(load_preset("tiny"), 600, 2, 8)
-    'GEMM.m = 600: allowed 1 .. 512 (256 tiles of 2 rows)'
-    >>> gemm_capacity_error(load_preset("tiny"), 300, 2, 8)
-    'GEMM: A needs ceil(m / R) * ceil(k / P) = 150 * 4 = 600 buffer words; allowed at most buffer_depth = 256'
-    """
-    limit = _tile_limit(config)
-    for name, value, size, what in (("m", m, config.rows, "rows"),
-                                    ("n", n, config.cols, "columns")):
-        if not 1 <= value <= limit * size:
-            return (f"GEMM.{name} = {value}: allowed 1 .. {limit * size} "
-                    f"({limit} tiles of {size} {what})")
-    if not 1 <= k <= config.max_reduction_depth:
-        return (f"GEMM.k = {k}: allowed 1 .. {config.max_reduction_depth} "
-                f"(arithmetic.max_reduction_depth)")
-    words = tiles(k, config.block_multipliers)
-    m_tiles, n_tiles = tiles(m, config.rows), tiles(n, config.cols)
-    if m_tiles * words > config.buffer_depth:
-        return (f"GEMM: A needs ceil(m / R) * ceil(k / P) = {m_tiles} * {words} = "
-                f"{m_tiles * words} buffer words; allowed at most buffer_depth = "
-                f"{config.buffer_depth}")
-    if config.zero_skipping:
-        groups = tiles(n_tiles, config.rows)
-        if groups * words > config.pe_buffer_depth:
-            return (f"GEMM: B needs ceil(ceil(n / C) / R) * ceil(k / P) = {groups} * "
-                    f"{words} = {groups * words} PE buffer words; allowed at most "
-                    f"pe_buffer_depth = {config.pe_buffer_depth}")
-    elif n_tiles * words > config.buffer_depth:
-        return (f"GEMM: B needs ceil(n / C) * ceil(k / P) = {n_tiles} * {words} = "
-                f"{n_tiles * words} buffer words; allowed at most buffer_depth = "
-                f"{config.buffer_depth}")
-    return None
-
-
 def instruction_error(config: Config, word: int) -> str | None:
     """Why ``word`` is an invalid instruction on ``config``'s hardware, or None.
 
@@ -101,7 +59,7 @@ def instruction_error(config: Config, word: int) -> str | None:
     ``blocks <= ceil(N / K)``); ``OUTPUT`` with rounding code 3, ``shift`` or
     ``exponent`` above ``accumulator_width - 1``, VRQ without ``[vrq]``, or ``wide``
     without integer quantization; ``GEMM`` outside the command fields or the buffers
-    (:func:`gemm_capacity_error`), ``skip_zeros`` without ``[zero_skipping]``, or an
+    (:func:`~qforge.sim.model.capacity.gemm_capacity_error`), ``skip_zeros`` without ``[zero_skipping]``, or an
     ``add``/``saturate_bits`` pair out of range; ``LOAD`` of operand 3.
 
     >>> from qforge.sim.model.spec import load_preset
@@ -187,7 +145,7 @@ def add_saturate(addend, values, bits: int) -> np.ndarray:
     array([ 127, -128,    2])
     """
     total = np.asarray(addend, dtype=np.int64) + np.asarray(values, dtype=np.int64)
-    return np.clip(total, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    return saturate(total, bits)
 
 
 @dataclass(frozen=True)
@@ -305,7 +263,8 @@ class Machine:
         exact = _reset_precision(self.config)
         self.precision = Precision(exact, exact)
         self.output = None
-        self._output_fields = {"quantize": 0, "shift": 0, "rounding": 0, "relu": 0,
+        self._output_fields = {"quantize": 0, "shift": 0,
+                               "rounding": int(Rounding.NEAREST_EVEN), "relu": 0,
                                "vrq": 0, "exponent": 0, "wide": 0}
         self.seed = self.tensor = 0
         self.loads = {operand: Descriptor() for operand in Operand}

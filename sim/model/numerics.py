@@ -58,13 +58,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from qforge.sim.model.errors import QforgeError
+from qforge.sim.model.saturation import signed_range
 from qforge.sim.model.spec import Config
 
 __all__ = [
     "Selection", "OperandPrecision", "Precision", "OperandError",
     "sign_magnitude", "split_blocks", "leading_block", "select_blocks",
     "operand_value", "check_operands", "gemm", "gemm_block_products",
-    "standard_modes", "block_products_per_mac", "vrq_pack", "vrq_unpack", "operand_bound",
+    "standard_modes", "vrq_pack", "vrq_unpack", "operand_bound",
     "zero_operands",
 ]
 
@@ -147,15 +148,6 @@ class Precision:
 
     def describe(self) -> str:
         return f"A: {self.a.describe()}; B: {self.b.describe()}"
-
-
-def block_products_per_mac(precision: Precision) -> int:
-    """``q = La * Lb``, the number of ``K x K`` block products one MAC needs.
-
-    >>> block_products_per_mac(Precision(OperandPrecision(4, 2), OperandPrecision(4, 4)))
-    8
-    """
-    return precision.block_products
 
 
 def standard_modes(config: Config) -> dict[str, Precision]:
@@ -369,7 +361,7 @@ def check_operands(a, b, config: Config, precision: Precision):
     >>> check_operands(np.array([[8]]), np.array([[1]]), cfg, mode)
     Traceback (most recent call last):
     ...
-    OperandError: a[0, 0] = 8: out of range for 2 blocks of 2 bits; allowed -8 .. 7
+    qforge.sim.model.numerics.OperandError: a[0, 0] = 8: out of range for 2 blocks of 2 bits; allowed -8 .. 7
     """
     precision.validate(config)
     matrices = []
@@ -382,8 +374,7 @@ def check_operands(a, b, config: Config, precision: Precision):
         if operand.vrq:
             matrices.append(_check_vrq(name, matrix, config, operand))
             continue
-        bits = operand.blocks * config.block_width
-        low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        low, high = signed_range(operand.blocks * config.block_width)
         # Range-check before converting: a uint64 above 2**63 would wrap to negative.
         if matrix.size and (int(matrix.min()) < low or int(matrix.max()) > high):
             bad = (matrix > high) if matrix.dtype.kind in "ub" else \
@@ -410,7 +401,7 @@ def check_operands(a, b, config: Config, precision: Precision):
 def _check_vrq(name, matrix, config: Config, operand: OperandPrecision) -> np.ndarray:
     """VRQ carriers: W-bit words whose range index is below G and whose code fits in
     ``blocks`` code blocks."""
-    low, high = -(1 << (config.operand_width - 1)), (1 << (config.operand_width - 1)) - 1
+    low, high = signed_range(config.operand_width)
     if matrix.size and (int(matrix.min()) < low or int(matrix.max()) > high):
         index = tuple(int(i) for i in np.argwhere((matrix < low) | (matrix > high))[0])
         raise OperandError(f"{name}[{', '.join(map(str, index))}] = {matrix[index]}: not a "
@@ -431,8 +422,9 @@ def _check_vrq(name, matrix, config: Config, operand: OperandPrecision) -> np.nd
 def vrq_pack(sign, code, group, config: Config) -> np.ndarray:
     """Pack VRQ elements into the W-bit operand words the accelerator loads.
 
-    Bit layout (least significant first): ``N`` code bits, ``ceil(log2 G)`` range bits,
-    the sign; unused high bits are zero. Returned as the signed ``W``-bit value of that
+    Bit layout (least significant first): ``N`` code bits, the range index in
+    ``max(1, bit_length(G - 1))`` bits (:func:`qforge.sim.model.vrq_format.vrq_range_bits`:
+    one bit even for ``G = 1``), the sign; unused high bits are zero. Returned as the signed ``W``-bit value of that
     bit pattern (the operand beats carry signed W-bit words).
 
     >>> from qforge.sim.model.spec import from_dict, load_preset

@@ -1,20 +1,17 @@
-"""Golden model of the training numerics: random bits, the output stage, value-range
-quantization (VRQ) and the address-block baseline.
+"""Golden model of the training numerics: the output stage, value-range quantization
+(VRQ) and the address-block baseline.
 
 Every rule here is defined once, vectorized, and is what the hardware implements bit for
 bit (``qforge.hdl.output_stage`` points here). ``docs/NUMERICS.md`` explains them with
 worked examples.
 
-Random bits
------------
-Stochastic rounding needs random bits that depend only on *what* is rounded, never on
-*where* or *when* the hardware rounds it: :func:`random_bits` is a counter-based
-generator keyed by ``(seed, tensor id)`` and indexed by the element's coordinates
-``(row, column)`` in the output tensor. It is 8 rounds of the Speck64/128 round function
-(an add, two rotations and two XORs on 32-bit words; rotations are wiring), with round
-keys from Speck's key schedule applied to ``(seed, tensor, "qfor", "ge!!")``. The round
-keys are constant for a GEMM, so per element the cost is 8 adders of 32 bits and 16
-32-bit XORs.
+Random bits and rounding
+------------------------
+Stochastic rounding's random bits are :func:`qforge.sim.model.random_bits.random_bits`;
+the rounding rules are :mod:`qforge.sim.model.rounding` (:class:`Rounding`,
+:func:`round_shift`, :func:`~qforge.sim.model.rounding.round_scaled`) and saturation is
+:mod:`qforge.sim.model.saturation`. They are re-exported here, so
+``from qforge.sim.model.quantize import Rounding, random_bits`` keeps working.
 
 Output stage
 ------------
@@ -40,83 +37,26 @@ Cambricon-Q ties to a hardware buffer size.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
+
+from qforge.sim.model.capacity import tiles
+from qforge.sim.model.numerics import vrq_pack
+from qforge.sim.model.random_bits import (KEY_CONSTANTS, MAX_SEED, MAX_TENSOR, RANDOM_ROUNDS,
+                                          random_bits, round_keys)
+from qforge.sim.model.rounding import Rounding, round_scaled, round_shift
+from qforge.sim.model.saturation import saturate
+from qforge.sim.model.vrq_format import VrqFormat
 
 __all__ = ["RANDOM_ROUNDS", "round_keys", "random_bits", "Rounding", "OutputParameters",
            "output_stage", "output_operands", "round_shift", "VrqFormat", "vrq_exponent", "vrq_encode",
            "vrq_decode", "vrq_integer", "address_block_encode", "address_block_decode",
            "fixed_point_encode"]
 
-#: Rounds of the Speck64 round function in :func:`random_bits`.
-RANDOM_ROUNDS = 8
-_MASK32 = 0xFFFFFFFF
-#: The two fixed key words: ASCII "qfor" and "ge!!".
-_KEY_CONSTANTS = (0x71666F72, 0x67652121)
-
-
-def _rotl32(value, amount):
-    return ((value << amount) | (value >> (32 - amount))) & _MASK32
-
-
-def _rotr32(value, amount):
-    return ((value >> amount) | (value << (32 - amount))) & _MASK32
-
-
-def round_keys(seed: int, tensor: int) -> list[int]:
-    """The ``RANDOM_ROUNDS`` 32-bit round keys for ``(seed, tensor)``.
-
-    Speck64/128's key schedule with key words ``k0 = seed``, ``l0 = tensor``,
-    ``l1, l2`` = "qfor", "ge!!": ``l[i+3] = (k[i] + (l[i] >>> 8)) ^ i``,
-    ``k[i+1] = (k[i] <<< 3) ^ l[i+3]``.
-
-    By hand for seed 0, tensor 0: ``l3 = (0 + (0 >>> 8)) ^ 0 = 0``, ``k1 = 0``;
-    ``l4 = (0 + ("qfor" >>> 8)) ^ 1 = 0x7271666f ^ 1``, ``k2 = l4``:
-
-    >>> [hex(k) for k in round_keys(0, 0)[:3]]
-    ['0x0', '0x0', '0x7271666e']
-    """
-    if not 0 <= seed <= _MASK32:
-        raise ValueError(f"seed = {seed!r}: allowed range is 0 .. {_MASK32}")
-    if not 0 <= tensor <= 0xFFFF:
-        raise ValueError(f"tensor = {tensor!r}: allowed range is 0 .. 65535")
-    keys = [seed]
-    words = [tensor, *_KEY_CONSTANTS]
-    for i in range(RANDOM_ROUNDS - 1):
-        words.append(((keys[i] + _rotr32(words[i], 8)) & _MASK32) ^ i)
-        keys.append(_rotl32(keys[i], 3) ^ words[-1])
-    return keys
-
-
-def random_bits(seed: int, tensor: int, rows, cols) -> np.ndarray:
-    """32 random bits for each element ``(rows[i], cols[i])`` of tensor ``tensor``.
-
-    With ``x = row``, ``y = col`` (32-bit words), each round with key ``k`` computes
-    ``x = ((x >>> 8) + y) ^ k`` then ``y = (y <<< 3) ^ x``; the result is the final
-    ``y``. Depends only on the seed, the tensor id and the coordinates.
-
-    >>> bits = random_bits(1, 2, np.array([0, 0, 1, 0]), np.array([0, 1, 0, 0]))
-    >>> bool((bits < 2**32).all()), bool(bits[0] == bits[3]), len(set(bits[:3].tolist()))
-    (True, True, 3)
-    """
-    x = np.asarray(rows, dtype=np.uint64) & np.uint64(_MASK32)
-    y = np.asarray(cols, dtype=np.uint64) & np.uint64(_MASK32)
-    mask = np.uint64(_MASK32)
-    for key in round_keys(seed, tensor):
-        x = ((((x >> np.uint64(8)) | (x << np.uint64(24))) & mask) + y) & mask
-        x ^= np.uint64(key)
-        y = (((y << np.uint64(3)) | (y >> np.uint64(29))) & mask) ^ x
-    return y
-
-
-class Rounding(enum.IntEnum):
-    """How the output stage drops the ``shift`` low bits of an accumulator."""
-
-    NEAREST_EVEN = 0   #: round to nearest, ties to even
-    TRUNCATE = 1       #: drop the bits of the two's-complement value: toward -infinity
-    STOCHASTIC = 2     #: add ``shift`` random bits, then truncate
+# Kept under its old private name for qforge.hdl.output_stage, which should import
+# KEY_CONSTANTS from qforge.sim.model.random_bits.
+_KEY_CONSTANTS = KEY_CONSTANTS
 
 
 @dataclass(frozen=True)
@@ -140,8 +80,8 @@ class OutputParameters:
         """Raise ValueError naming the field unless every setting is in range for
         ``config`` (the loader rejects the same commands in hardware)."""
         limit = config.accumulator_width - 1
-        checks = (("shift", self.shift, 0, limit), ("seed", self.seed, 0, _MASK32),
-                  ("tensor", self.tensor, 0, 0xFFFF))
+        checks = (("shift", self.shift, 0, limit), ("seed", self.seed, 0, MAX_SEED),
+                  ("tensor", self.tensor, 0, MAX_TENSOR))
         for name, value, low, high in checks:
             if isinstance(value, bool) or not isinstance(value, int) \
                     or not low <= value <= high:
@@ -161,48 +101,6 @@ class OutputParameters:
             if self.wide:
                 raise ValueError("output.wide = True: VRQ words (vrq_exponent) are always "
                                  "output_width bits; wide is for integer outputs only")
-
-
-def _random_fraction(seed, tensor, rows, cols, shift: int) -> np.ndarray:
-    """``shift`` random bits as an integer in ``[0, 2**shift)``: the top ``shift`` of the
-    32 random bits, followed by zeros when ``shift > 32``."""
-    bits = random_bits(seed, tensor, rows, cols).astype(np.int64)
-    if shift <= 32:
-        return bits >> (32 - shift)
-    return bits << (shift - 32)
-
-
-def round_shift(values, shift: int, rounding: Rounding, *, seed: int = 0, tensor: int = 0,
-                rows=None, cols=None) -> np.ndarray:
-    """``values / 2**shift`` rounded to an integer by ``rounding`` (int64 in, int64 out).
-
-    * ``TRUNCATE``: ``values >> shift`` (floor);
-    * ``NEAREST_EVEN``: nearest integer, ties to the even one;
-    * ``STOCHASTIC``: ``(values + r) >> shift`` with ``r`` the element's
-      :func:`random_bits` scaled to ``[0, 2**shift)``: rounds up with probability equal
-      to the dropped fraction (exactly, for ``shift <= 32``), so the expected result is
-      ``values / 2**shift``.
-
-    >>> v = np.array([5, 6, 7, -5, -6, -7])            # / 4: 1.25 1.5 1.75 -1.25 ...
-    >>> round_shift(v, 2, Rounding.TRUNCATE)
-    array([ 1,  1,  1, -2, -2, -2])
-    >>> round_shift(v, 2, Rounding.NEAREST_EVEN)
-    array([ 1,  2,  2, -1, -2, -2])
-    """
-    values = np.asarray(values, dtype=np.int64)
-    if shift == 0:
-        return values.copy()
-    if rounding == Rounding.TRUNCATE:
-        return values >> shift
-    if rounding == Rounding.NEAREST_EVEN:
-        floor = values >> shift
-        remainder = values & ((1 << shift) - 1)
-        half = 1 << (shift - 1)
-        up = (remainder > half) | ((remainder == half) & ((floor & 1) == 1))
-        return floor + up
-    if rows is None or cols is None:
-        raise ValueError("stochastic rounding needs the elements' rows and cols")
-    return (values + _random_fraction(seed, tensor, rows, cols, shift)) >> shift
 
 
 def output_stage(accumulators, output_width: int, parameters: OutputParameters,
@@ -231,51 +129,10 @@ def output_stage(accumulators, output_width: int, parameters: OutputParameters,
         values = np.maximum(values, 0)
     if parameters.wide:
         return values
-    low, high = -(1 << (output_width - 1)), (1 << (output_width - 1)) - 1
-    return np.clip(values, low, high)
+    return saturate(values, output_width)
 
 
 # ---- value-range quantization ---------------------------------------------------------
-
-@dataclass(frozen=True)
-class VrqFormat:
-    """``N`` code bits, range stride ``S`` (binary exponents per range), ``G`` ranges.
-
-    >>> VrqFormat(4, 2, 8).storage_bits        # sign + 4 code bits + 3 range bits
-    8
-    """
-
-    code_width: int
-    range_stride: int
-    ranges: int
-
-    def __post_init__(self):
-        for name, value, low, high in (("code_width", self.code_width, 1, 15),
-                                       ("range_stride", self.range_stride, 1, 15),
-                                       ("ranges", self.ranges, 1, 64)):
-            if isinstance(value, bool) or not isinstance(value, int) \
-                    or not low <= value <= high:
-                raise ValueError(f"vrq.{name} = {value!r}: allowed range is {low} .. {high}")
-        if self.range_stride > self.code_width:
-            raise ValueError(f"vrq.range_stride = {self.range_stride}: must not exceed "
-                             f"vrq.code_width ({self.code_width}), or a code rounded up "
-                             f"out of its range could not move to the range above")
-
-    @property
-    def range_bits(self) -> int:
-        return max(1, (self.ranges - 1).bit_length())
-
-    @property
-    def storage_bits(self) -> int:
-        """Bits of a stored operand: sign, code and range index."""
-        return 1 + self.code_width + self.range_bits
-
-    @property
-    def span(self) -> int:
-        """Bits between the lowest code bit of range G-1 and the top of range 0:
-        an integer form of a coded value fits in ``span`` unsigned bits."""
-        return self.code_width + (self.ranges - 1) * self.range_stride
-
 
 def vrq_exponent(values) -> int | None:
     """``E``: the binary exponent of the largest magnitude, ``floor(log2(max|x|))``;
@@ -345,8 +202,9 @@ def vrq_encode(values, fmt: VrqFormat, exponent: int | None = None, *,
         code = _integer_round(magnitude.astype(np.int64), unit_exponent, rounding, seed,
                               tensor, rows, cols)
     else:
-        code = _float_round(magnitude.astype(np.float64), unit_exponent, rounding, seed,
-                            tensor, rows, cols)
+        code = round_scaled(np.ldexp(magnitude.astype(np.float64), -unit_exponent),
+                            rounding, seed=seed, tensor=tensor, rows=rows,
+                            cols=cols).astype(np.int64)
     overflow = code >= (1 << n)
     move_up = overflow & (group > 0)
     code = np.where(move_up, 1 << (n - s), code)
@@ -369,16 +227,6 @@ def _integer_round(magnitude, unit_exponent, rounding, seed, tensor, rows, cols)
         result[where] = round_shift(shifted[where], int(amount), rounding, seed=seed,
                                     tensor=tensor, rows=rows[where], cols=cols[where])
     return result
-
-
-def _float_round(magnitude, unit_exponent, rounding, seed, tensor, rows, cols):
-    scaled = np.ldexp(magnitude, -unit_exponent)
-    if rounding == Rounding.TRUNCATE:
-        return np.floor(scaled).astype(np.int64)
-    if rounding == Rounding.NEAREST_EVEN:
-        return np.rint(scaled).astype(np.int64)
-    fraction = random_bits(seed, tensor, rows, cols).astype(np.float64) / 2.0 ** 32
-    return np.floor(scaled + fraction).astype(np.int64)
 
 
 def vrq_decode(sign, code, group, fmt: VrqFormat, exponent: int | None) -> np.ndarray:
@@ -426,7 +274,7 @@ def address_block_encode(values, bits: int, block: int, *,
     """
     values = np.asarray(values, dtype=np.float64)
     flat = values.ravel()
-    count = -(-flat.size // block)
+    count = tiles(flat.size, block)
     padded = np.zeros(count * block)
     padded[:flat.size] = flat
     blocks = padded.reshape(count, block)
@@ -439,16 +287,8 @@ def address_block_encode(values, bits: int, block: int, *,
 
 def _round_codes(scaled, bits: int, rounding: Rounding, seed: int, tensor: int):
     """Round scaled values to ``bits``-bit codes (random bits by row and column), saturate."""
-    rows, cols = np.indices(scaled.shape)
-    if rounding == Rounding.NEAREST_EVEN:
-        codes = np.rint(scaled)
-    elif rounding == Rounding.TRUNCATE:
-        codes = np.floor(scaled)
-    else:
-        fraction = random_bits(seed, tensor, rows, cols).astype(np.float64) / 2.0 ** 32
-        codes = np.floor(scaled + fraction)
-    limit = (1 << (bits - 1)) - 1
-    return np.clip(codes, -limit - 1, limit).astype(np.int64)
+    codes = round_scaled(scaled, rounding, seed=seed, tensor=tensor)
+    return saturate(codes, bits).astype(np.int64)
 
 
 def fixed_point_encode(values, bits: int, unit_exponent: int, *,
@@ -483,8 +323,6 @@ def output_operands(accumulators, config, parameters: OutputParameters) -> np.nd
     The exponent is the tensor-wide statistic: :func:`vrq_exponent` of the (ReLU'd)
     accumulators, a max over the whole result, so it does not depend on the array.
     """
-    from qforge.sim.model.numerics import vrq_pack
-
     if parameters.vrq_exponent is None:
         return output_stage(accumulators, config.output_width, parameters)
     values = np.asarray(accumulators, dtype=np.int64)

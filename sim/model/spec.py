@@ -50,7 +50,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from qforge.sim.model.capacity import tiles
 from qforge.sim.model.errors import QforgeError
+from qforge.sim.model.saturation import signed_range
+from qforge.sim.model.vrq_format import VRQ_LIMITS, VrqFormat, range_stride_error, vrq_range_bits
 
 __all__ = ["Config", "ConfigError", "SCHEMA", "VRQ_SCHEMA", "ZERO_SKIPPING_SCHEMA",
            "OUTPUT_STAGE_SCHEMA", "PRESETS", "read_toml",
@@ -96,12 +99,14 @@ SCHEMA: tuple[Field, ...] = (
 )
 
 #: The optional ``[vrq]`` section: value-range-quantized operands (see
-#: :class:`qforge.sim.model.quantize.VrqFormat`). Without it the PEs take integer operands only.
+#: :class:`qforge.sim.model.vrq_format.VrqFormat`, whose :data:`VRQ_LIMITS` these are).
+#: Without it the PEs take integer operands only.
 VRQ_SCHEMA: tuple[Field, ...] = (
-    Field("vrq", "code_width", 1, 15, "N: code bits of a VRQ operand (its magnitude)"),
-    Field("vrq", "range_stride", 1, 15,
+    Field("vrq", "code_width", *VRQ_LIMITS["code_width"],
+          "N: code bits of a VRQ operand (its magnitude)"),
+    Field("vrq", "range_stride", *VRQ_LIMITS["range_stride"],
           "S: binary exponents per value range; a multiple of block_width, at most N"),
-    Field("vrq", "ranges", 1, 64, "G: value ranges per tensor"),
+    Field("vrq", "ranges", *VRQ_LIMITS["ranges"], "G: value ranges per tensor"),
 )
 
 #: The optional ``[zero_skipping]`` section: the zero-skipping array (docs/ARCHITECTURE.md,
@@ -175,10 +180,9 @@ class Config:
 
     @property
     def vrq(self):
-        """The :class:`~qforge.sim.model.quantize.VrqFormat` of VRQ operands, or ``None``."""
+        """The :class:`~qforge.sim.model.vrq_format.VrqFormat` of VRQ operands, or ``None``."""
         if not self.vrq_code_width:
             return None
-        from qforge.sim.model.quantize import VrqFormat
         return VrqFormat(self.vrq_code_width, self.vrq_range_stride, self.vrq_ranges)
 
     @property
@@ -217,12 +221,12 @@ class Config:
     @property
     def vrq_code_blocks(self) -> int:
         """Blocks of a VRQ code, ``ceil(N / K)`` (0 without VRQ)."""
-        return -(-self.vrq_code_width // self.block_width)
+        return tiles(self.vrq_code_width, self.block_width)
 
     @property
     def vrq_range_bits(self) -> int:
         """Bits of a VRQ operand's range index (0 without VRQ)."""
-        return max(1, (self.vrq_ranges - 1).bit_length()) if self.vrq_code_width else 0
+        return vrq_range_bits(self.vrq_ranges) if self.vrq_code_width else 0
 
     @property
     def max_position(self) -> int:
@@ -288,7 +292,7 @@ class Config:
     @property
     def max_depth_words(self) -> int:
         """Buffer words a dot product of ``max_reduction_depth`` occupies."""
-        return -(-self.max_reduction_depth // self.block_multipliers)
+        return tiles(self.max_reduction_depth, self.block_multipliers)
 
     @property
     def depth_field_width(self) -> int:
@@ -420,7 +424,7 @@ def _validate(config: Config) -> None:
               f"needs a {config.accumulator_width}-bit accumulator with "
               f"{width}-bit operands; at most {MAX_ACCUMULATOR_WIDTH} bits are allowed, "
               f"so the depth must be at most "
-              f"{((1 << (MAX_ACCUMULATOR_WIDTH - 1)) - 1) // config.max_magnitude ** 2}")
+              f"{signed_range(MAX_ACCUMULATOR_WIDTH)[1] // config.max_magnitude ** 2}")
     if config.max_depth_words > config.buffer_depth:
         _fail("arithmetic.max_reduction_depth", config.max_reduction_depth,
               f"one dot product must fit in a buffer bank: at most buffers.depth * "
@@ -439,15 +443,16 @@ def _validate_vrq(config: Config) -> None:
     for field, value in zip(VRQ_SCHEMA, values):
         _check_integer(field, value)
     code, stride, ranges = values
-    if stride > code:
-        _fail("vrq.range_stride", stride, f"must not exceed vrq.code_width ({code})")
+    reason = range_stride_error(code, stride)
+    if reason:
+        _fail("vrq.range_stride", stride, reason)
     if stride % config.block_width:
         _fail("vrq.range_stride", stride, f"must be a multiple of arithmetic.block_width "
               f"({config.block_width}): a range moves the code by whole blocks")
-    storage = 1 + code + max(1, (ranges - 1).bit_length())
+    storage = 1 + code + vrq_range_bits(ranges)
     if storage > config.operand_width:
         _fail("vrq.code_width", code, f"a VRQ operand (sign, {code} code bits, "
-              f"{max(1, (ranges - 1).bit_length())} range bits = {storage} bits) must fit "
+              f"{vrq_range_bits(ranges)} range bits = {storage} bits) must fit "
               f"in arithmetic.operand_width ({config.operand_width})")
 
 

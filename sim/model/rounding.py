@@ -1,0 +1,121 @@
+"""Rounding, defined once: the rounding codes, the integer round-shift and the rounding
+of scaled real values to integers.
+
+Every place that rounds calls one of these two functions: the output stage
+(:func:`qforge.sim.model.quantize.output_stage`), VRQ encoding
+(:func:`qforge.sim.model.quantize.vrq_encode`), the fixed-point and address-block
+encoders and the training weight format. The hardware round-shift
+(``qforge.hdl.output_stage``) implements :func:`round_shift` bit for bit.
+
+Stochastic rounding draws its random bits from :func:`qforge.sim.model.random_bits.random_bits`,
+keyed by ``(seed, tensor)`` and indexed by the element's row and column.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+from qforge.sim.model.random_bits import random_bits
+
+__all__ = ["Rounding", "round_shift", "round_scaled"]
+
+
+class Rounding(enum.IntEnum):
+    """How the output stage drops the ``shift`` low bits of an accumulator. The values
+    are the 2-bit ``rounding`` codes of the ``OUTPUT`` instruction (docs/ISA.md); code 3
+    is not a rounding rule and is rejected."""
+
+    NEAREST_EVEN = 0   #: round to nearest, ties to even
+    TRUNCATE = 1       #: drop the bits of the two's-complement value: toward -infinity
+    STOCHASTIC = 2     #: add ``shift`` random bits, then truncate
+
+
+def _random_fraction(seed, tensor, rows, cols, shift: int) -> np.ndarray:
+    """``shift`` random bits as an integer in ``[0, 2**shift)``: the top ``shift`` of the
+    32 random bits, followed by zeros when ``shift > 32``."""
+    bits = random_bits(seed, tensor, rows, cols).astype(np.int64)
+    if shift <= 32:
+        return bits >> (32 - shift)
+    return bits << (shift - 32)
+
+
+def round_shift(values, shift: int, rounding: Rounding, *, seed: int = 0, tensor: int = 0,
+                rows=None, cols=None) -> np.ndarray:
+    """``values / 2**shift`` rounded to an integer by ``rounding`` (int64 in, int64 out).
+
+    * ``TRUNCATE``: ``values >> shift`` (floor);
+    * ``NEAREST_EVEN``: nearest integer, ties to the even one;
+    * ``STOCHASTIC``: ``(values + r) >> shift`` with ``r`` the element's
+      :func:`~qforge.sim.model.random_bits.random_bits` scaled to ``[0, 2**shift)`` (the
+      top ``shift`` of its 32 bits, then zeros): rounds up with probability equal to the
+      dropped fraction (exactly, for ``shift <= 32``), so the expected result is
+      ``values / 2**shift``. ``rows`` and ``cols`` (the elements' coordinates) are
+      required.
+
+    ``shift = 0`` returns a copy of ``values`` whatever the rounding.
+
+    >>> v = np.array([5, 6, 7, -5, -6, -7])            # / 4: 1.25 1.5 1.75 -1.25 ...
+    >>> round_shift(v, 2, Rounding.TRUNCATE)
+    array([ 1,  1,  1, -2, -2, -2])
+    >>> round_shift(v, 2, Rounding.NEAREST_EVEN)
+    array([ 1,  2,  2, -1, -2, -2])
+    >>> round_shift(v, 2, Rounding.STOCHASTIC)
+    Traceback (most recent call last):
+    ...
+    ValueError: stochastic rounding needs the elements' rows and cols
+    """
+    values = np.asarray(values, dtype=np.int64)
+    if shift == 0:
+        return values.copy()
+    if rounding == Rounding.TRUNCATE:
+        return values >> shift
+    if rounding == Rounding.NEAREST_EVEN:
+        floor = values >> shift
+        remainder = values & ((1 << shift) - 1)
+        half = 1 << (shift - 1)
+        up = (remainder > half) | ((remainder == half) & ((floor & 1) == 1))
+        return floor + up
+    if rows is None or cols is None:
+        raise ValueError("stochastic rounding needs the elements' rows and cols")
+    return (values + _random_fraction(seed, tensor, rows, cols, shift)) >> shift
+
+
+def round_scaled(scaled, rounding: Rounding, *, seed: int = 0, tensor: int = 0,
+                 rows=None, cols=None) -> np.ndarray:
+    """Real values already scaled to their unit (``value / unit``), rounded to whole
+    numbers by ``rounding``; float64 in, float64 out (whole numbers, so the caller can
+    saturate before converting to integers: a value beyond int64 would not convert).
+
+    * ``TRUNCATE``: ``floor(scaled)``;
+    * ``NEAREST_EVEN``: nearest whole number, ties to the even one;
+    * ``STOCHASTIC``: ``floor(scaled + r / 2**32)`` with ``r`` the element's 32
+      :func:`~qforge.sim.model.random_bits.random_bits` (coordinates ``rows``, ``cols``,
+      by default the element's row and column in the 2-D ``scaled``): up with
+      probability equal to the dropped fraction, to 32 bits (computed in float64, so
+      exact while ``|scaled| < 2**21``).
+
+    >>> x = np.array([[2.5, 3.5, -2.5, 0.25]])
+    >>> round_scaled(x, Rounding.NEAREST_EVEN), round_scaled(x, Rounding.TRUNCATE)
+    (array([[ 2.,  4., -2.,  0.]]), array([[ 2.,  3., -3.,  0.]]))
+    >>> up = round_scaled(np.full((64, 64), 0.25), Rounding.STOCHASTIC, seed=1) == 1
+    >>> bool(0.2 < up.mean() < 0.3)
+    True
+    >>> round_scaled(x, 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: rounding = 3: allowed NEAREST_EVEN, TRUNCATE, STOCHASTIC
+    """
+    scaled = np.asarray(scaled, dtype=np.float64)
+    if rounding == Rounding.TRUNCATE:
+        return np.floor(scaled)
+    if rounding == Rounding.NEAREST_EVEN:
+        return np.rint(scaled)
+    if rounding == Rounding.STOCHASTIC:
+        if rows is None or cols is None:
+            rows, cols = np.indices(scaled.shape)
+        fraction = random_bits(seed, tensor, rows, cols).astype(np.float64) / 2.0 ** 32
+        return np.floor(scaled + fraction)
+    raise ValueError(f"rounding = {rounding!r}: allowed "
+                     f"{', '.join(r.name for r in Rounding)}")
