@@ -1,0 +1,228 @@
+"""``qforge area``: synthesize configurations with YoWASP Yosys for an FPGA family and
+compare their cells side by side (tables or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from qforge.gen.cli.common import (FAMILY_NAMES, AppendDesign, OptionError, load_config,
+                                   log_to_stderr)
+from qforge.sim.model.spec import preset_names
+
+
+def register(commands) -> None:
+    """Add ``qforge area`` to the subcommands ``commands``."""
+    area = commands.add_parser(
+        "area", help="synthesize configurations for an FPGA family and compare their cells",
+        description="Synthesize each configuration's generated design (the top level that\n"
+                    "`qforge generate` writes, straight from Amaranth's RTLIL) with YoWASP\n"
+                    "Yosys (synth_ecp5 or synth_ice40: synthesis only, no place and route)\n"
+                    "and print Yosys's own cell counts (`stat -json`) side by side: LUT4s,\n"
+                    "carry cells, flip-flops, block RAMs (the operand banks and the\n"
+                    "zero-skipping array's PE-local B banks), DSPs and the family's other\n"
+                    "cells, with each configuration's ratio to the first. Runs are cached in\n"
+                    "build/area/ by the design's hash. With no --preset/--spec: --preset\n"
+                    "default --preset sparse (the default array without and with zero\n"
+                    "skipping). An 8x8 array takes minutes per configuration.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  qforge area --preset default --preset sparse --family ecp5\n"
+               "  qforge area --preset tiny --with-skipping --family ice40 --json")
+    area.add_argument("--preset", metavar="NAME", dest="designs", action=AppendDesign,
+                      help=f"a built-in configuration ({', '.join(preset_names())}); "
+                           "repeat to compare several")
+    area.add_argument("--spec", metavar="FILE.toml", dest="designs", action=AppendDesign,
+                      help="a TOML spec file; may be repeated and mixed with --preset (the "
+                           "order given is the table's)")
+    area.add_argument("--with-skipping", action="store_true",
+                      help="also synthesize each configuration built as the zero-skipping "
+                           "array (Config.with_zero_skipping), next to it")
+    area.add_argument("--family", choices=sorted(FAMILY_NAMES), default="ecp5",
+                      help="FPGA family: ecp5 (synth_ecp5: LUT4, CCU2C carries, DP16KD "
+                           "block RAMs, MULT18X18D) or ice40 (synth_ice40: SB_LUT4, "
+                           "SB_CARRY, SB_RAM40_4K; multipliers in LUTs) (default: ecp5)")
+    area.add_argument("--selectors", action="store_true",
+                      help="also synthesize one block selector of each configuration and "
+                           "report the selectors' share of the LUTs (the zero-skipping "
+                           "array has one per PE for its PE-local B banks)")
+    area.add_argument("--hierarchy", action="store_true",
+                      help="keep the design's hierarchy (synth -noflatten) and also print "
+                           "the cells of each module group (PEs, selectors, loader, "
+                           "scheduler, ...); totals run higher than flattened synthesis, "
+                           "which optimizes across modules")
+    area.add_argument("--keep", metavar="PATTERN", action="append",
+                      help="keep the modules matching PATTERN (below the top, e.g. "
+                           "'b_selector_*' or 'array.pe_*') apart and print their cells; the "
+                           "rest is flattened as usual, so the total minus the usual total "
+                           "is what optimizing across their boundaries saves (repeatable)")
+    area.add_argument("--json", action="store_true", help="print one JSON object")
+    area.add_argument("--jobs", type=int, default=1, metavar="N",
+                      help="configurations synthesized at the same time (default: 1; each "
+                           "Yosys run uses one core and about 1 GB of memory for an 8x8 "
+                           "array)")
+    area.add_argument("--no-cache", action="store_true",
+                      help="synthesize again even if build/area/ holds a run of the same "
+                           "design")
+    area.set_defaults(handler=handle)
+
+
+def handle(arguments) -> int:
+    from qforge.fpga.area import FAMILIES
+
+    if arguments.jobs < 1:
+        raise OptionError(f"--jobs = {arguments.jobs}: must be at least 1")
+    configs = _configs(arguments)
+    family = FAMILIES[arguments.family]
+    started = time.monotonic()
+    reports, selectors = _measure(arguments, configs, family)
+    wall = time.monotonic() - started
+    if arguments.json:
+        print(json.dumps(_json_result(family, configs, reports, selectors, wall), indent=2))
+        return 0
+    names = [config.name for config in configs]
+    _print_cells(arguments, family, names, reports)
+    if selectors is not None:
+        _print_selectors(names, selectors)
+    if arguments.hierarchy or arguments.keep:
+        _print_modules(names, reports)
+    print(f"\nwall time: {wall:.0f} s; folders: "
+          + ", ".join(str(report.directory) for report in reports))
+    return 0
+
+
+def _configs(arguments) -> list:
+    """The configurations to synthesize, in the order given (each followed by its
+    zero-skipping version with --with-skipping); names must differ."""
+    configs = []
+    for kind, value in arguments.designs or [("preset", "default"), ("preset", "sparse")]:
+        config = load_config(kind, value)
+        configs.append(config)
+        if arguments.with_skipping and not config.zero_skipping:
+            configs.append(config.with_zero_skipping())
+    names = [config.name for config in configs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise OptionError(f"--preset/--spec: configuration {duplicates[0]!r} given twice")
+    return configs
+
+
+def _measure(arguments, configs, family):
+    """Synthesize every configuration (``--jobs`` at a time): ``(reports, selectors)``,
+    ``selectors`` None without --selectors."""
+    from qforge.fpga.area import config_area, count_instances, selector_area
+
+    options = {"cache": not arguments.no_cache, "log": log_to_stderr}
+
+    def measure(config):
+        return config_area(config, family, flatten=not arguments.hierarchy,
+                           keep=tuple(arguments.keep or ()), **options)
+
+    if arguments.jobs > 1 and len(configs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(arguments.jobs) as pool:
+            reports = list(pool.map(measure, configs))
+    else:
+        reports = [measure(config) for config in configs]
+    selectors = None
+    if arguments.selectors:
+        from qforge.hdl.selector import BlockSelector
+        from qforge.hdl.top import Accelerator
+        selectors = []
+        for config, report in zip(configs, reports):
+            one = selector_area(config, family, **options)
+            count = count_instances(Accelerator(config), BlockSelector)
+            local = config.rows * config.cols if config.zero_skipping else 0
+            selectors.append({"count": count, "pe_local_b": local, "one": one.summary,
+                              "all_lut4": count * one.summary["lut4"],
+                              "all_ff": count * one.summary["ff"],
+                              "lut4_share": count * one.summary["lut4"]
+                              / max(1, report.summary["lut4"]),
+                              "pe_local_b_lut4_share": local * one.summary["lut4"]
+                              / max(1, report.summary["lut4"])})
+    return reports, selectors
+
+
+def _json_result(family, configs, reports, selectors, wall: float) -> dict:
+    """The --json object: every design's cells, ratios to the first, selectors."""
+    result = {"family": family.name, "synthesis": family.synth,
+              "yosys": reports[0].yosys, "seconds": wall,
+              "designs": [{"config": config.name, "zero_skipping": config.zero_skipping,
+                           "array": f"{config.rows}x{config.cols}"} | report.to_dict()
+                          for config, report in zip(configs, reports)]}
+    if len(reports) > 1:
+        base = reports[0].summary
+        result["ratios_to_first"] = [
+            {"config": config.name} | {key: (report.summary[key] / base[key]
+                                             if base[key] else None) for key in base}
+            for config, report in zip(configs[1:], reports[1:])]
+    if selectors is not None:
+        for design, selector in zip(result["designs"], selectors):
+            design["block_selectors"] = selector
+    return result
+
+
+def _print_cells(arguments, family, names, reports) -> None:
+    """The cell table, one column per design, then ratios to the first."""
+    kept = ("; hierarchy kept: no optimization across modules" if arguments.hierarchy
+            else f"; kept apart: {', '.join(arguments.keep)}" if arguments.keep else "")
+    print(f"qforge area: {reports[0].yosys} `{family.synth}"
+          f"{' -noflatten' if arguments.hierarchy else ''}` (YoWASP), cells after "
+          f"synthesis of the whole design (no place and route){kept}\n")
+    header = "| cells | " + " | ".join(names)
+    rule = "|---|" + "---:|" * len(names)
+    if len(names) > 1:
+        header += " | " + " | ".join(f"{name}/{names[0]}" for name in names[1:])
+        rule += "---:|" * (len(names) - 1)
+    print(header + " |")
+    print(rule)
+    for key in reports[0].summary:
+        values = [report.summary[key] for report in reports]
+        if key == "other" and not any(values):
+            continue
+        label = family.label(key)
+        row = f"| {label} | " + " | ".join(str(value) for value in values)
+        for value in values[1:]:
+            row += f" | {value / values[0]:.2f}" if values[0] else " | -"
+        print(row + " |")
+    for label, seconds in (("synthesis wall time", lambda report: report.seconds),
+                           ("synthesis CPU time", lambda report: report.cpu_seconds)):
+        times = [("cached" if report.cached else f"{seconds(report):.0f} s")
+                 for report in reports]
+        print(f"| {label} | " + " | ".join(times + [""] * (len(names) - 1)) + " |")
+    for name, report in zip(names, reports):
+        if report.workaround:
+            print(f"\n{name}: the plain script failed (Yosys issue #4349, ABC9); counts are "
+                  f"from the retry with `{report.workaround}` first (a few percent more LUTs)")
+
+
+def _print_selectors(names, selectors) -> None:
+    """One block selector's cells, times the instances, per design (--selectors)."""
+    print("\nBlock selectors: one synthesized alone, times the instances. An upper "
+          "bound for the flattened design, where selectors fed the same precision and "
+          "lane selections may share logic:\n")
+    print("| design | selectors | of which PE-local B | LUT4 each | FF each | LUT4 all "
+          "| share of design LUT4 | PE-local B share |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, selector in zip(names, selectors):
+        print(f"| {name} | {selector['count']} | {selector['pe_local_b']} "
+              f"| {selector['one']['lut4']} | {selector['one']['ff']} "
+              f"| {selector['all_lut4']} | {selector['lut4_share']:.1%} "
+              f"| {selector['pe_local_b_lut4_share']:.1%} |")
+
+
+def _print_modules(names, reports) -> None:
+    """Per design, the cells of each module group (--hierarchy or --keep)."""
+    for name, report in zip(names, reports):
+        if report.modules is None:
+            print(f"\n{name}: no module matched --keep")
+            continue
+        groups = report.to_dict()["module_groups"]
+        total = max(1, report.summary["lut4"])
+        print(f"\n{name}: cells by module (own cells; `*` = any index):\n")
+        print("| module | instances | LUT4 | carry | FF | block RAM | DSP | share of LUT4 |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for group, cells in sorted(groups.items(), key=lambda item: -item[1]["lut4"]):
+            print(f"| {group} | {cells['instances']} | {cells['lut4']} | {cells['carry']} "
+                  f"| {cells['ff']} | {cells['bram']} | {cells['dsp']} "
+                  f"| {cells['lut4'] / total:.1%} |")

@@ -1,0 +1,50 @@
+"""``qforge generate``: write a configuration's Verilog and JSON manifest (optionally
+linted)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from qforge.gen.cli.common import (SPEC_EPILOG, add_config_arguments, config_from_arguments,
+                                   make_folder)
+from qforge.gen.cli.lint import report_lint
+
+
+def register(commands) -> None:
+    """Add ``qforge generate`` to the subcommands ``commands``."""
+    generate = commands.add_parser(
+        "generate", help="write Verilog and a JSON manifest for a configuration",
+        description="Elaborate the accelerator for a configuration and write "
+                    "DIR/qforge_top.v (one file, module qforge_top, clock `clk`, "
+                    "synchronous reset `rst`) and DIR/manifest.json (the full "
+                    "configuration, derived widths, generator version and the port map "
+                    "with every stream's payload layout).",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SPEC_EPILOG)
+    add_config_arguments(generate, default=None)
+    generate.add_argument("-o", "--output", metavar="DIR", type=Path, required=True,
+                          help="output folder (created if missing)")
+    generate.add_argument("--lint", action="store_true",
+                          help="also run `verilator --lint-only -Wall` (with the waivers "
+                               "in gen/lint.vlt) and fail on any warning")
+    generate.add_argument("--programmable", action="store_true",
+                          help="the accelerator with its instruction decoder and addend "
+                               "stage: DIR/qforge_core.v, module qforge_core, ports "
+                               "instruction, a_in, b_in, addend, result (docs/ISA.md)")
+    generate.set_defaults(handler=handle)
+
+
+def handle(arguments) -> int:
+    from qforge.gen.generate import generate
+
+    config = config_from_arguments(arguments)
+    make_folder(arguments.output, "-o", arguments.output)
+    design = generate(config, arguments.output, programmable=arguments.programmable)
+    print(f"wrote {design.verilog} and {design.manifest} "
+          f"({config.rows}x{config.cols} array, {config.operand_width}-bit operands, "
+          f"{config.blocks} blocks of {config.block_width} bits, "
+          f"{config.block_multipliers} block multipliers per PE, "
+          f"{config.accumulator_width}-bit accumulators)")
+    if arguments.lint:
+        return report_lint(design.verilog)
+    return 0

@@ -1,0 +1,131 @@
+"""``qforge train``: train an MLP on digits per hardware configuration, on the
+bit-exact emulator or as programs on a runtime backend (golden machine, RTL)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from qforge.gen.cli.common import log_to_stderr, make_folder
+
+
+def register(commands) -> None:
+    """Add ``qforge train`` to the subcommands ``commands``."""
+    train = commands.add_parser(
+        "train", help="train an MLP on digits: emulated arithmetic, or programs on the RTL",
+        description="Train an MLP (64 -> hidden -> 10, ReLU, softmax cross-entropy, SGD) on\n"
+                    "scikit-learn's handwritten digits once per hardware configuration of a\n"
+                    "training config, with a float32 run of the same network, initial\n"
+                    "weights, batches and epochs as the reference.\n\n"
+                    "--emulate: every forward and backward GEMM runs on the bit-exact\n"
+                    "emulator (the golden model) in the configured operand format (int,\n"
+                    "value-range quantization or address-block; exact or approximate blocks;\n"
+                    "nearest or stochastic rounding), and the weights live only in a fixed-\n"
+                    "point format updated with nearest or stochastic rounding. Configurations\n"
+                    "with update = \"hardware\" run as instruction-set programs on the\n"
+                    "golden machine instead (every GEMM and weight update a program).\n\n"
+                    "--backend rtl: those programs run on the generated Verilog of the\n"
+                    "programmable accelerator in Verilator (cocotb), bit-exact with\n"
+                    "--emulate step by step (--check compares after every program); reports\n"
+                    "accuracy and simulated cycles per epoch against the cycle model, with a\n"
+                    "progress bar. Default config then: gen/train/rtl.toml.\n\n"
+                    "Prints a Markdown table of the final test accuracy and loss per\n"
+                    "configuration and saves a plot of the training curves. See\n"
+                    "docs/TRAINING.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="training config keys: name, hidden, epochs, batch_size, learning_rate, "
+               "seed, split_seed,\n  test_fraction, train_samples, preset, and [[hardware]] "
+               "tables with name, format\n  (float32 | int | vrq | address_block), bits, "
+               "code_width, range_stride, ranges,\n  block, kept_blocks, selection, "
+               "rounding, weight_bits, weight_range, update_rounding,\n  update (float | "
+               "hardware) (see gen/train/digits.toml, gen/train/rtl.toml and\n  "
+               "docs/TRAINING.md)")
+    where = train.add_mutually_exclusive_group()
+    where.add_argument("--emulate", action="store_true",
+                       help="use the bit-exact emulator (programs on the golden machine for "
+                            "update = \"hardware\" configurations)")
+    where.add_argument("--backend", choices=("rtl", "golden"),
+                       help="run update = \"hardware\" configurations as programs on this "
+                            "runtime backend: rtl = the generated Verilog in Verilator, "
+                            "golden = the golden machine (the same as --emulate)")
+    train.add_argument("--check", action="store_true",
+                       help="with --backend rtl: compare the memory with the golden "
+                            "machine's after every program (stops at the first difference)")
+    train.add_argument("--config", metavar="FILE.toml", type=Path,
+                       help="training config (default: gen/train/digits.toml; with "
+                            "--backend: gen/train/rtl.toml)")
+    train.add_argument("--epochs", type=int, metavar="N",
+                       help="override the config's epochs")
+    train.add_argument("--seed", type=int, metavar="N",
+                       help="override the config's seed (initial weights, batch order, "
+                            "stochastic-rounding bits; 0 .. 65535)")
+    train.add_argument("--plot", type=Path, metavar="FILE.png",
+                       help="where to save the plot of test accuracy and training loss per "
+                            "epoch (default: build/train/NAME.png)")
+    train.add_argument("--json", type=Path, metavar="FILE.json",
+                       help="also write every curve and final figure as JSON")
+    train.add_argument("--jobs", type=int, metavar="N",
+                       help="configurations trained in parallel worker processes "
+                            "(default: the number of CPU cores; results do not depend "
+                            "on it)")
+    train.set_defaults(handler=handle)
+
+
+def handle(arguments) -> int:
+    if not arguments.emulate and arguments.backend is None:
+        print("qforge: error: train needs --emulate (the bit-exact emulator) or --backend "
+              "rtl|golden (programs on the generated Verilog or the golden machine)",
+              file=sys.stderr)
+        return 2
+    if arguments.check and arguments.backend != "rtl":
+        print("qforge: error: --check compares the rtl backend with the golden machine: "
+              "use it with --backend rtl", file=sys.stderr)
+        return 2
+    import dataclasses
+    import os
+
+    from qforge.sim.training.emulated import (TrainConfigError, describe_schedule,
+                                              format_program_table, format_table,
+                                              load_train_config, plot_curves,
+                                              rtl_config_path, train_all)
+
+    config_path = arguments.config
+    if config_path is None and arguments.backend is not None:
+        config_path = rtl_config_path()
+    train = load_train_config(config_path)
+    if arguments.seed is not None:
+        if not 0 <= arguments.seed <= 65535:
+            raise TrainConfigError(f"--seed = {arguments.seed}: allowed range is 0 .. 65535")
+        train = dataclasses.replace(train, seed=arguments.seed)
+    if arguments.epochs is not None and arguments.epochs < 1:
+        raise TrainConfigError(f"--epochs = {arguments.epochs}: must be at least 1")
+    jobs = arguments.jobs if arguments.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise TrainConfigError(f"--jobs = {jobs}: must be at least 1")
+    report = train_all(train, epochs=arguments.epochs, jobs=jobs, backend=arguments.backend,
+                       check=arguments.check, progress=arguments.backend is not None,
+                       log=log_to_stderr)
+    how = "--emulate" if arguments.emulate else f"--backend {arguments.backend}"
+    print(f"qforge train {how}: {report['name']} ({report['source']}): MLP 64-"
+          f"{report['hidden']}-10 on digits, {report['epochs']} "
+          f"epoch{'' if report['epochs'] == 1 else 's'}, batch "
+          f"{report['batch_size']}, learning rate {describe_schedule(report)}, seed "
+          f"{report['seed']}; {report['train_samples']} training / "
+          f"{report['test_samples']} test samples\n")
+    print(format_table(report))
+    programs = format_program_table(report)
+    if programs:
+        print("\nPer epoch, for the configurations that ran as programs (cycles of the "
+              "training steps; the evaluation's apart):\n")
+        print(programs)
+    plot = arguments.plot or Path("build") / "train" / f"{report['name']}.png"
+    make_folder(plot.parent, "--plot", plot)
+    plot_curves(report, plot)
+    print(f"\nplot saved to {plot}")
+    if arguments.json:
+        make_folder(arguments.json.parent, "--json", arguments.json)
+        arguments.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"results written to {arguments.json}")
+    return 0
