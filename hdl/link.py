@@ -29,8 +29,7 @@ from qforge.hdl.protocol import (DATA_KINDS, MAX_PAYLOAD, REQUEST_KINDS, STATUS_
 from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import a_beat_layout, b_beat_layout, command_layout, result_layout
 from qforge.hdl.top import Accelerator
-from qforge.hdl.uart import (MIN_DIVISOR, UartReceiver, UartTransmitter, check_divisor,
-                             refuse)
+from qforge.hdl.uart import MIN_DIVISOR, UartReceiver, UartTransmitter, check_divisor
 
 __all__ = ["link_status_layout", "crc16_step", "uart_divisor", "HostLink",
            "LinkedAccelerator", "BAUD_TOLERANCE"]
@@ -139,14 +138,14 @@ class HostLink(wiring.Component):
 
     def __init__(self, config: Config, *, divisor: int, max_payload: int = MAX_PAYLOAD):
         self._config = config
-        self._divisor = check_divisor(self, divisor)
+        self._divisor = check_divisor(divisor)
         self._beat_bytes = {kind: beat_bytes(config, kind) for kind in DATA_KINDS}
         self._result_bytes = beat_bytes(config, Kind.RESULT)
         smallest = max(self._beat_bytes.values())
         if isinstance(max_payload, bool) or not isinstance(max_payload, int) or \
                 not smallest <= max_payload <= MAX_PAYLOAD:
-            refuse(self, f"max_payload = {max_payload!r}: allowed {smallest} .. "
-                         f"{MAX_PAYLOAD} bytes (at least one beat of every kind)")
+            raise ValueError(f"max_payload = {max_payload!r}: allowed {smallest} .. "
+                             f"{MAX_PAYLOAD} bytes (at least one beat of every kind)")
         self._max_payload = max_payload
         super().__init__({
             "rx": In(1, init=1),
@@ -532,10 +531,7 @@ class LinkedAccelerator(wiring.Component):
 
     def __init__(self, config: Config, *, clock_frequency: float, baud_rate: float):
         self._config = config
-        try:
-            self._divisor = uart_divisor(clock_frequency, baud_rate)
-        except ValueError as error:
-            refuse(self, str(error))
+        self._divisor = uart_divisor(clock_frequency, baud_rate)
         self._clock_frequency = clock_frequency
         super().__init__({
             "rx": In(1, init=1),

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The host link's frame engine (:class:`qforge.hdl.link.HostLink`) in the Amaranth
 simulator, driven like a host would: bytes on ``rx`` from a bit-level 8N1 model, bytes
 from ``tx`` decoded bit by bit and split into frames by the protocol's own

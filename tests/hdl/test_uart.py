@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """8N1 UART receiver and transmitter in the Amaranth simulator.
 
 The line-level models here (:func:`drive_line`, :func:`decode_line`) are independent of
