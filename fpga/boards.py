@@ -62,8 +62,9 @@ import math
 from dataclasses import dataclass, field
 
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
-from amaranth.lib import io
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
+from amaranth.lib.wiring import In, Out
 
 from qforge.fpga.pll import Ecp5Pll, Ice40Pll, ecp5_pll, format_mhz, ice40_pll
 
@@ -178,19 +179,20 @@ def board_named(name) -> Board:
         raise ValueError(f"board = {name!r}: allowed: {', '.join(BOARDS)}") from None
 
 
-class Stretcher(Elaboratable):
-    """``o`` is high while ``i`` is, and after ``i`` falls for ``ticks`` more pulses of
-    ``tick`` (a pulse stretcher for LEDs, counting a slow tick so that it stays small),
-    in the ``sync`` domain. Without a ``tick`` it counts clock cycles."""
+class Stretcher(wiring.Component):
+    """A pulse stretcher for LEDs, in the ``sync`` domain.
 
-    def __init__(self, ticks: int, tick=None):
+    Ports: ``i`` (in), ``o`` (out: high while ``i`` is, and after ``i`` falls for
+    ``ticks`` more pulses of ``tick``) and ``tick`` (in, 1 if left unconnected: a slow
+    tick keeps the counter small; unconnected, it counts clock cycles). ``o`` is
+    combinational from ``i`` and a ``ceil(log2(ticks + 1))``-bit counter.
+    """
+
+    def __init__(self, ticks: int):
         if not isinstance(ticks, int) or ticks < 1:
-            self._MustUse__silence = True
             raise ValueError(f"ticks = {ticks!r}: allowed an integer >= 1")
         self.ticks = ticks
-        self.tick = Signal(init=1) if tick is None else tick
-        self.i = Signal()
-        self.o = Signal()
+        super().__init__({"i": In(1), "tick": In(1, init=1), "o": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -348,8 +350,8 @@ class BoardTop(Elaboratable):
         blink = phase[0]            # 4 Hz
 
         status = core.status
-        m.submodules.rejected = rejected = Stretcher(round(REJECT_SECONDS * 8), eighth_tick)
-        m.d.comb += rejected.i.eq(status.frame_rejected)
+        m.submodules.rejected = rejected = Stretcher(round(REJECT_SECONDS * 8))
+        m.d.comb += [rejected.i.eq(status.frame_rejected), rejected.tick.eq(eighth_tick)]
 
         if self.board.family == "ice40":
             self._led(m, platform, "led_g", 0, status.busy | flash)
@@ -357,9 +359,10 @@ class BoardTop(Elaboratable):
                       core.accelerator_error | (rejected.o & blink))
         else:
             activity = ticks(ACTIVITY_SECONDS)
-            m.submodules.rx_activity = rx_activity = Stretcher(activity, tick)
-            m.submodules.tx_activity = tx_activity = Stretcher(activity, tick)
-            m.d.comb += [rx_activity.i.eq(status.rx_byte), tx_activity.i.eq(status.tx_byte)]
+            m.submodules.rx_activity = rx_activity = Stretcher(activity)
+            m.submodules.tx_activity = tx_activity = Stretcher(activity)
+            m.d.comb += [rx_activity.i.eq(status.rx_byte), tx_activity.i.eq(status.tx_byte),
+                         rx_activity.tick.eq(tick), tx_activity.tick.eq(tick)]
             leds = [heartbeat, core.accelerator_idle, rx_activity.o,
                     tx_activity.o, status.busy | status.executing, rejected.o,
                     core.accelerator_error, lock]
