@@ -58,15 +58,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from qforge.sim.model.errors import QforgeError
+from qforge.sim.model.exact_matmul import exact_integer_matmul
 from qforge.sim.model.saturation import signed_range
 from qforge.sim.model.spec import Config
+from qforge.sim.model.vrq_format import vrq_pack, vrq_unpack
 
 __all__ = [
     "Selection", "OperandPrecision", "Precision", "OperandError",
     "sign_magnitude", "split_blocks", "leading_block", "select_blocks",
     "operand_value", "check_operands", "gemm", "gemm_block_products",
     "standard_modes", "vrq_pack", "vrq_unpack", "operand_bound",
-    "zero_operands",
+    "zero_operands", "exact_integer_matmul",
 ]
 
 
@@ -419,40 +421,6 @@ def _check_vrq(name, matrix, config: Config, operand: OperandPrecision) -> np.nd
     return matrix
 
 
-def vrq_pack(sign, code, group, config: Config) -> np.ndarray:
-    """Pack VRQ elements into the W-bit operand words the accelerator loads.
-
-    Bit layout (least significant first): ``N`` code bits, the range index in
-    ``max(1, bit_length(G - 1))`` bits (:func:`qforge.sim.model.vrq_format.vrq_range_bits`:
-    one bit even for ``G = 1``), the sign; unused high bits are zero. Returned as the signed ``W``-bit value of that
-    bit pattern (the operand beats carry signed W-bit words).
-
-    >>> from qforge.sim.model.spec import from_dict, load_preset
-    >>> spec = load_preset("default").to_dict() | {"vrq": {"code_width": 4,
-    ...     "range_stride": 2, "ranges": 8}}
-    >>> cfg = from_dict(spec)
-    >>> vrq_pack(np.array([0, 1]), np.array([10, 7]), np.array([0, 1]), cfg)
-    array([  10, -105])
-
-    (``-7`` in range 1: ``7 | 1 << 4 | 1 << 7 = 151``, the byte of ``-105``.)
-
-    >>> vrq_unpack(np.array([10, -105]), cfg)
-    (array([0, 1]), array([10,  7]), array([0, 1]))
-    """
-    n, range_bits, width = config.vrq_code_width, config.vrq_range_bits, config.operand_width
-    bits = (np.asarray(code, dtype=np.int64) | (np.asarray(group, dtype=np.int64) << n)
-            | (np.asarray(sign, dtype=np.int64) << (n + range_bits)))
-    return np.where(bits >> (width - 1) & 1, bits - (1 << width), bits)
-
-
-def vrq_unpack(words, config: Config):
-    """``(sign, code, group)`` of VRQ operand words (inverse of :func:`vrq_pack`)."""
-    n, range_bits, width = config.vrq_code_width, config.vrq_range_bits, config.operand_width
-    bits = np.asarray(words, dtype=np.int64) & ((1 << width) - 1)
-    return ((bits >> (n + range_bits)) & 1, bits & ((1 << n) - 1),
-            (bits >> n) & ((1 << range_bits) - 1))
-
-
 def operand_bound(config: Config, operand: OperandPrecision) -> int:
     """The largest magnitude an operand can have in its mode (approximation never
     grows a magnitude): ``2**(n*K - 1)`` for integers, the largest code shifted to
@@ -463,40 +431,9 @@ def operand_bound(config: Config, operand: OperandPrecision) -> int:
     return 1 << (operand.blocks * config.block_width - 1)
 
 
-# A float format holds every integer up to 2**(mantissa bits + 1) exactly. A matmul whose
-# every partial sum stays below that bound is exact whatever order BLAS adds in, because
-# every intermediate value is then an exactly representable integer.
-_FLOAT32_EXACT = 1 << 24
-_FLOAT64_EXACT = 1 << 53
-
-
-def _exact_integer_matmul(a: np.ndarray, b: np.ndarray, bound: int | None = None) -> np.ndarray:
-    """``a @ b`` for int64 matrices, exact, on float BLAS.
-
-    ``bound`` must be at least ``max|a| * max|b| * D`` (computed from the data when
-    omitted); it bounds every partial sum. Below ``2**24`` the product runs in float32,
-    below ``2**53`` in float64; above, the operand with the larger magnitudes is split
-    into a high and a low half-word and the two exact products are recombined in int64
-    (each half has about half the bits, so the recursion ends).
-    """
-    depth = a.shape[1]
-    max_a = max_b = None
-    if bound is None:
-        max_a, max_b = int(np.abs(a).max(initial=0)), int(np.abs(b).max(initial=0))
-        bound = max_a * max_b * depth
-    for dtype, limit in ((np.float32, _FLOAT32_EXACT), (np.float64, _FLOAT64_EXACT)):
-        if bound < limit:
-            return (a.astype(dtype) @ b.astype(dtype)).astype(np.int64)
-    if max_a is None:   # a bound from the operand ranges; the data may need less
-        return _exact_integer_matmul(a, b)
-    if max_a <= 1 and max_b <= 1:
-        raise OverflowError(f"depth {depth} is too deep for an exact int64 GEMM")
-    if max_a < max_b:                     # split b: a @ b == (b.T @ a.T).T
-        return _exact_integer_matmul(b.T, a.T).T
-    split = (max_a.bit_length() + 1) // 2
-    high = a >> split                     # floor division: a == high * 2**split + low
-    low = a - (high << split)
-    return (_exact_integer_matmul(high, b) << split) + _exact_integer_matmul(low, b)
+# Kept under its old private name for qforge.sim.bench.scenarios, which should import
+# exact_integer_matmul.
+_exact_integer_matmul = exact_integer_matmul
 
 
 def gemm(a, b, config: Config, precision: Precision) -> np.ndarray:
@@ -527,7 +464,7 @@ def gemm(a, b, config: Config, precision: Precision) -> np.ndarray:
         a = operand_value(a, config, precision.a)
     if precision.b.vrq or not precision.b.exact:
         b = operand_value(b, config, precision.b)
-    return _exact_integer_matmul(a, b, bound)
+    return exact_integer_matmul(a, b, bound)
 
 
 def gemm_block_products(a, b, config: Config, precision: Precision) -> np.ndarray:
@@ -553,5 +490,5 @@ def gemm_block_products(a, b, config: Config, precision: Precision) -> np.ndarra
         block_a = np.where(sign_a == 1, -1, 1) * (blocks_a[..., i] << ((exp_a + i) * k))
         for j in range(precision.b.kept):
             block_b = np.where(sign_b == 1, -1, 1) * (blocks_b[..., j] << ((exp_b + j) * k))
-            result += _exact_integer_matmul(block_a, block_b)
+            result += exact_integer_matmul(block_a, block_b)
     return result

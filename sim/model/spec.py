@@ -39,6 +39,9 @@ and ``[output_stage]`` (:data:`OUTPUT_STAGE_SCHEMA`, a narrower output stage)::
 
 Any mistake gives one :class:`ConfigError` naming the field, the value and what is
 allowed.
+
+(Over 500 lines because it is one concept: the schema, the derived widths, the
+validation and the loaders of the configuration, which read best together.)
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""The VRQ operand format and its limits, defined once: ``N`` code bits, range stride
-``S``, ``G`` ranges, and the range-index bits they need.
+"""The VRQ operand format, defined once: its limits (``N`` code bits, range stride ``S``,
+``G`` ranges), the range-index bits they need, and the operand word layout
+(:func:`vrq_pack`, :func:`vrq_unpack`).
 
 The configuration's optional ``[vrq]`` section (:data:`qforge.sim.model.spec.VRQ_SCHEMA`),
 the training configurations and :class:`VrqFormat` all take their limits from
 :data:`VRQ_LIMITS`, :func:`range_stride_error` and :func:`vrq_range_bits`. This module
-imports nothing of qforge, so :mod:`~qforge.sim.model.spec` and
+imports nothing of qforge (a configuration is used through its attributes), so :mod:`~qforge.sim.model.spec` and
 :mod:`~qforge.sim.model.quantize` can both use it.
 """
 
@@ -12,7 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["VRQ_LIMITS", "vrq_range_bits", "range_stride_error", "VrqFormat"]
+import numpy as np
+
+__all__ = ["VRQ_LIMITS", "vrq_range_bits", "range_stride_error", "VrqFormat", "vrq_pack",
+           "vrq_unpack"]
 
 #: ``(lowest, highest)`` allowed value of each VRQ format field.
 VRQ_LIMITS: dict[str, tuple[int, int]] = {
@@ -91,3 +95,38 @@ class VrqFormat:
         """Bits between the lowest code bit of range G-1 and the top of range 0:
         an integer form of a coded value fits in ``span`` unsigned bits."""
         return self.code_width + (self.ranges - 1) * self.range_stride
+
+
+def vrq_pack(sign, code, group, config) -> np.ndarray:
+    """Pack VRQ elements into the W-bit operand words the accelerator loads (``config``:
+    a :class:`~qforge.sim.model.spec.Config` with a ``[vrq]`` section).
+
+    Bit layout (least significant first): ``N`` code bits, the range index in
+    ``max(1, bit_length(G - 1))`` bits (:func:`vrq_range_bits`: one bit even for
+    ``G = 1``), the sign; unused high bits are zero. Returned as the signed ``W``-bit
+    value of that bit pattern (the operand beats carry signed W-bit words).
+
+    >>> from qforge.sim.model.spec import from_dict, load_preset
+    >>> spec = load_preset("default").to_dict() | {"vrq": {"code_width": 4,
+    ...     "range_stride": 2, "ranges": 8}}
+    >>> cfg = from_dict(spec)
+    >>> vrq_pack(np.array([0, 1]), np.array([10, 7]), np.array([0, 1]), cfg)
+    array([  10, -105])
+
+    (``-7`` in range 1: ``7 | 1 << 4 | 1 << 7 = 151``, the byte of ``-105``.)
+
+    >>> vrq_unpack(np.array([10, -105]), cfg)
+    (array([0, 1]), array([10,  7]), array([0, 1]))
+    """
+    n, range_bits, width = config.vrq_code_width, config.vrq_range_bits, config.operand_width
+    bits = (np.asarray(code, dtype=np.int64) | (np.asarray(group, dtype=np.int64) << n)
+            | (np.asarray(sign, dtype=np.int64) << (n + range_bits)))
+    return np.where(bits >> (width - 1) & 1, bits - (1 << width), bits)
+
+
+def vrq_unpack(words, config):
+    """``(sign, code, group)`` of VRQ operand words (inverse of :func:`vrq_pack`)."""
+    n, range_bits, width = config.vrq_code_width, config.vrq_range_bits, config.operand_width
+    bits = np.asarray(words, dtype=np.int64) & ((1 << width) - 1)
+    return ((bits >> (n + range_bits)) & 1, bits & ((1 << n) - 1),
+            (bits >> n) & ((1 << range_bits) - 1))

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from qforge.sim.model.spec import PRESETS, SCHEMA, from_dict, load_preset
-from qforge.sim.model import numerics
+from qforge.sim.model import exact_matmul, numerics
 from qforge.sim.model.numerics import (OperandError, OperandPrecision, Precision, Selection,
                                  check_operands, gemm, gemm_block_products,
                                  operand_value, select_blocks, sign_magnitude,
@@ -580,7 +580,7 @@ def test_schema_limits_keep_gemm_below_float64_exact_bound():
     fields = {f.path: f for f in SCHEMA}
     width = fields["arithmetic.operand_width"].maximum
     depth = fields["arithmetic.max_reduction_depth"].maximum
-    assert (1 << (2 * width - 2)) * depth < numerics._FLOAT64_EXACT == 1 << 53
+    assert (1 << (2 * width - 2)) * depth < exact_matmul._FLOAT64_EXACT == 1 << 53
 
 
 @pytest.mark.parametrize("depth", [1023, 1024, 1100, 2048])
@@ -588,7 +588,7 @@ def test_float32_float64_boundary(depth):
     """Default preset, exact mode: the bound 2**14 * D crosses 2**24 (float32's exact
     integer range) at D = 1024. Sums past 2**24 with odd terms, where a float32 matmul
     would round, must still be exact."""
-    assert numerics._FLOAT32_EXACT == 1 << 24
+    assert exact_matmul._FLOAT32_EXACT == 1 << 24
     split = min(depth, 1041)
     a = np.full((2, depth), 127)
     a[1, :] = -128
@@ -635,14 +635,14 @@ def test_split_path_is_exact_where_float64_is_not(monkeypatch):
     naive = np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(object)
     assert (naive != expected).any()          # plain float64 would be wrong here
     calls = []
-    original = numerics._exact_integer_matmul
+    original = exact_matmul.exact_integer_matmul
 
     def counting(x, y):
         calls.append(x.shape)
         return original(x, y)
 
-    monkeypatch.setattr(numerics, "_exact_integer_matmul", counting)
-    result = numerics._exact_integer_matmul(a, b)
+    monkeypatch.setattr(exact_matmul, "exact_integer_matmul", counting)
+    result = exact_matmul.exact_integer_matmul(a, b)
     assert len(calls) > 1                     # the split recursion ran
     assert result.dtype == np.int64
     assert (result.astype(object) == expected).all()
@@ -656,8 +656,8 @@ def test_gemm_split_path_with_lowered_threshold(case):
     b = np.clip(b, -7, 7)                      # split terminates while max|b| * D < bound
     modes = standard_modes(config)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(numerics, "_FLOAT32_EXACT", 1 << 8)
-        patch.setattr(numerics, "_FLOAT64_EXACT", 1 << 8)
+        patch.setattr(exact_matmul, "_FLOAT32_EXACT", 1 << 8)
+        patch.setattr(exact_matmul, "_FLOAT64_EXACT", 1 << 8)
         results = {name: gemm(a, b, config, modes[name])
                    for name in ("exact", "approx_dynamic", "approx_static")}
         blocks = gemm_block_products(a, b, config, modes["approx_dynamic"])
