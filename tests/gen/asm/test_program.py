@@ -1,0 +1,14 @@
+"""The assembled program (qforge.gen.asm.program): bytes and listing."""
+
+from qforge.gen.asm import Program, assemble
+from tests.gen.asm.shared import TINY
+
+
+def test_program_bytes_and_listing():
+    program = assemble("nop\ngemm 1, 2, 3  ; go\n.data\nx: .word 9", TINY)
+    assert isinstance(program, Program)
+    assert program.to_bytes() == b"".join(w.to_bytes(8, "little") for w in program.words)
+    listing = program.listing().splitlines()
+    assert listing[1].split()[:2] == ["1", f"{program.words[1]:016x}"]
+    assert "gemm 1, 2, 3" in listing[1] and "go" in listing[1]
+    assert any("symbol x = 0" in line for line in listing)
