@@ -1,0 +1,25 @@
+"""qforge area: options and the errors found before synthesis."""
+
+from tests.cli import command_parser, exclusive_groups, options, run_qforge
+
+
+def test_options():
+    parser = command_parser("area")
+    table = options(parser)
+    assert set(table) == {"--preset", "--spec", "--with-skipping", "--family", "--selectors",
+                          "--hierarchy", "--keep", "--json", "--jobs", "--no-cache"}
+    # --preset and --spec may repeat and mix: one list, in the order given.
+    assert table["--preset"].dest == table["--spec"].dest == "designs"
+    assert table["--family"].choices == ["ecp5", "ice40"]
+    assert table["--family"].default == "ecp5" and table["--jobs"].default == 1
+    assert exclusive_groups(parser) == []
+    arguments = parser.parse_args(["--spec", "a.toml", "--preset", "tiny"])
+    assert [(kind, str(value)) for kind, value in arguments.designs] == [
+        ("spec", "a.toml"), ("preset", "tiny")]
+
+
+def test_errors_are_one_line(capsys):
+    assert run_qforge(capsys, "area", "--jobs", "0") == (
+        2, "", "qforge: error: --jobs = 0: must be at least 1\n")
+    assert run_qforge(capsys, "area", "--preset", "tiny", "--preset", "tiny") == (
+        2, "", "qforge: error: --preset/--spec: configuration 'tiny' given twice\n")

@@ -1,0 +1,75 @@
+"""qforge generate: Verilog and manifest from a preset or spec, and its errors."""
+
+import json
+
+import pytest
+
+from qforge.gen.cli.common import SPEC_EPILOG
+from qforge.sim.model.spec import load_preset
+from tests.cli import command_parser, exclusive_groups, options, run_qforge
+
+
+def test_options():
+    parser = command_parser("generate")
+    table = options(parser)
+    assert set(table) == {"--preset", "--spec", "--output", "--lint", "--programmable"}
+    assert table["--output"].option_strings == ["-o", "--output"]
+    assert table["--output"].required and table["--output"].metavar == "DIR"
+    assert table["--preset"].default is None
+    assert exclusive_groups(parser) == [({"--preset", "--spec"}, True)]
+
+
+def test_help_lists_every_spec_key():
+    epilog = command_parser("generate").epilog
+    assert epilog == SPEC_EPILOG
+    for key in ("array.rows", "arithmetic.block_width", "buffers.depth", "vrq.ranges",
+                "zero_skipping.pe_buffer_depth"):
+        assert key in epilog
+
+
+def test_generate_preset_writes_verilog_and_manifest(capsys, tmp_path):
+    code, out, _ = run_qforge(capsys, "generate", "--preset", "tiny", "-o", tmp_path, "--lint")
+    assert code == 0
+    assert (tmp_path / "qforge_top.v").read_text().count("module qforge_top(") == 1
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["config"]["name"] == "tiny"
+    assert "clean" in out
+
+
+def test_generate_spec_file(capsys, tmp_path):
+    spec = tmp_path / "mine.toml"
+    spec.write_text(load_preset("tiny").to_toml().replace('name = "tiny"', 'name = "mine"')
+                    .replace("rows = 2", "rows = 3"))
+    code, _, _ = run_qforge(capsys, "generate", "--spec", spec, "-o", tmp_path / "out")
+    assert code == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["config"]["array"]["rows"] == 3
+
+
+@pytest.mark.parametrize("change, field", [
+    ("block_width = 4", "block_width = 3"),
+    ("rows = 2", "rows = 0"),
+    ("rows = 2", "rows = \"2\""),
+    ("rows = 2", "rows = 2\nbanana = 1"),
+])
+def test_bad_spec_is_one_clear_line(capsys, tmp_path, change, field):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(load_preset("tiny").to_toml().replace(change, field))
+    code, out, err = run_qforge(capsys, "generate", "--spec", spec, "-o", tmp_path / "o")
+    assert code == 2
+    assert err.startswith("qforge: error: ") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err and str(spec) in err
+
+
+def test_unknown_preset(capsys, tmp_path):
+    code, _, err = run_qforge(capsys, "generate", "--preset", "huge", "-o", tmp_path)
+    assert code == 2 and "allowed: default, large, sparse, tiny" in err
+
+
+def test_output_below_a_file_is_one_line(capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    code, _, err = run_qforge(capsys, "generate", "--preset", "tiny", "-o",
+                              tmp_path / "file" / "out")
+    assert code == 2
+    assert err == f"qforge: error: -o {tmp_path / 'file' / 'out'}: {tmp_path / 'file'} is a " \
+                  "file, not a folder\n"
