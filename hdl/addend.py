@@ -1,12 +1,13 @@
 """Addend stage: adds an addend stream to the results of GEMMs with ``add = 1``."""
 
 from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from qforge.sim.model.spec import Config
-from qforge.hdl.layouts import addend_layout, epilogue_layout, result_layout
+from qforge.hdl.layouts import epilogue_layout
+from qforge.hdl.signatures import addend_stream, epilogue_stream, result_stream
 
 __all__ = ["AddendStage", "EPILOGUE_FIFO_DEPTH"]
 
@@ -41,10 +42,10 @@ class AddendStage(wiring.Component):
     def __init__(self, config: Config):
         self._config = config
         super().__init__({
-            "epilogue": In(stream.Signature(epilogue_layout(config))),
-            "input": In(stream.Signature(result_layout(config))),
-            "addend": In(stream.Signature(addend_layout(config))),
-            "output": Out(stream.Signature(result_layout(config))),
+            "epilogue": In(epilogue_stream(config)),
+            "input": In(result_stream(config)),
+            "addend": In(addend_stream(config)),
+            "output": Out(result_stream(config)),
             "idle": Out(1),
         })
 

@@ -1,14 +1,12 @@
 """The programmable accelerator: instruction decoder, accelerator, addend stage."""
 
 from amaranth.hdl import Module
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
 from qforge.sim.model.spec import Config
 from qforge.hdl.addend import AddendStage
 from qforge.hdl.decoder import InstructionDecoder
-from qforge.hdl.isa import instruction_layout
-from qforge.hdl.layouts import a_beat_layout, addend_layout, b_beat_layout, result_layout
+from qforge.hdl.signatures import CoreSignature
 from qforge.hdl.top import Accelerator
 
 __all__ = ["Core"]
@@ -17,7 +15,8 @@ __all__ = ["Core"]
 class Core(wiring.Component):
     """The accelerator programmed with instruction words (docs/ISA.md).
 
-    Ports (``amaranth.lib.stream`` rules on every stream):
+    Ports (:class:`~qforge.hdl.signatures.CoreSignature`; ``amaranth.lib.stream`` rules
+    on every stream):
 
     * ``instruction`` (in): 64-bit instruction words (:mod:`qforge.hdl.isa`).
     * ``a_in`` / ``b_in`` (in): operand beats of each valid GEMM, in instruction order, as
@@ -41,15 +40,7 @@ class Core(wiring.Component):
 
     def __init__(self, config: Config):
         self._config = config
-        super().__init__({
-            "instruction": In(stream.Signature(instruction_layout())),
-            "a_in": In(stream.Signature(a_beat_layout(config))),
-            "b_in": In(stream.Signature(b_beat_layout(config))),
-            "addend": In(stream.Signature(addend_layout(config))),
-            "result": Out(stream.Signature(result_layout(config))),
-            "idle": Out(1),
-            "error": Out(1),
-        })
+        super().__init__(CoreSignature(config))
 
     @property
     def config(self) -> Config:

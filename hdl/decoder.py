@@ -1,13 +1,14 @@
 """Instruction decoder: the instruction stream in, GEMM commands out (docs/ISA.md)."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from qforge.sim.model.spec import Config
 from qforge.hdl.isa import instruction_layout, operand_layout
 from qforge.sim.model.isa import Opcode, Operand
-from qforge.hdl.layouts import command_layout, epilogue_layout
+from qforge.hdl.layouts import command_layout
+from qforge.hdl.signatures import command_stream, epilogue_stream, instruction_stream
 from qforge.sim.model.quantize import Rounding
 
 __all__ = ["InstructionDecoder"]
@@ -25,8 +26,9 @@ class InstructionDecoder(wiring.Component):
 
     Ports:
 
-    * ``instruction`` (in stream of :func:`~qforge.hdl.isa.instruction_layout`).
-    * ``cmd`` (out stream of :func:`~qforge.hdl.layouts.command_layout`): one command per
+    * ``instruction`` (in, :func:`~qforge.hdl.signatures.instruction_stream`).
+    * ``cmd`` (out, :func:`~qforge.hdl.signatures.command_stream`, the ``cmd`` of an
+      :class:`~qforge.hdl.signatures.AcceleratorSignature`): one command per
       valid ``GEMM``, with the precision, output and random-key registers of that moment.
     * ``epilogue`` (out stream of :func:`~qforge.hdl.layouts.epilogue_layout`): the same
       GEMM's ``add`` and ``saturate_bits``, for the addend stage, in the same order.
@@ -50,9 +52,9 @@ class InstructionDecoder(wiring.Component):
     def __init__(self, config: Config):
         self._config = config
         super().__init__({
-            "instruction": In(stream.Signature(instruction_layout())),
-            "cmd": Out(stream.Signature(command_layout(config))),
-            "epilogue": Out(stream.Signature(epilogue_layout(config))),
+            "instruction": In(instruction_stream()),
+            "cmd": Out(command_stream(config)),
+            "epilogue": Out(epilogue_stream(config)),
             "accelerator_idle": In(1),
             "idle": Out(1),
             "error": Out(1),

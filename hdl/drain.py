@@ -1,11 +1,11 @@
 """Result drain: shifts a finished tile out of the array onto the ``result`` stream."""
 
 from amaranth.hdl import Module, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from qforge.sim.model.spec import Config
-from qforge.hdl.layouts import result_layout
+from qforge.hdl.signatures import result_stream
 
 __all__ = ["ResultDrain"]
 
@@ -37,7 +37,7 @@ class ResultDrain(wiring.Component):
             "array_row": In(data.ArrayLayout(signed(config.accumulator_width), config.cols)),
             "shift": Out(1),
             "drain_free": Out(1),
-            "result": Out(stream.Signature(result_layout(config))),
+            "result": Out(result_stream(config)),
         })
 
     def elaborate(self, platform):

@@ -19,7 +19,7 @@ ValueError: baud_rate = 7e+06 at clock_frequency = 2.4e+07 Hz: ...
 from contextlib import contextmanager
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -27,7 +27,7 @@ from qforge.hdl.protocol import (DATA_KINDS, MAX_PAYLOAD, REQUEST_KINDS, STATUS_
                                   SYNC, TIMEOUT_BYTE_TIMES, Kind, Nak, beat_bytes,
                                   config_fingerprint, crc16_update)
 from qforge.sim.model.spec import Config
-from qforge.hdl.layouts import a_beat_layout, b_beat_layout, command_layout, result_layout
+from qforge.hdl.signatures import AcceleratorSignature
 from qforge.hdl.top import Accelerator
 from qforge.hdl.uart import MIN_DIVISOR, UartReceiver, UartTransmitter, check_divisor
 
@@ -94,14 +94,17 @@ class HostLink(wiring.Component):
 
     * ``rx`` (in, asynchronous pin, idle high), ``tx`` (out, registered, idle high): the
       UART, 8N1.
-    * ``cmd``, ``a_in``, ``b_in`` (out streams of :func:`command_layout`,
-      :func:`a_beat_layout`, :func:`b_beat_layout`): the beats of executed COMMAND,
-      A_DATA, B_DATA frames, in frame order. ``valid`` never looks at ``ready``; the
-      payload holds while a beat waits.
-    * ``result`` (in stream of :func:`result_layout`): each beat goes back as one RESULT
-      frame (SEQ = a counter from 0). A beat is taken whenever the transmit path is free
-      to start a frame (no frame being sent and no response waiting).
-    * ``accelerator_idle``, ``accelerator_error`` (in): reported in the status payload.
+    * ``accelerator``: the flipped :class:`~qforge.hdl.signatures.AcceleratorSignature`,
+      connected to an :class:`~qforge.hdl.top.Accelerator` with one ``wiring.connect``:
+
+      * ``accelerator.cmd``, ``accelerator.a_in``, ``accelerator.b_in`` (out): the beats
+        of executed COMMAND, A_DATA, B_DATA frames, in frame order. ``valid`` never
+        looks at ``ready``; the payload holds while a beat waits.
+      * ``accelerator.result`` (in): each beat goes back as one RESULT frame (SEQ = a
+        counter from 0). A beat is taken whenever the transmit path is free to start a
+        frame (no frame being sent and no response waiting).
+      * ``accelerator.idle``, ``accelerator.error`` (in): reported in the status
+        payload.
     * ``status`` (out, :data:`link_status_layout`): for LEDs, all registered.
 
     Receive path, one byte per cycle from the UART: hunt for SYNC; KIND, SEQ, LENGTH
@@ -150,12 +153,7 @@ class HostLink(wiring.Component):
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
-            "cmd": Out(stream.Signature(command_layout(config))),
-            "a_in": Out(stream.Signature(a_beat_layout(config))),
-            "b_in": Out(stream.Signature(b_beat_layout(config))),
-            "result": In(stream.Signature(result_layout(config))),
-            "accelerator_idle": In(1),
-            "accelerator_error": In(1),
+            "accelerator": In(AcceleratorSignature(config)),
             "status": Out(link_status_layout),
         })
 
@@ -256,7 +254,9 @@ class HostLink(wiring.Component):
         with m.Elif(~timed_out):
             m.d.sync += silence.eq(silence - 1)
 
-        streams = {Kind.COMMAND: self.cmd, Kind.A_DATA: self.a_in, Kind.B_DATA: self.b_in}
+        accelerator = self.accelerator
+        streams = {Kind.COMMAND: accelerator.cmd, Kind.A_DATA: accelerator.a_in,
+                   Kind.B_DATA: accelerator.b_in}
         for kind, port in streams.items():
             m.d.comb += port.payload.eq(assembly.as_value()[:len(port.payload.as_value())])
         beat_taken = Signal()
@@ -402,6 +402,7 @@ class HostLink(wiring.Component):
         result_bytes = self._result_bytes
         shifter_bytes = max(result_bytes, STATUS_BYTES)
         fingerprint = config_fingerprint(self._config)
+        result = self.accelerator.result
 
         frame_kind = Signal(8)
         frame_seq = Signal(8)
@@ -420,9 +421,9 @@ class HostLink(wiring.Component):
                      transmitter.data.payload.eq(byte),
                      taken.eq(transmitter.data.valid & transmitter.data.ready),
                      state.response_accepted.eq(sender_idle & state.response_request),
-                     self.result.ready.eq(sender_idle & ~state.response_request)]
+                     result.ready.eq(sender_idle & ~state.response_request)]
 
-        flags = Cat(self.accelerator_idle, self.accelerator_error,
+        flags = Cat(self.accelerator.idle, self.accelerator.error,
                     state.rejected_since_status, Const(0, 5))
         status_payload = Cat(flags, state.last_seq, state.rejected_count,
                              Const(fingerprint, 16))
@@ -453,11 +454,11 @@ class HostLink(wiring.Component):
                     with m.If(state.response_kind == Kind.STATUS_REPLY):
                         m.d.sync += state.rejected_since_status.eq(0)
                     m.next = "SYNC"
-                with m.Elif(self.result.valid):
+                with m.Elif(result.valid):
                     m.d.sync += [frame_kind.eq(Kind.RESULT), frame_seq.eq(result_seq),
                                  result_seq.eq(result_seq + 1),
                                  frame_is_nak.eq(0), frame_is_result.eq(1),
-                                 shifter.eq(self.result.payload.as_value()),
+                                 shifter.eq(result.payload.as_value()),
                                  payload_left.eq(result_bytes)]
                     m.next = "SYNC"
             with m.State("SYNC"):
@@ -558,12 +559,9 @@ class LinkedAccelerator(wiring.Component):
         m = Module()
         m.submodules.accelerator = accelerator = Accelerator(self._config)
         m.submodules.link = link = HostLink(self._config, divisor=self._divisor)
-        for name in ("cmd", "a_in", "b_in", "result"):
-            wiring.connect(m, getattr(link, name), getattr(accelerator, name))
+        wiring.connect(m, link.accelerator, accelerator)
         m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx),
                      self.status.eq(link.status),
-                     link.accelerator_idle.eq(accelerator.idle),
-                     link.accelerator_error.eq(accelerator.error),
                      self.accelerator_idle.eq(accelerator.idle),
                      self.accelerator_error.eq(accelerator.error)]
         return m

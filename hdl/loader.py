@@ -5,8 +5,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qforge.sim.model.spec import Config
-from qforge.hdl.layouts import a_beat_layout, b_beat_layout, command_layout
+from qforge.hdl.layouts import command_layout
 from qforge.hdl.scheduler import job_layout
+from qforge.hdl.signatures import a_stream, b_stream, command_stream
 
 __all__ = ["Loader"]
 
@@ -65,9 +66,9 @@ class Loader(wiring.Component):
         self._config = config
         address = unsigned(config.buffer_address_width)
         super().__init__({
-            "cmd": In(stream.Signature(command_layout(config))),
-            "a_in": In(stream.Signature(a_beat_layout(config))),
-            "b_in": In(stream.Signature(b_beat_layout(config))),
+            "cmd": In(command_stream(config)),
+            "a_in": In(a_stream(config)),
+            "b_in": In(b_stream(config)),
             "job": Out(stream.Signature(job_layout(config))),
             "a_write_address": Out(address), "a_write_enable": Out(1),
             "b_write_address": Out(unsigned(config.pe_buffer_address_width)

@@ -7,10 +7,11 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from qforge.sim.model.spec import Config
-from qforge.hdl.layouts import output_layout, result_layout
+from qforge.hdl.layouts import output_layout
 from qforge.hdl.vrq_encoder import VrqEncoder
 from qforge.sim.model.cycles import OUTPUT_LATENCY
 from qforge.sim.model.quantize import _KEY_CONSTANTS, RANDOM_ROUNDS, Rounding
+from qforge.hdl.signatures import result_stream
 
 __all__ = ["OutputStage", "output_parameters_layout", "PARAMETER_FIFO_DEPTH",
            "KEY_ROUNDS_PER_CYCLE"]
@@ -128,8 +129,8 @@ class OutputStage(wiring.Component):
         self._config = config
         super().__init__({
             "params": In(stream.Signature(output_parameters_layout(config))),
-            "accumulators": In(stream.Signature(result_layout(config))),
-            "result": Out(stream.Signature(result_layout(config))),
+            "accumulators": In(result_stream(config)),
+            "result": Out(result_stream(config)),
             "idle": Out(1),
         })
 

@@ -1,21 +1,20 @@
 """The accelerator top level: streams in, double-buffered banks, array, streams out."""
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from qforge.sim.model.spec import Config
 from qforge.hdl.array import BroadcastArray, SystolicArray
 from qforge.hdl.compactor import RowCompactor
 from qforge.hdl.drain import ResultDrain
-from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
-                                entry_count_layout, operand_word_layout, result_layout,
+from qforge.hdl.layouts import (entry_count_layout, operand_word_layout, result_layout,
                                 row_entry_layout)
 from qforge.hdl.loader import Loader
 from qforge.hdl.output_stage import OutputStage
 from qforge.hdl.scheduler import Scheduler
 from qforge.hdl.selector import BlockSelector
+from qforge.hdl.signatures import AcceleratorSignature
 from qforge.hdl.skid import SkidBuffer
 from qforge.hdl.skipping_scheduler import SkippingScheduler
 
@@ -25,8 +24,9 @@ __all__ = ["Accelerator"]
 class Accelerator(wiring.Component):
     """A GEMM accelerator with block-wise precision-reconfigurable PEs.
 
-    Ports (all streams follow ``amaranth.lib.stream`` valid/ready rules; payload layouts
-    are in :mod:`qforge.hdl.layouts`):
+    Ports (:class:`~qforge.hdl.signatures.AcceleratorSignature`; all streams follow
+    ``amaranth.lib.stream`` valid/ready rules; payload layouts are in
+    :mod:`qforge.hdl.layouts`):
 
     * ``cmd`` (in): GEMM commands (tile counts, depth, precision mode).
     * ``a_in`` / ``b_in`` (in): operand beats for the command being loaded.
@@ -57,14 +57,7 @@ class Accelerator(wiring.Component):
 
     def __init__(self, config: Config):
         self._config = config
-        super().__init__({
-            "cmd": In(stream.Signature(command_layout(config))),
-            "a_in": In(stream.Signature(a_beat_layout(config))),
-            "b_in": In(stream.Signature(b_beat_layout(config))),
-            "result": Out(stream.Signature(result_layout(config))),
-            "idle": Out(1),
-            "error": Out(1),
-        })
+        super().__init__(AcceleratorSignature(config))
 
     @property
     def config(self) -> Config:

@@ -128,15 +128,15 @@ class LinkBench:
 
     def run(self, script, *, results=(), result_stall=0.6, max_cycles=200_000):
         dut = self.dut
-        ports = {name: getattr(dut, name) for name in STREAM_OF.values()}
+        ports = {name: getattr(dut.accelerator, name) for name in STREAM_OF.values()}
 
         async def host(ctx):
-            ctx.set(dut.accelerator_idle, 1)
+            ctx.set(dut.accelerator.idle, 1)
             await ctx.tick().repeat(4)
             await script(ctx, self)
 
         async def feed_results(ctx):
-            await send(ctx, dut.result, list(results), stall=result_stall,
+            await send(ctx, dut.accelerator.result, list(results), stall=result_stall,
                        rng=random.Random(self.seed + 1))
 
         async def decode_tx(ctx):
@@ -316,8 +316,8 @@ def test_status_request_reports_the_status_and_fingerprint():
                                         frame_rejected=False, last_seq=0xFF,
                                         rejected_frames=0,
                                         fingerprint=config_fingerprint(bench.config))
-        ctx.set(bench.dut.accelerator_idle, 0)
-        ctx.set(bench.dut.accelerator_error, 1)
+        ctx.set(bench.dut.accelerator.idle, 0)
+        ctx.set(bench.dut.accelerator.error, 1)
         reply = await bench.request(ctx, encode_frame(Kind.STATUS, 200))
         assert reply.seq == 200
         status = _status(reply)
