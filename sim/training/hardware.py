@@ -1,9 +1,9 @@
 """Training as programs: every GEMM and weight update of the digits MLP runs as qforge
 instructions on a runtime backend (:mod:`qforge.sim.runtime`).
 
-A hardware configuration with ``update = "hardware"`` (:mod:`qforge.sim.training.emulated`)
+A hardware configuration with ``update = "hardware"`` (:mod:`qforge.sim.training.config`)
 trains here. The network, data, initial weights, batches, learning-rate schedule and
-random keys are those of :func:`qforge.sim.training.emulated.train_run`; what differs from the
+random keys are those of :func:`qforge.sim.training.loop.train_run`; what differs from the
 float-update emulation is where the arithmetic happens and the weight-update rule:
 
 * **On the accelerator** (programs of the instruction set, docs/ISA.md): the five GEMMs
@@ -39,14 +39,17 @@ from typing import Callable
 import numpy as np
 
 from qforge.gen.asm import matmul_words, sgd_update_words
-from qforge.sim.model.isa import Opcode, Operand, encode
+from qforge.sim.model.capacity import tiles
 from qforge.sim.model.cycles import program_cycles
-from qforge.sim.model.quantize import Rounding, fixed_point_encode
+from qforge.sim.model.isa import Opcode, Operand, encode
+from qforge.sim.model.quantize import fixed_point_encode
+from qforge.sim.model.rounding import Rounding
 from qforge.sim.runtime import Runtime
-from qforge.sim.training.emulated import (SLOTS, _SLOT, HardwareConfig, Quantized, RunResult,
-                                 TrainConfig, _batches, _log_softmax, _loss_accuracy,
-                                 _with_ones, initial_weights, quantize_operand,
-                                 random_key, training_data)
+from qforge.sim.training.config import HardwareConfig, TrainConfig
+from qforge.sim.training.data import batches, training_data
+from qforge.sim.training.formats import Quantized, quantize_operand, slot_key
+from qforge.sim.training.network import initial_weights, log_softmax, loss_accuracy, with_ones
+from qforge.sim.training.report import RunResult
 
 __all__ = ["update_operands", "ProgramTrainer", "train_program_run", "MismatchError"]
 
@@ -162,7 +165,7 @@ class ProgramTrainer:
 
     # ---- quantization (host) ------------------------------------------------------------
     def _key(self, slot: str, step: int) -> tuple[int, int]:
-        return random_key(self.train.seed, step * len(SLOTS) + _SLOT[slot])
+        return slot_key(self.train.seed, step, slot)
 
     def _quantize(self, values, slot: str, step: int,
                   rounding: Rounding | None = None) -> Quantized:
@@ -199,13 +202,11 @@ class ProgramTrainer:
                 slot: str, step: int) -> list[int]:
         t = self.tensors
         seed, tensor = self._key(slot, step)
-        rounding = {Rounding.STOCHASTIC: 2, Rounding.NEAREST_EVEN: 0}[
-            self.hardware.update_rounding]
         return sgd_update_words(self.config, w=t[weights].address, x=t[x].address,
                                 dy=t[gradient].address, batch=rows,
                                 inputs=t[weights].rows, outputs=t[weights].cols,
                                 shift=shift, weight_bits=self.wfmt.bits, seed=seed,
-                                tensor=tensor, rounding=rounding)
+                                tensor=tensor, rounding=self.hardware.update_rounding)
 
     def _forward(self, x_codes: Quantized, step: int, rounding=None):
         """Z1, H and Z2 of a batch (float) with the operand codes on the way."""
@@ -217,7 +218,7 @@ class ProgramTrainer:
                   f"step {step}: Z1 = X @ W1", ("z1", n))
         z1 = np.ldexp(self._read("z1", n).astype(np.float64),
                       x_codes.exponent + q_w1.exponent)
-        q_h = self._quantize(_with_ones(np.maximum(z1, 0)), "h", step, rounding)
+        q_h = self._quantize(with_ones(np.maximum(z1, 0)), "h", step, rounding)
         q_w2 = self._weights("w2", step, rounding)
         self._write("h", q_h.integers)
         self._write("w2q", q_w2.integers)
@@ -236,7 +237,7 @@ class ProgramTrainer:
         n, hidden = x.shape[0], self.train.hidden
         q_x = self._quantize(x, "x", step)
         z1, q_h, q_w2, z2 = self._forward(q_x, step)
-        log_p = _log_softmax(z2)
+        log_p = log_softmax(z2)
         loss = -float((log_p * onehot).sum() / n)
         q_dz2, shift2 = self._gradient(-lr * (np.exp(log_p) - onehot) / n, "dz2", step,
                                        q_h.exponent)
@@ -259,7 +260,7 @@ class ProgramTrainer:
         """Test loss and accuracy; operands rounded to nearest, as the emulation does."""
         q_x = self._quantize(x_test, "x", 0, Rounding.NEAREST_EVEN)
         _, _, _, z2 = self._forward(q_x, 0, Rounding.NEAREST_EVEN)
-        return _loss_accuracy(z2, y_test)
+        return loss_accuracy(z2, y_test)
 
     def weight_codes(self) -> tuple[np.ndarray, np.ndarray]:
         return self._read("w1"), self._read("w2")
@@ -271,7 +272,7 @@ def train_program_run(train: TrainConfig, hardware: HardwareConfig, data=None, *
                       progress: bool = False, log_every: int = 5,
                       runtime_options: dict | None = None) -> RunResult:
     """Train ``hardware`` (``update = "hardware"``) with every GEMM and update as a
-    program on ``backend``; curves as :func:`qforge.sim.training.emulated.train_run` returns
+    program on ``backend``; curves as :func:`qforge.sim.training.loop.train_run` returns
     them, plus the backend's and the cycle model's cycles per epoch."""
     from qforge.sim.progress import Progress
 
@@ -280,9 +281,9 @@ def train_program_run(train: TrainConfig, hardware: HardwareConfig, data=None, *
     result = RunResult(hardware.name, hardware.describe())
     result.backend = backend
     start = time.perf_counter()
-    x_train, x_test = _with_ones(x_train), _with_ones(x_test)
+    x_train, x_test = with_ones(x_train), with_ones(x_test)
     onehot = np.eye(10)[y_train]
-    batches_per_epoch = -(-len(x_train) // train.batch_size)
+    batches_per_epoch = tiles(len(x_train), train.batch_size)
     steps_total = epochs * batches_per_epoch
     config = hardware.operand.config
     runtime = Runtime(config, backend, **(runtime_options or {}))
@@ -302,7 +303,7 @@ def train_program_run(train: TrainConfig, hardware: HardwareConfig, data=None, *
             bar = Progress(batches_per_epoch + 1, f"{hardware.name} ({backend}) epoch "
                            f"{epoch}/{epochs}") if progress else None
             losses = []
-            for batch in _batches(len(x_train), train.batch_size, train.seed, epoch):
+            for batch in batches(len(x_train), train.batch_size, train.seed, epoch):
                 lr = train.learning_rate_at(step, steps_total)
                 losses.append(trainer.step(x_train[batch], onehot[batch], step, lr))
                 step += 1
@@ -330,9 +331,7 @@ def train_program_run(train: TrainConfig, hardware: HardwareConfig, data=None, *
                     f"test accuracy {100 * accuracy:.2f}%{cycles}")
         codes = trainer.weight_codes()
         result.max_abs_weight = float(max(np.abs(trainer.wfmt.value(c)).max() for c in codes))
-        limit = 1 << (trainer.wfmt.bits - 1)
-        result.saturated_weights = sum(int(((c == -limit) | (c == limit - 1)).sum())
-                                       for c in codes)
+        result.saturated_weights = trainer.wfmt.saturated_count(codes)
         result.gemms = trainer.gemms
         result.checked = golden is not None
     finally:

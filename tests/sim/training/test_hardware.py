@@ -7,13 +7,16 @@ import dataclasses
 import numpy as np
 import pytest
 
-from qforge.gen.cli import main
-from qforge.sim.training.hardware import ProgramTrainer, train_program_run
-from qforge.sim.model.quantize import random_bits
+from qforge.sim.model.random_bits import random_bits
 from qforge.sim.runtime import Runtime
-from qforge.sim.training.emulated import (TrainConfigError, load_digits_split, load_train_config,
-                                 rtl_config_path, train_all, train_config_from_dict,
-                                 _with_ones)
+from qforge.sim.training.config import (TrainConfigError, default_config_path,
+                                        load_train_config, rtl_config_path,
+                                        train_config_from_dict)
+from qforge.sim.training.data import load_digits_split
+from qforge.sim.training.hardware import ProgramTrainer, train_program_run
+from qforge.sim.training.loop import train_all
+from qforge.sim.training.network import with_ones
+from tests.cli import run_qforge
 
 
 def rtl_train(**changes):
@@ -32,7 +35,7 @@ def test_the_update_is_stochastic_rounding_of_w_plus_the_scaled_gradient():
     trainer = ProgramTrainer(train, hardware, runtime, test_samples=len(x_test))
     trainer.initialize()
     w1_before = trainer.weight_codes()[0]
-    trainer.step(_with_ones(x_train[:32]), np.eye(10)[y_train[:32]], step=0, lr=0.5)
+    trainer.step(with_ones(x_train[:32]), np.eye(10)[y_train[:32]], step=0, lr=0.5)
     x_codes = trainer._read("x", 32)
     dz1_codes = trainer._read("dz1", 32)
     gradient = x_codes.T @ dz1_codes
@@ -93,12 +96,10 @@ def test_update_hardware_only_with_int_operands():
 
 
 def test_command_line_backend_golden(capsys, tmp_path):
-    code = main(["train", "--backend", "golden", "--epochs", "1", "--plot",
-                 str(tmp_path / "p.png")])
-    out = capsys.readouterr().out
+    code, out, _ = run_qforge(capsys, "train", "--backend", "golden", "--epochs", "1",
+                              "--plot", tmp_path / "p.png")
     assert code == 0 and "int8_hw | golden | 1 |" in out and "(model)" in out
-    code = main(["train", "--backend", "golden", "--config",
-                 str(__import__("qforge.sim.training.emulated", fromlist=["x"]).default_config_path()),
-                 "--epochs", "1"])
+    code, _, err = run_qforge(capsys, "train", "--backend", "golden", "--config",
+                              default_config_path(), "--epochs", "1")
     assert code == 2
-    assert "update the weights on the host" in capsys.readouterr().err
+    assert "update the weights on the host" in err

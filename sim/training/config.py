@@ -1,0 +1,316 @@
+"""Training configurations: the TOML of a comparison run (``gen/train/*.toml``),
+validated into a :class:`TrainConfig` of :class:`HardwareConfig` entries.
+
+Every mistake is one :class:`TrainConfigError` naming the source, the field, the value
+and what is allowed. (Over 300 lines: the checks of every key, one concept.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from qforge.sim.model.capacity import tiles
+from qforge.sim.model.numerics import Selection
+from qforge.sim.model.rounding import Rounding
+from qforge.sim.model.spec import ConfigError, load_preset, preset_names, read_toml
+from qforge.sim.model.vrq_format import VRQ_LIMITS, VrqFormat
+from qforge.sim.training.formats import OperandFormat, WeightFormat
+
+__all__ = ["TrainConfigError", "FORMATS", "ROUNDINGS", "HardwareConfig", "TrainConfig",
+           "train_config_from_dict", "load_train_config", "default_config_path",
+           "rtl_config_path"]
+
+
+class TrainConfigError(ConfigError):
+    """A training configuration value is missing, unknown, of the wrong type or out of
+    range. A :class:`~qforge.sim.model.spec.ConfigError`, so the CLI reports it in one line."""
+
+
+#: Operand formats a hardware configuration may name.
+FORMATS = ("float32", "int", "vrq", "address_block")
+#: Rounding rules by name.
+ROUNDINGS = {"nearest": Rounding.NEAREST_EVEN, "stochastic": Rounding.STOCHASTIC}
+@dataclass(frozen=True)
+class HardwareConfig:
+    """One named arithmetic to train with: ``operand`` is ``None`` for float32.
+
+    ``update``: ``"float"`` computes ``W - lr * dW`` on the host in float64 and rounds it
+    into the weight format (the emulation of :func:`train_run`); ``"hardware"`` runs the
+    whole step as instruction-set programs, the update on the accelerator
+    (:mod:`qforge.sim.training.hardware`), so it can train on the RTL.
+    """
+
+    name: str
+    operand: OperandFormat | None
+    rounding: Rounding = Rounding.STOCHASTIC
+    weights: WeightFormat | None = None
+    update_rounding: Rounding = Rounding.STOCHASTIC
+    update: str = "float"
+
+    @property
+    def is_float(self) -> bool:
+        return self.operand is None
+
+    def describe(self) -> str:
+        if self.is_float:
+            return "float32 (weights, activations, gradients, GEMMs)"
+        rounding = {rule: name for name, rule in ROUNDINGS.items()}
+        where = " on the accelerator" if self.update == "hardware" else ""
+        return (f"{self.operand.describe()}, {rounding[self.rounding]} operands; "
+                f"weights {self.weights.bits}-bit in [-{self.weights.range:g}, "
+                f"{self.weights.range:g}), {rounding[self.update_rounding]} update{where}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A comparison run: the network, the schedule and the hardware configurations."""
+
+    name: str
+    hidden: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    hardware: tuple[HardwareConfig, ...]
+    split_seed: int = 0
+    test_fraction: float = 0.25
+    train_samples: int | None = None
+    source: str = "config"
+    #: The learning rate decays from ``learning_rate`` to this along a half cosine over
+    #: the run's steps (equal to ``learning_rate``: constant).
+    learning_rate_final: float | None = None
+
+    def learning_rate_at(self, step: int, steps: int) -> float:
+        """The learning rate of step ``step`` (0-based) of ``steps``.
+
+        >>> t = TrainConfig("t", 8, 1, 8, 0.2, 1, (), learning_rate_final=0.02)
+        >>> [round(t.learning_rate_at(s, 4), 4) for s in range(5)]   # steps 0 .. 3, end
+        [0.2, 0.1736, 0.11, 0.0464, 0.02]
+        """
+        final = self.learning_rate if self.learning_rate_final is None \
+            else self.learning_rate_final
+        return final + (self.learning_rate - final) * (1 + math.cos(math.pi * step / steps)) / 2
+
+
+_TOP_KEYS = {"name", "dataset", "model", "hidden", "epochs", "batch_size", "learning_rate",
+             "learning_rate_final", "seed", "split_seed", "test_fraction", "train_samples",
+             "preset", "hardware"}
+_FORMAT_KEYS = {
+    "float32": set(),
+    "int": {"bits", "kept_blocks", "selection"},
+    "vrq": {"code_width", "range_stride", "ranges", "kept_blocks", "selection"},
+    "address_block": {"bits", "block", "kept_blocks", "selection"},
+}
+_LOW_PRECISION_KEYS = {"preset", "rounding", "weight_bits", "weight_range", "update_rounding",
+                       "update"}
+
+
+def _fail(path: str, value: Any, allowed: str):
+    raise TrainConfigError(f"{path} = {value!r}: {allowed}")
+
+
+def _integer(table, key, path, low, high, default=None):
+    value = table.get(key, default)
+    if value is None:
+        raise TrainConfigError(f"missing key {path} (an integer in {low} .. {high})")
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(path, value, f"must be an integer in {low} .. {high}, "
+                           f"not {type(value).__name__}")
+    if not low <= value <= high:
+        _fail(path, value, f"allowed range is {low} .. {high}")
+    return value
+
+
+def _number(table, key, path, low, high, default=None):
+    value = table.get(key, default)
+    if value is None:
+        raise TrainConfigError(f"missing key {path} (a number, {low} < value <= {high})")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(path, value, f"must be a number, {low} < value <= {high}, "
+                           f"not {type(value).__name__}")
+    if not (low < value <= high) or math.isnan(value):
+        _fail(path, value, f"allowed range is {low} < value <= {high}")
+    return float(value)
+
+
+def _choice(table, key, path, choices, default=None):
+    value = table.get(key, default)
+    if value is None:
+        raise TrainConfigError(f"missing key {path} (one of {', '.join(choices)})")
+    if value not in choices:
+        _fail(path, value, f"allowed: {', '.join(choices)}")
+    return value
+
+
+def _hardware_from_dict(entry, index: int, default_preset: str) -> HardwareConfig:
+    if not isinstance(entry, dict):
+        raise TrainConfigError(f"hardware[{index}]: must be a table [[hardware]], "
+                               f"not {type(entry).__name__}")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.isidentifier():
+        _fail(f"hardware[{index}].name", name,
+              "must be a non-empty identifier (letters, digits, _)")
+    prefix = f"hardware[{index}] ({name})"
+    kind = _choice(entry, "format", f"{prefix}.format", FORMATS)
+    allowed = {"name", "format"} | _FORMAT_KEYS[kind] | (
+        _LOW_PRECISION_KEYS if kind != "float32" else set())
+    for key in entry:
+        if key not in allowed:
+            owners = [f for f, keys in _FORMAT_KEYS.items() if key in keys]
+            if key in _LOW_PRECISION_KEYS:
+                owners = [f for f in FORMATS if f != "float32"]
+            if owners:
+                _fail(f"{prefix}.{key}", entry[key], "only allowed with format = "
+                      + " or ".join(f'"{f}"' for f in owners))
+            _fail(f"{prefix}.{key}", entry[key],
+                  f"unknown key; allowed with format = \"{kind}\": "
+                  f"{', '.join(sorted(allowed))}")
+    if kind == "float32":
+        return HardwareConfig(name, None)
+    preset = _choice(entry, "preset", f"{prefix}.preset", preset_names(), default_preset)
+    config = load_preset(preset)
+    k, width = config.block_width, config.operand_width
+    vrq = None
+    bits = 8
+    if kind == "vrq":
+        values = {key: _integer(entry, key, f"{prefix}.{key}", low, high)
+                  for key, (low, high) in VRQ_LIMITS.items()}
+        try:
+            vrq = VrqFormat(**values)
+        except ValueError as error:
+            raise TrainConfigError(f"{prefix}.{error}") from None
+        if vrq.range_stride % k:
+            _fail(f"{prefix}.range_stride", vrq.range_stride,
+                  f"must be a multiple of the block width {k} of preset {preset!r} (the PE "
+                  f"shifts a range's code blocks by whole blocks)")
+    else:
+        choices = [b for b in range(k, width + 1, k) if b >= 2]
+        bits = _integer(entry, "bits", f"{prefix}.bits", 2, width)
+        if bits % k:
+            _fail(f"{prefix}.bits", bits, f"must be a multiple of the block width {k} of "
+                  f"preset {preset!r}: {', '.join(map(str, choices))}")
+    block = _integer(entry, "block", f"{prefix}.block", 1, 1 << 16, 64) \
+        if kind == "address_block" else 64
+    code_blocks = tiles(vrq.code_width if vrq else bits, k)
+    kept = _integer(entry, "kept_blocks", f"{prefix}.kept_blocks", 1, code_blocks,
+                    code_blocks)
+    selection = {"dynamic": Selection.DYNAMIC, "static": Selection.STATIC}[
+        _choice(entry, "selection", f"{prefix}.selection", ("dynamic", "static"), "dynamic")]
+    operand = OperandFormat(kind, config, bits=bits, vrq=vrq, block=block,
+                            kept=None if kept == code_blocks else kept, selection=selection)
+    rounding = ROUNDINGS[_choice(entry, "rounding", f"{prefix}.rounding", tuple(ROUNDINGS),
+                                 "stochastic")]
+    weight_bits = _integer(entry, "weight_bits", f"{prefix}.weight_bits", 2, 32, 16)
+    weight_range = _number(entry, "weight_range", f"{prefix}.weight_range", 0, 1024, 2.0)
+    if math.frexp(weight_range)[0] != 0.5:
+        _fail(f"{prefix}.weight_range", entry.get("weight_range"),
+              "must be a power of two (weights cover [-weight_range, weight_range))")
+    update = ROUNDINGS[_choice(entry, "update_rounding", f"{prefix}.update_rounding",
+                               tuple(ROUNDINGS), "stochastic")]
+    where = _choice(entry, "update", f"{prefix}.update", ("float", "hardware"), "float")
+    if where == "hardware":
+        if kind != "int":
+            _fail(f"{prefix}.update", where, 'only with format = "int" (the programs keep '
+                  "integer operand codes in memory)")
+        if weight_bits > config.accumulator_width:
+            _fail(f"{prefix}.weight_bits", weight_bits, f"with update = \"hardware\" at "
+                  f"most the accumulator width {config.accumulator_width} of preset "
+                  f"{preset!r} (the update saturates there)")
+    return HardwareConfig(name, operand, rounding, WeightFormat(weight_bits, weight_range),
+                          update, where)
+
+
+def train_config_from_dict(spec: dict[str, Any], *, source: str = "config") -> TrainConfig:
+    """Validate a training TOML (as a dict) into a :class:`TrainConfig`.
+
+    Every error is one :class:`TrainConfigError` naming the source, the field, the value
+    and what is allowed:
+
+    >>> train_config_from_dict({"name": "x", "hidden": 0}, source="t.toml")
+    Traceback (most recent call last):
+    ...
+    qforge.sim.training.config.TrainConfigError: t.toml: hidden = 0: allowed range is 1 .. 1024
+    """
+    try:
+        return _train_config(spec, source)
+    except TrainConfigError as error:
+        raise TrainConfigError(f"{source}: {error}") from None
+
+
+def _train_config(spec, source) -> TrainConfig:
+    if not isinstance(spec, dict):
+        raise TrainConfigError(f"a training config must be a table, not {type(spec).__name__}")
+    for key in spec:
+        if key not in _TOP_KEYS:
+            raise TrainConfigError(f"unknown key {key!r}; allowed top-level keys: "
+                                   f"{', '.join(sorted(_TOP_KEYS))}")
+    name = spec.get("name", "train")
+    if not isinstance(name, str) or not name.isidentifier():
+        _fail("name", name, "must be a non-empty identifier (letters, digits, _)")
+    _choice(spec, "dataset", "dataset", ("digits",), "digits")
+    _choice(spec, "model", "model", ("mlp",), "mlp")
+    hidden = _integer(spec, "hidden", "hidden", 1, 1024)
+    epochs = _integer(spec, "epochs", "epochs", 1, 10000)
+    batch_size = _integer(spec, "batch_size", "batch_size", 1, 1024)
+    learning_rate = _number(spec, "learning_rate", "learning_rate", 0, 100)
+    learning_rate_final = _number(spec, "learning_rate_final", "learning_rate_final", 0,
+                                  learning_rate, learning_rate)
+    seed = _integer(spec, "seed", "seed", 0, 65535)
+    split_seed = _integer(spec, "split_seed", "split_seed", 0, 2**32 - 1, 0)
+    test_fraction = _number(spec, "test_fraction", "test_fraction", 0, 0.9, 0.25)
+    train_samples = spec.get("train_samples")
+    if train_samples is not None:
+        train_samples = _integer(spec, "train_samples", "train_samples", 1, 1797)
+    preset = _choice(spec, "preset", "preset", preset_names(), "default")
+    entries = spec.get("hardware")
+    if not isinstance(entries, list) or not entries:
+        _fail("hardware", entries, "must be a non-empty array of tables [[hardware]] "
+                                   "(one per configuration to train)")
+    hardware = tuple(_hardware_from_dict(entry, i, preset) for i, entry in enumerate(entries))
+    names = [h.name for h in hardware]
+    for i, h in enumerate(hardware):
+        if names.index(h.name) != i:
+            _fail(f"hardware[{i}].name", h.name, "must be unique (already used by "
+                  f"hardware[{names.index(h.name)}])")
+        if h.operand is not None:
+            depth = max(hidden + 1, batch_size)
+            if depth > h.operand.config.max_reduction_depth:
+                _fail("batch_size" if batch_size >= hidden + 1 else "hidden",
+                      batch_size if batch_size >= hidden + 1 else hidden,
+                      f"GEMM depth {depth} exceeds max_reduction_depth "
+                      f"{h.operand.config.max_reduction_depth} of {h.name}'s preset")
+    return TrainConfig(name, hidden, epochs, batch_size, learning_rate, seed, hardware,
+                       split_seed, test_fraction, train_samples, source, learning_rate_final)
+
+
+def default_config_path():
+    """The packaged comparison run, ``gen/train/digits.toml``."""
+    return resources.files("qforge.gen") / "train" / "digits.toml"
+
+
+def rtl_config_path():
+    """The packaged training-on-the-accelerator run, ``gen/train/rtl.toml``."""
+    return resources.files("qforge.gen") / "train" / "rtl.toml"
+
+
+def load_train_config(path=None) -> TrainConfig:
+    """Read and validate a training TOML file (default: :func:`default_config_path`).
+
+    >>> [h.name for h in load_train_config().hardware][:3]
+    ['float32', 'int8', 'int8_approx']
+    """
+    if path is None:
+        path = default_config_path()
+        source = "gen/train/digits.toml"
+    elif path == rtl_config_path():
+        source = "gen/train/rtl.toml"
+    else:
+        source = str(path)
+    if isinstance(path, str):
+        path = Path(path)
+    spec = read_toml(path, source, "training config", TrainConfigError)
+    return train_config_from_dict(spec, source=source)

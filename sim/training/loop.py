@@ -1,0 +1,274 @@
+"""Emulated low-precision training: the training loop of the digits MLP, every GEMM
+bit-exact.
+
+This module measures what the accelerator's arithmetic does to *training* (ApproxTrain's
+question): every forward and backward GEMM of a small network runs through the golden
+model (:mod:`qforge.sim.training.emulated_gemm`), and the weights live only in a
+low-precision fixed-point format that each step updates with stochastic or
+round-to-nearest rounding (Gupta et al.; :class:`~qforge.sim.training.formats.WeightFormat`).
+A float32 run of the same network with the same initial weights, batches and epochs is
+the reference. The network and its step are described in
+:mod:`qforge.sim.training.network`, the operand and weight formats in
+:mod:`qforge.sim.training.formats`.
+
+Evaluation
+----------
+After every epoch the forward pass runs on the whole test set (and epoch 0 is the
+initial network) with the same operand format, rounding operands to nearest: stochastic
+rounding matters for accumulating many small updates, not for one inference, and nearest
+makes the evaluation deterministic. Accuracy and mean cross-entropy are recorded.
+
+Everything is vectorized over whole tensors; Python loops only over epochs, steps,
+layers and configurations. Progress lines go to the ``log`` callable when one is given;
+nothing is printed otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from qforge.sim.model.capacity import tiles
+from qforge.sim.model.rounding import Rounding
+from qforge.sim.training.config import HardwareConfig, TrainConfig, TrainConfigError
+from qforge.sim.training.data import batches, load_digits_split, training_data
+from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
+from qforge.sim.training.formats import quantize_operand, slot_key
+from qforge.sim.training.hardware import train_program_run
+from qforge.sim.training.network import initial_weights, log_softmax, loss_accuracy, with_ones
+from qforge.sim.training.report import RunResult
+
+__all__ = ["train_run", "train_all"]
+
+
+class _FloatNetwork:
+    """The float32 reference: weights, activations, gradients and GEMMs in float32."""
+
+    def __init__(self, train: TrainConfig, w1, w2, x_test, y_test):
+        self.hidden = train.hidden
+        self.w1, self.w2 = w1.astype(np.float32), w2.astype(np.float32)
+        self.x_test, self.y_test = x_test.astype(np.float32), y_test
+
+    def evaluate(self) -> tuple[float, float]:
+        h = with_ones(np.maximum(self.x_test @ self.w1, 0))
+        return loss_accuracy((h @ self.w2).astype(np.float64), self.y_test)
+
+    def step(self, x, t, n: int, step: int, lr: float) -> float:
+        """One SGD step on a float32 batch; returns its loss."""
+        w1, w2 = self.w1, self.w2
+        z1 = x @ w1
+        h = with_ones(np.maximum(z1, 0))
+        z2 = h @ w2
+        log_p = log_softmax(z2)
+        loss = -float((log_p * t).sum() / n)
+        dz2 = (np.exp(log_p) - t) / np.float32(n)
+        dw2 = h.T @ dz2
+        dz1 = (dz2 @ w2.T)[:, :self.hidden] * (z1 > 0)
+        dw1 = x.T @ dz1
+        self.w1 = w1 - np.float32(lr) * dw1
+        self.w2 = w2 - np.float32(lr) * dw2
+        return loss
+
+    def finish(self, result: RunResult) -> None:
+        result.max_abs_weight = float(max(np.abs(self.w1).max(), np.abs(self.w2).max()))
+
+
+class _EmulatedNetwork:
+    """A low-precision configuration: quantized operands, emulated GEMMs, weight codes
+    updated on the host (``update = "float"``), with the update statistics of
+    :class:`RunResult`."""
+
+    def __init__(self, train: TrainConfig, hardware: HardwareConfig, w1, w2, x_test, y_test):
+        self.train, self.hardware = train, hardware
+        self.fmt, self.wfmt, self.counter = hardware.operand, hardware.weights, GemmCounter()
+        self.codes = [self.wfmt.quantize(w, Rounding.NEAREST_EVEN) for w in (w1, w2)]
+        self.x_test, self.y_test = x_test, y_test
+        self.small = self.changed = self.small_mass = self.total_mass = 0.0
+        self.updates = 0
+
+    def quantize(self, values, slot: str, step: int, rounding: Rounding | None = None):
+        seed_word, tensor = slot_key(self.train.seed, step, slot)
+        return quantize_operand(values, self.fmt, self.hardware.rounding
+                                if rounding is None else rounding,
+                                seed=seed_word, tensor=tensor)
+
+    def evaluate(self) -> tuple[float, float]:
+        nearest, counter = Rounding.NEAREST_EVEN, self.counter
+        q_w1, q_w2 = (self.quantize(self.wfmt.value(c), "w1", 0, nearest)
+                      for c in self.codes)
+        q_x = self.quantize(self.x_test, "x", 0, nearest)
+        h = with_ones(np.maximum(emulated_matmul(q_x, q_w1, counter), 0))
+        q_h = self.quantize(h, "h", 0, nearest)
+        return loss_accuracy(emulated_matmul(q_h, q_w2, counter), self.y_test)
+
+    def step(self, x, t, n: int, step: int, lr: float) -> float:
+        """One SGD step: the five emulated GEMMs, then both weight updates; returns the
+        batch's loss."""
+        wfmt, counter, codes = self.wfmt, self.counter, self.codes
+        q_x = self.quantize(x, "x", step)
+        q_w1 = self.quantize(wfmt.value(codes[0]), "w1", step)
+        z1 = emulated_matmul(q_x, q_w1, counter)
+        q_h = self.quantize(with_ones(np.maximum(z1, 0)), "h", step)
+        q_w2 = self.quantize(wfmt.value(codes[1]), "w2", step)
+        z2 = emulated_matmul(q_h, q_w2, counter)
+        log_p = log_softmax(z2)
+        loss = -float((log_p * t).sum() / n)
+        q_dz2 = self.quantize((np.exp(log_p) - t) / n, "dz2", step)
+        dw2 = emulated_matmul(q_h.T, q_dz2, counter)
+        dh = emulated_matmul(q_dz2, q_w2.T, counter)
+        q_dz1 = self.quantize(dh[:, :self.train.hidden] * (z1 > 0), "dz1", step)
+        dw1 = emulated_matmul(q_x.T, q_dz1, counter)
+        for i, (slot, grad) in enumerate((("update_w1", dw1), ("update_w2", dw2))):
+            self._update(i, slot, lr * grad, step)
+        return loss
+
+    def _update(self, index: int, slot: str, update, step: int) -> None:
+        """``W <- Q_w(W - update)`` for weight matrix ``index``, counting the updates
+        below half an LSB and the codes that change."""
+        wfmt, codes = self.wfmt, self.codes
+        size = np.abs(update)
+        below = size < wfmt.unit / 2
+        self.small += float(below.mean())
+        self.small_mass += float(size[below].sum())
+        self.total_mass += float(size.sum())
+        seed_word, tensor = slot_key(self.train.seed, step, slot)
+        new = wfmt.quantize(wfmt.value(codes[index]) - update,
+                            self.hardware.update_rounding, seed=seed_word, tensor=tensor)
+        self.changed += float((new != codes[index]).mean())
+        codes[index] = new
+        self.updates += 1
+
+    def finish(self, result: RunResult) -> None:
+        wfmt, updates = self.wfmt, max(self.updates, 1)
+        result.max_abs_weight = float(max(np.abs(wfmt.value(c)).max() for c in self.codes))
+        result.saturated_weights = wfmt.saturated_count(self.codes)
+        result.small_update_fraction = self.small / updates
+        result.small_update_mass = (self.small_mass / self.total_mass if self.total_mass
+                                    else 0.0)
+        result.changed_fraction = self.changed / updates
+        result.gemms = self.counter.gemms
+        result.float64_fallbacks = self.counter.float64_fallbacks
+
+
+def train_run(train: TrainConfig, hardware: HardwareConfig, data=None, *,
+              epochs: int | None = None, log: Callable[[str], None] | None = None,
+              log_every: int = 5) -> RunResult:
+    """Train one configuration; return its curves. ``data`` defaults to the split of
+    :func:`~qforge.sim.training.data.load_digits_split`; ``epochs`` overrides
+    ``train.epochs``; ``log`` (if given) receives a progress line every ``log_every``
+    epochs and after the last. Configurations with ``update = "hardware"`` run as
+    programs on the golden machine (:func:`qforge.sim.training.hardware.train_program_run`)."""
+    if hardware.update == "hardware":
+        return train_program_run(train, hardware, data, epochs=epochs, log=log,
+                                 log_every=log_every)
+    x_train, y_train, x_test, y_test = training_data(train, data)
+    epochs = train.epochs if epochs is None else epochs
+    result = RunResult(hardware.name, hardware.describe())
+    start = time.perf_counter()
+    w1, w2 = initial_weights(train.hidden, train.seed)
+    x_train, x_test = with_ones(x_train), with_ones(x_test)
+    onehot = np.eye(10)[y_train]
+    steps_total = epochs * tiles(len(x_train), train.batch_size)
+    if hardware.is_float:
+        x_train, onehot = x_train.astype(np.float32), onehot.astype(np.float32)
+        network = _FloatNetwork(train, w1, w2, x_test, y_test)
+    else:
+        network = _EmulatedNetwork(train, hardware, w1, w2, x_test, y_test)
+    loss, accuracy = network.evaluate()
+    result.test_loss.append(loss)
+    result.test_accuracy.append(accuracy)
+    result.train_loss.append(None)             # no training before epoch 1
+    step = 0
+    for epoch in range(1, epochs + 1):
+        losses = []
+        for batch in batches(len(x_train), train.batch_size, train.seed, epoch):
+            lr = train.learning_rate_at(step, steps_total)
+            losses.append(network.step(x_train[batch], onehot[batch], len(batch), step, lr))
+            step += 1
+        loss, accuracy = network.evaluate()
+        result.test_loss.append(loss)
+        result.test_accuracy.append(accuracy)
+        result.train_loss.append(float(np.mean(losses)))
+        if log is not None and (epoch % log_every == 0 or epoch == epochs):
+            log(f"{hardware.name:>16s} epoch {epoch:3d}/{epochs}: train loss "
+                f"{result.train_loss[-1]:.4f}, test loss {loss:.4f}, "
+                f"test accuracy {100 * accuracy:.2f}%")
+    network.finish(result)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _log_to_stderr(message: str) -> None:
+    import sys
+    print(message, file=sys.stderr, flush=True)
+
+
+def _train_job(arguments):
+    """One configuration's run in a worker process. A worker cannot receive the caller's
+    ``log`` callable (it is not picklable), so with ``verbose`` its progress lines go
+    to stderr."""
+    train, hardware, data, epochs, verbose = arguments
+    return train_run(train, hardware, data, epochs=epochs,
+                     log=_log_to_stderr if verbose else None)
+
+
+def train_all(train: TrainConfig, *, epochs: int | None = None,
+              log: Callable[[str], None] | None = None, jobs: int = 1,
+              backend: str | None = None, check: bool = False,
+              progress: bool = False, runtime_options: dict | None = None) -> dict:
+    """Train every hardware configuration of ``train``; return a JSON-ready report.
+
+    ``jobs > 1`` trains configurations in that many worker processes (``spawn``); the
+    results are identical, since every run depends only on its configuration and seed.
+    Workers print their progress lines to stderr whenever ``log`` is given.
+
+    ``backend`` (``"golden"`` or ``"rtl"``) runs the configurations with
+    ``update = "hardware"`` as programs on that runtime backend, in this process, with
+    a progress bar if ``progress`` and, with ``check``, compared with the golden machine
+    after every program; float32 runs as the reference; any other configuration is a
+    :class:`TrainConfigError`.
+    """
+    data = load_digits_split(train.split_seed, train.test_fraction)
+    if backend is not None:
+        unsupported = [h.name for h in train.hardware
+                       if not h.is_float and h.update != "hardware"]
+        if unsupported:
+            raise TrainConfigError(
+                f"{train.source}: --backend {backend}: configuration(s) "
+                f"{', '.join(unsupported)} update the weights on the host (update = "
+                f"\"float\"); only update = \"hardware\" runs as programs (see "
+                f"gen/train/rtl.toml)")
+        runs = [train_run(train, hardware, data, epochs=epochs, log=log)
+                if hardware.is_float else
+                train_program_run(train, hardware, data, backend=backend, epochs=epochs,
+                                  check=check, log=log, progress=progress,
+                                  runtime_options=runtime_options)
+                for hardware in train.hardware]
+    elif jobs > 1 and len(train.hardware) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(jobs, len(train.hardware)), mp_context=context) as pool:
+            runs = list(pool.map(_train_job, [(train, hardware, data, epochs, log is not None)
+                                              for hardware in train.hardware]))
+    else:
+        runs = [train_run(train, hardware, data, epochs=epochs, log=log)
+                for hardware in train.hardware]
+    return {
+        "name": train.name,
+        "source": train.source,
+        "epochs": train.epochs if epochs is None else epochs,
+        "batch_size": train.batch_size,
+        "learning_rate": train.learning_rate,
+        "learning_rate_final": train.learning_rate if train.learning_rate_final is None
+        else train.learning_rate_final,
+        "hidden": train.hidden,
+        "seed": train.seed,
+        "split_seed": train.split_seed,
+        "train_samples": len(data[0]) if train.train_samples is None
+        else min(train.train_samples, len(data[0])),
+        "test_samples": len(data[2]),
+        "runs": [run.to_dict() for run in runs],
+    }

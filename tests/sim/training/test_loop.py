@@ -1,0 +1,31 @@
+"""The emulated training loop (``qforge.sim.training.loop``): a short run that learns and
+is reproducible, and parallel workers that give the same results."""
+
+from qforge.sim.training.config import train_config_from_dict
+from qforge.sim.training.loop import train_all, train_run
+from tests.sim.training.small import SMALL
+
+
+def test_short_training_run_learns_and_is_reproducible():
+    train = train_config_from_dict(SMALL)
+    report = train_all(train)
+    for run in report["runs"]:
+        assert run["test_accuracy"][0] < 0.3                  # chance is 0.1
+        assert run["test_accuracy"][-1] > 0.6, run["name"]
+        assert len(run["test_accuracy"]) == 3 and len(run["train_loss"]) == 3
+    low = report["runs"][1]
+    assert low["gemms"] == 2 * 25 * 5 + 3 * 2 and low["float64_fallbacks"] == 0
+    assert 0 <= low["small_update_fraction"] <= 1 and 0 < low["changed_fraction"] <= 1
+    assert 0 <= low["small_update_mass"] <= 1
+    again = train_run(train, train.hardware[1])
+    assert again.test_accuracy == low["test_accuracy"]
+    assert again.train_loss[1:] == low["train_loss"][1:]
+
+
+def test_parallel_workers_give_the_same_results():
+    train = train_config_from_dict(dict(SMALL, epochs=1, train_samples=160))
+    serial = train_all(train)
+    parallel = train_all(train, jobs=2)
+    for one, two in zip(serial["runs"], parallel["runs"]):
+        assert one["test_accuracy"] == two["test_accuracy"]
+        assert one["test_loss"] == two["test_loss"]
