@@ -213,7 +213,8 @@ def open_board(config: Config, port: str, *, baud_rate: int | None = None,
 
     baud_rate = baud_rate or DEFAULT_BAUD_RATE
     if port == "loopback":
-        from qforge.fpga.board_model import BoardModel, LoopbackTransport
+        from qforge.fpga.board_model import BoardModel
+        from qforge.fpga.loopback import LoopbackTransport
 
         transport = LoopbackTransport(BoardModel(config), bytes_per_second=baud_rate / 10)
     else:
