@@ -45,10 +45,10 @@ tested in milliseconds without RTL or a board.
   no command waits for operands or computes and every result beat has been taken by
   the transmitter.
 
-Time is counted in byte times (10 bit times) of the line. :class:`LoopbackTransport`
-connects a :class:`qforge.fpga.host.Board` to a model through a simulated line whose
-clock advances with the bytes on it and with the time a ``read`` waits, and can inject
-faults (:class:`Fault`).
+Time is counted in byte times (10 bit times) of the line.
+:class:`qforge.fpga.loopback.LoopbackTransport` connects a
+:class:`qforge.fpga.host.Board` to a model through a simulated line whose clock advances
+with the bytes on it and with the time a ``read`` waits, and can inject faults.
 
 >>> from qforge.sim.model.spec import load_preset
 >>> from qforge.hdl.protocol import Kind, beat_bytes, encode_frame
@@ -64,14 +64,14 @@ faults (:class:`Fault`).
 from __future__ import annotations
 
 import math
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from qforge.hdl.protocol import (CRC_BYTES, DATA_KINDS, HEADER_BYTES, MAX_PAYLOAD,
-                                  REQUEST_KINDS, RESPONSE_KINDS, SYNC, TIMEOUT_BYTE_TIMES,
-                                  Frame, FrameParser, Kind, Nak, Status, beat_bytes,
+                                  REQUEST_KINDS, SYNC, TIMEOUT_BYTE_TIMES, Frame,
+                                  FrameParser, Kind, Nak, Status, beat_bytes,
                                   bytes_to_beats, config_fingerprint, crc16, encode_frame)
 from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
@@ -79,12 +79,11 @@ from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
                                 layout_fields, result_layout)
 from qforge.sim.model.numerics import OperandPrecision, Precision, Selection, gemm
 from qforge.sim.host.packing import leaf_fields, pack_fields, result_order, unpack_fields
-from qforge.sim.model.machine import tiles
+from qforge.sim.model.machine import gemm_capacity_error, tiles
 from qforge.sim.model.quantize import OutputParameters, Rounding, output_operands
 
 __all__ = ["CHECKS", "CommandError", "BoardModelError", "Command", "decode_command",
-           "check_capacity",
-           "BoardModel", "Fault", "LoopbackTransport"]
+           "check_capacity", "BoardModel"]
 
 #: The order in which a complete request frame is checked; the first failing check
 #: names the NAK: ``kind`` (NAK KIND), ``crc`` (NAK CRC), ``beats``: LENGTH a whole number
@@ -152,7 +151,7 @@ def decode_command(config: Config, bits: int) -> Command:
     >>> decode_command(tiny, command_bits(tiny, 200, 1, 7, standard_modes(tiny)["exact"]))
     Traceback (most recent call last):
     ...
-    CommandError: A operands: m_tiles (100) x words (4) = 400 buffer words; allowed at most buffer_depth = 256 (one buffer half)
+    qforge.fpga.board_model.CommandError: m_tiles 100, n_tiles 1, depth 7: GEMM: A needs ceil(m / R) * ceil(k / P) = 100 * 4 = 400 buffer words; allowed at most buffer_depth = 256
     """
     layout = command_layout(config)
     if isinstance(bits, bool) or not isinstance(bits, int) or not 0 <= bits < (1 << layout.size):
@@ -203,24 +202,19 @@ def decode_command(config: Config, bits: int) -> Command:
 
 def check_capacity(config: Config, m_tiles: int, n_tiles: int, depth: int) -> None:
     """Raise :class:`CommandError` unless the operands of a GEMM of ``m_tiles x n_tiles``
-    output tiles over ``depth`` fit in one buffer half, as the loader requires: A takes
-    ``m_tiles * ceil(depth / P)`` words of ``buffer_depth``; B ``n_tiles * words``, or
-    on a zero-skipping array ``ceil(n_tiles / R) * words`` of ``pe_buffer_depth``."""
-    words = tiles(depth, config.block_multipliers)
-    if m_tiles * words > config.buffer_depth:
-        raise CommandError(f"A operands: m_tiles ({m_tiles}) x words ({words}) = "
-                           f"{m_tiles * words} buffer words; allowed at most buffer_depth = "
-                           f"{config.buffer_depth} (one buffer half)")
-    if config.zero_skipping:
-        groups = tiles(n_tiles, config.rows)
-        if groups * words > config.pe_buffer_depth:
-            raise CommandError(f"B operands: ceil(n_tiles ({n_tiles}) / rows ({config.rows})) "
-                               f"x words ({words}) = {groups * words} PE buffer words; allowed "
-                               f"at most pe_buffer_depth = {config.pe_buffer_depth}")
-    elif n_tiles * words > config.buffer_depth:
-        raise CommandError(f"B operands: n_tiles ({n_tiles}) x words ({words}) = "
-                           f"{n_tiles * words} buffer words; allowed at most buffer_depth = "
-                           f"{config.buffer_depth} (one buffer half)")
+    output tiles over ``depth`` fit in one buffer half, as the loader requires: the
+    golden model's rule (:func:`qforge.sim.model.machine.gemm_capacity_error`) for the
+    ``m_tiles * R`` by ``n_tiles * C`` result the tiles hold.
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> check_capacity(load_preset("tiny"), 100, 1, 7)
+    Traceback (most recent call last):
+    ...
+    qforge.fpga.board_model.CommandError: m_tiles 100, n_tiles 1, depth 7: GEMM: A needs ceil(m / R) * ceil(k / P) = 100 * 4 = 400 buffer words; allowed at most buffer_depth = 256
+    """
+    error = gemm_capacity_error(config, m_tiles * config.rows, n_tiles * config.cols, depth)
+    if error is not None:
+        raise CommandError(f"m_tiles {m_tiles}, n_tiles {n_tiles}, depth {depth}: {error}")
 
 
 def _beats_to_matrix(config: Config, kind: Kind, beats: list[int], count_tiles: int,
@@ -526,234 +520,3 @@ class BoardModel:
         sent = list(self._sent)
         self._sent.clear()
         return sent
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One fault the :class:`LoopbackTransport` injects, once.
-
-    ``kind``: which frames are counted: a request kind (COMMAND, A_DATA, B_DATA, STATUS;
-    host to board), a response kind (ACK, NAK, RESULT, STATUS_REPLY; board to host), or
-    None for every request frame. ``index``: the fault hits the ``index``-th such frame
-    (from 0; retransmissions count). ``action``:
-
-    * ``"corrupt"``: XOR the byte at ``offset`` (default: the last, i.e. the CRC) with
-      ``mask``;
-    * ``"truncate"``: send only the first ``offset`` bytes (default: half the frame);
-    * ``"drop"``: the frame never arrives.
-    """
-
-    action: str
-    kind: int | None = None
-    index: int = 0
-    offset: int | None = None
-    mask: int = 0x01
-
-    def __post_init__(self):
-        if self.action not in ("corrupt", "truncate", "drop"):
-            raise ValueError(f"Fault.action = {self.action!r}: allowed 'corrupt', "
-                             f"'truncate', 'drop'")
-        if self.kind is not None and self.kind not in REQUEST_KINDS + RESPONSE_KINDS:
-            raise ValueError(f"Fault.kind = {self.kind!r}: allowed None or one of "
-                             + ", ".join(k.name for k in REQUEST_KINDS + RESPONSE_KINDS))
-        if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
-            raise ValueError(f"Fault.index = {self.index!r}: must be an integer >= 0")
-        if self.offset is not None and (not isinstance(self.offset, int) or self.offset < 0):
-            raise ValueError(f"Fault.offset = {self.offset!r}: must be None or an integer >= 0")
-        if not 1 <= self.mask <= 0xFF:
-            raise ValueError(f"Fault.mask = {self.mask!r}: allowed range is 1 .. 255")
-
-    @property
-    def to_board(self) -> bool:
-        return self.kind is None or self.kind in REQUEST_KINDS
-
-    def apply(self, frame: bytes) -> bytes:
-        """The frame as it arrives (b"" when dropped)."""
-        if self.action == "drop":
-            return b""
-        if self.action == "truncate":
-            keep = len(frame) // 2 if self.offset is None else self.offset
-            if keep >= len(frame):
-                raise ValueError(f"Fault.offset = {keep}: truncating a {len(frame)}-byte "
-                                 f"frame keeps 0 .. {len(frame) - 1} bytes")
-            return frame[:keep]
-        offset = len(frame) - 1 if self.offset is None else self.offset
-        if offset >= len(frame):
-            raise ValueError(f"Fault.offset = {offset}: a {len(frame)}-byte frame has bytes "
-                             f"0 .. {len(frame) - 1}")
-        corrupted = bytearray(frame)
-        corrupted[offset] ^= self.mask
-        return bytes(corrupted)
-
-
-def _split_frames(data: bytes) -> list[tuple[int | None, bytes]]:
-    """``(kind, bytes)`` of the well-formed frames in ``data``; other bytes come as
-    ``(None, bytes)`` runs."""
-    pieces: list[tuple[int | None, bytes]] = []
-    junk = bytearray()
-    index = 0
-    while index < len(data):
-        if data[index] == SYNC and index + HEADER_BYTES <= len(data):
-            length = data[index + 3] | (data[index + 4] << 8)
-            end = index + HEADER_BYTES + length + CRC_BYTES
-            if length <= MAX_PAYLOAD and end <= len(data) and \
-                    crc16(data[index + 1:end - CRC_BYTES]) == \
-                    int.from_bytes(data[end - CRC_BYTES:end], "little"):
-                if junk:
-                    pieces.append((None, bytes(junk)))
-                    junk.clear()
-                pieces.append((data[index + 1], bytes(data[index:end])))
-                index = end
-                continue
-        junk.append(data[index])
-        index += 1
-    if junk:
-        pieces.append((None, bytes(junk)))
-    return pieces
-
-
-class LoopbackTransport:
-    """A :class:`qforge.fpga.host.Transport` whose far end is a :class:`BoardModel`, over a
-    simulated full-duplex serial line of ``bytes_per_second`` (baud rate / 10).
-
-    The clock (:attr:`time`, seconds) is simulated: :meth:`write` returns when the last
-    byte is on the line (the clock advances by the bytes' line time); :meth:`read` returns
-    as soon as bytes have arrived (all that arrive back to back, up to ``max_bytes``),
-    advancing the clock to the last one, or after ``timeout`` seconds of the simulated
-    clock with ``b""``. ``faults`` (:class:`Fault`) corrupt, truncate or drop chosen
-    frames in either direction; :attr:`fired` lists those that have happened. The model
-    sees host bytes at the moments they arrive, so a truncated frame is answered with
-    NAK TRUNCATED once TIMEOUT_BYTE_TIMES byte times pass without a byte.
-
-    Each ``write`` is split into frames to count them (the host writes whole frames);
-    bytes that are not a well-formed frame pass unchanged and count as no frame.
-    """
-
-    def __init__(self, model: BoardModel, *, bytes_per_second: float, faults=()):
-        if isinstance(bytes_per_second, bool) or not isinstance(bytes_per_second, (int, float)) \
-                or not 0 < bytes_per_second < math.inf:
-            raise ValueError(f"bytes_per_second = {bytes_per_second!r}: must be a positive "
-                             f"number (the baud rate / 10)")
-        self.model = model
-        self.bytes_per_second = float(bytes_per_second)
-        self.faults = list(faults or ())
-        for fault in self.faults:
-            if not isinstance(fault, Fault):
-                raise ValueError(f"faults: {fault!r} is not a Fault")
-        self.fired: list[tuple[Fault, int]] = []
-        self._counts: Counter = Counter()
-        self._now = model.time          # byte times
-        self._host_free = model.time
-        self._incoming: deque[tuple[float, int]] = deque()
-        self.closed = False
-        self.bytes_written = 0
-        self.bytes_read = 0
-
-    @property
-    def time(self) -> float:
-        """The simulated clock, in seconds."""
-        return self._now / self.bytes_per_second
-
-    def _fault_for(self, kind: int | None, to_board: bool) -> Fault | None:
-        hit = None
-        keys = [kind] + ([None] if to_board else [])
-        for key in keys:
-            count = self._counts[(to_board, key)]
-            for fault in self.faults:
-                if fault.to_board == to_board and fault.kind == key and fault.index == count \
-                        and hit is None and (fault, count) not in self.fired:
-                    hit = fault
-                    self.fired.append((fault, count))
-            self._counts[(to_board, key)] += 1
-        return hit
-
-    def write(self, data: bytes) -> None:
-        if self.closed:
-            raise ValueError("write: the transport is closed")
-        data = bytes(data)
-        time = max(self._now, self._host_free, self.model.time)
-        for kind, piece in _split_frames(data):
-            if kind is not None:
-                fault = self._fault_for(kind, True)
-                if fault is not None:
-                    sent = fault.apply(piece)
-                    # A dropped or truncated frame's remaining bytes leave the line idle.
-                    for byte in sent:
-                        time += 1.0
-                        self.model.receive(byte, time)
-                    time += len(piece) - len(sent)
-                    continue
-            for byte in piece:
-                time += 1.0
-                self.model.receive(byte, time)
-        self.bytes_written += len(data)
-        self._host_free = time
-        self._now = time
-        self._pull(time)
-
-    def _pull(self, until: float) -> None:
-        """Let the model act up to ``until`` and put the bytes it sends on the line."""
-        while True:
-            event = self.model.next_event()
-            if event is None or event > until:
-                break
-            self.model.advance(max(event, self.model.time))
-            for start, frame in self.model.transmit(max(event, self.model.time)):
-                self._deliver(start, frame)
-        self.model.advance(max(until, self.model.time))
-        for start, frame in self.model.transmit(until):
-            self._deliver(start, frame)
-
-    def _deliver(self, start: float, frame: bytes) -> None:
-        fault = self._fault_for(frame[1], False)
-        arrived = frame if fault is None else fault.apply(frame)
-        for offset, byte in enumerate(arrived):
-            self._incoming.append((start + offset + 1, byte))
-
-    def read(self, max_bytes: int, timeout: float) -> bytes:
-        if self.closed:
-            raise ValueError("read: the transport is closed")
-        if max_bytes < 1:
-            raise ValueError(f"max_bytes = {max_bytes!r}: must be at least 1")
-        if not timeout >= 0:
-            raise ValueError(f"timeout = {timeout!r}: must be >= 0 seconds")
-        target = self._now + timeout * self.bytes_per_second
-        # Let the board act until the first byte arrives or the timeout passes.
-        while not (self._incoming and self._incoming[0][0] <= target):
-            event = self.model.next_event()
-            if event is None or event > target:
-                break
-            self._pull(event)
-        if not (self._incoming and self._incoming[0][0] <= target):
-            self._pull(target)
-            self._now = target
-            return b""
-        out = bytearray()
-        last = max(self._now, self._incoming[0][0] - 1.0)
-        while len(out) < max_bytes:
-            if len(self._incoming) < 2:
-                self._pull(max(last, self._now))
-            if not self._incoming:
-                break
-            arrival, byte = self._incoming[0]
-            if arrival > target and out:
-                break
-            if out and arrival > last + 1.0 + 1e-9:
-                break
-            self._incoming.popleft()
-            out.append(byte)
-            last = max(last, arrival)
-        self._now = max(self._now, last)
-        self.bytes_read += len(out)
-        return bytes(out)
-
-    def idle(self, seconds: float) -> None:
-        """Let ``seconds`` of simulated time pass with the host line idle (what the board
-        sends meanwhile stays queued for :meth:`read`)."""
-        if not seconds >= 0:
-            raise ValueError(f"seconds = {seconds!r}: must be >= 0")
-        self._now += seconds * self.bytes_per_second
-        self._pull(self._now)
-
-    def close(self) -> None:
-        self.closed = True

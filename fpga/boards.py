@@ -206,7 +206,11 @@ class Stretcher(wiring.Component):
 
 
 def _default_core(config, *, clock_frequency, baud_rate):
-    from qforge.hdl.link import LinkedAccelerator
+    from qforge.hdl.link import LinkedAccelerator, uart_divisor
+
+    # The link's own baud rate check first: a core refused in its constructor would be
+    # an elaboratable made and never used.
+    uart_divisor(clock_frequency, baud_rate)
     return LinkedAccelerator(config, clock_frequency=clock_frequency, baud_rate=baud_rate)
 
 

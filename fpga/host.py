@@ -3,7 +3,7 @@ board over a serial port, bit-exact with the golden model.
 
 * :class:`Transport`: what the driver needs from a byte link (``write``, ``read`` with a
   timeout, ``close``). :class:`SerialTransport` is a real serial port (pyserial);
-  :class:`qforge.fpga.board_model.LoopbackTransport` a simulated line to a pure-Python
+  :class:`qforge.fpga.loopback.LoopbackTransport` a simulated line to a pure-Python
   model of the board; the RTL board bench (:mod:`qforge.sim.bench.cocotb_board`) drives the
   simulated UART pins. All timeouts are seconds of the transport's own clock: the driver
   never looks at real time, so simulated transports run as fast as they can.
@@ -17,13 +17,17 @@ command the accelerator rejects, operands out of range, a missing pyserial) rais
 :class:`HostError` with a message that says what happened and what to do.
 
 >>> from qforge.sim.model.spec import load_preset
->>> from qforge.fpga.board_model import BoardModel, LoopbackTransport
+>>> from qforge.fpga.board_model import BoardModel
+>>> from qforge.fpga.loopback import LoopbackTransport
 >>> from qforge.sim.model.numerics import standard_modes
 >>> tiny = load_preset("tiny")
 >>> board = Board(LoopbackTransport(BoardModel(tiny), bytes_per_second=11520), tiny)
 >>> board.gemm([[1, 2], [3, 4]], [[5], [-6]], standard_modes(tiny)["exact"])
 array([[-7],
        [-9]])
+
+Over 500 lines: one concept, the host side of the link protocol; :class:`Board`'s
+methods (stop-and-wait, result collection, retries) share its state and split no further.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import numpy as np
 from qforge.hdl.protocol import (DATA_KINDS, MAX_PAYLOAD, STATUS_BYTES, Frame, FrameParser,
                                   Kind, Nak, ProtocolError, Status, beat_bytes, beat_width,
                                   beats_to_bytes, config_fingerprint, encode_frame)
+from qforge.fpga.board_model import CommandError, check_capacity, decode_command
 from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
 from qforge.sim.model.numerics import Precision
@@ -408,8 +413,6 @@ class Board:
         """Run a built :class:`~qforge.sim.host.packing.GemmJob` (its ``expected`` is not
         used): COMMAND, its A_DATA and B_DATA frames, then its results; run again (at most
         ``1 + retries`` times) if results are lost."""
-        from qforge.fpga.board_model import CommandError, check_capacity, decode_command
-
         if job.config != self.config:
             raise HostError(f"run: the job was built for configuration {job.config.name!r}, "
                             f"the board for {self.config.name!r}")

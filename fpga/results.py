@@ -29,9 +29,9 @@ the clock the build was made for and at the fmax nextpnr achieved:
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -40,11 +40,27 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from pathlib import Path
 
-from qforge.fpga.boards import BOARDS, board_named
+from qforge.fpga.boards import board_named
+from qforge.fpga.flow import default_build_dir
+from qforge.fpga.toolchain import git_version
+from qforge.sim.model.errors import QforgeError
 
 __all__ = ["DEFAULT_PAIRS", "ModeRate", "macs_per_cycle", "peak_gops", "mode_rates",
            "sync_clock", "build_command", "select_pairs", "BuildEntry", "collect",
-           "render_results", "results", "add_results_command"]
+           "render_results", "results", "ResultsError", "MissingReportError"]
+
+#: Where progress goes when the caller gives no ``log`` function.
+LOGGER = logging.getLogger(__name__)
+
+
+class ResultsError(QforgeError, ValueError):
+    """A (board, preset) selection, output file or saved report ``qforge results`` cannot
+    use; the message names it."""
+
+
+class MissingReportError(QforgeError, FileNotFoundError):
+    """``reuse``: a pair's build folder holds no ``report.json``; the message names the
+    command that makes it."""
 
 #: The builds ``qforge results`` makes by default: (board, preset).
 DEFAULT_PAIRS = (("icebreaker", "tiny"), ("ulx3s-85f", "tiny"), ("ulx3s-85f", "default"),
@@ -149,10 +165,10 @@ def select_pairs(boards=(), presets=()) -> list[tuple[str, str]]:
     pairs = [(board, preset) for board, preset in DEFAULT_PAIRS
              if (not boards or board in boards) and (not presets or preset in presets)]
     if not pairs:
-        raise ValueError(f"no default (board, preset) pair has "
-                         f"{' or '.join(boards or presets)}: give both --board and --preset "
-                         f"(default pairs: "
-                         f"{', '.join(f'{b} x {p}' for b, p in DEFAULT_PAIRS)})")
+        raise ResultsError(f"no default (board, preset) pair has "
+                           f"{' or '.join(boards or presets)}: give both --board and "
+                           f"--preset (default pairs: "
+                           f"{', '.join(f'{b} x {p}' for b, p in DEFAULT_PAIRS)})")
     return pairs
 
 
@@ -168,21 +184,25 @@ class BuildEntry:
     message: str | None = None    #: the build's own error when it left no report
     reused: bool = False
 
+    @property
+    def failed(self) -> bool:
+        """Whether the build failed (it left no report, or a report of a failed build)."""
+        return _status(self.report) == "failed"
+
 
 def _build_dir(board: str, preset: str) -> Path:
-    from qforge.fpga.build import _default_build_dir
     from qforge.sim.model.spec import load_preset
 
-    return _default_build_dir(board_named(board), load_preset(preset))
+    return default_build_dir(board_named(board), load_preset(preset))
 
 
 def _read_report(path: Path) -> dict:
     try:
         report = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not a report.json ({error})") from None
+        raise ResultsError(f"{path}: not a report.json ({error})") from None
     if not isinstance(report, dict) or "board" not in report or "config" not in report:
-        raise ValueError(f"{path}: not a qforge build report.json (no board / config)")
+        raise ResultsError(f"{path}: not a qforge build report.json (no board / config)")
     if not report.get("date"):
         report["date"] = datetime.datetime.fromtimestamp(
             path.stat().st_mtime, datetime.timezone.utc).isoformat(timespec="seconds")
@@ -210,11 +230,13 @@ def _run_qforge_build(board: str, preset: str, log) -> tuple[int, list[str]]:
     return status, tail
 
 
-def collect(pairs, *, reuse: bool = False, log=print, run=None) -> list[BuildEntry]:
+def collect(pairs, *, reuse: bool = False, log=None, run=None) -> list[BuildEntry]:
     """One :class:`BuildEntry` per pair: ``run`` (default: ``qforge build ...
     --report-only`` in a subprocess) each in turn, or with ``reuse`` only read its
-    ``report.json`` (``FileNotFoundError`` naming the command that makes it when there is
-    none)."""
+    ``report.json`` (:class:`MissingReportError`, a ``FileNotFoundError``, naming the
+    command that makes it when there is none). ``log``: called with progress messages
+    (default: :data:`LOGGER`'s ``info``)."""
+    log = LOGGER.info if log is None else log
     run = run or _run_qforge_build
     entries = []
     for board, preset in pairs:
@@ -223,7 +245,7 @@ def collect(pairs, *, reuse: bool = False, log=print, run=None) -> list[BuildEnt
         command = build_command(board, preset)
         if reuse:
             if not path.exists():
-                raise FileNotFoundError(
+                raise MissingReportError(
                     f"--reuse: no report.json in {folder}: build it first "
                     f"({' '.join(command)}) or leave out --reuse")
             entries.append(BuildEntry(board, preset, command, _read_report(path),
@@ -264,10 +286,10 @@ def _config_of(report: dict):
     rows, cols = _array(report)
     if (config.rows, config.cols, config.block_multipliers) != \
             (rows, cols, report.get("block_multipliers")):
-        raise ValueError(f"the report of {report['board']} x {report['config']} "
-                         f"({rows}x{cols}, P = {report.get('block_multipliers')}) does not "
-                         f"match the preset {report['config']!r} now ({config.rows}x"
-                         f"{config.cols}, P = {config.block_multipliers}): build it again")
+        raise ResultsError(f"the report of {report['board']} x {report['config']} "
+                           f"({rows}x{cols}, P = {report.get('block_multipliers')}) does not "
+                           f"match the preset {report['config']!r} now ({config.rows}x"
+                           f"{config.cols}, P = {config.block_multipliers}): build it again")
     return config
 
 
@@ -507,18 +529,18 @@ def render_results(entries, *, generated: str, commit: str | None,
 
 
 def _git_commit() -> str | None:
-    from qforge.fpga.build import _git_version
-
-    return _git_version()
+    return git_version()
 
 
-def results(pairs, output, *, reuse: bool = False, log=print, run=None,
+def results(pairs, output, *, reuse: bool = False, log=None, run=None,
             command: str = "qforge results") -> list[BuildEntry]:
     """Build (or with ``reuse`` read) each pair and write the Markdown report to
-    ``output``; the entries."""
+    ``output``; the entries. ``log``: called with progress messages (default:
+    :data:`LOGGER`'s ``info``)."""
+    log = LOGGER.info if log is None else log
     output = Path(output)
     if output.exists() and output.is_dir():
-        raise ValueError(f"--output {output}: is a folder, not a file")
+        raise ResultsError(f"--output {output}: is a folder, not a file")
     entries = collect(pairs, reuse=reuse, log=log, run=run)
     for entry in entries:
         if entry.report is not None:
@@ -532,63 +554,3 @@ def results(pairs, output, *, reuse: bool = False, log=print, run=None,
         f"build{'s' if len(entries) != 1 else ''}, "
         f"{sum(_status(entry.report) == 'failed' for entry in entries)} failed)")
     return entries
-
-
-# -- command line --------------------------------------------------------------------
-
-def add_results_command(subparsers) -> argparse.ArgumentParser:
-    """Add ``qforge results`` to a ``add_subparsers()`` object; returns its parser."""
-    from qforge.sim.model.spec import preset_names
-
-    pairs = "\n".join(f"  {board} x {preset}" for board, preset in DEFAULT_PAIRS)
-    parser = subparsers.add_parser(
-        "results", help="build every board x preset and write docs/RESULTS.md",
-        description="Run `qforge build --board B --preset P --report-only` for each\n"
-                    "(board, preset) pair in turn (or, with --reuse, read the report.json\n"
-                    "each build left in build/board/B-P/) and write a Markdown report of\n"
-                    "them: how it was made, utilization, LUTs per PE, fmax against the\n"
-                    "constraint, the DSP decision, build times and the peak GOPS of every\n"
-                    "precision mode. Builds that fail are reported with the tools' own\n"
-                    "message. The default sweep takes about an hour on 2 cores (the\n"
-                    "16x16 ulx3s build most of it).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"default pairs:\n{pairs}\n--board / --preset pick from them; with both, "
-               f"every given board x every given preset.\n\nexamples:\n"
-               f"  qforge results --output docs/RESULTS.md\n"
-               f"  qforge results --board icebreaker --preset tiny --output /tmp/r.md\n"
-               f"  qforge results --reuse")
-    parser.add_argument("--board", action="append", default=[], choices=sorted(BOARDS),
-                        help="a board (repeat for more)")
-    parser.add_argument("--preset", action="append", default=[], metavar="NAME",
-                        help=f"a preset (repeat for more): {', '.join(preset_names())}")
-    parser.add_argument("--output", type=Path, default=Path("docs/RESULTS.md"),
-                        metavar="FILE", help="the Markdown file (default: docs/RESULTS.md)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="build nothing: read each pair's report.json from its build "
-                             "folder (an error if one is missing)")
-    parser.set_defaults(handler=_command_results)
-    return parser
-
-
-def _command_results(arguments) -> int:
-    from qforge.sim.model.spec import load_preset
-
-    for preset in arguments.preset:
-        load_preset(preset)                  # ConfigError (exit 2) for an unknown one
-    pairs = select_pairs(arguments.board, arguments.preset)
-    argv = ["qforge", "results"]
-    for board in arguments.board:
-        argv += ["--board", board]
-    for preset in arguments.preset:
-        argv += ["--preset", preset]
-    argv += ["--output", str(arguments.output)] + (["--reuse"] if arguments.reuse else [])
-    entries = results(pairs, arguments.output, reuse=arguments.reuse,
-                      log=lambda message: print(message, file=sys.stderr, flush=True),
-                      command=" ".join(argv))
-    failed = [f"{entry.board} x {entry.preset}" for entry in entries
-              if _status(entry.report) == "failed"]
-    if failed:
-        print(f"qforge results: failed builds (reported in {arguments.output}): "
-              f"{', '.join(failed)}", file=sys.stderr)
-    print(arguments.output)
-    return 0

@@ -37,14 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.register(commands)
 
-    # The FPGA flow's commands live with it (fpga/); imported here, not at the top,
-    # because they import this module's config helpers.
-    from qforge.fpga.build import add_build_command
-    from qforge.fpga.host_cli import add_host_commands
-    from qforge.fpga.results import add_results_command
-    add_build_command(commands)
-    add_results_command(commands)
-    add_host_commands(commands)
+    # The FPGA flow's commands (fpga/).
+    from qforge.gen.cli import build, host, results
+    build.register(commands)
+    results.register(commands)
+    host.register(commands)
     return parser
 
 

@@ -12,9 +12,10 @@ import types
 import numpy as np
 import pytest
 
-from qforge.fpga import board_model, host_cli
 from qforge.fpga.board_model import (CHECKS, BoardModel, BoardModelError, CommandError,
-                                     Fault, LoopbackTransport, decode_command)
+                                     decode_command)
+from qforge.fpga.loopback import Fault, LoopbackTransport
+from qforge.gen.cli import host as host_command
 from qforge.fpga.host import Board, HostError, ResultsLost, SerialTransport, Transport
 from qforge.hdl.protocol import (CRC_BYTES, HEADER_BYTES, MAX_PAYLOAD, SYNC,
                                   TIMEOUT_BYTE_TIMES, FrameParser, Kind, Nak, Status,
@@ -158,7 +159,8 @@ def test_operands_are_checked_by_gemmjob_with_clear_errors():
     with pytest.raises(HostError, match=r"output.shift = 99: allowed range is 0 \.\. "):
         board.gemm([[1]], [[1]], exact, output=OutputParameters(shift=99))
     # Too large for a buffer half: refused before anything is sent, with the real sizes.
-    with pytest.raises(HostError, match=r"m_tiles \(200\) x words \(3\) = 600 buffer words"):
+    with pytest.raises(HostError, match=r"m_tiles 200, .*: GEMM: A needs ceil\(m / R\) \* "
+                                        r"ceil\(k / P\) = 200 \* 3 = 600 buffer words"):
         board.gemm(np.ones((400, 5), dtype=int), np.ones((5, 3), dtype=int), exact)
     # Too many tiles for the command's field: refused, never wrapped.
     with pytest.raises(HostError, match=r"m = 1026: allowed 1 \.\. 512"):
@@ -617,8 +619,8 @@ def test_invalid_command_sets_sticky_error_and_takes_no_operands(tiny_model):
     ("a.vrq", 1, r"a.vrq = True: this configuration has no \[vrq\] section"),
     ("output.vrq", 1, r"output.vrq_exponent: this configuration has no \[vrq\]"),
     ("depth_minus_one", 505, r"depth = 506: allowed range is 1 \.\. 500"),
-    ("n_tiles_minus_one", 200, r"B operands: n_tiles \(201\) x words \(3\) = 603"),
-    ("m_tiles_minus_one", 100, r"A operands: m_tiles \(101\) x words \(3\) = 303"),
+    ("n_tiles_minus_one", 200, r"B needs ceil\(n / C\) \* ceil\(k / P\) = 201 \* 3 = 603"),
+    ("m_tiles_minus_one", 100, r"A needs ceil\(m / R\) \* ceil\(k / P\) = 101 \* 3 = 303"),
     ("a.blocks_minus_one", 1, None),                  # 2 blocks: valid
 ])
 def test_decode_command_rejects_what_the_loader_rejects(field, value, message):
@@ -780,7 +782,7 @@ def test_negative_control_wrong_board_is_detected():
 def cli(argv, capsys):
     parser = argparse.ArgumentParser(prog="qforge")
     commands = parser.add_subparsers(dest="command", required=True)
-    host_cli.add_host_commands(commands)
+    host_command.register(commands)
     arguments = parser.parse_args(argv)
     code = arguments.handler(arguments)
     captured = capsys.readouterr()
@@ -801,7 +803,7 @@ def test_cli_status_and_gemm_on_loopback(capsys):
 
 
 def test_cli_gemm_check_reports_mismatch(capsys, monkeypatch):
-    monkeypatch.setattr(board_model, "BoardModel", WrongBoard)
+    monkeypatch.setattr(host_command, "BoardModel", WrongBoard)
     code, out, _ = cli(["host", "gemm", "--port", "loopback", "--preset", "tiny", "--m", "3",
                         "--n", "3", "--depth", "4", "--mode", "exact", "--check"], capsys)
     assert code == 1 and "check: MISMATCH: 1 of 9 elements differ" in out

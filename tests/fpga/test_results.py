@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from qforge.fpga import results as results_module
-from qforge.fpga.build import (BuildReport, ClockTiming, dsp_decision, parse_nextpnr_log,
-                               parse_nextpnr_report, resources_from_reports)
+from qforge.fpga.dsp import dsp_decision
+from qforge.fpga.report import (BuildReport, ClockTiming, parse_nextpnr_log,
+                                parse_nextpnr_report, resources_from_reports)
 from qforge.fpga.area import parse_stat
 from qforge.fpga.pll import ice40_pll
 from qforge.fpga.results import (DEFAULT_PAIRS, BuildEntry, collect, macs_per_cycle,

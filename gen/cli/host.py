@@ -6,9 +6,8 @@
   of random operands on the board; ``--check`` compares it with the golden model.
 
 ``--port loopback`` talks to :class:`qforge.fpga.board_model.BoardModel` through a
-simulated line instead of a board, so both commands can be tried anywhere.
-
-Registered by the main CLI (:mod:`qforge.gen.cli`) with :func:`add_host_commands`.
+simulated line (:class:`qforge.fpga.loopback.LoopbackTransport`) instead of a board, so
+both commands can be tried anywhere.
 """
 
 from __future__ import annotations
@@ -16,26 +15,34 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_host_commands", "LOOPBACK"]
+import numpy as np
+
+from qforge.fpga.board_model import BoardModel
+from qforge.fpga.host import (DEFAULT_BAUD_RATE, Board, HostError, SerialTransport,
+                              identify_fingerprint)
+from qforge.fpga.loopback import LoopbackTransport
+from qforge.gen.cli.common import add_config_arguments, config_from_arguments
+from qforge.sim.bench.stimulus import operand_range
+from qforge.sim.host.packing import GemmJob
+from qforge.sim.model.numerics import standard_modes
+from qforge.sim.model.quantize import OutputParameters, Rounding
+from qforge.sim.model.spec import load_preset
+
+__all__ = ["register", "LOOPBACK"]
 
 #: The ``--port`` value that selects the simulated board.
 LOOPBACK = "loopback"
 
 
 def _mode_names() -> list[str]:
-    from qforge.sim.model.spec import load_preset
-    from qforge.sim.model.numerics import standard_modes
-
     return list(standard_modes(load_preset("tiny")))
 
 
-def add_host_commands(subparsers) -> argparse.ArgumentParser:
-    """Add ``host`` (with ``status`` and ``gemm``) to the main CLI's subparsers; the
-    handlers return the exit status and print one line per error (no traceback)."""
-    from qforge.gen.cli.common import add_config_arguments
-    from qforge.fpga.host import DEFAULT_BAUD_RATE
-
-    host = subparsers.add_parser(
+def register(commands) -> argparse.ArgumentParser:
+    """Add ``host`` (with ``status`` and ``gemm``) to the subcommands ``commands``; returns
+    its parser. The handlers return the exit status and print one line per error (no
+    traceback)."""
+    host = commands.add_parser(
         "host", help="talk to a board over its serial link (status, GEMMs)",
         description="Talk to an FPGA board running the accelerator behind its UART host "
                     "link (framed, CRC-checked, stop-and-wait; see hdl/protocol.py). "
@@ -49,7 +56,7 @@ def add_host_commands(subparsers) -> argparse.ArgumentParser:
                "--depth 64 --mode exact --check\n"
                "  qforge host gemm --port loopback --preset default --m 16 --n 16 "
                "--depth 128 --mode mixed --check")
-    commands = host.add_subparsers(dest="host_command", required=True, metavar="COMMAND")
+    subcommands = host.add_subparsers(dest="host_command", required=True, metavar="COMMAND")
 
     def common(parser):
         parser.add_argument("--port", required=True, metavar="DEV",
@@ -68,7 +75,7 @@ def add_host_commands(subparsers) -> argparse.ArgumentParser:
         parser.add_argument("--quiet", action="store_true",
                             help="do not print retransmissions and progress to stderr")
 
-    status = commands.add_parser(
+    status = subcommands.add_parser(
         "status", help="print the board's status and check its configuration",
         description="Ask the board for its status: accelerator idle, the sticky "
                     "accelerator error (an invalid command was dropped), rejected frames "
@@ -80,7 +87,7 @@ def add_host_commands(subparsers) -> argparse.ArgumentParser:
     status.set_defaults(handler=_command_status)
 
     modes = _mode_names()
-    gemm = commands.add_parser(
+    gemm = subcommands.add_parser(
         "gemm", help="run a GEMM of random operands on the board",
         description="Run one M x DEPTH by DEPTH x N GEMM of random operands (uniform over "
                     "the range of the mode's operand widths) on the board and print a "
@@ -121,17 +128,7 @@ def add_host_commands(subparsers) -> argparse.ArgumentParser:
     return host
 
 
-def _config(arguments):
-    from qforge.gen.cli.common import load_config
-
-    if getattr(arguments, "spec", None):
-        return load_config("spec", arguments.spec)
-    return load_config("preset", arguments.preset)
-
-
 def _board(arguments, config):
-    from qforge.fpga.host import Board, HostError, SerialTransport
-
     if arguments.timeout is None or not arguments.timeout > 0:
         raise HostError(f"--timeout = {arguments.timeout}: must be > 0 seconds")
     if arguments.retries < 0:
@@ -139,8 +136,6 @@ def _board(arguments, config):
     if arguments.baud < 1:
         raise HostError(f"--baud = {arguments.baud}: must be a positive integer")
     if arguments.port == LOOPBACK:
-        from qforge.fpga.board_model import BoardModel, LoopbackTransport
-
         transport = LoopbackTransport(BoardModel(config), bytes_per_second=arguments.baud / 10)
     else:
         transport = SerialTransport(arguments.port, arguments.baud)
@@ -156,9 +151,7 @@ def _error(message: str) -> int:
 
 
 def _command_status(arguments) -> int:
-    from qforge.fpga.host import HostError, identify_fingerprint
-
-    config = _config(arguments)
+    config = config_from_arguments(arguments)
     try:
         with _board(arguments, config) as board:
             status = board.status()
@@ -180,15 +173,7 @@ def _command_status(arguments) -> int:
 
 
 def _command_gemm(arguments) -> int:
-    import numpy as np
-
-    from qforge.fpga.host import HostError
-    from qforge.sim.model.numerics import standard_modes
-    from qforge.sim.host.packing import GemmJob
-    from qforge.sim.model.quantize import OutputParameters, Rounding
-    from qforge.sim.bench.stimulus import operand_range
-
-    config = _config(arguments)
+    config = config_from_arguments(arguments)
     for option in ("m", "n", "depth"):
         if getattr(arguments, option) < 1:
             return _error(f"--{option} = {getattr(arguments, option)}: must be at least 1")
