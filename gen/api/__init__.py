@@ -234,7 +234,7 @@ def train(config: str | Path | None = None, *, epochs: int | None = None,
     on that runtime backend (``check``: compare the rtl backend's memory with the golden
     machine's after every program). ``jobs``: worker processes (results do not depend
     on it)."""
-    from qforge.sim.training.emulated import load_train_config, rtl_config_path, train_all
+    from qforge.sim.training import load_train_config, rtl_config_path, train_all
 
     if config is None and backend is not None:
         config = rtl_config_path()

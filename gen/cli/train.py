@@ -86,10 +86,9 @@ def handle(arguments) -> int:
     import dataclasses
     import os
 
-    from qforge.sim.training.emulated import (TrainConfigError, describe_schedule,
-                                              format_program_table, format_table,
-                                              load_train_config, plot_curves,
-                                              rtl_config_path, train_all)
+    from qforge.sim.training import (TrainConfigError, describe_schedule,
+                                     format_program_table, format_table, load_train_config,
+                                     plot_curves, rtl_config_path, train_all)
 
     config_path = arguments.config
     if config_path is None and arguments.backend is not None:
