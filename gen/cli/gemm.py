@@ -39,8 +39,8 @@ def register(commands) -> None:
                     "precision and through the output stage, on the golden model or on the\n"
                     "generated Verilog in Verilator (where the bench also checks every\n"
                     "result beat against the golden model), and write C as a .npy file of\n"
-                    "int64. Operands must lie in the range of their precision (docs/\n"
-                    "NUMERICS.md); without output-stage options C holds the raw\n"
+                    "int64. Operands must lie in the range of their precision\n"
+                    "(docs/NUMERICS.md); without output-stage options C holds the raw\n"
                     "accumulators.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
