@@ -25,7 +25,7 @@ from qforge.hdl.array import BroadcastArray, SystolicArray
 from qforge.sim.host.packing import leaf_fields, unpack_fields
 from qforge.sim.model.cycles import PE_LATENCY, lane_schedule, tile_cycles
 from qforge.sim.model.numerics import gemm, select_blocks, standard_modes
-from tests.hdl.configs import custom, tiny
+from tests.configs import custom, tiny
 
 ARRAY_CONFIGS = {
     "tiny": tiny,                                             # 2 x 2, B = 2, P = 2

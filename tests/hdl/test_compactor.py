@@ -30,7 +30,7 @@ from qforge.hdl.compactor import RowCompactor
 from qforge.hdl.layouts import command_layout
 from qforge.hdl.loader import Loader
 from qforge.sim.model.numerics import vrq_pack, vrq_unpack
-from tests.hdl.configs import SKIPPING_CONFIGS
+from tests.configs import SKIPPING_CONFIGS
 
 
 def _is_zero(config, operand, vrq):

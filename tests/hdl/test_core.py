@@ -19,7 +19,7 @@ from qforge.sim.model.isa import Opcode, Operand, encode
 from qforge.sim.host.datamover import DataMover
 from qforge.sim.apps.fuzz import random_program
 from qforge.sim.model.machine import Machine, add_saturate
-from tests.hdl.configs import custom, tiny, vrq_skipping
+from tests.configs import custom, tiny, vrq_skipping
 
 CORE_CONFIGS = {
     "tiny": tiny,

@@ -18,7 +18,7 @@ from qforge.sim.model.isa import Opcode, encode
 from qforge.hdl.layouts import epilogue_layout
 from qforge.sim.model.machine import Machine, instruction_error
 from qforge.sim.host.packing import command_bits
-from tests.hdl.configs import custom, tiny, vrq_skipping
+from tests.configs import custom, tiny, vrq_skipping
 
 #: Settings before each word, so that a GEMM's command carries non-reset registers.
 PREFIX = [encode(Opcode.PRECISION, operand=0, blocks=1, kept=1),

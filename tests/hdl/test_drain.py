@@ -21,7 +21,7 @@ from amaranth.sim import Simulator
 from qforge.hdl.drain import ResultDrain
 from qforge.hdl.layouts import result_layout
 from qforge.sim.host.packing import leaf_fields, unpack_fields
-from tests.hdl.configs import custom, tiny
+from tests.configs import custom, tiny
 from tests.hdl.streams import receive
 
 DRAIN_CONFIGS = {

@@ -36,7 +36,7 @@ from qforge.hdl.link import (HostLink, LinkedAccelerator, crc16_step, link_statu
                              uart_divisor)
 from qforge.sim.model.numerics import standard_modes
 from qforge.sim.host.packing import GemmJob, ResultAssembler
-from tests.hdl.configs import tiny
+from tests.configs import tiny
 from tests.hdl.streams import send
 from tests.hdl.test_uart import decode_line, drive_bytes
 

@@ -23,7 +23,7 @@ from qforge.sim.host.packing import leaf_fields, unpack_fields
 from qforge.sim.model.spec import from_dict
 from qforge.sim.model.quantize import (OutputParameters, Rounding, output_operands, output_stage,
                                  vrq_exponent)
-from tests.hdl.configs import custom, tiny
+from tests.configs import custom, tiny
 from tests.hdl.streams import receive, send
 
 #: tiny: 2 x 2, A = 25, shift field 5 bits. r3c5: rows and columns not powers of two.

@@ -14,7 +14,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from qforge.hdl.pe import ProcessingElement
-from tests.hdl.configs import COMPONENT_CONFIGS
+from tests.configs import COMPONENT_CONFIGS
 
 CYCLES = 400
 CAPTURE_LATENCY = 3     # clock edges from presenting inputs to the captured result

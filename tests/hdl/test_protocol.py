@@ -20,7 +20,7 @@ from qforge.hdl.protocol import (CRC_BYTES, DATA_KINDS, HEADER_BYTES, MAX_PAYLOA
                                  beat_width, beats_to_bytes, bytes_to_beats,
                                  config_fingerprint, crc16, crc16_update, encode_frame)
 from qforge.sim.model.errors import QforgeError
-from tests.hdl.configs import custom, default, tiny
+from tests.configs import custom, default, tiny
 
 kinds = st.sampled_from(list(Kind))
 seqs = st.integers(0, 0xFF)

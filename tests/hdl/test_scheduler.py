@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 
 from qforge.hdl.scheduler import Scheduler
 from qforge.sim.model.cycles import lane_schedule, tile_cycles
-from tests.hdl.configs import COMPONENT_CONFIGS
+from tests.configs import COMPONENT_CONFIGS
 from tests.hdl.streams import check_control
 
 

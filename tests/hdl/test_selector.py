@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 
 from qforge.hdl.selector import BlockSelector
 from qforge.sim.model.numerics import OperandPrecision, Selection, select_blocks
-from tests.hdl.configs import COMPONENT_CONFIGS
+from tests.configs import COMPONENT_CONFIGS
 
 CYCLES = 300
 

@@ -39,7 +39,7 @@ from qforge.hdl.layouts import operand_precision_layout
 from qforge.hdl.skipping_scheduler import SkippingScheduler
 from qforge.sim.model.cycles import row_cycles
 from qforge.sim.model.numerics import OperandPrecision, Precision, Selection
-from tests.hdl.configs import SKIPPING_CONFIGS
+from tests.configs import SKIPPING_CONFIGS
 from tests.hdl.streams import check_control
 
 

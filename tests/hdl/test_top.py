@@ -20,7 +20,7 @@ from qforge.hdl.top import Accelerator
 from qforge.sim.model.cycles import CHECK_LATENCY, GemmShape, gemm_cycles
 from qforge.sim.model.numerics import standard_modes
 from qforge.sim.host.packing import GemmJob, ResultAssembler
-from tests.hdl.configs import custom, tiny
+from tests.configs import custom, tiny
 from tests.hdl.streams import receive, send
 
 #: Configurations of the top-level tests: the tiny preset (square, B = 2, P = 2) and a

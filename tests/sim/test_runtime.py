@@ -23,7 +23,7 @@ from qforge.sim.model import machine as machine_module
 from qforge.sim.model.cycles import program_cycles
 from qforge.sim.apps.fuzz import random_program
 from qforge.sim.runtime import BACKENDS, Runtime, BackendError
-from tests.sim.conftest import SKIPPING_DESIGNS
+from tests.configs import SKIPPING_DESIGNS
 
 pytestmark = pytest.mark.rtl
 

@@ -21,7 +21,7 @@ from qforge.sim.bench.scenarios import Job, Scenario
 from qforge.sim.bench.stimulus import (DISTRIBUTIONS, named_or_random_modes, operand_range,
                                  random_operands, random_shape)
 
-from tests.sim.conftest import design_config
+from tests.configs import design_config
 
 pytestmark = pytest.mark.rtl
 

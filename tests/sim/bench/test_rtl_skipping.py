@@ -37,7 +37,7 @@ from qforge.sim.bench.scenarios import Job, MODELS, Scenario
 from qforge.sim.bench.stimulus import (named_or_random_modes, operand_range, random_operands,
                                  random_precision, sparse_operands)
 
-from tests.sim.conftest import design_config
+from tests.configs import design_config
 
 pytestmark = pytest.mark.rtl
 

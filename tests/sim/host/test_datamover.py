@@ -24,7 +24,7 @@ from qforge.sim.model.isa import Opcode, Operand, encode
 from qforge.sim.model.machine import Machine, MachineError, add_saturate
 from qforge.sim.model.numerics import gemm
 from qforge.sim.model.quantize import output_operands
-from tests.hdl.configs import custom, tiny, vrq_skipping
+from tests.configs import custom, tiny, vrq_skipping
 
 CONFIGS = {
     "tiny": tiny,

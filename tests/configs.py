@@ -1,4 +1,10 @@
-"""Configurations shared by the fast HDL unit tests (presets and small custom ones)."""
+"""The configurations the tests share, by name: one registry for every test folder.
+
+Presets and small custom arrays for the HDL component tests (:func:`custom`,
+:data:`COMPONENT_CONFIGS`, :data:`SKIPPING_CONFIGS`, :func:`vrq_skipping`), and the
+designs the cocotb integration tests build (:data:`RECT`, :data:`SKIPPING_DESIGNS`,
+:func:`design_config`, used by tests/sim/conftest.py's ``rtl`` fixture).
+"""
 
 from qforge.sim.model.spec import Config, from_dict, load_preset
 
@@ -111,3 +117,36 @@ def vrq_skipping() -> Config:
                   block_multipliers=2, buffer_depth=16).to_dict()
     spec["vrq"] = {"code_width": 4, "range_stride": 2, "ranges": 8}
     return from_dict(spec, source="tests").with_zero_skipping()
+
+
+# ---- designs of the cocotb integration tests (tests/sim/) ----
+
+#: A small non-square array with 2-bit blocks: rows/cols mix-ups and q that does not
+#: divide P (e.g. La = 3, Lb = 1 with P = 2) show up here.
+RECT = {"name": "rect", "array": {"rows": 2, "cols": 3},
+        "arithmetic": {"operand_width": 8, "block_width": 2, "block_multipliers": 2,
+                       "max_reduction_depth": 256, "output_width": 8},
+        "buffers": {"depth": 128}}
+
+
+#: Zero-skipping designs (tests/sim/bench/test_rtl_skipping.py): ``tiny_skip`` is the tiny
+#: preset built as the zero-skipping array (square 2x2, 4-bit blocks, P = 2);
+#: ``rect_vrq_skip`` is RECT (2x3: fewer rows than columns, so a column group of R x C
+#: columns and PE rows vs columns cannot be confused; q = 3 with P = 2) with a [vrq]
+#: section (A operands with code 0 are skipped whatever their sign and range bits) and
+#: a [zero_skipping] section. Both use one max_reduction_depth dot product of B per PE
+#: bank and half (:meth:`Config.with_zero_skipping`).
+SKIPPING_DESIGNS = {
+    "tiny_skip": lambda: load_preset("tiny").with_zero_skipping(),
+    "rect_vrq_skip": lambda: from_dict(
+        RECT | {"name": "rect_vrq", "vrq": {"code_width": 4, "range_stride": 2, "ranges": 8}},
+        source="tests").with_zero_skipping(),
+}
+
+
+def design_config(name: str) -> Config:
+    """The configuration of an integration-test design: a preset's name, ``rect`` or a
+    key of :data:`SKIPPING_DESIGNS`."""
+    if name in SKIPPING_DESIGNS:
+        return SKIPPING_DESIGNS[name]()
+    return from_dict(RECT, source="tests") if name == "rect" else load_preset(name)
