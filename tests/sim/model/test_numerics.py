@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from qforge.sim.model.spec import PRESETS, SCHEMA, from_dict, load_preset
-from qforge.sim.model import exact_matmul, numerics
+from qforge.sim.model import exact_matmul
 from qforge.sim.model.numerics import (OperandError, OperandPrecision, Precision, Selection,
                                  check_operands, gemm, gemm_block_products,
                                  operand_value, select_blocks, sign_magnitude,

@@ -1,0 +1,143 @@
+"""The random bits of stochastic rounding (:mod:`qforge.sim.model.random_bits`).
+
+* An independent scalar implementation of Speck64/128 written from the docstrings
+  (:mod:`tests.sim.model.speck_reference`), first checked against the cipher's published
+  test vector, then compared with the vectorized :func:`random_bits` and
+  :func:`round_keys`.
+* Statistics of the bits (byte chi-square, per-bit balance, independence of neighbouring
+  rows, columns, tensors and seeds), with every threshold derived in the test's
+  docstring. The inputs are fixed, so the tests are deterministic; a threshold's
+  false-alarm probability is what it would be for truly random bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from qforge.sim.model.random_bits import random_bits, round_keys
+from tests.sim.model.speck_reference import (MASK, scalar_random_bits, scalar_round_keys,
+                                             speck_encrypt, speck_key_schedule)
+
+
+def test_scalar_speck_matches_the_published_test_vector():
+    """Speck64/128 (Beaulieu et al., 2013, appendix C): key 1b1a1918 13121110 0b0a0908
+    03020100 = (l2, l1, l0, k0), plaintext (x, y) = (3b726574, 7475432d), 27 rounds,
+    ciphertext (8c6fa548, 454e028b). Checks the scalar reference itself."""
+    keys = speck_key_schedule(0x03020100, [0x0B0A0908, 0x13121110, 0x1B1A1918], 27)
+    assert speck_encrypt(0x3B726574, 0x7475432D, keys) == (0x8C6FA548, 0x454E028B)
+
+
+def test_round_keys_match_the_scalar_schedule():
+    rng = np.random.default_rng(1)
+    cases = [(0, 0), (MASK, 0xFFFF), (1, 0), (0, 1)] + [
+        (int(rng.integers(0, 1 << 32)), int(rng.integers(0, 1 << 16))) for _ in range(200)]
+    for seed, tensor in cases:
+        assert round_keys(seed, tensor) == scalar_round_keys(seed, tensor), (seed, tensor)
+
+
+def test_random_bits_match_the_scalar_reference():
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        seed, tensor = int(rng.integers(0, 1 << 32)), int(rng.integers(0, 1 << 16))
+        rows = rng.integers(0, 1 << 32, 50, dtype=np.int64)
+        cols = rng.integers(0, 1 << 32, 50, dtype=np.int64)
+        rows[:5], cols[:5] = [0, 0, 1, MASK, 7], [0, 1, 0, MASK, 7]
+        got = random_bits(seed, tensor, rows, cols)
+        want = [scalar_random_bits(seed, tensor, int(r), int(c)) for r, c in zip(rows, cols)]
+        assert got.tolist() == want
+
+
+def test_random_bits_depend_only_on_seed_tensor_and_coordinates():
+    rows, cols = np.indices((16, 16))
+    a = random_bits(5, 6, rows, cols)
+    assert np.array_equal(a, random_bits(5, 6, rows.copy(), cols.copy()))
+    assert np.array_equal(a[3:7, 2:9], random_bits(5, 6, rows[3:7, 2:9], cols[3:7, 2:9]))
+    for other in (random_bits(4, 6, rows, cols), random_bits(5, 7, rows, cols)):
+        assert np.mean(other == a) < 0.01
+    transposed = random_bits(5, 6, cols, rows)      # equal only on the diagonal
+    assert np.array_equal(transposed == a, np.eye(16, dtype=bool))
+
+
+def test_round_keys_reject_out_of_range_inputs():
+    for seed, tensor in ((-1, 0), (1 << 32, 0), (0, -1), (0, 1 << 16)):
+        with pytest.raises(ValueError):
+            round_keys(seed, tensor)
+
+
+# ---- statistics of the random bits ------------------------------------------------------
+
+def wilson_hilferty(dof: int, z: float) -> float:
+    """The chi-square quantile with ``dof`` degrees of freedom at standard normal
+    quantile ``z`` (Wilson-Hilferty; accurate to well under 1% for dof = 255)."""
+    c = 2.0 / (9.0 * dof)
+    return dof * (1.0 - c + z * math.sqrt(c)) ** 3
+
+
+#: z of a one-sided tail probability of about 1e-6 (Phi(-4.753) = 1.0e-6).
+Z_1E6 = 4.753
+
+#: (seed, tensor) pairs; the grid below is the structured input hardware uses: counters.
+KEYS = [(0, 0), (1, 0), (0xDEADBEEF, 0x1234), (12345, 65535)]
+GRID = np.indices((256, 256))        # rows 0..255 x cols 0..255: 65536 elements
+
+
+@pytest.mark.parametrize("seed,tensor", KEYS)
+def test_random_bytes_chi_square(seed, tensor):
+    """The 4 bytes of 65536 outputs (262144 bytes) in 256 bins, 1024 expected per bin:
+    chi-square with 255 degrees of freedom (mean 255, sd 22.6). Reject outside the
+    two-sided 1e-6 quantiles (about 162 and 377): too uneven, or too even (a sign of
+    structure such as a counter leaking through)."""
+    bits = random_bits(seed, tensor, *GRID).ravel()
+    data = bits.astype(">u4").view(np.uint8)
+    counts = np.bincount(data, minlength=256)
+    expected = data.size / 256
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    low, high = wilson_hilferty(255, -Z_1E6), wilson_hilferty(255, Z_1E6)
+    assert 150 < low < 170 and 370 < high < 385
+    assert low < chi2 < high, chi2
+
+
+@pytest.mark.parametrize("seed,tensor", KEYS)
+def test_every_bit_is_balanced(seed, tensor):
+    """For each of the 32 bit positions the number of ones among n = 65536 outputs is
+    Binomial(n, 1/2): mean n/2, sd sqrt(n)/2 = 128. Bound: 5 sd (640); with 32
+    positions the chance that a truly random sequence fails is below 32 * 5.7e-7."""
+    bits = random_bits(seed, tensor, *GRID).ravel()
+    n = bits.size
+    ones = ((bits[:, None] >> np.arange(32, dtype=np.uint64)) & np.uint64(1)).sum(axis=0)
+    assert np.all(np.abs(ones - n / 2) <= 5 * math.sqrt(n) / 2), ones
+
+
+def _neighbour_pairs():
+    """(name, bits, neighbour bits): rows r and r+1, cols c and c+1, tensors t and t+1,
+    seeds s and s+1, over the same 256 x 256 grid (n = 65536 pairs, or 65280 for the
+    coordinate shifts)."""
+    rows, cols = GRID
+    base = random_bits(7, 3, rows, cols)
+    return [
+        ("row", base[:-1, :], base[1:, :]),
+        ("col", base[:, :-1], base[:, 1:]),
+        ("tensor", base, random_bits(7, 4, rows, cols)),
+        ("seed", base, random_bits(8, 3, rows, cols)),
+    ]
+
+
+@pytest.mark.parametrize("name,first,second", _neighbour_pairs(),
+                         ids=["row", "col", "tensor", "seed"])
+def test_neighbours_are_uncorrelated(name, first, second):
+    """Two independent uniform values u, v in [0, 1) have Pearson correlation with
+    sampling sd 1/sqrt(n); bound 5/sqrt(n) (about 0.02). Bit by bit, u XOR v of
+    independent bits is 1 with probability 1/2: each of the 32 positions of the XOR is
+    balanced within 5 sd (5 sqrt(n) / 2), which catches linear dependencies between
+    neighbours that the correlation of whole words would miss."""
+    u = first.ravel().astype(np.float64)
+    v = second.ravel().astype(np.float64)
+    n = u.size
+    correlation = float(np.corrcoef(u, v)[0, 1])
+    assert abs(correlation) < 5 / math.sqrt(n), correlation
+    xor = first.ravel() ^ second.ravel()
+    ones = ((xor[:, None] >> np.arange(32, dtype=np.uint64)) & np.uint64(1)).sum(axis=0)
+    assert np.all(np.abs(ones - n / 2) <= 5 * math.sqrt(n) / 2), (name, ones)
