@@ -79,11 +79,11 @@ from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
                                 layout_fields, result_layout)
 from qforge.sim.model.numerics import OperandPrecision, Precision, Selection, gemm
 from qforge.sim.host.packing import leaf_fields, pack_fields, result_order, unpack_fields
-from qforge.sim.model.machine import gemm_capacity_error, tiles
+from qforge.sim.model.capacity import gemm_capacity_error, tiles
 from qforge.sim.model.quantize import OutputParameters, Rounding, output_operands
 
 __all__ = ["CHECKS", "CommandError", "BoardModelError", "Command", "decode_command",
-           "check_capacity", "BoardModel"]
+           "BoardModel"]
 
 #: The order in which a complete request frame is checked; the first failing check
 #: names the NAK: ``kind`` (NAK KIND), ``crc`` (NAK CRC), ``beats``: LENGTH a whole number
@@ -175,7 +175,10 @@ def decode_command(config: Config, bits: int) -> Command:
         raise CommandError(f"depth = {depth}: allowed range is 1 .. "
                            f"{config.max_reduction_depth} (arithmetic.max_reduction_depth)")
     m_tiles, n_tiles = values["m_tiles_minus_one"] + 1, values["n_tiles_minus_one"] + 1
-    check_capacity(config, m_tiles, n_tiles, depth)
+    # The golden model's rule, for the m_tiles * R by n_tiles * C result the tiles hold.
+    error = gemm_capacity_error(config, m_tiles * config.rows, n_tiles * config.cols, depth)
+    if error is not None:
+        raise CommandError(f"m_tiles {m_tiles}, n_tiles {n_tiles}, depth {depth}: {error}")
     limit = config.accumulator_width - 1
     if values["output.rounding"] not in tuple(Rounding):
         raise CommandError(f"output.rounding = {values['output.rounding']}: allowed "
@@ -198,23 +201,6 @@ def decode_command(config: Config, bits: int) -> Command:
     return Command(m_tiles, n_tiles, depth, precision,
                    parameters if values["output.quantize"] else None,
                    bool(values.get("skip_zeros", 0)))
-
-
-def check_capacity(config: Config, m_tiles: int, n_tiles: int, depth: int) -> None:
-    """Raise :class:`CommandError` unless the operands of a GEMM of ``m_tiles x n_tiles``
-    output tiles over ``depth`` fit in one buffer half, as the loader requires: the
-    golden model's rule (:func:`qforge.sim.model.machine.gemm_capacity_error`) for the
-    ``m_tiles * R`` by ``n_tiles * C`` result the tiles hold.
-
-    >>> from qforge.sim.model.spec import load_preset
-    >>> check_capacity(load_preset("tiny"), 100, 1, 7)
-    Traceback (most recent call last):
-    ...
-    qforge.fpga.board_model.CommandError: m_tiles 100, n_tiles 1, depth 7: GEMM: A needs ceil(m / R) * ceil(k / P) = 100 * 4 = 400 buffer words; allowed at most buffer_depth = 256
-    """
-    error = gemm_capacity_error(config, m_tiles * config.rows, n_tiles * config.cols, depth)
-    if error is not None:
-        raise CommandError(f"m_tiles {m_tiles}, n_tiles {n_tiles}, depth {depth}: {error}")
 
 
 def _beats_to_matrix(config: Config, kind: Kind, beats: list[int], count_tiles: int,

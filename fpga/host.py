@@ -40,12 +40,12 @@ import numpy as np
 from qforge.hdl.protocol import (DATA_KINDS, MAX_PAYLOAD, STATUS_BYTES, Frame, FrameParser,
                                   Kind, Nak, ProtocolError, Status, beat_bytes, beat_width,
                                   beats_to_bytes, config_fingerprint, encode_frame)
-from qforge.fpga.board_model import CommandError, check_capacity, decode_command
+from qforge.fpga.board_model import CommandError, decode_command
 from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
 from qforge.sim.model.numerics import Precision
 from qforge.sim.host.packing import GemmJob, ResultAssembler
-from qforge.sim.model.machine import tiles
+from qforge.sim.model.capacity import gemm_capacity_error
 from qforge.sim.model.quantize import OutputParameters
 
 __all__ = ["HostError", "ResultsLost", "Transport", "SerialTransport", "Board",
@@ -418,9 +418,12 @@ class Board:
                             f"the board for {self.config.name!r}")
         config = self.config
         try:
-            # The real sizes first: a command field would wrap a count too large for it.
-            check_capacity(config, tiles(job.a.shape[0], config.rows),
-                           tiles(job.b.shape[1], config.cols), job.a.shape[1])
+            # The real sizes first (the golden model's rule): a command field would wrap a
+            # count too large for it.
+            error = gemm_capacity_error(config, job.a.shape[0], job.b.shape[1],
+                                        job.a.shape[1])
+            if error is not None:
+                raise CommandError(error)
             decode_command(config, job.command)
         except CommandError as error:
             raise HostError(f"cannot run this GEMM on configuration {self.config.name!r} "

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from amaranth.hdl import Signal
 from amaranth.sim import Simulator
 
 from qforge.fpga.boards import BOARDS, BoardTop, Stretcher, board_named
