@@ -84,53 +84,70 @@ def instruction_error(config: Config, word: int) -> str | None:
     if extra:
         return (f"{opcode.name}: reserved bits set ({extra:#x} above its fields); "
                 f"they must be 0")
-    name = opcode.name
-    accumulator_limit = config.accumulator_width - 1
-    if opcode == Opcode.PRECISION:
-        if fields["vrq"]:
-            if config.vrq is None:
-                return (f"{name}.vrq = 1: this configuration has no [vrq] section, so "
-                        f"its PEs take integer operands only")
-            limit, what = config.vrq_code_blocks, "blocks of the VRQ code"
-        else:
-            limit, what = config.blocks, "blocks of the operand"
-        if not 1 <= fields["blocks"] <= limit:
-            return f"{name}.blocks = {fields['blocks']}: allowed 1 .. {limit} ({what})"
-        if not 1 <= fields["kept"] <= fields["blocks"]:
-            return (f"{name}.kept = {fields['kept']}: allowed 1 .. blocks "
-                    f"({fields['blocks']})")
-    elif opcode == Opcode.OUTPUT:
-        if fields["rounding"] not in tuple(Rounding):
-            return (f"{name}.rounding = {fields['rounding']}: allowed "
-                    + ", ".join(f"{r.value} ({r.name.lower()})" for r in Rounding))
-        for key in ("shift", "exponent"):
-            if fields[key] > accumulator_limit:
-                return (f"{name}.{key} = {fields[key]}: allowed 0 .. {accumulator_limit} "
-                        f"(accumulator_width - 1)")
-        if fields["vrq"] and config.vrq is None:
-            return (f"{name}.vrq = 1: this configuration has no [vrq] section, so its "
-                    f"output stage cannot emit VRQ words")
-        if fields["wide"] and not (fields["quantize"] and not fields["vrq"]):
-            return (f"{name}.wide = 1: only with quantize = 1 and vrq = 0 (it skips the "
-                    f"saturation of integer outputs)")
-    elif opcode == Opcode.GEMM:
-        reason = gemm_capacity_error(config, fields["m"], fields["n"], fields["k"])
-        if reason:
-            return reason
-        if fields["skip_zeros"] and not config.zero_skipping:
-            return (f"{name}.skip_zeros = 1: this configuration has no [zero_skipping] "
-                    f"section")
-        bits = fields["saturate_bits"]
-        if fields["add"] and not 2 <= bits <= config.accumulator_width:
-            return (f"{name}.saturate_bits = {bits}: with add = 1 allowed 2 .. "
-                    f"{config.accumulator_width} (accumulator_width)")
-        if not fields["add"] and bits:
-            return f"{name}.saturate_bits = {bits}: must be 0 unless add = 1"
-    elif opcode == Opcode.LOAD:
-        if fields["operand"] not in tuple(Operand):
-            return (f"{name}.operand = {fields['operand']}: allowed "
-                    + ", ".join(f"{o.value} ({o.name.lower()})" for o in Operand))
+    check = _FIELD_CHECKS.get(opcode)
+    return None if check is None else check(config, opcode.name, fields)
+
+
+def _precision_error(config: Config, name: str, fields: dict) -> str | None:
+    if fields["vrq"]:
+        if config.vrq is None:
+            return (f"{name}.vrq = 1: this configuration has no [vrq] section, so "
+                    f"its PEs take integer operands only")
+        limit, what = config.vrq_code_blocks, "blocks of the VRQ code"
+    else:
+        limit, what = config.blocks, "blocks of the operand"
+    if not 1 <= fields["blocks"] <= limit:
+        return f"{name}.blocks = {fields['blocks']}: allowed 1 .. {limit} ({what})"
+    if not 1 <= fields["kept"] <= fields["blocks"]:
+        return (f"{name}.kept = {fields['kept']}: allowed 1 .. blocks "
+                f"({fields['blocks']})")
     return None
+
+
+def _output_error(config: Config, name: str, fields: dict) -> str | None:
+    accumulator_limit = config.accumulator_width - 1
+    if fields["rounding"] not in tuple(Rounding):
+        return (f"{name}.rounding = {fields['rounding']}: allowed "
+                + ", ".join(f"{r.value} ({r.name.lower()})" for r in Rounding))
+    for key in ("shift", "exponent"):
+        if fields[key] > accumulator_limit:
+            return (f"{name}.{key} = {fields[key]}: allowed 0 .. {accumulator_limit} "
+                    f"(accumulator_width - 1)")
+    if fields["vrq"] and config.vrq is None:
+        return (f"{name}.vrq = 1: this configuration has no [vrq] section, so its "
+                f"output stage cannot emit VRQ words")
+    if fields["wide"] and not (fields["quantize"] and not fields["vrq"]):
+        return (f"{name}.wide = 1: only with quantize = 1 and vrq = 0 (it skips the "
+                f"saturation of integer outputs)")
+    return None
+
+
+def _gemm_error(config: Config, name: str, fields: dict) -> str | None:
+    reason = gemm_capacity_error(config, fields["m"], fields["n"], fields["k"])
+    if reason:
+        return reason
+    if fields["skip_zeros"] and not config.zero_skipping:
+        return (f"{name}.skip_zeros = 1: this configuration has no [zero_skipping] "
+                f"section")
+    bits = fields["saturate_bits"]
+    if fields["add"] and not 2 <= bits <= config.accumulator_width:
+        return (f"{name}.saturate_bits = {bits}: with add = 1 allowed 2 .. "
+                f"{config.accumulator_width} (accumulator_width)")
+    if not fields["add"] and bits:
+        return f"{name}.saturate_bits = {bits}: must be 0 unless add = 1"
+    return None
+
+
+def _load_error(config: Config, name: str, fields: dict) -> str | None:
+    if fields["operand"] not in tuple(Operand):
+        return (f"{name}.operand = {fields['operand']}: allowed "
+                + ", ".join(f"{o.value} ({o.name.lower()})" for o in Operand))
+    return None
+
+
+#: The field rules of each opcode that has any (the others are valid once decoded).
+_FIELD_CHECKS = {Opcode.PRECISION: _precision_error, Opcode.OUTPUT: _output_error,
+                 Opcode.GEMM: _gemm_error, Opcode.LOAD: _load_error}
 
 
 def add_saturate(addend, values, bits: int) -> np.ndarray:
