@@ -25,6 +25,9 @@ the clock the build was made for and at the fmax nextpnr achieved:
     [('exact', 4, 2), ('reduced', 1, 8), ('mixed', 2, 4)]
     >>> round(peak_gops(2, 24e6), 6)      # exact 8-bit MACs of the tiny 2x2 array at 24 MHz
     0.096
+
+Over 500 lines: one concept, RESULTS.md; most of it is the Markdown rendering of one
+report (its sections and tables), which reads best next to the throughput it prints.
 """
 
 from __future__ import annotations
