@@ -34,7 +34,7 @@ class Core(wiring.Component):
     :class:`~qforge.hdl.top.Accelerator` (whose ``result`` goes through the
     :class:`~qforge.hdl.addend.AddendStage`), the decoder's ``epilogue`` settings to
     the addend stage. Latency over the accelerator: the decoder takes 2 cycles from an
-    instruction word to the command (:data:`qforge.sim.model.cycles.DECODE_LATENCY`), the
+    instruction word to the command (:data:`qforge.sim.model.cycles.DECODE_CYCLES`), the
     addend stage adds 1 cycle to every result beat (:data:`qforge.sim.model.cycles.ADDEND_LATENCY`).
     """
 

@@ -8,8 +8,8 @@ from qforge.sim.model.spec import Config
 from qforge.hdl.isa import instruction_layout, operand_layout
 from qforge.sim.model.isa import Opcode, Operand
 from qforge.hdl.layouts import command_layout
+from qforge.hdl.rounding import rounding_is_defined
 from qforge.hdl.signatures import command_stream, epilogue_stream, instruction_stream
-from qforge.sim.model.quantize import Rounding
 
 __all__ = ["InstructionDecoder"]
 
@@ -180,12 +180,12 @@ class InstructionDecoder(wiring.Component):
         precision_ok = precision_ok & (precision.kept >= 1) & (precision.kept <= precision.blocks)
 
         out = views[Opcode.OUTPUT]
-        output_ok = ((out.rounding != 3) & at_most(out.shift, accumulator_limit)
+        output_ok = (rounding_is_defined(out.rounding)
+                     & at_most(out.shift, accumulator_limit)
                      & at_most(out.exponent, accumulator_limit)
                      & (~out.wide | (out.quantize & ~out.vrq)))
         if config.vrq is None:
             output_ok = output_ok & ~out.vrq
-        assert max(Rounding) == 2
 
         gemm = views[Opcode.GEMM]
         tile_limit = 1 << config.tiles_field_width

@@ -22,6 +22,7 @@ expressed.
 from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data
 
+from qforge.sim.model.rounding import Rounding
 from qforge.sim.model.spec import Config
 
 __all__ = ["operand_word_layout", "a_beat_layout", "b_beat_layout",
@@ -66,8 +67,9 @@ def output_layout(config: Config) -> data.StructLayout:
     """Per-GEMM output stage settings (see :class:`qforge.sim.model.quantize.OutputParameters`).
 
     ``quantize = 0`` returns raw accumulators; with ``quantize = 1`` each accumulator is
-    round-shifted right by ``shift`` (``rounding``: 0 nearest-even, 1 truncate,
-    2 stochastic with random bits keyed by ``seed`` and ``tensor``), optionally passed
+    round-shifted right by ``shift`` (``rounding``, shaped by the golden model's
+    :class:`~qforge.sim.model.rounding.Rounding`: nearest-even, truncate, or stochastic
+    with random bits keyed by ``seed`` and ``tensor``), optionally passed
     through ReLU, and saturated to ``output_width`` bits. With ``vrq = 1`` (VRQ
     configurations) the ReLU'd accumulator is instead encoded as a VRQ operand word with
     ``E = exponent`` (:func:`qforge.sim.model.quantize.output_operands`). ``wide = 1`` skips the
@@ -76,7 +78,7 @@ def output_layout(config: Config) -> data.StructLayout:
     return data.StructLayout({
         "quantize": unsigned(1),
         "shift": unsigned(max(1, (config.accumulator_width - 1).bit_length())),
-        "rounding": unsigned(2),
+        "rounding": Rounding,             # a standard IntEnum: unsigned(2)
         "relu": unsigned(1),
         "seed": unsigned(32),
         "tensor": unsigned(16),

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import command_layout
+from qforge.hdl.rounding import rounding_is_defined
 from qforge.hdl.scheduler import job_layout
 from qforge.hdl.signatures import a_stream, b_stream, command_stream
 
@@ -29,7 +30,8 @@ class Loader(wiring.Component):
        invalid command sets the sticky ``error`` output and is dropped from the slot: no
        operand beats are taken for it. A VRQ operand is invalid without a ``[vrq]``
        section, or with more blocks than its code has; so is an output stage setting
-       with rounding code 3, a shift or VRQ exponent above ``accumulator_width - 1``, or
+       with a rounding code that is no :class:`~qforge.sim.model.rounding.Rounding`
+       member, a shift or VRQ exponent above ``accumulator_width - 1``, or
        VRQ output without a ``[vrq]`` section.
     3. A checked command starts loading in the first cycle (at the earliest the one after
        the check) in which the loader is not loading and the half to be filled is free;
@@ -180,11 +182,11 @@ class Loader(wiring.Component):
             checks.append(groups * words <= config.pe_buffer_depth)
         else:
             checks.append(b_words <= config.buffer_depth)
-        # Output stage: a defined rounding code; shift and VRQ exponent inside the
-        # accumulator (sim/model/quantize.py, OutputParameters.validate); VRQ output only
-        # with a [vrq] section.
+        # Output stage: a Rounding member; shift and VRQ exponent inside the accumulator;
+        # VRQ output only with a [vrq] section
+        # (qforge.sim.model.quantize.OutputParameters.validate).
         output = command.output
-        checks.append(output.rounding != 3)
+        checks.append(rounding_is_defined(output.rounding))
         limit = config.accumulator_width - 1
         for field in (output.shift, output.exponent):
             if (1 << len(field)) - 1 > limit:

@@ -10,7 +10,8 @@ from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import output_layout
 from qforge.hdl.vrq_encoder import VrqEncoder
 from qforge.sim.model.cycles import OUTPUT_LATENCY
-from qforge.sim.model.quantize import _KEY_CONSTANTS, RANDOM_ROUNDS, Rounding
+from qforge.sim.model.random_bits import KEY_CONSTANTS, RANDOM_ROUNDS
+from qforge.hdl.rounding import round_shift_addend, shift_rounded
 from qforge.hdl.signatures import result_stream
 
 __all__ = ["OutputStage", "output_parameters_layout", "PARAMETER_FIFO_DEPTH",
@@ -200,8 +201,8 @@ class OutputStage(wiring.Component):
                          keys[0].eq(head.output.seed),
                          schedule_key.eq(head.output.seed),
                          schedule_words[0].eq(head.output.tensor),
-                         schedule_words[1].eq(_KEY_CONSTANTS[0]),
-                         schedule_words[2].eq(_KEY_CONSTANTS[1]),
+                         schedule_words[1].eq(KEY_CONSTANTS[0]),
+                         schedule_words[2].eq(KEY_CONSTANTS[1]),
                          schedule_step.eq(0), schedule_busy.eq(1)]
         # Round i: l[i+3] = (k[i] + (l[i] >>> 8)) ^ i; k[i+1] = (k[i] <<< 3) ^ l[i+3], i.e.
         # the Speck round on (x, y) = (l[i], k[i]) with key i. One shared circuit of
@@ -327,7 +328,9 @@ class OutputStage(wiring.Component):
         max_shift = (1 << len(control.shift)) - 1
         stage4_addends = [Signal(unsigned(max_shift), name=f"stage4_addend{u}")
                           for u in range(lanes)]
-        stage4_next = [self._addend(m, u, stage3_row[u], stage3_bits[u], stage3_control)
+        stage4_next = [round_shift_addend(m, stage3_row[u], stage3_control.shift,
+                                          stage3_control.rounding, stage3_bits[u],
+                                          max_shift=max_shift, name=str(u))
                        for u in range(lanes)]
         if config.vrq is not None:
             stage4_bits = [Signal(32, name=f"stage4_bits{u}") for u in range(lanes)]
@@ -348,8 +351,8 @@ class OutputStage(wiring.Component):
         saturate = Signal()
         m.d.comb += saturate.eq(stage4_control.quantize)
         for u in range(lanes):
-            rounded_next.append(self._round(m, u, stage4_row[u], stage4_addends[u],
-                                            stage4_control))
+            rounded_next.append(shift_rounded(m, stage4_row[u], stage4_addends[u],
+                                              stage4_control.shift, name=str(u)))
             other = stage4_row[u]        # raw accumulators (quantize = 0)
             if config.vrq is not None:
                 # output_operands: VRQ words of the ReLU'd accumulators (VrqEncoder).
@@ -447,52 +450,6 @@ class OutputStage(wiring.Component):
                                  & ~stage4_valid & ~stage5_valid & ~self.result.valid
                                  & (phase == 0))
         return m
-
-    def _addend(self, m, lane, value, bits, control):
-        """Stage 4 of ``output_stage`` for one element (sim/model/quantize.py, ``round_shift``):
-        the addend of ``control.rounding`` for a right shift by ``control.shift``
-        (``addend < 2**shift``), from the accumulator ``value`` and the lane's random
-        ``bits``."""
-        shift = control.shift
-        max_shift = (1 << len(shift)) - 1
-
-        # round_shift, STOCHASTIC: r = _random_fraction = the top `shift` of the 32 bits,
-        # or bits << (shift - 32) when shift > 32; both are floor(bits * 2**(shift - 32)):
-        # the bits placed at the top of a `top`-bit word, shifted right by top - shift.
-        top = max(max_shift, 32)
-        random_amount = Signal(range(top + 1), name=f"random_amount{lane}")
-        random_addend = Signal(unsigned(max_shift), name=f"random_addend{lane}")
-        m.d.comb += [random_amount.eq(top - shift),
-                     random_addend.eq(Cat(Const(0, top - 32), bits) >> random_amount)]
-
-        # round_shift, NEAREST_EVEN: floor(v / 2**s) rounds up when the remainder exceeds
-        # half, or equals half with an odd floor: v + (2**(s-1) - 1) + odd(floor), then
-        # floor. Shift 0 adds nothing.
-        low_mask = Signal(unsigned(max_shift), name=f"low_mask{lane}")      # 2**s - 1
-        odd = Signal(name=f"odd{lane}")
-        nearest_addend = Signal(unsigned(max_shift), name=f"nearest_addend{lane}")
-        m.d.comb += [low_mask.eq(~(Const((1 << max_shift) - 1, max_shift) << shift)),
-                     odd.eq((value >> shift)[0] & (shift != 0)),
-                     nearest_addend.eq((low_mask >> 1) + odd)]
-
-        # TRUNCATE (and the undefined code 3): floor, addend 0.
-        addend = Signal(unsigned(max_shift), name=f"addend{lane}")
-        m.d.comb += addend.eq(
-            Mux(control.rounding == Rounding.NEAREST_EVEN, nearest_addend,
-                Mux(control.rounding == Rounding.STOCHASTIC, random_addend, 0)))
-        return addend
-
-    def _round(self, m, lane, value, addend, control):
-        """Stage 5 of ``output_stage`` for one element (sim/model/quantize.py, ``round_shift``):
-        ``(value + addend) >> control.shift``, exact in ``max(A, S + 1) + 1`` bits."""
-        config = self._config
-        max_shift = (1 << len(control.shift)) - 1
-        # v in A signed bits, addend < 2**shift <= 2**S.
-        width = max(config.accumulator_width, max_shift + 1) + 1
-        total = Signal(signed(width), name=f"total{lane}")
-        rounded = Signal(signed(width), name=f"rounded{lane}")
-        m.d.comb += [total.eq(value + addend), rounded.eq(total >> control.shift)]
-        return rounded
 
     def _saturate(self, m, lane, rounded, relu, wide):
         """Stage 6 of ``output_stage`` for one element (sim/model/quantize.py): ReLU, then

@@ -4,6 +4,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from qforge.hdl.rounding import round_shift_addend, shift_rounded
+from qforge.sim.model.rounding import Rounding
 from qforge.sim.model.spec import Config
 
 __all__ = ["VrqEncoder"]
@@ -16,10 +18,11 @@ class VrqEncoder(wiring.Component):
 
     * ``exponent``: ``E``, the binary exponent of the tensor's largest magnitude (a max
       over the whole tensor, supplied per GEMM);
-    * ``rounding``: :class:`qforge.sim.model.quantize.Rounding` code (0 nearest-even,
-      1 truncate, 2 stochastic; 3 behaves as truncate);
-    * ``random``: the element's 32 random bits (:func:`qforge.sim.model.quantize.random_bits`),
-      used by stochastic rounding: the top ``unit`` bits are added before truncating.
+    * ``rounding``: a :class:`qforge.sim.model.rounding.Rounding` code (the loader and
+      the decoder reject the 2-bit code that is none);
+    * ``random``: the element's 32 random bits
+      (:func:`qforge.sim.model.random_bits.random_bits`), used by stochastic rounding:
+      the top ``unit`` bits are added before truncating.
 
     For ``value != 0`` with ``e = floor(log2 |value|)``: range ``g = min(max((E - e) // S,
     0), G - 1)``, unit ``u = E - gS - N + 1``, ``code = round(|value| / 2**u)`` (a left
@@ -37,7 +40,7 @@ class VrqEncoder(wiring.Component):
         super().__init__({
             "value": In(signed(value_width)),
             "exponent": In(unsigned(max(1, (value_width - 1).bit_length()))),
-            "rounding": In(2),
+            "rounding": In(Rounding),
             "random": In(32),
             "word": Out(signed(config.operand_width)),
         })
@@ -77,31 +80,13 @@ class VrqEncoder(wiring.Component):
         left = Signal(range(n + 1))
         m.d.comb += [right.eq(Mux(unit > 0, unit, 0)), left.eq(Mux(unit < 0, -unit, 0))]
 
-        # round_shift(|value|, right, rounding): the same rules as the output stage.
-        floor = Signal(unsigned(width))
-        m.d.comb += floor.eq(magnitude >> right)
-        remainder = Signal(unsigned(width))
-        m.d.comb += remainder.eq(magnitude & ((Const(1, width + 1) << right) - 1))
-        half = Signal(unsigned(width))
-        m.d.comb += half.eq(Mux(right > 0, Const(1, width) << (right - 1).as_unsigned()[:len(right)], 0))
-        # The top `right` of the 32 random bits, or all 32 followed by zeros when
-        # right > 32 (qforge.sim.model.quantize._random_fraction).
-        random_fraction = Signal(unsigned(max(width, 32) + 1))
-        with m.If(right > 32):
-            m.d.comb += random_fraction.eq(self.random << (right - 32).as_unsigned()[:len(right)])
-        with m.Elif(right > 0):
-            m.d.comb += random_fraction.eq(self.random >> (32 - right).as_unsigned()[:6])
-        up = Signal()
-        with m.Switch(self.rounding):
-            with m.Case(0):
-                m.d.comb += up.eq((right > 0) & ((remainder > half)
-                                                 | ((remainder == half) & floor[0])))
-            with m.Case(2):
-                m.d.comb += up.eq((remainder + random_fraction) >> right != 0)
-            with m.Default():
-                m.d.comb += up.eq(0)
+        # code = round_shift(|value|, right, rounding) (qforge.sim.model.rounding), with
+        # the output stage's helper.
+        addend = round_shift_addend(m, magnitude, right, self.rounding, self.random,
+                                    max_shift=width)
+        rounded = shift_rounded(m, magnitude, addend, right)
         code_wide = Signal(unsigned(width + n + 1))
-        m.d.comb += code_wide.eq(Mux(unit >= 0, floor + up, magnitude << left))
+        m.d.comb += code_wide.eq(Mux(unit >= 0, rounded, magnitude << left))
 
         # Overflow: 2**N moves up a range (same value) or saturates in range 0.
         code = Signal(unsigned(n))

@@ -1,7 +1,8 @@
 """Amaranth-simulator helpers to drive and observe ``amaranth.lib.stream`` ports.
 
 Used by the fast unit tests (``tests/hdl``); the cocotb integration benches have their
-own drivers (``qforge.sim.bench``) because they run on the generated Verilog.
+own drivers (:class:`qforge.sim.bench.testbench.StreamSource` and
+:class:`~qforge.sim.bench.testbench.StreamSink`) because they run on the generated Verilog.
 """
 
 import random
