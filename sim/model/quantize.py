@@ -43,21 +43,16 @@ import numpy as np
 
 from qforge.sim.model.capacity import tiles
 from qforge.sim.model.numerics import vrq_pack
-from qforge.sim.model.random_bits import (KEY_CONSTANTS, MAX_SEED, MAX_TENSOR, RANDOM_ROUNDS,
-                                          random_bits, round_keys)
+from qforge.sim.model.random_bits import (MAX_SEED, MAX_TENSOR, RANDOM_ROUNDS, random_bits,
+                                          round_keys)
 from qforge.sim.model.rounding import Rounding, round_scaled, round_shift
 from qforge.sim.model.saturation import saturate
 from qforge.sim.model.vrq_format import VrqFormat
 
 __all__ = ["RANDOM_ROUNDS", "round_keys", "random_bits", "Rounding", "OutputParameters",
-           "output_stage", "output_operands", "round_shift", "VrqFormat", "vrq_exponent", "vrq_encode",
-           "vrq_decode", "vrq_integer", "address_block_encode", "address_block_decode",
-           "fixed_point_encode"]
-
-# Kept under its old private name for qforge.hdl.output_stage, which should import
-# KEY_CONSTANTS from qforge.sim.model.random_bits.
-_KEY_CONSTANTS = KEY_CONSTANTS
-
+           "output_stage", "output_operands", "round_shift", "VrqFormat", "vrq_exponent",
+           "vrq_encode", "vrq_decode", "vrq_integer", "address_block_encode",
+           "address_block_decode", "fixed_point_encode"]
 
 @dataclass(frozen=True)
 class OutputParameters:
