@@ -45,6 +45,18 @@ def random_tiles(config, rng, count, full_rows):
     return tiles
 
 
+def watchdog(cycles):
+    """A background testbench that fails the test if it is still running after
+    ``cycles`` (a lost beat would otherwise leave the receiver waiting forever)."""
+    async def process(ctx):
+        count = 0
+        async for _ in ctx.tick():        # not .repeat(): it cannot be abandoned cleanly
+            count += 1
+            if count == cycles:
+                raise AssertionError(f"no progress after {cycles} cycles (a beat lost?)")
+    return process
+
+
 def run_drain(config, tiles, *, stall, seed):
     dut = ResultDrain(config)
     rng = random.Random(seed)
@@ -122,6 +134,7 @@ def run_drain(config, tiles, *, stall, seed):
     simulator.add_clock(1e-8)
     simulator.add_testbench(driver)
     simulator.add_testbench(receiver)
+    simulator.add_testbench(watchdog(20_000), background=True)
     simulator.run()
     beats = []
     for bits in received:
