@@ -275,7 +275,7 @@ def test_instruction_boundaries_on_tiny():
     assert [instruction_error(TINY, word) for word in accepted] == [None] * len(accepted)
 
 
-# ---- the machine -----------------------------------------------------------------------------
+# ---- the machine ------------------------------------------------------------------------
 
 def state(machine):
     """Everything a program can observe of the machine."""
@@ -312,7 +312,8 @@ def test_registers():
                                               relu=True, seed=77, tensor=5, wide=True)
     assert machine.loads[Operand.ADDEND] == Descriptor(9, 4, True)
     assert machine.store == Descriptor(3, 2, False)
-    assert (machine.executed, machine.invalid, machine.gemms, machine.error) == (6, 0, 0, False)
+    assert (machine.executed, machine.invalid, machine.gemms, machine.error) == \
+        (6, 0, 0, False)
     machine.step(encode(Opcode.OUTPUT, quantize=0, shift=3))
     assert machine.output is None
     machine.reset_registers()
