@@ -37,11 +37,13 @@ def test_crc_check_value():
     assert crc16(b"") == 0xFFFF
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=200))
 def test_crc_matches_the_standard_library(data):
     assert crc16(data) == binascii.crc_hqx(data, 0xFFFF)
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=50), st.binary(max_size=50))
 def test_crc_is_incremental(head, tail):
     """crc16 over two pieces equals crc16 over the whole; crc16_update is one byte."""
@@ -54,6 +56,7 @@ def test_crc_is_incremental(head, tail):
 
 # ---- frames ----------------------------------------------------------------------------
 
+@settings(deadline=None)
 @given(kinds, seqs, payloads)
 def test_frame_layout(kind, seq, payload):
     """Byte by byte, the table of the module docstring."""
@@ -83,7 +86,7 @@ def test_encode_frame_errors():
     assert issubclass(ProtocolError, QforgeError) and issubclass(ProtocolError, ValueError)
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(kinds, seqs, payloads, junk), max_size=6), junk,
        st.lists(st.integers(1, 40), min_size=1, max_size=20))
 def test_parser_round_trip_in_any_chunks(frames, trailing_junk, cuts):
@@ -102,6 +105,7 @@ def test_parser_round_trip_in_any_chunks(frames, trailing_junk, cuts):
     assert parser.pending == 0
 
 
+@settings(deadline=None)
 @given(kinds, seqs, junk.filter(bool), st.data())
 def test_a_corrupted_bit_is_rejected_and_the_next_frame_still_parsed(kind, seq, payload,
                                                                     data):
@@ -179,6 +183,7 @@ def test_kinds_and_nak_codes():
     assert Frame(0x7F, 0, b"").kind_name == "0x7f"
 
 
+@settings(deadline=None)
 @given(st.booleans(), st.booleans(), st.booleans(), seqs, st.integers(0, 255),
        st.integers(0, 0xFFFF))
 def test_status_round_trip(idle, error, rejected, last_seq, count, fingerprint):
@@ -219,7 +224,7 @@ def test_kinds_without_beats(kind):
         beat_width(tiny(), kind)
 
 
-@settings(max_examples=40)
+@settings(max_examples=40, deadline=None)
 @given(st.sampled_from(list(LAYOUTS)), st.data())
 def test_beats_round_trip(kind, data):
     """Each beat little-endian in beat_bytes bytes, in order, and back."""

@@ -50,12 +50,14 @@ def tile_limit(config):
 
 # ---- tiles, spans ------------------------------------------------------------------------
 
+@settings(deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 64))
 def test_tiles_is_the_ceiling(count, size):
     assert (tiles(count, size) - 1) * size < count <= tiles(count, size) * size or \
         count == tiles(count, size) == 0
 
 
+@settings(deadline=None)
 @given(st.integers(0, 100), st.integers(0, 10), st.booleans(), st.integers(1, 5),
        st.integers(1, 5))
 def test_descriptor_indices_and_span(address, stride, transpose, rows, cols):
@@ -71,6 +73,7 @@ def test_descriptor_indices_and_span(address, stride, transpose, rows, cols):
     assert span(descriptor, rows, cols) == (int(indices.min()), int(indices.max()))
 
 
+@settings(deadline=None)
 @given(st.integers(0, 20), st.integers(0, 20), st.integers(0, 20), st.integers(0, 20))
 def test_overlaps_means_a_shared_index(a, b, c, d):
     first, second = (min(a, b), max(a, b)), (min(c, d), max(c, d))
@@ -80,6 +83,7 @@ def test_overlaps_means_a_shared_index(a, b, c, d):
 
 # ---- add_saturate --------------------------------------------------------------------------
 
+@settings(deadline=None)
 @given(st.lists(st.tuples(st.integers(-2**40, 2**40), st.integers(-2**40, 2**40)),
                 min_size=1, max_size=8),
        st.integers(2, 40))
@@ -108,7 +112,7 @@ def capacity_ok(config, m, n, k):
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(m=st.integers(0, 40), n=st.integers(0, 40), k=st.integers(0, 16))
 def test_capacity_rule(name, m, n, k):
     config = CONFIGS[name]
@@ -199,7 +203,7 @@ def words(draw):
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(drawn=words())
 def test_instruction_rules(name, drawn):
     config = CONFIGS[name]
@@ -214,6 +218,7 @@ def test_instruction_rules(name, drawn):
             assert reason.startswith(opcode.name)
 
 
+@settings(deadline=None)
 @given(st.integers(0, 2**64 - 1))
 def test_any_word_has_a_verdict(word):
     """Every 64-bit word is either valid or has a reason; unknown opcodes are named."""
@@ -320,7 +325,7 @@ def test_registers():
     assert machine.output is None and machine.precision.a == OperandPrecision(2, 2)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(words())
 def test_an_invalid_word_sets_error_and_changes_nothing_else(drawn):
     """docs/ISA.md, *Invalid words*."""
@@ -329,7 +334,10 @@ def test_an_invalid_word_sets_error_and_changes_nothing_else(drawn):
               encode(Opcode.OUTPUT, quantize=1, shift=2),
               encode(Opcode.LOAD, operand=Operand.B, address=7, stride=3),
               encode(Opcode.STORE, address=40, stride=5)]
-    machine, reference = (Machine(small(), memory=np.arange(64)) for _ in range(2))
+    # Decode only: a valid GEMM of random size may reach outside memory (an invalid one
+    # returns no plan, which is what is checked).
+    machine, reference = (Machine(small(), memory=np.arange(64), compute=False)
+                          for _ in range(2))
     machine.run(prefix)
     reference.run(prefix)
     plan = machine.step(word)
