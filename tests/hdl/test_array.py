@@ -41,30 +41,34 @@ def zero_lanes(config):
     return [{"block": 0, "sign": 0, "position": 0}] * config.block_multipliers
 
 
+def operand_lanes(selected, products, depth, index, side):
+    """The lanes of one A row (``side`` "a") or B column ("b") for one cycle's
+    ``products`` ``(k, i, j)``: the kept block i (A) or j (B) of operand k, its sign and
+    its position ``exponent + block``; zero blocks past the depth (padding)."""
+    sign, blocks, exponent = selected
+    lanes = []
+    for k, i, j in products:
+        if k >= depth:
+            lanes.append({"block": 0, "sign": 0, "position": 0})
+            continue
+        block = i if side == "a" else j
+        at = (index, k) if side == "a" else (k, index)
+        lanes.append({"block": int(blocks[at][block]), "sign": int(sign[at]),
+                      "position": int(exponent[at] + block)})
+    return lanes
+
+
 def tile_lanes(config, a, b, precision):
     """Per cycle of one tile: ``(a_lanes, b_lanes)`` with ``a_lanes[i]`` the lanes of A
     row i and ``b_lanes[j]`` those of B column j."""
     depth = a.shape[1]
-    sign_a, blocks_a, exponent_a = select_blocks(a, config, precision.a)
-    sign_b, blocks_b, exponent_b = select_blocks(b, config, precision.b)
+    selected_a = select_blocks(a, config, precision.a)
+    selected_b = select_blocks(b, config, precision.b)
     cycles = tile_cycles(depth, precision.block_products, config.block_multipliers)
     schedule = lane_schedule(precision.a.kept, precision.b.kept, config.block_multipliers)
-    out = []
-    for products in schedule.products(cycles):
-        def lanes(sign, blocks, exponent, index, select):
-            row = []
-            for k, i, j in products:
-                block = i if select == "a" else j
-                if k >= depth:
-                    row.append({"block": 0, "sign": 0, "position": 0})
-                    continue
-                at = (index, k) if select == "a" else (k, index)
-                row.append({"block": int(blocks[at][block]), "sign": int(sign[at]),
-                            "position": int(exponent[at] + block)})
-            return row
-        out.append(([lanes(sign_a, blocks_a, exponent_a, r, "a") for r in range(a.shape[0])],
-                    [lanes(sign_b, blocks_b, exponent_b, c, "b") for c in range(b.shape[1])]))
-    return out
+    return [([operand_lanes(selected_a, products, depth, r, "a") for r in range(a.shape[0])],
+             [operand_lanes(selected_b, products, depth, c, "b") for c in range(b.shape[1])])
+            for products in schedule.products(cycles)]
 
 
 def random_tiles(config, rng, count, a_rows, b_cols):
