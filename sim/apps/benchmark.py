@@ -22,7 +22,9 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -48,6 +50,8 @@ SPARSE_PLOT_DENSITIES = (0.01, 0.05)
 SPARSE_RTL_DENSITIES = (0.1, 0.5, 1.0)
 #: Seed of the sparse operands (each density draws from its own stream of it).
 SPARSE_SEED = 0
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def _rtl_cycles(config: Config, shape, precision, simulator, log) -> int:
@@ -75,8 +79,13 @@ def _rtl_job_cycles(config: Config, jobs, simulator, log, *, name: str) -> list[
 
 
 def precision_table(config: Config, shape=DENSE_SHAPE, *, rtl: bool = False,
-                    simulator: str = "verilator", log=print) -> list[dict]:
-    """Per standard mode: q, cycles, ideal cycles, utilization, MACs/cycle/PE vs P/q."""
+                    simulator: str = "verilator",
+                    log: Callable[[str], None] | None = None) -> list[dict]:
+    """Per standard mode: q, cycles, ideal cycles, utilization, MACs/cycle/PE vs P/q.
+
+    ``log`` receives progress lines (default: this module's logger, at INFO level).
+    """
+    log = log or _LOGGER.info
     m, n, depth = shape
     rows = []
     for name, precision in standard_modes(config).items():
@@ -177,7 +186,8 @@ def skipping_hardware(config: Config) -> Config:
 def sparse_scaling(config: Config, shape=DENSE_SHAPE, *, densities=SPARSE_DENSITIES,
                    plot_densities=SPARSE_PLOT_DENSITIES, seed: int = SPARSE_SEED,
                    rtl: bool = False, rtl_densities=SPARSE_RTL_DENSITIES,
-                   simulator: str = "verilator", log=print) -> dict:
+                   simulator: str = "verilator",
+                   log: Callable[[str], None] | None = None) -> dict:
     """Zero-skipping figures of ``config`` built as the zero-skipping array
     (:func:`skipping_hardware`).
 
@@ -195,8 +205,10 @@ def sparse_scaling(config: Config, shape=DENSE_SHAPE, *, densities=SPARSE_DENSIT
     Cycles come from the cycle model (equal to the RTL's); with ``rtl``, the skipping
     cycles at ``rtl_densities`` and the dense cycles at 50% are measured on the
     generated Verilog in one simulator run (results checked), and each point says where
-    its cycles came from.
+    its cycles came from. ``log`` receives progress lines (default: this module's
+    logger, at INFO level).
     """
+    log = log or _LOGGER.info
     hardware = skipping_hardware(config)
     if 0.5 not in densities:
         raise ValueError("densities must include 0.5 (sparse_speedup_50)")
@@ -272,8 +284,11 @@ def sparse_scaling(config: Config, shape=DENSE_SHAPE, *, densities=SPARSE_DENSIT
     }
 
 
-def run_benchmark(config: Config, *, rtl: bool = False, log=print) -> dict:
-    """All figures of ``qforge bench`` for one configuration, in one run."""
+def run_benchmark(config: Config, *, rtl: bool = False,
+                  log: Callable[[str], None] | None = None) -> dict:
+    """All figures of ``qforge bench`` for one configuration, in one run. ``log``
+    receives progress lines (default: this module's logger, at INFO level)."""
+    log = log or _LOGGER.info
     table = precision_table(config, rtl=rtl, log=log)
     exact = next(row for row in table if row["mode"] == "exact")
     sparse = sparse_scaling(config, rtl=rtl, log=log)

@@ -10,6 +10,8 @@ does not depend on flow control.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,8 @@ from qforge.sim.bench.scenarios import Job, Scenario
 from qforge.sim.bench.stimulus import DISTRIBUTIONS, operand_range, random_operands, random_shape
 
 __all__ = ["run_demo", "format_report"]
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def _jobs(config: Config, per_mode: int, seed: int) -> list[Job]:
@@ -40,14 +44,16 @@ def _jobs(config: Config, per_mode: int, seed: int) -> list[Job]:
 
 
 def run_programs(config: Config, *, count: int, seed: int, simulator: str,
-                 log=print) -> dict:
+                 log: Callable[[str], None] | None = None) -> dict:
     """The programmable top (``qforge_core``): ``count`` random programs
     (:func:`qforge.sim.apps.fuzz.random_program`, about 10% invalid words) on the RTL and on
     the golden machine; counts of words, invalid words and GEMMs, and whether the error
-    flags, the memory and the cycle counts (against :func:`program_cycles`) agree."""
+    flags, the memory and the cycle counts (against :func:`program_cycles`) agree.
+    ``log`` receives progress lines (default: this module's logger, at INFO level)."""
     from qforge.sim.apps.fuzz import check_program
     from qforge.sim.runtime import Runtime
 
+    log = log or _LOGGER.info
     summary = {"programs": count, "words": 0, "invalid_words": 0, "gemms": 0,
                "error_flags_match": 0, "memory_matches": 0, "cycles": 0,
                "model_cycles": 0}
@@ -68,9 +74,11 @@ def run_programs(config: Config, *, count: int, seed: int, simulator: str,
 
 def run_demo(config: Config, *, per_mode: int = 2, seed: int = 1, simulator: str = "verilator",
              large: bool = True, programs: int = 10, output: Path | None = None,
-             log=print) -> dict:
+             log: Callable[[str], None] | None = None) -> dict:
     """Run the demo and return its report (also written to ``output``, by default
-    ``build/demo/``)."""
+    ``build/demo/``). ``log`` receives progress lines (default: this module's logger, at
+    INFO level)."""
+    log = log or _LOGGER.info
     built = build(config, simulator, log=log)
     jobs = _jobs(config, per_mode, seed)
     log(f"running {len(jobs)} GEMMs ({per_mode} per mode) one at a time on {simulator} ...")

@@ -24,6 +24,8 @@ produced (not on the golden model), which is also checked beat by beat:
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +37,8 @@ from qforge.sim.model.quantize import (OutputParameters, Rounding, address_block
 
 __all__ = ["SHAPES", "shape_config", "Workload", "make_workload", "run_vrq_on_rtl",
            "run_address_block", "run_repro", "format_repro"]
+
+_LOGGER = logging.getLogger(__name__)
 
 #: Array shapes (rows, cols) the proof compares.
 SHAPES = ((2, 2), (4, 8), (8, 8))
@@ -82,8 +86,11 @@ def _vrq_words(values, config: Config, tensor: int, seed: int) -> np.ndarray:
     return vrq_pack(sign, code, group, config)
 
 
-def run_vrq_on_rtl(config: Config, workload: Workload, log=print) -> dict:
-    """Run the VRQ workload on ``config``'s generated Verilog; return its tensors."""
+def run_vrq_on_rtl(config: Config, workload: Workload,
+                   log: Callable[[str], None] | None = None) -> dict:
+    """Run the VRQ workload on ``config``'s generated Verilog; return its tensors.
+    ``log`` receives progress lines (default: this module's logger, at INFO level)."""
+    log = log or _LOGGER.info
     from qforge.sim.bench.rtl import build, run_scenario
     from qforge.sim.bench.scenarios import Job, Scenario
 
@@ -139,8 +146,11 @@ def _digest(array) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:12]
 
 
-def run_repro(shapes=SHAPES, seed: int = 7, log=print) -> dict:
-    """Run both schemes on every shape and compare."""
+def run_repro(shapes=SHAPES, seed: int = 7,
+              log: Callable[[str], None] | None = None) -> dict:
+    """Run both schemes on every shape and compare. ``log`` receives progress lines
+    (default: this module's logger, at INFO level)."""
+    log = log or _LOGGER.info
     workload = make_workload(seed)
     rows = []
     for rows_count, cols_count in shapes:

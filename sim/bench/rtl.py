@@ -13,8 +13,11 @@ from __future__ import annotations
 import fcntl
 import functools
 import json
+import logging
 import os
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,8 @@ import numpy as np
 from qforge.gen.generate import (CORE_TOP_NAME, LINKED_TOP_NAME, TOP_NAME, Design,
                                  LinkSettings, fingerprint, render, write)
 from qforge.sim.model.spec import Config
+from qforge.sim.bench.cocotb_runner import RunnerExited, run_runner
+from qforge.sim.bench.object_cache import CACHE_VARIABLE, compiler_wrapper
 from qforge.sim.bench.scenarios import Scenario
 from qforge.gen.tools import ToolError, have_icarus, tool_environment
 
@@ -33,6 +38,9 @@ __all__ = ["BuiltDesign", "build", "run_scenario", "run_board_tests", "ScenarioF
 TEST_MODULE = "qforge.sim.bench.cocotb_tests"
 #: cocotb test module of the board-level design (accelerator + UART host link).
 BOARD_TEST_MODULE = "qforge.sim.bench.cocotb_board"
+
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class ScenarioFailed(AssertionError):
@@ -94,6 +102,19 @@ def _verilator_args(waves: bool, public_ports: Path | None = None) -> list[str]:
         "--x-assign", "fast", "-CFLAGS", "-O1"] + (["--trace-structs"] if waves else [])
 
 
+def _build_environment(root: Path, simulator: str) -> dict[str, str]:
+    """:func:`~qforge.gen.tools.tool_environment`, and for Verilator the shared runtime
+    objects of :mod:`qforge.sim.bench.object_cache` (in ``root/rtl/objects``)."""
+    environment = tool_environment()
+    if simulator == "verilator":
+        cache = root / "rtl" / "objects"
+        wrapper = compiler_wrapper(cache)
+        if not any(character.isspace() for character in str(wrapper)):  # a make word
+            environment["MAKEFLAGS"] += f" OBJCACHE={wrapper}"
+            environment[CACHE_VARIABLE] = str(cache)
+    return environment
+
+
 @functools.lru_cache(maxsize=16)
 def _render(config: Config, link: LinkSettings | None, programmable: bool):
     """:func:`qforge.gen.generate.render`, once per process and design: elaborating the
@@ -103,17 +124,19 @@ def _render(config: Config, link: LinkSettings | None, programmable: bool):
 
 
 def build(config: Config, simulator: str = "verilator", *, root: Path | None = None,
-          waves: bool = False, log=print, link: LinkSettings | None = None,
-          programmable: bool = False) -> BuiltDesign:
+          waves: bool = False, log: Callable[[str], None] | None = None,
+          link: LinkSettings | None = None, programmable: bool = False) -> BuiltDesign:
     """Generate ``config``'s Verilog and compile it for ``simulator`` (if not yet built).
+
+    ``log`` receives a line when a build starts and when it ends (default: this module's
+    logger, at INFO level).
 
     With ``link``, the design is the accelerator behind its UART host link (the board
     tops' core, :class:`qforge.hdl.link.LinkedAccelerator`), run by :func:`run_board_tests`.
     With ``programmable``, it is the accelerator with its instruction decoder
     (:class:`qforge.hdl.core.Core`), run by :class:`qforge.sim.runtime.RtlBackend`.
     """
-    from cocotb_tools.runner import get_runner
-
+    log = log or _LOGGER.info
     if simulator not in ("verilator", "icarus"):
         raise ValueError(f"simulator = {simulator!r}: allowed: verilator, icarus")
     if simulator == "icarus" and not have_icarus():
@@ -140,23 +163,53 @@ def build(config: Config, simulator: str = "verilator", *, root: Path | None = N
         fcntl.flock(lock, fcntl.LOCK_EX)
         design = write(config, text, manifest, build_dir / "verilog")
         if not marker.exists():
-            tool_environment()
             started = time.monotonic()
             log(f"building {config.name} for {simulator} in {build_dir} ...")
-            runner = get_runner(simulator)
             arguments = dict(sources=[design.verilog], hdl_toplevel=top,
                              build_dir=build_dir, waves=waves,
                              log_file=build_dir / "build.log")
             if simulator == "verilator":
                 public_ports = build_dir / "public_ports.vlt"
                 public_ports.write_text(public_ports_vlt)
-                runner.build(build_args=_verilator_args(waves, public_ports), **arguments)
+                arguments["build_args"] = _verilator_args(waves, public_ports)
             else:
-                runner.build(timescale=("1ns", "1ps"), **arguments)
+                arguments["timescale"] = ("1ns", "1ps")
+            try:
+                run_runner(simulator, "build", arguments, _build_environment(root, simulator))
+            except RunnerExited:
+                raise ToolError(f"cocotb's runner stopped building {config.name} for "
+                                f"{simulator} (is {simulator} installed?); see "
+                                f"{build_dir / 'build.log'}") from None
             marker.write_text(design.fingerprint + "\n")
             log(f"built {config.name} for {simulator} in "
                 f"{time.monotonic() - started:.0f} s")
     return BuiltDesign(design, simulator, build_dir, waves)
+
+
+@contextmanager
+def _run_folder(built: BuiltDesign, name: str):
+    """The folder of one bench run, ``runs/<name>`` in the build folder, held (locked)
+    until the run ends.
+
+    Processes that share a build (parallel test workers, two qforge commands) may run
+    a bench of the same name at once: a folder another process holds is skipped for
+    ``runs/<name>.1``, ``runs/<name>.2``, ... so no two runs share a folder.
+    """
+    for attempt in range(1000):
+        test_dir = built.build_dir / "runs" / (f"{name}.{attempt}" if attempt else name)
+        test_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(test_dir / ".lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        try:
+            yield test_dir
+        finally:
+            lock.close()
+        return
+    raise RuntimeError(f"no free run folder for {name!r} in {built.build_dir / 'runs'}")
 
 
 def _run_cocotb(built: BuiltDesign, module: str, test_dir: Path, environment: dict,
@@ -164,20 +217,17 @@ def _run_cocotb(built: BuiltDesign, module: str, test_dir: Path, environment: di
     """Run cocotb test ``module`` (optionally one ``testcase``) on ``built`` in
     ``test_dir``; return (tests run, tests failed) from cocotb's results file."""
     from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
 
-    tool_environment()
     results_xml = test_dir / "results.xml"
     results_xml.unlink(missing_ok=True)
-    runner = get_runner(built.simulator)
     try:
-        runner.test(test_module=module, hdl_toplevel=built.top, testcase=testcase,
-                    hdl_toplevel_lang="verilog", build_dir=built.build_dir,
-                    test_dir=test_dir, results_xml=str(results_xml), waves=built.waves,
-                    log_file=test_dir / "sim.log",
-                    extra_env={"QFORGE_MANIFEST": str(built.design.manifest),
-                               **environment})
-    except SystemExit:
+        run_runner(built.simulator, "test", dict(
+            test_module=module, hdl_toplevel=built.top, testcase=testcase,
+            hdl_toplevel_lang="verilog", build_dir=built.build_dir, test_dir=test_dir,
+            results_xml=str(results_xml), waves=built.waves, log_file=test_dir / "sim.log",
+            extra_env={"QFORGE_MANIFEST": str(built.design.manifest), **environment}),
+            tool_environment())
+    except RunnerExited:
         # cocotb's runner exits instead of returning when a test failed while running
         # under pytest, or when the simulator failed; the results file and the bench's
         # report say what happened (and ``check=False`` callers still get them).
@@ -207,21 +257,20 @@ def run_scenario(built: BuiltDesign, scenario: Scenario, *, name: str = "scenari
 
     With ``check``, a failed cocotb test raises :class:`ScenarioFailed`.
     """
-    test_dir = built.build_dir / "runs" / name
-    test_dir.mkdir(parents=True, exist_ok=True)
-    report_path = test_dir / "report.json"
-    report_path.unlink(missing_ok=True)
-    (test_dir / "results.npz").unlink(missing_ok=True)
-    scenario_path = scenario.save(test_dir)
-    tests, failed = _run_cocotb(built, TEST_MODULE, test_dir,
-                                {"QFORGE_SCENARIO": str(scenario_path),
-                                 "QFORGE_REPORT": str(report_path)})
-    report = _bench_report(built, test_dir, f"scenario {name!r}", tests, failed, check)
-    results = test_dir / "results.npz"
-    if scenario.record and results.exists():
-        with np.load(results) as saved:
-            report["results"] = [saved[f"result{i}"] if f"result{i}" in saved else None
-                                 for i in range(len(scenario.jobs))]
+    with _run_folder(built, name) as test_dir:
+        report_path = test_dir / "report.json"
+        report_path.unlink(missing_ok=True)
+        (test_dir / "results.npz").unlink(missing_ok=True)
+        scenario_path = scenario.save(test_dir)
+        tests, failed = _run_cocotb(built, TEST_MODULE, test_dir,
+                                    {"QFORGE_SCENARIO": str(scenario_path),
+                                     "QFORGE_REPORT": str(report_path)})
+        report = _bench_report(built, test_dir, f"scenario {name!r}", tests, failed, check)
+        results = test_dir / "results.npz"
+        if scenario.record and results.exists():
+            with np.load(results) as saved:
+                report["results"] = [saved[f"result{i}"] if f"result{i}" in saved else None
+                                     for i in range(len(scenario.jobs))]
     return report
 
 
@@ -232,12 +281,11 @@ def run_board_tests(built: BuiltDesign, testcase: str, *, name: str | None = Non
     the bench as ``QFORGE_BOARD_SETTINGS``. With ``check``, a failed test raises
     :class:`ScenarioFailed`."""
     name = name or testcase
-    test_dir = built.build_dir / "runs" / name
-    test_dir.mkdir(parents=True, exist_ok=True)
-    report_path = test_dir / "report.json"
-    report_path.unlink(missing_ok=True)
-    tests, failed = _run_cocotb(built, BOARD_TEST_MODULE, test_dir,
-                                {"QFORGE_REPORT": str(report_path),
-                                 "QFORGE_BOARD_SETTINGS": json.dumps(settings or {})},
-                                testcase)
-    return _bench_report(built, test_dir, f"board test {name!r}", tests, failed, check)
+    with _run_folder(built, name) as test_dir:
+        report_path = test_dir / "report.json"
+        report_path.unlink(missing_ok=True)
+        tests, failed = _run_cocotb(built, BOARD_TEST_MODULE, test_dir,
+                                    {"QFORGE_REPORT": str(report_path),
+                                     "QFORGE_BOARD_SETTINGS": json.dumps(settings or {})},
+                                    testcase)
+        return _bench_report(built, test_dir, f"board test {name!r}", tests, failed, check)

@@ -5,7 +5,10 @@ import pytest
 
 from qforge.sim.apps.repro import run_repro
 
-pytestmark = pytest.mark.rtl
+#: Three Verilator builds (2x2, 4x8, 8x8: about a third of `make test`'s build time on 2
+#: cores) for one comparison, which `qforge repro` also makes: with the slow sweeps
+#: (`make test-all`).
+pytestmark = [pytest.mark.rtl, pytest.mark.slow]
 
 
 def test_vrq_workload_identical_across_shapes_address_block_differs():

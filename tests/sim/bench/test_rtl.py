@@ -42,7 +42,14 @@ def random_jobs(config, seed, count, *, max_tiles=3, max_depth=40, distributions
     return jobs
 
 
-@pytest.mark.parametrize("name", ["tiny", "rect", "default", "large"])
+#: The presets the bench sweeps. ``large`` (16x16) is the longest Verilator build of the
+#: suite (about two minutes of a 2-core machine, a quarter of `make test`'s budget) and
+#: exercises no generator path that tiny, rect and default do not: with the slow sweeps
+#: (`make test-all`).
+SWEPT_DESIGNS = ["tiny", "rect", "default", pytest.param("large", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("name", SWEPT_DESIGNS)
 def test_random_gemms_with_backpressure(rtl, name):
     built = rtl(name)
     config = built.config
@@ -171,7 +178,7 @@ def test_output_stage_negative_control_wrong_rounding_model(rtl, output_model):
     assert any("expected" in error for error in wrong["errors"])
 
 
-@pytest.mark.parametrize("name", ["tiny", "rect", "default", "large"])
+@pytest.mark.parametrize("name", SWEPT_DESIGNS)
 def test_cycle_model_equals_rtl(rtl, name):
     """With inputs always valid and results always ready, the RTL's cycle count from
     the first command accepted to the last result beat equals
