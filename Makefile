@@ -14,8 +14,9 @@ PRESET ?= tiny
 
 # Test workers (pytest-xdist): one per core. Verilator builds lock their folder, so
 # workers that need the same design wait for one build; bench runs get a folder each.
+# loadgroup: tests marked xdist_group("name") share a worker (and its module fixtures).
 WORKERS ?= auto
-PYTEST  := $(BIN)/python -m pytest -n $(WORKERS)
+PYTEST  := $(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup
 
 .PHONY: setup demo test test-fast test-all bench lint generate bitstream results fuzz train-rtl clean help
 

@@ -10,6 +10,11 @@ from qforge.sim.model.spec import load_preset, preset_names
 from qforge.hdl.layouts import a_beat_layout, command_layout, result_layout
 
 
+#: Parallel workers (`make test`: pytest-xdist, --dist loadgroup) run this module on one
+#: worker, so each preset is elaborated once (sparse takes half a minute), not once per
+#: worker that runs one of its tests.
+pytestmark = pytest.mark.xdist_group("generated_presets")
+
 #: The 16x16 `large` preset takes over a minute to elaborate and lint: with the slow
 #: sweeps (`make test-all`; `make lint` lints it too).
 PRESETS = [pytest.param(name, marks=pytest.mark.slow) if name == "large" else name
