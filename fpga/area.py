@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qforge.sim.model.errors import InputError
 from qforge.sim.model.spec import Config
 from qforge.gen.tools import ToolError
 
@@ -245,7 +246,7 @@ def _family(family: str | Family) -> Family:
     try:
         return FAMILIES[family]
     except KeyError:
-        raise ValueError(f"family = {family!r}: allowed: {', '.join(FAMILIES)}") from None
+        raise InputError(f"family = {family!r}: allowed: {', '.join(FAMILIES)}") from None
 
 
 def _default_root() -> Path:

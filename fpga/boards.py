@@ -67,6 +67,7 @@ from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from qforge.fpga.pll import Ecp5Pll, Ice40Pll, ecp5_pll, format_mhz, ice40_pll
+from qforge.sim.model.errors import InputError
 
 __all__ = ["Board", "BOARDS", "BoardTop", "board_named", "Stretcher", "ACTIVITY_SECONDS",
            "REJECT_SECONDS", "RESET_SECONDS"]
@@ -169,14 +170,14 @@ def board_named(name) -> Board:
     >>> board_named("arty")
     Traceback (most recent call last):
     ...
-    ValueError: board = 'arty': allowed: icebreaker, ulx3s-85f
+    InputError: board = 'arty': allowed: icebreaker, ulx3s-85f
     """
     if isinstance(name, Board):
         return name
     try:
         return BOARDS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"board = {name!r}: allowed: {', '.join(BOARDS)}") from None
+        raise InputError(f"board = {name!r}: allowed: {', '.join(BOARDS)}") from None
 
 
 class Stretcher(wiring.Component):
@@ -190,7 +191,7 @@ class Stretcher(wiring.Component):
 
     def __init__(self, ticks: int):
         if not isinstance(ticks, int) or ticks < 1:
-            raise ValueError(f"ticks = {ticks!r}: allowed an integer >= 1")
+            raise InputError(f"ticks = {ticks!r}: allowed an integer >= 1")
         self.ticks = ticks
         super().__init__({"i": In(1), "tick": In(1, init=1), "o": Out(1)})
 
@@ -229,17 +230,13 @@ class BoardTop(Elaboratable):
 
     def __init__(self, config, board, *, clock_frequency: float | None = None,
                  baud_rate: float = 115200, core=None):
-        try:
-            self.board = board_named(board)
-            self.pll = self.board.solve_pll(clock_frequency)
-            self.config = config
-            self.baud_rate = baud_rate
-            self.reset_cycles = max(1, math.ceil(RESET_SECONDS * self.clock_frequency))
-            self.core = (core or _default_core)(config, clock_frequency=self.clock_frequency,
-                                                baud_rate=baud_rate)
-        except Exception:
-            self._MustUse__silence = True
-            raise
+        self.board = board_named(board)
+        self.pll = self.board.solve_pll(clock_frequency)
+        self.config = config
+        self.baud_rate = baud_rate
+        self.reset_cycles = max(1, math.ceil(RESET_SECONDS * self.clock_frequency))
+        self.core = (core or _default_core)(config, clock_frequency=self.clock_frequency,
+                                            baud_rate=baud_rate)
 
     @property
     def requested_frequency(self) -> float:

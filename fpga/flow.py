@@ -56,6 +56,7 @@ from qforge.fpga.report import (BuildReport, clocks_from_report, markdown_report
 from qforge.fpga.toolchain import (find_programmer, find_tool, git_version, tool_variable,
                                    tool_versions)
 from qforge.gen.tools import ToolError
+from qforge.sim.model.errors import InputError
 
 __all__ = ["BuildError", "build", "program_bitstream", "default_build_dir",
            "NEXTPNR_REPORT", "SEED"]
@@ -122,15 +123,15 @@ def _check_arguments(board: Board, clock_mhz, baud_rate, program: bool, report_o
     """ValueError for arguments :func:`build` cannot use; a warning when ``program`` is
     asked for and the programmer is missing (the build goes on)."""
     if program and report_only:
-        raise ValueError("program and report_only: a report-only build makes no bitstream "
+        raise InputError("program and report_only: a report-only build makes no bitstream "
                          "to program")
     if clock_mhz is not None:
         if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) \
                 or not clock_mhz > 0:
-            raise ValueError(f"clock_mhz = {clock_mhz!r}: must be a positive number of MHz")
+            raise InputError(f"clock_mhz = {clock_mhz!r}: must be a positive number of MHz")
     if isinstance(baud_rate, bool) or not isinstance(baud_rate, (int, float)) \
             or not baud_rate > 0:
-        raise ValueError(f"baud_rate = {baud_rate!r}: must be a positive number of baud")
+        raise InputError(f"baud_rate = {baud_rate!r}: must be a positive number of baud")
     if program:
         try:
             find_programmer(board, None)

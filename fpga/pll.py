@@ -32,7 +32,7 @@ frequency and the reachable range::
     >>> ice40_pll(12e6, 300e6)  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    ValueError: clock frequency 300 MHz: the iCE40 PLL (SB_PLL40, 12 MHz input) reaches
+    InputError: clock frequency 300 MHz: the iCE40 PLL (SB_PLL40, 12 MHz input) reaches
     16.125 .. 270 MHz
 """
 
@@ -42,6 +42,8 @@ import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+
+from qforge.sim.model.errors import InputError
 
 __all__ = ["Ice40Pll", "Ecp5Pll", "ice40_pll", "ecp5_pll", "ICE40_LIMITS", "ECP5_LIMITS",
            "format_mhz"]
@@ -126,16 +128,16 @@ def _mhz(hz, what: str) -> Fraction:
     try:
         value = Fraction(hz) / 1_000_000
     except (TypeError, ValueError):
-        raise ValueError(f"{what} = {hz!r}: expected a frequency in Hz") from None
+        raise InputError(f"{what} = {hz!r}: expected a frequency in Hz") from None
     if value <= 0:
-        raise ValueError(f"{what} = {hz!r}: must be a positive frequency in Hz")
+        raise InputError(f"{what} = {hz!r}: must be a positive frequency in Hz")
     return value
 
 
 def _check_input(f_in: Fraction, limits, name: str) -> None:
     low, high = limits["input"]
     if not low <= f_in <= high:
-        raise ValueError(f"input clock {format_mhz(f_in * 1_000_000)}: the {name} PLL "
+        raise InputError(f"input clock {format_mhz(f_in * 1_000_000)}: the {name} PLL "
                          f"takes {format_mhz(low * 1_000_000)} .. "
                          f"{format_mhz(high * 1_000_000)}")
 
@@ -149,13 +151,13 @@ def _check_result(target: Fraction, best: Fraction | None,
     where = (f"the {name} PLL ({_PRIMITIVES[name]}, {format_mhz(f_in * 1_000_000)} "
              f"input) reaches {span}")
     if best is None:
-        raise ValueError(f"clock frequency {format_mhz(target * 1_000_000)}: {where}")
+        raise InputError(f"clock frequency {format_mhz(target * 1_000_000)}: {where}")
     error = abs(best - target) / target
     if error <= Fraction(tolerance):
         return
     if not low <= target <= high:
-        raise ValueError(f"clock frequency {format_mhz(target * 1_000_000)}: {where}")
-    raise ValueError(f"clock frequency {format_mhz(target * 1_000_000)}: {where}, "
+        raise InputError(f"clock frequency {format_mhz(target * 1_000_000)}: {where}")
+    raise InputError(f"clock frequency {format_mhz(target * 1_000_000)}: {where}, "
                      f"but the nearest it makes is {format_mhz(best * 1_000_000)} "
                      f"({float(error):.2%} off, more than the {tolerance:.2%} allowed)")
 
@@ -197,7 +199,7 @@ def ice40_pll(input_hz, output_hz, *, tolerance: float = TOLERANCE) -> Ice40Pll:
     >>> ice40_pll(12e6, 10e6)  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    ValueError: clock frequency 10 MHz: the iCE40 PLL (SB_PLL40, 12 MHz input) reaches
+    InputError: clock frequency 10 MHz: the iCE40 PLL (SB_PLL40, 12 MHz input) reaches
     16.125 .. 270 MHz
     """
     f_in = _mhz(input_hz, "input_hz")
@@ -263,7 +265,7 @@ def ecp5_pll(input_hz, output_hz, *, tolerance: float = TOLERANCE) -> Ecp5Pll:
     >>> ecp5_pll(25e6, 450e6)  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    ValueError: clock frequency 450 MHz: the ECP5 PLL (EHXPLLL, 25 MHz input) reaches
+    InputError: clock frequency 450 MHz: the ECP5 PLL (EHXPLLL, 25 MHz input) reaches
     10 .. 400 MHz
     """
     f_in = _mhz(input_hz, "input_hz")

@@ -21,6 +21,7 @@ from qforge.gen.asm.expressions import evaluate
 from qforge.gen.asm.parser import Operand, Statement, parse
 from qforge.gen.asm.program import Program
 from qforge.gen.asm.syntax import FIELDS, MNEMONICS, NAMED_VALUES, POSITIONAL, REQUIRED
+from qforge.sim.model.errors import InputError
 from qforge.sim.model.isa import EncodingError, Opcode, encode
 from qforge.sim.model.machine import instruction_error
 
@@ -54,9 +55,9 @@ def assemble_file(path, config=None) -> Program:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
+        raise InputError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") \
+        raise InputError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") \
             from None
     return assemble(text, config, source=str(path))
 

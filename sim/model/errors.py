@@ -9,8 +9,20 @@ exits with status 2. Any other exception is a bug and keeps its traceback.
 True
 """
 
-__all__ = ["QforgeError"]
+__all__ = ["QforgeError", "InputError"]
 
 
 class QforgeError(Exception):
     """A mistake in qforge's input, reported to the user as one line."""
+
+
+class InputError(QforgeError, ValueError):
+    """A setting outside what is allowed (a precision mode, an output-stage setting, a
+    random key, a board, a clock...); the message names the field, the value and what
+    is allowed.
+
+    >>> raise InputError("output.shift = 99: allowed range is 0 .. 31")
+    Traceback (most recent call last):
+    ...
+    InputError: output.shift = 99: allowed range is 0 .. 31
+    """

@@ -107,7 +107,7 @@ class OperandPrecision:
         """Raise :class:`ValueError` naming the field unless ``1 <= kept <= blocks <= B``
         (for a VRQ operand ``blocks <= ceil(N / K)``, and the config must have VRQ)."""
         if self.vrq and config.vrq is None:
-            raise ValueError(f"{operand}.vrq = True: this configuration has no [vrq] "
+            raise OperandError(f"{operand}.vrq = True: this configuration has no [vrq] "
                              f"section, so its PEs take integer operands only")
         limit = config.vrq_code_blocks if self.vrq else config.blocks
         what = (f"blocks of {config.block_width} bits in a {config.vrq_code_width}-bit "
@@ -115,14 +115,14 @@ class OperandPrecision:
                 f"{config.operand_width}-bit operand")
         if isinstance(self.blocks, bool) or not isinstance(self.blocks, int) \
                 or not 1 <= self.blocks <= limit:
-            raise ValueError(f"{operand}.blocks = {self.blocks!r}: allowed range is "
+            raise OperandError(f"{operand}.blocks = {self.blocks!r}: allowed range is "
                              f"1 .. {limit} ({what})")
         if isinstance(self.kept, bool) or not isinstance(self.kept, int) \
                 or not 1 <= self.kept <= self.blocks:
-            raise ValueError(f"{operand}.kept = {self.kept!r}: allowed range is "
+            raise OperandError(f"{operand}.kept = {self.kept!r}: allowed range is "
                              f"1 .. {operand}.blocks ({self.blocks})")
         if not isinstance(self.selection, Selection):
-            raise ValueError(f"{operand}.selection = {self.selection!r}: must be "
+            raise OperandError(f"{operand}.selection = {self.selection!r}: must be "
                              f"Selection.STATIC or Selection.DYNAMIC")
 
     def describe(self) -> str:

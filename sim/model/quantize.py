@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qforge.sim.model.capacity import tiles
+from qforge.sim.model.errors import InputError
 from qforge.sim.model.numerics import vrq_pack
 from qforge.sim.model.random_bits import (MAX_SEED, MAX_TENSOR, RANDOM_ROUNDS, random_bits,
                                           round_keys)
@@ -80,21 +81,21 @@ class OutputParameters:
         for name, value, low, high in checks:
             if isinstance(value, bool) or not isinstance(value, int) \
                     or not low <= value <= high:
-                raise ValueError(f"output.{name} = {value!r}: allowed range is "
+                raise InputError(f"output.{name} = {value!r}: allowed range is "
                                  f"{low} .. {high}")
         if not isinstance(self.rounding, Rounding):
-            raise ValueError(f"output.rounding = {self.rounding!r}: must be a Rounding "
+            raise InputError(f"output.rounding = {self.rounding!r}: must be a Rounding "
                              f"({', '.join(r.name for r in Rounding)})")
         if self.vrq_exponent is not None:
             if config.vrq is None:
-                raise ValueError("output.vrq_exponent: this configuration has no [vrq] "
+                raise InputError("output.vrq_exponent: this configuration has no [vrq] "
                                  "section, so the output stage cannot emit VRQ words")
             if isinstance(self.vrq_exponent, bool) or not isinstance(self.vrq_exponent, int) \
                     or not 0 <= self.vrq_exponent <= limit:
-                raise ValueError(f"output.vrq_exponent = {self.vrq_exponent!r}: allowed "
+                raise InputError(f"output.vrq_exponent = {self.vrq_exponent!r}: allowed "
                                  f"range is 0 .. {limit}")
             if self.wide:
-                raise ValueError("output.wide = True: VRQ words (vrq_exponent) are always "
+                raise InputError("output.wide = True: VRQ words (vrq_exponent) are always "
                                  "output_width bits; wide is for integer outputs only")
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from qforge.sim.model.errors import InputError
+
 __all__ = ["RANDOM_ROUNDS", "KEY_CONSTANTS", "MAX_SEED", "MAX_TENSOR", "round_keys",
            "random_bits"]
 
@@ -52,12 +54,12 @@ def round_keys(seed: int, tensor: int) -> list[int]:
     >>> round_keys(0, 65536)
     Traceback (most recent call last):
     ...
-    ValueError: tensor = 65536: allowed range is 0 .. 65535
+    InputError: tensor = 65536: allowed range is 0 .. 65535
     """
     if not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed = {seed!r}: allowed range is 0 .. {MAX_SEED}")
+        raise InputError(f"seed = {seed!r}: allowed range is 0 .. {MAX_SEED}")
     if not 0 <= tensor <= MAX_TENSOR:
-        raise ValueError(f"tensor = {tensor!r}: allowed range is 0 .. {MAX_TENSOR}")
+        raise InputError(f"tensor = {tensor!r}: allowed range is 0 .. {MAX_TENSOR}")
     keys = [seed]
     words = [tensor, *KEY_CONSTANTS]
     for i in range(RANDOM_ROUNDS - 1):

@@ -17,6 +17,7 @@ import enum
 
 import numpy as np
 
+from qforge.sim.model.errors import InputError
 from qforge.sim.model.random_bits import random_bits
 
 __all__ = ["Rounding", "round_shift", "round_scaled"]
@@ -105,7 +106,7 @@ def round_scaled(scaled, rounding: Rounding, *, seed: int = 0, tensor: int = 0,
     >>> round_scaled(x, 3)
     Traceback (most recent call last):
     ...
-    ValueError: rounding = 3: allowed NEAREST_EVEN, TRUNCATE, STOCHASTIC
+    InputError: rounding = 3: allowed NEAREST_EVEN, TRUNCATE, STOCHASTIC
     """
     scaled = np.asarray(scaled, dtype=np.float64)
     if rounding == Rounding.TRUNCATE:
@@ -117,5 +118,5 @@ def round_scaled(scaled, rounding: Rounding, *, seed: int = 0, tensor: int = 0,
             rows, cols = np.indices(scaled.shape)
         fraction = random_bits(seed, tensor, rows, cols).astype(np.float64) / 2.0 ** 32
         return np.floor(scaled + fraction)
-    raise ValueError(f"rounding = {rounding!r}: allowed "
+    raise InputError(f"rounding = {rounding!r}: allowed "
                      f"{', '.join(r.name for r in Rounding)}")

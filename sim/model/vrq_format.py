@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qforge.sim.model.errors import InputError
+
 __all__ = ["VRQ_LIMITS", "vrq_range_bits", "range_stride_error", "VrqFormat", "vrq_pack",
            "vrq_unpack"]
 
@@ -61,7 +63,7 @@ class VrqFormat:
     >>> VrqFormat(2, 4, 8)
     Traceback (most recent call last):
     ...
-    ValueError: vrq.range_stride = 4: must not exceed vrq.code_width (2), or a code rounded up out of its range could not move to the range above
+    InputError: vrq.range_stride = 4: must not exceed vrq.code_width (2), or a code rounded up out of its range could not move to the range above
     """
 
     code_width: int
@@ -74,10 +76,10 @@ class VrqFormat:
             low, high = VRQ_LIMITS[name]
             if isinstance(value, bool) or not isinstance(value, int) \
                     or not low <= value <= high:
-                raise ValueError(f"vrq.{name} = {value!r}: allowed range is {low} .. {high}")
+                raise InputError(f"vrq.{name} = {value!r}: allowed range is {low} .. {high}")
         reason = range_stride_error(self.code_width, self.range_stride)
         if reason:
-            raise ValueError(f"vrq.range_stride = {self.range_stride}: {reason}, or a code "
+            raise InputError(f"vrq.range_stride = {self.range_stride}: {reason}, or a code "
                              f"rounded up out of its range could not move to the range above")
 
     @property
