@@ -9,6 +9,7 @@ from pathlib import Path
 
 from qforge.gen.cli.asm import assemble_program
 from qforge.gen.cli.common import OptionError, add_config_arguments, config_from_arguments
+from qforge.sim.model.saturation import signed_range
 
 
 def register(commands) -> None:
@@ -59,8 +60,8 @@ def handle(arguments) -> int:
     rng = np.random.default_rng(arguments.seed)
     for name in arguments.random or ():
         address, size = program.regions[name]
-        low, high = -(1 << (config.operand_width - 1)), 1 << (config.operand_width - 1)
-        memory[address:address + size] = rng.integers(low, high, size=size)
+        low, high = signed_range(config.operand_width)
+        memory[address:address + size] = rng.integers(low, high + 1, size=size)
     backends = [arguments.backend] + (["golden"] if arguments.compare
                                       and arguments.backend != "golden" else [])
     results = {}
