@@ -1,31 +1,33 @@
 """Output stage: turns accumulators into output operands (round-shift, ReLU, saturate;
-VRQ words in VRQ configurations)."""
+VRQ words in VRQ configurations).
+
+The number rules are in :mod:`qforge.hdl.rounding` (round-shift) and
+:mod:`qforge.hdl.random_bits` (stochastic rounding's random bits and their key
+schedule); this module is the pipeline around them.
+"""
+
+from typing import NamedTuple
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import output_layout
-from qforge.hdl.vrq_encoder import VrqEncoder
-from qforge.sim.model.cycles import OUTPUT_LATENCY
-from qforge.sim.model.random_bits import KEY_CONSTANTS, RANDOM_ROUNDS
+from qforge.hdl.random_bits import (KEY_ROUNDS_PER_CYCLE, RANDOM_STAGE_ROUNDS, key_schedule,
+                                    speck_round)
 from qforge.hdl.rounding import round_shift_addend, shift_rounded
 from qforge.hdl.signatures import result_stream
+from qforge.hdl.vrq_encoder import VrqEncoder
+from qforge.sim.model.cycles import OUTPUT_LATENCY
+from qforge.sim.model.spec import Config
 
-__all__ = ["OutputStage", "output_parameters_layout", "PARAMETER_FIFO_DEPTH",
-           "KEY_ROUNDS_PER_CYCLE"]
+__all__ = ["OutputStage", "output_parameters_layout", "stage_layouts",
+           "PARAMETER_FIFO_DEPTH", "KEY_ROUNDS_PER_CYCLE"]
 
 #: Entries of the per-GEMM parameter FIFO. One is enough (see :class:`OutputStage`,
 #: "Parameters"); the second is headroom, and the top's job hand-off waits while it is full.
 PARAMETER_FIFO_DEPTH = 2
-#: Key-schedule rounds the stage computes per cycle after loading a GEMM's parameters.
-KEY_ROUNDS_PER_CYCLE = 2
-#: Rounds of the random-bit generator in each of the two random-bit pipeline stages.
-#: Speck rounds per pipeline stage of the random bits: at most three 32-bit additions in
-#: series (four were the iCE40's critical path: 19 MHz).
-_RNG_SPLIT = (range(0, 3), range(3, 6), range(6, RANDOM_ROUNDS))
 
 
 def output_parameters_layout(config: Config) -> data.StructLayout:
@@ -45,24 +47,67 @@ def _control_layout(config: Config) -> data.StructLayout:
     return data.StructLayout({name: fields[name] for name in names})
 
 
-def _add32(a, b):
-    return (a + b)[:32]
+def _max_shift(config: Config) -> int:
+    """``S``: the largest value of the ``shift`` field."""
+    return (1 << output_layout(config).members["shift"].width) - 1
 
 
-def _speck_round(x, y, key):
-    """One Speck64 round on 32-bit words (``sim/model/quantize.py``, :func:`random_bits`):
-    ``x = ((x >>> 8) + y) ^ key``; ``y = (y <<< 3) ^ x``. Rotations are wiring."""
-    x = _add32(x.rotate_right(8), y) ^ key
-    y = y.rotate_left(3) ^ x
-    return x, y
+def stage_layouts(config: Config) -> tuple[data.StructLayout, ...]:
+    """The registers of pipeline stages 1-5 of :class:`OutputStage`, one record each.
+
+    Every stage has the markers ``valid`` (a sub-beat is in the stage), ``last`` (it is
+    its beat's final sub-beat, which completes the beat) and ``gemm_last`` (the beat is
+    its GEMM's last). Per lane (``L = output_lanes`` lanes, element ``u`` of each array):
+
+    1. ``row`` (the ``A``-bit accumulators), ``x``, ``y`` (the random-bit state, 32 bits);
+    2. ``row``, ``control`` (the GEMM's settings), ``x``, ``y``;
+    3. ``row``, ``control``, ``bits`` (the 32 random bits);
+    4. ``row``, ``control``, ``addend`` (``S`` bits), and ``bits`` with ``[vrq]``;
+    5. ``relu``, ``wide``, ``saturate`` (the element is the saturated rounded value),
+       ``rounded`` (``max(A, S + 1) + 1`` bits), ``other`` (``A`` bits: the raw
+       accumulator or a VRQ word).
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> [list(layout.members) for layout in stage_layouts(load_preset("tiny"))][4]
+    ['valid', 'last', 'gemm_last', 'relu', 'wide', 'saturate', 'rounded', 'other']
+    """
+    lanes, width = config.output_lanes, config.accumulator_width
+    max_shift = _max_shift(config)
+    markers = {"valid": 1, "last": 1, "gemm_last": 1}
+    row = data.ArrayLayout(signed(width), lanes)
+    control = _control_layout(config)
+    words = data.ArrayLayout(32, lanes)
+    vrq_bits = {"bits": words} if config.vrq is not None else {}
+    return (
+        data.StructLayout({**markers, "row": row, "x": words, "y": words}),
+        data.StructLayout({**markers, "row": row, "control": control, "x": words,
+                           "y": words}),
+        data.StructLayout({**markers, "row": row, "control": control, "bits": words}),
+        data.StructLayout({**markers, "row": row, "control": control,
+                           "addend": data.ArrayLayout(unsigned(max_shift), lanes),
+                           **vrq_bits}),
+        data.StructLayout({**markers, "relu": 1, "wide": 1, "saturate": 1,
+                           "rounded": data.ArrayLayout(
+                               signed(max(width, max_shift + 1) + 1), lanes),
+                           "other": data.ArrayLayout(signed(width), lanes)}),
+    )
+
+
+def _carried(source, target, *, computed=()) -> list:
+    """Assignments of every field of ``target`` that ``source``'s layout also has, but
+    the ``computed`` ones: what a pipeline stage takes along from the previous one."""
+    members = source.shape().members
+    return [target[name].eq(source[name]) for name, _ in target.shape()
+            if name in members and name not in computed]
 
 
 class OutputStage(wiring.Component):
     """Round-shift, ReLU and saturate each result beat; stream it on, one beat per cycle.
 
     Every number rule is :func:`qforge.sim.model.quantize.output_stage` (with
-    :func:`~qforge.sim.model.quantize.round_shift` and :func:`~qforge.sim.model.quantize.random_bits`);
-    the comments below point to it.
+    :func:`qforge.sim.model.rounding.round_shift`,
+    :func:`qforge.sim.model.random_bits.random_bits` and
+    :func:`qforge.sim.model.saturation.saturate`); the comments below point to them.
 
     Ports:
 
@@ -91,9 +136,10 @@ class OutputStage(wiring.Component):
     **Parameters.** A GEMM's settings are popped from the FIFO into the *current*
     registers once the previous GEMM's ``last`` beat has entered the pipeline (and the
     first random-bit stage no longer needs the old keys). Loading starts the Speck64/128
-    key schedule of :func:`~qforge.sim.model.quantize.round_keys` on ``(seed, tensor)``:
-    ``KEY_ROUNDS_PER_CYCLE`` = 2 rounds per cycle, 4 cycles, one small shared circuit
-    (two 32-bit adders) instead of 7 chained adders. ``accumulators.ready`` is low until
+    key schedule of :func:`qforge.sim.model.random_bits.round_keys` on ``(seed, tensor)``
+    (:func:`qforge.hdl.random_bits.key_schedule`): ``KEY_ROUNDS_PER_CYCLE`` = 2 rounds
+    per cycle, 4 cycles, one small shared circuit (two 32-bit adders) instead of 7
+    chained adders. ``accumulators.ready`` is low until
     the keys are complete. This never stalls the array: a GEMM's first beat reaches the
     stage at least ``R + C + 5`` cycles after its job was accepted (one issued cycle,
     capture latency ``R + C + 3``, one to start draining), and, by the drain interlock,
@@ -105,12 +151,15 @@ class OutputStage(wiring.Component):
     **Pipeline** (``OUTPUT_LATENCY`` = 6 registered stages; all advance together when
     ``result`` is empty or being taken, so ``accumulators.ready = keys ready &
     (~result.valid | result.ready)``: one beat per cycle, no beat lost or duplicated under
-    any backpressure):
+    any backpressure). Each stage's register is one record (:func:`stage_layouts`): the
+    markers ``valid``, ``last``, ``gemm_last`` and what the stage computed; a stage takes
+    every field of the previous record that its own layout also has.
 
-    1. accept: the beat, its GEMM's control settings, and per lane the random-bit state
-       after Speck rounds 0-2 on ``(x, y) = (row, col)`` with round keys 0-2;
-    2. rounds 3-5 (keys 3-5);
-    3. rounds 6-7 (keys 6-7): 32 random bits per lane (:func:`random_bits`);
+    1. accept: the beat and per lane the random-bit state after Speck rounds 0-2 on
+       ``(x, y) = (row, col)`` with round keys 0-2;
+    2. rounds 3-5 (keys 3-5); the current GEMM's control settings join the beat;
+    3. rounds 6-7 (keys 6-7): 32 random bits per lane
+       (:func:`qforge.sim.model.random_bits.random_bits`);
     4. per lane: the rounding addend (nearest-even or stochastic, ``< 2**shift``);
     5. per lane: add the addend and shift (or encode a VRQ word, or pass the raw
        accumulator);
@@ -119,9 +168,9 @@ class OutputStage(wiring.Component):
     Widths: ``A = accumulator_width``, ``O = output_width``, shift field ``SW`` bits so
     ``0 <= shift <= S = 2**SW - 1``. The rounding adds ``addend < 2**shift`` to the
     accumulator and shifts right arithmetically: ``max(A, S + 1) + 1`` bits, exact for
-    every shift the field can hold (also ``shift >= A`` and ``shift > 32``).
-    Rounding code 3 is not defined by :class:`~qforge.sim.model.quantize.Rounding`; the stage
-    treats it as truncation (addend 0). The loader does not reject it.
+    every shift the field can hold (also ``shift >= A`` and ``shift > 32``). The
+    rounding code is always a :class:`~qforge.sim.model.rounding.Rounding` member: the
+    loader rejects commands with the 2-bit code that is none.
     """
 
     LATENCY = OUTPUT_LATENCY
@@ -140,27 +189,28 @@ class OutputStage(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
-        assert self.LATENCY == 3 + len(_RNG_SPLIT), "sim/model/cycles.py:OUTPUT_LATENCY"
-        config = self._config
-        rows, cols = config.rows, config.cols
-        acc_width = config.accumulator_width
-        control_layout = _control_layout(config)
+        assert self.LATENCY == 3 + len(RANDOM_STAGE_ROUNDS), "sim/model/cycles.py:OUTPUT_LATENCY"
         m = Module()
+        stages = [Signal(layout, name=f"stage{number}")
+                  for number, layout in enumerate(stage_layouts(self._config), start=1)]
+        flow = self._flow(m)
+        control, n_tiles_minus_one, keys = self._current_gemm(m, flow, stages[0])
+        row, lane0_col = self._coordinates(m, flow, n_tiles_minus_one)
+        self._random_stages(m, flow, stages, control, keys, row, lane0_col)
+        self._rounding_stages(m, flow, stages)
+        self._result_stage(m, flow, stages[4])
+        m.d.comb += self.idle.eq(~Cat(*(stage.valid for stage in stages)).any()
+                                 & ~self.result.valid & (flow.phase == 0))
+        return m
 
-        # ---- parameter FIFO -----------------------------------------------------------
-        parameters_layout = output_parameters_layout(config)
-        m.submodules.fifo = fifo = SyncFIFO(width=parameters_layout.size,
-                                            depth=PARAMETER_FIFO_DEPTH)
-        m.d.comb += [fifo.w_data.eq(self.params.payload.as_value()),
-                     fifo.w_en.eq(self.params.valid),
-                     self.params.ready.eq(fifo.w_rdy)]
-        head = parameters_layout(fifo.r_data)
+    def _flow(self, m) -> "_Flow":
+        """Stream control: when the pipeline moves and when a sub-beat enters it.
 
-        # ---- stream control -----------------------------------------------------------
-        # A beat goes through the pipeline as ``S = cols / lanes`` sub-beats of ``lanes``
-        # elements (``[output_stage] lanes_per_cycle``; S = 1, lanes = C by default), one
-        # per cycle, ``phase`` = the next sub-beat; the beat is accepted with its last.
-        lanes, beat_cycles = config.output_lanes, config.output_cycles_per_beat
+        A beat goes through the pipeline as ``S = cols / lanes`` sub-beats of ``lanes``
+        elements (``[output_stage] lanes_per_cycle``; S = 1, lanes = C by default), one
+        per cycle, ``phase`` = the next sub-beat; the beat is accepted with its last.
+        """
+        beat_cycles = self._config.output_cycles_per_beat
         advance = Signal()           # every pipeline register moves this cycle
         enter = Signal()             # a sub-beat of the offered beat enters stage 1
         accept = Signal()            # ... and it is the beat's last: the beat is taken
@@ -176,76 +226,63 @@ class OutputStage(wiring.Component):
         if beat_cycles > 1:
             with m.If(enter):
                 m.d.sync += phase.eq(Mux(final_phase, 0, phase + 1))
+        return _Flow(advance, enter, accept, keys_ready, phase, final_phase)
 
-        # ---- current GEMM: settings and round keys (sim/model/quantize.py: round_keys) ------
-        control = Signal(control_layout)
+    def _current_gemm(self, m, flow, stage1):
+        """The parameter FIFO and the current GEMM's registers: its control settings,
+        ``n_tiles_minus_one`` and round keys (:func:`~qforge.hdl.random_bits.key_schedule`).
+        Returns ``(control, n_tiles_minus_one, keys)``."""
+        config = self._config
+        parameters_layout = output_parameters_layout(config)
+        m.submodules.fifo = fifo = SyncFIFO(width=parameters_layout.size,
+                                            depth=PARAMETER_FIFO_DEPTH)
+        m.d.comb += [fifo.w_data.eq(self.params.payload.as_value()),
+                     fifo.w_en.eq(self.params.valid),
+                     self.params.ready.eq(fifo.w_rdy)]
+        head = parameters_layout(fifo.r_data)
+
+        control = Signal(_control_layout(config))
         n_tiles_minus_one = Signal(unsigned(config.tiles_field_width))
-        keys = [Signal(32, name=f"key{i}") for i in range(RANDOM_ROUNDS)]
-        schedule_busy = Signal()
-        schedule_key = Signal(32)                    # k[i] of the next schedule round
-        schedule_words = [Signal(32, name=f"schedule_l{i}") for i in range(3)]  # l[i..i+2]
-        steps = -(-(RANDOM_ROUNDS - 1) // KEY_ROUNDS_PER_CYCLE)
-        schedule_step = Signal(range(steps))
-
-        stage1_valid = Signal()
         # Loading rewrites the keys; stage 1 may still hold the previous GEMM's last
         # beat, whose rounds 4-7 read keys 4-7 while it moves to stage 2.
         load = Signal()
-        m.d.comb += [load.eq(~keys_ready & ~schedule_busy & fifo.r_rdy
-                             & (~stage1_valid | advance)),
-                     fifo.r_en.eq(load)]
-        with m.If(load):
-            m.d.sync += [getattr(control, name).eq(getattr(head.output, name))
-                         for name, _ in control_layout]
-            m.d.sync += [n_tiles_minus_one.eq(head.n_tiles_minus_one),
-                         keys[0].eq(head.output.seed),
-                         schedule_key.eq(head.output.seed),
-                         schedule_words[0].eq(head.output.tensor),
-                         schedule_words[1].eq(KEY_CONSTANTS[0]),
-                         schedule_words[2].eq(KEY_CONSTANTS[1]),
-                         schedule_step.eq(0), schedule_busy.eq(1)]
-        # Round i: l[i+3] = (k[i] + (l[i] >>> 8)) ^ i; k[i+1] = (k[i] <<< 3) ^ l[i+3], i.e.
-        # the Speck round on (x, y) = (l[i], k[i]) with key i. One shared circuit of
-        # KEY_ROUNDS_PER_CYCLE rounds: i = step * KEY_ROUNDS_PER_CYCLE + j.
-        key, words, new_keys = schedule_key, list(schedule_words), []
-        for j in range(KEY_ROUNDS_PER_CYCLE):
-            index = Signal(range(steps * KEY_ROUNDS_PER_CYCLE), name=f"schedule_round{j}")
-            m.d.comb += index.eq(schedule_step * KEY_ROUNDS_PER_CYCLE + j)
-            word, key = _speck_round(words[0], key, index)
-            words = words[1:] + [word]
-            new_keys.append(key)
         # The schedule steps with the pipeline (``advance``): sub-beats of the previous
         # GEMM still in stages 2 and 3 read round keys 3-7, and a step rewrites keys no
         # sooner than those sub-beats have moved past them, however long the pipeline
         # stalls (with results always taken, ``advance`` is always high).
-        with m.If(schedule_busy & advance):
-            m.d.sync += [schedule_key.eq(key), schedule_step.eq(schedule_step + 1)]
-            m.d.sync += [w.eq(v) for w, v in zip(schedule_words, words)]
-            for step in range(steps):
-                with m.If(schedule_step == step):
-                    for j, new_key in enumerate(new_keys):
-                        if step * KEY_ROUNDS_PER_CYCLE + j + 1 < RANDOM_ROUNDS:
-                            m.d.sync += keys[step * KEY_ROUNDS_PER_CYCLE + j + 1].eq(new_key)
-                    if step == steps - 1:
-                        m.d.sync += [schedule_busy.eq(0), keys_ready.eq(1)]
-        with m.If(accept & self.accumulators.payload.last):
-            m.d.sync += keys_ready.eq(0)                 # pop: the next GEMM may load
+        keys, schedule_busy = key_schedule(m, load=load, seed=head.output.seed,
+                                           tensor=head.output.tensor, step=flow.advance,
+                                           ready=flow.keys_ready)
+        m.d.comb += [load.eq(~flow.keys_ready & ~schedule_busy & fifo.r_rdy
+                             & (~stage1.valid | flow.advance)),
+                     fifo.r_en.eq(load)]
+        with m.If(load):
+            m.d.sync += [control[name].eq(head.output[name]) for name, _ in control.shape()]
+            m.d.sync += n_tiles_minus_one.eq(head.n_tiles_minus_one)
+        with m.If(flow.accept & self.accumulators.payload.last):
+            m.d.sync += flow.keys_ready.eq(0)            # pop: the next GEMM may load
+        return control, n_tiles_minus_one, keys
 
-        # ---- element coordinates of the incoming beat ---------------------------------
+    def _coordinates(self, m, flow, n_tiles_minus_one):
+        """Element coordinates of the incoming beat (class docstring, "Coordinates"):
+        returns ``(row, lane0_col)``, the row ``mt * R + r`` and the column of the next
+        sub-beat's lane 0, ``nt * C + phase * lanes``."""
+        config = self._config
+        rows, cols, lanes = config.rows, config.cols, config.output_lanes
         tiles_limit = 1 << config.tiles_field_width
         row = Signal(range(tiles_limit * rows))          # mt * R + r
         row_base = Signal(range(tiles_limit * rows))     # mt * R
         tile_row = Signal(range(rows))                   # r
         tile_n = Signal(range(tiles_limit))              # nt
         col_base = Signal(range(tiles_limit * cols))     # nt * C
-        # The column of the next sub-beat's lane 0, nt * C + phase * lanes, kept in a
-        # register (an adder in front of the Speck rounds cost the iCE40 8 ns).
+        # The column of the next sub-beat's lane 0 is kept in a register (an adder in
+        # front of the Speck rounds cost the iCE40 8 ns).
         lane0_col = Signal(range(tiles_limit * cols))
         assert len(row) <= 32 and len(col_base) <= 32
         # The zero-skipping array drains row-major beats (qforge.hdl.skipping_scheduler):
         # every beat is a 1 x C "tile", so the row only moves on when nt wraps.
         tile_rows = 1 if config.zero_skipping else rows
-        with m.If(accept):
+        with m.If(flow.accept):
             with m.If(self.accumulators.payload.last):
                 m.d.sync += [row.eq(0), row_base.eq(0), tile_row.eq(0), tile_n.eq(0),
                              col_base.eq(0), lane0_col.eq(0)]
@@ -260,204 +297,150 @@ class OutputStage(wiring.Component):
             with m.Else():
                 m.d.sync += [tile_row.eq(tile_row + 1), row.eq(row + 1),
                              lane0_col.eq(col_base)]
-        with m.Elif(enter):
+        with m.Elif(flow.enter):
             m.d.sync += lane0_col.eq(lane0_col + lanes)      # the next sub-beat
+        return row, lane0_col
 
-        # ---- stage 1: a sub-beat enters; random-bit rounds 0-2 -------------------------
+    def _random_stages(self, m, flow, stages, control, keys, row, lane0_col):
+        """Stages 1-3: a sub-beat enters; the Speck rounds of
+        :func:`qforge.sim.model.random_bits.random_bits` on ``(x, y) = (row, col)``,
+        :data:`~qforge.hdl.random_bits.RANDOM_STAGE_ROUNDS` per stage."""
+        config = self._config
+        lanes, beat_cycles = config.output_lanes, config.output_cycles_per_beat
+        stage1, stage2, stage3 = stages[:3]
+        payload = self.accumulators.payload
         # Lane u of sub-beat p is element c = p * lanes + u of the beat.
-        beat_layout = data.ArrayLayout(signed(acc_width), lanes)
-        entering = Signal(beat_layout)
+        entering = Signal(stage1.row.shape())
         if beat_cycles == 1:
-            m.d.comb += entering.eq(self.accumulators.payload.row)
+            m.d.comb += entering.eq(payload.row)
         else:
-            with m.Switch(phase):
+            with m.Switch(flow.phase):
                 for p in range(beat_cycles):
                     with m.Case(p):
-                        m.d.comb += [entering[u].eq(self.accumulators.payload.row[p * lanes + u])
+                        m.d.comb += [entering[u].eq(payload.row[p * lanes + u])
                                      for u in range(lanes)]
-        stage1_valid_next = Signal()
-        m.d.comb += stage1_valid_next.eq(enter)
-        stage1_row = Signal(beat_layout)
-        stage1_last = Signal()          # the beat's final sub-beat (it completes the beat)
-        stage1_gemm_last = Signal()     # ... of the GEMM's last beat
-        stage1_x = [Signal(32, name=f"stage1_x{u}") for u in range(lanes)]
-        stage1_y = [Signal(32, name=f"stage1_y{u}") for u in range(lanes)]
-        stage2_valid = Signal()
-        stage2_row = Signal(beat_layout)
-        stage2_last = Signal()
-        stage2_gemm_last = Signal()
-        stage2_control = Signal(control_layout)
-        stage2_x = [Signal(32, name=f"stage2_x{u}") for u in range(lanes)]
-        stage2_y = [Signal(32, name=f"stage2_y{u}") for u in range(lanes)]
-        stage3_valid = Signal()
-        stage3_row = Signal(beat_layout)
-        stage3_last = Signal()
-        stage3_gemm_last = Signal()
-        stage3_control = Signal(control_layout)
-        stage3_bits = [Signal(32, name=f"stage3_bits{u}") for u in range(lanes)]
-        stage1_next = []
+
+        def rounds(stage_rounds, x, y):
+            for index in stage_rounds:
+                x, y = speck_round(x, y, keys[index])
+            return x, y
+
+        # The rounds are combinational between the stage registers (computed outside
+        # the enable so that every named signal is a function of its inputs alone).
+        stage1_next, stage2_next, stage3_next = [], [], []
         for u in range(lanes):
             # random_bits: x = row, y = col (32-bit words).
             x, y = Signal(32, name=f"x{u}"), Signal(32, name=f"y{u}")
             m.d.comb += [x.eq(row), y.eq(lane0_col + u)]
-            for index in _RNG_SPLIT[0]:
-                x, y = _speck_round(x, y, keys[index])
-            stage1_next.append((x, y))
-        stage2_next = []
-        for u in range(lanes):
-            x, y = stage1_x[u], stage1_y[u]
-            for index in _RNG_SPLIT[1]:
-                x, y = _speck_round(x, y, keys[index])
-            stage2_next.append((x, y))
-        stage3_next = []
-        for u in range(lanes):
-            x, y = stage2_x[u], stage2_y[u]
-            for index in _RNG_SPLIT[2]:
-                x, y = _speck_round(x, y, keys[index])
-            stage3_next.append(y)                       # random_bits = the final y
+            stage1_next.append(rounds(RANDOM_STAGE_ROUNDS[0], x, y))
+            stage2_next.append(rounds(RANDOM_STAGE_ROUNDS[1], stage1.x[u], stage1.y[u]))
+            stage3_next.append(rounds(RANDOM_STAGE_ROUNDS[2], stage2.x[u], stage2.y[u])[1])
 
-        # ---- stage 4: rounding addends --------------------------------------------------
-        # The rounding is split over two stages so that neither holds two barrel shifts
-        # and a wide add in series (the whole of it in one cycle limited the ECP5 to
-        # 48 MHz).
-        stage4_valid = Signal()
-        stage4_row = Signal(beat_layout)
-        stage4_last = Signal()
-        stage4_gemm_last = Signal()
-        stage4_control = Signal(control_layout)
-        max_shift = (1 << len(control.shift)) - 1
-        stage4_addends = [Signal(unsigned(max_shift), name=f"stage4_addend{u}")
-                          for u in range(lanes)]
-        stage4_next = [round_shift_addend(m, stage3_row[u], stage3_control.shift,
-                                          stage3_control.rounding, stage3_bits[u],
-                                          max_shift=max_shift, name=str(u))
-                       for u in range(lanes)]
-        if config.vrq is not None:
-            stage4_bits = [Signal(32, name=f"stage4_bits{u}") for u in range(lanes)]
-
-        # ---- stage 5: add and shift; stage 6: ReLU, saturate -> result ------------------
-        width = max(config.accumulator_width, max_shift + 1) + 1
-        stage5_valid = Signal()
-        stage5_last = Signal()
-        stage5_gemm_last = Signal()
-        stage5_relu = Signal()
-        stage5_wide = Signal()
-        stage5_saturate = Signal()     # the element is the saturated rounded value
-        stage5_rounded = [Signal(signed(width), name=f"stage5_rounded{u}")
-                          for u in range(lanes)]
-        stage5_other = [Signal(signed(acc_width), name=f"stage5_other{u}")
-                        for u in range(lanes)]
-        rounded_next, other_next = [], []
-        saturate = Signal()
-        m.d.comb += saturate.eq(stage4_control.quantize)
-        for u in range(lanes):
-            rounded_next.append(shift_rounded(m, stage4_row[u], stage4_addends[u],
-                                              stage4_control.shift, name=str(u)))
-            other = stage4_row[u]        # raw accumulators (quantize = 0)
-            if config.vrq is not None:
-                # output_operands: VRQ words of the ReLU'd accumulators (VrqEncoder).
-                encoder = m.submodules[f"vrq_encoder{u}"] = VrqEncoder(config, acc_width)
-                accumulator = stage4_row[u]
-                m.d.comb += [
-                    encoder.value.eq(Mux(stage4_control.relu & accumulator[-1], 0,
-                                         accumulator)),
-                    encoder.exponent.eq(stage4_control.exponent),
-                    encoder.rounding.eq(stage4_control.rounding),
-                    encoder.random.eq(stage4_bits[u]),
-                ]
-                other = Mux(stage4_control.quantize & stage4_control.vrq, encoder.word,
-                            other)
-            other_next.append(other)
-        if config.vrq is not None:
-            saturate = Signal()
-            m.d.comb += saturate.eq(stage4_control.quantize & ~stage4_control.vrq)
-        stage5_next = [Mux(stage5_saturate,
-                           self._saturate(m, u, stage5_rounded[u], stage5_relu,
-                                          stage5_wide),
-                           stage5_other[u])
-                       for u in range(lanes)]
-
-        # Elements of the sub-beats before the last wait here (S > 1 only); the last
-        # sub-beat moves them into ``result`` with its own.
-        held = [Signal(signed(acc_width), name=f"held{c}")
-                for c in range(cols - lanes)]
-        stage5_phase = Signal(range(beat_cycles))
-
-        with m.If(advance):
-            m.d.sync += [stage1_valid.eq(stage1_valid_next),
-                         stage1_row.eq(entering),
-                         stage1_last.eq(final_phase),
-                         stage1_gemm_last.eq(self.accumulators.payload.last)]
-            for u, (x, y) in enumerate(stage1_next):
-                m.d.sync += [stage1_x[u].eq(x), stage1_y[u].eq(y)]
-
-            # ---- stages 2 and 3: random-bit rounds 3-5 and 6-7 -----------------------------
+        with m.If(flow.advance):
+            m.d.sync += [stage1.valid.eq(flow.enter), stage1.row.eq(entering),
+                         stage1.last.eq(flow.final_phase), stage1.gemm_last.eq(payload.last)]
+            m.d.sync += [stage1.x[u].eq(x) for u, (x, _) in enumerate(stage1_next)]
+            m.d.sync += [stage1.y[u].eq(y) for u, (_, y) in enumerate(stage1_next)]
             # A sub-beat in stage 1 always belongs to the current GEMM (parameters load
             # only as stage 1 empties), so it takes the current control settings along.
             # Its later rounds still read that GEMM's keys: a load in cycle t rewrites
             # round key i at the end of cycle t + ceil(i / 2) at the earliest
             # (KEY_ROUNDS_PER_CYCLE = 2), while the sub-beat that left stage 1 in cycle t
             # reads keys 3-5 in cycle t and keys 6-7 in cycle t + 1.
-            m.d.sync += [stage2_valid.eq(stage1_valid), stage2_row.eq(stage1_row),
-                         stage2_last.eq(stage1_last), stage2_gemm_last.eq(stage1_gemm_last),
-                         stage2_control.eq(control)]
-            for u, (x, y) in enumerate(stage2_next):
-                m.d.sync += [stage2_x[u].eq(x), stage2_y[u].eq(y)]
-            m.d.sync += [stage3_valid.eq(stage2_valid), stage3_row.eq(stage2_row),
-                         stage3_last.eq(stage2_last), stage3_gemm_last.eq(stage2_gemm_last),
-                         stage3_control.eq(stage2_control)]
-            m.d.sync += [bits.eq(value) for bits, value in zip(stage3_bits, stage3_next)]
+            m.d.sync += _carried(stage1, stage2, computed=("x", "y"))
+            m.d.sync += stage2.control.eq(control)
+            m.d.sync += [stage2.x[u].eq(x) for u, (x, _) in enumerate(stage2_next)]
+            m.d.sync += [stage2.y[u].eq(y) for u, (_, y) in enumerate(stage2_next)]
+            m.d.sync += _carried(stage2, stage3)
+            # random_bits = the final y
+            m.d.sync += [stage3.bits[u].eq(y) for u, y in enumerate(stage3_next)]
 
-            # ---- stage 4: rounding addends ------------------------------------------------
-            m.d.sync += [stage4_valid.eq(stage3_valid), stage4_row.eq(stage3_row),
-                         stage4_last.eq(stage3_last), stage4_gemm_last.eq(stage3_gemm_last),
-                         stage4_control.eq(stage3_control)]
-            m.d.sync += [addend.eq(value) for addend, value in zip(stage4_addends,
-                                                                    stage4_next)]
+    def _rounding_stages(self, m, flow, stages):
+        """Stage 4 (the rounding addends) and stage 5 (add and shift, or the raw
+        accumulator, or a VRQ word). The round-shift is split over the two stages so
+        that neither holds two barrel shifts and a wide add in series (the whole of it
+        in one cycle limited the ECP5 to 48 MHz)."""
+        config = self._config
+        stage3, stage4, stage5 = stages[2:]
+        max_shift = _max_shift(config)
+        control = stage4.control
+        # round_shift's rule: its addend (qforge.hdl.rounding), from stage 3's record.
+        addends = [round_shift_addend(m, stage3.row[u], stage3.control.shift,
+                                      stage3.control.rounding, stage3.bits[u],
+                                      max_shift=max_shift, name=str(u))
+                   for u in range(config.output_lanes)]
+        saturate = Signal()
+        m.d.comb += saturate.eq(control.quantize if config.vrq is None
+                                else control.quantize & ~control.vrq)
+        rounded, others = [], []
+        for u in range(config.output_lanes):
+            accumulator = stage4.row[u]
+            rounded.append(shift_rounded(m, accumulator, stage4.addend[u], control.shift,
+                                         name=str(u)))
+            other = accumulator          # raw accumulators (quantize = 0)
             if config.vrq is not None:
-                m.d.sync += [bits.eq(value) for bits, value in zip(stage4_bits, stage3_bits)]
+                # output_operands: VRQ words of the ReLU'd accumulators.
+                encoder = VrqEncoder(config, config.accumulator_width)
+                m.submodules[f"vrq_encoder{u}"] = encoder
+                m.d.comb += [
+                    encoder.value.eq(Mux(control.relu & accumulator[-1], 0, accumulator)),
+                    encoder.exponent.eq(control.exponent),
+                    encoder.rounding.eq(control.rounding),
+                    encoder.random.eq(stage4.bits[u]),
+                ]
+                other = Mux(control.quantize & control.vrq, encoder.word, other)
+            others.append(other)
 
-            # ---- stage 5: add and shift (or the raw accumulator, or a VRQ word) ------------
-            m.d.sync += [stage5_valid.eq(stage4_valid), stage5_last.eq(stage4_last),
-                         stage5_gemm_last.eq(stage4_gemm_last),
-                         stage5_relu.eq(stage4_control.relu),
-                         stage5_wide.eq(stage4_control.wide), stage5_saturate.eq(saturate)]
-            m.d.sync += [r.eq(v) for r, v in zip(stage5_rounded, rounded_next)]
-            m.d.sync += [r.eq(v) for r, v in zip(stage5_other, other_next)]
+        with m.If(flow.advance):
+            m.d.sync += _carried(stage3, stage4)
+            m.d.sync += [stage4.addend[u].eq(addend) for u, addend in enumerate(addends)]
+            m.d.sync += _carried(stage4, stage5)
+            m.d.sync += [stage5.relu.eq(control.relu), stage5.wide.eq(control.wide),
+                         stage5.saturate.eq(saturate)]
+            m.d.sync += [stage5.rounded[u].eq(value) for u, value in enumerate(rounded)]
+            m.d.sync += [stage5.other[u].eq(value) for u, value in enumerate(others)]
 
-            # ---- stage 6: ReLU, saturate -> result ---------------------------------------
-            m.d.sync += [self.result.valid.eq(stage5_valid & stage5_last),
-                         self.result.payload.last.eq(stage5_gemm_last)]
+    def _result_stage(self, m, flow, stage5):
+        """Stage 6: ReLU and saturation of each rounded element (or the other value) into
+        ``result``; with S > 1 sub-beats, the elements of the sub-beats before the last
+        wait in ``held`` and the last sub-beat moves them into ``result`` with its own."""
+        config = self._config
+        cols, lanes = config.cols, config.output_lanes
+        beat_cycles = config.output_cycles_per_beat
+        elements = [Mux(stage5.saturate,
+                        self._saturate(m, u, stage5.rounded[u], stage5.relu, stage5.wide),
+                        stage5.other[u])
+                    for u in range(lanes)]
+        held = [Signal(signed(config.accumulator_width), name=f"held{c}")
+                for c in range(cols - lanes)]
+        stage5_phase = Signal(range(beat_cycles))
+        row = self.result.payload.row
+        with m.If(flow.advance):
+            m.d.sync += [self.result.valid.eq(stage5.valid & stage5.last),
+                         self.result.payload.last.eq(stage5.gemm_last)]
             if beat_cycles == 1:
-                m.d.sync += [self.result.payload.row[u].eq(value)
-                             for u, value in enumerate(stage5_next)]
+                m.d.sync += [row[u].eq(value) for u, value in enumerate(elements)]
             else:
-                with m.If(stage5_valid):
-                    m.d.sync += stage5_phase.eq(Mux(stage5_last, 0, stage5_phase + 1))
-                    with m.If(stage5_last):
-                        m.d.sync += [self.result.payload.row[c].eq(held[c])
-                                     for c in range(cols - lanes)]
-                        m.d.sync += [self.result.payload.row[cols - lanes + u].eq(value)
-                                     for u, value in enumerate(stage5_next)]
+                with m.If(stage5.valid):
+                    m.d.sync += stage5_phase.eq(Mux(stage5.last, 0, stage5_phase + 1))
+                    with m.If(stage5.last):
+                        m.d.sync += [row[c].eq(held[c]) for c in range(cols - lanes)]
+                        m.d.sync += [row[cols - lanes + u].eq(value)
+                                     for u, value in enumerate(elements)]
                     with m.Else():
                         with m.Switch(stage5_phase):
                             for p in range(beat_cycles - 1):
                                 with m.Case(p):
                                     m.d.sync += [held[p * lanes + u].eq(value)
-                                                 for u, value in enumerate(stage5_next)]
-
-        m.d.comb += self.idle.eq(~stage1_valid & ~stage2_valid & ~stage3_valid
-                                 & ~stage4_valid & ~stage5_valid & ~self.result.valid
-                                 & (phase == 0))
-        return m
+                                                 for u, value in enumerate(elements)]
 
     def _saturate(self, m, lane, rounded, relu, wide):
-        """Stage 6 of ``output_stage`` for one element (sim/model/quantize.py): ReLU, then
-        saturation to ``[-2**(O-1), 2**(O-1) - 1]``, or none with ``wide`` (the rounded
-        value fits the accumulator whenever ``shift >= 0``). The range test looks at the
-        bits above the output's sign bit (all equal to the sign when the value fits)
-        instead of comparing with the limits, so it is an AND/OR tree, not a carry
-        chain."""
+        """Stage 6 of ``output_stage`` for one element: ReLU, then saturation to
+        ``[-2**(O-1), 2**(O-1) - 1]`` (:func:`qforge.sim.model.saturation.saturate`), or
+        none with ``wide`` (the rounded value fits the accumulator whenever
+        ``shift >= 0``). The range test looks at the bits above the output's sign bit
+        (all equal to the sign when the value fits) instead of comparing with the
+        limits, so it is an AND/OR tree, not a carry chain."""
         out_width = self._config.output_width
         high, low = (1 << (out_width - 1)) - 1, -(1 << (out_width - 1))
         rectified = Signal.like(rounded, name=f"rectified{lane}")
@@ -473,3 +456,14 @@ class OutputStage(wiring.Component):
         with m.Else():
             m.d.comb += saturated.eq(rectified)
         return saturated
+
+
+class _Flow(NamedTuple):
+    """The stream-control signals of :meth:`OutputStage._flow`."""
+
+    advance: Signal
+    enter: Signal
+    accept: Signal
+    keys_ready: Signal
+    phase: object            # a Signal, or Const(0) with one sub-beat per beat
+    final_phase: Signal
