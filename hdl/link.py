@@ -6,14 +6,12 @@ timeout) is defined once, in :mod:`qforge.hdl.protocol`; every constant here com
 there. :class:`HostLink` is the frame engine, :class:`LinkedAccelerator` the whole board
 design (accelerator + link) that the FPGA tops instantiate.
 
-The UART divisor for a clock and a baud rate (within 2 %, at least 4 cycles per bit):
+The UART bit timing (:func:`~qforge.hdl.uart.uart_divisor`) is in :mod:`qforge.hdl.uart`,
+the CRC in hardware (:func:`~qforge.hdl.crc.crc16_step`) in :mod:`qforge.hdl.crc`.
 
->>> uart_divisor(24e6, 3e6), uart_divisor(12e6, 115200)
-(8, 104)
->>> uart_divisor(24e6, 7e6)
-Traceback (most recent call last):
-...
-ValueError: baud_rate = 7e+06 at clock_frequency = 2.4e+07 Hz: ...
+Why the file is long (about 500 lines): :class:`HostLink` is one frame engine whose
+receive and transmit state machines share registers (:class:`_SharedState`); each is a
+method, kept whole so that its states read in frame order.
 """
 
 from contextlib import contextmanager
@@ -25,17 +23,14 @@ from amaranth.lib.wiring import In, Out
 
 from qforge.hdl.protocol import (DATA_KINDS, MAX_PAYLOAD, REQUEST_KINDS, STATUS_BYTES,
                                   SYNC, TIMEOUT_BYTE_TIMES, Kind, Nak, beat_bytes,
-                                  config_fingerprint, crc16_update)
+                                  config_fingerprint)
 from qforge.sim.model.spec import Config
 from qforge.hdl.signatures import AcceleratorSignature
 from qforge.hdl.top import Accelerator
-from qforge.hdl.uart import MIN_DIVISOR, UartReceiver, UartTransmitter, check_divisor
+from qforge.hdl.crc import CRC_INIT, crc16_step
+from qforge.hdl.uart import UartReceiver, UartTransmitter, check_divisor, uart_divisor
 
-__all__ = ["link_status_layout", "crc16_step", "uart_divisor", "HostLink",
-           "LinkedAccelerator", "BAUD_TOLERANCE"]
-
-#: Largest relative error of the actual baud rate (clock / divisor) that is accepted.
-BAUD_TOLERANCE = 0.02
+__all__ = ["link_status_layout", "HostLink", "LinkedAccelerator"]
 
 #: What the link shows on ``status`` (the board tops blink LEDs from it). Every field is
 #: a flip-flop output.
@@ -47,41 +42,6 @@ link_status_layout = data.StructLayout({
     "tx_byte": 1,         # pulse: a byte was handed to the UART transmitter
     "line_error": 1,      # pulse: UART framing error (bad stop bit)
 })
-
-#: The CRC polynomial, taken from the reference: a 1 in the lowest bit of the byte
-#: reaches the top of the register after 7 shifts and folds the polynomial in once.
-_CRC_POLYNOMIAL = crc16_update(0, 0x01)
-_CRC_INIT = 0xFFFF      # CRC-16/CCITT-FALSE initial value (crc16's default)
-
-
-def crc16_step(m: Module, crc, byte, *, name: str = "crc") -> Signal:
-    """``crc16_update(crc, byte)`` in hardware: a 16-bit signal, combinational from the
-    16-bit ``crc`` and the 8-bit ``byte``, added to ``m``. The reference's eight shift
-    steps are unrolled, each into its own signal (so no expression is duplicated); once
-    synthesized every output bit is an XOR of at most a dozen inputs."""
-    value = Signal(16, name=f"{name}_in")
-    m.d.comb += value.eq(crc ^ Cat(Const(0, 8), byte))
-    for step in range(8):
-        shifted = Signal(16, name=f"{name}_step{step}")
-        m.d.comb += shifted.eq((value << 1)[:16] ^ Mux(value[15], _CRC_POLYNOMIAL, 0))
-        value = shifted
-    return value
-
-
-def uart_divisor(clock_frequency: float, baud_rate: float) -> int:
-    """``round(clock_frequency / baud_rate)``, checked: at least
-    :data:`~qforge.hdl.uart.MIN_DIVISOR` and the actual baud rate
-    ``clock_frequency / divisor`` within :data:`BAUD_TOLERANCE` of ``baud_rate``."""
-    divisor = round(clock_frequency / baud_rate) if baud_rate > 0 else 0
-    fastest = clock_frequency / MIN_DIVISOR
-    if divisor < MIN_DIVISOR or \
-            abs(clock_frequency / divisor - baud_rate) > BAUD_TOLERANCE * baud_rate:
-        raise ValueError(
-            f"baud_rate = {baud_rate:g} at clock_frequency = {clock_frequency:g} Hz: "
-            f"possible baud rates are clock_frequency / n for an integer n >= "
-            f"{MIN_DIVISOR} (at most {fastest:g}), within {BAUD_TOLERANCE:.0%}")
-    return divisor
-
 
 class HostLink(wiring.Component):
     """The frame engine of the host link (protocol: :mod:`qforge.hdl.protocol`).
@@ -197,6 +157,10 @@ class HostLink(wiring.Component):
     # ---- receive: frame in, check, execute ---------------------------------------------
 
     def _receive_path(self, m, receiver, state):
+        """The receive path of the class docstring: hunt, header, payload into the
+        buffer, CRC, check, execute, respond. Its signals, then the ``receive`` state
+        machine; one method (about 200 lines) so that the states read in frame order
+        next to the registers they share."""
         beat_sizes = self._beat_bytes
         largest_beat = max(beat_sizes.values())
         max_payload = self._max_payload
@@ -288,7 +252,7 @@ class HostLink(wiring.Component):
         with m.FSM(name="receive") as fsm:
             with m.State("HUNT"):
                 with m.If(byte_valid & (byte == SYNC)):
-                    m.d.sync += [seq.eq(0), crc.eq(_CRC_INIT), address.eq(0),
+                    m.d.sync += [seq.eq(0), crc.eq(CRC_INIT), address.eq(0),
                                  byte_in_beat.eq(0)]
                     m.next = "KIND"
             with m.State("KIND"):
@@ -399,6 +363,9 @@ class HostLink(wiring.Component):
     # ---- transmit: responses and result frames ------------------------------------------
 
     def _transmit_path(self, m, transmitter, state):
+        """The transmit path of the class docstring: one frame at a time, a pending
+        response before a result beat. One method (about 100 lines, the ``transmit``
+        state machine and its registers) so that the states read in byte order."""
         result_bytes = self._result_bytes
         shifter_bytes = max(result_bytes, STATUS_BYTES)
         fingerprint = config_fingerprint(self._config)
@@ -464,7 +431,7 @@ class HostLink(wiring.Component):
             with m.State("SYNC"):
                 m.d.comb += byte.eq(SYNC)
                 with m.If(taken):
-                    m.d.sync += crc.eq(_CRC_INIT)
+                    m.d.sync += crc.eq(CRC_INIT)
                     m.next = "KIND"
             with m.State("KIND"):
                 m.d.comb += byte.eq(frame_kind)

@@ -15,6 +15,15 @@ the file that builds components expected to be refused (the tests).
 Traceback (most recent call last):
 ...
 ValueError: divisor = 3: allowed an integer >= 4 (clock cycles per bit)
+
+The divisor for a clock and a baud rate (within 2 %, at least 4 cycles per bit):
+
+>>> uart_divisor(24e6, 3e6), uart_divisor(12e6, 115200)
+(8, 104)
+>>> uart_divisor(24e6, 7e6)
+Traceback (most recent call last):
+...
+ValueError: baud_rate = 7e+06 at clock_frequency = 2.4e+07 Hz: ...
 """
 
 from amaranth.hdl import Cat, Module, Signal
@@ -22,13 +31,16 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["MIN_DIVISOR", "check_divisor", "UartReceiver", "UartTransmitter"]
+__all__ = ["MIN_DIVISOR", "BAUD_TOLERANCE", "check_divisor", "uart_divisor", "UartReceiver",
+           "UartTransmitter"]
 
 #: Fewest clock cycles per bit. The receiver sees an asynchronous line with a one-cycle
 #: uncertainty and samples ``divisor // 2`` cycles after the start bit's edge; with
 #: fewer cycles per bit that uncertainty and a few percent of clock mismatch would move
 #: the sampling point out of the bit.
 MIN_DIVISOR = 4
+#: Largest relative error of the actual baud rate (clock / divisor) that is accepted.
+BAUD_TOLERANCE = 0.02
 
 
 def check_divisor(divisor) -> int:
@@ -36,6 +48,21 @@ def check_divisor(divisor) -> int:
     if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < MIN_DIVISOR:
         raise ValueError(f"divisor = {divisor!r}: allowed an integer >= {MIN_DIVISOR} "
                          f"(clock cycles per bit)")
+    return divisor
+
+
+def uart_divisor(clock_frequency: float, baud_rate: float) -> int:
+    """``round(clock_frequency / baud_rate)``, checked: at least :data:`MIN_DIVISOR` and
+    the actual baud rate ``clock_frequency / divisor`` within :data:`BAUD_TOLERANCE` of
+    ``baud_rate`` (else ``ValueError`` naming ``baud_rate``)."""
+    divisor = round(clock_frequency / baud_rate) if baud_rate > 0 else 0
+    fastest = clock_frequency / MIN_DIVISOR
+    if divisor < MIN_DIVISOR or \
+            abs(clock_frequency / divisor - baud_rate) > BAUD_TOLERANCE * baud_rate:
+        raise ValueError(
+            f"baud_rate = {baud_rate:g} at clock_frequency = {clock_frequency:g} Hz: "
+            f"possible baud rates are clock_frequency / n for an integer n >= "
+            f"{MIN_DIVISOR} (at most {fastest:g}), within {BAUD_TOLERANCE:.0%}")
     return divisor
 
 

@@ -32,8 +32,9 @@ from qforge.hdl.protocol import (DATA_KINDS, HEADER_BYTES, MAX_PAYLOAD, REQUEST_
                                   Nak, Status, beat_bytes, beat_width, beats_to_bytes,
                                   bytes_to_beats, config_fingerprint, crc16_update,
                                   encode_frame)
-from qforge.hdl.link import (HostLink, LinkedAccelerator, crc16_step, link_status_layout,
-                             uart_divisor)
+from qforge.hdl.crc import crc16_step
+from qforge.hdl.link import HostLink, LinkedAccelerator, link_status_layout
+from qforge.hdl.uart import uart_divisor
 from qforge.sim.model.numerics import standard_modes
 from qforge.sim.host.packing import GemmJob, ResultAssembler
 from tests.configs import tiny
