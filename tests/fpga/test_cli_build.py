@@ -10,14 +10,16 @@ import pytest
 
 from qforge.fpga import flow
 from qforge.gen.cli import main as cli_main
-from tests.fpga.commands import run_qforge
+from tests.cli import run_qforge
 from tests.fpga.stand_in import LoopbackCore
 
 
 # -- command line and programming ----------------------------------------------------
 
 def _run_main(capsys, *argv):
-    return run_qforge(capsys, "build", *argv)
+    """``qforge build ARGV...``: (exit status, the run's outcome with ``out`` and ``err``)."""
+    outcome = run_qforge(capsys, "build", *argv)
+    return outcome.status, outcome
 
 
 @pytest.mark.parametrize("argv, message", [

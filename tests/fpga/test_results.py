@@ -25,7 +25,7 @@ from qforge.fpga.results import (DEFAULT_PAIRS, BuildEntry, collect, macs_per_cy
                                  sync_clock)
 from qforge.gen.cli import main as cli_main
 from qforge.sim.model.spec import load_preset
-from tests.fpga.commands import run_qforge
+from tests.cli import run_qforge
 
 DATA = Path(__file__).parent / "data"
 
@@ -319,7 +319,9 @@ def test_collect_ignores_a_stale_report(tmp_path, monkeypatch):
 
 
 def _run_main(capsys, *argv):
-    return run_qforge(capsys, "results", *argv)
+    """``qforge results ARGV...``: (exit status, the run's outcome with ``out`` and ``err``)."""
+    outcome = run_qforge(capsys, "results", *argv)
+    return outcome.status, outcome
 
 
 def test_command_line_writes_the_report(tmp_path, monkeypatch, capsys):
