@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from qforge.sim.model.spec import Config, load_preset, preset_names
+from qforge.sim.model.capacity import tiles
 from qforge.sim.model.cycles import GemmShape, gemm_cycles, skipping_shape
 from qforge.sim.model.numerics import gemm, standard_modes, zero_operands
 from qforge.sim.bench.stimulus import operand_range, random_operands, sparse_operands
@@ -144,7 +145,7 @@ def sparse_point(config: Config, a, n: int, precision) -> dict:
     nonzero = int(np.count_nonzero(computed))
     ideal = nonzero * n * precision.block_products / config.peak_block_products_per_cycle
     lanes = config.block_multipliers
-    words = -(-a.shape[1] // lanes)
+    words = tiles(a.shape[1], lanes)
     padded = np.zeros((a.shape[0], words * lanes), dtype=bool)
     padded[:, :a.shape[1]] = computed
     zero_words = float((~padded.reshape(a.shape[0], words, lanes).any(axis=2)).mean())

@@ -21,6 +21,7 @@ from qforge.sim.model.spec import Config
 from qforge.sim.model.isa import OPCODE_WIDTH, Opcode, Operand, encode, operand_bits
 from qforge.sim.model.machine import Machine, gemm_capacity_error, instruction_error
 from qforge.sim.model.quantize import Rounding
+from qforge.sim.model.saturation import signed_range
 
 __all__ = ["FuzzProgram", "random_program", "ProgramCheck", "check_program"]
 
@@ -47,7 +48,7 @@ def _operand_values(rng, config: Config, operand, shape) -> np.ndarray:
                         rng.integers(0, config.vrq_ranges, size=shape) * (code != 0),
                         config)
     bits = operand.blocks * config.block_width
-    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    low, high = signed_range(bits)
     values = rng.integers(low, high + 1, size=shape)
     # Zeros and extremes are where block selection and zero skipping are interesting.
     values[rng.random(shape) < 0.2] = 0
@@ -82,7 +83,8 @@ def _invalid_word(rng, config: Config) -> int:
                       kept=1)
     if kind == 3:                                       # rounding 3, shift too large
         if rng.random() < 0.5:
-            return encode(Opcode.OUTPUT, quantize=1, rounding=3)
+            # The first code after the rounding rules: not a rounding rule, rejected.
+            return encode(Opcode.OUTPUT, quantize=1, rounding=max(Rounding) + 1)
         return encode(Opcode.OUTPUT, quantize=1,
                       shift=int(rng.integers(config.accumulator_width, 64)))
     if kind == 4:                                       # GEMM beyond the buffers or zero
@@ -180,7 +182,8 @@ def random_program(config: Config, seed: int, *, instructions: int = 40,
             bits = 0
             if add:
                 bits = int(rng.integers(2, config.accumulator_width + 1))
-                addend = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(m, n))
+                low, high = signed_range(bits)
+                addend = rng.integers(low, high + 1, size=(m, n))
                 emit(encode(Opcode.LOAD, operand=Operand.ADDEND, address=allocate(addend),
                             stride=n))
             transposed = bool(rng.integers(0, 2))

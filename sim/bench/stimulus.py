@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from qforge.sim.model.spec import Config
+from qforge.sim.model.capacity import tiles
 from qforge.sim.model.numerics import OperandPrecision, Precision, Selection, standard_modes
+from qforge.sim.model.saturation import signed_range
 
 __all__ = ["DISTRIBUTIONS", "random_operands", "random_precision", "random_shape",
            "operand_range", "sparse_operands"]
@@ -22,8 +24,7 @@ DISTRIBUTIONS = ("uniform", "normal", "heavy_tailed", "post_relu", "sparse", "ex
 
 def operand_range(config: Config, precision: OperandPrecision) -> tuple[int, int]:
     """Inclusive ``(low, high)`` allowed for an operand with ``precision.blocks`` blocks."""
-    bits = precision.blocks * config.block_width
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return signed_range(precision.blocks * config.block_width)
 
 
 def random_operands(rng: np.random.Generator, shape, low: int, high: int,
@@ -123,7 +124,7 @@ def random_shape(rng: np.random.Generator, config: Config, max_tiles: int = 3,
     """``(m, n, depth)`` up to ``max_tiles`` tiles each way, often not multiples of the
     array, within the buffer and depth limits of ``config``."""
     depth = int(rng.integers(1, min(max_depth, config.max_reduction_depth) + 1))
-    words = -(-depth // config.block_multipliers)
+    words = tiles(depth, config.block_multipliers)
     tile_limit = max(1, min(max_tiles, config.buffer_depth // words))
     m = int(rng.integers(1, tile_limit * config.rows + 1))
     n = int(rng.integers(1, tile_limit * config.cols + 1))

@@ -15,7 +15,7 @@ from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
                                 layout_fields, result_layout)
 from qforge.sim.model.numerics import Precision, check_operands, gemm
 from qforge.sim.model.machine import tiles
-from qforge.sim.model.quantize import OutputParameters, output_operands
+from qforge.sim.model.quantize import OutputParameters, Rounding, output_operands
 
 __all__ = ["leaf_fields", "pack_fields", "unpack_fields", "command_bits",
            "pack_operands", "GemmJob", "ResultAssembler", "result_order"]
@@ -72,8 +72,8 @@ def command_bits(config: Config, m: int, n: int, depth: int, precision: Precisio
     def operand(p):
         return {"blocks_minus_one": p.blocks - 1, "kept_minus_one": p.kept - 1,
                 "dynamic": int(p.selection), "vrq": int(p.vrq)}
-    stage = {"quantize": 0, "shift": 0, "rounding": 0, "relu": 0, "seed": 0, "tensor": 0,
-             "vrq": 0, "exponent": 0, "wide": 0}
+    stage = {"quantize": 0, "shift": 0, "rounding": int(Rounding.NEAREST_EVEN), "relu": 0,
+             "seed": 0, "tensor": 0, "vrq": 0, "exponent": 0, "wide": 0}
     if output is not None:
         vrq = output.vrq_exponent is not None
         stage = {"quantize": 1, "shift": output.shift, "rounding": int(output.rounding),
