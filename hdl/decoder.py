@@ -65,6 +65,9 @@ class InstructionDecoder(wiring.Component):
         return self._config
 
     def elaborate(self, platform):
+        """The held word, the registers of docs/ISA.md and one decode per opcode, in one
+        method (about 90 lines) so that each opcode's effect reads next to the others;
+        the validity rules are :meth:`_checks`."""
         config = self._config
         m = Module()
 
@@ -192,6 +195,7 @@ class InstructionDecoder(wiring.Component):
         words = _ceil_divide(gemm.k, config.block_multipliers)
         m_tiles = _ceil_divide(gemm.m, config.rows)
         n_tiles = _ceil_divide(gemm.n, config.cols)
+        # Field ranges and buffer capacity: qforge.sim.model.capacity.gemm_capacity_error.
         gemm_checks = [gemm.m >= 1, gemm.n >= 1, gemm.k >= 1,
                        at_most(gemm.m, tile_limit * config.rows),
                        at_most(gemm.n, tile_limit * config.cols),

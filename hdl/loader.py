@@ -173,6 +173,7 @@ class Loader(wiring.Component):
         words = (command.depth_minus_one >> (config.block_multipliers.bit_length() - 1)) + 1
         a_words = (command.m_tiles_minus_one + 1) * words
         b_words = (command.n_tiles_minus_one + 1) * words
+        # Buffer capacity: qforge.sim.model.capacity.gemm_capacity_error.
         checks = [command.a.kept_minus_one <= command.a.blocks_minus_one,
                   command.b.kept_minus_one <= command.b.blocks_minus_one,
                   a_words <= config.buffer_depth]

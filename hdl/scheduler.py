@@ -72,6 +72,9 @@ class Scheduler(wiring.Component):
         })
 
     def elaborate(self, platform):
+        """One method (about 140 lines): the lane state, the issued record and the state
+        updates are one cycle's schedule, read top to bottom; the mode table and the
+        lane advance are already functions (:func:`mode_table`, :func:`advance_lane`)."""
         config = self._config
         lanes = config.block_multipliers
         m = Module()

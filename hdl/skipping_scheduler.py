@@ -74,6 +74,9 @@ class SkippingScheduler(wiring.Component):
         })
 
     def elaborate(self, platform):
+        """One method (about 145 lines): the entry walk, the issued record and the state
+        updates are one cycle's schedule, read top to bottom, as in
+        :meth:`qforge.hdl.scheduler.Scheduler.elaborate`."""
         config = self._config
         lanes, rows = config.block_multipliers, config.rows
         m = Module()
