@@ -21,9 +21,23 @@ PRESETS = [pytest.param(name, marks=pytest.mark.slow) if name == "large" else na
            for name in preset_names()]
 
 
+#: Designs generated in this test process, by (preset, programmable). A parametrized
+#: fixture is set up again each time the order of the tests switches presets; sparse
+#: takes half a minute to elaborate, so each design is generated once.
+_GENERATED = {}
+
+
+def _generated(name, tmp_path_factory, *, programmable=False):
+    key = (name, programmable)
+    if key not in _GENERATED:
+        folder = tmp_path_factory.mktemp(name + ("-core" if programmable else ""))
+        _GENERATED[key] = generate(load_preset(name), folder, programmable=programmable)
+    return _GENERATED[key]
+
+
 @pytest.fixture(scope="module", params=PRESETS)
 def design(request, tmp_path_factory):
-    return generate(load_preset(request.param), tmp_path_factory.mktemp(request.param))
+    return _generated(request.param, tmp_path_factory)
 
 
 def _verilog_ports(text):
@@ -98,8 +112,7 @@ def test_generation_is_deterministic(tmp_path):
     # The zero-skipping top takes about 45 s to elaborate and lint: with the sweeps.
     pytest.param("sparse", marks=pytest.mark.slow)])
 def core_design(request, tmp_path_factory):
-    return generate(load_preset(request.param),
-                    tmp_path_factory.mktemp(request.param + "-core"), programmable=True)
+    return _generated(request.param, tmp_path_factory, programmable=True)
 
 
 @pytest.mark.rtl
