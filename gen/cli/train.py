@@ -105,7 +105,9 @@ def handle(arguments) -> int:
         raise TrainConfigError(f"--jobs = {jobs}: must be at least 1")
     report = train_all(train, epochs=arguments.epochs, jobs=jobs, backend=arguments.backend,
                        check=arguments.check, progress=arguments.backend is not None,
-                       log=log_to_stderr)
+                       log=log_to_stderr,
+                       # the Verilator build's "building ... / built ..." lines, on stdout
+                       runtime_options={"log": print} if arguments.backend == "rtl" else None)
     how = "--emulate" if arguments.emulate else f"--backend {arguments.backend}"
     print(f"qforge train {how}: {report['name']} ({report['source']}): MLP 64-"
           f"{report['hidden']}-10 on digits, {report['epochs']} "
