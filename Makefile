@@ -25,8 +25,8 @@ help:
 	@echo "make demo      generate + verify + report on the default configuration"
 	@echo "make test      run the test suite on every core (under 8 minutes on 2 cores from a"
 	@echo "               fresh clone, Verilator builds included; sweeps: make test-all)"
-	@echo "make test-fast the tests that need neither Verilator nor Yosys (markers rtl, synth"
-	@echo "               and slow deselected; about a minute on 2 cores)"
+	@echo "make test-fast the tests that need neither Verilator nor Yosys (markers rtl, synth,"
+	@echo "               verilog and slow deselected; about a minute on 2 cores)"
 	@echo "make test-all  the test suite plus the slow sweeps (marker: slow)"
 	@echo "               (WORKERS=N sets the number of test processes; default: one per core)"
 	@echo "make bench     print the benchmark JSON (utilization, precision scaling, zero skipping,"
@@ -68,7 +68,7 @@ test: setup
 	$(PYTEST) -m "not slow"
 
 test-fast: setup
-	$(PYTEST) -m "not slow and not rtl and not synth"
+	$(PYTEST) -m "not slow and not rtl and not synth and not verilog"
 
 test-all: setup
 	$(PYTEST)

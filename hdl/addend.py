@@ -5,6 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from qforge.sim.model.saturation import signed_range
 from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import epilogue_layout
 from qforge.hdl.signatures import addend_stream, epilogue_stream, result_stream
@@ -84,7 +85,8 @@ class AddendStage(wiring.Component):
         with m.Switch(bits):
             for value in range(2, config.accumulator_width + 1):
                 with m.Case(value):
-                    m.d.comb += [high.eq((1 << (value - 1)) - 1), low.eq(-(1 << (value - 1)))]
+                    lowest, highest = signed_range(value)
+                    m.d.comb += [high.eq(highest), low.eq(lowest)]
         with m.If(move):
             m.d.sync += [self.output.valid.eq(1),
                          self.output.payload.last.eq(self.input.payload.last)]

@@ -20,6 +20,7 @@ from qforge.hdl.rounding import round_shift_addend, shift_rounded
 from qforge.hdl.signatures import result_stream
 from qforge.hdl.vrq_encoder import VrqEncoder
 from qforge.sim.model.cycles import OUTPUT_LATENCY
+from qforge.sim.model.saturation import signed_range
 from qforge.sim.model.spec import Config
 
 __all__ = ["OutputStage", "output_parameters_layout", "stage_layouts",
@@ -442,7 +443,7 @@ class OutputStage(wiring.Component):
         (all equal to the sign when the value fits) instead of comparing with the
         limits, so it is an AND/OR tree, not a carry chain."""
         out_width = self._config.output_width
-        high, low = (1 << (out_width - 1)) - 1, -(1 << (out_width - 1))
+        low, high = signed_range(out_width)
         rectified = Signal.like(rounded, name=f"rectified{lane}")
         saturated = Signal(signed(self._config.accumulator_width), name=f"saturated{lane}")
         upper = rectified[out_width - 1:]            # the output's sign bit and above

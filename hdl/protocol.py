@@ -79,6 +79,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from qforge.sim.model.capacity import tiles
 from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
 
@@ -314,7 +315,7 @@ def beat_bytes(config: Config, kind: int) -> int:
     ...                                                    Kind.B_DATA, Kind.RESULT)]
     [13, 4, 4, 7]
     """
-    return -(-beat_width(config, kind) // 8)
+    return tiles(beat_width(config, kind), 8)
 
 
 def beats_to_bytes(config: Config, kind: int, beats: list[int]) -> bytes:

@@ -14,6 +14,7 @@ computes them once per GEMM, :data:`KEY_ROUNDS_PER_CYCLE` rounds per cycle.
 
 from amaranth.hdl import Signal
 
+from qforge.sim.model.capacity import tiles
 from qforge.sim.model.random_bits import KEY_CONSTANTS, RANDOM_ROUNDS
 
 __all__ = ["KEY_ROUNDS_PER_CYCLE", "RANDOM_STAGE_ROUNDS", "speck_round",
@@ -42,7 +43,7 @@ def speck_round(x, y, key):
 def key_schedule_steps() -> int:
     """Cycles the key schedule takes: the ``RANDOM_ROUNDS - 1`` schedule rounds after
     key 0, :data:`KEY_ROUNDS_PER_CYCLE` per cycle."""
-    return -(-(RANDOM_ROUNDS - 1) // KEY_ROUNDS_PER_CYCLE)
+    return tiles(RANDOM_ROUNDS - 1, KEY_ROUNDS_PER_CYCLE)
 
 
 def key_schedule(m, *, load, seed, tensor, step, ready) -> tuple[list[Signal], Signal]:

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import (command_layout, flags_layout, lane_select_layout,
                                 operand_precision_layout)
+from qforge.sim.model.capacity import tiles
 from qforge.sim.model.cycles import lane_schedule
 
 __all__ = ["Scheduler", "job_layout", "issue_layout", "ModeTable", "mode_table", "advance_lane"]
@@ -135,7 +136,7 @@ class Scheduler(wiring.Component):
         # cycle comes from a cycle counter against that count, computed once per job, not
         # from the lane digits' carry chain (which, through the drain interlock into the
         # issue control, was the iCE40's critical path: 18.6 MHz).
-        max_tile_cycles = -(-config.max_reduction_depth * config.blocks ** 2 // lanes)
+        max_tile_cycles = tiles(config.max_reduction_depth * config.blocks ** 2, lanes)
         cycle_shape = unsigned(max(1, (max_tile_cycles - 1).bit_length()))
         tile_cycle = Signal(cycle_shape)        # cycles of the current tile issued so far
         last_cycle = Signal(cycle_shape)        # tile_cycles - 1 for the current job

@@ -13,7 +13,7 @@ from qforge.hdl.layouts import a_beat_layout, command_layout, result_layout
 #: Parallel workers (`make test`: pytest-xdist, --dist loadgroup) run this module on one
 #: worker, so each preset is elaborated once (sparse takes half a minute), not once per
 #: worker that runs one of its tests.
-pytestmark = pytest.mark.xdist_group("generated_presets")
+pytestmark = [pytest.mark.xdist_group("generated_presets"), pytest.mark.verilog]
 
 #: The 16x16 `large` preset takes over a minute to elaborate and lint: with the slow
 #: sweeps (`make test-all`; `make lint` lints it too).

@@ -618,6 +618,7 @@ def test_short_buffer_rejects_longer_frames():
     assert bench.beats["a_in"] == beats[:4]
 
 
+@pytest.mark.verilog
 def test_linked_accelerator_converts_to_verilog():
     design = LinkedAccelerator(tiny(), clock_frequency=24e6, baud_rate=3e6)
     assert design.divisor == 8

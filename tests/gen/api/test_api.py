@@ -19,6 +19,7 @@ def test_load_config_from_a_preset_or_a_spec(tmp_path):
     assert "tiny" in api.preset_names()
 
 
+@pytest.mark.verilog
 def test_generate_writes_the_verilog(tmp_path):
     design = api.generate(api.load_config("tiny"), tmp_path / "out")
     assert design.verilog == tmp_path / "out" / "qforge_top.v"

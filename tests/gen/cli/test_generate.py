@@ -27,6 +27,8 @@ def test_help_lists_every_spec_key():
         assert key in epilog
 
 
+@pytest.mark.rtl      # --lint runs Verilator
+@pytest.mark.verilog
 def test_generate_preset_writes_verilog_and_manifest(capsys, tmp_path):
     code, out, _ = run_qforge(capsys, "generate", "--preset", "tiny", "-o", tmp_path, "--lint")
     assert code == 0
@@ -36,6 +38,7 @@ def test_generate_preset_writes_verilog_and_manifest(capsys, tmp_path):
     assert "clean" in out
 
 
+@pytest.mark.verilog
 def test_generate_spec_file(capsys, tmp_path):
     spec = tmp_path / "mine.toml"
     spec.write_text(load_preset("tiny").to_toml().replace('name = "tiny"', 'name = "mine"')

@@ -63,7 +63,9 @@ RULES = (
     Rule("rounding codes as literals",
          (r"\brounding[\"']?\s*(==|!=|=|:)\s*[0-3]\b",                # rounding != 3
           r"\bRounding\.\w+\s*:\s*\d"),                               # {Rounding.X: 2}
-         "sim/model/rounding.py", r"class Rounding\(enum\.IntEnum\)"),
+         "sim/model/rounding.py", r"class Rounding\(enum\.IntEnum\)",
+         (("sim/model/isa.py", "OPERAND_FIELDS gives field widths in bits ('rounding': 2 "
+           "is the width of the rounding field), not rounding codes"),)),
     Rule("VRQ range bits and limits",
          (r"ranges\s*-\s*1\s*\)\s*\.bit_length\(\)",
           r"[\"'](code_width|range_stride|ranges)[\"']\s*,\s*(1\s*,\s*)?\d+\s*[,)]",
@@ -74,8 +76,14 @@ RULES = (
          "sim/model/capacity.py", r"def tiles\("),
     Rule("buffer capacity",
          (r"(\*\s*words|\b[a-z]_words|\bwords)\s*(<=|>=|<|>)\s*config\.(pe_)?buffer_depth\b",
-          r"\bdef\s+(gemm_fits|check_capacity)\b"),
-         "sim/model/capacity.py", r"def gemm_capacity_error\("),
+          r"\bdef\s+check_capacity\b"),
+         "sim/model/capacity.py", r"def gemm_capacity_error\(",
+         (("hdl/loader.py", "the same rule built in gates on a command's runtime fields "
+           "(the comment there cites gemm_capacity_error); tests/hdl/test_loader.py checks "
+           "the gates against the rule"),
+          ("hdl/decoder.py", "the same rule built in gates on a GEMM word's runtime fields "
+           "(the comment there cites gemm_capacity_error); tests/hdl/test_decoder.py checks "
+           "the gates against the rule"))),
 )
 
 
