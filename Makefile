@@ -48,7 +48,11 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@# setuptools prints a notice for every editable install ("Editable installation.
+	@# Please be careful with folders ... the same name as your package"): qforge has
+	@# no such folder (its packages are qforge.*), so that one notice is filtered out.
+	PYTHONWARNINGS="ignore:Editable installation" \
+	    $(BIN)/python -m pip install --quiet -e ".[dev]"
 	@# Optional: Icarus Verilog for the second simulator. Guarded: skipped without
 	@# root or apt, and a failure only means the Icarus tests are skipped.
 	@if ! command -v iverilog >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \

@@ -59,6 +59,9 @@ with the bytes on it and with the time a ``read`` waits, and can inject faults.
 >>> reply = model.feed(encode_frame(Kind.COMMAND, 5, command))[0]    # last_seq is 0xFF
 >>> reply.kind_name, Nak(reply.payload[0]).name
 ('NAK', 'SEQUENCE')
+
+Slightly over 500 lines, one concept: the board as the link protocol specifies it; the
+simulated serial line is :mod:`qforge.fpga.loopback`.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ import importlib
 import math
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Cat, ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Instance, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -215,7 +215,7 @@ def _default_core(config, *, clock_frequency, baud_rate):
     return LinkedAccelerator(config, clock_frequency=clock_frequency, baud_rate=baud_rate)
 
 
-class BoardTop(Elaboratable):
+class BoardTop(wiring.Component):
     """The top level built for ``board`` (a :class:`Board` or its name): the core, the
     PLL, reset, UART pins and LEDs (see the module docstring for the LED map).
 
@@ -226,6 +226,9 @@ class BoardTop(Elaboratable):
     :class:`~qforge.hdl.link.LinkedAccelerator` (``rx``, ``tx``, ``status``,
     ``accelerator_idle``, ``accelerator_error``); default ``LinkedAccelerator``, imported
     when needed. The core is built here, so a baud rate it refuses fails at once.
+
+    A component without ports: everything it drives is a pin of the board's platform,
+    which it requests in :meth:`elaborate`.
     """
 
     def __init__(self, config, board, *, clock_frequency: float | None = None,
@@ -237,6 +240,7 @@ class BoardTop(Elaboratable):
         self.reset_cycles = max(1, math.ceil(RESET_SECONDS * self.clock_frequency))
         self.core = (core or _default_core)(config, clock_frequency=self.clock_frequency,
                                             baud_rate=baud_rate)
+        super().__init__({})
 
     @property
     def requested_frequency(self) -> float:
