@@ -2,7 +2,7 @@
 
 * ``dense_utilization``: ideal cycles / measured cycles of a 128x128x128 exact-mode GEMM
   on the configured array. Cycles come from :func:`qforge.sim.model.cycles.gemm_cycles`, which
-  the integration tests prove equal to the RTL's count (``tests/sim/test_rtl.py``), or,
+  the integration tests prove equal to the RTL's count (``tests/sim/bench/test_rtl.py``), or,
   with ``rtl=True``, from running the generated Verilog in Verilator.
 * ``precision_speedup_vs_ideal``: for every standard precision mode, measured MACs per PE
   per cycle divided by the ideal ``P / q``; the lowest ratio over the modes.
@@ -298,7 +298,7 @@ def run_benchmark(config: Config, *, rtl: bool = False,
         "config": config.name,
         "array": f"{config.rows}x{config.cols}",
         "block_multipliers": config.block_multipliers,
-        "cycles_source": "rtl (verilator)" if rtl else "cycle model (equal to RTL, tests/sim/test_rtl.py)",
+        "cycles_source": "rtl (verilator)" if rtl else "cycle model (equal to RTL, tests/sim/bench/test_rtl.py)",
         "dense_shape": list(DENSE_SHAPE),
         "dense_utilization": exact["utilization"],
         "precision_speedup_vs_ideal": min(row["speedup_vs_ideal"] for row in table),
