@@ -57,3 +57,15 @@ def check_control(trace, expected_active, expected_release, name):
         assert record["release"] == (cycle in expected_release), f"{where}: release"
         if cycle in expected_release:
             assert record["release_half"] == expected_release[cycle], f"{where}: half"
+
+
+def watchdog(cycles):
+    """A background testbench that fails the test if it is still running after
+    ``cycles`` (a lost beat would otherwise leave the receiver waiting forever)."""
+    async def process(ctx):
+        count = 0
+        async for _ in ctx.tick():        # not .repeat(): it cannot be abandoned cleanly
+            count += 1
+            if count == cycles:
+                raise AssertionError(f"no progress after {cycles} cycles (a beat lost?)")
+    return process

@@ -23,7 +23,7 @@ from qforge.hdl.layouts import addend_layout, epilogue_layout, result_layout
 from qforge.sim.host.packing import leaf_fields, pack_fields, unpack_fields
 from qforge.sim.model.machine import add_saturate
 from tests.configs import custom, tiny
-from tests.hdl.streams import receive, send
+from tests.hdl.streams import receive, send, watchdog
 
 ADDEND_CONFIGS = {
     "tiny": tiny,                                                    # C = 2, A = 25
@@ -71,18 +71,6 @@ def stream_beats(config, gemms):
     addends = [pack_fields(addend_fields, row)
                for _, _, _, addend in gemms if addend for row in addend]
     return epilogue, inputs, addends
-
-
-def watchdog(cycles):
-    """A background testbench that fails the test if it is still running after
-    ``cycles`` (a lost beat would otherwise leave the receiver waiting forever)."""
-    async def process(ctx):
-        count = 0
-        async for _ in ctx.tick():        # not .repeat(): it cannot be abandoned cleanly
-            count += 1
-            if count == cycles:
-                raise AssertionError(f"no progress after {cycles} cycles (a beat lost?)")
-    return process
 
 
 def run_stage(config, gemms, *, stall, seed):

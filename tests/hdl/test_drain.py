@@ -22,7 +22,7 @@ from qforge.hdl.drain import ResultDrain
 from qforge.hdl.layouts import result_layout
 from qforge.sim.host.packing import leaf_fields, unpack_fields
 from tests.configs import custom, tiny
-from tests.hdl.streams import receive
+from tests.hdl.streams import receive, watchdog
 
 DRAIN_CONFIGS = {
     "tiny": tiny,                                                     # R = 2
@@ -43,18 +43,6 @@ def random_tiles(config, rng, count, full_rows):
                    for _ in range(config.cols)] for _ in range(config.rows)]
         tiles.append((rows, int(rng.random() < 0.4 or index == count - 1), values))
     return tiles
-
-
-def watchdog(cycles):
-    """A background testbench that fails the test if it is still running after
-    ``cycles`` (a lost beat would otherwise leave the receiver waiting forever)."""
-    async def process(ctx):
-        count = 0
-        async for _ in ctx.tick():        # not .repeat(): it cannot be abandoned cleanly
-            count += 1
-            if count == cycles:
-                raise AssertionError(f"no progress after {cycles} cycles (a beat lost?)")
-    return process
 
 
 def run_drain(config, tiles, *, stall, seed):
