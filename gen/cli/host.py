@@ -17,10 +17,8 @@ import sys
 
 import numpy as np
 
-from qforge.fpga.board_model import BoardModel
-from qforge.fpga.host import (DEFAULT_BAUD_RATE, Board, HostError, SerialTransport,
-                              identify_fingerprint)
-from qforge.fpga.loopback import LoopbackTransport
+from qforge.api import open_board
+from qforge.fpga.host import DEFAULT_BAUD_RATE, HostError, identify_fingerprint
 from qforge.gen.cli.common import add_config_arguments, config_from_arguments
 from qforge.sim.bench.stimulus import operand_range
 from qforge.sim.host.packing import GemmJob
@@ -135,14 +133,10 @@ def _board(arguments, config):
         raise HostError(f"--retries = {arguments.retries}: must be >= 0")
     if arguments.baud < 1:
         raise HostError(f"--baud = {arguments.baud}: must be a positive integer")
-    if arguments.port == LOOPBACK:
-        transport = LoopbackTransport(BoardModel(config), bytes_per_second=arguments.baud / 10)
-    else:
-        transport = SerialTransport(arguments.port, arguments.baud)
     log = None if arguments.quiet else (
         lambda message: print(f"host: {message}", file=sys.stderr, flush=True))
-    return Board(transport, config, timeout=arguments.timeout, retries=arguments.retries,
-                 log=log)
+    return open_board(config, arguments.port, baud_rate=arguments.baud,
+                      timeout=arguments.timeout, retries=arguments.retries, log=log)
 
 
 def _error(message: str) -> int:

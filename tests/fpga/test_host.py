@@ -14,7 +14,7 @@ import pytest
 from qforge.fpga.board_model import (CHECKS, BoardModel, BoardModelError, CommandError,
                                      decode_command)
 from qforge.fpga.loopback import Fault, LoopbackTransport
-from qforge.gen.cli import host as host_command
+from qforge.fpga import board_model
 from qforge.fpga.host import Board, HostError, ResultsLost, SerialTransport, Transport
 from qforge.hdl.protocol import (CRC_BYTES, HEADER_BYTES, MAX_PAYLOAD, SYNC,
                                   TIMEOUT_BYTE_TIMES, FrameParser, Kind, Nak, Status,
@@ -798,7 +798,7 @@ def test_cli_status_and_gemm_on_loopback(capsys):
 
 
 def test_cli_gemm_check_reports_mismatch(capsys, monkeypatch):
-    monkeypatch.setattr(host_command, "BoardModel", WrongBoard)
+    monkeypatch.setattr(board_model, "BoardModel", WrongBoard)   # what open_board builds
     code, out, _ = cli(["host", "gemm", "--port", "loopback", "--preset", "tiny", "--m", "3",
                         "--n", "3", "--depth", "4", "--mode", "exact", "--check"], capsys)
     assert code == 1 and "check: MISMATCH: 1 of 9 elements differ" in out
