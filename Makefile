@@ -27,7 +27,8 @@ help:
 	@echo "               fresh clone, Verilator builds included; sweeps: make test-all)"
 	@echo "make test-fast the tests that need neither Verilator nor Yosys (markers rtl, synth,"
 	@echo "               verilog and slow deselected; about a minute on 2 cores)"
-	@echo "make test-all  the test suite plus the slow sweeps (marker: slow)"
+	@echo "make test-all  the test suite plus the slow sweeps (marker: slow), and the fuzz"
+	@echo "               tier with 500 inputs per property instead of 25 (QFORGE_FUZZ_EXAMPLES)"
 	@echo "               (WORKERS=N sets the number of test processes; default: one per core)"
 	@echo "make bench     print the benchmark JSON (utilization, precision scaling, zero skipping,"
 	@echo "               emulator speed) and save build/bench/precision_scaling.png and"
@@ -75,7 +76,7 @@ test-fast: setup
 	$(PYTEST) -m "not slow and not rtl and not synth and not verilog"
 
 test-all: setup
-	$(PYTEST)
+	QFORGE_FUZZ_EXAMPLES=$${QFORGE_FUZZ_EXAMPLES:-500} $(PYTEST)
 
 bench: setup
 	$(BIN)/qforge bench --json --plot-dir build/bench
