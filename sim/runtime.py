@@ -23,10 +23,27 @@ docs/ISA.md) and a backend that executes instruction words on it:
 
 Registers and the sticky error persist from one :meth:`Runtime.run` to the next on
 every backend, as in hardware; :meth:`Runtime.reset` clears them.
+
+Every argument is checked before anything runs, and a bad one raises one
+:class:`~qforge.sim.model.errors.InputError` naming the argument, the value and what is
+allowed. Addresses, sizes, shapes and instruction words must be exact integers (``int``
+or a numpy integer; ``bool`` and floats are refused, even integral ones such as
+``2.0``: nothing is rounded or truncated), and the values written must be an integer
+array (a numpy integer array or nested lists of ints within int64):
+
+>>> runtime.write(0, [1.7])
+Traceback (most recent call last):
+...
+qforge.sim.model.errors.InputError: Runtime.write: values = [1.7]: must be integers (int or a numpy integer array), not floats
+>>> runtime.read(0, (-1, 2))
+Traceback (most recent call last):
+...
+qforge.sim.model.errors.InputError: Runtime.read: shape = (-1, 2): each dimension must be an integer >= 0
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import shutil
@@ -40,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qforge.sim.model.errors import QforgeError
+from qforge.sim.model.errors import InputError, QforgeError
 from qforge.sim.model.spec import Config
 from qforge.sim.model.machine import Machine, MachineError
 
@@ -67,9 +84,81 @@ class RunReport:
     details: dict = field(default_factory=dict)
 
 
+def _is_integer(value) -> bool:
+    """An exact integer: a Python ``int`` or a numpy integer, not a ``bool``."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _integer(where: str, name: str, value, minimum: int = 0) -> int:
+    """``value`` as an ``int`` if it is an exact integer >= ``minimum``, else one
+    :class:`InputError` naming ``where``, ``name`` and ``value``."""
+    if not _is_integer(value):
+        raise InputError(f"{where}: {name} = {value!r}: must be an integer >= {minimum} "
+                         f"(int or numpy integer), not {type(value).__name__}")
+    if value < minimum:
+        raise InputError(f"{where}: {name} = {value!r}: must be an integer >= {minimum}")
+    return int(value)
+
+
+def _shape(where: str, shape) -> tuple[int, ...]:
+    """``shape`` (an integer or a tuple/list of integers, each >= 0) as a tuple."""
+    dimensions = (shape,) if _is_integer(shape) else shape
+    if isinstance(dimensions, np.ndarray) and dimensions.ndim == 1:
+        dimensions = list(dimensions)
+    if not isinstance(dimensions, (tuple, list)) \
+            or not all(_is_integer(size) and size >= 0 for size in dimensions):
+        raise InputError(f"{where}: shape = {shape!r}: each dimension must be an integer "
+                         f">= 0")
+    return tuple(int(size) for size in dimensions)
+
+
+_INT64 = np.iinfo(np.int64)
+#: What a numpy dtype kind is called in an error.
+_KIND_NAMES = {"b": "booleans", "f": "floats", "c": "complex numbers", "U": "strings",
+               "S": "bytes", "O": "objects", "M": "dates", "m": "time deltas", "V": "records"}
+
+
+def _values(where: str, values) -> np.ndarray:
+    """``values`` as a flat int64 array if they are integers within int64 (an integer
+    array, or nested lists of ints), else one :class:`InputError`."""
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError):          # ragged nested lists
+        raise InputError(f"{where}: values = {_short(values)}: must be a rectangular array "
+                         f"of integers") from None
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    exact = array.dtype.kind in "iu" or (
+        array.dtype == object and all(_is_integer(value) for value in array.flat))
+    if not exact:
+        kind = _KIND_NAMES.get(array.dtype.kind, array.dtype.name)
+        raise InputError(f"{where}: values = {_short(values)}: must be integers (int or a "
+                         f"numpy integer array), not {kind}")
+    if array.min() < _INT64.min or array.max() > _INT64.max:
+        raise InputError(f"{where}: values = {_short(values)}: out of range for the int64 "
+                         f"memory ({_INT64.min} .. {_INT64.max})")
+    return array.astype(np.int64).ravel()
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _words(program) -> list[int]:
+    """The instruction words of a :class:`~qforge.gen.asm.Program` or of a sequence of
+    integers, each checked to be an exact integer ``0 .. 2**64 - 1``."""
     words = getattr(program, "words", program)
-    return [int(word) for word in words]
+    if isinstance(words, (str, bytes)) or not hasattr(words, "__iter__"):
+        raise InputError(f"Runtime.run: program = {_short(program)}: must be an assembled "
+                         f"Program or a sequence of instruction words (integers)")
+    checked = []
+    for index, word in enumerate(words):
+        if not _is_integer(word) or not 0 <= word < 1 << 64:
+            raise InputError(f"Runtime.run: program word {index} = {word!r}: must be an "
+                             f"integer 0 .. 2**64 - 1")
+        checked.append(int(word))
+    return checked
 
 
 class GoldenBackend:
@@ -270,6 +359,27 @@ class BoardBackend:
         pass
 
 
+_BACKEND_CLASSES = {"golden": GoldenBackend, "rtl": RtlBackend, "board": BoardBackend}
+
+
+def _make_backend(config: Config, name: str, options: dict):
+    """The backend ``name`` built with ``options``, each checked first: one
+    :class:`InputError` for an unknown backend, an unknown option or a missing board."""
+    if name not in BACKENDS:
+        raise InputError(f"Runtime: backend = {name!r}: allowed: {', '.join(BACKENDS)}")
+    backend_class = _BACKEND_CLASSES[name]
+    parameters = inspect.signature(backend_class).parameters
+    allowed = [option for option in parameters if option != "config"]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise InputError(f"Runtime: {unknown[0]} = {options[unknown[0]]!r}: not an option of "
+                         f"backend {name!r}; allowed: {', '.join(allowed) or 'none'}")
+    if name == "board" and options.get("board") is None:
+        raise InputError("Runtime: backend = 'board' needs board= a connected Board "
+                         "(qforge.api.open_board(config, port))")
+    return backend_class(config, **options)
+
+
 class Runtime:
     """Host memory plus a backend: write operands, run programs, read results.
 
@@ -280,13 +390,17 @@ class Runtime:
 
     def __init__(self, config: Config, backend="golden", *, memory_size: int = 0,
                  **options):
+        if not isinstance(config, Config):
+            raise InputError(f"Runtime: config = {_short(config)}: must be a Config "
+                             f"(qforge.api.load_config), not {type(config).__name__}")
         self.config = config
-        self.memory = np.zeros(memory_size, dtype=np.int64)
+        memory_size = _integer("Runtime", "memory_size", memory_size)
         if isinstance(backend, str):
-            if backend not in BACKENDS:
-                raise ValueError(f"backend = {backend!r}: allowed: {', '.join(BACKENDS)}")
-            backend = {"golden": GoldenBackend, "rtl": RtlBackend,
-                       "board": BoardBackend}[backend](config, **options)
+            backend = _make_backend(config, backend, options)
+        elif options:
+            raise InputError(f"Runtime: {', '.join(sorted(options))}: options are for a "
+                             f"backend given by name ({', '.join(BACKENDS)})")
+        self.memory = np.zeros(memory_size, dtype=np.int64)
         self.backend = backend
         self.cycles = 0
         self.runs = 0
@@ -300,32 +414,54 @@ class Runtime:
 
     def resize(self, memory_size: int) -> None:
         """Grow the memory to at least ``memory_size`` elements (contents kept)."""
+        memory_size = _integer("Runtime.resize", "memory_size", memory_size)
         if memory_size > len(self.memory):
             grown = np.zeros(memory_size, dtype=np.int64)
             grown[:len(self.memory)] = self.memory
             self.memory = grown
 
     def write(self, address: int, values) -> None:
-        """Store ``values`` (any shape, row-major) from ``address`` on."""
-        flat = np.asarray(values, dtype=np.int64).ravel()
-        if address < 0 or address + flat.size > len(self.memory):
-            raise ValueError(f"write of {flat.size} elements at {address}: memory has "
-                             f"{len(self.memory)} elements")
+        """Store ``values`` (integers within int64, any shape, row-major) from
+        ``address`` on; floats, strings and booleans are refused, not converted."""
+        address = _integer("Runtime.write", "address", address)
+        flat = _values("Runtime.write", values)
+        if address + flat.size > len(self.memory):
+            raise InputError(f"Runtime.write: {flat.size} elements at address = {address}: "
+                             f"the memory has {len(self.memory)} elements (addresses 0 .. "
+                             f"{len(self.memory) - 1}; Runtime.resize grows it)")
         self.memory[address:address + flat.size] = flat
 
     def read(self, address: int, shape) -> np.ndarray:
-        """A copy of the elements from ``address`` on, in ``shape`` (row-major)."""
-        count = int(np.prod(shape))
-        if address < 0 or address + count > len(self.memory):
-            raise ValueError(f"read of {count} elements at {address}: memory has "
-                             f"{len(self.memory)} elements")
+        """A copy of the elements from ``address`` on, in ``shape`` (an integer or a tuple
+        of integers >= 0, row-major)."""
+        address = _integer("Runtime.read", "address", address)
+        shape = _shape("Runtime.read", shape)
+        count = int(np.prod(shape, dtype=object))
+        if address + count > len(self.memory):
+            raise InputError(f"Runtime.read: {count} elements at address = {address}: the "
+                             f"memory has {len(self.memory)} elements (addresses 0 .. "
+                             f"{len(self.memory) - 1})")
         return self.memory[address:address + count].reshape(shape).copy()
 
     def run(self, program) -> RunReport:
         """Execute a program (an assembled :class:`qforge.gen.asm.Program` or instruction
-        words) on the backend."""
+        words) on the backend.
+
+        A program assembled for another configuration (its ``config``, where it has
+        one, differs from the runtime's in any hardware field) is refused before it
+        runs: its words encode that configuration's fields."""
+        assembled_for = getattr(program, "config", None)
+        if assembled_for is not None and isinstance(assembled_for, Config):
+            differences = assembled_for.differences(self.config)
+            if differences:
+                raise InputError(
+                    f"Runtime.run: the program was assembled for configuration "
+                    f"{assembled_for.name!r}, the runtime runs {self.config.name!r}; they "
+                    f"differ in {', '.join(differences)}: assemble it for "
+                    f"{self.config.name!r}")
+        words = _words(program)
         started = time.monotonic()
-        report = self.backend.run(_words(program), self.memory)
+        report = self.backend.run(words, self.memory)
         report.wall_seconds = time.monotonic() - started
         self.runs += 1
         self.cycles += report.cycles or 0
