@@ -140,6 +140,10 @@ _OUTPUT_STAGE_FIELDS = {field.name: field for field in OUTPUT_STAGE_SCHEMA}
 #: The accumulator may not be wider than this (the golden model computes in int64).
 MAX_ACCUMULATOR_WIDTH = 64
 
+#: A configuration's name names folders, files and Verilog modules: a short ASCII
+#: identifier keeps every path within the file system's limits.
+MAX_NAME_LENGTH = 64
+
 
 @dataclass(frozen=True)
 class Config:
@@ -356,6 +360,26 @@ class Config:
                                    for field in OUTPUT_STAGE_SCHEMA}
         return out
 
+    def differences(self, other: "Config") -> list[str]:
+        """The spec keys (``section.key``, as in :data:`SCHEMA`) whose values differ
+        between this configuration and ``other``, in spec order; the ``name`` is not
+        compared (two names for the same hardware build the same design). An optional
+        section present in only one of them differs in each of its keys.
+
+        >>> load_preset("default").differences(load_preset("sparse"))
+        ['zero_skipping.pe_buffer_depth']
+        >>> load_preset("tiny").differences(dataclasses.replace(load_preset("tiny"), name="x"))
+        []
+        """
+        def flat(config: "Config") -> dict[str, Any]:
+            return {f"{section}.{key}": value
+                    for section, table in config.to_dict().items() if section != "name"
+                    for key, value in table.items()}
+
+        mine, theirs = flat(self), flat(other)
+        keys = [*mine, *(key for key in theirs if key not in mine)]
+        return [key for key in keys if mine.get(key) != theirs.get(key)]
+
     def derived(self) -> dict[str, int]:
         """Every derived width, by name (written into the manifest)."""
         return {name: getattr(self, name) for name in (
@@ -407,8 +431,13 @@ def _check_integer(field: Field, value: Any) -> None:
 
 
 def _validate(config: Config) -> None:
-    if not isinstance(config.name, str) or not config.name.isidentifier():
-        _fail("name", config.name, "must be a non-empty identifier (letters, digits, _)")
+    name = config.name
+    if not isinstance(name, str) or not name.isidentifier() or not name.isascii() \
+            or len(name) > MAX_NAME_LENGTH:
+        _fail("name", name if not isinstance(name, str) or len(name) <= MAX_NAME_LENGTH
+              else f"{name[:20]}...({len(name)} characters)",
+              f"must be a non-empty identifier of at most {MAX_NAME_LENGTH} ASCII "
+              f"characters (letters, digits, _; not starting with a digit)")
     for field in SCHEMA:
         value = getattr(config, _attribute_name(field))
         _check_integer(field, value)
@@ -423,11 +452,7 @@ def _validate(config: Config) -> None:
         _fail("arithmetic.block_width", config.block_width,
               f"must divide arithmetic.operand_width ({width}); allowed: {divisors}")
     if config.accumulator_width > MAX_ACCUMULATOR_WIDTH:
-        _fail("arithmetic.max_reduction_depth", config.max_reduction_depth,
-              f"needs a {config.accumulator_width}-bit accumulator with "
-              f"{width}-bit operands; at most {MAX_ACCUMULATOR_WIDTH} bits are allowed, "
-              f"so the depth must be at most "
-              f"{signed_range(MAX_ACCUMULATOR_WIDTH)[1] // config.max_magnitude ** 2}")
+        _fail_accumulator(config)
     if config.max_depth_words > config.buffer_depth:
         _fail("arithmetic.max_reduction_depth", config.max_reduction_depth,
               f"one dot product must fit in a buffer bank: at most buffers.depth * "
@@ -437,6 +462,44 @@ def _validate(config: Config) -> None:
     if config.output_width > config.accumulator_width:
         _fail("arithmetic.output_width", config.output_width,
               f"must not exceed the accumulator width ({config.accumulator_width})")
+
+
+def _unvalidated(config: Config, **changes) -> Config:
+    """A copy of ``config`` with ``changes``, *not* validated: only to ask a candidate
+    configuration's derived widths while validating (validating it would recurse)."""
+    copy = object.__new__(Config)
+    for field in dataclasses.fields(Config):
+        object.__setattr__(copy, field.name, changes.get(field.name,
+                                                         getattr(config, field.name)))
+    return copy
+
+
+def _fail_accumulator(config: Config) -> None:
+    """The accumulator ``config`` needs is wider than :data:`MAX_ACCUMULATOR_WIDTH`:
+    blame the VRQ fields when the integer operands alone fit (VRQ operands are then
+    the cause), else the reduction depth, each with the real limit."""
+    depth, width = config.max_reduction_depth, config.accumulator_width
+    needs = (f"needs a {width}-bit accumulator for dot products of "
+             f"arithmetic.max_reduction_depth = {depth}; at most {MAX_ACCUMULATOR_WIDTH} "
+             f"bits are allowed")
+    integer_only = _unvalidated(config, vrq_code_width=0, vrq_range_stride=0, vrq_ranges=0)
+    if config.vrq_code_width and integer_only.accumulator_width <= MAX_ACCUMULATOR_WIDTH:
+        code, stride, ranges = (config.vrq_code_width, config.vrq_range_stride,
+                                config.vrq_ranges)
+        # Fewer ranges only shrink the widths, and one range always fits (a code is
+        # narrower than an integer operand), so a largest count that fits exists.
+        largest = max(g for g in range(1, ranges)
+                      if _unvalidated(config, vrq_ranges=g).accumulator_width
+                      <= MAX_ACCUMULATOR_WIDTH)
+        _fail("vrq.ranges", ranges,
+              f"with vrq.code_width = {code} and vrq.range_stride = {stride} the largest "
+              f"VRQ operand magnitude, (2**{code} - 1) << {(ranges - 1) * stride} = "
+              f"{config.max_operand_magnitude}, {needs}; vrq.ranges must be at most "
+              f"{largest} (or lower vrq.code_width, vrq.range_stride or "
+              f"arithmetic.max_reduction_depth)")
+    _fail("arithmetic.max_reduction_depth", depth,
+          f"{needs} with {config.operand_width}-bit operands, so the depth must be at "
+          f"most {signed_range(MAX_ACCUMULATOR_WIDTH)[1] // config.max_operand_magnitude ** 2}")
 
 
 def _validate_vrq(config: Config) -> None:
@@ -523,6 +586,13 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
         _read_section(source, section, table, fields, values)
     if "vrq" in spec:
         _read_section(source, "vrq", spec["vrq"], _VRQ_FIELDS, values)
+        # Zeros are how a Config says "no VRQ": a [vrq] section must not say it silently.
+        for field in VRQ_SCHEMA:
+            try:
+                _check_integer(field, values[_attribute_name(field)])
+            except ConfigError as error:
+                raise ConfigError(f"{source}: {error} (leave out the [vrq] section for a "
+                                  f"configuration without VRQ operands)") from None
     if "zero_skipping" in spec:
         _read_section(source, "zero_skipping", spec["zero_skipping"],
                       _ZERO_SKIPPING_FIELDS, values)

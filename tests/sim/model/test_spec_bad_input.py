@@ -1,0 +1,92 @@
+"""Bad specs through the public API (:func:`qforge.api.load_config`) and the command line
+(``qforge asm --spec``, which loads a spec and does no elaboration): each is one
+:class:`ConfigError` (exit status 2, one ``qforge: error:`` line) naming the field, the
+value and what is allowed."""
+
+import dataclasses
+import re
+
+import pytest
+
+from qforge import api
+from qforge.sim.model.spec import load_preset
+from tests.cli import run_qforge
+
+DEFAULT = load_preset("default").to_toml()
+
+
+def spec_file(tmp_path, text, name="spec.toml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def with_section(text, section):
+    return text + "\n" + section
+
+
+def assert_refused(capsys, tmp_path, text, message):
+    """The spec ``text`` is refused with exactly ``message`` (after the file name) by the
+    API and by the command line."""
+    path = spec_file(tmp_path, text)
+    with pytest.raises(api.ConfigError, match=f"^{re.escape(f'{path}: {message}')}$"):
+        api.load_config(spec=path)
+    program = spec_file(tmp_path, "", "empty.qasm")
+    status, out, err = run_qforge(capsys, "asm", "--spec", path, program)
+    assert (status, out, err) == (2, "", f"qforge: error: {path}: {message}\n")
+
+
+def test_a_vrq_section_of_zeros_is_an_error(capsys, tmp_path):
+    assert_refused(capsys, tmp_path, with_section(
+        DEFAULT, "[vrq]\ncode_width = 0\nrange_stride = 0\nranges = 0\n"),
+        "vrq.code_width = 0: allowed range is 1 .. 15 (N: code bits of a VRQ operand (its "
+        "magnitude)) (leave out the [vrq] section for a configuration without VRQ "
+        "operands)")
+
+
+def test_a_vrq_section_too_wide_for_the_accumulator_names_the_vrq_fields(capsys, tmp_path):
+    assert_refused(capsys, tmp_path, with_section(
+        DEFAULT, "[vrq]\ncode_width = 2\nrange_stride = 2\nranges = 14\n"),
+        "vrq.ranges = 14: with vrq.code_width = 2 and vrq.range_stride = 2 the largest VRQ "
+        "operand magnitude, (2**2 - 1) << 26 = 201326592, needs a 68-bit accumulator for "
+        "dot products of arithmetic.max_reduction_depth = 2048; at most 64 bits are "
+        "allowed; vrq.ranges must be at most 13 (or lower vrq.code_width, "
+        "vrq.range_stride or arithmetic.max_reduction_depth)")
+    # The limit it offers is the real one: 13 ranges load, with a 64-bit accumulator.
+    path = spec_file(tmp_path, with_section(
+        DEFAULT, "[vrq]\ncode_width = 2\nrange_stride = 2\nranges = 13\n"), "ok.toml")
+    assert api.load_config(spec=path).accumulator_width == 64
+
+
+@pytest.mark.parametrize("value, message", [
+    ("99999999999999999999999", "array.rows = 99999999999999999999999: allowed range is "
+                                "1 .. 64 (PE rows of the systolic array (R))"),
+    ("8.0", "array.rows = 8.0: must be an integer in 1 .. 64 (PE rows of the systolic "
+            "array (R)), not float"),
+    ("nan", "array.rows = nan: must be an integer in 1 .. 64 (PE rows of the systolic "
+            "array (R)), not float"),
+    ("inf", "array.rows = inf: must be an integer in 1 .. 64 (PE rows of the systolic "
+            "array (R)), not float"),
+    ("true", "array.rows = True: must be an integer in 1 .. 64 (PE rows of the systolic "
+             "array (R)), not bool"),
+    ('"8"', "array.rows = '8': must be an integer in 1 .. 64 (PE rows of the systolic "
+            "array (R)), not str"),
+])
+def test_numbers_of_the_wrong_kind_name_the_field(capsys, tmp_path, value, message):
+    assert_refused(capsys, tmp_path, DEFAULT.replace("rows = 8", f"rows = {value}"), message)
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("é", "'é'"), ("a" * 5000, "'aaaaaaaaaaaaaaaaaaaa...(5000 characters)'")])
+def test_names_are_short_ascii_identifiers(capsys, tmp_path, name, shown):
+    assert_refused(capsys, tmp_path, DEFAULT.replace('name = "default"', f'name = "{name}"'),
+                   f"name = {shown}: must be a non-empty identifier of at most 64 ASCII "
+                   f"characters (letters, digits, _; not starting with a digit)")
+
+
+def test_differences_name_every_differing_key():
+    tiny = load_preset("tiny")
+    vrq = dataclasses.replace(tiny, vrq_code_width=4, vrq_range_stride=4, vrq_ranges=2)
+    assert tiny.differences(vrq) == ["vrq.code_width", "vrq.range_stride", "vrq.ranges"]
+    assert vrq.differences(tiny) == ["vrq.code_width", "vrq.range_stride", "vrq.ranges"]
+    assert tiny.differences(dataclasses.replace(tiny, buffer_depth=512)) == ["buffers.depth"]
