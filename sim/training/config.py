@@ -21,8 +21,8 @@ from qforge.sim.model.vrq_format import VRQ_LIMITS, VrqFormat
 from qforge.sim.training.formats import OperandFormat, WeightFormat
 
 __all__ = ["TrainConfigError", "FORMATS", "ROUNDINGS", "HardwareConfig", "TrainConfig",
-           "train_config_from_dict", "load_train_config", "default_config_path",
-           "rtl_config_path"]
+           "DIGITS_SAMPLES", "split_sizes", "train_config_from_dict", "load_train_config",
+           "default_config_path", "rtl_config_path"]
 
 
 class TrainConfigError(ConfigError):
@@ -34,6 +34,20 @@ class TrainConfigError(ConfigError):
 FORMATS = ("float32", "int", "vrq", "address_block")
 #: Rounding rules by name.
 ROUNDINGS = {"nearest": Rounding.NEAREST_EVEN, "stochastic": Rounding.STOCHASTIC}
+#: Samples in scikit-learn's digits, the one dataset.
+DIGITS_SAMPLES = 1797
+
+
+def split_sizes(test_fraction: float, samples: int = DIGITS_SAMPLES) -> tuple[int, int]:
+    """``(training, test)`` samples when ``test_fraction`` of ``samples`` are held out:
+    the test split is ``round(samples * test_fraction)`` samples, the rest train.
+
+    >>> split_sizes(0.25), split_sizes(0.0001)
+    ((1348, 449), (1797, 0))
+    """
+    test = int(round(samples * test_fraction))
+    return samples - test, test
+
 @dataclass(frozen=True)
 class HardwareConfig:
     """One named arithmetic to train with: ``operand`` is ``None`` for float32.
@@ -262,9 +276,23 @@ def _train_config(spec, source) -> TrainConfig:
     seed = _integer(spec, "seed", "seed", 0, 65535)
     split_seed = _integer(spec, "split_seed", "split_seed", 0, 2**32 - 1, 0)
     test_fraction = _number(spec, "test_fraction", "test_fraction", 0, 0.9, 0.25)
+    # Both splits must hold a sample; test_fraction <= 0.9 leaves the training split
+    # at least 180, so only the test split can come out empty.
+    training_split, test_split = split_sizes(test_fraction)
+    if test_split < 1:
+        smallest = math.ceil(0.5 / DIGITS_SAMPLES * 1e4) / 1e4
+        _fail("test_fraction", spec.get("test_fraction"),
+              f"holds out round({DIGITS_SAMPLES} * test_fraction) = 0 of the "
+              f"{DIGITS_SAMPLES} digits; the test split needs at least one sample: "
+              f"test_fraction >= {smallest:g}")
     train_samples = spec.get("train_samples")
     if train_samples is not None:
-        train_samples = _integer(spec, "train_samples", "train_samples", 1, 1797)
+        train_samples = _integer(spec, "train_samples", "train_samples", 1, DIGITS_SAMPLES)
+        if train_samples > training_split:
+            _fail("train_samples", train_samples,
+                  f"the training split holds {training_split} samples ({DIGITS_SAMPLES} "
+                  f"digits less {test_split} test samples at test_fraction = "
+                  f"{test_fraction:g}); allowed range is 1 .. {training_split}")
     preset = _choice(spec, "preset", "preset", preset_names(), "default")
     entries = spec.get("hardware")
     if not isinstance(entries, list) or not entries:

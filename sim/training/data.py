@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qforge.sim.training.config import TrainConfig
+from qforge.sim.training.config import TrainConfig, TrainConfigError, split_sizes
 
 __all__ = ["load_digits_split", "training_data", "batches"]
 
@@ -16,7 +16,8 @@ def load_digits_split(split_seed: int = 0, test_fraction: float = 0.25):
     """scikit-learn's digits (ships with the package, no download): ``(x_train,
     y_train, x_test, y_test)``, pixels scaled to ``[0, 1]``, split by a permutation from
     ``numpy.random.default_rng(split_seed)``; the test set is the first
-    ``round(1797 * test_fraction)`` permuted samples."""
+    ``round(1797 * test_fraction)`` permuted samples
+    (:func:`~qforge.sim.training.config.split_sizes`)."""
     if "digits" not in _DIGITS_CACHE:
         try:
             from sklearn.datasets import load_digits
@@ -28,16 +29,33 @@ def load_digits_split(split_seed: int = 0, test_fraction: float = 0.25):
         _DIGITS_CACHE["digits"] = (digits.data / 16.0, digits.target.astype(np.int64))
     x, y = _DIGITS_CACHE["digits"]
     order = np.random.default_rng(split_seed).permutation(len(x))
-    test = int(round(len(x) * test_fraction))
+    _, test = split_sizes(test_fraction, len(x))
     return x[order[test:]], y[order[test:]], x[order[:test]], y[order[:test]]
 
 
 def training_data(train: TrainConfig, data=None):
     """``(x_train, y_train, x_test, y_test)`` of a run: ``data`` or the split of
-    :func:`load_digits_split`, the training set cut to ``train.train_samples``."""
+    :func:`load_digits_split`, the training set cut to its first
+    ``train.train_samples``. A split without samples, or one shorter than
+    ``train_samples``, is a :class:`TrainConfigError` (never a silent cut).
+
+    >>> x = np.zeros((4, 2)); y = np.zeros(4)
+    >>> training_data(TrainConfig("t", 8, 1, 8, 0.2, 1, (), train_samples=5),
+    ...               (x, y, x[:1], y[:1]))
+    Traceback (most recent call last):
+    ...
+    qforge.sim.training.config.TrainConfigError: config: train_samples = 5: the training split holds 4 samples; allowed range is 1 .. 4
+    """
     if data is None:
         data = load_digits_split(train.split_seed, train.test_fraction)
     x_train, y_train, x_test, y_test = data
+    for split, samples in (("training", len(x_train)), ("test", len(x_test))):
+        if samples < 1:
+            raise TrainConfigError(f"{train.source}: the {split} split holds no samples")
+    if train.train_samples is not None and train.train_samples > len(x_train):
+        raise TrainConfigError(f"{train.source}: train_samples = {train.train_samples}: "
+                               f"the training split holds {len(x_train)} samples; allowed "
+                               f"range is 1 .. {len(x_train)}")
     if train.train_samples is not None:
         x_train, y_train = x_train[:train.train_samples], y_train[:train.train_samples]
     return x_train, y_train, x_test, y_test
