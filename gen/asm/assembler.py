@@ -7,6 +7,11 @@ label the element address of the next data statement. A value that depends on it
 (``.const A = A``, a ``.zero`` count or a block size that depends on a later address)
 is a "circular definition" error. With a configuration, every word is checked by the
 golden model's rule (:func:`qforge.sim.model.machine.instruction_error`).
+
+Every resource is bounded before it is used (:mod:`qforge.gen.asm.limits`): the values
+of expressions, ``.word`` values (host memory elements), the size of the data section
+(checked before anything is allocated), the GEMMs of a block (counted before it is
+expanded), the words of a program and the depth of nested forward references.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from qforge.gen.asm.blocks import BLOCKS
 from qforge.gen.asm.disassembler import disassemble
 from qforge.gen.asm.errors import BlockError, SourceText, did_you_mean
 from qforge.gen.asm.expressions import evaluate
+from qforge.gen.asm.limits import (DATA_LIMIT, ELEMENT_RANGE, MAX_BLOCK_GEMMS,
+                                   MAX_PROGRAM_WORDS, MAX_REFERENCE_DEPTH, power_text)
 from qforge.gen.asm.parser import Operand, Statement, parse
 from qforge.gen.asm.program import Program
 from qforge.gen.asm.syntax import FIELDS, MNEMONICS, NAMED_VALUES, POSITIONAL, REQUIRED
@@ -92,6 +99,10 @@ class _Assembler:
         if name in self.evaluating:
             raise self.error(line, column, f"circular definition: {name!r} depends on "
                              "itself")
+        if len(self.evaluating) >= MAX_REFERENCE_DEPTH:
+            raise self.error(line, column, f"{name!r}: forward references nest too deeply "
+                             f"(more than {MAX_REFERENCE_DEPTH} names, each needing a name "
+                             "defined after it; define names before they are used)")
         self.evaluating.add(name)
         try:
             if definition.kind == "const":
@@ -112,12 +123,38 @@ class _Assembler:
             statement = self.parsed.text[index]
             size = len(self.expand(index)) if statement.name in BLOCKS else 1
             self.text_offsets.append(self.text_offsets[index] + size)
+            self.check_program_size(statement, self.text_offsets[-1])
         return self.text_offsets[position]
 
+    def check_program_size(self, statement: Statement, words: int) -> None:
+        """The error of a program that has ``words`` words up to ``statement``, if
+        more than :data:`~qforge.gen.asm.limits.MAX_PROGRAM_WORDS`."""
+        if words > MAX_PROGRAM_WORDS:
+            raise self.error(statement.line, statement.column,
+                             f"the program reaches {words} instruction words here, more "
+                             f"than the {MAX_PROGRAM_WORDS} "
+                             f"({power_text(MAX_PROGRAM_WORDS)}) a program may have")
+
     def data_offset(self, position: int) -> int:
+        """The element address of data statement ``position``; an error as soon as the
+        data section would reserve more than
+        :data:`~qforge.gen.asm.limits.DATA_LIMIT` elements (nothing is allocated)."""
         while len(self.data_offsets) <= position:
             index = len(self.data_offsets) - 1
-            self.data_offsets.append(self.data_offsets[index] + self.data_size(index))
+            size = self.data_size(index)
+            end = self.data_offsets[index] + size
+            if end > DATA_LIMIT:
+                statement = self.parsed.data[index]
+                column = (statement.operands[0].column if statement.name == ".zero"
+                          else statement.column)
+                raise self.error(statement.line, column,
+                                 f"the data section reaches {end} elements with this "
+                                 f"{statement.name} ({size} from element address "
+                                 f"{self.data_offsets[index]}), more than the {DATA_LIMIT} "
+                                 f"({power_text(DATA_LIMIT)}) that the "
+                                 f"{DATA_LIMIT.bit_length() - 1}-bit LOAD/STORE address "
+                                 f"field reaches (0 .. {DATA_LIMIT - 1})")
+            self.data_offsets.append(end)
         return self.data_offsets[position]
 
     def data_size(self, index: int) -> int:
@@ -291,7 +328,7 @@ class _Assembler:
                 raise self.error(statement.line, statement.column,
                                  f"{statement.name}: missing operand {name}")
         try:
-            return block.function(self.config, **arguments)
+            return block.function(self.config, max_gemms=MAX_BLOCK_GEMMS, **arguments)
         except BlockError as error:
             column = columns.get(error.operand, statement.column)
             raise self.error(statement.line, column,
@@ -345,17 +382,30 @@ class _Assembler:
                     self.check(statement, word, statement.name in BLOCKS)
                 words += block_words
                 lines += [statement.line] * len(block_words)
+                self.check_program_size(statement, len(words))
             else:
                 statement = parsed.data[item]
-                self.data_size(item)
+                self.data_offset(item + 1)
                 if statement.name == ".word":
-                    values = tuple(self.evaluate(operand.expr)
+                    values = tuple(self.word_value(statement, operand)
                                    for operand in statement.operands)
                     data.append((self.data_offset(item), values))
         memory_size = self.data_offset(len(parsed.data))
         symbols = {name: self.values[name] for name in parsed.definitions}
         return Program(tuple(words), tuple(lines), symbols, tuple(data), memory_size,
-                       self.source.name, self.source.lines, self.regions(memory_size))
+                       self.source.name, self.source.lines, self.regions(memory_size),
+                       config=self.config)
+
+    def word_value(self, statement: Statement, operand: Operand) -> int:
+        """A ``.word`` value: one host memory element
+        (:data:`~qforge.gen.asm.limits.ELEMENT_RANGE`)."""
+        value = self.evaluate(operand.expr)
+        low, high = ELEMENT_RANGE
+        if not low <= value <= high:
+            raise self.error(statement.line, operand.column,
+                             f".word {value}: a host memory element is {low} .. {high} "
+                             f"(-2**{high.bit_length()} .. 2**{high.bit_length()} - 1)")
+        return value
 
     def regions(self, memory_size: int) -> dict[str, tuple[int, int]]:
         """Every data label's ``(address, elements)``, up to the next one or the end."""

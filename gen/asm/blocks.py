@@ -124,13 +124,29 @@ def chunk_sizes(config, m: int, n: int, k: int) -> tuple[int, int, int]:
 
 
 def _tiled(config, a: _Matrix, b: _Matrix, c: _Matrix, m: int, n: int, k: int, *,
-           skip_zeros: bool = False, update_bits: int | None = None) -> list[int]:
+           skip_zeros: bool = False, update_bits: int | None = None,
+           max_gemms: int | None = None) -> list[int]:
     """The words of ``C = A @ B`` tiled by :func:`chunk_sizes`. Without
     ``update_bits``, later ``k`` chunks accumulate onto ``C`` (addend = ``C``,
     ``saturate_bits = accumulator_width``); with it every GEMM is ``C <- clamp(C +
     output, update_bits)`` (the caller makes sure ``k`` is not split). A descriptor is
-    only emitted when it differs from the one this block set last."""
+    only emitted when it differs from the one this block set last.
+
+    Before any word is made, the last sub-matrix of A, B and C (the highest start
+    address, as strides are not negative) must start inside the address field, and the
+    tiling must need at most ``max_gemms`` GEMMs (when given): a :class:`BlockError`
+    otherwise, at once, whatever the sizes."""
     mc, nc, kc = chunk_sizes(config, m, n, k)
+    last_m, last_n, last_k = (m - 1) // mc * mc, (n - 1) // nc * nc, (k - 1) // kc * kc
+    a.sub(last_m, last_k)
+    b.sub(last_k, last_n)
+    c.sub(last_m, last_n)
+    gemms = tiles(m, mc) * tiles(n, nc) * tiles(k, kc)
+    if max_gemms is not None and gemms > max_gemms:
+        raise BlockError(f"m = {m}, n = {n}, k = {k}: the tiling needs {gemms} GEMMs (chunks "
+                         f"of {mc} x {nc} x {kc} on {config.name!r}), more than the "
+                         f"{max_gemms} one block may expand to (split it into smaller "
+                         "blocks)")
     words: list[int] = []
     current: dict[str, tuple] = {}
 
@@ -174,7 +190,8 @@ def _check_skip_zeros(config, skip_zeros: bool) -> None:
 def matmul_words(config, *, a: int, b: int, c: int, m: int, n: int, k: int,
                  a_stride: int | None = None, b_stride: int | None = None,
                  c_stride: int | None = None, transpose_a: bool = False,
-                 transpose_b: bool = False, skip_zeros: bool = False) -> list[int]:
+                 transpose_b: bool = False, skip_zeros: bool = False,
+                 max_gemms: int | None = None) -> list[int]:
     """``C = A @ B`` (A ``m x k`` at element address ``a``, B ``k x n`` at ``b``, C
     ``m x n`` row-major at ``c``) as LOAD/STORE/GEMM words tiled to fit ``config``.
 
@@ -184,7 +201,8 @@ def matmul_words(config, *, a: int, b: int, c: int, m: int, n: int, k: int,
     stride is ``c_stride`` (default ``n``). When ``k`` needs several GEMMs, the later
     ones add onto C (``add = 1``, ``saturate_bits = accumulator_width``), which is exact
     only with the raw output stage (``output`` with ``quantize = 0``): the block leaves
-    the output stage as it is.
+    the output stage as it is. With ``max_gemms``, a tiling of more GEMMs is a
+    :class:`BlockError` before anything is expanded (the assembler's bound).
 
     >>> from qforge.gen.asm import disassemble
     >>> from qforge.sim.model.spec import load_preset
@@ -206,7 +224,7 @@ def matmul_words(config, *, a: int, b: int, c: int, m: int, n: int, k: int,
     _check_skip_zeros(config, skip_zeros)
     return _tiled(config, _Matrix("a", a, a_stride, bool(transpose_a)),
                   _Matrix("b", b, b_stride, bool(transpose_b)), _Matrix("c", c, c_stride),
-                  m, n, k, skip_zeros=skip_zeros)
+                  m, n, k, skip_zeros=skip_zeros, max_gemms=max_gemms)
 
 
 def _renamed(error: BlockError, names: dict[str, str]) -> BlockError:
@@ -218,35 +236,39 @@ def _renamed(error: BlockError, names: dict[str, str]) -> BlockError:
 
 
 def linear_forward_words(config, *, x: int, w: int, y: int, batch: int, inputs: int,
-                         outputs: int) -> list[int]:
+                         outputs: int, max_gemms: int | None = None) -> list[int]:
     """``y = x @ w``: x ``batch x inputs``, w ``inputs x outputs``, y ``batch x
-    outputs``, all row-major with their own widths as strides (:func:`matmul_words`)."""
+    outputs``, all row-major with their own widths as strides (:func:`matmul_words`,
+    whose ``max_gemms`` this passes on)."""
     config = _check_config(config, "linear_forward")
     for name, value in (("batch", batch), ("inputs", inputs), ("outputs", outputs)):
         _check_count(name, value)
     try:
-        return matmul_words(config, a=x, b=w, c=y, m=batch, n=outputs, k=inputs)
+        return matmul_words(config, a=x, b=w, c=y, m=batch, n=outputs, k=inputs,
+                            max_gemms=max_gemms)
     except BlockError as error:
         raise _renamed(error, {"a": "x", "b": "w", "c": "y"}) from None
 
 
 def linear_backward_words(config, *, x: int, w: int, dy: int, dw: int, batch: int,
-                          inputs: int, outputs: int, dx: int | None = None) -> list[int]:
+                          inputs: int, outputs: int, dx: int | None = None,
+                          max_gemms: int | None = None) -> list[int]:
     """The gradients of :func:`linear_forward_words`: ``dw = x^T @ dy`` (reading x
     transposed) and, when ``dx`` is given, ``dx = dy @ w^T`` (reading w transposed);
-    dw is ``inputs x outputs``, dx ``batch x inputs``, row-major."""
+    dw is ``inputs x outputs``, dx ``batch x inputs``, row-major; ``max_gemms`` bounds
+    each of the two products."""
     config = _check_config(config, "linear_backward")
     for name, value in (("batch", batch), ("inputs", inputs), ("outputs", outputs)):
         _check_count(name, value)
     try:
         words = matmul_words(config, a=x, b=dy, c=dw, m=inputs, n=outputs, k=batch,
-                             a_stride=inputs, transpose_a=True)
+                             a_stride=inputs, transpose_a=True, max_gemms=max_gemms)
     except BlockError as error:
         raise _renamed(error, {"a": "x", "b": "dy", "c": "dw"}) from None
     if dx is not None:
         try:
             words += matmul_words(config, a=dy, b=w, c=dx, m=batch, n=inputs, k=outputs,
-                                  b_stride=outputs, transpose_b=True)
+                                  b_stride=outputs, transpose_b=True, max_gemms=max_gemms)
         except BlockError as error:
             raise _renamed(error, {"a": "dy", "b": "w", "c": "dx"}) from None
     return words
@@ -255,7 +277,8 @@ def linear_backward_words(config, *, x: int, w: int, dy: int, dw: int, batch: in
 def sgd_update_words(config, *, w: int, x: int, dy: int, batch: int, inputs: int,
                      outputs: int, shift: int, weight_bits: int, seed: int,
                      tensor: int = 0,
-                     rounding: Rounding = Rounding.STOCHASTIC) -> list[int]:
+                     rounding: Rounding = Rounding.STOCHASTIC,
+                     max_gemms: int | None = None) -> list[int]:
     """The SGD weight update ``W <- clamp(W + round_stochastic((x^T @ dy) / 2**shift),
     weight_bits)``: ``SEED seed, tensor``, ``OUTPUT quantize=1, wide=1,
     rounding=stochastic, shift``, then the ``x^T @ dy`` GEMMs with W as addend and
@@ -264,7 +287,8 @@ def sgd_update_words(config, *, w: int, x: int, dy: int, batch: int, inputs: int
     ``batch`` (a :class:`BlockError` if one GEMM cannot take it). The output stage is
     left as set here. ``rounding`` (Python API only) picks another rounding of the
     output stage: :attr:`~qforge.sim.model.rounding.Rounding.NEAREST_EVEN` (the update
-    loses increments below half an LSB) or ``TRUNCATE``."""
+    loses increments below half an LSB) or ``TRUNCATE``. ``max_gemms`` bounds the
+    tiling as in :func:`matmul_words`."""
     config = _check_config(config, "sgd_update")
     if rounding not in tuple(Rounding):
         raise BlockError(f"rounding = {rounding!r}: allowed "
@@ -297,7 +321,7 @@ def sgd_update_words(config, *, w: int, x: int, dy: int, batch: int, inputs: int
              encode(Opcode.OUTPUT, quantize=1, wide=1, rounding=rounding, shift=shift)]
     return words + _tiled(config, _Matrix("x", x, inputs, True), _Matrix("dy", dy, outputs),
                           _Matrix("w", w, outputs), inputs, outputs, batch,
-                          update_bits=weight_bits)
+                          update_bits=weight_bits, max_gemms=max_gemms)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ import re
 from dataclasses import dataclass
 
 from qforge.gen.asm.errors import SourceText
+from qforge.gen.asm.limits import value_error
 
-__all__ = ["Token", "number", "tokenize"]
+__all__ = ["MAX_DIGITS", "Token", "number", "tokenize"]
 
 _TOKEN = re.compile(r"(?P<space>\s+)|(?P<num>[0-9][0-9A-Za-z_]*)"
                     r"|(?P<dir>\.[A-Za-z_][A-Za-z0-9_]*)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
@@ -36,8 +37,15 @@ class Token:
     value: int = 0
 
 
+#: Longest run of digits a number may have: enough for ``2**64`` in binary (65 digits)
+#: with leading zeros to spare; longer ones are refused before they are converted.
+MAX_DIGITS = 100
+
+
 def number(text: str) -> int:
-    """The value of a number token; ValueError unless it is well formed.
+    """The value of a number token; ValueError unless it is well formed, OverflowError
+    when it has more than :data:`MAX_DIGITS` digits (no value that long can fit the
+    ISA, and converting it would take time).
 
     >>> number("0x1f"), number("1_000"), number("0b101")
     (31, 1000, 5)
@@ -47,7 +55,14 @@ def number(text: str) -> int:
     digits = lower[2:] if base != 10 else lower
     if not digits or digits[0] == "_" or digits[-1] == "_" or "__" in digits:
         raise ValueError(text)
+    if len(digits) - digits.count("_") > MAX_DIGITS:
+        raise OverflowError(text)
     return int(digits, base)
+
+
+def _shortened(text: str) -> str:
+    """``text`` cut to 40 characters (with ``...``) for a message."""
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def tokenize(source: SourceText, line: int, code: str) -> list[Token]:
@@ -65,7 +80,15 @@ def tokenize(source: SourceText, line: int, code: str) -> list[Token]:
             try:
                 value = number(text)
             except ValueError:
-                raise source.error(line, position + 1, f"invalid number {text!r}") from None
+                raise source.error(line, position + 1,
+                                   f"invalid number {_shortened(text)!r}") from None
+            except OverflowError:
+                value = None
+            reason = (f"too long (more than {MAX_DIGITS} digits)" if value is None
+                      else value_error(value))
+            if reason is not None:
+                raise source.error(line, position + 1,
+                                   f"number {_shortened(text)!r} is {reason}")
             tokens.append(Token(kind, text, position + 1, value))
         elif kind != "space":
             tokens.append(Token(kind, text, position + 1))

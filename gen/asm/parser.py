@@ -24,6 +24,7 @@ from qforge.gen.asm.blocks import BLOCKS
 from qforge.gen.asm.errors import SourceText, did_you_mean
 from qforge.gen.asm.expressions import parse_expression
 from qforge.gen.asm.lexer import Token, tokenize
+from qforge.gen.asm.limits import MAX_PROGRAM_WORDS, power_text
 from qforge.gen.asm.syntax import MNEMONICS
 
 __all__ = ["DIRECTIVES", "Operand", "Statement", "Definition", "ParsedProgram", "parse"]
@@ -125,7 +126,16 @@ class _Parser:
         if section != "text":
             raise self.source.error(line, head.column, f"instruction {head.text!r} in the "
                                     ".data section (write .text before it)")
-        statement = Statement(line, head.column, name, self.operands(line, rest, end))
+        self.add_text(Statement(line, head.column, name, self.operands(line, rest, end)))
+
+    def add_text(self, statement: Statement) -> None:
+        """Append a ``.text`` statement (each makes at least one word, so more than
+        :data:`~qforge.gen.asm.limits.MAX_PROGRAM_WORDS` of them is an error at once)."""
+        if len(self.program.text) >= MAX_PROGRAM_WORDS:
+            raise self.source.error(statement.line, statement.column,
+                                    f"more than {MAX_PROGRAM_WORDS} "
+                                    f"({power_text(MAX_PROGRAM_WORDS)}) instructions: a "
+                                    "program may have at most that many words")
         self.program.order.append(("text", len(self.program.text)))
         self.program.text.append(statement)
 
@@ -183,8 +193,7 @@ class _Parser:
         if len(operands) != 1:
             raise error(line, head.column if not operands else operands[1].column,
                         ".inst takes one value (the raw 64-bit word)")
-        self.program.order.append(("text", len(self.program.text)))
-        self.program.text.append(Statement(line, head.column, name, operands))
+        self.add_text(Statement(line, head.column, name, operands))
         return section
 
     def operands(self, line: int, tokens: list[Token], end: int) -> list[Operand]:

@@ -30,6 +30,10 @@ class Program:
     #: Every data label's ``(address, elements)``: up to the next data label or the end
     #: of the data section.
     regions: dict = field(default_factory=dict, repr=False, compare=False)
+    #: The configuration (:class:`qforge.sim.model.spec.Config`) the program was
+    #: assembled and checked for, or None (assembled without one, or a word list): a
+    #: runtime refuses to run it on another.
+    config: object = field(default=None, repr=False, compare=False)
 
     def memory(self) -> list[int]:
         """The data section as a list of ``memory_size`` elements: zeros, with the
