@@ -16,14 +16,16 @@ method, kept whole so that its states read in frame order.
 
 from contextlib import contextmanager
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from qforge.hdl.protocol import (DATA_KINDS, MAX_PAYLOAD, REQUEST_KINDS, STATUS_BYTES,
-                                  SYNC, TIMEOUT_BYTE_TIMES, Kind, Nak, beat_bytes,
+from qforge.hdl.protocol import (CONTROL_KINDS, DATA_KINDS, MAX_PAYLOAD, REQUEST_KINDS,
+                                  STALL_TIMEOUT_BYTE_TIMES, STATUS_BYTES, SYNC,
+                                  TIMEOUT_BYTE_TIMES, Kind, Nak, beat_bytes,
                                   config_fingerprint)
+from qforge.sim.model.cycles import tile_cycles
 from qforge.sim.model.spec import Config
 from qforge.hdl.signatures import AcceleratorSignature
 from qforge.hdl.top import Accelerator
@@ -41,6 +43,7 @@ link_status_layout = data.StructLayout({
     "rx_byte": 1,         # pulse: a byte was received
     "tx_byte": 1,         # pulse: a byte was handed to the UART transmitter
     "line_error": 1,      # pulse: UART framing error (bad stop bit)
+    "aborted": 1,         # pulse: an ABORT reset the accelerator
 })
 
 class HostLink(wiring.Component):
@@ -59,12 +62,17 @@ class HostLink(wiring.Component):
 
       * ``accelerator.cmd``, ``accelerator.a_in``, ``accelerator.b_in`` (out): the beats
         of executed COMMAND, A_DATA, B_DATA frames, in frame order. ``valid`` never
-        looks at ``ready``; the payload holds while a beat waits.
+        looks at ``ready``; the payload holds while a beat waits, with one exception: a
+        beat not taken within :attr:`stall_cycles` is withdrawn (NAK STALLED), after
+        which the accelerator's state is unknown until an ABORT resets it.
       * ``accelerator.result`` (in): each beat goes back as one RESULT frame (SEQ = a
         counter from 0). A beat is taken whenever the transmit path is free to start a
         frame (no frame being sent and no response waiting).
       * ``accelerator.idle``, ``accelerator.error`` (in): reported in the status
         payload.
+    * ``accelerator_reset`` (out): high for one cycle when an ABORT is executed; the
+      accelerator's synchronous reset (:class:`LinkedAccelerator` puts it through a
+      ``ResetInserter``). The link's own state is not reset by it.
     * ``status`` (out, :data:`link_status_layout`): for LEDs, all registered.
 
     Receive path, one byte per cycle from the UART: hunt for SYNC; KIND, SEQ, LENGTH
@@ -83,7 +91,11 @@ class HostLink(wiring.Component):
 
     Bytes that arrive while a frame is checked, executed or its response waits for the
     transmitter are **dropped** (the host is stop-and-wait: it sends nothing until it has
-    the response). Executing waits for the accelerator as long as it takes.
+    the response). Executing waits for the accelerator at most :attr:`stall_cycles`
+    cycles per beat, counted while the transmitter is idle; then the frame is answered
+    with NAK STALLED (its earlier beats stay taken, ``last_seq`` does not move). An
+    ABORT (checked like STATUS) pulses ``accelerator_reset``, sets ``last_seq`` to its
+    SEQ, restarts the result counter and is ACKed.
 
     Timing: the frame is checked in the cycle after its last CRC byte arrives;
     executing takes two cycles per payload byte plus the cycles each beat waits for
@@ -114,6 +126,7 @@ class HostLink(wiring.Component):
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
             "accelerator": In(AcceleratorSignature(config)),
+            "accelerator_reset": Out(1),
             "status": Out(link_status_layout),
         })
 
@@ -133,6 +146,18 @@ class HostLink(wiring.Component):
     def timeout_cycles(self) -> int:
         """Cycles without a byte after which a frame in progress is NAKed TRUNCATED."""
         return TIMEOUT_BYTE_TIMES * 10 * self._divisor
+
+    @property
+    def stall_cycles(self) -> int:
+        """Cycles of an idle transmitter during which an offered beat is not taken after
+        which its frame is NAKed STALLED: :data:`STALL_TIMEOUT_BYTE_TIMES` byte times, and
+        at least twice the longest output tile's compute (the depth limit at full block
+        products; a waiting command may wait that long without a result frame) so that a
+        slow clock with a fast UART never cuts a legitimate wait."""
+        config = self._config
+        longest_tile = tile_cycles(config.max_reduction_depth, config.blocks ** 2,
+                                   config.block_multipliers)
+        return max(STALL_TIMEOUT_BYTE_TIMES * 10 * self._divisor, 2 * longest_tile + 256)
 
     def elaborate(self, platform):
         m = Module()
@@ -208,6 +233,13 @@ class HostLink(wiring.Component):
         m.d.comb += [write.addr.eq(buffer_address), write.data.eq(byte),
                      read.addr.eq(buffer_address)]
 
+        # Stall timer: reloaded outside OFFER, by every beat taken and while the
+        # transmitter sends (results leaving = the accelerator makes progress); reaching
+        # 0 in OFFER answers the frame with NAK STALLED.
+        stall_limit = self.stall_cycles
+        stall = Signal(range(stall_limit), init=stall_limit - 1)
+        stalled = Signal()
+        m.d.comb += stalled.eq(stall == 0)
         # Silence timer: reloaded by every byte; reaching 0 inside a frame times it out.
         timeout = self.timeout_cycles
         silence = Signal(range(timeout), init=timeout - 1)
@@ -307,7 +339,8 @@ class HostLink(wiring.Component):
             with m.State("CHECK"):
                 # The order of the checks is the protocol's (hdl/protocol.py, "Checks,
                 # in this order"): CRC first, so that line noise is always NAK CRC.
-                whole_beats = Mux(kind_is[Kind.STATUS], payload_empty, byte_in_beat == 0)
+                control = Cat(*(kind_is[kind] for kind in CONTROL_KINDS)).any()
+                whole_beats = Mux(control, payload_empty, byte_in_beat == 0)
                 with m.If(~crc_ok):
                     respond(Kind.NAK, Nak.CRC)
                 with m.Elif(~is_request):
@@ -316,6 +349,9 @@ class HostLink(wiring.Component):
                     respond(Kind.NAK, Nak.LENGTH)
                 with m.Elif(kind_is[Kind.STATUS]):
                     respond(Kind.STATUS_REPLY)
+                with m.Elif(kind_is[Kind.ABORT]):
+                    m.d.sync += [state.last_seq.eq(seq), state.aborted_since_status.eq(1)]
+                    m.next = "ABORT"
                 with m.Elif(seq_repeats):
                     respond(Kind.ACK)               # a retransmission: not executed again
                 with m.Elif(seq_follows):
@@ -350,12 +386,26 @@ class HostLink(wiring.Component):
                         respond(Kind.ACK)
                     with m.Else():
                         m.next = "FETCH"
+                with m.Elif(stalled):
+                    respond(Kind.NAK, Nak.STALLED)
+            with m.State("ABORT"):
+                # One cycle of the accelerator's reset; the result counter restarts (the
+                # transmitter takes no result beat in this cycle, see result.ready).
+                m.d.comb += [self.accelerator_reset.eq(1), state.aborting.eq(1)]
+                m.d.sync += state.result_seq.eq(0)
+                respond(Kind.ACK)
             with m.State("RESPOND"):
                 m.d.comb += state.response_request.eq(1)
                 with m.If(state.response_accepted):
                     m.next = "HUNT"
 
-        m.d.sync += [self.status.busy.eq(~fsm.ongoing("HUNT")),
+        with m.If(fsm.ongoing("OFFER") & ~beat_taken & state.sender_idle & ~stalled):
+            m.d.sync += stall.eq(stall - 1)
+        with m.Elif(~fsm.ongoing("OFFER") | beat_taken | ~state.sender_idle):
+            m.d.sync += stall.eq(stall_limit - 1)
+
+        m.d.sync += [self.status.aborted.eq(fsm.ongoing("ABORT")),
+                     self.status.busy.eq(~fsm.ongoing("HUNT")),
                      self.status.executing.eq(fsm.ongoing("FETCH") | fsm.ongoing("STORE")
                                               | fsm.ongoing("OFFER")),
                      self.status.frame_rejected.eq(state.frame_rejected)]
@@ -380,7 +430,7 @@ class HostLink(wiring.Component):
         shifter = Signal(8 * shifter_bytes)
         payload_left = Signal(range(shifter_bytes + 1))
         crc = Signal(16)
-        result_seq = Signal(8)
+        result_seq = state.result_seq
         byte = Signal(8)
         taken = Signal()
         sender_idle = Signal()
@@ -388,10 +438,12 @@ class HostLink(wiring.Component):
                      transmitter.data.payload.eq(byte),
                      taken.eq(transmitter.data.valid & transmitter.data.ready),
                      state.response_accepted.eq(sender_idle & state.response_request),
-                     result.ready.eq(sender_idle & ~state.response_request)]
+                     state.sender_idle.eq(sender_idle),
+                     result.ready.eq(sender_idle & ~state.response_request
+                                     & ~state.aborting)]
 
         flags = Cat(self.accelerator.idle, self.accelerator.error,
-                    state.rejected_since_status, Const(0, 5))
+                    state.rejected_since_status, state.aborted_since_status, Const(0, 4))
         status_payload = Cat(flags, state.last_seq, state.rejected_count,
                              Const(fingerprint, 16))
         assert len(status_payload) == 8 * STATUS_BYTES
@@ -419,7 +471,8 @@ class HostLink(wiring.Component):
                                  shifter.eq(status_payload),
                                  payload_left.eq(STATUS_BYTES)]
                     with m.If(state.response_kind == Kind.STATUS_REPLY):
-                        m.d.sync += state.rejected_since_status.eq(0)
+                        m.d.sync += [state.rejected_since_status.eq(0),
+                                     state.aborted_since_status.eq(0)]
                     m.next = "SYNC"
                 with m.Elif(result.valid):
                     m.d.sync += [frame_kind.eq(Kind.RESULT), frame_seq.eq(result_seq),
@@ -477,6 +530,10 @@ class _SharedState:
         self.request_seq = Signal(8)                 # SEQ of the request in progress
         self.rejected_count = Signal(8)              # saturating
         self.rejected_since_status = Signal()        # status flag bit 2
+        self.aborted_since_status = Signal()         # status flag bit 3
+        self.aborting = Signal()                     # the ABORT cycle (receive FSM)
+        self.result_seq = Signal(8)                  # SEQ of the next RESULT frame
+        self.sender_idle = Signal()                  # the transmit FSM is idle
         self.frame_rejected = Signal()               # the last request was NAKed
         self.response_kind = Signal(8)
         self.response_reason = Signal(unsigned(max(Nak).bit_length()))
@@ -524,8 +581,10 @@ class LinkedAccelerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.accelerator = accelerator = Accelerator(self._config)
+        accelerator = Accelerator(self._config)
         m.submodules.link = link = HostLink(self._config, divisor=self._divisor)
+        # An ABORT resets the accelerator (and only it) for one cycle.
+        m.submodules.accelerator = ResetInserter(link.accelerator_reset)(accelerator)
         wiring.connect(m, link.accelerator, accelerator)
         m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx),
                      self.status.eq(link.status),

@@ -26,6 +26,16 @@ ACK or NAK before it sends the next.
   executed (nothing is pushed) and advances ``last_seq``.
 * ``STATUS``: no payload, no sequence check, never executed; answered with
   ``STATUS_REPLY``.
+* ``ABORT``: no payload, no sequence check. Brings the board back to a known state
+  whatever an earlier host left half done: the accelerator behind the link is reset
+  (synchronously, for one cycle: a command waiting for operands, operand beats, a GEMM
+  computing and result beats not yet sent are all dropped, and the sticky error flag is
+  cleared), the result counter restarts at 0, ``last_seq := SEQ`` (so the host chooses
+  where its sequence numbers continue: its next data frame is ``SEQ + 1``) and status
+  bit 3 is set. Answered with ``ACK`` (SEQ = the ABORT's), whose status shows the
+  accelerator idle. A RESULT frame already on the line when the ABORT is checked is
+  sent whole, *before* the ACK; nothing from before the ABORT follows the ACK. Sending
+  ABORT again (its ACK was lost) is harmless: the accelerator is reset again.
 
 **Checks, in this order** (:class:`Nak` names the reason):
 
@@ -38,10 +48,26 @@ ACK or NAK before it sends the next.
 4. ``LENGTH`` is a whole number of beats of that kind, and 0 for STATUS (``NAK LENGTH``).
 5. sequence (``NAK SEQUENCE``), data frames only, see below.
 
+ABORT is checked like STATUS (CRC, KIND, LENGTH 0).
+
+**No wait is unbounded.** Executing a data frame pushes its beats into a stream that
+the accelerator may not take (a host that stopped mid-GEMM left the accelerator waiting
+for other beats; operand beats no command asked for; a command while another waits for
+operands). If a beat is not taken for :data:`STALL_TIMEOUT_BYTE_TIMES` byte times during
+which the board's transmit line is idle (a result frame being sent restarts the wait:
+the accelerator is making progress), the frame is answered with ``NAK STALLED`` and the
+receiver hunts for SYNC again. A STALLED frame may have been *partly* executed (the
+beats before the stalled one were taken) and ``last_seq`` does not move: the accelerator
+is in an unknown state until an ``ABORT``. Every other wait is bounded too: a frame
+being received by the truncation timeout below, a response by the frame the transmitter
+is sending. So whatever bytes arrive, a STATUS sent after the line has been quiet for
+``STALL_TIMEOUT_BYTE_TIMES`` plus one result frame's byte times is answered.
+
 A frame whose next byte does not arrive within :data:`TIMEOUT_BYTE_TIMES` byte times is
 answered with ``NAK TRUNCATED`` (SEQ as received, 0 if the SEQ byte never arrived).
-Bytes that arrive while a frame is checked or executed, or while its response waits for
-the line, are dropped (a stop-and-wait host sends nothing then).
+Bytes that arrive while a frame is checked or executed (at most the stall timeout), or
+while its response waits for the line, are dropped (a stop-and-wait host sends nothing
+then).
 
 **Sequence numbers.** The board remembers the sequence number of the last request it
 executed (``last_seq``, 0xFF after reset, so the first is 0). A data frame with
@@ -65,11 +91,13 @@ accelerator dropped that command as invalid (its error flag is set one cycle aft
 hand-off).
 
 **Status** (:class:`Status`, :data:`STATUS_BYTES` bytes): flags (bit 0 accelerator idle,
-bit 1 accelerator error, sticky until reset: an invalid command was dropped; bit 2 a frame
-was rejected since the last STATUS reply), ``last_seq``, the count of rejected frames
-(saturating at 255) and the configuration's 16-bit fingerprint
-(:func:`config_fingerprint`), so the host can refuse a board built for another
-configuration. Bit 2 is cleared by sending a STATUS_REPLY (which still reports it).
+bit 1 accelerator error, sticky until a reset or an ABORT: an invalid command was
+dropped; bit 2 a frame was rejected since the last STATUS reply; bit 3 an ABORT reset
+the accelerator since the last STATUS reply; bits 4 to 7 are 0), ``last_seq``, the count
+of rejected frames (NAKs of any reason, STALLED included; saturating at 255) and the
+configuration's 16-bit fingerprint (:func:`config_fingerprint`), so the host can refuse
+a board built for another configuration. Bits 2 and 3 are cleared by sending a
+STATUS_REPLY (which still reports them).
 """
 
 from __future__ import annotations
@@ -84,7 +112,7 @@ from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
 
 __all__ = ["SYNC", "HEADER_BYTES", "CRC_BYTES", "MAX_PAYLOAD", "STATUS_BYTES",
-           "TIMEOUT_BYTE_TIMES", "Kind", "Nak", "REQUEST_KINDS", "DATA_KINDS",
+           "TIMEOUT_BYTE_TIMES", "STALL_TIMEOUT_BYTE_TIMES", "Kind", "Nak", "REQUEST_KINDS", "DATA_KINDS", "CONTROL_KINDS",
            "RESPONSE_KINDS", "crc16", "crc16_update", "encode_frame", "Frame",
            "FrameParser", "Status", "beat_bytes", "beat_width", "beats_to_bytes",
            "bytes_to_beats", "config_fingerprint", "ProtocolError"]
@@ -100,6 +128,13 @@ STATUS_BYTES = 5
 #: A frame whose next byte does not arrive within this many byte times (10 bit times
 #: each) is dropped and answered with NAK TRUNCATED.
 TIMEOUT_BYTE_TIMES = 64
+#: A data frame whose next beat the accelerator does not take for this many byte times of
+#: an idle transmit line is answered with NAK STALLED. 256 byte times (22 ms at 115200
+#: baud) is far above the longest a beat waits in a GEMM sent as the host driver sends
+#: it (one output tile's compute, some thousands of clock cycles, during which no result
+#: frame is sent), and far below the host's reply timeout (1 s by default), so a host
+#: never gives up on a board that is only clearing a stalled frame.
+STALL_TIMEOUT_BYTE_TIMES = 256
 
 
 class ProtocolError(QforgeError, ValueError):
@@ -113,15 +148,18 @@ class Kind(enum.IntEnum):
     A_DATA = 0x02    #: request: ``a_in`` beats
     B_DATA = 0x03    #: request: ``b_in`` beats
     STATUS = 0x04    #: request (no payload) and its reply (status payload)
+    ABORT = 0x05     #: request (no payload): reset the accelerator, last_seq := SEQ
     ACK = 0x81       #: response: request executed (or a duplicate), status payload
     NAK = 0x82       #: response: request rejected, reason byte + status payload
     RESULT = 0x83    #: response: one ``result`` beat
     STATUS_REPLY = 0x84  #: response to STATUS: status payload
 
 
-#: Kinds a host may send, and the data kinds among them (executed, sequence-checked).
-REQUEST_KINDS = (Kind.COMMAND, Kind.A_DATA, Kind.B_DATA, Kind.STATUS)
+#: Kinds a host may send, and the data kinds among them (executed, sequence-checked);
+#: the control kinds carry no payload and no sequence check.
+REQUEST_KINDS = (Kind.COMMAND, Kind.A_DATA, Kind.B_DATA, Kind.STATUS, Kind.ABORT)
 DATA_KINDS = (Kind.COMMAND, Kind.A_DATA, Kind.B_DATA)
+CONTROL_KINDS = (Kind.STATUS, Kind.ABORT)
 RESPONSE_KINDS = (Kind.ACK, Kind.NAK, Kind.RESULT, Kind.STATUS_REPLY)
 
 
@@ -130,10 +168,12 @@ class Nak(enum.IntEnum):
 
     CRC = 1          #: the CRC does not match (checked before KIND and whole beats)
     LENGTH = 2       #: LENGTH > MAX_PAYLOAD, or not a whole number of beats (or STATUS
-                     #: with a payload)
+                     #: or ABORT with a payload)
     KIND = 3         #: KIND is not a request kind (in a frame with a good CRC)
     SEQUENCE = 4     #: SEQ is neither last_seq + 1 nor last_seq
     TRUNCATED = 5    #: the frame stopped arriving (TIMEOUT_BYTE_TIMES)
+    STALLED = 6      #: the accelerator did not take a beat (STALL_TIMEOUT_BYTE_TIMES);
+                     #: the frame may be partly executed: ABORT before the next command
 
     @property
     def explanation(self) -> str:
@@ -141,7 +181,9 @@ class Nak(enum.IntEnum):
                 Nak.LENGTH: "bad LENGTH (too long, or not a whole number of beats)",
                 Nak.KIND: "unknown KIND",
                 Nak.SEQUENCE: "unexpected sequence number",
-                Nak.TRUNCATED: "frame truncated (bytes stopped arriving)"}[self]
+                Nak.TRUNCATED: "frame truncated (bytes stopped arriving)",
+                Nak.STALLED: "the accelerator did not take the frame's beats (it waits "
+                             "for other frames: a command or operands left half sent)"}[self]
 
 
 def crc16_update(crc: int, byte: int) -> int:
@@ -274,23 +316,25 @@ class Status:
     last_seq: int
     rejected_frames: int
     fingerprint: int
+    #: An ABORT reset the accelerator since the last STATUS reply (flag bit 3).
+    aborted: bool = False
 
     @classmethod
     def decode(cls, payload: bytes) -> "Status":
         """
-        >>> Status.decode(bytes([0b011, 4, 2, 0x34, 0x12]))
-        Status(idle=True, accelerator_error=True, frame_rejected=False, last_seq=4, rejected_frames=2, fingerprint=4660)
+        >>> Status.decode(bytes([0b1011, 4, 2, 0x34, 0x12]))
+        Status(idle=True, accelerator_error=True, frame_rejected=False, last_seq=4, rejected_frames=2, fingerprint=4660, aborted=True)
         """
         if len(payload) != STATUS_BYTES:
             raise ProtocolError(f"status payload of {len(payload)} bytes: expected "
                                 f"{STATUS_BYTES}")
         flags = payload[0]
         return cls(bool(flags & 1), bool(flags & 2), bool(flags & 4), payload[1], payload[2],
-                   payload[3] | (payload[4] << 8))
+                   payload[3] | (payload[4] << 8), aborted=bool(flags & 8))
 
     def encode(self) -> bytes:
         flags = int(self.idle) | (int(self.accelerator_error) << 1) | \
-            (int(self.frame_rejected) << 2)
+            (int(self.frame_rejected) << 2) | (int(self.aborted) << 3)
         return bytes([flags, self.last_seq, self.rejected_frames,
                       self.fingerprint & 0xFF, self.fingerprint >> 8])
 

@@ -115,6 +115,9 @@ class LinkBench:
     kinds: list = field(default_factory=list)       # KIND of every frame, in order
     beats: dict = field(default_factory=lambda: {name: [] for name in STREAM_OF.values()})
     tx_bytes: int = 0
+    #: A waiting beat may be withdrawn (by NAK STALLED): recorded in ``withdrawn``.
+    stalls_allowed: bool = False
+    withdrawn: list = field(default_factory=list)
 
     def __post_init__(self):
         self.dut = HostLink(self.config, divisor=self.divisor, max_payload=self.max_payload)
@@ -127,7 +130,9 @@ class LinkBench:
     def now(self, ctx) -> int:
         return ctx.get(self.harness.cycle)
 
-    def run(self, script, *, results=(), result_stall=0.6, max_cycles=200_000):
+    def run(self, script, *, results=(), result_stall=0.6, max_cycles=200_000, watchers=()):
+        """Simulate until ``script`` returns; ``watchers``: more background testbenches
+        (``async def watcher(ctx)``)."""
         dut = self.dut
         ports = {name: getattr(dut.accelerator, name) for name in STREAM_OF.values()}
 
@@ -162,8 +167,12 @@ class LinkBench:
                 for index, name in enumerate(ports):
                     valid, ready, payload = values[3 * index:3 * index + 3]
                     if name in waiting:      # stream rules: hold valid and payload
-                        assert valid and payload == waiting[name], \
-                            f"{name}: beat withdrawn or changed while waiting"
+                        if not valid and self.stalls_allowed:
+                            # NAK STALLED withdraws the beat (HostLink docstring).
+                            self.withdrawn.append((name, waiting[name]))
+                        else:
+                            assert valid and payload == waiting[name], \
+                                f"{name}: beat withdrawn or changed while waiting"
                     waiting.pop(name, None)
                     if valid and ready:
                         self.beats[name].append(payload)
@@ -191,6 +200,8 @@ class LinkBench:
             sim.add_testbench(feed_results)
         sim.add_testbench(decode_tx, background=True)
         sim.add_testbench(sinks, background=True)
+        for watcher in watchers:
+            sim.add_testbench(watcher, background=True)
         sim.run()
         assert self.parser.rejected == 0, f"bad frame from the board: " \
                                           f"{self.parser.last_error}"

@@ -14,9 +14,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from qforge.hdl.layouts import a_beat_layout, b_beat_layout, command_layout, result_layout
-from qforge.hdl.protocol import (CRC_BYTES, DATA_KINDS, HEADER_BYTES, MAX_PAYLOAD,
-                                 REQUEST_KINDS, RESPONSE_KINDS, STATUS_BYTES, SYNC, Frame,
-                                 FrameParser, Kind, Nak, ProtocolError, Status, beat_bytes,
+from qforge.hdl.protocol import (CONTROL_KINDS, CRC_BYTES, DATA_KINDS, HEADER_BYTES,
+                                 MAX_PAYLOAD, REQUEST_KINDS, RESPONSE_KINDS, STATUS_BYTES,
+                                 SYNC, Frame, FrameParser, Kind, Nak, ProtocolError, Status, beat_bytes,
                                  beat_width, beats_to_bytes, bytes_to_beats,
                                  config_fingerprint, crc16, crc16_update, encode_frame)
 from qforge.sim.model.errors import QforgeError
@@ -167,16 +167,18 @@ def test_partial_frames_are_held_and_reset_forgets_them():
 def test_kinds_and_nak_codes():
     """The KIND and NAK byte values are the wire format: they must never change."""
     assert {kind.name: int(kind) for kind in Kind} == {
-        "COMMAND": 0x01, "A_DATA": 0x02, "B_DATA": 0x03, "STATUS": 0x04,
+        "COMMAND": 0x01, "A_DATA": 0x02, "B_DATA": 0x03, "STATUS": 0x04, "ABORT": 0x05,
         "ACK": 0x81, "NAK": 0x82, "RESULT": 0x83, "STATUS_REPLY": 0x84}
     assert set(REQUEST_KINDS) | set(RESPONSE_KINDS) == set(Kind)
     assert not set(REQUEST_KINDS) & set(RESPONSE_KINDS)
-    assert set(DATA_KINDS) == set(REQUEST_KINDS) - {Kind.STATUS}
+    assert set(DATA_KINDS) == set(REQUEST_KINDS) - set(CONTROL_KINDS)
+    assert set(CONTROL_KINDS) == {Kind.STATUS, Kind.ABORT}
     # Responses have the top bit set, requests not.
     assert all(kind & 0x80 for kind in RESPONSE_KINDS)
     assert not any(kind & 0x80 for kind in REQUEST_KINDS)
     assert {nak.name: int(nak) for nak in Nak} == {
-        "CRC": 1, "LENGTH": 2, "KIND": 3, "SEQUENCE": 4, "TRUNCATED": 5}
+        "CRC": 1, "LENGTH": 2, "KIND": 3, "SEQUENCE": 4, "TRUNCATED": 5,
+        "STALLED": 6}
     assert all(nak.explanation for nak in Nak)
     assert Nak.CRC.explanation == "CRC mismatch (frame corrupted)"
     assert Frame(Kind.NAK, 0, b"").kind_name == "NAK"
@@ -185,14 +187,15 @@ def test_kinds_and_nak_codes():
 
 @settings(deadline=None)
 @given(st.booleans(), st.booleans(), st.booleans(), seqs, st.integers(0, 255),
-       st.integers(0, 0xFFFF))
-def test_status_round_trip(idle, error, rejected, last_seq, count, fingerprint):
-    status = Status(idle, error, rejected, last_seq, count, fingerprint)
+       st.integers(0, 0xFFFF), st.booleans())
+def test_status_round_trip(idle, error, rejected, last_seq, count, fingerprint, aborted):
+    status = Status(idle, error, rejected, last_seq, count, fingerprint, aborted=aborted)
     payload = status.encode()
     assert len(payload) == STATUS_BYTES
-    # Flags bit 0 idle, bit 1 accelerator error, bit 2 frame rejected; then last_seq,
-    # the rejection count and the fingerprint little-endian.
-    assert payload[0] == idle | error << 1 | rejected << 2
+    # Flags bit 0 idle, bit 1 accelerator error, bit 2 frame rejected, bit 3 aborted,
+    # bits 4-7 zero; then last_seq, the rejection count and the fingerprint
+    # little-endian.
+    assert payload[0] == idle | error << 1 | rejected << 2 | aborted << 3
     assert payload[1:3] == bytes([last_seq, count])
     assert int.from_bytes(payload[3:5], "little") == fingerprint
     assert Status.decode(payload) == status
