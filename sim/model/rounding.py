@@ -55,7 +55,10 @@ def round_shift(values, shift: int, rounding: Rounding, *, seed: int = 0, tensor
       ``values / 2**shift``. ``rows`` and ``cols`` (the elements' coordinates) are
       required.
 
-    ``shift = 0`` returns a copy of ``values`` whatever the rounding.
+    ``shift = 0`` returns a copy of ``values`` whatever the rounding. Exact for every
+    int64 ``values`` and every ``shift`` in ``0 .. 63`` (the sum ``values + r`` is never
+    formed, so it cannot overflow near ``2**63``); other values or shifts raise
+    :class:`~qforge.sim.model.errors.InputError`.
 
     >>> v = np.array([5, 6, 7, -5, -6, -7])            # / 4: 1.25 1.5 1.75 -1.25 ...
     >>> round_shift(v, 2, Rounding.TRUNCATE)
@@ -66,8 +69,29 @@ def round_shift(values, shift: int, rounding: Rounding, *, seed: int = 0, tensor
     Traceback (most recent call last):
     ...
     ValueError: stochastic rounding needs the elements' rows and cols
+
+    At the ends of int64 (the largest value, rounded up by any non-zero random
+    fraction, and the most negative):
+
+    >>> top = np.array([2**63 - 1, -2**63])
+    >>> round_shift(top, 62, Rounding.STOCHASTIC, rows=[0, 0], cols=[0, 1]).tolist()
+    [2, -2]
+    >>> round_shift(top, 63, Rounding.NEAREST_EVEN).tolist()
+    [1, -1]
+    >>> round_shift([1.5], 1, Rounding.TRUNCATE)
+    Traceback (most recent call last):
+    ...
+    InputError: round_shift: values = [1.5]: must be int64 integers, not float64
+    >>> round_shift([1], 64, Rounding.TRUNCATE)
+    Traceback (most recent call last):
+    ...
+    InputError: round_shift: shift = 64: allowed range is 0 .. 63
     """
-    values = np.asarray(values, dtype=np.int64)
+    values = _int64_values(values)
+    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) \
+            or not 0 <= shift <= MAX_SHIFT:
+        raise InputError(f"round_shift: shift = {shift!r}: allowed range is 0 .. {MAX_SHIFT}")
+    shift = int(shift)
     if shift == 0:
         return values.copy()
     if rounding == Rounding.TRUNCATE:
@@ -80,7 +104,34 @@ def round_shift(values, shift: int, rounding: Rounding, *, seed: int = 0, tensor
         return floor + up
     if rows is None or cols is None:
         raise ValueError("stochastic rounding needs the elements' rows and cols")
-    return (values + _random_fraction(seed, tensor, rows, cols, shift)) >> shift
+    # (values + r) >> shift, split so that no sum can overflow int64: the high part
+    # values >> shift, plus the carry out of the low bits, low + r >= 2**shift (both
+    # below 2**shift), tested as low > (2**shift - 1) - r.
+    fraction = _random_fraction(seed, tensor, rows, cols, shift)
+    mask = (1 << shift) - 1
+    return (values >> shift) + ((values & mask) > (mask - fraction))
+
+
+#: The largest shift of :func:`round_shift`: int64 values have 64 bits.
+MAX_SHIFT = 63
+
+
+def _int64_values(values) -> np.ndarray:
+    """``values`` as an int64 array if they are integers within int64, else one
+    :class:`InputError` (never a silent conversion of floats or a wrap of larger ints)."""
+    array = np.asarray(values)
+    exact = array.dtype.kind in "iu" or (array.size == 0 and array.dtype.kind == "f")
+    if array.dtype == object:
+        exact = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                    for v in array.flat)
+    if not exact:
+        raise InputError(f"round_shift: values = {values!r}: must be int64 integers, not "
+                         f"{array.dtype.name}")
+    info = np.iinfo(np.int64)
+    if array.size and (array.min() < info.min or array.max() > info.max):
+        raise InputError(f"round_shift: values: out of the int64 range "
+                         f"({info.min} .. {info.max})")
+    return array.astype(np.int64)
 
 
 def round_scaled(scaled, rounding: Rounding, *, seed: int = 0, tensor: int = 0,

@@ -10,9 +10,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from qforge.sim.model.errors import InputError
 from qforge.sim.model.random_bits import random_bits
 from qforge.sim.model.rounding import Rounding, round_scaled, round_shift
 from tests.sim.model.speck_reference import scalar_random_bits
@@ -129,6 +130,41 @@ def test_stochastic_round_shift_by_hand():
         assert math.floor(value / 2 ** shift) <= want <= math.ceil(value / 2 ** shift)
     assert round_shift([40], 3, Rounding.STOCHASTIC, seed=1, tensor=2, rows=[2],
                        cols=[5]).tolist() == [5]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-(1 << 63), (1 << 63) - 1), st.integers(0, 63), st.integers(0, 1000),
+       st.integers(0, 1000))
+@example((1 << 63) - 1, 62, 0, 0)
+@example(-(1 << 63), 63, 5, 7)
+def test_round_shift_is_exact_over_all_of_int64(value, shift, row, col):
+    """Every rule, every int64 value and every shift 0 .. 63 (issue 14, item 9: the
+    stochastic sum overflowed near 2**63): the result is the Python-integer
+    ``(value + r) >> shift`` with ``r`` from the element's random bits (scalar
+    reference), floor and nearest-even the exact rational's."""
+    bits = scalar_random_bits(3, 4, row, col)
+    r = bits >> (32 - shift) if shift <= 32 else bits << (shift - 32)
+    quotient = Fraction(value, 1 << shift)
+    got = {rule: round_shift([value], shift, rule, seed=3, tensor=4, rows=[row],
+                             cols=[col]).tolist()[0] for rule in Rounding}
+    assert got == {Rounding.STOCHASTIC: (value + r) >> shift,
+                   Rounding.TRUNCATE: math.floor(quotient),
+                   Rounding.NEAREST_EVEN: nearest_even(quotient)}
+
+
+@pytest.mark.parametrize("values, shift, message", [
+    ([1.5], 1, "round_shift: values = [1.5]: must be int64 integers, not float64"),
+    ([True], 1, "round_shift: values = [True]: must be int64 integers, not bool"),
+    ([1 << 63], 1, "round_shift: values: out of the int64 range (-9223372036854775808 .. "
+                   "9223372036854775807)"),
+    ([1], 64, "round_shift: shift = 64: allowed range is 0 .. 63"),
+    ([1], -1, "round_shift: shift = -1: allowed range is 0 .. 63"),
+    ([1], 2.0, "round_shift: shift = 2.0: allowed range is 0 .. 63"),
+])
+def test_round_shift_refuses_inputs_outside_its_contract(values, shift, message):
+    with pytest.raises(InputError) as error:
+        round_shift(values, shift, Rounding.TRUNCATE)
+    assert str(error.value) == message
 
 
 def test_stochastic_round_shift_needs_coordinates():
