@@ -28,7 +28,8 @@ from qforge.hdl.top import Accelerator
 from qforge.gen.tools import tool_environment
 
 __all__ = ["TOP_NAME", "LINKED_TOP_NAME", "CORE_TOP_NAME", "LinkSettings", "Design", "render", "write",
-           "generate", "fingerprint", "port_map", "lint", "LintError", "lint_waivers"]
+           "generate", "fingerprint", "port_map", "lint", "LintError", "lint_waivers",
+           "is_generated"]
 
 #: Verilog module (and file) name of the generated top level.
 TOP_NAME = "qforge_top"
@@ -162,6 +163,19 @@ def generate(config: Config, directory: str | Path, *, programmable: bool = Fals
     return write(config, text, manifest, directory)
 
 
+def is_generated(verilog_path: str | Path) -> bool:
+    """Whether ``verilog_path`` is a file qforge wrote, unchanged: a ``manifest.json``
+    beside it names it and holds its fingerprint. Only such files get qforge's lint
+    waivers; any other Verilog gets Verilator's every warning."""
+    path = Path(verilog_path)
+    try:
+        manifest = json.loads((path.parent / "manifest.json").read_text())
+        return (manifest.get("verilog") == path.name
+                and manifest.get("verilog_sha256_16") == fingerprint(path.read_text()))
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+        return False
+
+
 def lint_waivers() -> Path:
     """The Verilator configuration file with qforge's documented lint waivers."""
     return Path(str(resources.files("qforge.gen") / "lint.vlt"))
@@ -170,15 +184,20 @@ def lint_waivers() -> Path:
 _WARNING = re.compile(r"^%(Warning|Error)-?([A-Z0-9_]*)")
 
 
-def lint(verilog_path: str | Path) -> list[str]:
-    """Run ``verilator --lint-only -Wall`` with the waivers; return the message lines.
+def lint(verilog_path: str | Path, *, waivers: bool = True) -> list[str]:
+    """Run ``verilator --lint-only -Wall`` (with qforge's waivers, :func:`lint_waivers`,
+    when ``waivers``: they are for the generator's own output, see :func:`is_generated`);
+    return the message lines.
 
     An empty list means clean. Raises :class:`LintError` if Verilator fails for any
-    other reason than warnings.
+    other reason than warnings. The file is passed by its absolute path, so a name that
+    starts with ``-`` is never read as an option.
     """
     environment = tool_environment()
+    waiver_files = [str(lint_waivers())] if waivers else []
     process = subprocess.run(
-        ["verilator", "--lint-only", "-Wall", str(lint_waivers()), str(verilog_path)],
+        ["verilator", "--lint-only", "-Wall", *waiver_files,
+         str(Path(verilog_path).absolute())],
         capture_output=True, text=True, env=environment)
     lines = [line for line in process.stderr.splitlines() if _WARNING.match(line)
              and not line.startswith("%Error: Exiting due to")]

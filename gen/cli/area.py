@@ -8,7 +8,7 @@ import json
 import time
 
 from qforge.gen.cli.common import (FAMILY_NAMES, AppendDesign, OptionError, load_config,
-                                   log_to_stderr)
+                                   log_to_stderr, whole_number)
 from qforge.sim.model.spec import preset_names
 
 
@@ -57,10 +57,10 @@ def register(commands) -> None:
                            "rest is flattened as usual, so the total minus the usual total "
                            "is what optimizing across their boundaries saves (repeatable)")
     area.add_argument("--json", action="store_true", help="print one JSON object")
-    area.add_argument("--jobs", type=int, default=1, metavar="N",
-                      help="configurations synthesized at the same time (default: 1; each "
-                           "Yosys run uses one core and about 1 GB of memory for an 8x8 "
-                           "array)")
+    area.add_argument("--jobs", type=whole_number(1, 64), default=1, metavar="N",
+                      help="configurations synthesized at the same time, 1 .. 64 (default: "
+                           "1; each Yosys run uses one core and about 1 GB of memory for "
+                           "an 8x8 array)")
     area.add_argument("--no-cache", action="store_true",
                       help="synthesize again even if build/area/ holds a run of the same "
                            "design")
@@ -70,8 +70,6 @@ def register(commands) -> None:
 def handle(arguments) -> int:
     from qforge.fpga.area import FAMILIES
 
-    if arguments.jobs < 1:
-        raise OptionError(f"--jobs = {arguments.jobs}: must be at least 1")
     configs = _configs(arguments)
     family = FAMILIES[arguments.family]
     started = time.monotonic()

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from qforge.gen.cli.common import (OptionError, add_config_arguments, config_from_arguments,
-                                   log_to_stderr, make_folder)
+from qforge.gen.cli.common import (OptionError, add_config_arguments, add_output_argument,
+                                   config_from_arguments, log_to_stderr, prepare_output)
 
 
 def register(commands) -> None:
@@ -35,36 +35,32 @@ def register(commands) -> None:
                             "array and its zero-skipping version; skipping cycles at 10%%, "
                             "50%% and 100%% density and dense cycles at 50%% come from "
                             "the RTL, the other densities from the cycle model)")
-    bench.add_argument("--plot-dir", type=Path, metavar="DIR",
+    add_output_argument(bench, "--plot-dir", folder=True, metavar="DIR",
                        help="save both plots into DIR: precision_scaling.png (MACs/PE/cycle "
                             "vs the ideal P/q per mode) and sparse_scaling.png (cycles vs A "
                             "density: skip on, skip off, ideal)")
-    bench.add_argument("--plot", type=Path, metavar="FILE.png",
+    add_output_argument(bench, "--plot", suffixes=(".png",), metavar="FILE.png",
                        help="save the bar chart of MACs/PE/cycle vs the ideal P/q here")
-    bench.add_argument("--sparse-plot", type=Path, metavar="FILE.png",
+    add_output_argument(bench, "--sparse-plot", suffixes=(".png",), metavar="FILE.png",
                        help="save the plot of cycles vs A density (skip on, skip off, "
                             "ideal) here")
     bench.set_defaults(handler=handle)
 
 
 def _plot_targets(arguments) -> list[tuple[str, Path, str]]:
-    """``(kind, file, option)`` of every plot ``bench`` was asked to save; each folder is
-    created (and checked) before the benchmark runs, so a bad path fails fast."""
+    """``(kind, file, option)`` of every plot ``bench`` was asked to save. The options'
+    paths were checked before the handler ran (:func:`prepare_outputs`); the two files
+    --plot-dir will hold are checked here, before the benchmark."""
     targets = []
     if arguments.plot_dir:
-        make_folder(arguments.plot_dir, "--plot-dir", arguments.plot_dir)
-        targets += [("precision", arguments.plot_dir / "precision_scaling.png", "--plot-dir"),
-                    ("sparse", arguments.plot_dir / "sparse_scaling.png", "--plot-dir")]
+        for kind, name in (("precision", "precision_scaling.png"),
+                           ("sparse", "sparse_scaling.png")):
+            prepare_output(arguments.plot_dir / name, "--plot-dir")
+            targets.append((kind, arguments.plot_dir / name, "--plot-dir"))
     for kind, path, option in (("precision", arguments.plot, "--plot"),
                                ("sparse", arguments.sparse_plot, "--sparse-plot")):
-        if path is None:
-            continue
-        if path.suffix.lower() != ".png":
-            raise OptionError(f"{option} {path}: the plot file must end in .png")
-        if path.is_dir():
-            raise OptionError(f"{option} {path}: is a folder, not a file")
-        make_folder(path.parent, option, path)
-        targets.append((kind, path, option))
+        if path is not None:
+            targets.append((kind, path, option))
     return targets
 
 

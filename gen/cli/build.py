@@ -5,37 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from qforge.fpga import flow
 from qforge.fpga.boards import BOARDS, board_named
 from qforge.fpga.pll import format_mhz
 from qforge.fpga.report import format_report
-from qforge.gen.cli.common import (OptionError, add_config_arguments, config_from_arguments,
-                                   log_to_stderr)
+from qforge.gen.cli.common import (OptionError, add_config_arguments, add_output_argument,
+                                   config_from_arguments, log_to_stderr, real_number,
+                                   whole_number)
 from qforge.hdl.link import uart_divisor
 
 __all__ = ["register"]
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive integer")
-    return value
 
 
 def register(commands) -> argparse.ArgumentParser:
@@ -68,11 +48,13 @@ def register(commands) -> argparse.ArgumentParser:
     parser.add_argument("--board", required=True, choices=sorted(BOARDS),
                         help="the target board")
     add_config_arguments(parser, default=None)
-    parser.add_argument("--clock", type=_positive_float, metavar="MHZ",
+    parser.add_argument("--clock", type=real_number(0, 10_000, above_minimum=True),
+                        metavar="MHZ",
                         help="sync clock in MHz (default: the board's); the PLL makes the "
                              "nearest it can (within 1%%, else an error naming the "
                              "reachable range) and that achieved frequency is used")
-    parser.add_argument("--baud", type=_positive_int, default=115200, metavar="N",
+    parser.add_argument("--baud", type=whole_number(1, 100_000_000), default=115200,
+                        metavar="N",
                         help="UART baud rate (default: 115200); must be the clock divided "
                              "by a whole number of cycles (at least 4), within 2%%")
     parser.add_argument("--report-only", action="store_true",
@@ -82,7 +64,7 @@ def register(commands) -> argparse.ArgumentParser:
                         help="program the board after the build (iceprog for the "
                              "iCEBreaker, openFPGALoader for the ULX3S; on PATH or named "
                              "by $ICEPROG / $OPENFPGALOADER)")
-    parser.add_argument("--build-dir", type=Path, metavar="DIR",
+    add_output_argument(parser, "--build-dir", folder=True, metavar="DIR",
                         help="build folder (default: build/board/BOARD-CONFIG)")
     parser.add_argument("--json", action="store_true",
                         help="print the report as one JSON object (progress still goes to "

@@ -1,12 +1,30 @@
 """Helpers every ``qforge`` command module shares: the ``--preset``/``--spec`` options
-and the configuration they name, the error a bad option value raises, output folders
-and progress messages on stderr."""
+and the configuration they name, the error a bad option value raises, the checked
+number and path options, output folders and progress messages on stderr.
+
+Every option a user can get wrong is checked before any work starts:
+
+* numbers: the argparse ``type=`` functions :func:`whole_number` (counts, seeds, jobs)
+  and :func:`real_number` (fractions, frequencies) reject a bad value while the command
+  line is parsed, so the error is argparse's own (``qforge CMD: error: argument
+  --per-mode: 0: allowed range is 1 .. 1000``, exit status 2);
+* output paths: :func:`add_output_argument` declares an option as a file or folder the
+  command writes (with the file's suffix where the format depends on it); its text is
+  checked while parsing (not empty, the right suffix) and :func:`prepare_outputs`,
+  which :func:`qforge.gen.cli.main` calls before the command's handler, creates the
+  folders and proves each one writable, so a bad path fails in milliseconds, not after
+  minutes of elaboration or training. Handlers whose default output depends on the
+  configuration call :func:`prepare_output` for it themselves, before the work.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import (SCHEMA, VRQ_SCHEMA, ZERO_SKIPPING_SCHEMA, load_preset,
@@ -14,7 +32,9 @@ from qforge.sim.model.spec import (SCHEMA, VRQ_SCHEMA, ZERO_SKIPPING_SCHEMA, loa
 
 __all__ = ["SPEC_EPILOG", "FAMILY_NAMES", "AppendDesign", "OptionError",
            "add_config_arguments", "load_config", "config_from_arguments", "make_folder",
-           "require_file", "log_to_stderr"]
+           "require_file", "log_to_stderr", "whole_number", "real_number", "SEED_MAXIMUM",
+           "COUNT_MAXIMUM", "Output", "add_output_argument", "prepare_output",
+           "prepare_outputs", "remove_empty_folders"]
 
 
 class OptionError(QforgeError, ValueError):
@@ -66,25 +86,49 @@ def config_from_arguments(arguments):
     return load_config("preset", arguments.preset)
 
 
-def make_folder(folder: Path, option: str, given: Path) -> None:
+def make_folder(folder: Path, option: str, given: Path) -> list[Path]:
     """Create ``folder`` for an output option, or raise :class:`OptionError` naming the
-    option (``given``: the value as the user wrote it).
+    option (``given``: the value as the user wrote it). Returns the folders it created,
+    outermost first (:func:`remove_empty_folders` takes them back).
 
     >>> make_folder(Path("/dev/null/plots"), "--plot-dir", Path("/dev/null/plots"))
     Traceback (most recent call last):
     ...
     qforge.gen.cli.common.OptionError: --plot-dir /dev/null/plots: /dev/null is a file, not a folder
     """
-    for parent in (folder, *folder.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise OptionError(f"{option} {given}: {parent} is a file, not a folder")
-            break
+    created = []
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OptionError(f"{option} {given}: cannot create folder {folder}: "
-                          f"{error.strerror or error}") from None
+        existing = next((parent for parent in (folder, *folder.parents) if parent.exists()),
+                        None)
+        if existing is None or existing.is_dir():
+            created = [parent for parent in (folder, *folder.parents)
+                       if existing is None or parent not in (existing, *existing.parents)]
+            folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as error:      # ValueError: a NUL byte in the name
+        which = "it" if str(folder) == str(given) else _shown(folder)
+        raise OptionError(f"{option} {_shown(given)}: cannot create folder {which}: "
+                          f"{_reason(error)}") from None
+    if existing is not None and not existing.is_dir():
+        raise OptionError(f"{option} {_shown(given)}: {_shown(existing)} is a file, not a "
+                          "folder")
+    return created[::-1]
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (outermost first, as :func:`make_folder` returns them)
+    that are still empty: a command that fails leaves no folders behind it made for
+    nothing."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:                 # not empty (the command wrote there), or gone
+            pass
+
+
+def _reason(error: Exception) -> str:
+    """The operating system's words for ``error`` (``File name too long``), without the
+    file name it repeats."""
+    return getattr(error, "strerror", None) or str(error)
 
 
 def require_file(path: Path, option: str | None = None) -> None:
@@ -95,13 +139,198 @@ def require_file(path: Path, option: str | None = None) -> None:
     Traceback (most recent call last):
     ...
     qforge.gen.cli.common.OptionError: --a /nonexistent.npy: no such file
+    >>> require_file(Path("x" * 300 + ".npy"), "--a")
+    Traceback (most recent call last):
+    ...
+    qforge.gen.cli.common.OptionError: --a xxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxx.npy (304 characters): File name too long
     """
-    where = f"{option} {path}" if option else f"{path}"
-    if not path.exists():
+    where = f"{option} {_shown(path)}" if option else _shown(path)
+    try:
+        exists, folder, regular = path.exists(), path.is_dir(), path.is_file()
+    except (OSError, ValueError) as error:
+        raise OptionError(f"{where}: {_reason(error)}") from None
+    if not exists:
         raise OptionError(f"{where}: no such file")
-    if not path.is_file():
-        raise OptionError(f"{where}: is a folder, not a file" if path.is_dir()
+    if not regular:
+        raise OptionError(f"{where}: is a folder, not a file" if folder
                           else f"{where}: not a regular file")
+
+
+def _shown(path) -> str:
+    """``path`` as an error message shows it: whole up to 200 characters, a longer one
+    as its two ends and its length (a 5000-character name would bury the message).
+
+    >>> _shown(Path("a.toml"))
+    'a.toml'
+    >>> _shown("/tmp/" + "y" * 500 + "/out.png")
+    '/tmp/yyyyyyyyyyyyyyy...yyyyyyyyyyyyyyyyyyyyyy/out.png (513 characters)'
+    """
+    text = str(path)
+    return text if len(text) <= 200 else f"{text[:20]}...{text[-30:]} ({len(text)} characters)"
+
+
+#: The largest seed the seed options accept: seeds feed numpy's generators and the
+#: benches' stimulus, and 32 bits reproduce any run anyone will ask for.
+SEED_MAXIMUM = 2**32 - 1
+
+#: The largest count (GEMMs, programs, words, jobs) an option accepts: each one costs
+#: simulation time, so a count beyond this is a typo, not a plan (a day of CPU).
+COUNT_MAXIMUM = 100_000
+
+
+def whole_number(minimum: int, maximum: int):
+    """An argparse ``type=`` function for a whole-number option in ``minimum ..
+    maximum``; a bad value becomes argparse's usage error naming the option (exit 2).
+
+    >>> seed = whole_number(0, SEED_MAXIMUM)
+    >>> seed("12")
+    12
+    >>> seed("-1")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: -1: allowed range is 0 .. 4294967295
+    >>> seed("1.5")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: '1.5' is not a whole number (allowed range is 0 .. 4294967295)
+    """
+    allowed = f"allowed range is {minimum} .. {maximum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip(), 10) if len(text) <= 40 else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise argparse.ArgumentTypeError(
+                f"{_shown(repr(text))} is not a whole number ({allowed})")
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{value}: {allowed}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def real_number(minimum: float, maximum: float, *, below_maximum: bool = False,
+                above_minimum: bool = False):
+    """An argparse ``type=`` function for a finite real-number option in ``minimum ..
+    maximum`` (``above_minimum``/``below_maximum``: the bound itself excluded).
+
+    >>> stall = real_number(0, 1, below_maximum=True)
+    >>> stall("0.25")
+    0.25
+    >>> stall("1")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: 1.0: allowed range is 0 .. below 1
+    >>> stall("nan")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: 'nan' is not a number (allowed range is 0 .. below 1)
+    """
+    allowed = (f"allowed range is {'above ' if above_minimum else ''}{minimum:g} .. "
+               f"{'below ' if below_maximum else ''}{maximum:g}")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text) if len(text) <= 40 else math.nan
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(
+                f"{_shown(repr(text))} is not a number ({allowed})")
+        if (value < minimum or value > maximum or (above_minimum and value == minimum)
+                or (below_maximum and value == maximum)):
+            raise argparse.ArgumentTypeError(f"{value!r}: {allowed}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+class Output(NamedTuple):
+    """An option naming something the command writes: a ``folder``, or a file (which
+    must end in one of ``suffixes`` when given, since the suffix picks the format)."""
+
+    dest: str
+    option: str
+    folder: bool
+    suffixes: tuple[str, ...]
+
+
+def _output_text(folder: bool, suffixes: tuple[str, ...]):
+    """The argparse ``type=`` function of an output option: the text's own checks
+    (not empty, no NUL byte, the suffix), no file system access."""
+
+    def parse(text: str) -> Path:
+        if text == "":
+            raise argparse.ArgumentTypeError(
+                "an empty path (give a folder, e.g. '.')" if folder else "an empty path")
+        if "\0" in text:
+            raise argparse.ArgumentTypeError(f"{_shown(repr(text))}: a NUL byte in the path")
+        path = Path(text)
+        if suffixes and path.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(
+                f"{_shown(text)}: the file name must end in {' or '.join(suffixes)}")
+        return path
+
+    parse.__name__ = "path"
+    return parse
+
+
+def add_output_argument(parser: argparse.ArgumentParser, *flags: str, folder: bool = False,
+                        suffixes: tuple[str, ...] = (), **keywords) -> argparse.Action:
+    """Add an output option (``parser.add_argument(*flags, **keywords)``) and declare it,
+    so :func:`prepare_outputs` checks it before the command runs: a ``folder`` is
+    created, a file's folder is created and the file must not be a folder; both must be
+    writable. ``suffixes`` (lower case, with the dot): the file's allowed endings. Errors
+    name the option by its first flag (``-o``)."""
+    action = parser.add_argument(*flags, type=_output_text(folder, suffixes), **keywords)
+    declared = list(parser.get_default("outputs") or [])
+    declared.append(Output(action.dest, flags[0], folder, suffixes))
+    parser.set_defaults(outputs=declared)
+    return action
+
+
+def prepare_output(path: Path, option: str, *, folder: bool = False) -> list[Path]:
+    """Make ``path`` ready to be written, or raise :class:`OptionError` naming ``option``:
+    a ``folder`` is created; for a file its folder is created, and the file must not be a
+    folder. Either way one file is created and removed in the folder, since only writing
+    tells (root may create nothing under /sys, whatever the permission bits say).
+    Returns the folders it created (:func:`make_folder`)."""
+    shown = _shown(path)
+    where = path if folder else path.parent
+    created = make_folder(where, option, path)
+    if not folder and path.is_dir():
+        raise OptionError(f"{option} {shown}: is a folder, not a file")
+    try:
+        if not folder and path.exists():
+            with open(path, "ab"):                  # writable, and left as it was
+                pass
+        else:
+            with tempfile.TemporaryFile(dir=where):
+                pass
+    except (OSError, ValueError) as error:
+        remove_empty_folders(created)
+        raise OptionError(f"{option} {shown}: cannot write there: {_reason(error)}") from None
+    return created
+
+
+def prepare_outputs(arguments) -> list[Path]:
+    """:func:`prepare_output` for every output option the command declared with
+    :func:`add_output_argument` and was given (or has a default for); returns the folders
+    created, for :func:`remove_empty_folders` should the command fail."""
+    created: list[Path] = []
+    try:
+        for output in getattr(arguments, "outputs", None) or ():
+            path = getattr(arguments, output.dest, None)
+            if path is not None:
+                created += prepare_output(Path(path), output.option, folder=output.folder)
+    except OptionError:
+        remove_empty_folders(created)
+        raise
+    return created
 
 
 def log_to_stderr(message: str) -> None:

@@ -3,10 +3,9 @@ RTL, compare with the golden model and report."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from qforge.gen.cli.common import (OptionError, add_config_arguments, config_from_arguments,
-                                   log_to_stderr, make_folder)
+from qforge.gen.cli.common import (COUNT_MAXIMUM, SEED_MAXIMUM, add_config_arguments,
+                                   add_output_argument, config_from_arguments, log_to_stderr,
+                                   prepare_output, whole_number)
 
 
 def register(commands) -> None:
@@ -22,39 +21,41 @@ def register(commands) -> None:
                     "docs/ISA.md) against the golden machine. Exit status 1 if any result, "
                     "error flag or cycle count differs.")
     add_config_arguments(demo, default="default")
-    demo.add_argument("--per-mode", type=int, default=2, metavar="N",
-                      help="random GEMMs per precision mode (default: 2)")
-    demo.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    demo.add_argument("--per-mode", type=whole_number(1, 1000), default=2, metavar="N",
+                      help="random GEMMs per precision mode, 1 .. 1000 (default: 2)")
+    demo.add_argument("--seed", type=whole_number(0, SEED_MAXIMUM), default=1, metavar="N",
+                      help=f"random seed, 0 .. {SEED_MAXIMUM} (default: 1)")
     demo.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator",
                       help="simulator (default: verilator; icarus needs apt's iverilog)")
     demo.add_argument("--no-large", action="store_true",
                       help="skip the 128x128x128 GEMM per mode (about a minute on the "
                            "default preset)")
-    demo.add_argument("--output", type=Path, metavar="DIR",
-                      help="where to write report.json and report.md (default: build/demo)")
-    demo.add_argument("--programs", type=int, default=10, metavar="N",
-                      help="random instruction streams on the programmable top (default "
-                           "10; 0 skips it and its Verilator build)")
+    add_output_argument(demo, "--output", folder=True, metavar="DIR",
+                        help="where to write report.json and report.md (default: "
+                             "build/demo)")
+    demo.add_argument("--programs", type=whole_number(0, COUNT_MAXIMUM), default=10,
+                      metavar="N",
+                      help="random instruction streams on the programmable top, 0 .. "
+                           f"{COUNT_MAXIMUM} (default 10; 0 skips it and its Verilator "
+                           "build)")
     demo.set_defaults(handler=handle)
 
 
 def handle(arguments) -> int:
     from qforge.sim.apps.demo import format_report, run_demo
 
+    from qforge.sim.bench.rtl import default_build_root
+
     config = config_from_arguments(arguments)
-    for option, value in (("--per-mode", arguments.per_mode),
-                          ("--programs", arguments.programs)):
-        if value < 0:
-            raise OptionError(f"{option} = {value}: must be at least 0")
     output = arguments.output
-    if output is not None:
-        make_folder(output, "--output", output)
+    if output is None:          # the default folder, checked before the build as well
+        prepare_output(default_build_root() / "demo", "--output", folder=True)
     report = run_demo(config, per_mode=arguments.per_mode, seed=arguments.seed,
                       simulator=arguments.simulator, large=not arguments.no_large,
                       programs=arguments.programs, output=output,
                       log=log_to_stderr)
     print(format_report(report))
-    folder = output or Path("build") / "demo"
+    folder = output or default_build_root() / "demo"
     print(f"\nreport written to {folder / 'report.json'} and {folder / 'report.md'}")
     programs = report.get("programs")
     programs_ok = programs is None or (

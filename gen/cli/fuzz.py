@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from qforge.gen.cli.common import OptionError, add_config_arguments, config_from_arguments
+from qforge.gen.cli.common import (COUNT_MAXIMUM, SEED_MAXIMUM, add_config_arguments,
+                                   config_from_arguments, real_number, whole_number)
 
 
 def register(commands) -> None:
@@ -24,17 +25,22 @@ def register(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  qforge fuzz --preset tiny --programs 50 --stall 0.3")
     add_config_arguments(fuzz, default="tiny")
-    fuzz.add_argument("--programs", type=int, default=20, metavar="N",
-                      help="random programs to run (default 20)")
-    fuzz.add_argument("--instructions", type=int, default=60, metavar="N",
-                      help="words per program, about (default 60)")
-    fuzz.add_argument("--invalid", type=float, default=0.1, metavar="P",
-                      help="share of invalid words (default 0.1)")
-    fuzz.add_argument("--stall", type=float, default=0.0, metavar="P",
-                      help="probability of a stall on every port each cycle (default 0: "
-                           "then the cycle counts are checked against the model)")
-    fuzz.add_argument("--seed", type=int, default=1, metavar="N",
-                      help="seed of the first program (default 1)")
+    fuzz.add_argument("--programs", type=whole_number(1, COUNT_MAXIMUM), default=20,
+                      metavar="N", help=f"random programs to run, 1 .. {COUNT_MAXIMUM} "
+                                        "(default 20)")
+    fuzz.add_argument("--instructions", type=whole_number(1, COUNT_MAXIMUM), default=60,
+                      metavar="N", help=f"words per program, about; 1 .. {COUNT_MAXIMUM} "
+                                        "(default 60)")
+    fuzz.add_argument("--invalid", type=real_number(0, 1), default=0.1, metavar="P",
+                      help="share of invalid words, 0 .. 1 (default 0.1)")
+    fuzz.add_argument("--stall", type=real_number(0, 1, below_maximum=True), default=0.0,
+                      metavar="P",
+                      help="probability of a stall on every port each cycle, 0 .. below 1 "
+                           "(default 0: then the cycle counts are checked against the "
+                           "model)")
+    fuzz.add_argument("--seed", type=whole_number(0, SEED_MAXIMUM), default=1, metavar="N",
+                      help=f"seed of the first program, 0 .. {SEED_MAXIMUM} (the next "
+                           "ones count up from it; default 1)")
     fuzz.set_defaults(handler=handle)
 
 
@@ -44,13 +50,6 @@ def handle(arguments) -> int:
     from qforge.sim.runtime import BackendError, Runtime
 
     config = config_from_arguments(arguments)
-    checks = (("programs", arguments.programs, 1, 100000),
-              ("instructions", arguments.instructions, 1, 100000))
-    for name, value, low, high in checks:
-        if not low <= value <= high:
-            raise OptionError(f"--{name} = {value}: allowed {low} .. {high}")
-    if not 0 <= arguments.invalid <= 1 or not 0 <= arguments.stall < 1:
-        raise OptionError("--invalid: allowed 0 .. 1; --stall: allowed 0 .. below 1")
     totals = {"words": 0, "invalid": 0, "gemms": 0, "error flags": 0}
     failures = []
     runtime = Runtime(config, "rtl", stall=arguments.stall,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qforge.gen.cli.common import (OptionError, add_config_arguments, config_from_arguments,
-                                   log_to_stderr, make_folder, require_file)
+from qforge.gen.cli.common import (OptionError, add_config_arguments, add_output_argument,
+                                   config_from_arguments, log_to_stderr, require_file)
 
 #: ``--rounding`` names -> :class:`qforge.sim.model.quantize.Rounding` member names.
 ROUNDINGS = {"nearest-even": "NEAREST_EVEN", "truncate": "TRUNCATE",
@@ -52,8 +52,8 @@ def register(commands) -> None:
                       help="the left operand: an M x D integer matrix")
     gemm.add_argument("--b", type=Path, metavar="B.npy", required=True,
                       help="the right operand: a D x N integer matrix")
-    gemm.add_argument("-o", "--output", type=Path, metavar="C.npy", required=True,
-                      help="where to write the M x N int64 result")
+    add_output_argument(gemm, "-o", "--output", suffixes=(".npy",), metavar="C.npy",
+                        required=True, help="where to write the M x N int64 result")
     gemm.add_argument("--backend", choices=("golden", "rtl"), default="golden",
                       help="golden: the golden model, cycles from the cycle model; rtl: "
                            "the generated Verilog in Verilator, cycles measured "
@@ -176,11 +176,6 @@ def handle(arguments) -> int:
     from qforge.api import OperandError, gemm
 
     config = config_from_arguments(arguments)
-    if arguments.output.suffix.lower() != ".npy":
-        raise OptionError(f"-o {arguments.output}: the result file must end in .npy")
-    if arguments.output.is_dir():
-        raise OptionError(f"-o {arguments.output}: is a folder, not a file")
-    make_folder(arguments.output.parent, "-o", arguments.output)
     a = load_matrix(arguments.a, "--a")
     b = load_matrix(arguments.b, "--b")
     output = _output(arguments)

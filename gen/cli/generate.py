@@ -4,10 +4,9 @@ linted)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from qforge.gen.cli.common import (SPEC_EPILOG, add_config_arguments, config_from_arguments,
-                                   make_folder)
+from qforge.gen.cli.common import (SPEC_EPILOG, add_config_arguments, add_output_argument,
+                                   config_from_arguments)
 from qforge.gen.cli.lint import report_lint
 
 
@@ -22,8 +21,9 @@ def register(commands) -> None:
                     "with every stream's payload layout).",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SPEC_EPILOG)
     add_config_arguments(generate, default=None)
-    generate.add_argument("-o", "--output", metavar="DIR", type=Path, required=True,
-                          help="output folder (created if missing)")
+    add_output_argument(generate, "-o", "--output", folder=True, metavar="DIR", required=True,
+                        help="output folder (created if missing; checked before the "
+                             "elaboration)")
     generate.add_argument("--lint", action="store_true",
                           help="also run `verilator --lint-only -Wall` (with the waivers "
                                "in gen/lint.vlt) and fail on any warning")
@@ -38,7 +38,6 @@ def handle(arguments) -> int:
     from qforge.gen.generate import generate
 
     config = config_from_arguments(arguments)
-    make_folder(arguments.output, "-o", arguments.output)
     design = generate(config, arguments.output, programmable=arguments.programmable)
     print(f"wrote {design.verilog} and {design.manifest} "
           f"({config.rows}x{config.cols} array, {config.operand_width}-bit operands, "

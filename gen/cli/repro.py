@@ -3,7 +3,7 @@ for bit (and the address-block baseline, which changes with the shape)."""
 
 from __future__ import annotations
 
-from qforge.gen.cli.common import OptionError, log_to_stderr
+from qforge.gen.cli.common import SEED_MAXIMUM, OptionError, log_to_stderr, whole_number
 
 
 def register(commands) -> None:
@@ -19,7 +19,8 @@ def register(commands) -> None:
                     "status 1 if the VRQ results differ between shapes.")
     repro.add_argument("--shapes", metavar="RxC,...",
                        help="array shapes to compare (default: 2x2,4x8,8x8)")
-    repro.add_argument("--seed", type=int, default=7, help="data and rounding seed")
+    repro.add_argument("--seed", type=whole_number(0, SEED_MAXIMUM), default=7, metavar="N",
+                       help=f"data and rounding seed, 0 .. {SEED_MAXIMUM} (default 7)")
     repro.set_defaults(handler=handle)
 
 

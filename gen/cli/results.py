@@ -9,7 +9,7 @@ from pathlib import Path
 
 from qforge.fpga.boards import BOARDS
 from qforge.fpga.results import DEFAULT_PAIRS, results, select_pairs
-from qforge.gen.cli.common import log_to_stderr
+from qforge.gen.cli.common import add_output_argument, log_to_stderr
 from qforge.sim.model.spec import load_preset, preset_names
 
 __all__ = ["register"]
@@ -38,8 +38,8 @@ def register(commands) -> argparse.ArgumentParser:
                         help="a board (repeat for more)")
     parser.add_argument("--preset", action="append", default=[], metavar="NAME",
                         help=f"a preset (repeat for more): {', '.join(preset_names())}")
-    parser.add_argument("--output", type=Path, default=Path("docs/RESULTS.md"),
-                        metavar="FILE", help="the Markdown file (default: docs/RESULTS.md)")
+    add_output_argument(parser, "--output", default=Path("docs/RESULTS.md"), metavar="FILE",
+                        help="the Markdown file (default: docs/RESULTS.md)")
     parser.add_argument("--reuse", action="store_true",
                         help="build nothing: read each pair's report.json from its build "
                              "folder (an error if one is missing)")

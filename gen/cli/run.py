@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from qforge.gen.cli.asm import assemble_program
-from qforge.gen.cli.common import OptionError, add_config_arguments, config_from_arguments
+from qforge.gen.cli.common import (SEED_MAXIMUM, OptionError, add_config_arguments,
+                                   config_from_arguments, whole_number)
 from qforge.sim.model.saturation import signed_range
 
 
@@ -31,11 +32,12 @@ def register(commands) -> None:
     run.add_argument("--backend", choices=("golden", "rtl"), default="golden",
                      help="where the program runs (default: golden)")
     run.add_argument("--compare", action="store_true",
-                     help="also run it on the golden machine and compare the memory")
+                     help="also run it on the golden machine and compare the memory "
+                          "(with --backend rtl)")
     run.add_argument("--random", action="append", metavar="LABEL",
                      help="fill this data label with random operands first (repeatable)")
-    run.add_argument("--seed", type=int, default=1, metavar="N",
-                     help="seed of --random (default 1)")
+    run.add_argument("--seed", type=whole_number(0, SEED_MAXIMUM), default=1, metavar="N",
+                     help=f"seed of --random, 0 .. {SEED_MAXIMUM} (default 1)")
     run.add_argument("--show", action="append", metavar="LABEL",
                      help="print this data label's elements after the run (repeatable)")
     run.set_defaults(handler=handle)
@@ -47,6 +49,10 @@ def handle(arguments) -> int:
     from qforge.sim.model.cycles import program_cycles
     from qforge.sim.runtime import Runtime, BackendError
 
+    if arguments.compare and arguments.backend == "golden":
+        raise OptionError("--compare compares a backend with the golden machine: use it "
+                          "with --backend rtl (--backend golden would compare the golden "
+                          "machine with itself)")
     config = config_from_arguments(arguments)
     program = assemble_program(arguments, config)
     if program is None:
@@ -62,8 +68,7 @@ def handle(arguments) -> int:
         address, size = program.regions[name]
         low, high = signed_range(config.operand_width)
         memory[address:address + size] = rng.integers(low, high + 1, size=size)
-    backends = [arguments.backend] + (["golden"] if arguments.compare
-                                      and arguments.backend != "golden" else [])
+    backends = [arguments.backend] + (["golden"] if arguments.compare else [])
     results = {}
     for backend in backends:
         options = {"log": lambda message: print(message, file=sys.stderr)} \

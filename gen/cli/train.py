@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from qforge.gen.cli.common import log_to_stderr, make_folder
+from qforge.gen.cli.common import (OptionError, add_output_argument, log_to_stderr,
+                                   prepare_output, whole_number)
 
 
 def register(commands) -> None:
@@ -56,53 +56,48 @@ def register(commands) -> None:
     train.add_argument("--config", metavar="FILE.toml", type=Path,
                        help="training config (default: gen/train/digits.toml; with "
                             "--backend: gen/train/rtl.toml)")
-    train.add_argument("--epochs", type=int, metavar="N",
-                       help="override the config's epochs")
-    train.add_argument("--seed", type=int, metavar="N",
+    train.add_argument("--epochs", type=whole_number(1, 10_000), metavar="N",
+                       help="override the config's epochs (1 .. 10000)")
+    train.add_argument("--seed", type=whole_number(0, 65535), metavar="N",
                        help="override the config's seed (initial weights, batch order, "
                             "stochastic-rounding bits; 0 .. 65535)")
-    train.add_argument("--plot", type=Path, metavar="FILE.png",
-                       help="where to save the plot of test accuracy and training loss per "
-                            "epoch (default: build/train/NAME.png)")
-    train.add_argument("--json", type=Path, metavar="FILE.json",
-                       help="also write every curve and final figure as JSON")
-    train.add_argument("--jobs", type=int, metavar="N",
-                       help="configurations trained in parallel worker processes "
-                            "(default: the number of CPU cores; results do not depend "
-                            "on it)")
+    add_output_argument(train, "--plot", suffixes=(".png",), metavar="FILE.png",
+                        help="where to save the plot of test accuracy and training loss "
+                             "per epoch (default: build/train/NAME.png)")
+    add_output_argument(train, "--json", suffixes=(".json",), metavar="FILE.json",
+                        help="also write every curve and final figure as JSON")
+    train.add_argument("--jobs", type=whole_number(1, 1024), metavar="N",
+                       help="configurations trained in parallel worker processes, "
+                            "1 .. 1024 (default: the number of CPU cores; results do not "
+                            "depend on it)")
     train.set_defaults(handler=handle)
 
 
 def handle(arguments) -> int:
     if not arguments.emulate and arguments.backend is None:
-        print("qforge: error: train needs --emulate (the bit-exact emulator) or --backend "
-              "rtl|golden (programs on the generated Verilog or the golden machine)",
-              file=sys.stderr)
-        return 2
+        raise OptionError("train needs --emulate (the bit-exact emulator) or --backend "
+                          "rtl|golden (programs on the generated Verilog or the golden "
+                          "machine)")
     if arguments.check and arguments.backend != "rtl":
-        print("qforge: error: --check compares the rtl backend with the golden machine: "
-              "use it with --backend rtl", file=sys.stderr)
-        return 2
+        raise OptionError("--check compares the rtl backend with the golden machine: "
+                          "use it with --backend rtl")
     import dataclasses
     import os
 
-    from qforge.sim.training import (TrainConfigError, describe_schedule,
-                                     format_program_table, format_table, load_train_config,
-                                     plot_curves, rtl_config_path, train_all)
+    from qforge.sim.training import (describe_schedule, format_program_table, format_table,
+                                     load_train_config, plot_curves, rtl_config_path,
+                                     train_all)
 
     config_path = arguments.config
     if config_path is None and arguments.backend is not None:
         config_path = rtl_config_path()
     train = load_train_config(config_path)
     if arguments.seed is not None:
-        if not 0 <= arguments.seed <= 65535:
-            raise TrainConfigError(f"--seed = {arguments.seed}: allowed range is 0 .. 65535")
         train = dataclasses.replace(train, seed=arguments.seed)
-    if arguments.epochs is not None and arguments.epochs < 1:
-        raise TrainConfigError(f"--epochs = {arguments.epochs}: must be at least 1")
     jobs = arguments.jobs if arguments.jobs is not None else (os.cpu_count() or 1)
-    if jobs < 1:
-        raise TrainConfigError(f"--jobs = {jobs}: must be at least 1")
+    plot = arguments.plot or Path("build") / "train" / f"{train.name}.png"
+    if arguments.plot is None:          # the default, checked before training as well
+        prepare_output(plot, "--plot")
     report = train_all(train, epochs=arguments.epochs, jobs=jobs, backend=arguments.backend,
                        check=arguments.check, progress=arguments.backend is not None,
                        log=log_to_stderr,
@@ -121,12 +116,9 @@ def handle(arguments) -> int:
         print("\nPer epoch, for the configurations that ran as programs (cycles of the "
               "training steps; the evaluation's apart):\n")
         print(programs)
-    plot = arguments.plot or Path("build") / "train" / f"{report['name']}.png"
-    make_folder(plot.parent, "--plot", plot)
     plot_curves(report, plot)
     print(f"\nplot saved to {plot}")
     if arguments.json:
-        make_folder(arguments.json.parent, "--json", arguments.json)
         arguments.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"results written to {arguments.json}")
     return 0

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 
+from qforge.sim.model.errors import InputError
 from qforge.sim.model.spec import Config
 from qforge.sim.apps.benchmark import DENSE_SHAPE, precision_table
 from qforge.sim.model.cycles import GemmShape, gemm_cycles
@@ -77,7 +79,12 @@ def run_demo(config: Config, *, per_mode: int = 2, seed: int = 1, simulator: str
              log: Callable[[str], None] | None = None) -> dict:
     """Run the demo and return its report (also written to ``output``, by default
     ``build/demo/``). ``log`` receives progress lines (default: this module's logger, at
-    INFO level)."""
+    INFO level). Raises :class:`InputError` before building anything if ``per_mode`` is
+    below 1 (the report needs a GEMM of every mode) or ``programs`` or ``seed`` below 0."""
+    for name, value, minimum in (("per_mode", per_mode, 1), ("programs", programs, 0),
+                                 ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+            raise InputError(f"{name} = {value!r}: must be a whole number >= {minimum}")
     log = log or _LOGGER.info
     built = build(config, simulator, log=log)
     jobs = _jobs(config, per_mode, seed)

@@ -17,8 +17,9 @@ def test_options():
 @pytest.mark.parametrize("option", ["--plot", "--sparse-plot"])
 def test_plot_must_be_a_png(capsys, tmp_path, option):
     code, _, err = run_qforge(capsys, "bench", option, tmp_path / "plot.txt")
-    assert (code, err) == (2, f"qforge: error: {option} {tmp_path / 'plot.txt'}: the plot "
-                              "file must end in .png\n")
+    assert code == 2 and err.endswith(
+        f"\nqforge bench: error: argument {option}: {tmp_path / 'plot.txt'}: the file name "
+        "must end in .png\n")
 
 
 def test_plot_dir_below_a_file(capsys, tmp_path):

@@ -17,10 +17,13 @@ def test_options():
     assert exclusive_groups(parser) == [({"--preset", "--spec"}, False)]
 
 
-@pytest.mark.parametrize("option", ["--programs", "--per-mode"])
-def test_negative_counts_are_one_line(capsys, option):
-    code, _, err = run_qforge(capsys, "demo", "--preset", "tiny", option, "-1")
-    assert (code, err) == (2, f"qforge: error: {option} = -1: must be at least 0\n")
+@pytest.mark.parametrize("option, value, allowed", [
+    ("--programs", "-1", "0 .. 100000"), ("--per-mode", "-1", "1 .. 1000"),
+    ("--per-mode", "0", "1 .. 1000"), ("--seed", "-1", "0 .. 4294967295")])
+def test_bad_counts_are_one_line(capsys, option, value, allowed):
+    code, _, err = run_qforge(capsys, "demo", "--preset", "tiny", option, value)
+    assert code == 2 and err.endswith(
+        f"\nqforge demo: error: argument {option}: {value}: allowed range is {allowed}\n")
 
 
 def test_output_below_a_file_is_one_line(capsys, tmp_path):

@@ -17,9 +17,13 @@ def test_options():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--programs", "0"], "--programs = 0: allowed 1 .. 100000"),
-    (["--instructions", "0"], "--instructions = 0: allowed 1 .. 100000"),
-    (["--stall", "1"], "--invalid: allowed 0 .. 1; --stall: allowed 0 .. below 1"),
+    (["--programs", "0"], "--programs: 0: allowed range is 1 .. 100000"),
+    (["--instructions", "0"], "--instructions: 0: allowed range is 1 .. 100000"),
+    (["--stall", "1"], "--stall: 1.0: allowed range is 0 .. below 1"),
+    (["--invalid", "1.5"], "--invalid: 1.5: allowed range is 0 .. 1"),
+    (["--invalid", "inf"], "--invalid: 'inf' is not a number (allowed range is 0 .. 1)"),
 ])
 def test_out_of_range_is_one_line(capsys, argv, message):
-    assert run_qforge(capsys, "fuzz", *argv) == (2, "", f"qforge: error: {message}\n")
+    code, out, err = run_qforge(capsys, "fuzz", *argv)
+    assert (code, out) == (2, "")
+    assert err.endswith(f"\nqforge fuzz: error: argument {message}\n")
