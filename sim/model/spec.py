@@ -47,6 +47,7 @@ validation and the loaders of the configuration, which read best together.)
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -417,7 +418,16 @@ def _attribute_name(field: Field) -> str:
 
 
 def _fail(path: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{path} = {value!r}: {allowed}")
+    raise ConfigError(f"{path} = {_shown(value)}: {allowed}")
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, shortened when longer than ``limit`` characters (a spec may hold
+    a number of thousands of digits or a long string)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 20]}...({len(text)} characters)"
 
 
 def _check_integer(field: Field, value: Any) -> None:
@@ -434,10 +444,9 @@ def _validate(config: Config) -> None:
     name = config.name
     if not isinstance(name, str) or not name.isidentifier() or not name.isascii() \
             or len(name) > MAX_NAME_LENGTH:
-        _fail("name", name if not isinstance(name, str) or len(name) <= MAX_NAME_LENGTH
-              else f"{name[:20]}...({len(name)} characters)",
-              f"must be a non-empty identifier of at most {MAX_NAME_LENGTH} ASCII "
-              f"characters (letters, digits, _; not starting with a digit)")
+        _fail("name", name, f"must be a non-empty identifier of at most "
+              f"{MAX_NAME_LENGTH} ASCII characters (letters, digits, _; not starting with "
+              f"a digit)")
     for field in SCHEMA:
         value = getattr(config, _attribute_name(field))
         _check_integer(field, value)
@@ -555,7 +564,7 @@ def _read_section(source: str, section: str, table: Any, fields: dict[str, Field
     for key in table:
         if key not in fields:
             unknown = f"{section}.{key}"
-            raise ConfigError(f"{source}: unknown key {unknown!r}; allowed keys "
+            raise ConfigError(f"{source}: unknown key {_shown(unknown)}; allowed keys "
                               f"in [{section}]: {', '.join(fields)}")
     for name, field in fields.items():
         if name not in table:
@@ -575,7 +584,7 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
     known_top = {"name", "vrq", "zero_skipping", "output_stage", *_FIELDS_BY_SECTION}
     for key in spec:
         if key not in known_top:
-            raise ConfigError(f"{source}: unknown key {key!r}; allowed top-level keys: "
+            raise ConfigError(f"{source}: unknown key {_shown(key)}; allowed top-level keys: "
                               f"{', '.join(sorted(known_top))}")
     values: dict[str, Any] = {"name": spec.get("name", "custom")}
     for section, fields in _FIELDS_BY_SECTION.items():
@@ -621,6 +630,11 @@ def read_toml(path, source: str, what: str, error: type[ConfigError] = ConfigErr
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as failure:
         raise error(f"{source}: not valid TOML: {failure}") from None
+    except ValueError:          # Python's limit on the digits of an int it converts
+        raise error(f"{source}: a number has more than {sys.get_int_max_str_digits()} "
+                    f"digits") from None
+    except RecursionError:      # tomllib parses nested arrays and tables recursively
+        raise error(f"{source}: arrays or inline tables nested too deeply") from None
 
 
 def load_spec(path: str | Path) -> Config:

@@ -77,7 +77,7 @@ def test_numbers_of_the_wrong_kind_name_the_field(capsys, tmp_path, value, messa
 
 
 @pytest.mark.parametrize("name, shown", [
-    ("é", "'é'"), ("a" * 5000, "'aaaaaaaaaaaaaaaaaaaa...(5000 characters)'")])
+    ("é", "'é'"), ("a" * 5000, "'" + "a" * 59 + "...(5002 characters)")])
 def test_names_are_short_ascii_identifiers(capsys, tmp_path, name, shown):
     assert_refused(capsys, tmp_path, DEFAULT.replace('name = "default"', f'name = "{name}"'),
                    f"name = {shown}: must be a non-empty identifier of at most 64 ASCII "
@@ -90,3 +90,15 @@ def test_differences_name_every_differing_key():
     assert tiny.differences(vrq) == ["vrq.code_width", "vrq.range_stride", "vrq.ranges"]
     assert vrq.differences(tiny) == ["vrq.code_width", "vrq.range_stride", "vrq.ranges"]
     assert tiny.differences(dataclasses.replace(tiny, buffer_depth=512)) == ["buffers.depth"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name = " + "9" * 5000 + "\n", "a number has more than 4300 digits"),
+    ("name = " + "[" * 5000 + "]" * 5000 + "\n",
+     "arrays or inline tables nested too deeply"),
+    (DEFAULT.replace("rows = 8", "rows = " + "9" * 4000),
+     "array.rows = " + "9" * 60 + "...(4000 characters): allowed range is 1 .. 64 (PE rows "
+     "of the systolic array (R))"),
+])
+def test_toml_beyond_the_parsers_limits_is_one_error(capsys, tmp_path, text, message):
+    assert_refused(capsys, tmp_path, text, message)
