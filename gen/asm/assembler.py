@@ -24,7 +24,7 @@ from qforge.gen.asm.disassembler import disassemble
 from qforge.gen.asm.errors import BlockError, SourceText, did_you_mean
 from qforge.gen.asm.expressions import evaluate
 from qforge.gen.asm.limits import (DATA_LIMIT, ELEMENT_RANGE, MAX_BLOCK_GEMMS,
-                                   MAX_PROGRAM_WORDS, MAX_REFERENCE_DEPTH, power_text)
+                                   MAX_PROGRAM_WORDS, MAX_REFERENCE_DEPTH, count_text)
 from qforge.gen.asm.parser import Operand, Statement, parse
 from qforge.gen.asm.program import Program
 from qforge.gen.asm.syntax import FIELDS, MNEMONICS, NAMED_VALUES, POSITIONAL, REQUIRED
@@ -99,7 +99,7 @@ class _Assembler:
         if name in self.evaluating:
             raise self.error(line, column, f"circular definition: {name!r} depends on "
                              "itself")
-        if len(self.evaluating) >= MAX_REFERENCE_DEPTH:
+        if len(self.evaluating) > MAX_REFERENCE_DEPTH:
             raise self.error(line, column, f"{name!r}: forward references nest too deeply "
                              f"(more than {MAX_REFERENCE_DEPTH} names, each needing a name "
                              "defined after it; define names before they are used)")
@@ -132,8 +132,8 @@ class _Assembler:
         if words > MAX_PROGRAM_WORDS:
             raise self.error(statement.line, statement.column,
                              f"the program reaches {words} instruction words here, more "
-                             f"than the {MAX_PROGRAM_WORDS} "
-                             f"({power_text(MAX_PROGRAM_WORDS)}) a program may have")
+                             f"than the {count_text(MAX_PROGRAM_WORDS)} a program may "
+                             "have")
 
     def data_offset(self, position: int) -> int:
         """The element address of data statement ``position``; an error as soon as the
@@ -150,8 +150,8 @@ class _Assembler:
                 raise self.error(statement.line, column,
                                  f"the data section reaches {end} elements with this "
                                  f"{statement.name} ({size} from element address "
-                                 f"{self.data_offsets[index]}), more than the {DATA_LIMIT} "
-                                 f"({power_text(DATA_LIMIT)}) that the "
+                                 f"{self.data_offsets[index]}), more than the "
+                                 f"{count_text(DATA_LIMIT)} that the "
                                  f"{DATA_LIMIT.bit_length() - 1}-bit LOAD/STORE address "
                                  f"field reaches (0 .. {DATA_LIMIT - 1})")
             self.data_offsets.append(end)

@@ -35,7 +35,8 @@ from qforge.sim.model.isa import INSTRUCTION_WIDTH, OPERAND_FIELDS, Opcode
 from qforge.sim.model.saturation import signed_range
 
 __all__ = ["VALUE_LIMIT", "ELEMENT_RANGE", "DATA_LIMIT", "MAX_BLOCK_GEMMS",
-           "MAX_PROGRAM_WORDS", "MAX_REFERENCE_DEPTH", "power_text", "value_error"]
+           "MAX_PROGRAM_WORDS", "MAX_REFERENCE_DEPTH", "power_text", "count_text",
+           "value_error"]
 
 #: Largest magnitude of any value an expression computes: a 64-bit instruction word.
 VALUE_LIMIT = 1 << INSTRUCTION_WIDTH
@@ -67,6 +68,16 @@ def power_text(limit: int) -> str:
     if limit > 0 and limit & (limit - 1) == 0:
         return f"2**{limit.bit_length() - 1}"
     return str(limit)
+
+
+def count_text(count: int) -> str:
+    """``count`` in decimal, followed by its :func:`power_text` when that differs.
+
+    >>> count_text(1 << 18), count_text(3)
+    ('262144 (2**18)', '3')
+    """
+    power = power_text(count)
+    return str(count) if power == str(count) else f"{count} ({power})"
 
 
 def value_error(value: int) -> str | None:

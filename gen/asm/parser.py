@@ -24,7 +24,7 @@ from qforge.gen.asm.blocks import BLOCKS
 from qforge.gen.asm.errors import SourceText, did_you_mean
 from qforge.gen.asm.expressions import parse_expression
 from qforge.gen.asm.lexer import Token, tokenize
-from qforge.gen.asm.limits import MAX_PROGRAM_WORDS, power_text
+from qforge.gen.asm.limits import MAX_PROGRAM_WORDS, count_text
 from qforge.gen.asm.syntax import MNEMONICS
 
 __all__ = ["DIRECTIVES", "Operand", "Statement", "Definition", "ParsedProgram", "parse"]
@@ -133,9 +133,9 @@ class _Parser:
         :data:`~qforge.gen.asm.limits.MAX_PROGRAM_WORDS` of them is an error at once)."""
         if len(self.program.text) >= MAX_PROGRAM_WORDS:
             raise self.source.error(statement.line, statement.column,
-                                    f"more than {MAX_PROGRAM_WORDS} "
-                                    f"({power_text(MAX_PROGRAM_WORDS)}) instructions: a "
-                                    "program may have at most that many words")
+                                    f"more than {count_text(MAX_PROGRAM_WORDS)} "
+                                    "instructions: a program may have at most that many "
+                                    "words")
         self.program.order.append(("text", len(self.program.text)))
         self.program.text.append(statement)
 
