@@ -56,11 +56,27 @@ def _check_count(name: str, value) -> int:
     return value
 
 
-def _check_address(name: str, value) -> int:
+def _check_address(name: str, value, default: str | None = None) -> int:
+    """``value`` of an address or stride operand; ``default`` names the size it was
+    taken from when the operand was not given (the error blames that size)."""
     if isinstance(value, bool) or not isinstance(value, int) \
             or not 0 <= value < 1 << ADDRESS_BITS:
+        if default is not None:
+            raise BlockError(f"{name} defaults to {default} = {value!r}, beyond the "
+                             f"strides 0 .. {(1 << ADDRESS_BITS) - 1} (give {name}, or a "
+                             f"smaller {default})", default)
         raise BlockError(f"{name} = {value!r}: element addresses and strides are "
                          f"0 .. {(1 << ADDRESS_BITS) - 1}", name)
+    return value
+
+
+def _check_row_size(name: str, value) -> int:
+    """A size of a ``linear_*`` or ``sgd_update`` block, which is also a row stride."""
+    _check_count(name, value)
+    if value >= 1 << ADDRESS_BITS:
+        raise BlockError(f"{name} = {value!r}: at most {(1 << ADDRESS_BITS) - 1} (it is "
+                         f"also a row stride, and strides are 0 .. "
+                         f"{(1 << ADDRESS_BITS) - 1})", name)
     return value
 
 
@@ -215,12 +231,15 @@ def matmul_words(config, *, a: int, b: int, c: int, m: int, n: int, k: int,
     """
     config = _check_config(config, "matmul")
     m, n, k = _check_count("m", m), _check_count("n", n), _check_count("k", k)
+    defaults = {"a_stride": None if a_stride is not None else "m" if transpose_a else "k",
+                "b_stride": None if b_stride is not None else "k" if transpose_b else "n",
+                "c_stride": None if c_stride is not None else "n"}
     a_stride = (m if transpose_a else k) if a_stride is None else a_stride
     b_stride = (k if transpose_b else n) if b_stride is None else b_stride
     c_stride = n if c_stride is None else c_stride
     for name, value in (("a", a), ("b", b), ("c", c), ("a_stride", a_stride),
                         ("b_stride", b_stride), ("c_stride", c_stride)):
-        _check_address(name, value)
+        _check_address(name, value, defaults.get(name))
     _check_skip_zeros(config, skip_zeros)
     return _tiled(config, _Matrix("a", a, a_stride, bool(transpose_a)),
                   _Matrix("b", b, b_stride, bool(transpose_b)), _Matrix("c", c, c_stride),
@@ -242,7 +261,7 @@ def linear_forward_words(config, *, x: int, w: int, y: int, batch: int, inputs: 
     whose ``max_gemms`` this passes on)."""
     config = _check_config(config, "linear_forward")
     for name, value in (("batch", batch), ("inputs", inputs), ("outputs", outputs)):
-        _check_count(name, value)
+        _check_row_size(name, value)
     try:
         return matmul_words(config, a=x, b=w, c=y, m=batch, n=outputs, k=inputs,
                             max_gemms=max_gemms)
@@ -259,7 +278,7 @@ def linear_backward_words(config, *, x: int, w: int, dy: int, dw: int, batch: in
     each of the two products."""
     config = _check_config(config, "linear_backward")
     for name, value in (("batch", batch), ("inputs", inputs), ("outputs", outputs)):
-        _check_count(name, value)
+        _check_row_size(name, value)
     try:
         words = matmul_words(config, a=x, b=dy, c=dw, m=inputs, n=outputs, k=batch,
                              a_stride=inputs, transpose_a=True, max_gemms=max_gemms)
@@ -295,7 +314,7 @@ def sgd_update_words(config, *, w: int, x: int, dy: int, batch: int, inputs: int
                          + ", ".join(f"{int(code)} ({ROUNDING_NAMES[code]})"
                                      for code in Rounding), "rounding")
     for name, value in (("batch", batch), ("inputs", inputs), ("outputs", outputs)):
-        _check_count(name, value)
+        _check_row_size(name, value)
     for name, value in (("w", w), ("x", x), ("dy", dy)):
         _check_address(name, value)
     if isinstance(weight_bits, bool) or not isinstance(weight_bits, int) \

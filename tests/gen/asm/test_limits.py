@@ -164,3 +164,17 @@ def test_a_program_knows_its_configuration():
     program = assemble("gemm 1, 2, 3", DEFAULT)
     assert program.config is DEFAULT and assemble("gemm 1, 2, 3").config is None
     assert program == assemble("gemm 1, 2, 3", TINY)   # not part of equality
+
+
+@pytest.mark.parametrize("line, column, message", [
+    ("matmul a=0, b=0, c=0, m=1, n=16777216, k=1", 30,
+     "matmul: b_stride defaults to n = 16777216, beyond the strides 0 .. 16777215 (give "
+     "b_stride, or a smaller n)"),
+    ("linear_forward x=0, w=0, y=0, batch=1, inputs=1, outputs=1 << 64", 58,
+     "linear_forward: outputs = 18446744073709551616: at most 16777215 (it is also a row "
+     "stride, and strides are 0 .. 16777215)"),
+])
+def test_block_sizes_that_are_strides_blame_the_size(capsys, tmp_path, line, column,
+                                                     message):
+    path = qasm(tmp_path, line + "\n")
+    assert failed(capsys, path) == f"{path}:1:{column}: error: {message}"
