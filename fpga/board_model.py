@@ -34,9 +34,17 @@ tested in milliseconds without RTL or a board.
 * **Back-pressure.** The hardware pushes a frame's beats into a stream that may not be
   ready, and ACKs once its last beat is taken. The model computes instantly, so a stream
   is only ever not ready when the host breaks the command/operand order (a command while
-  another still waits for operands, operand beats no command asked for). Under
-  stop-and-wait that frame can never complete: the model records why in :attr:`stuck`
-  and, like a link waiting forever, answers nothing more.
+  another still waits for operands, operand beats no command asked for; a host that
+  died mid-GEMM leaves the next host in that state). Such a beat is never taken: the
+  beats before it stay taken, the model records why in :attr:`stuck` (and
+  :attr:`stalls`), drops received bytes as the busy link does, and once the transmit
+  line has been idle for :data:`~qforge.hdl.protocol.STALL_TIMEOUT_BYTE_TIMES` byte
+  times answers the frame with ``NAK STALLED`` (``last_seq`` unchanged) and receives
+  again.
+* **ABORT** (checked like STATUS): the accelerator is reset (a command waiting for
+  operands, complete operands, result beats not yet on the line and the sticky error
+  flag are dropped), the result counter restarts at 0, ``last_seq := SEQ`` and status
+  bit 3 is set until the next STATUS reply; answered with ACK.
 * **Transmitting.** Responses (ACK, NAK, STATUS_REPLY) and RESULT frames share the
   board's transmit line one whole frame at a time, a response first whenever one is
   waiting at a frame boundary. A response's status is a snapshot taken when the frame
@@ -72,8 +80,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qforge.hdl.protocol import (CRC_BYTES, DATA_KINDS, HEADER_BYTES, MAX_PAYLOAD,
-                                  REQUEST_KINDS, SYNC, TIMEOUT_BYTE_TIMES, Frame,
+from qforge.hdl.protocol import (CONTROL_KINDS, CRC_BYTES, DATA_KINDS, HEADER_BYTES,
+                                  MAX_PAYLOAD, REQUEST_KINDS, STALL_TIMEOUT_BYTE_TIMES,
+                                  SYNC, TIMEOUT_BYTE_TIMES, Frame,
                                   FrameParser, Kind, Nak, Status, beat_bytes,
                                   bytes_to_beats, config_fingerprint, crc16, encode_frame)
 from qforge.sim.model.errors import QforgeError
@@ -255,7 +264,9 @@ class BoardModel:
     executed data frame), :attr:`duplicates` (re-ACKed retransmissions), :attr:`naks`
     (the reasons of every NAK sent), :attr:`commands` (accepted commands),
     :attr:`rejected_commands` (the :class:`CommandError` of every dropped one),
-    :attr:`gemms` (GEMMs computed) and :attr:`stuck`.
+    :attr:`gemms` (GEMMs computed), :attr:`stuck` (why the frame being executed waits,
+    None when none does), :attr:`stalls` (that reason for every NAK STALLED) and
+    :attr:`aborts` (ABORTs executed).
     """
 
     def __init__(self, config: Config, *, checks: tuple[str, ...] = CHECKS):
@@ -277,7 +288,10 @@ class BoardModel:
         self.frame_rejected = False
         self.rejected_frames = 0
         self.result_counter = 0
+        self.aborted = False
         self.stuck: str | None = None
+        self._stall_since = 0.0                  # when the stuck frame's wait began
+        self._stalled_seq = 0
         self._frame: bytearray | None = None     # the frame being received
         self._last_byte = 0.0
         self._load: _Load | None = None
@@ -292,6 +306,8 @@ class BoardModel:
         self.commands: list[Command] = []
         self.rejected_commands: list[CommandError] = []
         self.gemms = 0
+        self.stalls: list[str] = []
+        self.aborts = 0
 
     # ---- time and the receiver --------------------------------------------------------
     @property
@@ -299,26 +315,47 @@ class BoardModel:
         """When the frame being received is truncated if no byte arrives (byte times)."""
         return None if self._frame is None else self._last_byte + TIMEOUT_BYTE_TIMES
 
+    def stall_deadline(self) -> float | None:
+        """When the stuck frame is answered with NAK STALLED if nothing changes:
+        STALL_TIMEOUT_BYTE_TIMES after the later of the stall and the end of the last
+        frame the transmit line sends before then (a frame being sent restarts the
+        wait, as in the hardware)."""
+        if self.stuck is None:
+            return None
+        while True:
+            deadline = max(self._stall_since, self._tx_free) + STALL_TIMEOUT_BYTE_TIMES
+            self._schedule(deadline)
+            if max(self._stall_since, self._tx_free) + STALL_TIMEOUT_BYTE_TIMES == deadline:
+                return deadline
+
     def next_event(self) -> float | None:
         """The earliest time at which the model does something without new input: the
-        truncation timeout, or the start of the next frame on the transmit line."""
-        times = [t for t in (self.deadline, self._next_start()) if t is not None]
+        truncation timeout, the stall timeout, or the start of the next frame on the
+        transmit line."""
+        times = [t for t in (self.deadline, self.stall_deadline(), self._next_start())
+                 if t is not None]
         return min(times) if times else None
 
     def advance(self, time: float) -> None:
         """Let time pass up to ``time`` (byte times) with no byte received: a frame whose
-        gap reaches TIMEOUT_BYTE_TIMES is truncated at that moment."""
+        gap reaches TIMEOUT_BYTE_TIMES is truncated at that moment, a stuck frame is
+        NAKed STALLED at :meth:`stall_deadline`."""
         if time < self.time:
             raise ValueError(f"time = {time}: the model is already at {self.time} "
                              f"(time only moves forward)")
+        stall = self.stall_deadline()
+        if stall is not None and stall <= time:
+            self._schedule(stall)
+            self.time = max(self.time, stall)
+            self.stuck = None
+            self._reject(Nak.STALLED, self._stalled_seq)
         deadline = self.deadline
         if deadline is not None and deadline <= time:
             self._schedule(deadline)
             self.time = max(self.time, deadline)
             frame, self._frame = self._frame, None
-            if self.stuck is None:
-                seq = frame[2] if len(frame) > 2 else 0
-                self._reject(Nak.TRUNCATED, seq)
+            seq = frame[2] if len(frame) > 2 else 0
+            self._reject(Nak.TRUNCATED, seq)
         self._schedule(time)
         self.time = time
 
@@ -377,13 +414,16 @@ class BoardModel:
                 return self._reject(Nak.CRC, seq)
             if check == "beats":
                 size = self._beat_bytes.get(kind, 0)
-                if (kind == Kind.STATUS and length) or (size and length % size):
+                if (kind in CONTROL_KINDS and length) or (size and length % size):
                     return self._reject(Nak.LENGTH, seq)
             if check == "sequence" and kind in DATA_KINDS \
                     and seq not in (self.last_seq, (self.last_seq + 1) & 0xFF):
                 return self._reject(Nak.SEQUENCE, seq)
         if kind == Kind.STATUS:
             self._respond(Kind.STATUS_REPLY, seq)
+            return
+        if kind == Kind.ABORT:
+            self._abort(seq)
             return
         if seq == self.last_seq:
             self.duplicates += 1
@@ -393,6 +433,8 @@ class BoardModel:
         if self._push(Kind(kind), bytes_to_beats(self.config, kind, payload)):
             self.last_seq = seq             # once the last beat is taken, with the ACK
             self._respond(Kind.ACK, seq)
+        else:
+            self._stall_since, self._stalled_seq = self.time, seq
         # The ACK goes when the last beat is taken; the results come after it.
         while self._complete:
             self._compute(self._complete.popleft())
@@ -437,8 +479,22 @@ class BoardModel:
 
     def _stick(self, why: str) -> bool:
         self.stuck = why
+        self.stalls.append(why)
         self._frame = None
         return False
+
+    def _abort(self, seq: int) -> None:
+        """ABORT: reset the accelerator; what the transmit line started stays sent."""
+        self._schedule(self.time)
+        self._load = None
+        self._complete.clear()
+        self._results.clear()
+        self.accelerator_error = False
+        self.result_counter = 0
+        self.last_seq = seq
+        self.aborted = True
+        self.aborts += 1
+        self._respond(Kind.ACK, seq)
 
     def _compute(self, load: _Load) -> None:
         config, command = self.config, load.command
@@ -465,7 +521,8 @@ class BoardModel:
         idle = self._load is None and not self._complete and not self._results
         return Status(idle=idle, accelerator_error=self.accelerator_error,
                       frame_rejected=self.frame_rejected, last_seq=self.last_seq,
-                      rejected_frames=self.rejected_frames, fingerprint=self.fingerprint)
+                      rejected_frames=self.rejected_frames, fingerprint=self.fingerprint,
+                      aborted=self.aborted)
 
     def status(self) -> Status:
         """The status a response starting now would carry (nothing is cleared)."""
@@ -492,6 +549,7 @@ class BoardModel:
                     payload = bytes([reason]) + payload
                 elif kind == Kind.STATUS_REPLY:
                     self.frame_rejected = False
+                    self.aborted = False
                 frame = encode_frame(kind, seq, payload)
             else:
                 _, beat = self._results.popleft()

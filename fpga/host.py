@@ -8,7 +8,8 @@ board over a serial port, bit-exact with the golden model.
   simulated UART pins. All timeouts are seconds of the transport's own clock: the driver
   never looks at real time, so simulated transports run as fast as they can.
 * :class:`Board`: the client. :meth:`Board.connect` checks the board was built for the
-  configuration; :meth:`Board.send` is stop-and-wait with retransmission;
+  configuration and brings a board left busy (a host that stopped mid-GEMM) back to idle
+  with :meth:`Board.abort`; :meth:`Board.send` is stop-and-wait with retransmission;
   :meth:`Board.gemm` packs, sends, collects and assembles a GEMM, and runs it again when a
   result frame is lost or corrupted (GEMMs are pure functions of their frames).
 
@@ -37,9 +38,10 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from qforge.hdl.protocol import (DATA_KINDS, MAX_PAYLOAD, STATUS_BYTES, Frame, FrameParser,
-                                  Kind, Nak, ProtocolError, Status, beat_bytes, beat_width,
-                                  beats_to_bytes, config_fingerprint, encode_frame)
+from qforge.hdl.protocol import (DATA_KINDS, MAX_PAYLOAD, STALL_TIMEOUT_BYTE_TIMES,
+                                  STATUS_BYTES, Frame, FrameParser, Kind, Nak, ProtocolError,
+                                  Status, beat_bytes, beat_width, beats_to_bytes,
+                                  config_fingerprint, encode_frame)
 from qforge.fpga.board_model import CommandError, decode_command
 from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
@@ -210,6 +212,7 @@ class Board:
         self._status_seq = 0xFF
         self._result_seq: int | None = None
         self._parser = FrameParser()
+        self._frames_heard = 0          # frames (and damaged ones) received, for errors
         self._replies: deque[Frame] = deque()
         self._results: deque[Frame] = deque()
         self._beat_bytes = {}
@@ -242,13 +245,17 @@ class Board:
             return False
         rejected = self._parser.rejected
         for frame in self._parser.feed(data):
+            self._frames_heard += 1
             (self._results if frame.kind == Kind.RESULT else self._replies).append(frame)
+        self._frames_heard += self._parser.rejected - rejected
         if self._parser.rejected != rejected:
             self._corrupted = self._parser.last_error
             self._log(f"dropped a corrupted frame from the board: {self._parser.last_error}")
         return True
 
     _corrupted: str | None = None
+    #: The error to raise if the last attempt of a request was NAKed LENGTH or KIND.
+    _refusal: str | None = None
 
     def _decode_status(self, frame: Frame, payload: bytes) -> Status:
         try:
@@ -262,10 +269,14 @@ class Board:
 
     def _request(self, kind: Kind, seq: int, payload: bytes, reply: Kind) -> Status:
         """Send one request frame until ``reply`` (ACK or STATUS_REPLY) with its SEQ
-        arrives; retransmit on a timeout or a NAK CRC/TRUNCATED."""
+        arrives; retransmit on a timeout or a NAK CRC/TRUNCATED/LENGTH/KIND (a NAKed frame
+        was never executed). LENGTH and KIND are retried too because the host's frame
+        may have been glued to the bytes a dead host left half sent; if every attempt
+        gets one of them, the board really expects another frame layout."""
         frame = encode_frame(kind, seq, payload)
         attempts = 1 + self.retries
         problem = ""
+        heard = self._frames_heard
         for attempt in range(attempts):
             if attempt:
                 self._log(f"{kind.name} frame SEQ {seq}: {problem}; sending it again "
@@ -274,13 +285,26 @@ class Board:
                 self._log(f"ignoring a stale {stale.kind_name} frame (SEQ {stale.seq})")
             self._replies.clear()
             self.transport.write(frame)
+            self._refusal = None
             problem = self._await(kind, seq, len(payload), reply)
             if isinstance(problem, Status):
                 return problem
+        if self._refusal is not None:
+            raise HostError(self._refusal)
+        heard = self._frames_heard - heard
+        if heard:
+            advice = (f"the board sent {heard} other frame(s) meanwhile, so the line works: "
+                      f"it is busy with something else (another host, or a GEMM left "
+                      f"running). Connect again (Board.connect aborts what the board was "
+                      f"doing)")
+        elif self.last_status is not None:
+            advice = ("the board answered earlier on this port, so the line works: it "
+                      "stopped answering. Was it reset, reprogrammed or unplugged?")
+        else:
+            advice = ("Check the cable, the port and the baud rate, and that the board is "
+                      "programmed and out of reset")
         raise HostError(f"no {reply.name} from the board for the {kind.name} frame (SEQ "
-                        f"{seq}) after {attempts} attempt(s): {problem}. Check the cable, "
-                        f"the port and the baud rate, and that the board is programmed "
-                        f"and out of reset")
+                        f"{seq}) after {attempts} attempt(s): {problem}. {advice}")
 
     def _await(self, kind: Kind, seq: int, length: int, reply: Kind) -> Status | str:
         """The reply's status, or why the frame should be sent again."""
@@ -304,18 +328,29 @@ class Board:
                         self._log(f"ignoring NAK {reason.name} for SEQ {frame.seq} (waiting "
                                   f"for SEQ {seq})")
                         continue
+                    if reason == Nak.STALLED:
+                        # The frame may be partly executed: only an ABORT recovers.
+                        self.sequence = None
+                        raise HostError(
+                            f"the board could not execute the {kind.name} frame (SEQ {seq}): "
+                            f"NAK STALLED: the accelerator did not take its beats within "
+                            f"{STALL_TIMEOUT_BYTE_TIMES} byte times; it waits for other "
+                            f"frames (a command or operands left half sent, e.g. by a host "
+                            f"that stopped mid-GEMM). Connect again: Board.connect() brings "
+                            f"it back to idle with an ABORT")
                     if reason == Nak.SEQUENCE:
                         raise HostError(
                             f"the board refused the {kind.name} frame: NAK SEQUENCE "
                             f"({reason.explanation}): it sent SEQ {seq}, the board's last_seq "
                             f"is {status.last_seq}. Was the board reset, or used by another "
                             f"host? Connect again (Board.connect) to resynchronize")
-                    raise HostError(
+                    self._refusal = (
                         f"the board refused the {kind.name} frame (SEQ {seq}, LENGTH "
                         f"{length}): NAK {reason.name} "
                         f"({reason.explanation}). The host sent a well-formed frame, so "
                         f"the board expects another frame layout: is it built for "
                         f"configuration {self.config.name!r} and this version of qforge?")
+                    return f"NAK {reason.name}: {reason.explanation}"
                 self._log(f"ignoring a {frame.kind_name} frame (SEQ {frame.seq}) while "
                           f"waiting for {reply.name} SEQ {seq}")
             if not self._receive(self.timeout):
@@ -327,10 +362,38 @@ class Board:
         self._status_seq = (self._status_seq + 1) & 0xFF
         return self._request(Kind.STATUS, self._status_seq, b"", Kind.STATUS_REPLY)
 
+    def abort(self) -> Status:
+        """Send ABORT and return the status of its ACK: the board resets its accelerator
+        (whatever command, operands, GEMM or results an earlier host left, and the sticky
+        error flag), restarts its result counter and takes this ABORT's SEQ as its
+        ``last_seq``, which becomes :attr:`sequence`. RESULT frames received before the
+        ACK are discarded. Raises :class:`HostError` if the accelerator is still not idle
+        after it."""
+        known = self.sequence if self.sequence is not None else (
+            self.last_status.last_seq if self.last_status is not None else 0xFF)
+        seq = (known + 1) & 0xFF
+        status = self._request(Kind.ABORT, seq, b"", Kind.ACK)
+        for stale in self._results:
+            self._log(f"discarding RESULT frame SEQ {stale.seq} sent before the ABORT")
+        self._results.clear()
+        self._result_seq = 0
+        self.sequence = seq
+        if not status.idle or status.accelerator_error:
+            raise HostError(f"the board acknowledged ABORT (SEQ {seq}) but its accelerator is "
+                            f"still {'busy' if not status.idle else 'flagging an error'}: "
+                            f"reset the board (its bitstream may be from another version "
+                            f"of qforge)")
+        return status
+
     def connect(self) -> Status:
         """Read the board's status, check it was built for :attr:`config` (same
         :func:`~qforge.hdl.protocol.config_fingerprint`) and learn its ``last_seq``.
-        Raises :class:`HostError` naming both fingerprints on a mismatch."""
+        Raises :class:`HostError` naming both fingerprints on a mismatch.
+
+        A board whose accelerator is not idle (a host stopped mid-GEMM: a command waiting
+        for operands, results nobody reads) or has its sticky error flag set is brought
+        back to idle with :meth:`abort`, and ``log`` says so. Only one host may use a
+        board at a time: connecting aborts the GEMM of any other."""
         status = self.status()
         if status.fingerprint != self.fingerprint:
             matches = identify_fingerprint(status.fingerprint)
@@ -343,9 +406,14 @@ class Board:
                 f"built from (--preset/--spec), or build and program one for "
                 f"{self.config.name!r}")
         self.sequence = status.last_seq
-        if status.accelerator_error:
-            self._log("the accelerator's error flag is set (an invalid command was dropped "
-                      "earlier; the flag stays set until the board is reset)")
+        if not status.idle or status.accelerator_error:
+            why = ("its accelerator is busy (a GEMM in progress or left half done by a host "
+                   "that stopped)" if not status.idle else
+                   "its accelerator's error flag is set (an invalid command was dropped "
+                   "earlier)")
+            self._log(f"the board is not ready: {why}; sending ABORT")
+            status = self.abort()
+            self._log(f"ABORT acknowledged: the accelerator is idle, last_seq {status.last_seq}")
         return status
 
     def send(self, kind: Kind, payload: bytes) -> Status:
@@ -433,8 +501,8 @@ class Board:
             self.connect()
         if self.last_status is not None and self.last_status.accelerator_error:
             raise HostError("the accelerator's error flag is already set (an earlier invalid "
-                            "command was dropped; the flag stays set until reset): reset the "
-                            "board, then connect again")
+                            "command was dropped; the flag stays set until reset): connect "
+                            "again (Board.connect clears it with an ABORT)")
         attempts = 1 + self.retries
         self._log(f"GEMM {job.a.shape[0]} x {job.a.shape[1]} by {job.b.shape[0]} x "
                   f"{job.b.shape[1]} ({job.precision.describe()}): {len(job.a_beats)} A and "
@@ -461,7 +529,8 @@ class Board:
                 "the accelerator rejected the command: its sticky error flag went up when "
                 "the command arrived (the host's own checks of the same rules passed, so "
                 "the board disagrees about the configuration; its fingerprint matched). "
-                "Reset the board before the next GEMM")
+                "Connect again before the next GEMM (Board.connect clears the flag with an "
+                "ABORT)")
         self.send_beats(Kind.A_DATA, job.a_beats)
         self.send_beats(Kind.B_DATA, job.b_beats)
         return self.collect_results(job)

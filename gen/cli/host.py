@@ -3,7 +3,9 @@
 * ``qforge host status --port DEV --preset NAME``: the board's status, and whether it was
   built for the configuration.
 * ``qforge host gemm --port DEV --preset NAME --m M --n N --depth D --mode MODE``: a GEMM
-  of random operands on the board; ``--check`` compares it with the golden model.
+  of random operands on the board; ``--check`` compares it with the golden model. It
+  connects first, which brings a board left busy by a host that stopped mid-GEMM back
+  to idle (an ABORT, reported on stderr unless ``--quiet``).
 
 ``--port loopback`` talks to :class:`qforge.fpga.board_model.BoardModel` through a
 simulated line (:class:`qforge.fpga.loopback.LoopbackTransport`) instead of a board, so
@@ -77,7 +79,8 @@ def register(commands) -> argparse.ArgumentParser:
         "status", help="print the board's status and check its configuration",
         description="Ask the board for its status: accelerator idle, the sticky "
                     "accelerator error (an invalid command was dropped), rejected frames "
-                    "since the last status and in total, the last executed sequence number, "
+                    "since the last status and in total, whether an ABORT reset the "
+                    "accelerator since the last status, the last executed sequence number, "
                     "and the configuration fingerprint, compared with the configuration "
                     "given. Exit status 1 if the board was built for another "
                     "configuration, 2 if it does not answer.")
@@ -151,8 +154,13 @@ def _command_status(arguments) -> int:
             status = board.status()
     except HostError as error:
         return _error(str(error))
-    print(f"board on {arguments.port}: accelerator {'idle' if status.idle else 'busy'}, "
-          f"error flag {'SET (an invalid command was dropped; reset the board)' if status.accelerator_error else 'clear'}")
+    busy = ("busy (a GEMM in progress, or left half done by a host that stopped: the next "
+            "connect, e.g. `qforge host gemm`, aborts it)")
+    error = ("SET (an invalid command was dropped; the next connect clears it with an "
+             "ABORT)")
+    print(f"board on {arguments.port}: accelerator {'idle' if status.idle else busy}, "
+          f"error flag {error if status.accelerator_error else 'clear'}"
+          f"{', an ABORT since the last status' if status.aborted else ''}")
     print(f"  last_seq {status.last_seq}, rejected frames {status.rejected_frames}"
           f"{' (saturated)' if status.rejected_frames == 255 else ''}"
           f"{', one since the last status' if status.frame_rejected else ''}")

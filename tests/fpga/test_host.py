@@ -16,7 +16,8 @@ from qforge.fpga.board_model import (CHECKS, BoardModel, BoardModelError, Comman
 from qforge.fpga.loopback import Fault, LoopbackTransport
 from qforge.fpga import board_model
 from qforge.fpga.host import Board, HostError, ResultsLost, SerialTransport, Transport
-from qforge.hdl.protocol import (CRC_BYTES, HEADER_BYTES, MAX_PAYLOAD, SYNC,
+from qforge.hdl.protocol import (CRC_BYTES, HEADER_BYTES, MAX_PAYLOAD,
+                                  STALL_TIMEOUT_BYTE_TIMES, SYNC,
                                   TIMEOUT_BYTE_TIMES, FrameParser, Kind, Nak, Status,
                                   beat_bytes, config_fingerprint, crc16, encode_frame)
 from qforge.sim.model.spec import from_dict, load_preset
@@ -206,8 +207,12 @@ def test_sticky_accelerator_error_is_reported():
     model.accelerator_error = True           # as if a command had been dropped meanwhile
     with pytest.raises(HostError, match="the accelerator rejected the command"):
         board.gemm([[1]], [[2]], precision)
-    with pytest.raises(HostError, match="already set .* reset the board"):
+    with pytest.raises(HostError, match=r"already set .*: connect again \(Board.connect "
+                                        r"clears it with an ABORT\)"):
         board.gemm([[1]], [[2]], precision)
+    assert board.connect().idle and model.aborts == 1
+    assert not model.accelerator_error
+    assert board.gemm([[1]], [[2]], precision).tolist() == [[2]]
 
 
 # ---- injected faults ------------------------------------------------------------------------
@@ -606,10 +611,15 @@ def test_invalid_command_sets_sticky_error_and_takes_no_operands(tiny_model):
     status = reply_of(model, encode_frame(Kind.COMMAND, 0, bad.to_bytes(COMMAND_BYTES, "little")))[3]
     assert status.accelerator_error and status.idle
     assert model.commands == [] and len(model.rejected_commands) == 1
-    # Operand beats no command asked for can never be taken: no ACK, ever.
+    # Operand beats no command asked for can never be taken: no ACK, and once the line
+    # has been idle for the stall timeout, NAK STALLED (tests/fpga/test_board_recovery.py).
     assert model.feed(encode_frame(Kind.A_DATA, 1, bytes(8))) == []
     assert "no command asks for more A beats" in model.stuck
     assert model.feed(encode_frame(Kind.STATUS, 0)) == []
+    model.advance(model.time + STALL_TIMEOUT_BYTE_TIMES)
+    assert [(frame.kind_name, frame.payload[0]) for frame in model.flush()] == \
+        [("NAK", Nak.STALLED)]
+    assert model.stuck is None and model.last_seq == 0
 
 
 @pytest.mark.parametrize("field, value, message", [
