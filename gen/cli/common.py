@@ -302,18 +302,21 @@ def prepare_output(path: Path, option: str, *, folder: bool = False) -> list[Pat
     shown = _shown(path)
     where = path if folder else path.parent
     created = make_folder(where, option, path)
-    if not folder and path.is_dir():
-        raise OptionError(f"{option} {shown}: is a folder, not a file")
+    problem = None
     try:
-        if not folder and path.exists():
+        if not folder and path.is_dir():
+            problem = "is a folder, not a file"
+        elif not folder and path.exists():
             with open(path, "ab"):                  # writable, and left as it was
                 pass
         else:
             with tempfile.TemporaryFile(dir=where):
                 pass
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError) as error:          # ValueError: a NUL byte in the name
+        problem = f"cannot write there: {_reason(error)}"
+    if problem is not None:
         remove_empty_folders(created)
-        raise OptionError(f"{option} {shown}: cannot write there: {_reason(error)}") from None
+        raise OptionError(f"{option} {shown}: {problem}")
     return created
 
 

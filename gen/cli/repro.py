@@ -39,6 +39,11 @@ def handle(arguments) -> int:
             shapes.append((rows, cols))
         if len(shapes) < 2:
             raise OptionError("--shapes: give at least two shapes to compare")
+        repeated = next((shape for index, shape in enumerate(shapes)
+                         if shape in shapes[:index]), None)
+        if repeated is not None:
+            raise OptionError(f"--shapes: {repeated[0]}x{repeated[1]} given twice (a shape "
+                              "compared with itself proves nothing)")
     result = run_repro(tuple(shapes), seed=arguments.seed,
                        log=log_to_stderr)
     print(format_repro(result))

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from qforge.gen.generate import TOP_NAME, generate, lint
+from qforge.gen.generate import TOP_NAME, fingerprint, generate, is_generated, lint
 from qforge.sim.model.spec import load_preset, preset_names
 from qforge.hdl.layouts import a_beat_layout, command_layout, result_layout
 
@@ -96,6 +96,34 @@ def test_lint_reports_a_real_warning(tmp_path):
                     "  assign y = a;\nendmodule\n")
     messages = lint(path)
     assert any("UNDRIVEN" in message for message in messages), messages
+
+
+def test_only_qforge_s_unchanged_output_counts_as_generated(tmp_path):
+    """The lint waivers are for qforge's own Verilog: a file is qforge's when the manifest
+    beside it names it with its fingerprint (an edited copy, or one without a manifest,
+    is the user's)."""
+    text = "module qforge_top(input wire clk);\nendmodule\n"
+    (tmp_path / "qforge_top.v").write_text(text)
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"verilog": "qforge_top.v", "verilog_sha256_16": fingerprint(text)}))
+    assert is_generated(tmp_path / "qforge_top.v")
+    (tmp_path / "qforge_top.v").write_text(text + "// edited\n")
+    assert not is_generated(tmp_path / "qforge_top.v")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "qforge_top.v").write_text(text)
+    assert not is_generated(tmp_path / "other" / "qforge_top.v")
+    (tmp_path / "other" / "manifest.json").write_text("[not, json")
+    assert not is_generated(tmp_path / "other" / "qforge_top.v")
+
+
+@pytest.mark.rtl
+def test_lint_without_waivers_reports_what_they_hide(tmp_path):
+    """User Verilog is linted without qforge's waivers: a width truncation is reported."""
+    path = tmp_path / "trunc.v"
+    path.write_text("module trunc(input wire [7:0] a, output wire [3:0] y);\n"
+                    "  assign y = a[3:0] + a;\nendmodule\n")
+    assert lint(path) == []
+    assert any("WIDTHTRUNC" in message for message in lint(path, waivers=False))
 
 
 def test_generation_is_deterministic(tmp_path):
