@@ -34,7 +34,10 @@ The modules, in the order a program goes through them: :mod:`~qforge.gen.asm.lex
 :mod:`~qforge.gen.asm.assembler` (pass 2: symbols, words, checks), giving a
 :mod:`~qforge.gen.asm.program`; :mod:`~qforge.gen.asm.syntax` holds the instruction
 forms, :mod:`~qforge.gen.asm.blocks` the tiling library, :mod:`~qforge.gen.asm.errors`
-the errors and :mod:`~qforge.gen.asm.disassembler` the way back from a word to text.
+the errors, :mod:`~qforge.gen.asm.limits` the resource bounds (values, data section,
+block and program sizes, nesting of forward references; no input can exhaust memory or
+time, and nothing recurses on the depth of an expression) and
+:mod:`~qforge.gen.asm.disassembler` the way back from a word to text.
 
 >>> program = assemble("gemm 32, 64, 65  ; one GEMM")
 >>> [hex(word) for word in program.words]

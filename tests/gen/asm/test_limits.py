@@ -15,7 +15,7 @@ from qforge.gen.asm.limits import (DATA_LIMIT, ELEMENT_RANGE, MAX_BLOCK_GEMMS,
                                    MAX_REFERENCE_DEPTH, VALUE_LIMIT)
 from qforge.sim.model.isa import Opcode
 from tests.cli import run_qforge
-from tests.gen.asm.shared import DEFAULT, TINY
+from tests.gen.asm.shared import TINY
 
 WIDEST = "outside -2**64 .. 2**64 (the widest value the ISA holds is a 64-bit instruction word)"
 
@@ -158,12 +158,6 @@ def test_programs_are_bounded(capsys, tmp_path, monkeypatch):
     path = qasm(tmp_path, "nop\nmatmul a=0, b=64, c=128, m=16, n=16, k=4\n")
     assert failed(capsys, path) == (f"{path}:2:1: error: the program reaches 5 instruction "
                                     "words here, more than the 3 a program may have")
-
-
-def test_a_program_knows_its_configuration():
-    program = assemble("gemm 1, 2, 3", DEFAULT)
-    assert program.config is DEFAULT and assemble("gemm 1, 2, 3").config is None
-    assert program == assemble("gemm 1, 2, 3", TINY)   # not part of equality
 
 
 @pytest.mark.parametrize("line, column, message", [

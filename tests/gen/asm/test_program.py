@@ -1,7 +1,7 @@
-"""The assembled program (qforge.gen.asm.program): bytes and listing."""
+"""The assembled program (qforge.gen.asm.program): bytes, listing and configuration."""
 
 from qforge.gen.asm import Program, assemble
-from tests.gen.asm.shared import TINY
+from tests.gen.asm.shared import DEFAULT, TINY
 
 
 def test_program_bytes_and_listing():
@@ -12,3 +12,9 @@ def test_program_bytes_and_listing():
     assert listing[1].split()[:2] == ["1", f"{program.words[1]:016x}"]
     assert "gemm 1, 2, 3" in listing[1] and "go" in listing[1]
     assert any("symbol x = 0" in line for line in listing)
+
+
+def test_a_program_knows_its_configuration():
+    program = assemble("gemm 1, 2, 3", DEFAULT)
+    assert program.config is DEFAULT and assemble("gemm 1, 2, 3").config is None
+    assert program == assemble("gemm 1, 2, 3", TINY)   # not part of equality
