@@ -106,12 +106,12 @@ PROGRAMS = programs()
 
 
 @fuzz_settings
-@given(source=PROGRAMS)
-def test_qforge_asm_never_crashes_on_random_text(capsys, tmp_path, source):
+@given(source=PROGRAMS, preset=st.sampled_from(["default", "tiny", "sparse"]))
+def test_qforge_asm_never_crashes_on_random_text(capsys, tmp_path, source, preset):
     path = tmp_path / "fuzz.qasm"
     path.write_bytes(source)
     start = time.perf_counter()
-    status, out, err = run_qforge(capsys, "asm", path)
+    status, out, err = run_qforge(capsys, "asm", path, "--preset", preset)
     seconds = time.perf_counter() - start
     assert seconds < SECONDS, f"{seconds:.1f} s"
     assert status in (0, 2), (status, err)
