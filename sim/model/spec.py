@@ -141,6 +141,11 @@ _OUTPUT_STAGE_FIELDS = {field.name: field for field in OUTPUT_STAGE_SCHEMA}
 #: The accumulator may not be wider than this (the golden model computes in int64).
 MAX_ACCUMULATOR_WIDTH = 64
 
+#: The largest :attr:`Config.design_size`: about 5 minutes of CPU to generate (measured
+#: from 2 s for ``tiny`` to 59 s for an 8x8 array of P = 16, K = 1, W = 16; ``large`` is
+#: 26,624). A 64x64 array with P = 64, K = 1, W = 16 (10,395,648) would take hours.
+MAX_DESIGN_SIZE = 1 << 18
+
 #: A configuration's name names folders, files and Verilog modules: a short ASCII
 #: identifier keeps every path within the file system's limits.
 MAX_NAME_LENGTH = 64
@@ -327,6 +332,25 @@ class Config:
         """Block products the whole array performs per cycle: ``R * C * P``."""
         return self.rows * self.cols * self.block_multipliers
 
+    @property
+    def design_size(self) -> int:
+        """An estimate of the work of generating this design (elaborating it with
+        Amaranth and writing its Verilog), in adder and register bits of the array:
+        ``R * C * (P * lane_sum_width + accumulator_width)`` (each PE's P shifted lanes
+        into its adder tree, and its accumulator), 5/2 of that for the zero-skipping
+        array (its PEs also select their own B blocks). Generation time grew in
+        proportion, about 1.2 to 1.4 ms of CPU per bit with a fixed 1.5 s (``qforge
+        generate``, 2024-class x86 core; see :data:`MAX_DESIGN_SIZE`). At most
+        :data:`MAX_DESIGN_SIZE`.
+
+        >>> [load_preset(name).design_size for name in ("tiny", "default", "large",
+        ...                                              "sparse")]
+        [244, 6592, 26624, 16480]
+        """
+        per_pe = self.block_multipliers * self.lane_sum_width + self.accumulator_width
+        size = self.rows * self.cols * per_pe
+        return size * 5 // 2 if self.zero_skipping else size
+
     def with_zero_skipping(self, pe_buffer_depth: int | None = None) -> "Config":
         """The same array built as the zero-skipping array (``self`` if it already is):
         name ``<name>_skipping``, ``pe_buffer_depth`` defaulting to one
@@ -471,6 +495,24 @@ def _validate(config: Config) -> None:
     if config.output_width > config.accumulator_width:
         _fail("arithmetic.output_width", config.output_width,
               f"must not exceed the accumulator width ({config.accumulator_width})")
+    if config.design_size > MAX_DESIGN_SIZE:
+        _fail_design_size(config)
+
+
+def _fail_design_size(config: Config) -> None:
+    """The design is too large to generate in minutes: name the fields that size it."""
+    per_pe = (f"{config.block_multipliers} x {config.lane_sum_width} + "
+              f"{config.accumulator_width}")
+    skipping = " x 5/2 (zero skipping)" if config.zero_skipping else ""
+    raise ConfigError(
+        f"array.rows = {config.rows}, array.cols = {config.cols}, "
+        f"arithmetic.block_multipliers = {config.block_multipliers}, "
+        f"arithmetic.operand_width = {config.operand_width}: the design is too large to "
+        f"generate: its size, rows x cols x (block_multipliers x lane-sum bits + "
+        f"accumulator bits){skipping} = {config.rows} x {config.cols} x ({per_pe})"
+        f"{' x 5/2' if skipping else ''} = {config.design_size:,}, is above the limit "
+        f"{MAX_DESIGN_SIZE:,} (about 5 minutes of generation); use fewer rows, columns "
+        f"or block multipliers, or narrower operands")
 
 
 def _unvalidated(config: Config, **changes) -> Config:

@@ -122,7 +122,12 @@ def valid_specs(draw):
     # lane_sum_width >= 2W + 1, so this never exceeds the accumulator.
     output = draw(st.integers(2, 2 * width + 1))
     name = draw(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,11}", fullmatch=True))
-    return make_spec(name, rows=draw(st.integers(1, 64)), cols=draw(st.integers(1, 64)),
+    # Within the design size limit: an upper bound of each PE's share (lane sum at most
+    # 2W + 7 bits, accumulator at most 64) bounds the array.
+    per_pe = multipliers * (2 * width + 7) + 64
+    rows = draw(st.integers(1, max(1, min(64, spec.MAX_DESIGN_SIZE // per_pe))))
+    cols = draw(st.integers(1, max(1, min(64, spec.MAX_DESIGN_SIZE // (rows * per_pe)))))
+    return make_spec(name, rows=rows, cols=cols,
                      operand_width=width, block_width=block,
                      block_multipliers=multipliers, max_reduction_depth=reduction,
                      output_width=output, depth=depth)
@@ -254,11 +259,15 @@ def test_smallest_and_largest_configs_are_valid():
                                    block_multipliers=1, max_reduction_depth=1,
                                    output_width=2, depth=1))
     assert smallest.accumulator_width == expected_accumulator_width(smallest)
-    largest = from_dict(make_spec(rows=64, cols=64, operand_width=16, block_width=16,
-                                  block_multipliers=64, max_reduction_depth=1 << 20,
-                                  output_width=8, depth=1 << 16))
-    assert largest.accumulator_width == expected_accumulator_width(largest)
-    assert largest.accumulator_width <= spec.MAX_ACCUMULATOR_WIDTH
+    widest = from_dict(make_spec(rows=1, cols=1, operand_width=16, block_width=16,
+                                 block_multipliers=64, max_reduction_depth=1 << 20,
+                                 output_width=8, depth=1 << 16))
+    assert widest.accumulator_width == expected_accumulator_width(widest)
+    assert widest.accumulator_width <= spec.MAX_ACCUMULATOR_WIDTH
+    largest_array = from_dict(make_spec(rows=64, cols=64, operand_width=8, block_width=8,
+                                        block_multipliers=1, max_reduction_depth=512,
+                                        output_width=8, depth=512))
+    assert largest_array.design_size <= spec.MAX_DESIGN_SIZE
 
 
 # ---- cross-field rules -------------------------------------------------------------------

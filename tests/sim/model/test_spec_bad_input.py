@@ -5,11 +5,13 @@ value and what is allowed."""
 
 import dataclasses
 import re
+import time
+import tomllib
 
 import pytest
 
 from qforge import api
-from qforge.sim.model.spec import load_preset
+from qforge.sim.model.spec import MAX_DESIGN_SIZE, from_dict, load_preset
 from tests.cli import run_qforge
 
 DEFAULT = load_preset("default").to_toml()
@@ -102,3 +104,53 @@ def test_differences_name_every_differing_key():
 ])
 def test_toml_beyond_the_parsers_limits_is_one_error(capsys, tmp_path, text, message):
     assert_refused(capsys, tmp_path, text, message)
+
+
+HUGE = """name = "huge"
+[array]
+rows = 64
+cols = 64
+[arithmetic]
+operand_width = 16
+block_width = 1
+block_multipliers = 64
+max_reduction_depth = 1024
+output_width = 8
+[buffers]
+depth = 1024
+"""
+
+
+def test_a_design_too_large_to_generate_is_refused_at_once(capsys, tmp_path):
+    """64x64 PEs of 64 one-bit block multipliers elaborated for hours (issue 14, item
+    7); now every command refuses the spec when it loads it, ``generate`` included."""
+    message = ("array.rows = 64, array.cols = 64, arithmetic.block_multipliers = 64, "
+               "arithmetic.operand_width = 16: the design is too large to generate: its "
+               "size, rows x cols x (block_multipliers x lane-sum bits + accumulator bits) "
+               "= 64 x 64 x (64 x 39 + 42) = 10,395,648, is above the limit 262,144 (about "
+               "5 minutes of generation); use fewer rows, columns or block multipliers, or "
+               "narrower operands")
+    assert_refused(capsys, tmp_path, HUGE, message)
+    path = tmp_path / "spec.toml"
+    started = time.monotonic()
+    status, out, err = run_qforge(capsys, "generate", "--spec", path, "-o", tmp_path / "out")
+    assert (status, err) == (2, f"qforge: error: {path}: {message}\n")
+    assert time.monotonic() - started < 5 and not (tmp_path / "out").exists()
+
+
+def test_the_design_size_limit_is_exact():
+    """The largest preset is well inside; the limit itself is accepted, one PE more is
+    not, and the zero-skipping array counts 5/2 of the dense one."""
+    assert load_preset("large").design_size < MAX_DESIGN_SIZE // 8
+    # 8 x 8 PEs of P = 16, K = 1, W = 16 (lane sum 37 bits, accumulator 42): 634 each.
+    spec = tomllib.loads(HUGE.replace("rows = 64", "rows = 8").replace("cols = 64", "cols = 8")
+                         .replace("block_multipliers = 64", "block_multipliers = 16"))
+    assert from_dict(spec).design_size == 64 * 634
+    largest_rows = MAX_DESIGN_SIZE // (8 * 634)
+    spec["array"]["rows"] = largest_rows
+    assert from_dict(spec).design_size <= MAX_DESIGN_SIZE
+    spec["array"]["rows"] = largest_rows + 1
+    with pytest.raises(api.ConfigError, match="the design is too large to generate"):
+        from_dict(spec)
+    sparse = load_preset("sparse")
+    assert sparse.design_size == load_preset("default").design_size * 5 // 2
