@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -169,6 +170,8 @@ def _shown(path) -> str:
     return text if len(text) <= 200 else f"{text[:20]}...{text[-30:]} ({len(text)} characters)"
 
 
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+
 #: The largest seed the seed options accept: seeds feed numpy's generators and the
 #: benches' stimulus, and 32 bits reproduce any run anyone will ask for.
 SEED_MAXIMUM = 2**32 - 1
@@ -197,10 +200,9 @@ def whole_number(minimum: int, maximum: int):
     allowed = f"allowed range is {minimum} .. {maximum}"
 
     def parse(text: str) -> int:
-        try:
-            value = int(text.strip(), 10) if len(text) <= 40 else None
-        except ValueError:
-            value = None
+        # ASCII digits only: Python's int() also takes "1_000" and other scripts' digits
+        digits = text.strip()
+        value = int(digits) if len(digits) <= 40 and _WHOLE.fullmatch(digits) else None
         if value is None:
             raise argparse.ArgumentTypeError(
                 f"{_shown(repr(text))} is not a whole number ({allowed})")
@@ -233,8 +235,9 @@ def real_number(minimum: float, maximum: float, *, below_maximum: bool = False,
                f"{'below ' if below_maximum else ''}{maximum:g}")
 
     def parse(text: str) -> float:
-        try:
-            value = float(text) if len(text) <= 40 else math.nan
+        try:                    # ASCII only, no "1_0" (float() takes both)
+            value = float(text) if len(text) <= 40 and text.isascii() and "_" not in text \
+                else math.nan
         except ValueError:
             value = math.nan
         if not math.isfinite(value):
@@ -270,6 +273,9 @@ def _output_text(folder: bool, suffixes: tuple[str, ...]):
         if "\0" in text:
             raise argparse.ArgumentTypeError(f"{_shown(repr(text))}: a NUL byte in the path")
         path = Path(text)
+        if not folder and (text.endswith("/") or text.rsplit("/", 1)[-1] in (".", "..")):
+            # Path() would drop the trailing "/" or "/." and write a file of that name
+            raise argparse.ArgumentTypeError(f"{_shown(text)}: names a folder, not a file")
         if suffixes and path.suffix.lower() not in suffixes:
             raise argparse.ArgumentTypeError(
                 f"{_shown(text)}: the file name must end in {' or '.join(suffixes)}")

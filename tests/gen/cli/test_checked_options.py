@@ -179,6 +179,17 @@ def test_an_output_file_needs_its_format_s_suffix(capsys, tmp_path, no_work, arg
                     f"{wrong}: the file name must end in {suffix}")
 
 
+@pytest.mark.parametrize("argv, option, kind, suffix",
+                         [entry for entry in OUTPUTS if entry[2] == "file"],
+                         ids=[i for i, entry in zip(OUTPUT_IDS, OUTPUTS) if entry[2] == "file"])
+def test_an_output_file_written_as_a_folder_is_a_usage_error(capsys, tmp_path, no_work, argv,
+                                                             option, kind, suffix):
+    name = "/".join(command_parser(argv[0])._option_string_actions[option].option_strings)
+    for folder in (f"{tmp_path}/c{suffix}/", f"{tmp_path}/.", "/dev/null/.."):
+        usage_error(run_qforge(capsys, *argv, folder), argv[0], name,
+                    f"{folder}: names a folder, not a file")
+
+
 def test_generate_under_sys_fails_before_elaborating(capsys, no_work):
     outcome = run_qforge(capsys, "generate", "--preset", "tiny", "-o", "/sys/qforge-out")
     assert outcome.status == 2 and outcome.err in (
