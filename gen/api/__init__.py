@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from qforge.gen.asm import AsmError, Program, assemble, assemble_file
-from qforge.sim.model.errors import QforgeError
+from qforge.sim.model.errors import InputError, QforgeError
 from qforge.sim.model.numerics import (OperandError, OperandPrecision, Precision, Selection,
                                        standard_modes)
 from qforge.sim.model.quantize import OutputParameters, Rounding
@@ -59,8 +59,15 @@ __all__ = [
     # training
     "train",
     # errors
-    "QforgeError", "ConfigError", "OperandError", "AsmError", "BackendError",
+    "QforgeError", "ConfigError", "OperandError", "AsmError", "BackendError", "InputError",
 ]
+
+
+def _check_config(where: str, config) -> None:
+    """``config`` must be a :class:`Config`; anything else is one :class:`InputError`."""
+    if not isinstance(config, Config):
+        raise InputError(f"{where}: config = {config!r}: must be a Config "
+                         f"(qforge.api.load_config), not {type(config).__name__}")
 
 
 def load_config(preset: str | None = None, *, spec: str | Path | None = None) -> Config:
@@ -92,6 +99,7 @@ def generate(config: Config, directory: str | Path, *, programmable: bool = Fals
     :class:`qforge.gen.generate.Design` (paths and the Verilog's fingerprint)."""
     from qforge.gen.generate import generate as write_design
 
+    _check_config("generate", config)
     return write_design(config, directory, programmable=programmable)
 
 
@@ -110,8 +118,9 @@ def precision(config: Config, mode: str = "exact") -> Precision:
     >>> precision(load_config("default"), "mixed").describe()
     'A: 4 blocks; B: 2 blocks'
     """
+    _check_config("precision", config)
     modes = standard_modes(config)
-    if mode not in modes:
+    if not isinstance(mode, str) or mode not in modes:
         raise ConfigError(f"mode = {mode!r}: allowed: {', '.join(modes)}")
     return modes[mode]
 
@@ -131,9 +140,10 @@ def gemm(config: Config, a, b, mode: Precision | None = None, *,
          backend: str = "golden", board=None, simulator: str = "verilator",
          log=None) -> GemmResult:
     """``a @ b`` (``M x D`` by ``D x N`` integers) as ``config``'s accelerator computes it
-    in one command, in precision ``mode`` (default: exact), through the output stage
-    ``output`` (None: raw accumulators); ``skip_zeros`` (zero-skipping configurations)
-    skips zero A operands.
+    in one command, in precision ``mode`` (a :class:`Precision`, or a mode's name as
+    :func:`precision` takes it; default: exact), through the output stage ``output``
+    (None: raw accumulators); ``skip_zeros`` (zero-skipping configurations) skips zero
+    A operands.
 
     ``backend``: ``golden`` (the golden model; cycles from the cycle model), ``rtl``
     (the generated Verilog of the stream top in Verilator, through the cocotb bench,
@@ -152,7 +162,12 @@ def gemm(config: Config, a, b, mode: Precision | None = None, *,
     if backend == "board" and board is None:
         raise BackendError("backend = 'board' needs board= a connected Board "
                            "(qforge.api.open_board)")
-    mode = mode if mode is not None else standard_modes(config)["exact"]
+    _check_config("gemm", config)
+    if mode is None or isinstance(mode, str):
+        mode = precision(config, mode or "exact")
+    elif not isinstance(mode, Precision):
+        raise OperandError(f"mode = {mode!r}: must be a Precision or a mode name "
+                           f"({', '.join(standard_modes(config))})")
     try:
         job = GemmJob.build(config, a, b, mode, output=output, skip_zeros=skip_zeros)
     except OperandError:
@@ -211,6 +226,10 @@ def open_board(config: Config, port: str, *, baud_rate: int | None = None,
     model of a board (no hardware). Use it as a context manager, or call ``close()``."""
     from qforge.fpga.host import DEFAULT_BAUD_RATE, Board, SerialTransport
 
+    _check_config("open_board", config)
+    if not isinstance(port, str) or not port:
+        raise InputError(f"open_board: port = {port!r}: must be a serial port name (such as "
+                         f"/dev/ttyUSB0) or \"loopback\"")
     baud_rate = baud_rate or DEFAULT_BAUD_RATE
     if port == "loopback":
         from qforge.fpga.board_model import BoardModel

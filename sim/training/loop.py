@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 
 from qforge.sim.model.capacity import tiles
+from qforge.sim.model.errors import InputError
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.training.config import HardwareConfig, TrainConfig, TrainConfigError
 from qforge.sim.training.data import batches, load_digits_split, training_data
@@ -214,6 +215,29 @@ def _train_job(arguments):
                      log=_log_to_stderr if verbose else None)
 
 
+#: Runtime backends a training run can use (the board runs commands, not programs).
+TRAIN_BACKENDS = ("golden", "rtl")
+
+
+def _check_arguments(train, epochs, jobs, backend) -> None:
+    """Each of :func:`train_all`'s arguments is what it allows, or one InputError."""
+    def integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    if epochs is not None and not integer(epochs):
+        raise InputError(f"train: epochs = {epochs!r}: must be an integer >= 1 (None: the "
+                         f"config's epochs)")
+    if not integer(jobs):
+        raise InputError(f"train: jobs = {jobs!r}: must be an integer >= 1 (worker "
+                         f"processes)")
+    if backend is not None and backend not in TRAIN_BACKENDS:
+        raise InputError(f"train: backend = {backend!r}: allowed: "
+                         f"{', '.join(TRAIN_BACKENDS)} (None: the bit-exact emulator)")
+    if not isinstance(train, TrainConfig):
+        raise InputError(f"train: config = {train!r}: must be a TrainConfig "
+                         f"(qforge.sim.training.load_train_config)")
+
+
 def train_all(train: TrainConfig, *, epochs: int | None = None,
               log: Callable[[str], None] | None = None, jobs: int = 1,
               backend: str | None = None, check: bool = False,
@@ -229,7 +253,16 @@ def train_all(train: TrainConfig, *, epochs: int | None = None,
     a progress bar if ``progress`` and, with ``check``, compared with the golden machine
     after every program; float32 runs as the reference; any other configuration is a
     :class:`TrainConfigError`.
+
+    Bad arguments are one :class:`~qforge.sim.model.errors.InputError` each, before any
+    training:
+
+    >>> train_all(None, epochs=0)
+    Traceback (most recent call last):
+    ...
+    qforge.sim.model.errors.InputError: train: epochs = 0: must be an integer >= 1 (None: the config's epochs)
     """
+    _check_arguments(train, epochs, jobs, backend)
     data = load_digits_split(train.split_seed, train.test_fraction)
     if backend is not None:
         unsupported = [h.name for h in train.hardware

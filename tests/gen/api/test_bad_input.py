@@ -135,3 +135,44 @@ def test_a_program_assembled_for_another_configuration_is_refused():
     renamed = dataclasses.replace(tiny, name="tiny_again")      # same hardware, runs
     with api.Runtime(renamed, "golden", memory_size=16) as runtime:
         assert runtime.run(program).gemms == 1
+
+
+def test_api_functions_refuse_what_is_not_a_config():
+    for call, where in ((lambda: api.generate("tiny", "out"), "generate"),
+                        (lambda: api.gemm("tiny", [[1]], [[1]]), "gemm"),
+                        (lambda: api.precision("tiny"), "precision"),
+                        (lambda: api.open_board("tiny", "loopback"), "open_board")):
+        with raises(InputError, f"{where}: config = 'tiny': must be a Config "
+                                f"(qforge.api.load_config), not str"):
+            call()
+    with raises(InputError, "open_board: port = 5: must be a serial port name (such as "
+                            "/dev/ttyUSB0) or \"loopback\""):
+        api.open_board(api.load_config("tiny"), 5)
+
+
+def test_gemm_takes_a_mode_by_name_or_a_precision_only():
+    config = api.load_config("tiny")
+    a = np.ones((2, 3), dtype=np.int64)
+    assert np.array_equal(api.gemm(config, a, a.T, "reduced").result,
+                          api.gemm(config, a, a.T, api.precision(config, "reduced")).result)
+    with raises(api.OperandError, "mode = 3: must be a Precision or a mode name (exact, "
+                                  "reduced, mixed, approx_static, approx_dynamic, "
+                                  "approx_dynamic_1)"):
+        api.gemm(config, a, a.T, 3)
+    with raises(api.ConfigError, "mode = 'fastest': allowed: exact, reduced, mixed, "
+                                 "approx_static, approx_dynamic, approx_dynamic_1"):
+        api.gemm(config, a, a.T, "fastest")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"epochs": 0}, "train: epochs = 0: must be an integer >= 1 (None: the config's "
+                    "epochs)"),
+    ({"epochs": 1.5}, "train: epochs = 1.5: must be an integer >= 1 (None: the config's "
+                      "epochs)"),
+    ({"jobs": 0}, "train: jobs = 0: must be an integer >= 1 (worker processes)"),
+    ({"backend": "board"}, "train: backend = 'board': allowed: golden, rtl (None: the "
+                           "bit-exact emulator)"),
+])
+def test_train_arguments_are_checked_before_training(arguments, message):
+    with raises(InputError, message):
+        api.train(**arguments)
