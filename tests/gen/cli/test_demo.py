@@ -32,3 +32,21 @@ def test_output_below_a_file_is_one_line(capsys, tmp_path):
                               tmp_path / "file" / "report")
     assert code == 2 and err.startswith("qforge: error: --output ")
     assert err.endswith("is a file, not a folder\n")
+
+
+@pytest.mark.parametrize("keywords, message", [
+    ({"per_mode": 0}, "per_mode = 0: must be a whole number >= 1"),
+    ({"programs": -1}, "programs = -1: must be a whole number >= 0"),
+    ({"seed": 1.5}, "seed = 1.5: must be a whole number >= 0")])
+def test_run_demo_checks_its_counts_before_building(monkeypatch, keywords, message):
+    from qforge.sim.apps import demo
+    from qforge.sim.model.errors import InputError
+    from qforge.sim.model.spec import load_preset
+
+    def build(*_arguments, **_keywords):
+        raise AssertionError("built before the counts were checked")
+
+    monkeypatch.setattr(demo, "build", build)
+    with pytest.raises(InputError) as error:
+        demo.run_demo(load_preset("tiny"), **keywords)
+    assert str(error.value) == message

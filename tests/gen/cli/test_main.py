@@ -65,3 +65,19 @@ def test_only_qforge_errors_become_one_line(capsys, monkeypatch):
 def test_a_usage_error_is_argparse_s(capsys):
     status, _, err = run_qforge(capsys, "generate", "--preset", "tiny")
     assert status == 2 and "the following arguments are required: -o/--output" in err
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """``qforge presets | head -1``: the pipe is closed before qforge writes; the command
+    ends quietly with status 1, as the Python docs' SIGPIPE recipe does."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from qforge.gen.cli import main; "
+                               "sys.exit(main(['presets']))"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with process.stderr:
+        process.stdout.close()           # before the interpreter has even started qforge
+        err = process.stderr.read()
+    assert (process.wait(timeout=60), err) == (1, b"")
