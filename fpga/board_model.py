@@ -68,7 +68,7 @@ with the bytes on it and with the time a ``read`` waits, and can inject faults.
 >>> reply.kind_name, Nak(reply.payload[0]).name
 ('NAK', 'SEQUENCE')
 
-Slightly over 500 lines, one concept: the board as the link protocol specifies it; the
+About 570 lines, one concept: the board as the link protocol specifies it; the
 simulated serial line is :mod:`qforge.fpga.loopback`.
 """
 

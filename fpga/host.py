@@ -27,8 +27,9 @@ command the accelerator rejects, operands out of range, a missing pyserial) rais
 array([[-7],
        [-9]])
 
-Over 500 lines: one concept, the host side of the link protocol; :class:`Board`'s
-methods (stop-and-wait, result collection, retries) share its state and split no further.
+Over 500 lines (about 600): one concept, the host side of the link protocol;
+:class:`Board`'s methods (stop-and-wait, result collection, retries, the abort) share its
+state and split no further.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ the CRC in hardware (:func:`~qforge.hdl.crc.crc16_step`) in :mod:`qforge.hdl.crc
 
 Why the file is long (about 500 lines): :class:`HostLink` is one frame engine whose
 receive and transmit state machines share registers (:class:`_SharedState`); each is a
-method, kept whole so that its states read in frame order.
+method, kept whole so that its states read in frame order. The recovery from a dead host
+(ABORT, the stall timeout) adds about 60 lines to them; it belongs to the same states.
 """
 
 from contextlib import contextmanager
@@ -474,7 +475,7 @@ class HostLink(wiring.Component):
                         m.d.sync += [state.rejected_since_status.eq(0),
                                      state.aborted_since_status.eq(0)]
                     m.next = "SYNC"
-                with m.Elif(result.valid):
+                with m.Elif(result.valid & result.ready):      # the beat is taken
                     m.d.sync += [frame_kind.eq(Kind.RESULT), frame_seq.eq(result_seq),
                                  result_seq.eq(result_seq + 1),
                                  frame_is_nak.eq(0), frame_is_result.eq(1),

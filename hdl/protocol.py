@@ -60,8 +60,11 @@ receiver hunts for SYNC again. A STALLED frame may have been *partly* executed (
 beats before the stalled one were taken) and ``last_seq`` does not move: the accelerator
 is in an unknown state until an ``ABORT``. Every other wait is bounded too: a frame
 being received by the truncation timeout below, a response by the frame the transmitter
-is sending. So whatever bytes arrive, a STATUS sent after the line has been quiet for
-``STALL_TIMEOUT_BYTE_TIMES`` plus one result frame's byte times is answered.
+is sending. So whatever bytes arrived before, a STATUS sent once both directions of the
+line have been quiet for ``TIMEOUT_BYTE_TIMES + STALL_TIMEOUT_BYTE_TIMES`` byte times is
+answered, after at most the frame being sent. (The hardware's stall wait is longer only on a
+configuration whose longest output tile computes for longer:
+:attr:`qforge.hdl.link.HostLink.stall_cycles`.)
 
 A frame whose next byte does not arrive within :data:`TIMEOUT_BYTE_TIMES` byte times is
 answered with ``NAK TRUNCATED`` (SEQ as received, 0 if the SEQ byte never arrived).
@@ -112,7 +115,8 @@ from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.spec import Config
 
 __all__ = ["SYNC", "HEADER_BYTES", "CRC_BYTES", "MAX_PAYLOAD", "STATUS_BYTES",
-           "TIMEOUT_BYTE_TIMES", "STALL_TIMEOUT_BYTE_TIMES", "Kind", "Nak", "REQUEST_KINDS", "DATA_KINDS", "CONTROL_KINDS",
+           "TIMEOUT_BYTE_TIMES", "STALL_TIMEOUT_BYTE_TIMES", "Kind", "Nak", "REQUEST_KINDS",
+           "DATA_KINDS", "CONTROL_KINDS",
            "RESPONSE_KINDS", "crc16", "crc16_update", "encode_frame", "Frame",
            "FrameParser", "Status", "beat_bytes", "beat_width", "beats_to_bytes",
            "bytes_to_beats", "config_fingerprint", "ProtocolError"]

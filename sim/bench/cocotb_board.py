@@ -21,6 +21,17 @@ Tests:
   request frames are each answered with the right NAK and never executed (the
   accelerator stays idle and ``last_seq`` does not move), a retransmitted frame is
   acknowledged without being executed twice, and a GEMM afterwards is bit-exact.
+* :func:`dead_host`: a host killed at chosen steps of a GEMM (``settings["kills"]``:
+  after its COMMAND, in the middle of its A_DATA frame, after every operand frame
+  before the results are read, ...); each time a new host connects (aborting what the
+  dead one left), is answered and runs a bit-exact GEMM.
+* :func:`random_frames`: rounds of random frame sequences (random kinds, lengths, SEQs,
+  garbage, corrupted and truncated frames, real GEMMs cut anywhere); after each, once
+  the line has been quiet, STATUS is answered at the first attempt; at the end a new
+  host's GEMM is bit-exact.
+
+About 520 lines: one bench, the board-level tests sharing the simulated serial port and
+its settings; each test is one function.
 """
 
 from __future__ import annotations
@@ -37,7 +48,8 @@ from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from cocotb.utils import get_sim_time
 
 from qforge.fpga.host import Board
-from qforge.hdl.protocol import Frame, FrameParser, Kind, Nak, beat_bytes, encode_frame
+from qforge.hdl.protocol import (REQUEST_KINDS, STALL_TIMEOUT_BYTE_TIMES, TIMEOUT_BYTE_TIMES,
+                                  Frame, FrameParser, Kind, Nak, beat_bytes, encode_frame)
 from qforge.sim.model.spec import from_dict
 from qforge.sim.model.numerics import standard_modes
 from qforge.sim.host.packing import GemmJob
@@ -310,7 +322,9 @@ async def corrupted_frames(dut):
         serial.write(good)
         second = [frame.kind_name for frame in _replies(serial, parser, timeout)]
         duplicate = {"case": "duplicate COMMAND", "first": first, "second": second}
-        board.connect()                # the driver learns last_seq (the duplicate's)
+        # The driver learns last_seq (the duplicate's) from a STATUS: connect() would
+        # abort the command, which waits for its operands.
+        board.sequence = board.status().last_seq
         for kind, beats in ((Kind.A_DATA, job.a_beats), (Kind.B_DATA, job.b_beats)):
             board.send(kind, b"".join(beat.to_bytes(beat_bytes(config, kind), "little")
                                       for beat in beats))
@@ -335,3 +349,178 @@ async def corrupted_frames(dut):
     failed = [case["case"] for case in cases if not case["ok"]]
     assert not failed, f"cases failed: {failed}"
     assert not status.accelerator_error
+
+
+# ---- a dead host, and random frame sequences -----------------------------------------
+
+class HostDied(Exception):
+    """The first host's process ends here (the bench's stand-in for a kill)."""
+
+
+class DyingSerial:
+    """The dead host's end of the :class:`SimulatedSerial`: write ``kill_at_write``
+    (from 0) sends only its first ``keep`` bytes, then the host dies; with
+    ``kill_at_write = None`` it dies at its first read after ``writes_before_read``
+    writes (every frame of a GEMM sent, its results not read)."""
+
+    def __init__(self, serial: SimulatedSerial, *, kill_at_write: int | None = None,
+                 keep: int = 0, writes_before_read: int | None = None):
+        self.serial, self.kill_at_write, self.keep = serial, kill_at_write, keep
+        self.writes_before_read = writes_before_read
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        if self.writes == self.kill_at_write:
+            if self.keep:
+                self.serial.write(data[:self.keep])
+            raise HostDied(f"killed at write {self.writes} after {self.keep} bytes")
+        self.writes += 1
+        self.serial.write(data)
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        if self.writes_before_read is not None and self.writes >= self.writes_before_read:
+            raise HostDied(f"killed at the first read after {self.writes} writes")
+        return self.serial.read(max_bytes, timeout)
+
+    def close(self) -> None:
+        pass
+
+
+def _small_job(config, seed: int, mode: str = "exact") -> GemmJob:
+    rng = np.random.default_rng(seed)
+    precision = standard_modes(config)[mode]
+    low_a, high_a = operand_range(config, precision.a)
+    low_b, high_b = operand_range(config, precision.b)
+    a = rng.integers(low_a, high_a + 1, size=(5, 9))
+    b = rng.integers(low_b, high_b + 1, size=(9, 3))
+    return GemmJob.build(config, a, b, precision)
+
+
+def _recovering_host(serial: SimulatedSerial, config, settings: dict, seed: int,
+                     log) -> dict:
+    """A new host on the line: connect (aborting a busy board), STATUS, one GEMM."""
+    messages = []
+    board = Board(serial, config, timeout=_timeout(serial, settings), retries=3,
+                  log=lambda message: (messages.append(message), log(message)))
+    connected = board.connect()
+    status = board.status()
+    job = _small_job(config, seed, "mixed")
+    result = board.run(job)
+    return {"aborted": any("sending ABORT" in message for message in messages),
+            "connected_idle": connected.idle, "status_idle": status.idle,
+            "exact": bool(np.array_equal(result, job.expected))}
+
+
+#: The kill points of :func:`dead_host` when the settings give none: (name, kill_at_write,
+#: keep, writes_before_read); the first host writes STATUS (0), COMMAND (1), A_DATA (2),
+#: B_DATA (3).
+DEAD_HOST_KILLS = [("after COMMAND", 2, 0, None), ("mid A_DATA", 2, 8, None),
+                   ("mid COMMAND header", 1, 3, None),
+                   ("after operands, results unread", None, 0, 4)]
+
+
+@cocotb.test()
+async def dead_host(dut):
+    """A host killed at chosen steps of a GEMM never needs a board reset."""
+    config, divisor, settings = _load()
+    serial = await _start(dut, divisor)
+    kills = settings.get("kills", DEAD_HOST_KILLS)
+    pause = settings.get("pause_byte_times", 400) * serial.seconds_per_byte()
+    report = {"cases": []}
+
+    def host():
+        cases = []
+        for index, (name, kill_at_write, keep, writes_before_read) in enumerate(kills):
+            dying = DyingSerial(serial, kill_at_write=kill_at_write, keep=keep,
+                                writes_before_read=writes_before_read)
+            first = Board(dying, config, timeout=_timeout(serial, settings), retries=2)
+            try:
+                first.connect()
+                first.run(_small_job(config, index))
+                died = None
+            except HostDied as death:
+                died = str(death)
+            serial.idle(pause)
+            case = {"case": name, "died": died}
+            case.update(_recovering_host(serial, config, settings, 100 + index,
+                                         dut._log.info))
+            case["ok"] = bool(died and case["connected_idle"] and case["status_idle"]
+                              and case["exact"])
+            cases.append(case)
+        return cases
+
+    report["cases"] = await bridge(host)()
+    report["framing_errors"] = serial.framing_errors
+    _write_report(report)
+    failed = [case["case"] for case in report["cases"] if not case["ok"]]
+    assert not failed, f"cases failed: {failed}"
+
+
+def _random_piece(rng, config) -> bytes:
+    """What a broken host may send: a frame of a random (mostly request) KIND, SEQ and
+    LENGTH, possibly corrupted or truncated; garbage; or a real GEMM (after an ABORT SEQ
+    0xFF, so its SEQs execute) cut after a random number of bytes."""
+    choice = rng.choice(["frame", "frame", "frame", "garbage", "gemm"])
+    if choice == "garbage":
+        return rng.bytes(int(rng.integers(1, 40)))
+    if choice == "gemm":
+        job = _small_job(config, int(rng.integers(0, 1 << 16)))
+        stream = encode_frame(Kind.ABORT, 0xFF)
+        for seq, (kind, beats) in enumerate([(Kind.COMMAND, [job.command]),
+                                             (Kind.A_DATA, job.a_beats),
+                                             (Kind.B_DATA, job.b_beats)]):
+            stream += encode_frame(kind, seq, b"".join(
+                beat.to_bytes(beat_bytes(config, kind), "little") for beat in beats))
+        return stream[:int(rng.integers(1, len(stream) + 1))]
+    kind = int(rng.choice(REQUEST_KINDS)) if rng.random() < 0.75 else int(rng.integers(0, 256))
+    seq = int(rng.integers(0, 4)) if rng.random() < 0.5 else int(rng.integers(0, 256))
+    size = beat_bytes(config, kind) if kind in (Kind.COMMAND, Kind.A_DATA, Kind.B_DATA) else 1
+    beats = int(rng.integers(0, 5))
+    payload = {0: bytes(beats * size), 1: rng.bytes(beats * size),
+               2: rng.bytes(int(rng.integers(0, 30)))}[int(rng.integers(0, 3))]
+    frame = bytearray(encode_frame(kind, seq, payload))
+    damage = rng.choice(["none", "none", "corrupt", "truncate"])
+    if damage == "corrupt":
+        frame[int(rng.integers(1, len(frame)))] ^= int(rng.integers(1, 256))
+    elif damage == "truncate":
+        frame = frame[:int(rng.integers(1, len(frame)))]
+    return bytes(frame)
+
+
+@cocotb.test()
+async def random_frames(dut):
+    """After any frame sequence and a quiet line, STATUS is answered at once."""
+    config, divisor, settings = _load()
+    serial = await _start(dut, divisor)
+    rng = np.random.default_rng(settings.get("seed", 5))
+    byte_time = serial.seconds_per_byte()
+    # The truncation timeout, the stall timeout and a few result frames.
+    quiet = (TIMEOUT_BYTE_TIMES + STALL_TIMEOUT_BYTE_TIMES + 200) * byte_time
+    report = {"rounds": []}
+
+    def host():
+        rounds = []
+        for index in range(settings.get("rounds", 6)):
+            pieces = [_random_piece(rng, config) for _ in range(int(rng.integers(1, 8)))]
+            for piece in pieces:
+                serial.write(piece)
+                serial.idle(float(rng.choice([0, 30, 300])) * byte_time)
+            serial.idle(quiet)
+            while serial.read(4096, 0):
+                pass                          # what the board answered the broken host
+            try:
+                status = Board(serial, config, timeout=2 * quiet, retries=0).status()
+                answered, idle = True, status.idle
+            except Exception as error:         # the report says what went wrong
+                answered, idle = str(error), None
+            rounds.append({"round": index, "bytes": sum(map(len, pieces)),
+                           "answered": answered, "idle": idle})
+        final = _recovering_host(serial, config, settings, 7, dut._log.info)
+        return rounds, final
+
+    report["rounds"], report["final"] = await bridge(host)()
+    report["framing_errors"] = serial.framing_errors
+    _write_report(report)
+    unanswered = [r["round"] for r in report["rounds"] if r["answered"] is not True]
+    assert not unanswered, f"STATUS not answered after rounds {unanswered}"
+    assert report["final"]["exact"] and report["final"]["status_idle"]

@@ -131,3 +131,29 @@ def test_result_frames_being_sent_restart_the_stall_wait():
     bench.run(script, results=results, result_stall=0.0, max_cycles=10 * limit)
     # Every result went out before the NAK: the wait restarted while they were sent.
     assert bench.kinds[-1] == "NAK" and bench.kinds.count("RESULT") == len(results)
+
+
+def test_abort_restarts_result_seq_and_takes_no_beat_in_its_cycle():
+    """Result beats keep coming while an ABORT is executed (the bench's source is not
+    reset): each beat goes out exactly once, the RESULT SEQs run on before the ACK and
+    restart at 0 after it."""
+    bench = LinkBench()
+    rng = random.Random(9)
+    results = [rng.getrandbits(40) for _ in range(12)]
+
+    async def script(ctx, bench):
+        await bench.wait_until(ctx, lambda: len(bench.results) >= 3, "three results")
+        reply = await bench.request(ctx, encode_frame(Kind.ABORT, 0))
+        assert reply.kind_name == "ACK"
+        await bench.wait_until(ctx, lambda: len(bench.results) == len(results),
+                               "every result")
+        await bench.quiet(ctx, 40 * 10 * DIVISOR)
+
+    bench.run(script, results=results, result_stall=0.0)
+    payloads = [bytes_to_beats(bench.config, Kind.RESULT, frame.payload)[0]
+                for frame in bench.results]
+    assert payloads == results
+    before = bench.kinds.index("ACK")
+    seqs = [frame.seq for frame in bench.results]
+    assert seqs == list(range(before)) + list(range(len(results) - before))
+    assert 3 <= before < len(results)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from qforge.hdl.layouts import a_beat_layout, b_beat_layout, command_layout, result_layout
 from qforge.hdl.protocol import (CONTROL_KINDS, CRC_BYTES, DATA_KINDS, HEADER_BYTES,
                                  MAX_PAYLOAD, REQUEST_KINDS, RESPONSE_KINDS, STATUS_BYTES,
-                                 SYNC, Frame, FrameParser, Kind, Nak, ProtocolError, Status, beat_bytes,
+                                 SYNC, Frame, FrameParser, Kind, Nak, ProtocolError, Status,
+                                 beat_bytes,
                                  beat_width, beats_to_bytes, bytes_to_beats,
                                  config_fingerprint, crc16, crc16_update, encode_frame)
 from qforge.sim.model.errors import QforgeError

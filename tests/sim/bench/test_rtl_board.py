@@ -62,3 +62,24 @@ def test_linked_design_lints_clean(tmp_path):
     text, manifest = render(load_preset("tiny"), LinkSettings(24e6, 115200))
     design = write(load_preset("tiny"), text, manifest, tmp_path)
     assert lint(design.verilog) == []
+
+
+def test_dead_host_never_needs_a_board_reset(linked_tiny):
+    """A host killed after its COMMAND, in the middle of its A_DATA frame, inside a
+    COMMAND header, and after every operand frame with the results unread: each time
+    the next host connects (ABORT where the board was left busy), STATUS is answered
+    and its GEMM is bit-exact."""
+    report = run_board_tests(linked_tiny, "dead_host", settings={})
+    cases = {case["case"]: case for case in report["cases"]}
+    assert all(case["ok"] for case in cases.values()), report["cases"]
+    assert set(cases) == {"after COMMAND", "mid A_DATA", "mid COMMAND header",
+                          "after operands, results unread"}
+    # Left waiting for operands or with results pending: the next host aborted.
+    assert cases["after COMMAND"]["aborted"] and cases["mid A_DATA"]["aborted"]
+    assert report["framing_errors"] == 0
+
+
+def test_random_frame_sequences_leave_status_answered(linked_tiny):
+    report = run_board_tests(linked_tiny, "random_frames", settings={"seed": 5, "rounds": 6})
+    assert [r["answered"] for r in report["rounds"]] == [True] * 6
+    assert report["final"]["exact"]
