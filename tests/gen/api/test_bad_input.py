@@ -121,8 +121,7 @@ def test_run_refuses_words_that_are_not_instruction_words(runtime, program, mess
 def test_a_program_assembled_for_another_configuration_is_refused():
     tiny, default = api.load_config("tiny"), api.load_config("default")
     program = api.assemble("gemm 1, 1, 1\n", tiny)
-    if getattr(program, "config", None) is None:   # a Program that does not carry it yet
-        object.__setattr__(program, "config", tiny)
+    assert program.config == tiny
     with api.Runtime(default, "golden", memory_size=16) as runtime:
         with raises(InputError, "Runtime.run: the program was assembled for configuration "
                                 "'tiny', the runtime runs 'default'; they differ in "
