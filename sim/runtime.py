@@ -208,6 +208,10 @@ def _read_exact(fd: int, count: int, alive) -> bytes:
     return b"".join(chunks)
 
 
+#: Simulators the rtl backend can run.
+RTL_SIMULATORS = ("verilator", "icarus")
+
+
 class RtlBackend:
     """The generated Verilog of :class:`qforge.hdl.core.Core`, simulated with cocotb.
 
@@ -226,6 +230,16 @@ class RtlBackend:
                  timeout_cycles: int = 200000, log: Callable[[str], None] | None = None):
         from qforge.sim.bench.rtl import build
 
+        # Checked before the build, which takes minutes.
+        if simulator not in RTL_SIMULATORS:
+            raise InputError(f"Runtime: simulator = {simulator!r}: allowed: "
+                             f"{', '.join(RTL_SIMULATORS)}")
+        if isinstance(stall, bool) or not isinstance(stall, (int, float)) \
+                or not 0 <= stall < 1:
+            raise InputError(f"Runtime: stall = {stall!r}: must be a probability, "
+                             f"0 <= stall < 1 (1 would stall every port for ever)")
+        seed = _integer("Runtime", "seed", seed)
+        timeout_cycles = _integer("Runtime", "timeout_cycles", timeout_cycles, minimum=1)
         self.config = config
         self.stall, self.seed, self.timeout_cycles = stall, seed, timeout_cycles
         self.built = build(config, simulator, root=build_root, programmable=True, log=log)

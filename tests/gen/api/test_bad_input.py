@@ -175,3 +175,23 @@ def test_gemm_takes_a_mode_by_name_or_a_precision_only():
 def test_train_arguments_are_checked_before_training(arguments, message):
     with raises(InputError, message):
         api.train(**arguments)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"simulator": "vcs"}, "Runtime: simulator = 'vcs': allowed: verilator, icarus"),
+    ({"stall": 1.0}, "Runtime: stall = 1.0: must be a probability, 0 <= stall < 1 (1 would "
+                     "stall every port for ever)"),
+    ({"stall": "0.1"}, "Runtime: stall = '0.1': must be a probability, 0 <= stall < 1 (1 "
+                       "would stall every port for ever)"),
+    ({"seed": -1}, "Runtime: seed = -1: must be an integer >= 0"),
+    ({"timeout_cycles": 0}, "Runtime: timeout_cycles = 0: must be an integer >= 1"),
+])
+def test_rtl_options_are_checked_before_the_build(monkeypatch, options, message):
+    import qforge.sim.bench.rtl as rtl
+
+    def no_build(*arguments, **keywords):
+        raise AssertionError("built before checking the options")
+
+    monkeypatch.setattr(rtl, "build", no_build)
+    with raises(InputError, message):
+        api.Runtime(api.load_config("tiny"), "rtl", **options)
