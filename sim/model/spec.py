@@ -38,10 +38,12 @@ and ``[output_stage]`` (:data:`OUTPUT_STAGE_SCHEMA`, a narrower output stage)::
     lanes_per_cycle = 1
 
 Any mistake gives one :class:`ConfigError` naming the field, the value and what is
-allowed.
+allowed. The configuration space is bounded: a design too large to generate in minutes
+(:attr:`Config.design_size` above :data:`MAX_DESIGN_SIZE`) is refused when the spec is
+loaded, naming the fields that size it.
 
-(Over 500 lines because it is one concept: the schema, the derived widths, the
-validation and the loaders of the configuration, which read best together.)
+(Over 500 lines because it is one concept: the schema, the derived widths and size,
+the validation and the loaders of the configuration, which read best together.)
 """
 
 from __future__ import annotations
@@ -141,9 +143,11 @@ _OUTPUT_STAGE_FIELDS = {field.name: field for field in OUTPUT_STAGE_SCHEMA}
 #: The accumulator may not be wider than this (the golden model computes in int64).
 MAX_ACCUMULATOR_WIDTH = 64
 
-#: The largest :attr:`Config.design_size`: about 5 minutes of CPU to generate (measured
-#: from 2 s for ``tiny`` to 59 s for an 8x8 array of P = 16, K = 1, W = 16; ``large`` is
-#: 26,624). A 64x64 array with P = 64, K = 1, W = 16 (10,395,648) would take hours.
+#: The largest :attr:`Config.design_size`: about 5 minutes of CPU and 3 GB of memory to
+#: generate. Measured (CPU seconds of ``qforge generate``): ``tiny`` (244) 1.9,
+#: ``default`` (6,592) 9.1, ``sparse`` (16,480) 20.4, ``large`` (26,624) 32.4, 8x8 with
+#: P = 16, K = 1, W = 16 (40,576) 58.8, 32x32 with P = 4, K = 4 (106,496) 100. A 64x64
+#: array with P = 64, K = 1, W = 16 (10,395,648) would take hours.
 MAX_DESIGN_SIZE = 1 << 18
 
 #: A configuration's name names folders, files and Verilog modules: a short ASCII
@@ -339,9 +343,9 @@ class Config:
         ``R * C * (P * lane_sum_width + accumulator_width)`` (each PE's P shifted lanes
         into its adder tree, and its accumulator), 5/2 of that for the zero-skipping
         array (its PEs also select their own B blocks). Generation time grew in
-        proportion, about 1.2 to 1.4 ms of CPU per bit with a fixed 1.5 s (``qforge
-        generate``, 2024-class x86 core; see :data:`MAX_DESIGN_SIZE`). At most
-        :data:`MAX_DESIGN_SIZE`.
+        proportion: ``qforge generate`` took about 1 to 1.4 ms of CPU per bit plus a
+        fixed 1.5 s, and about 10 kB of memory per bit, on the development machine
+        (see :data:`MAX_DESIGN_SIZE`). At most :data:`MAX_DESIGN_SIZE`.
 
         >>> [load_preset(name).design_size for name in ("tiny", "default", "large",
         ...                                              "sparse")]
