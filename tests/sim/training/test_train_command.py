@@ -42,14 +42,21 @@ def test_tiny_training_run_from_the_command_line(capsys, tmp_path):
     assert data["epochs"] == 1 and [run["name"] for run in data["runs"]] == ["float32", "ab8"]
 
 
+def test_train_errors_are_one_line(capsys):
+    code, _, err = run_qforge(capsys, "train", "--emulate", "--config", "missing.toml")
+    assert (code, err) == (2, "qforge: error: missing.toml: cannot read training config: "
+                              "No such file or directory\n")
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["--config", "missing.toml"], "missing.toml: cannot read training config"),
-    (["--seed", "-1"], "--seed = -1: allowed range is 0 .. 65535"),
-    (["--epochs", "0"], "--epochs = 0: must be at least 1"),
+    (["--seed", "-1"], "argument --seed: -1: allowed range is 0 .. 65535"),
+    (["--epochs", "0"], "argument --epochs: 0: allowed range is 1 .. 10000"),
 ])
-def test_train_errors_are_one_line(capsys, argv, message):
-    code, _, err = run_qforge(capsys, "train", "--emulate", *argv)
-    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+def test_bad_numbers_are_usage_errors(capsys, argv, message):
+    """Numeric options are checked by argparse: its usage, then one error line."""
+    code, out, err = run_qforge(capsys, "train", "--emulate", *argv)
+    assert (code, out) == (2, "") and err.startswith("usage: qforge train ")
+    assert err.endswith(f"\nqforge train: error: {message}\n")
 
 
 def test_bad_config_file_is_one_line(capsys, tmp_path):
