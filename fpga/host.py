@@ -294,10 +294,11 @@ class Board:
             raise HostError(self._refusal)
         heard = self._frames_heard - heard
         if heard:
-            advice = (f"the board sent {heard} other frame(s) meanwhile, so the line works: "
-                      f"it is busy with something else (another host, or a GEMM left "
-                      f"running). Connect again (Board.connect aborts what the board was "
-                      f"doing)")
+            advice = (f"the board did send {heard} other or damaged frame(s) meanwhile, so "
+                      f"it is powered and programmed: it may be busy with another host or "
+                      f"a GEMM left running (connect again: Board.connect aborts what the "
+                      f"board was doing), or the line may damage frames (check the baud "
+                      f"rate)")
         elif self.last_status is not None:
             advice = ("the board answered earlier on this port, so the line works: it "
                       "stopped answering. Was it reset, reprogrammed or unplugged?")

@@ -24,7 +24,8 @@ Tests:
 * :func:`dead_host`: a host killed at chosen steps of a GEMM (``settings["kills"]``:
   after its COMMAND, in the middle of its A_DATA frame, after every operand frame
   before the results are read, ...); each time a new host connects (aborting what the
-  dead one left), is answered and runs a bit-exact GEMM.
+  dead one left), is answered and runs a bit-exact GEMM; then operand beats no command
+  asked for are answered NAK STALLED and the board recovers the same way.
 * :func:`random_frames`: rounds of random frame sequences (random kinds, lengths, SEQs,
   garbage, corrupted and truncated frames, real GEMMs cut anywhere); after each, once
   the line has been quiet, STATUS is answered at the first attempt; at the end a new
@@ -47,7 +48,7 @@ from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from cocotb.utils import get_sim_time
 
-from qforge.fpga.host import Board
+from qforge.fpga.host import Board, HostError
 from qforge.hdl.protocol import (REQUEST_KINDS, STALL_TIMEOUT_BYTE_TIMES, TIMEOUT_BYTE_TIMES,
                                   Frame, FrameParser, Kind, Nak, beat_bytes, encode_frame)
 from qforge.sim.model.spec import from_dict
@@ -447,6 +448,18 @@ async def dead_host(dut):
             case["ok"] = bool(died and case["connected_idle"] and case["status_idle"]
                               and case["exact"])
             cases.append(case)
+        # Operand beats no command asked for: NAK STALLED (not silence), then recovery.
+        board = Board(serial, config, timeout=_timeout(serial, settings), retries=2)
+        board.connect()
+        try:
+            board.send(Kind.A_DATA, bytes(2 * beat_bytes(config, Kind.A_DATA)))
+            answer = "ACK"
+        except HostError as error:
+            answer = str(error)
+        case = {"case": "unsolicited A_DATA", "answer": answer}
+        case.update(_recovering_host(serial, config, settings, 99, dut._log.info))
+        case["ok"] = bool("NAK STALLED" in answer and case["status_idle"] and case["exact"])
+        cases.append(case)
         return cases
 
     report["cases"] = await bridge(host)()

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from qforge.fpga import board_model
 from qforge.fpga.board_model import BoardModel, BoardModelError
 from qforge.fpga.host import Board, HostError
-from qforge.fpga.loopback import LoopbackTransport
+from qforge.fpga.loopback import Fault, LoopbackTransport
 from qforge.hdl.protocol import (HEADER_BYTES, REQUEST_KINDS, STALL_TIMEOUT_BYTE_TIMES,
                                   TIMEOUT_BYTE_TIMES, FrameParser, Kind, Nak, Status,
                                   beat_bytes,
@@ -361,3 +361,36 @@ def test_cli_status_answers_at_once_and_gemm_recovers_after_a_dead_host(capsys,
     assert ("host: the board is not ready: its accelerator is busy (a GEMM in progress or "
             "left half done by a host that stopped); sending ABORT\n") in err
     assert "host: ABORT acknowledged: the accelerator is idle" in err
+
+
+def test_error_says_the_board_answered_when_only_other_frames_came():
+    """Every STATUS_REPLY damaged on the line: the board did answer, so the error does
+    not send the user to the cable first."""
+    model = BoardModel(TINY)
+    faults = [Fault("corrupt", Kind.STATUS_REPLY, index) for index in range(2)]
+    line = LoopbackTransport(model, bytes_per_second=BYTES_PER_SECOND, faults=faults)
+    board = Board(line, TINY, timeout=0.05, retries=1)
+    with pytest.raises(HostError) as error:
+        board.status()
+    assert str(error.value) == (
+        "no STATUS_REPLY from the board for the STATUS frame (SEQ 0) after 2 attempt(s): "
+        "no reply within 0.05 s. the board did send 2 other or damaged frame(s) meanwhile, "
+        "so it is powered and programmed: it may be busy with another host or a GEMM left "
+        "running (connect again: Board.connect aborts what the board was doing), or the "
+        "line may damage frames (check the baud rate)")
+
+
+def test_abort_whose_ack_is_lost_is_sent_again_and_is_harmless():
+    model = BoardModel(TINY)
+    line = LoopbackTransport(model, bytes_per_second=BYTES_PER_SECOND,
+                             faults=[Fault("drop", Kind.ACK, 0)])
+    messages = []
+    board = Board(line, TINY, timeout=0.05, retries=2, log=messages.append)
+    board.status()
+    status = board.abort()
+    assert status.idle and status.aborted and model.aborts == 2
+    assert board.sequence == status.last_seq == 0           # 0xFF + 1
+    assert any("ABORT frame SEQ 0: no reply within 0.05 s; sending it again" in message
+               for message in messages)
+    job = _job(seed=3)
+    assert np.array_equal(board.run(job), golden(TINY, job.a, job.b, job.precision))

@@ -68,12 +68,14 @@ def test_dead_host_never_needs_a_board_reset(linked_tiny):
     """A host killed after its COMMAND, in the middle of its A_DATA frame, inside a
     COMMAND header, and after every operand frame with the results unread: each time
     the next host connects (ABORT where the board was left busy), STATUS is answered
-    and its GEMM is bit-exact."""
+    and its GEMM is bit-exact. Operand beats no command asked for: NAK STALLED, not
+    silence."""
     report = run_board_tests(linked_tiny, "dead_host", settings={})
     cases = {case["case"]: case for case in report["cases"]}
     assert all(case["ok"] for case in cases.values()), report["cases"]
     assert set(cases) == {"after COMMAND", "mid A_DATA", "mid COMMAND header",
-                          "after operands, results unread"}
+                          "after operands, results unread", "unsolicited A_DATA"}
+    assert "NAK STALLED" in cases["unsolicited A_DATA"]["answer"]
     # Left waiting for operands or with results pending: the next host aborted.
     assert cases["after COMMAND"]["aborted"] and cases["mid A_DATA"]["aborted"]
     assert report["framing_errors"] == 0
