@@ -31,8 +31,8 @@ __all__ = ["Fault", "LoopbackTransport"]
 class Fault:
     """One fault the :class:`LoopbackTransport` injects, once.
 
-    ``kind``: which frames are counted: a request kind (COMMAND, A_DATA, B_DATA, STATUS;
-    host to board), a response kind (ACK, NAK, RESULT, STATUS_REPLY; board to host), or
+    ``kind``: which frames are counted: a request kind (COMMAND, A_DATA, B_DATA, STATUS,
+    ABORT; host to board), a response kind (ACK, NAK, RESULT, STATUS_REPLY; board to host), or
     None for every request frame. ``index``: the fault hits the ``index``-th such frame
     (from 0; retransmissions count). ``action``:
 
