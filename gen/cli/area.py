@@ -8,7 +8,8 @@ import json
 import time
 
 from qforge.gen.cli.common import (FAMILY_NAMES, AppendDesign, OptionError, load_config,
-                                   log_to_stderr, whole_number)
+                                   log_to_stderr, whole_number,
+                                   uses_build_folder)
 from qforge.sim.model.spec import preset_names
 
 
@@ -64,6 +65,7 @@ def register(commands) -> None:
     area.add_argument("--no-cache", action="store_true",
                       help="synthesize again even if build/area/ holds a run of the same "
                            "design")
+    uses_build_folder(area)
     area.set_defaults(handler=handle)
 
 

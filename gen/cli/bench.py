@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from qforge.gen.cli.common import (OptionError, add_config_arguments, add_output_argument,
-                                   config_from_arguments, log_to_stderr, prepare_output)
+                                   config_from_arguments, log_to_stderr, prepare_output,
+                                   uses_build_folder)
 
 
 def register(commands) -> None:
@@ -44,6 +45,7 @@ def register(commands) -> None:
     add_output_argument(bench, "--sparse-plot", suffixes=(".png",), metavar="FILE.png",
                        help="save the plot of cycles vs A density (skip on, skip off, "
                             "ideal) here")
+    uses_build_folder(bench, lambda arguments: arguments.rtl)
     bench.set_defaults(handler=handle)
 
 

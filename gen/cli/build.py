@@ -12,7 +12,8 @@ from qforge.fpga.pll import format_mhz
 from qforge.fpga.report import format_report
 from qforge.gen.cli.common import (OptionError, add_config_arguments, add_output_argument,
                                    config_from_arguments, log_to_stderr, real_number,
-                                   whole_number)
+                                   whole_number,
+                                   uses_build_folder)
 from qforge.hdl.link import uart_divisor
 
 __all__ = ["register"]
@@ -69,6 +70,7 @@ def register(commands) -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true",
                         help="print the report as one JSON object (progress still goes to "
                              "stderr)")
+    uses_build_folder(parser, lambda arguments: arguments.build_dir is None)
     parser.set_defaults(handler=_command_build)
     return parser
 

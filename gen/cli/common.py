@@ -35,7 +35,7 @@ __all__ = ["SPEC_EPILOG", "FAMILY_NAMES", "AppendDesign", "OptionError",
            "add_config_arguments", "load_config", "config_from_arguments", "make_folder",
            "require_file", "log_to_stderr", "whole_number", "real_number", "SEED_MAXIMUM",
            "COUNT_MAXIMUM", "Output", "add_output_argument", "prepare_output",
-           "prepare_outputs", "remove_empty_folders"]
+           "prepare_outputs", "remove_empty_folders", "uses_build_folder"]
 
 
 class OptionError(QforgeError, ValueError):
@@ -326,12 +326,27 @@ def prepare_output(path: Path, option: str, *, folder: bool = False) -> list[Pat
     return created
 
 
+def uses_build_folder(parser: argparse.ArgumentParser, when=lambda arguments: True) -> None:
+    """Declare that the command writes under the build folder (``build/``, or
+    ``$QFORGE_BUILD``: :func:`qforge.sim.bench.rtl.default_build_root`) when ``when(arguments)``
+    is true, so :func:`prepare_outputs` checks that folder before the work too."""
+    parser.set_defaults(build_folder=when)
+
+
 def prepare_outputs(arguments) -> list[Path]:
     """:func:`prepare_output` for every output option the command declared with
-    :func:`add_output_argument` and was given (or has a default for); returns the folders
-    created, for :func:`remove_empty_folders` should the command fail."""
+    :func:`add_output_argument` and was given (or has a default for), and for the build
+    folder if it declared :func:`uses_build_folder`; returns the folders created, for
+    :func:`remove_empty_folders` should the command fail."""
     created: list[Path] = []
     try:
+        when = getattr(arguments, "build_folder", None)
+        if when is not None and when(arguments):
+            import os
+
+            from qforge.sim.bench.rtl import default_build_root
+            created += prepare_output(default_build_root(), "QFORGE_BUILD" if os.environ.get(
+                "QFORGE_BUILD") else "build folder", folder=True)
         for output in getattr(arguments, "outputs", None) or ():
             path = getattr(arguments, output.dest, None)
             if path is not None:

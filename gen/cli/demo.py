@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from qforge.gen.cli.common import (COUNT_MAXIMUM, SEED_MAXIMUM, add_config_arguments,
                                    add_output_argument, config_from_arguments, log_to_stderr,
-                                   prepare_output, whole_number)
+                                   prepare_output, whole_number,
+                                   uses_build_folder)
 
 
 def register(commands) -> None:
@@ -38,6 +39,7 @@ def register(commands) -> None:
                       help="random instruction streams on the programmable top, 0 .. "
                            f"{COUNT_MAXIMUM} (default 10; 0 skips it and its Verilator "
                            "build)")
+    uses_build_folder(demo)
     demo.set_defaults(handler=handle)
 
 

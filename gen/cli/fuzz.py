@@ -7,7 +7,8 @@ import argparse
 import sys
 
 from qforge.gen.cli.common import (COUNT_MAXIMUM, SEED_MAXIMUM, add_config_arguments,
-                                   config_from_arguments, real_number, whole_number)
+                                   config_from_arguments, real_number, whole_number,
+                                   uses_build_folder)
 
 
 def register(commands) -> None:
@@ -41,6 +42,7 @@ def register(commands) -> None:
     fuzz.add_argument("--seed", type=whole_number(0, SEED_MAXIMUM), default=1, metavar="N",
                       help=f"seed of the first program, 0 .. {SEED_MAXIMUM} (the next "
                            "ones count up from it; default 1)")
+    uses_build_folder(fuzz)
     fuzz.set_defaults(handler=handle)
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from qforge.gen.cli.common import (OptionError, add_config_arguments, add_output_argument,
-                                   config_from_arguments, log_to_stderr, require_file)
+                                   config_from_arguments, log_to_stderr, require_file,
+                                   uses_build_folder)
 
 #: ``--rounding`` names -> :class:`qforge.sim.model.quantize.Rounding` member names.
 ROUNDINGS = {"nearest-even": "NEAREST_EVEN", "truncate": "TRUNCATE",
@@ -97,6 +98,7 @@ def register(commands) -> None:
                             "integers (configurations with [vrq]; --shift is not used)")
     stage.add_argument("--wide", action="store_true",
                        help="no saturation to the output width (integer outputs only)")
+    uses_build_folder(gemm, lambda arguments: arguments.backend == "rtl")
     gemm.set_defaults(handler=handle)
 
 

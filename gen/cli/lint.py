@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qforge.gen.cli.common import add_config_arguments, config_from_arguments, require_file
+from qforge.gen.cli.common import (add_config_arguments, config_from_arguments, require_file,
+                                   uses_build_folder)
 
 
 def register(commands) -> None:
@@ -15,9 +16,10 @@ def register(commands) -> None:
         "lint", help="lint generated Verilog with verilator -Wall",
         description="Run `verilator --lint-only -Wall` with qforge's documented waivers "
                     "(gen/lint.vlt) on a configuration's Verilog (generated into "
-                    "build/lint/NAME), or on a given file: with the waivers only if "
-                    "qforge generated it (its manifest.json beside it, unchanged), "
-                    "else with every warning. Exit status 1 on any warning.")
+                    "build/lint/NAME, or $QFORGE_BUILD/lint/NAME), or on a given file: "
+                    "with the waivers only if qforge generated it (its manifest.json "
+                    "beside it, unchanged), else with every warning. Exit status 1 on "
+                    "any warning.")
     add_config_arguments(lint, default="default")
     lint.add_argument("--verilog", type=Path, metavar="FILE",
                       help="lint this Verilog file instead of generating one (qforge's "
@@ -25,6 +27,7 @@ def register(commands) -> None:
     lint.add_argument("--programmable", action="store_true",
                       help="lint the programmable top (qforge_core: decoder, accelerator, "
                            "addend stage) instead of qforge_top")
+    uses_build_folder(lint, lambda arguments: arguments.verilog is None)
     lint.set_defaults(handler=handle)
 
 
@@ -49,12 +52,13 @@ def handle(arguments) -> int:
     from qforge.gen.generate import generate
 
     from qforge.gen.generate import is_generated
+    from qforge.sim.bench.rtl import default_build_root
 
     if arguments.verilog:
         require_file(arguments.verilog, "--verilog")
         return report_lint(arguments.verilog, waivers=is_generated(arguments.verilog))
     config = config_from_arguments(arguments)
     folder = config.name + ("-core" if arguments.programmable else "")
-    design = generate(config, Path("build") / "lint" / folder,
+    design = generate(config, default_build_root() / "lint" / folder,
                       programmable=arguments.programmable)
     return report_lint(design.verilog)

@@ -3,7 +3,8 @@ for bit (and the address-block baseline, which changes with the shape)."""
 
 from __future__ import annotations
 
-from qforge.gen.cli.common import SEED_MAXIMUM, OptionError, log_to_stderr, whole_number
+from qforge.gen.cli.common import (SEED_MAXIMUM, OptionError, log_to_stderr,
+                                   uses_build_folder, whole_number)
 
 
 def register(commands) -> None:
@@ -21,6 +22,7 @@ def register(commands) -> None:
                        help="array shapes to compare (default: 2x2,4x8,8x8)")
     repro.add_argument("--seed", type=whole_number(0, SEED_MAXIMUM), default=7, metavar="N",
                        help=f"data and rounding seed, 0 .. {SEED_MAXIMUM} (default 7)")
+    uses_build_folder(repro)
     repro.set_defaults(handler=handle)
 
 

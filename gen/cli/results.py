@@ -9,7 +9,7 @@ from pathlib import Path
 
 from qforge.fpga.boards import BOARDS
 from qforge.fpga.results import DEFAULT_PAIRS, results, select_pairs
-from qforge.gen.cli.common import add_output_argument, log_to_stderr
+from qforge.gen.cli.common import add_output_argument, log_to_stderr, uses_build_folder
 from qforge.sim.model.spec import load_preset, preset_names
 
 __all__ = ["register"]
@@ -43,6 +43,7 @@ def register(commands) -> argparse.ArgumentParser:
     parser.add_argument("--reuse", action="store_true",
                         help="build nothing: read each pair's report.json from its build "
                              "folder (an error if one is missing)")
+    uses_build_folder(parser, lambda arguments: not arguments.reuse)
     parser.set_defaults(handler=_command_results)
     return parser
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from qforge.gen.cli.asm import assemble_program
 from qforge.gen.cli.common import (SEED_MAXIMUM, OptionError, add_config_arguments,
-                                   config_from_arguments, whole_number)
+                                   config_from_arguments, whole_number,
+                                   uses_build_folder)
 from qforge.sim.model.saturation import signed_range
 
 
@@ -40,6 +41,7 @@ def register(commands) -> None:
                      help=f"seed of --random, 0 .. {SEED_MAXIMUM} (default 1)")
     run.add_argument("--show", action="append", metavar="LABEL",
                      help="print this data label's elements after the run (repeatable)")
+    uses_build_folder(run, lambda arguments: arguments.backend == "rtl")
     run.set_defaults(handler=handle)
 
 

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from qforge.gen.cli.common import (OptionError, add_output_argument, log_to_stderr,
-                                   prepare_output, whole_number)
+                                   prepare_output, whole_number,
+                                   uses_build_folder)
 
 
 def register(commands) -> None:
@@ -70,6 +71,7 @@ def register(commands) -> None:
                        help="configurations trained in parallel worker processes, "
                             "1 .. 1024 (default: the number of CPU cores; results do not "
                             "depend on it)")
+    uses_build_folder(train, lambda arguments: arguments.backend == "rtl")
     train.set_defaults(handler=handle)
 
 

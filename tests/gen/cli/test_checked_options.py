@@ -67,7 +67,8 @@ BAD_NUMBERS = [
     (["fuzz", "--programs", "100001"], "--programs", "100001: allowed range is 1 .. 100000"),
     (["fuzz", "--instructions", "0"], "--instructions", "0: allowed range is 1 .. 100000"),
     (["fuzz", "--invalid", "-0.1"], "--invalid", "-0.1: allowed range is 0 .. 1"),
-    (["fuzz", "--stall", "nan"], "--stall", "'nan' is not a number (allowed range is 0 .. below 1)"),
+    (["fuzz", "--stall", "nan"], "--stall",
+     "'nan' is not a number (allowed range is 0 .. below 1)"),
     (["fuzz", "--seed", "-1"], "--seed", "-1: allowed range is 0 .. 4294967295"),
     (["build", "--board", "icebreaker", "--preset", "tiny", "--clock", "0"], "--clock",
      "0.0: allowed range is above 0 .. 10000"),
@@ -210,11 +211,10 @@ def test_train_s_default_plot_is_checked_before_training(capsys, tmp_path, monke
 
 def test_demo_s_default_folder_is_checked_before_the_build(capsys, tmp_path, monkeypatch,
                                                            no_work):
-    monkeypatch.setenv("QFORGE_BUILD", str(tmp_path / "file"))
-    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("QFORGE_BUILD", str(tmp_path))
+    (tmp_path / "demo").write_text("")
     one_line_error(run_qforge(capsys, "demo", "--preset", "tiny"),
-                   f"--output {tmp_path / 'file' / 'demo'}: {tmp_path / 'file'} is a file, "
-                   "not a folder")
+                   f"--output {tmp_path / 'demo'}: {tmp_path / 'demo'} is a file, not a folder")
 
 
 def test_bench_s_plot_dir_files_are_checked_before_the_benchmark(capsys, tmp_path, no_work):
@@ -237,6 +237,20 @@ def test_an_output_is_prepared_before_the_handler_runs(capsys, tmp_path, monkeyp
     assert run_qforge(capsys, "generate", "--preset", "tiny", "-o", tmp_path / "a" / "b") \
         == (0, "", "")
     assert seen == [True]
+
+
+@pytest.mark.parametrize("argv", [
+    ["lint", "--preset", "tiny"], ["demo", "--preset", "tiny"], ["repro"], ["fuzz"],
+    ["area", "--preset", "tiny"], ["bench", "--rtl"], ["run", "prog.qasm", "--backend", "rtl"],
+    ["gemm", "--preset", "tiny", "--a", "a.npy", "--b", "b.npy", "-o", "c.npy", "--backend",
+     "rtl"], ["train", "--backend", "rtl"], ["build", "--board", "icebreaker", "--preset", "tiny"],
+    ["results"]], ids=lambda argv: argv[0])
+def test_the_build_folder_is_checked_before_the_work(capsys, tmp_path, monkeypatch, no_work,
+                                                     argv):
+    monkeypatch.setenv("QFORGE_BUILD", str(tmp_path / "file" / "build"))
+    (tmp_path / "file").write_text("")
+    one_line_error(run_qforge(capsys, *argv), f"QFORGE_BUILD {tmp_path / 'file' / 'build'}: "
+                                              f"{tmp_path / 'file'} is a file, not a folder")
 
 
 def test_run_compare_on_golden_is_an_error(capsys, no_work):
