@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +34,7 @@ from qforge.sim.model.spec import (SCHEMA, VRQ_SCHEMA, ZERO_SKIPPING_SCHEMA, loa
 
 __all__ = ["SPEC_EPILOG", "FAMILY_NAMES", "AppendDesign", "OptionError",
            "add_config_arguments", "load_config", "config_from_arguments", "make_folder",
-           "require_file", "log_to_stderr", "whole_number", "real_number", "SEED_MAXIMUM",
+           "require_file", "refuse_special_file", "log_to_stderr", "whole_number", "real_number", "SEED_MAXIMUM",
            "COUNT_MAXIMUM", "Output", "add_output_argument", "prepare_output",
            "prepare_outputs", "remove_empty_folders", "uses_build_folder"]
 
@@ -77,7 +78,29 @@ class AppendDesign(argparse.Action):
 
 def load_config(kind: str, value):
     """A configuration from ``--spec FILE`` (``kind`` "spec") or ``--preset NAME``."""
-    return load_spec(value) if kind == "spec" else load_preset(value)
+    if kind == "spec":
+        refuse_special_file(Path(value), "--spec")
+        return load_spec(value)
+    return load_preset(value)
+
+
+def refuse_special_file(path: Path, option: str) -> None:
+    """Raise :class:`OptionError` if ``path`` is a device, a FIFO or a socket: reading
+    ``/dev/zero`` or a pipe nobody writes to never ends. A missing file or a folder is
+    left to the loader, whose message names it.
+
+    >>> refuse_special_file(Path("/dev/zero"), "--spec")
+    Traceback (most recent call last):
+    ...
+    qforge.gen.cli.common.OptionError: --spec /dev/zero: not a regular file (a device, FIFO or socket)
+    """
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise OptionError(f"{option} {_shown(path)}: not a regular file (a device, FIFO or "
+                          "socket)")
 
 
 def config_from_arguments(arguments):

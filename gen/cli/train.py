@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from qforge.gen.cli.common import (OptionError, add_output_argument, log_to_stderr,
-                                   prepare_output, whole_number,
-                                   uses_build_folder)
+                                   prepare_output, refuse_special_file, uses_build_folder,
+                                   whole_number)
 
 
 def register(commands) -> None:
@@ -93,6 +93,8 @@ def handle(arguments) -> int:
     config_path = arguments.config
     if config_path is None and arguments.backend is not None:
         config_path = rtl_config_path()
+    if config_path is not None:
+        refuse_special_file(config_path, "--config")
     train = load_train_config(config_path)
     if arguments.seed is not None:
         train = dataclasses.replace(train, seed=arguments.seed)

@@ -119,7 +119,8 @@ def bad_output(draw):
 def bad_input(draw):
     command, option = draw(st.sampled_from(INPUT))
     path = draw(st.sampled_from([
-        "{tmp}/missing.toml", "{tmp}", "{tmp}/file/x", "/dev/null/x", "{tmp}/" + "i" * 5000]
+        "{tmp}/missing.toml", "{tmp}", "{tmp}/file/x", "/dev/null/x", "{tmp}/" + "i" * 5000,
+        "/dev/zero", "/dev/null"]
         # a file that is not what the option reads (lint would lint it: that is work)
         + (["{tmp}/garbage.toml"] if option != "--verilog" else [])))
     if option is None:                           # run's FILE replaces the base's

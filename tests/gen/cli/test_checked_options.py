@@ -253,6 +253,21 @@ def test_the_build_folder_is_checked_before_the_work(capsys, tmp_path, monkeypat
                                               f"{tmp_path / 'file'} is a file, not a folder")
 
 
+@pytest.mark.parametrize("argv, option", [
+    (["lint", "--spec"], "--spec"), (["generate", "-o", "out", "--spec"], "--spec"),
+    (["area", "--spec"], "--spec"), (["train", "--emulate", "--config"], "--config"),
+    (["lint", "--verilog"], "--verilog"), (["run"], None), (["gemm", "--preset", "tiny",
+                                                            "--b", "b.npy", "-o", "c.npy",
+                                                            "--a"], "--a")],
+    ids=["lint", "generate", "area", "train", "lint-verilog", "run", "gemm"])
+def test_a_device_as_input_is_refused_not_read_forever(capsys, no_work, argv, option):
+    reason = "not a regular file (a device, FIFO or socket)" if option in ("--spec",
+                                                                          "--config") \
+        else "not a regular file"
+    one_line_error(run_qforge(capsys, *argv, "/dev/zero"),
+                   f"{option + ' ' if option else ''}/dev/zero: {reason}")
+
+
 def test_run_compare_on_golden_is_an_error(capsys, no_work):
     one_line_error(run_qforge(capsys, "run", "prog.qasm", "--compare"),
                    "--compare compares a backend with the golden machine: use it with "
