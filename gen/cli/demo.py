@@ -50,14 +50,15 @@ def handle(arguments) -> int:
 
     config = config_from_arguments(arguments)
     output = arguments.output
-    if output is None:          # the default folder, checked before the build as well
-        prepare_output(default_build_root() / "demo", "--output", folder=True)
+    folder = output or default_build_root() / "demo"
+    prepare_output(folder, "--output", folder=True)    # the default is checked here
+    for name in ("report.json", "report.md"):
+        prepare_output(folder / name, "--output")
     report = run_demo(config, per_mode=arguments.per_mode, seed=arguments.seed,
                       simulator=arguments.simulator, large=not arguments.no_large,
                       programs=arguments.programs, output=output,
                       log=log_to_stderr)
     print(format_report(report))
-    folder = output or default_build_root() / "demo"
     print(f"\nreport written to {folder / 'report.json'} and {folder / 'report.md'}")
     programs = report.get("programs")
     programs_ok = programs is None or (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from qforge.gen.cli.common import (SPEC_EPILOG, add_config_arguments, add_output_argument,
-                                   config_from_arguments)
+                                   config_from_arguments, prepare_output)
 from qforge.gen.cli.lint import report_lint
 
 
@@ -35,9 +35,12 @@ def register(commands) -> None:
 
 
 def handle(arguments) -> int:
-    from qforge.gen.generate import generate
+    from qforge.gen.generate import CORE_TOP_NAME, TOP_NAME, generate
 
     config = config_from_arguments(arguments)
+    top = CORE_TOP_NAME if arguments.programmable else TOP_NAME
+    for name in (f"{top}.v", "manifest.json"):      # the folder was checked by main
+        prepare_output(arguments.output / name, "-o")
     design = generate(config, arguments.output, programmable=arguments.programmable)
     print(f"wrote {design.verilog} and {design.manifest} "
           f"({config.rows}x{config.cols} array, {config.operand_width}-bit operands, "

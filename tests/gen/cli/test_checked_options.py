@@ -217,6 +217,18 @@ def test_demo_s_default_folder_is_checked_before_the_build(capsys, tmp_path, mon
                    f"--output {tmp_path / 'demo'}: {tmp_path / 'demo'} is a file, not a folder")
 
 
+@pytest.mark.parametrize("argv, taken", [
+    (["generate", "--preset", "tiny", "-o"], "qforge_top.v"),
+    (["generate", "--preset", "tiny", "--programmable", "-o"], "qforge_core.v"),
+    (["generate", "--preset", "tiny", "-o"], "manifest.json"),
+    (["demo", "--preset", "tiny", "--output"], "report.md")], ids=lambda value: str(value))
+def test_the_files_an_output_folder_will_hold_are_checked_before_the_work(
+        capsys, tmp_path, no_work, argv, taken):
+    (tmp_path / taken).mkdir()
+    one_line_error(run_qforge(capsys, *argv, tmp_path),
+                   f"{argv[-1]} {tmp_path / taken}: is a folder, not a file")
+
+
 def test_bench_s_plot_dir_files_are_checked_before_the_benchmark(capsys, tmp_path, no_work):
     (tmp_path / "precision_scaling.png").mkdir()
     one_line_error(run_qforge(capsys, "bench", "--plot-dir", tmp_path),
