@@ -129,8 +129,8 @@ def make_folder(folder: Path, option: str, given: Path) -> list[Path]:
                        if existing is None or parent not in (existing, *existing.parents)]
             folder.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as error:      # ValueError: a NUL byte in the name
-        which = "it" if str(folder) == str(given) else _shown(folder)
-        raise OptionError(f"{option} {_shown(given)}: cannot create folder {which}: "
+        which = "it" if str(folder) == str(given) else f"folder {_shown(folder)}"
+        raise OptionError(f"{option} {_shown(given)}: cannot create {which}: "
                           f"{_reason(error)}") from None
     if existing is not None and not existing.is_dir():
         raise OptionError(f"{option} {_shown(given)}: {_shown(existing)} is a file, not a "

@@ -194,9 +194,9 @@ def test_an_output_file_written_as_a_folder_is_a_usage_error(capsys, tmp_path, n
 def test_generate_under_sys_fails_before_elaborating(capsys, no_work):
     outcome = run_qforge(capsys, "generate", "--preset", "tiny", "-o", "/sys/qforge-out")
     assert outcome.status == 2 and outcome.err in (
-        "qforge: error: -o /sys/qforge-out: cannot create folder it: Operation not permitted\n",
-        "qforge: error: -o /sys/qforge-out: cannot create folder it: Permission denied\n",
-        "qforge: error: -o /sys/qforge-out: cannot create folder it: Read-only file system\n")
+        "qforge: error: -o /sys/qforge-out: cannot create it: Operation not permitted\n",
+        "qforge: error: -o /sys/qforge-out: cannot create it: Permission denied\n",
+        "qforge: error: -o /sys/qforge-out: cannot create it: Read-only file system\n")
 
 
 def test_train_s_default_plot_is_checked_before_training(capsys, tmp_path, monkeypatch,

@@ -46,8 +46,8 @@ def test_prepare_output_keeps_an_existing_file_as_it_was(tmp_path):
 
 
 @pytest.mark.parametrize("name, reason", [
-    ("x\0y", "cannot create folder it: embedded null byte"),
-    ("n" * 300, "cannot create folder it: File name too long")])
+    ("x\0y", "cannot create it: embedded null byte"),
+    ("n" * 300, "cannot create it: File name too long")])
 def test_prepare_output_turns_os_errors_into_one_line(tmp_path, name, reason):
     with pytest.raises(OptionError) as error:
         prepare_output(tmp_path / name, "-o", folder=True)
