@@ -52,7 +52,7 @@ def register(commands) -> None:
                            "the cells of each module group (PEs, selectors, loader, "
                            "scheduler, ...); totals run higher than flattened synthesis, "
                            "which optimizes across modules")
-    area.add_argument("--keep", metavar="PATTERN", action="append",
+    area.add_argument("--keep", metavar="PATTERN", action="append", type=_pattern,
                       help="keep the modules matching PATTERN (below the top, e.g. "
                            "'b_selector_*' or 'array.pe_*') apart and print their cells; the "
                            "rest is flattened as usual, so the total minus the usual total "
@@ -67,6 +67,14 @@ def register(commands) -> None:
                            "design")
     uses_build_folder(area)
     area.set_defaults(handler=handle)
+
+
+def _pattern(text: str) -> str:
+    """A --keep pattern: not blank (it would keep nothing apart, after minutes of
+    synthesis)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: an empty pattern matches no module")
+    return text
 
 
 def handle(arguments) -> int:

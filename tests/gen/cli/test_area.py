@@ -22,5 +22,9 @@ def test_errors_are_one_line(capsys):
     code, out, err = run_qforge(capsys, "area", "--jobs", "0")
     assert (code, out) == (2, "")
     assert err.endswith("\nqforge area: error: argument --jobs: 0: allowed range is 1 .. 64\n")
+    code, out, err = run_qforge(capsys, "area", "--keep", " ")
+    assert (code, out) == (2, "")
+    assert err.endswith("\nqforge area: error: argument --keep: ' ': an empty pattern matches no "
+                        "module\n")
     assert run_qforge(capsys, "area", "--preset", "tiny", "--preset", "tiny") == (
         2, "", "qforge: error: --preset/--spec: configuration 'tiny' given twice\n")
