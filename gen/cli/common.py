@@ -14,7 +14,13 @@ Every option a user can get wrong is checked before any work starts:
   which :func:`qforge.gen.cli.main` calls before the command's handler, creates the
   folders and proves each one writable, so a bad path fails in milliseconds, not after
   minutes of elaboration or training. Handlers whose default output depends on the
-  configuration call :func:`prepare_output` for it themselves, before the work.
+  configuration call :func:`prepare_output` for it themselves, before the work;
+  commands that write under the build folder declare it (:func:`uses_build_folder`);
+* input files: a device, FIFO or socket is refused (:func:`refuse_special_file`,
+  :func:`require_file`): reading ``/dev/zero`` never ends.
+
+A path over 200 characters is shown in an error as its two ends and its length, so the
+message stays one readable line.
 """
 
 from __future__ import annotations
@@ -34,9 +40,9 @@ from qforge.sim.model.spec import (SCHEMA, VRQ_SCHEMA, ZERO_SKIPPING_SCHEMA, loa
 
 __all__ = ["SPEC_EPILOG", "FAMILY_NAMES", "AppendDesign", "OptionError",
            "add_config_arguments", "load_config", "config_from_arguments", "make_folder",
-           "require_file", "refuse_special_file", "log_to_stderr", "whole_number", "real_number", "SEED_MAXIMUM",
-           "COUNT_MAXIMUM", "Output", "add_output_argument", "prepare_output",
-           "prepare_outputs", "remove_empty_folders", "uses_build_folder"]
+           "require_file", "refuse_special_file", "log_to_stderr", "whole_number",
+           "real_number", "SEED_MAXIMUM", "COUNT_MAXIMUM", "Output", "add_output_argument",
+           "prepare_output", "prepare_outputs", "remove_empty_folders", "uses_build_folder"]
 
 
 class OptionError(QforgeError, ValueError):
