@@ -8,8 +8,7 @@ import json
 import time
 
 from qforge.gen.cli.common import (FAMILY_NAMES, AppendDesign, OptionError, load_config,
-                                   log_to_stderr, whole_number,
-                                   uses_build_folder)
+                                   log_to_stderr, uses_build_folder, whole_number)
 from qforge.sim.model.spec import preset_names
 
 

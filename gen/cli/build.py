@@ -12,8 +12,7 @@ from qforge.fpga.pll import format_mhz
 from qforge.fpga.report import format_report
 from qforge.gen.cli.common import (OptionError, add_config_arguments, add_output_argument,
                                    config_from_arguments, log_to_stderr, real_number,
-                                   whole_number,
-                                   uses_build_folder)
+                                   uses_build_folder, whole_number)
 from qforge.hdl.link import uart_divisor
 
 __all__ = ["register"]

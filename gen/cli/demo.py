@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from qforge.gen.cli.common import (COUNT_MAXIMUM, SEED_MAXIMUM, add_config_arguments,
                                    add_output_argument, config_from_arguments, log_to_stderr,
-                                   prepare_output, whole_number,
-                                   uses_build_folder)
+                                   prepare_output, uses_build_folder, whole_number)
 
 
 def register(commands) -> None:
@@ -45,7 +44,6 @@ def register(commands) -> None:
 
 def handle(arguments) -> int:
     from qforge.sim.apps.demo import format_report, run_demo
-
     from qforge.sim.bench.rtl import default_build_root
 
     config = config_from_arguments(arguments)

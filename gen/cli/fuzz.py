@@ -7,8 +7,8 @@ import argparse
 import sys
 
 from qforge.gen.cli.common import (COUNT_MAXIMUM, SEED_MAXIMUM, add_config_arguments,
-                                   config_from_arguments, real_number, whole_number,
-                                   uses_build_folder)
+                                   config_from_arguments, real_number, uses_build_folder,
+                                   whole_number)
 
 
 def register(commands) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from qforge.gen.cli.asm import assemble_program
 from qforge.gen.cli.common import (SEED_MAXIMUM, OptionError, add_config_arguments,
-                                   config_from_arguments, whole_number,
-                                   uses_build_folder)
+                                   config_from_arguments, uses_build_folder,
+                                   whole_number)
 from qforge.sim.model.saturation import signed_range
 
 
