@@ -57,9 +57,9 @@ from pathlib import Path
 
 import numpy as np
 
-from qforge.sim.model.errors import InputError, QforgeError
+from qforge.sim.model.errors import InputError, QforgeError, shown
 from qforge.sim.model.spec import Config
-from qforge.sim.model.machine import Machine, MachineError
+from qforge.sim.model.machine import MEMORY_DTYPE, Machine, MachineError
 
 __all__ = ["Runtime", "RunReport", "GoldenBackend", "RtlBackend", "BoardBackend",
            "BackendError", "BACKENDS"]
@@ -112,7 +112,7 @@ def _shape(where: str, shape) -> tuple[int, ...]:
     return tuple(int(size) for size in dimensions)
 
 
-_INT64 = np.iinfo(np.int64)
+_INT64 = np.iinfo(MEMORY_DTYPE)
 #: What a numpy dtype kind is called in an error.
 _KIND_NAMES = {"b": "booleans", "f": "floats", "c": "complex numbers", "U": "strings",
                "S": "bytes", "O": "objects", "M": "dates", "m": "time deltas", "V": "records"}
@@ -124,7 +124,7 @@ def _values(where: str, values) -> np.ndarray:
     try:
         array = np.asarray(values)
     except (ValueError, TypeError):          # ragged nested lists
-        raise InputError(f"{where}: values = {_short(values)}: must be a rectangular array "
+        raise InputError(f"{where}: values = {shown(values)}: must be a rectangular array "
                          f"of integers") from None
     if array.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -132,17 +132,12 @@ def _values(where: str, values) -> np.ndarray:
         array.dtype == object and all(_is_integer(value) for value in array.flat))
     if not exact:
         kind = _KIND_NAMES.get(array.dtype.kind, array.dtype.name)
-        raise InputError(f"{where}: values = {_short(values)}: must be integers (int or a "
+        raise InputError(f"{where}: values = {shown(values)}: must be integers (int or a "
                          f"numpy integer array), not {kind}")
     if array.min() < _INT64.min or array.max() > _INT64.max:
-        raise InputError(f"{where}: values = {_short(values)}: out of range for the int64 "
+        raise InputError(f"{where}: values = {shown(values)}: out of range for the int64 "
                          f"memory ({_INT64.min} .. {_INT64.max})")
     return array.astype(np.int64).ravel()
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _words(program) -> list[int]:
@@ -150,7 +145,7 @@ def _words(program) -> list[int]:
     integers, each checked to be an exact integer ``0 .. 2**64 - 1``."""
     words = getattr(program, "words", program)
     if isinstance(words, (str, bytes)) or not hasattr(words, "__iter__"):
-        raise InputError(f"Runtime.run: program = {_short(program)}: must be an assembled "
+        raise InputError(f"Runtime.run: program = {shown(program)}: must be an assembled "
                          f"Program or a sequence of instruction words (integers)")
     checked = []
     for index, word in enumerate(words):
@@ -405,7 +400,7 @@ class Runtime:
     def __init__(self, config: Config, backend="golden", *, memory_size: int = 0,
                  **options):
         if not isinstance(config, Config):
-            raise InputError(f"Runtime: config = {_short(config)}: must be a Config "
+            raise InputError(f"Runtime: config = {shown(config)}: must be a Config "
                              f"(qforge.api.load_config), not {type(config).__name__}")
         self.config = config
         memory_size = _integer("Runtime", "memory_size", memory_size)
@@ -414,7 +409,7 @@ class Runtime:
         elif options:
             raise InputError(f"Runtime: {', '.join(sorted(options))}: options are for a "
                              f"backend given by name ({', '.join(BACKENDS)})")
-        self.memory = np.zeros(memory_size, dtype=np.int64)
+        self.memory = np.zeros(memory_size, dtype=MEMORY_DTYPE)
         self.backend = backend
         self.cycles = 0
         self.runs = 0
@@ -430,7 +425,7 @@ class Runtime:
         """Grow the memory to at least ``memory_size`` elements (contents kept)."""
         memory_size = _integer("Runtime.resize", "memory_size", memory_size)
         if memory_size > len(self.memory):
-            grown = np.zeros(memory_size, dtype=np.int64)
+            grown = np.zeros(memory_size, dtype=MEMORY_DTYPE)
             grown[:len(self.memory)] = self.memory
             self.memory = grown
 

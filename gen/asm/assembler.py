@@ -28,9 +28,10 @@ from qforge.gen.asm.limits import (DATA_LIMIT, ELEMENT_RANGE, MAX_BLOCK_GEMMS,
 from qforge.gen.asm.parser import Operand, Statement, parse
 from qforge.gen.asm.program import Program
 from qforge.gen.asm.syntax import FIELDS, MNEMONICS, NAMED_VALUES, POSITIONAL, REQUIRED
-from qforge.sim.model.errors import InputError
+from qforge.sim.model.errors import InputError, shown
 from qforge.sim.model.isa import EncodingError, Opcode, encode
 from qforge.sim.model.machine import instruction_error
+from qforge.sim.model.spec import Config
 
 __all__ = ["assemble", "assemble_file"]
 
@@ -53,6 +54,12 @@ def assemble(text: str, config=None, *, source: str = "<string>") -> Program:
     >>> program.symbols, program.data, program.memory_size
     ({'N': 4, 'x': 0, 'y': 8}, ((8, (1, -2)),), 10)
     """
+    if not isinstance(text, str):
+        raise InputError(f"assemble: text = {shown(text)}: must be a str (the assembly "
+                         f"source), not {type(text).__name__}")
+    if config is not None and not isinstance(config, Config):
+        raise InputError(f"assemble: config = {shown(config)}: must be a Config "
+                         f"(qforge.api.load_config) or None, not {type(config).__name__}")
     return _Assembler(SourceText(source, tuple(text.splitlines())), config).run()
 
 

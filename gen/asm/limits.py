@@ -33,6 +33,7 @@ import numpy as np
 
 from qforge.sim.model.isa import INSTRUCTION_WIDTH, OPERAND_FIELDS, Opcode
 from qforge.sim.model.saturation import signed_range
+from qforge.sim.model.machine import MEMORY_DTYPE
 
 __all__ = ["VALUE_LIMIT", "ELEMENT_RANGE", "DATA_LIMIT", "MAX_BLOCK_GEMMS",
            "MAX_PROGRAM_WORDS", "MAX_REFERENCE_DEPTH", "power_text", "count_text",
@@ -41,9 +42,9 @@ __all__ = ["VALUE_LIMIT", "ELEMENT_RANGE", "DATA_LIMIT", "MAX_BLOCK_GEMMS",
 #: Largest magnitude of any value an expression computes: a 64-bit instruction word.
 VALUE_LIMIT = 1 << INSTRUCTION_WIDTH
 
-#: ``(low, high)`` of a ``.word`` value: one element of host memory (``int64``, the
+#: ``(low, high)`` of a ``.word`` value: one element of host memory (:data:`~qforge.sim.model.machine.MEMORY_DTYPE`, the
 #: dtype of :attr:`qforge.sim.model.machine.Machine.memory`).
-ELEMENT_RANGE = signed_range(np.iinfo(np.int64).bits)
+ELEMENT_RANGE = signed_range(np.iinfo(MEMORY_DTYPE).bits)
 
 #: Elements the data section may reserve: every address must fit the LOAD/STORE
 #: ``address`` field.

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from qforge.gen.asm.disassembler import disassemble
+from qforge.sim.model.machine import MEMORY_DTYPE
 
 __all__ = ["Program"]
 
@@ -35,10 +38,11 @@ class Program:
     #: runtime refuses to run it on another.
     config: object = field(default=None, repr=False, compare=False)
 
-    def memory(self) -> list[int]:
-        """The data section as a list of ``memory_size`` elements: zeros, with the
-        ``.word`` values in place."""
-        image = [0] * self.memory_size
+    def memory(self) -> np.ndarray:
+        """The data section as ``memory_size`` host memory elements
+        (:data:`~qforge.sim.model.machine.MEMORY_DTYPE`): zeros, with the ``.word``
+        values in place (built in place: the data section may reach 2**24 elements)."""
+        image = np.zeros(self.memory_size, dtype=MEMORY_DTYPE)
         for address, values in self.data:
             image[address:address + len(values)] = values
         return image

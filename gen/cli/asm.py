@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from qforge.gen.cli.common import (OptionError, add_config_arguments, config_from_arguments,
-                                   require_file)
+from qforge.gen.cli.common import (OptionError, add_config_arguments, add_output_argument,
+                                   config_from_arguments, require_file)
 
 
 def register(commands) -> None:
@@ -37,8 +37,9 @@ def register(commands) -> None:
                "  qforge asm prog.qasm -o prog.bin --listing")
     asm.add_argument("file", type=Path, metavar="FILE", help="the program (.qasm)")
     add_config_arguments(asm, default="default")
-    asm.add_argument("-o", "--output", type=Path, metavar="OUT.bin",
-                     help="write the words here, little-endian 64-bit each")
+    add_output_argument(asm, "-o", "--output", metavar="OUT.bin",
+                        help="write the words here, little-endian 64-bit each (the path "
+                             "is checked before assembling)")
     asm.add_argument("--hex", action="store_true",
                      help="print the words in hex, one per line")
     asm.add_argument("--listing", action="store_true",

@@ -21,9 +21,11 @@ import numpy as np
 
 from qforge.api import open_board
 from qforge.fpga.host import DEFAULT_BAUD_RATE, HostError, identify_fingerprint
-from qforge.gen.cli.common import add_config_arguments, config_from_arguments
+from qforge.gen.cli.common import (COUNT_MAXIMUM, SEED_MAXIMUM, add_config_arguments,
+                                   config_from_arguments, real_number, whole_number)
 from qforge.sim.bench.stimulus import operand_range
 from qforge.sim.host.packing import GemmJob
+from qforge.sim.model.capacity import gemm_capacity_error
 from qforge.sim.model.numerics import standard_modes
 from qforge.sim.model.quantize import OutputParameters, Rounding
 from qforge.sim.model.spec import load_preset
@@ -62,14 +64,16 @@ def register(commands) -> argparse.ArgumentParser:
         parser.add_argument("--port", required=True, metavar="DEV",
                             help=f"serial device of the board (/dev/ttyUSB1, COM3), or "
                                  f"'{LOOPBACK}' for the simulated board")
-        parser.add_argument("--baud", type=int, default=DEFAULT_BAUD_RATE, metavar="N",
+        parser.add_argument("--baud", type=whole_number(1, 100_000_000),
+                            default=DEFAULT_BAUD_RATE, metavar="N",
                             help=f"baud rate the bitstream was built with (default: "
                                  f"{DEFAULT_BAUD_RATE})")
         add_config_arguments(parser, default=None)
-        parser.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
+        parser.add_argument("--timeout", type=real_number(0, 3600, above_minimum=True),
+                            default=1.0, metavar="SECONDS",
                             help="wait this long for each reply before sending a request "
                                  "again (default: 1)")
-        parser.add_argument("--retries", type=int, default=3, metavar="N",
+        parser.add_argument("--retries", type=whole_number(0, 100), default=3, metavar="N",
                             help="send a request (or run a GEMM whose results were lost) "
                                  "at most 1 + N times (default: 3)")
         parser.add_argument("--quiet", action="store_true",
@@ -104,13 +108,17 @@ def register(commands) -> argparse.ArgumentParser:
                "leading non-zero one\n"
                "  approx_dynamic_1  full-width operands, one block kept (dynamic)")
     common(gemm)
-    gemm.add_argument("--m", type=int, required=True, help="rows of A and of the result")
-    gemm.add_argument("--n", type=int, required=True, help="columns of B and of the result")
-    gemm.add_argument("--depth", type=int, required=True,
+    gemm.add_argument("--m", type=whole_number(1, COUNT_MAXIMUM), required=True,
+                      help="rows of A and of the result (the board's buffers bound it: "
+                           "checked before the operands are made)")
+    gemm.add_argument("--n", type=whole_number(1, COUNT_MAXIMUM), required=True,
+                      help="columns of B and of the result")
+    gemm.add_argument("--depth", type=whole_number(1, COUNT_MAXIMUM), required=True,
                       help="columns of A = rows of B (the dot-product length)")
     gemm.add_argument("--mode", required=True, choices=modes, metavar="MODE",
                       help=f"precision mode: {', '.join(modes)}")
-    gemm.add_argument("--seed", type=int, default=1, help="operand seed (default: 1)")
+    gemm.add_argument("--seed", type=whole_number(0, SEED_MAXIMUM), default=1,
+                      help="operand seed (default: 1)")
     gemm.add_argument("--shift", type=int, metavar="S",
                       help="use the output stage: shift accumulators right by S with "
                            "--rounding and saturate to output_width bits (default: raw "
@@ -130,12 +138,6 @@ def register(commands) -> argparse.ArgumentParser:
 
 
 def _board(arguments, config):
-    if arguments.timeout is None or not arguments.timeout > 0:
-        raise HostError(f"--timeout = {arguments.timeout}: must be > 0 seconds")
-    if arguments.retries < 0:
-        raise HostError(f"--retries = {arguments.retries}: must be >= 0")
-    if arguments.baud < 1:
-        raise HostError(f"--baud = {arguments.baud}: must be a positive integer")
     log = None if arguments.quiet else (
         lambda message: print(f"host: {message}", file=sys.stderr, flush=True))
     return open_board(config, arguments.port, baud_rate=arguments.baud,
@@ -176,12 +178,13 @@ def _command_status(arguments) -> int:
 
 def _command_gemm(arguments) -> int:
     config = config_from_arguments(arguments)
-    for option in ("m", "n", "depth"):
-        if getattr(arguments, option) < 1:
-            return _error(f"--{option} = {getattr(arguments, option)}: must be at least 1")
     if arguments.shift is None and (arguments.relu or arguments.rounding != "nearest_even"):
         return _error("--rounding/--relu set the output stage: give --shift too (0 for "
                       "none)")
+    problem = gemm_capacity_error(config, arguments.m, arguments.n, arguments.depth)
+    if problem:             # before the operands are made: they could fill the memory
+        return _error(f"--m {arguments.m} --n {arguments.n} --depth {arguments.depth}: "
+                      f"{problem}")
     precision = standard_modes(config)[arguments.mode]
     output = None
     if arguments.shift is not None:

@@ -64,7 +64,7 @@ def handle(arguments) -> int:
             if name not in program.regions:
                 raise OptionError(f"{option} {name}: not a data label of {arguments.file}; "
                                  f"its data labels: {', '.join(program.regions) or 'none'}")
-    memory = np.array(program.memory(), dtype=np.int64)
+    memory = program.memory()
     rng = np.random.default_rng(arguments.seed)
     for name in arguments.random or ():
         address, size = program.regions[name]

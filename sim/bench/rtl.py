@@ -25,6 +25,7 @@ import numpy as np
 
 from qforge.gen.generate import (CORE_TOP_NAME, LINKED_TOP_NAME, TOP_NAME, Design,
                                  LinkSettings, fingerprint, render, write)
+from qforge.sim.model.errors import InputError
 from qforge.sim.model.spec import Config
 from qforge.sim.bench.cocotb_runner import RunnerExited, run_runner
 from qforge.sim.bench.object_cache import CACHE_VARIABLE, compiler_wrapper
@@ -138,7 +139,7 @@ def build(config: Config, simulator: str = "verilator", *, root: Path | None = N
     """
     log = log or _LOGGER.info
     if simulator not in ("verilator", "icarus"):
-        raise ValueError(f"simulator = {simulator!r}: allowed: verilator, icarus")
+        raise InputError(f"simulator = {simulator!r}: allowed: verilator, icarus")
     if simulator == "icarus" and not have_icarus():
         raise ToolError("Icarus Verilog is not installed (optional): "
                         "`apt-get install iverilog`, or use --simulator verilator")

@@ -9,7 +9,7 @@ exits with status 2. Any other exception is a bug and keeps its traceback.
 True
 """
 
-__all__ = ["QforgeError", "InputError"]
+__all__ = ["QforgeError", "InputError", "shown"]
 
 
 class QforgeError(Exception):
@@ -26,3 +26,19 @@ class InputError(QforgeError, ValueError):
     ...
     InputError: output.shift = 99: allowed range is 0 .. 31
     """
+
+
+def shown(value, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, shortened when longer than ``limit``
+    characters (a spec, an argument or a line may hold a number of thousands of digits
+    or a long string: the message stays one readable line).
+
+    >>> shown(1.5)
+    '1.5'
+    >>> shown(10 ** 100, limit=40)
+    '10000000000000000000...(101 characters)'
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:max(limit - 20, 1)]}...({len(text)} characters)"

@@ -39,7 +39,7 @@ from qforge.sim.model.isa import (EncodingError, Opcode, Operand, decode, reserv
 from qforge.sim.model.numerics import OperandError, OperandPrecision, Precision, Selection, gemm
 from qforge.sim.model.quantize import OutputParameters, Rounding, output_operands
 
-__all__ = ["tiles", "instruction_error", "gemm_capacity_error", "add_saturate", "Descriptor",
+__all__ = ["MEMORY_DTYPE", "tiles", "instruction_error", "gemm_capacity_error", "add_saturate", "Descriptor",
            "GemmPlan", "Machine", "MachineError", "Trace", "span", "overlaps"]
 
 
@@ -241,6 +241,12 @@ def _reset_precision(config: Config) -> OperandPrecision:
     return OperandPrecision(config.blocks, config.blocks)
 
 
+#: The element type of host memory (the golden machine's, the runtime's and the data
+#: mover's): one signed 64-bit integer per element. ``.word`` values and operand
+#: matrices must fit it (the assembler's limits read it from here).
+MEMORY_DTYPE = np.int64
+
+
 @dataclass
 class Machine:
     """The golden machine: registers, sticky error and a host memory of int64 elements.
@@ -272,7 +278,7 @@ class Machine:
 
     def __post_init__(self):
         if self.memory is None:
-            self.memory = np.zeros(self.memory_size, dtype=np.int64)
+            self.memory = np.zeros(self.memory_size, dtype=MEMORY_DTYPE)
         self.reset_registers()
 
     def reset_registers(self) -> None:

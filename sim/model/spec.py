@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from qforge.sim.model.capacity import tiles
-from qforge.sim.model.errors import QforgeError
+from qforge.sim.model.errors import QforgeError, shown
 from qforge.sim.model.saturation import signed_range
 from qforge.sim.model.vrq_format import VRQ_LIMITS, VrqFormat, range_stride_error, vrq_range_bits
 
@@ -446,16 +446,7 @@ def _attribute_name(field: Field) -> str:
 
 
 def _fail(path: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{path} = {_shown(value)}: {allowed}")
-
-
-def _shown(value: Any, limit: int = 80) -> str:
-    """``repr(value)``, shortened when longer than ``limit`` characters (a spec may hold
-    a number of thousands of digits or a long string)."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit - 20]}...({len(text)} characters)"
+    raise ConfigError(f"{path} = {shown(value)}: {allowed}")
 
 
 def _check_integer(field: Field, value: Any) -> None:
@@ -610,7 +601,7 @@ def _read_section(source: str, section: str, table: Any, fields: dict[str, Field
     for key in table:
         if key not in fields:
             unknown = f"{section}.{key}"
-            raise ConfigError(f"{source}: unknown key {_shown(unknown)}; allowed keys "
+            raise ConfigError(f"{source}: unknown key {shown(unknown)}; allowed keys "
                               f"in [{section}]: {', '.join(fields)}")
     for name, field in fields.items():
         if name not in table:
@@ -630,7 +621,7 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
     known_top = {"name", "vrq", "zero_skipping", "output_stage", *_FIELDS_BY_SECTION}
     for key in spec:
         if key not in known_top:
-            raise ConfigError(f"{source}: unknown key {_shown(key)}; allowed top-level keys: "
+            raise ConfigError(f"{source}: unknown key {shown(key)}; allowed top-level keys: "
                               f"{', '.join(sorted(known_top))}")
     values: dict[str, Any] = {"name": spec.get("name", "custom")}
     for section, fields in _FIELDS_BY_SECTION.items():
@@ -660,13 +651,25 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
         raise ConfigError(f"{source}: {error}") from None
 
 
+#: The largest TOML file (spec, training config) read: a spec is a few hundred bytes; a
+#: bound keeps one bad argument (a log file, an image) from filling the memory.
+MAX_TOML_BYTES = 1 << 20
+
+
 def read_toml(path, source: str, what: str, error: type[ConfigError] = ConfigError) -> dict:
     """Read a UTF-8 TOML file (a path or a package resource) into a dictionary.
 
-    Any failure raises ``error`` naming ``source``: unreadable (``cannot read WHAT``),
-    not UTF-8 or not valid TOML.
+    Any failure raises ``error`` naming ``source``: unreadable (``cannot read WHAT``), not
+    a regular file (a device or FIFO could be read for ever), larger than
+    :data:`MAX_TOML_BYTES`, not UTF-8 or not valid TOML.
     """
     try:
+        if isinstance(path, Path):      # a package resource is always a small file
+            if not path.is_file() and path.exists():
+                raise error(f"{source}: cannot read {what}: not a regular file")
+            if path.exists() and path.stat().st_size > MAX_TOML_BYTES:
+                raise error(f"{source}: {what} of {path.stat().st_size} bytes: at most "
+                            f"{MAX_TOML_BYTES} ({MAX_TOML_BYTES // 1024} KiB) are read")
         text = path.read_text(encoding="utf-8")
     except OSError as failure:
         raise error(f"{source}: cannot read {what}: {failure.strerror}") from None

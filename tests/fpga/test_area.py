@@ -147,7 +147,6 @@ def test_area_command_json_defaults_to_default_and_sparse(capsys, monkeypatch):
 @pytest.mark.parametrize("argv, message", [
     (["area", "--preset", "tiny", "--preset", "tiny"], "--preset/--spec: configuration "
                                                       "'tiny' given twice"),
-    (["area", "--jobs", "0"], "--jobs = 0"),
     (["area", "--spec", "missing.toml"], "missing.toml"),
     (["area", "--preset", "huge"], "unknown preset"),
 ])

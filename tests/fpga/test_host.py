@@ -821,7 +821,15 @@ def test_cli_errors_are_one_line(capsys, monkeypatch):
     assert code == 2 and err.strip().startswith("qforge: error:") and "pip install" in err
     code, _, err = cli(["host", "gemm", "--port", "loopback", "--preset", "tiny", "--m", "0",
                         "--n", "2", "--depth", "3", "--mode", "exact"], capsys)
-    assert code == 2 and "--m = 0: must be at least 1" in err
+    assert code == 2 and err.strip().endswith("argument --m: 0: allowed range is 1 .. 100000")
+    code, _, err = cli(["host", "gemm", "--port", "loopback", "--preset", "tiny", "--m",
+                        "100000", "--n", "2", "--depth", "3", "--mode", "exact"], capsys)
+    assert code == 2 and err == ("qforge: error: --m 100000 --n 2 --depth 3: GEMM.m = 100000:"
+                                 " allowed 1 .. 512 (256 tiles of 2 rows)\n")
+    code, _, err = cli(["host", "gemm", "--port", "loopback", "--preset", "tiny", "--m", "2",
+                        "--n", "2", "--depth", "3", "--mode", "exact", "--seed", "-1"], capsys)
+    assert code == 2 and err.strip().endswith("argument --seed: -1: allowed range is 0 .. "
+                                              "4294967295")
     code, _, err = cli(["host", "gemm", "--port", "loopback", "--preset", "tiny", "--m",
                         "400", "--n", "2", "--depth", "5", "--mode", "exact"], capsys)
     assert code == 2 and "buffer_depth = 256" in err and len(err.strip().splitlines()) == 1

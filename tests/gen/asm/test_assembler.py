@@ -1,7 +1,10 @@
 """Pass 2 of the assembler (qforge.gen.asm.assembler): forward references to text and data
 labels, the data section, blocks through the assembler, the example program."""
 
+import pytest
+
 from qforge.gen.asm import assemble, assemble_file, matmul_words
+from qforge.sim.model.errors import InputError
 from qforge.sim.model.isa import Opcode, decode, encode
 from tests.gen.asm.shared import DEFAULT, EXAMPLE, TINY
 
@@ -47,7 +50,7 @@ def test_data_section_addresses_and_initial_values():
                                        "after")] == [0, 4, 7, 7, 8, 10]
     assert program.memory_size == 10
     assert program.data == ((4, (7, -1, 1024)), (7, (5,)))
-    assert program.memory() == [0, 0, 0, 0, 7, -1, 1024, 5, 0, 0]
+    assert program.memory().tolist() == [0, 0, 0, 0, 7, -1, 1024, 5, 0, 0]
     assert program.words == (encode(Opcode.NOP),)
 
 
@@ -69,3 +72,15 @@ def test_example_program_assembles():
     opcodes = [decode(word)[0] for word in program.words]
     assert opcodes.count(Opcode.GEMM) >= 4 and opcodes[-1] == Opcode.FENCE
     assert program.memory_size > program.symbols["dw"]
+
+
+@pytest.mark.parametrize("text, config, message", [
+    (5, None, "assemble: text = 5: must be a str (the assembly source), not int"),
+    (b"nop", None, "assemble: text = b'nop': must be a str (the assembly source), not bytes"),
+    ("nop", "tiny", "assemble: config = 'tiny': must be a Config (qforge.api.load_config) "
+                    "or None, not str"),
+])
+def test_assemble_refuses_what_is_not_text_or_a_config(text, config, message):
+    with pytest.raises(InputError) as raised:
+        assemble(text, config)
+    assert str(raised.value) == message

@@ -22,5 +22,7 @@ def test_missing_or_folder_program(capsys, tmp_path):
 def test_unwritable_output(capsys, tmp_path):
     source = tmp_path / "prog.qasm"
     source.write_text("fence\n")
-    code, _, err = run_qforge(capsys, "asm", source, "-o", tmp_path)
-    assert code == 2 and err.startswith(f"qforge: error: -o {tmp_path}: cannot write: ")
+    assert run_qforge(capsys, "asm", source, "-o", tmp_path) == (
+        2, "", f"qforge: error: -o {tmp_path}: is a folder, not a file\n")
+    assert run_qforge(capsys, "asm", source, "-o", "/dev/null/x.bin") == (
+        2, "", "qforge: error: -o /dev/null/x.bin: /dev/null is a file, not a folder\n")

@@ -154,3 +154,23 @@ def test_the_design_size_limit_is_exact():
         from_dict(spec)
     sparse = load_preset("sparse")
     assert sparse.design_size == load_preset("default").design_size * 5 // 2
+
+
+def test_a_device_or_a_huge_file_is_not_read_as_a_spec(tmp_path):
+    """The loader itself refuses what could be read for ever or fill the memory (the
+    command line refuses devices too, before it calls the loader)."""
+    from qforge.sim.model.spec import MAX_TOML_BYTES, ConfigError, load_spec
+    from qforge.sim.training.config import TrainConfigError, load_train_config
+
+    with pytest.raises(ConfigError) as raised:
+        load_spec("/dev/zero")
+    assert str(raised.value) == "/dev/zero: cannot read spec: not a regular file"
+    huge = tmp_path / "huge.toml"
+    huge.write_bytes(b"#" * (MAX_TOML_BYTES + 1))
+    with pytest.raises(ConfigError) as raised:
+        load_spec(huge)
+    assert str(raised.value) == (f"{huge}: spec of {MAX_TOML_BYTES + 1} bytes: at most "
+                                 f"{MAX_TOML_BYTES} (1024 KiB) are read")
+    with pytest.raises(TrainConfigError) as raised:
+        load_train_config(huge)
+    assert "training config of 1048577 bytes: at most 1048576" in str(raised.value)
