@@ -11,8 +11,9 @@ from qforge.fpga.boards import BOARDS, board_named
 from qforge.fpga.pll import format_mhz
 from qforge.fpga.report import format_report
 from qforge.gen.cli.common import (OptionError, add_config_arguments, add_output_argument,
-                                   config_from_arguments, log_to_stderr, real_number,
-                                   uses_build_folder, whole_number)
+                                   announce_generation, config_from_arguments,
+                                   log_to_stderr, real_number, uses_build_folder,
+                                   whole_number)
 from qforge.hdl.link import uart_divisor
 
 __all__ = ["register"]
@@ -92,6 +93,7 @@ def _command_build(arguments) -> int:
                           "bitstream to program")
     config = config_from_arguments(arguments)
     _check_clock_and_baud(arguments)
+    announce_generation(config)
     # flow.build is looked up when called, so tests can stand in for it.
     report = flow.build(config, arguments.board, clock_mhz=arguments.clock,
                         baud_rate=arguments.baud, build_dir=arguments.build_dir,

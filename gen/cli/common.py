@@ -35,14 +35,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 from qforge.sim.model.errors import QforgeError
-from qforge.sim.model.spec import (SCHEMA, VRQ_SCHEMA, ZERO_SKIPPING_SCHEMA, load_preset,
-                                   load_spec, preset_names)
+from qforge.sim.model.errors import shown_path
+from qforge.sim.model.spec import (SCHEMA, VRQ_SCHEMA, ZERO_SKIPPING_SCHEMA, Config,
+                                   load_preset, load_spec, preset_names)
 
 __all__ = ["SPEC_EPILOG", "FAMILY_NAMES", "AppendDesign", "OptionError",
            "add_config_arguments", "load_config", "config_from_arguments", "make_folder",
            "require_file", "refuse_special_file", "log_to_stderr", "whole_number",
            "real_number", "SEED_MAXIMUM", "COUNT_MAXIMUM", "Output", "add_output_argument",
-           "prepare_output", "prepare_outputs", "remove_empty_folders", "uses_build_folder"]
+           "prepare_output", "prepare_outputs", "remove_empty_folders", "uses_build_folder",
+           "announce_generation"]
 
 
 class OptionError(QforgeError, ValueError):
@@ -105,7 +107,7 @@ def refuse_special_file(path: Path, option: str) -> None:
     except (OSError, ValueError):
         return
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise OptionError(f"{option} {_shown(path)}: not a regular file (a device, FIFO or "
+        raise OptionError(f"{option} {shown_path(path)}: not a regular file (a device, FIFO or "
                           "socket)")
 
 
@@ -135,11 +137,11 @@ def make_folder(folder: Path, option: str, given: Path) -> list[Path]:
                        if existing is None or parent not in (existing, *existing.parents)]
             folder.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as error:      # ValueError: a NUL byte in the name
-        which = "it" if str(folder) == str(given) else f"folder {_shown(folder)}"
-        raise OptionError(f"{option} {_shown(given)}: cannot create {which}: "
+        which = "it" if str(folder) == str(given) else f"folder {shown_path(folder)}"
+        raise OptionError(f"{option} {shown_path(given)}: cannot create {which}: "
                           f"{_reason(error)}") from None
     if existing is not None and not existing.is_dir():
-        raise OptionError(f"{option} {_shown(given)}: {_shown(existing)} is a file, not a "
+        raise OptionError(f"{option} {shown_path(given)}: {shown_path(existing)} is a file, not a "
                           "folder")
     return created[::-1]
 
@@ -174,7 +176,7 @@ def require_file(path: Path, option: str | None = None) -> None:
     ...
     qforge.gen.cli.common.OptionError: --a xxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxx.npy (304 characters): File name too long
     """
-    where = f"{option} {_shown(path)}" if option else _shown(path)
+    where = f"{option} {shown_path(path)}" if option else shown_path(path)
     try:
         exists, folder, regular = path.exists(), path.is_dir(), path.is_file()
     except (OSError, ValueError) as error:
@@ -184,19 +186,6 @@ def require_file(path: Path, option: str | None = None) -> None:
     if not regular:
         raise OptionError(f"{where}: is a folder, not a file" if folder
                           else f"{where}: not a regular file")
-
-
-def _shown(path) -> str:
-    """``path`` as an error message shows it: whole up to 200 characters, a longer one
-    as its two ends and its length (a 5000-character name would bury the message).
-
-    >>> _shown(Path("a.toml"))
-    'a.toml'
-    >>> _shown("/tmp/" + "y" * 500 + "/out.png")
-    '/tmp/yyyyyyyyyyyyyyy...yyyyyyyyyyyyyyyyyyyyyy/out.png (513 characters)'
-    """
-    text = str(path)
-    return text if len(text) <= 200 else f"{text[:20]}...{text[-30:]} ({len(text)} characters)"
 
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")
@@ -234,7 +223,7 @@ def whole_number(minimum: int, maximum: int):
         value = int(digits) if len(digits) <= 40 and _WHOLE.fullmatch(digits) else None
         if value is None:
             raise argparse.ArgumentTypeError(
-                f"{_shown(repr(text))} is not a whole number ({allowed})")
+                f"{shown_path(repr(text))} is not a whole number ({allowed})")
         if not minimum <= value <= maximum:
             raise argparse.ArgumentTypeError(f"{value}: {allowed}")
         return value
@@ -271,7 +260,7 @@ def real_number(minimum: float, maximum: float, *, below_maximum: bool = False,
             value = math.nan
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(
-                f"{_shown(repr(text))} is not a number ({allowed})")
+                f"{shown_path(repr(text))} is not a number ({allowed})")
         if (value < minimum or value > maximum or (above_minimum and value == minimum)
                 or (below_maximum and value == maximum)):
             raise argparse.ArgumentTypeError(f"{value!r}: {allowed}")
@@ -300,14 +289,14 @@ def _output_text(folder: bool, suffixes: tuple[str, ...]):
             raise argparse.ArgumentTypeError(
                 "an empty path (give a folder, e.g. '.')" if folder else "an empty path")
         if "\0" in text:
-            raise argparse.ArgumentTypeError(f"{_shown(repr(text))}: a NUL byte in the path")
+            raise argparse.ArgumentTypeError(f"{shown_path(repr(text))}: a NUL byte in the path")
         path = Path(text)
         if not folder and (text.endswith("/") or text.rsplit("/", 1)[-1] in (".", "..")):
             # Path() would drop the trailing "/" or "/." and write a file of that name
-            raise argparse.ArgumentTypeError(f"{_shown(text)}: names a folder, not a file")
+            raise argparse.ArgumentTypeError(f"{shown_path(text)}: names a folder, not a file")
         if suffixes and path.suffix.lower() not in suffixes:
             raise argparse.ArgumentTypeError(
-                f"{_shown(text)}: the file name must end in {' or '.join(suffixes)}")
+                f"{shown_path(text)}: the file name must end in {' or '.join(suffixes)}")
         return path
 
     parse.__name__ = "path"
@@ -334,7 +323,7 @@ def prepare_output(path: Path, option: str, *, folder: bool = False) -> list[Pat
     folder. Either way one file is created and removed in the folder, since only writing
     tells (root may create nothing under /sys, whatever the permission bits say).
     Returns the folders it created (:func:`make_folder`)."""
-    shown = _shown(path)
+    shown = shown_path(path)
     where = path if folder else path.parent
     created = make_folder(where, option, path)
     problem = None
@@ -390,3 +379,20 @@ def log_to_stderr(message: str) -> None:
     """Progress messages of the long-running commands: on stderr, flushed at once, so
     stdout holds only the result (a table or JSON)."""
     print(message, file=sys.stderr, flush=True)
+
+
+#: A generation estimated to take longer than this (CPU seconds) is announced on
+#: stderr before it starts, with its estimate: Amaranth's elaboration prints nothing.
+ANNOUNCE_GENERATION_SECONDS = 20
+
+
+def announce_generation(config: Config) -> None:
+    """Tell the user, on stderr, that generating ``config`` will take a while (only when
+    :attr:`~qforge.sim.model.spec.Config.generation_seconds` is above
+    :data:`ANNOUNCE_GENERATION_SECONDS`), so a long elaboration is not taken for a hang.
+    """
+    seconds = config.generation_seconds
+    if seconds > ANNOUNCE_GENERATION_SECONDS:
+        print(f"qforge: generating {config.name!r} ({config.rows}x{config.cols} array, design "
+              f"size {config.design_size:,}): about {seconds / 60:.0f} minute(s) of CPU "
+              f"({seconds:.0f} s), nothing is printed meanwhile", file=sys.stderr, flush=True)

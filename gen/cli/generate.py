@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 
 from qforge.gen.cli.common import (SPEC_EPILOG, add_config_arguments, add_output_argument,
-                                   config_from_arguments, prepare_output)
+                                   announce_generation, config_from_arguments,
+                                   prepare_output)
 from qforge.gen.cli.lint import report_lint
 
 
@@ -41,6 +42,7 @@ def handle(arguments) -> int:
     top = CORE_TOP_NAME if arguments.programmable else TOP_NAME
     for name in (f"{top}.v", "manifest.json"):      # the folder was checked by main
         prepare_output(arguments.output / name, "-o")
+    announce_generation(config)
     design = generate(config, arguments.output, programmable=arguments.programmable)
     print(f"wrote {design.verilog} and {design.manifest} "
           f"({config.rows}x{config.cols} array, {config.operand_width}-bit operands, "

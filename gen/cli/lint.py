@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qforge.gen.cli.common import (add_config_arguments, config_from_arguments, require_file,
-                                   uses_build_folder)
+from qforge.gen.cli.common import (add_config_arguments, announce_generation,
+                                   config_from_arguments, require_file, uses_build_folder)
 
 
 def register(commands) -> None:
@@ -59,6 +59,7 @@ def handle(arguments) -> int:
         return report_lint(arguments.verilog, waivers=is_generated(arguments.verilog))
     config = config_from_arguments(arguments)
     folder = config.name + ("-core" if arguments.programmable else "")
+    announce_generation(config)
     design = generate(config, default_build_root() / "lint" / folder,
                       programmable=arguments.programmable)
     return report_lint(design.verilog)

@@ -9,7 +9,7 @@ exits with status 2. Any other exception is a bug and keeps its traceback.
 True
 """
 
-__all__ = ["QforgeError", "InputError", "shown"]
+__all__ = ["QforgeError", "InputError", "shown", "shown_path"]
 
 
 class QforgeError(Exception):
@@ -42,3 +42,16 @@ def shown(value, limit: int = 80) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:max(limit - 20, 1)]}...({len(text)} characters)"
+
+
+def shown_path(path) -> str:
+    """``path`` as an error message shows it: whole up to 200 characters, a longer one
+    as its two ends and its length (a 5000-character name would bury the message).
+
+    >>> shown_path("a.toml")
+    'a.toml'
+    >>> shown_path("/tmp/" + "y" * 500 + "/out.png")
+    '/tmp/yyyyyyyyyyyyyyy...yyyyyyyyyyyyyyyyyyyyyy/out.png (513 characters)'
+    """
+    text = str(path)
+    return text if len(text) <= 200 else f"{text[:20]}...{text[-30:]} ({len(text)} characters)"

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from qforge.sim.model.capacity import tiles
-from qforge.sim.model.errors import QforgeError, shown
+from qforge.sim.model.errors import QforgeError, shown, shown_path
 from qforge.sim.model.saturation import signed_range
 from qforge.sim.model.vrq_format import VRQ_LIMITS, VrqFormat, range_stride_error, vrq_range_bits
 
@@ -149,6 +149,12 @@ MAX_ACCUMULATOR_WIDTH = 64
 #: P = 16, K = 1, W = 16 (40,576) 58.8, 32x32 with P = 4, K = 4 (106,496) 100. A 64x64
 #: array with P = 64, K = 1, W = 16 (10,395,648) would take hours.
 MAX_DESIGN_SIZE = 1 << 18
+
+#: CPU seconds ``qforge generate`` takes per unit of :attr:`Config.design_size`, and its
+#: fixed start-up cost (the measurements above): the estimate the command line prints
+#: before a generation that takes more than a few seconds.
+GENERATION_SECONDS_PER_UNIT = 1.2e-3
+GENERATION_SECONDS_FIXED = 1.5
 
 #: A configuration's name names folders, files and Verilog modules: a short ASCII
 #: identifier keeps every path within the file system's limits.
@@ -335,6 +341,17 @@ class Config:
     def peak_block_products_per_cycle(self) -> int:
         """Block products the whole array performs per cycle: ``R * C * P``."""
         return self.rows * self.cols * self.block_multipliers
+
+    @property
+    def generation_seconds(self) -> float:
+        """About how many CPU seconds generating this design takes (from
+        :attr:`design_size` and the measured cost per unit; the real time varies with the
+        machine by a factor of about two).
+
+        >>> round(load_preset("default").generation_seconds)
+        9
+        """
+        return GENERATION_SECONDS_FIXED + GENERATION_SECONDS_PER_UNIT * self.design_size
 
     @property
     def design_size(self) -> int:
@@ -689,7 +706,7 @@ def read_toml(path, source: str, what: str, error: type[ConfigError] = ConfigErr
 def load_spec(path: str | Path) -> Config:
     """Read and validate a TOML spec file."""
     path = Path(path)
-    return from_dict(read_toml(path, str(path), "spec"), source=str(path))
+    return from_dict(read_toml(path, shown_path(path), "spec"), source=shown_path(path))
 
 
 def preset_names() -> list[str]:

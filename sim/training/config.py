@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qforge.sim.model.capacity import tiles
+from qforge.sim.model.errors import shown_path
 from qforge.sim.model.numerics import Selection
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.model.spec import ConfigError, load_preset, preset_names, read_toml
@@ -337,7 +338,7 @@ def load_train_config(path=None) -> TrainConfig:
     elif path == rtl_config_path():
         source = "gen/train/rtl.toml"
     else:
-        source = str(path)
+        source = shown_path(path)
     if isinstance(path, str):
         path = Path(path)
     spec = read_toml(path, source, "training config", TrainConfigError)

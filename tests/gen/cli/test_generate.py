@@ -76,3 +76,26 @@ def test_output_below_a_file_is_one_line(capsys, tmp_path):
     assert code == 2
     assert err == f"qforge: error: -o {tmp_path / 'file' / 'out'}: {tmp_path / 'file'} is a " \
                   "file, not a folder\n"
+
+
+def test_a_long_generation_is_announced_with_its_estimate(capsys, tmp_path, monkeypatch):
+    """A spec inside the size bound may still take minutes to elaborate, during which
+    Amaranth prints nothing: qforge says so first, with the estimate, and only then."""
+    import qforge.gen.generate as generate_module
+    from qforge.sim.model.spec import from_dict
+
+    spec = load_preset("tiny").to_dict()
+    spec["name"], spec["array"]["rows"], spec["array"]["cols"] = "wide", 64, 64
+    (tmp_path / "wide.toml").write_text(from_dict(spec).to_toml())
+    monkeypatch.setattr(generate_module, "generate", lambda *args, **kwargs: pytest.fail(
+        "stopped before the minutes of elaboration"))
+    with pytest.raises(pytest.fail.Exception):
+        run_qforge(capsys, "generate", "--spec", tmp_path / "wide.toml", "-o", tmp_path / "v")
+    assert capsys.readouterr().err == (
+        "qforge: generating 'wide' (64x64 array, design size 249,856): about 5 minute(s) "
+        "of CPU (301 s), nothing is printed meanwhile\n")
+    monkeypatch.setattr(generate_module, "generate", lambda *args, **kwargs: pytest.fail(
+        "stopped"))
+    with pytest.raises(pytest.fail.Exception):
+        run_qforge(capsys, "generate", "--preset", "tiny", "-o", tmp_path / "t")
+    assert capsys.readouterr().err == ""            # a few seconds: nothing to announce

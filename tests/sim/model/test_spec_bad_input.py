@@ -174,3 +174,10 @@ def test_a_device_or_a_huge_file_is_not_read_as_a_spec(tmp_path):
     with pytest.raises(TrainConfigError) as raised:
         load_train_config(huge)
     assert "training config of 1048577 bytes: at most 1048576" in str(raised.value)
+
+
+def test_a_long_spec_path_is_shown_by_its_ends(capsys):
+    path = "s" * 5000 + ".toml"
+    assert run_qforge(capsys, "asm", "--spec", path, "missing.qasm") == (
+        2, "", f"qforge: error: {'s' * 20}...{'s' * 25}.toml (5005 characters): cannot read "
+               f"spec: File name too long\n")
