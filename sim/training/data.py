@@ -1,15 +1,15 @@
-"""The training data: scikit-learn's digits, split into training and test sets, and the
+"""The training data of a run: its training and test arrays (from a
+:class:`~qforge.sim.training.datasets.Dataset`, by default scikit-learn's digits), and the
 minibatch order of every epoch."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from qforge.sim.training.config import TrainConfig, TrainConfigError, split_sizes
+from qforge.sim.training.config import TrainConfig, TrainConfigError
+from qforge.sim.training.datasets import Dataset, digits_dataset
 
 __all__ = ["load_digits_split", "training_data", "batches"]
-
-_DIGITS_CACHE: dict = {}
 
 
 def load_digits_split(split_seed: int = 0, test_fraction: float = 0.25):
@@ -17,24 +17,17 @@ def load_digits_split(split_seed: int = 0, test_fraction: float = 0.25):
     y_train, x_test, y_test)``, pixels scaled to ``[0, 1]``, split by a permutation from
     ``numpy.random.default_rng(split_seed)``; the test set is the first
     ``round(1797 * test_fraction)`` permuted samples
-    (:func:`~qforge.sim.training.config.split_sizes`)."""
-    if "digits" not in _DIGITS_CACHE:
-        try:
-            from sklearn.datasets import load_digits
-        except ImportError:
-            raise ValueError("dataset = 'digits': needs scikit-learn (its digits ship with "
-                             "the package); install it with `pip install -e '.[dev]'`") \
-                from None
-        digits = load_digits()
-        _DIGITS_CACHE["digits"] = (digits.data / 16.0, digits.target.astype(np.int64))
-    x, y = _DIGITS_CACHE["digits"]
-    order = np.random.default_rng(split_seed).permutation(len(x))
-    _, test = split_sizes(test_fraction, len(x))
-    return x[order[test:]], y[order[test:]], x[order[:test]], y[order[:test]]
+    (:func:`~qforge.sim.training.config.split_sizes`). The flat form of
+    :func:`~qforge.sim.training.datasets.digits_dataset`: each row is an image's 64
+    pixels row-major."""
+    return digits_dataset(split_seed, test_fraction).arrays(flat=True)
 
 
-def training_data(train: TrainConfig, data=None):
-    """``(x_train, y_train, x_test, y_test)`` of a run: ``data`` or the split of
+def training_data(train: TrainConfig, data=None, *, flat: bool = True):
+    """``(x_train, y_train, x_test, y_test)`` of a run: ``data`` (those four arrays, used
+    as they are, or a :class:`~qforge.sim.training.datasets.Dataset`, whose images are
+    flattened to ``N x (H * W * C)`` rows when ``flat``, as
+    :meth:`~qforge.sim.training.datasets.Dataset.arrays` does) or by default the split of
     :func:`load_digits_split`, the training set cut to its first
     ``train.train_samples``. A split without samples, or one shorter than
     ``train_samples``, is a :class:`TrainConfigError` (never a silent cut).
@@ -48,6 +41,8 @@ def training_data(train: TrainConfig, data=None):
     """
     if data is None:
         data = load_digits_split(train.split_seed, train.test_fraction)
+    if isinstance(data, Dataset):
+        data = data.arrays(flat=flat)
     x_train, y_train, x_test, y_test = data
     for split, samples in (("training", len(x_train)), ("test", len(x_test))):
         if samples < 1:
