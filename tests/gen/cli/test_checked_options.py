@@ -11,6 +11,7 @@ import pytest
 
 from qforge.gen import cli
 from qforge.gen.cli import common
+from qforge.sim.model.errors import shown_path
 from tests.cli import command_parser, options, run_qforge
 
 #: The expensive function behind each command (module, attribute): what must not run
@@ -153,7 +154,7 @@ def test_an_over_long_output_name_is_one_line(capsys, tmp_path, no_work, argv, o
     target = f"{tmp_path}/{'n' * 5000}{suffix}"
     outcome = run_qforge(capsys, *argv, target)
     assert (outcome.status, outcome.out) == (2, "") and len(outcome.err.splitlines()) == 1
-    shown = common._shown(target)
+    shown = shown_path(target)
     assert outcome.err.startswith(f"qforge: error: {option} {shown}: ")
     assert outcome.err.endswith(": File name too long\n") and len(outcome.err) < 400
 
