@@ -144,6 +144,9 @@ def load_dataset(spec: str, *, split_seed: int = 0, test_fraction: float = 0.25,
     if spec == "npz:":
         raise TrainConfigError(f"{source}: dataset = 'npz:': the path after 'npz:' is "
                                f"empty")
+    if "\0" in spec:     # no file name holds one; the OS calls would raise ValueError
+        raise TrainConfigError(f"{source}: dataset = {shown(spec)}: a path cannot hold a "
+                               f"NUL character")
     path = Path(spec[len("npz:"):])
     if base is not None and not path.is_absolute():
         path = Path(base) / path
@@ -162,9 +165,9 @@ def npz_dataset(path: str | Path, *, source: str = "config") -> Dataset:
        point dtype (not bool, complex, strings, objects or records), labels of an integer
        dtype; inputs 2-D (``N x F``), 3-D (``N x H x W``) or 4-D (``N x H x W x C``),
        labels 1-D; at least one sample per split and one value per sample;
-    3. the shapes together: the same sample shape in both splits (``N x H x W`` counting
-       as ``N x H x W x 1``), one label per sample, at most :data:`MAX_DATASET_VALUES`
-       values in all;
+    3. the shapes together: at most :data:`MAX_DATASET_VALUES` values in all, the same
+       sample shape in both splits (``N x H x W`` counting as ``N x H x W x 1``), one
+       label per sample;
     4. the values: inputs finite (integer inputs at most ``2**53`` in magnitude, exact in
        float64); labels ``>= 0`` and below :data:`MAX_CLASSES`; ``classes`` (the largest
        label plus one) at least 2.
@@ -177,6 +180,11 @@ def npz_dataset(path: str | Path, *, source: str = "config") -> Dataset:
     x_train, y_train, x_test, y_test = (headers[name] for name in ARRAY_NAMES)
     for name in ARRAY_NAMES:
         _check_header(name, *headers[name], where)
+    values = sum(math.prod(shape) for shape, _ in headers.values())
+    if values > MAX_DATASET_VALUES:
+        raise TrainConfigError(f"{where}: the arrays hold {values} values; at most "
+                               f"{MAX_DATASET_VALUES} (2**26) are read (the inputs are "
+                               f"trained on as float64: 512 MiB a copy at the limit)")
     train_sample, test_sample = _sample_shape(x_train[0]), _sample_shape(x_test[0])
     if train_sample != test_sample:
         raise TrainConfigError(f"{where}: x_test's samples are {_shape(x_test[0][1:])}, "
@@ -187,11 +195,6 @@ def npz_dataset(path: str | Path, *, source: str = "config") -> Dataset:
         if samples != labels:
             raise TrainConfigError(f"{where}: {y_name} holds {labels} labels for the "
                                    f"{samples} samples of {x_name}; one label per sample")
-    values = sum(math.prod(shape) for shape, _ in headers.values())
-    if values > MAX_DATASET_VALUES:
-        raise TrainConfigError(f"{where}: the arrays hold {values} values; at most "
-                               f"{MAX_DATASET_VALUES} (2**26) are read (the inputs are "
-                               f"trained on as float64: 512 MiB a copy at the limit)")
     arrays = _read_arrays(path, where)
     x_train, x_test = (_inputs(name, arrays[name], where) for name in ("x_train", "x_test"))
     for name in ("y_train", "y_test"):
@@ -211,7 +214,7 @@ def _listed(names) -> str:
 
 
 def _shape(shape) -> str:
-    return " x ".join(str(size) for size in shape) if shape else "scalars"
+    return " x ".join(str(size) for size in shape) if shape else "() (a single value)"
 
 
 def _sample_shape(shape: tuple) -> tuple:

@@ -145,6 +145,9 @@ BAD = [
     (changed(x_train=np.zeros(6)),
      "x_train has shape 6; inputs are N x F (flat vectors), N x H x W or N x H x W x C "
      "(images)"),
+    (changed(x_train=np.float64(3)),
+     "x_train has shape () (a single value); inputs are N x F (flat vectors), N x H x W or "
+     "N x H x W x C (images)"),
     (changed(x_train=np.zeros((6, 1, 1, 1, 3))),
      "x_train has shape 6 x 1 x 1 x 1 x 3; inputs are N x F (flat vectors), N x H x W or "
      "N x H x W x C (images)"),
@@ -247,6 +250,8 @@ def test_bad_files_and_names_are_one_error_each(tmp_path):
         (7, "run.toml: dataset = 7: allowed are 'digits' and 'npz:PATH' (an .npz file "
             "holding x_train, y_train, x_test and y_test)"),
         ("npz:", "run.toml: dataset = 'npz:': the path after 'npz:' is empty"),
+        ("npz:a\0b", "run.toml: dataset = 'npz:a\\x00b': a path cannot hold a NUL "
+                      "character"),
         (f"npz:{tmp_path / 'none.npz'}",
          f"run.toml: dataset = 'npz:{tmp_path / 'none.npz'}': cannot read the file: No "
          f"such file or directory"),
