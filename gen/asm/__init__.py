@@ -25,18 +25,20 @@ given (:func:`qforge.sim.model.machine.instruction_error`); every mistake is one
 :class:`AsmError` that names the file, line and column, gcc style.
 
 The high-level blocks (``matmul``, ``linear_forward``, ``linear_backward``,
-``sgd_update``) are plain Python functions too (:func:`matmul_words`, ...), so a runtime
-can build the same instruction sequences without going through text.
+``sgd_update``, ``conv2d_forward``, ``conv2d_backward``) are plain Python functions too
+(:func:`matmul_words`, ...), so a runtime can build the same instruction sequences
+without going through text.
 
 The modules, in the order a program goes through them: :mod:`~qforge.gen.asm.lexer`
 (tokens), :mod:`~qforge.gen.asm.expressions` (integer expressions),
 :mod:`~qforge.gen.asm.parser` (pass 1: statements and definitions),
 :mod:`~qforge.gen.asm.assembler` (pass 2: symbols, words, checks), giving a
 :mod:`~qforge.gen.asm.program`; :mod:`~qforge.gen.asm.syntax` holds the instruction
-forms, :mod:`~qforge.gen.asm.blocks` the tiling library, :mod:`~qforge.gen.asm.errors`
-the errors, :mod:`~qforge.gen.asm.limits` the resource bounds (values, data section,
-block and program sizes, nesting of forward references; no input can exhaust memory or
-time, and nothing recurses on the depth of an expression) and
+forms, :mod:`~qforge.gen.asm.blocks` the tiling library (:mod:`~qforge.gen.asm.conv`
+the convolution lowering), :mod:`~qforge.gen.asm.errors` the errors,
+:mod:`~qforge.gen.asm.limits` the resource bounds (values, data section, block and
+program sizes, nesting of forward references; no input can exhaust memory or time, and
+nothing recurses on the depth of an expression) and
 :mod:`~qforge.gen.asm.disassembler` the way back from a word to text.
 
 >>> program = assemble("gemm 32, 64, 65  ; one GEMM")
@@ -55,6 +57,8 @@ gemm 32, 64
 from qforge.gen.asm.assembler import assemble, assemble_file
 from qforge.gen.asm.blocks import (BLOCKS, chunk_sizes, gemm_fits, linear_backward_words,
                                    linear_forward_words, matmul_words, sgd_update_words)
+from qforge.gen.asm.conv import (Conv2dShape, conv2d_backward_words, conv2d_forward_words,
+                                 conv2d_gemms, conv2d_shape)
 from qforge.gen.asm.disassembler import disassemble
 from qforge.gen.asm.errors import AsmError, BlockError
 from qforge.gen.asm.program import Program
@@ -62,4 +66,6 @@ from qforge.gen.asm.syntax import MNEMONICS
 
 __all__ = ["AsmError", "BlockError", "Program", "assemble", "assemble_file", "disassemble",
            "chunk_sizes", "gemm_fits", "matmul_words", "linear_forward_words",
-           "linear_backward_words", "sgd_update_words", "BLOCKS", "MNEMONICS"]
+           "linear_backward_words", "sgd_update_words", "conv2d_forward_words",
+           "conv2d_backward_words", "conv2d_gemms", "conv2d_shape", "Conv2dShape", "BLOCKS",
+           "MNEMONICS"]

@@ -21,7 +21,7 @@ from qforge.sim.model.rounding import Rounding
 
 __all__ = ["ADDRESS_BITS", "GEMM_FIELD_MAX", "gemm_fits", "chunk_sizes", "matmul_words",
            "linear_forward_words", "linear_backward_words", "sgd_update_words", "Block",
-           "BLOCKS"]
+           "BLOCKS", "conv2d_forward_words", "conv2d_backward_words"]
 
 #: Width of the LOAD/STORE address and stride fields (element addresses 0 .. 2**24 - 1).
 ADDRESS_BITS = FIELDS[Opcode.LOAD]["address"]
@@ -354,6 +354,13 @@ class Block:
     summary: str = ""
 
 
+# The convolution blocks live in conv.py, which builds on the helpers above (imported
+# here, after them, so that importing either module first works).
+from qforge.gen.asm.conv import conv2d_backward_words, conv2d_forward_words  # noqa: E402
+
+_CONV_SIZES = ("batch", "height", "width", "in_channels", "out_channels")
+_CONV_OPTIONS = ("kernel", "kernel_h", "kernel_w", "stride", "padding")
+
 #: The high-level blocks, by mnemonic.
 BLOCKS: dict[str, Block] = {
     "matmul": Block(matmul_words, ("a", "b", "c", "m", "n", "k"),
@@ -370,4 +377,10 @@ BLOCKS: dict[str, Block] = {
                         ("w", "x", "dy", "batch", "inputs", "outputs", "shift",
                          "weight_bits", "seed"), ("tensor",),
                         summary="W <- clamp(W + round_stochastic((x^T @ dy) / 2**shift))"),
+    "conv2d_forward": Block(conv2d_forward_words, ("x", "w", "y", *_CONV_SIZES),
+                            _CONV_OPTIONS,
+                            summary="y = conv2d(x, w), channels last, x padded by the host"),
+    "conv2d_backward": Block(conv2d_backward_words, ("x", "w", "dy", "dw", *_CONV_SIZES),
+                             ("dx", *_CONV_OPTIONS),
+                             summary="dw of conv2d_forward and, with dx, the input gradient"),
 }
