@@ -86,9 +86,9 @@ def handle(arguments) -> int:
     import dataclasses
     import os
 
-    from qforge.sim.training import (describe_schedule, format_program_table, format_table,
-                                     load_train_config, plot_curves, rtl_config_path,
-                                     train_all)
+    from qforge.sim.training import (describe_network, describe_schedule, format_layer_table,
+                                     format_program_table, format_table, load_train_config,
+                                     plot_curves, rtl_config_path, train_all)
 
     config_path = arguments.config
     if config_path is None and arguments.backend is not None:
@@ -103,18 +103,24 @@ def handle(arguments) -> int:
     if arguments.plot is None:          # the default, checked before training as well
         prepare_output(plot, "--plot")
     report = train_all(train, epochs=arguments.epochs, jobs=jobs, backend=arguments.backend,
-                       check=arguments.check, progress=arguments.backend is not None,
+                       check=arguments.check,
+                       progress=arguments.backend is not None or train.model == "cnn",
                        log=log_to_stderr,
                        # the Verilator build's "building ... / built ..." lines, on stdout
                        runtime_options={"log": print} if arguments.backend == "rtl" else None)
     how = "--emulate" if arguments.emulate else f"--backend {arguments.backend}"
-    print(f"qforge train {how}: {report['name']} ({report['source']}): MLP 64-"
-          f"{report['hidden']}-10 on digits, {report['epochs']} "
+    print(f"qforge train {how}: {report['name']} ({report['source']}): "
+          f"{describe_network(report)} on digits, {report['epochs']} "
           f"epoch{'' if report['epochs'] == 1 else 's'}, batch "
           f"{report['batch_size']}, learning rate {describe_schedule(report)}, seed "
           f"{report['seed']}; {report['train_samples']} training / "
           f"{report['test_samples']} test samples\n")
     print(format_table(report))
+    layers = format_layer_table(report)
+    if layers:
+        print("\nPer layer and pass, one epoch's training GEMMs and their cycles (cycle "
+              "model; the update runs on the host):\n")
+        print(layers)
     programs = format_program_table(report)
     if programs:
         print("\nPer epoch, for the configurations that ran as programs (cycles of the "

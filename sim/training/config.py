@@ -21,8 +21,8 @@ from qforge.sim.model.spec import ConfigError, load_preset, preset_names, read_t
 from qforge.sim.model.vrq_format import VRQ_LIMITS, VrqFormat
 from qforge.sim.training.formats import OperandFormat, WeightFormat
 
-__all__ = ["TrainConfigError", "FORMATS", "ROUNDINGS", "HardwareConfig", "TrainConfig",
-           "DIGITS_SAMPLES", "split_sizes", "train_config_from_dict", "load_train_config",
+__all__ = ["TrainConfigError", "FORMATS", "ROUNDINGS", "MODELS", "POLICY_TENSORS",
+           "HardwareConfig", "LayerPolicy", "TrainConfig", "DIGITS_SAMPLES", "split_sizes", "train_config_from_dict", "load_train_config",
            "default_config_path", "rtl_config_path"]
 
 
@@ -35,6 +35,11 @@ class TrainConfigError(ConfigError):
 FORMATS = ("float32", "int", "vrq", "address_block")
 #: Rounding rules by name.
 ROUNDINGS = {"nearest": Rounding.NEAREST_EVEN, "stochastic": Rounding.STOCHASTIC}
+#: Networks a training config may name (``model``): the digits MLP, the digits CNN.
+MODELS = ("mlp", "cnn")
+#: The tensors of a layer a per-layer policy sets, each to a [[hardware]] entry's name:
+#: forward operands (input activations, weights), output gradient, weight update.
+POLICY_TENSORS = ("forward", "gradient", "update")
 #: Samples in scikit-learn's digits, the one dataset.
 DIGITS_SAMPLES = 1797
 
@@ -48,6 +53,23 @@ def split_sizes(test_fraction: float, samples: int = DIGITS_SAMPLES) -> tuple[in
     """
     test = int(round(samples * test_fraction))
     return samples - test, test
+
+@dataclass(frozen=True)
+class LayerPolicy:
+    """One layer's entry of a per-layer policy: the [[hardware]] configurations whose
+    operand format and rounding its forward operands (``forward``) and output gradient
+    (``gradient``) use, and whose weight format and update rounding its weights and
+    biases use (``update``). Only those parts of each configuration are used."""
+
+    layer: str
+    forward: "HardwareConfig"
+    gradient: "HardwareConfig"
+    update: "HardwareConfig"
+
+    def describe(self) -> str:
+        return (f"{self.layer}: forward {self.forward.name}, gradient "
+                f"{self.gradient.name}, update {self.update.name}")
+
 
 @dataclass(frozen=True)
 class HardwareConfig:
@@ -65,19 +87,37 @@ class HardwareConfig:
     weights: WeightFormat | None = None
     update_rounding: Rounding = Rounding.STOCHASTIC
     update: str = "float"
+    #: Per-layer precision (CNN only): layers without an entry use this configuration.
+    policy: tuple[LayerPolicy, ...] = ()
 
     @property
     def is_float(self) -> bool:
         return self.operand is None
+
+    def layer(self, name: str) -> tuple["HardwareConfig", "HardwareConfig",
+                                        "HardwareConfig"]:
+        """The configurations of layer ``name``'s forward operands, gradient and update:
+        its policy entry's, or this configuration for all three.
+
+        >>> h = HardwareConfig("h", None)
+        >>> [c.name for c in h.layer("conv1")]
+        ['h', 'h', 'h']
+        """
+        for entry in self.policy:
+            if entry.layer == name:
+                return entry.forward, entry.gradient, entry.update
+        return self, self, self
 
     def describe(self) -> str:
         if self.is_float:
             return "float32 (weights, activations, gradients, GEMMs)"
         rounding = {rule: name for name, rule in ROUNDINGS.items()}
         where = " on the accelerator" if self.update == "hardware" else ""
+        policy = "".join(f"; {entry.describe()}" for entry in self.policy)
         return (f"{self.operand.describe()}, {rounding[self.rounding]} operands; "
                 f"weights {self.weights.bits}-bit in [-{self.weights.range:g}, "
-                f"{self.weights.range:g}), {rounding[self.update_rounding]} update{where}")
+                f"{self.weights.range:g}), {rounding[self.update_rounding]} "
+                f"update{where}{policy}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +138,9 @@ class TrainConfig:
     #: The learning rate decays from ``learning_rate`` to this along a half cosine over
     #: the run's steps (equal to ``learning_rate``: constant).
     learning_rate_final: float | None = None
+    #: The network: ``"mlp"`` (``hidden`` units) or ``"cnn"`` (:mod:`qforge.sim.training.cnn`;
+    #: ``hidden`` is 0).
+    model: str = "mlp"
 
     def learning_rate_at(self, step: int, steps: int) -> float:
         """The learning rate of step ``step`` (0-based) of ``steps``.
@@ -121,7 +164,7 @@ _FORMAT_KEYS = {
     "address_block": {"bits", "block", "kept_blocks", "selection"},
 }
 _LOW_PRECISION_KEYS = {"preset", "rounding", "weight_bits", "weight_range", "update_rounding",
-                       "update"}
+                       "update", "policy"}
 
 
 def _fail(path: str, value: Any, allowed: str):
@@ -267,8 +310,14 @@ def _train_config(spec, source) -> TrainConfig:
     if not isinstance(name, str) or not name.isidentifier():
         _fail("name", name, "must be a non-empty identifier (letters, digits, _)")
     _choice(spec, "dataset", "dataset", ("digits",), "digits")
-    _choice(spec, "model", "model", ("mlp",), "mlp")
-    hidden = _integer(spec, "hidden", "hidden", 1, 1024)
+    model = _choice(spec, "model", "model", MODELS, "mlp")
+    if model == "cnn":
+        if "hidden" in spec:
+            _fail("hidden", spec["hidden"], 'only with model = "mlp" (the CNN\'s layers '
+                  "are fixed: qforge.sim.training.cnn)")
+        hidden = 0
+    else:
+        hidden = _integer(spec, "hidden", "hidden", 1, 1024)
     epochs = _integer(spec, "epochs", "epochs", 1, 10000)
     batch_size = _integer(spec, "batch_size", "batch_size", 1, 1024)
     learning_rate = _number(spec, "learning_rate", "learning_rate", 0, 100)
@@ -305,15 +354,85 @@ def _train_config(spec, source) -> TrainConfig:
         if names.index(h.name) != i:
             _fail(f"hardware[{i}].name", h.name, "must be unique (already used by "
                   f"hardware[{names.index(h.name)}])")
-        if h.operand is not None:
+        if h.operand is not None and model == "cnn":
+            if h.update == "hardware":
+                _fail(f"hardware[{i}].update", "hardware", 'not with model = "cnn" yet (its '
+                      'programs need the conv2d blocks); use update = "float"')
+            _check_cnn_depth(batch_size, h)
+        elif h.operand is not None:
             depth = max(hidden + 1, batch_size)
             if depth > h.operand.config.max_reduction_depth:
                 _fail("batch_size" if batch_size >= hidden + 1 else "hidden",
                       batch_size if batch_size >= hidden + 1 else hidden,
                       f"GEMM depth {depth} exceeds max_reduction_depth "
                       f"{h.operand.config.max_reduction_depth} of {h.name}'s preset")
+    hardware = tuple(_with_policy(h, entries[i], hardware, model)
+                     for i, h in enumerate(hardware))
     return TrainConfig(name, hidden, epochs, batch_size, learning_rate, seed, hardware,
-                       split_seed, test_fraction, train_samples, source, learning_rate_final)
+                       split_seed, test_fraction, train_samples, source, learning_rate_final,
+                       model)
+
+
+def _check_cnn_depth(batch_size: int, hardware: HardwareConfig) -> None:
+    """Every GEMM of a CNN step fits the preset's ``max_reduction_depth``."""
+    from qforge.sim.training.cnn import gemm_shapes
+    limit = hardware.operand.config.max_reduction_depth
+    (layer, pass_), (_, _, depth) = max(gemm_shapes(batch_size).items(),
+                                        key=lambda item: item[1][2])
+    if depth > limit:
+        _fail("batch_size", batch_size, f"the CNN's {layer} {pass_.replace('_', ' ')} "
+              f"GEMM has depth {depth}, over max_reduction_depth {limit} of "
+              f"{hardware.name}'s preset")
+
+
+def _with_policy(hardware: HardwareConfig, entry: dict, rows, model: str) -> HardwareConfig:
+    """``hardware`` with the per-layer policy of its [[hardware]] table ``entry``
+    (``[hardware.policy.LAYER]`` tables of ``forward``/``gradient``/``update`` = the
+    name of a [[hardware]] entry), validated against the other ``rows``."""
+    from dataclasses import replace
+
+    from qforge.sim.training.cnn import LAYERS
+    if "policy" not in entry:
+        return hardware
+    prefix = f"hardware[{rows.index(hardware)}] ({hardware.name}).policy"
+    policy = entry["policy"]
+    if model != "cnn":
+        _fail(prefix, policy, 'per-layer policies need model = "cnn"')
+    if hardware.update != "float":
+        _fail(prefix, policy, 'not with update = "hardware" (the programs use one '
+                              "format for every layer)")
+    if not isinstance(policy, dict) or not policy:
+        _fail(prefix, policy, f"must be a table of layers ({', '.join(LAYERS)}), e.g. "
+                              f"[hardware.policy.conv1]")
+    usable = {row.name: row for row in rows if not row.is_float and row.update == "float"}
+    entries = []
+    for layer, tensors in policy.items():
+        if layer not in LAYERS:
+            _fail(f"{prefix}.{layer}", tensors, f"unknown layer; the CNN's layers: "
+                                                f"{', '.join(LAYERS)}")
+        if not isinstance(tensors, dict):
+            _fail(f"{prefix}.{layer}", tensors, f"must be a table with "
+                                                f"{', '.join(POLICY_TENSORS)}")
+        chosen = {}
+        for tensor in tensors:
+            if tensor not in POLICY_TENSORS:
+                _fail(f"{prefix}.{layer}.{tensor}", tensors[tensor],
+                      f"unknown key; allowed: {', '.join(POLICY_TENSORS)}")
+        for tensor in POLICY_TENSORS:
+            name = tensors.get(tensor, hardware.name)
+            if name not in usable:
+                _fail(f"{prefix}.{layer}.{tensor}", name,
+                      "unknown mode; must name a low-precision [[hardware]] entry with "
+                      f"update = \"float\": {', '.join(usable)}")
+            other = usable[name]
+            if other.operand.config.name != hardware.operand.config.name:
+                _fail(f"{prefix}.{layer}.{tensor}", name,
+                      f"uses preset {other.operand.config.name!r}, this configuration "
+                      f"{hardware.operand.config.name!r} (one accelerator per run)")
+            chosen[tensor] = other
+        entries.append(LayerPolicy(layer, **chosen))
+    order = {layer: index for index, layer in enumerate(LAYERS)}
+    return replace(hardware, policy=tuple(sorted(entries, key=lambda e: order[e.layer])))
 
 
 def default_config_path():

@@ -37,6 +37,8 @@ from qforge.sim.training.config import HardwareConfig, TrainConfig, TrainConfigE
 from qforge.sim.training.data import batches, load_digits_split, training_data
 from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
 from qforge.sim.training.formats import quantize_operand, slot_key
+from qforge.sim.progress import Progress
+from qforge.sim.training import cnn
 from qforge.sim.training.hardware import train_program_run
 from qforge.sim.training.network import initial_weights, log_softmax, loss_accuracy, with_ones
 from qforge.sim.training.report import RunResult
@@ -155,15 +157,19 @@ class _EmulatedNetwork:
 
 def train_run(train: TrainConfig, hardware: HardwareConfig, data=None, *,
               epochs: int | None = None, log: Callable[[str], None] | None = None,
-              log_every: int = 5) -> RunResult:
+              log_every: int = 5, progress: bool = False) -> RunResult:
     """Train one configuration; return its curves. ``data`` defaults to the split of
     :func:`~qforge.sim.training.data.load_digits_split`; ``epochs`` overrides
     ``train.epochs``; ``log`` (if given) receives a progress line every ``log_every``
     epochs and after the last. Configurations with ``update = "hardware"`` run as
-    programs on the golden machine (:func:`qforge.sim.training.hardware.train_program_run`)."""
+    programs on the golden machine (:func:`qforge.sim.training.hardware.train_program_run`).
+    ``train.model == "cnn"`` trains the CNN (:func:`_cnn_run`), with a progress bar
+    over its steps on stderr if ``progress``."""
     if hardware.update == "hardware":
         return train_program_run(train, hardware, data, epochs=epochs, log=log,
                                  log_every=log_every)
+    if train.model == "cnn":
+        return _cnn_run(train, hardware, data, epochs, log, log_every, progress)
     x_train, y_train, x_test, y_test = training_data(train, data)
     epochs = train.epochs if epochs is None else epochs
     result = RunResult(hardware.name, hardware.describe())
@@ -197,6 +203,76 @@ def train_run(train: TrainConfig, hardware: HardwareConfig, data=None, *,
                 f"{result.train_loss[-1]:.4f}, test loss {loss:.4f}, "
                 f"test accuracy {100 * accuracy:.2f}%")
     network.finish(result)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _layer_arithmetic(hardware: HardwareConfig, layer: str) -> cnn.LayerArithmetic:
+    """Layer ``layer``'s formats: its policy's configurations, or ``hardware``'s."""
+    forward, gradient, update = hardware.layer(layer)
+    return cnn.LayerArithmetic(forward.operand, forward.rounding, gradient.operand,
+                               gradient.rounding, update.weights, update.update_rounding)
+
+
+def _cnn_run(train: TrainConfig, hardware: HardwareConfig, data, epochs, log, log_every,
+             progress: bool) -> RunResult:
+    """:func:`train_run` of the CNN: the same schedule, batches and evaluation as the
+    MLP's; images reshaped to ``N x 8 x 8 x 1``. Low-precision runs also record the
+    GEMMs and cycle-model cycles of one epoch's training steps per layer and pass
+    (:attr:`RunResult.layer_cycles`) and every epoch's training seconds."""
+    x_train, y_train, x_test, y_test = training_data(train, data)
+    epochs = train.epochs if epochs is None else epochs
+    result = RunResult(hardware.name, hardware.describe())
+    start = time.perf_counter()
+    parameters = cnn.initial_parameters(train.seed)
+    x_train, x_test = (x.reshape(-1, *cnn.IMAGE) for x in (x_train, x_test))
+    onehot = np.eye(cnn.CLASSES)[y_train]
+    if hardware.is_float:
+        x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
+        onehot = onehot.astype(np.float32)
+        ops = cnn.FloatOps(parameters)
+    else:
+        ops = cnn.EmulatedOps({layer: _layer_arithmetic(hardware, layer)
+                               for layer in cnn.LAYERS}, parameters, train.seed)
+    network = cnn.Network(ops)
+    steps_total = epochs * tiles(len(x_train), train.batch_size)
+    bar = Progress(steps_total, f"{hardware.name:>16s}") if progress else None
+    loss, accuracy = network.evaluate(x_test, y_test)
+    result.test_loss.append(loss)
+    result.test_accuracy.append(accuracy)
+    result.train_loss.append(None)             # no training before epoch 1
+    step = 0
+    for epoch in range(1, epochs + 1):
+        losses, epoch_start = [], time.perf_counter()
+        for batch in batches(len(x_train), train.batch_size, train.seed, epoch):
+            lr = train.learning_rate_at(step, steps_total)
+            losses.append(network.step(x_train[batch], onehot[batch], len(batch), step, lr))
+            step += 1
+            if bar is not None:
+                bar.advance(note=f"epoch {epoch}/{epochs}")
+        result.epoch_seconds.append(time.perf_counter() - epoch_start)
+        loss, accuracy = network.evaluate(x_test, y_test)
+        result.test_loss.append(loss)
+        result.test_accuracy.append(accuracy)
+        result.train_loss.append(float(np.mean(losses)))
+        if log is not None and (epoch % log_every == 0 or epoch == epochs):
+            log(f"{hardware.name:>16s} epoch {epoch:3d}/{epochs}: train loss "
+                f"{result.train_loss[-1]:.4f}, test loss {loss:.4f}, "
+                f"test accuracy {100 * accuracy:.2f}%")
+    if bar is not None:
+        bar.close()
+    result.max_abs_weight = ops.max_abs_weight()
+    if not hardware.is_float:
+        updates = max(ops.updates, 1)
+        result.saturated_weights = ops.saturated_weights()
+        result.small_update_fraction = ops.small / updates
+        result.small_update_mass = ops.small_mass / ops.total_mass if ops.total_mass else 0.0
+        result.changed_fraction = ops.changed / updates
+        result.gemms = ops.counter.gemms
+        result.float64_fallbacks = ops.counter.float64_fallbacks
+        result.layer_cycles = {layer: {pass_: {"gemms": ops.passes[(layer, pass_)][0] // epochs,
+                                               "cycles": ops.passes[(layer, pass_)][1] // epochs}
+                                       for pass_ in cnn.PASSES} for layer in cnn.LAYERS}
     result.seconds = time.perf_counter() - start
     return result
 
@@ -248,6 +324,9 @@ def train_all(train: TrainConfig, *, epochs: int | None = None,
     results are identical, since every run depends only on its configuration and seed.
     Workers print their progress lines to stderr whenever ``log`` is given.
 
+    With ``progress``, the CNN's emulated runs show a progress bar on stderr (over each
+    run's steps; with ``jobs > 1``, over finished configurations).
+
     ``backend`` (``"golden"`` or ``"rtl"``) runs the configurations with
     ``update = "hardware"`` as programs on that runtime backend, in this process, with
     a progress bar if ``progress`` and, with ``check``, compared with the golden machine
@@ -281,17 +360,29 @@ def train_all(train: TrainConfig, *, epochs: int | None = None,
                 for hardware in train.hardware]
     elif jobs > 1 and len(train.hardware) > 1:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor, as_completed
         context = multiprocessing.get_context("spawn")
+        # The CNN's runs are long: with progress, a bar over finished configurations.
+        bar = Progress(len(train.hardware), "configurations trained") \
+            if progress and train.model == "cnn" else None
         with ProcessPoolExecutor(min(jobs, len(train.hardware)), mp_context=context) as pool:
-            runs = list(pool.map(_train_job, [(train, hardware, data, epochs, log is not None)
-                                              for hardware in train.hardware]))
+            futures = [pool.submit(_train_job, (train, hardware, data, epochs,
+                                                log is not None))
+                       for hardware in train.hardware]
+            for future in as_completed(futures):
+                if bar is not None:
+                    bar.advance(note=future.result().name)
+            runs = [future.result() for future in futures]
+        if bar is not None:
+            bar.close()
     else:
-        runs = [train_run(train, hardware, data, epochs=epochs, log=log)
+        runs = [train_run(train, hardware, data, epochs=epochs, log=log,
+                          progress=progress and train.model == "cnn")
                 for hardware in train.hardware]
     return {
         "name": train.name,
         "source": train.source,
+        "model": train.model,
         "epochs": train.epochs if epochs is None else epochs,
         "batch_size": train.batch_size,
         "learning_rate": train.learning_rate,

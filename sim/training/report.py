@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["RunResult", "describe_schedule", "format_table", "format_program_table",
-           "plot_curves"]
+from qforge.sim.training.cnn import PASSES
+
+__all__ = ["RunResult", "describe_schedule", "describe_network", "epoch_cycles",
+           "format_table",
+           "format_program_table", "format_layer_table", "plot_curves"]
 
 
 @dataclass
@@ -50,6 +53,11 @@ class RunResult:
     epoch_seconds: list[float] = field(default_factory=list)
     #: The rtl run was compared with the golden machine after every program.
     checked: bool = False
+    #: CNN, low precision: per layer and pass (``forward``, ``weight_gradient``,
+    #: ``input_gradient``, ``update``), the GEMMs of one epoch's training steps and
+    #: their cycles by the cycle model (:func:`qforge.sim.model.cycles.gemm_cycles`,
+    #: dense, each GEMM one command on the configuration's preset).
+    layer_cycles: dict | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -65,10 +73,39 @@ def describe_schedule(report: dict) -> str:
     return f"{start:g}" if start == final else f"{start:g} -> {final:g} (cosine)"
 
 
+def describe_network(report: dict) -> str:
+    """The network of a :func:`train_all` report, in a few words.
+
+    >>> describe_network({"hidden": 64}), describe_network({"model": "cnn", "hidden": 0})
+    ('MLP 64-64-10', 'CNN conv3x3 1-8, conv3x3/2 8-16, fc 256-10')
+    """
+    if report.get("model", "mlp") == "cnn":
+        return "CNN conv3x3 1-8, conv3x3/2 8-16, fc 256-10"
+    return f"MLP 64-{report['hidden']}-10"
+
+
+def _epoch_seconds(run: dict) -> float | None:
+    seconds = run.get("epoch_seconds") or []
+    return sum(seconds) / len(seconds) if seconds else None
+
+
+def epoch_cycles(run: dict) -> int | None:
+    """Cycle-model cycles of one epoch's training GEMMs of a CNN run (None: float32 or
+    the MLP)."""
+    layers = run.get("layer_cycles")
+    if not layers:
+        return None
+    return sum(entry["cycles"] for passes in layers.values() for entry in passes.values())
+
+
 def format_table(report: dict) -> str:
     """The Markdown table of final test accuracy and loss, with the difference to the
-    float32 run (if there is one)."""
+    float32 run (if there is one). For the CNN, two more columns: the accelerator
+    cycles of one epoch's training GEMMs (cycle model) and the mean training time of an
+    epoch as a multiple of the float32 run's (numpy)."""
     reference = next((run for run in report["runs"] if run["name"] == "float32"), None)
+    if report.get("model", "mlp") == "cnn":
+        return _format_cnn_table(report, reference)
     lines = ["| configuration | arithmetic | test accuracy | vs float32 | test loss "
              "| updates < LSB/2: count, magnitude | time |",
              "|---|---|---:|---:|---:|---:|---:|"]
@@ -82,6 +119,46 @@ def format_table(report: dict) -> str:
         lines.append(f"| {run['name']} | {run['description']} | {accuracy:.2f}% | {delta} "
                      f"| {run['test_loss'][-1]:.4f} | {small} | {run['seconds']:.1f} s |")
     return "\n".join(lines)
+
+
+def _format_cnn_table(report: dict, reference: dict | None) -> str:
+    float_epoch = _epoch_seconds(reference) if reference is not None else None
+    lines = ["| configuration | arithmetic | test accuracy | vs float32 | test loss "
+             "| updates < LSB/2: count, magnitude | cycles / epoch | epoch time "
+             "| vs float32 |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for run in report["runs"]:
+        accuracy = 100 * run["test_accuracy"][-1]
+        delta = ("" if reference is None or run is reference else
+                 f"{accuracy - 100 * reference['test_accuracy'][-1]:+.2f}")
+        small = ("" if run["small_update_fraction"] is None
+                 else f"{100 * run['small_update_fraction']:.1f}%, "
+                      f"{100 * run['small_update_mass']:.1f}%")
+        cycles = epoch_cycles(run)
+        seconds = _epoch_seconds(run)
+        ratio = (f"{seconds / float_epoch:.1f}x" if seconds is not None and float_epoch
+                 else "")
+        lines.append(f"| {run['name']} | {run['description']} | {accuracy:.2f}% | {delta} "
+                     f"| {run['test_loss'][-1]:.4f} | {small} "
+                     f"| {'' if cycles is None else cycles} "
+                     f"| {'' if seconds is None else f'{seconds:.2f} s'} | {ratio} |")
+    return "\n".join(lines)
+
+
+def format_layer_table(report: dict) -> str:
+    """Per CNN low-precision run, layer and pass: GEMMs and cycle-model cycles of one
+    epoch's training steps ("" for the MLP)."""
+    lines = ["| configuration | layer | " + " | ".join(
+        f"{p.replace('_', ' ')}: GEMMs, cycles" for p in PASSES) + " | layer cycles |",
+        "|---|---|" + "---:|" * (len(PASSES) + 1)]
+    rows = 0
+    for run in report["runs"]:
+        for layer, passes in (run.get("layer_cycles") or {}).items():
+            cells = [f"{passes[p]['gemms']}, {passes[p]['cycles']}" for p in PASSES]
+            total = sum(passes[p]["cycles"] for p in PASSES)
+            lines.append(f"| {run['name']} | {layer} | {' | '.join(cells)} | {total} |")
+            rows += 1
+    return "\n".join(lines) if rows else ""
 
 
 def format_program_table(report: dict) -> str:
@@ -149,8 +226,8 @@ def plot_curves(report: dict, path) -> None:
     what = ("training on the RTL (Verilator)" if "rtl" in backends else
             "training as programs (golden machine)" if "golden" in backends else
             "emulated training")
-    figure.suptitle(f"qforge {what}: {report['name']} (MLP 64-{report['hidden']}"
-                    f"-10, batch {report['batch_size']}, lr {describe_schedule(report)}, "
+    figure.suptitle(f"qforge {what}: {report['name']} ({describe_network(report)}"
+                    f", batch {report['batch_size']}, lr {describe_schedule(report)}, "
                     f"seed {report['seed']})")
     figure.savefig(path, dpi=110)
     plt.close(figure)

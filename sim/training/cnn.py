@@ -1,0 +1,423 @@
+"""The digits CNN: its architecture, the lowering of its convolutions to GEMMs (im2col),
+its host arithmetic, and one emulated or float32 training step.
+
+The network
+-----------
+Images are ``N x 8 x 8 x 1`` (channels last, pixels / 16)::
+
+    conv1  3x3, 1 -> 8,  padding 1, stride 1   N x 8 x 8 x 8     ReLU
+    conv2  3x3, 8 -> 16, padding 1, stride 2   N x 4 x 4 x 16    ReLU
+    fc     flatten (h, w, c order) 256 -> 10                      softmax cross-entropy
+
+The stride of ``conv2`` keeps every GEMM's depth within the default preset's
+``max_reduction_depth`` (2048) at batch 32 (``conv1``'s weight gradient reduces over
+``N * 64`` rows) and the fully connected layer small (256 inputs, not 1024).
+
+Lowering to GEMMs
+-----------------
+Activations are stored channels last, ``N x H x W x C``, as a ``(N*H*W) x C`` matrix;
+a convolution's weights ``kh x kw x Cin x Cout`` as the ``(kh*kw*Cin) x Cout`` matrix
+of that row-major order. :func:`im2col` gathers the input into the ``(N*Ho*Wo) x
+(kh*kw*Cin)`` matrix whose row ``(n, oh, ow)`` (row-major) holds the receptive field in
+**column order (kh, kw, cin)** (row-major: ``column = (i * kw + j) * Cin + c``), zeros
+where the window reaches into the padding. Then, for a layer with stored input ``X``,
+columns ``C = im2col(X)``, weights ``W`` and output gradient ``dZ`` (``(N*Ho*Wo) x
+Cout``)::
+
+    Z  = C @ W                 forward               depth kh*kw*Cin
+    dW = C^T @ dZ              weight gradient       depth N*Ho*Wo
+    dX = col2im(dZ @ W^T)      input gradient        depth Cout
+
+:func:`col2im` (host) adds every column back onto the input element it was gathered
+from. The fully connected layer is the same with ``C`` the flattened input. Every GEMM
+is an emulated hardware GEMM; the first layer's input gradient is not computed.
+
+Quantization: each stored tensor (input activations, weights, output gradients) is
+quantized **once, as stored** (:func:`~qforge.sim.training.formats.quantize_operand` on
+its ``(N*H*W) x C`` or weight matrix) and the GEMMs read its integer forms gathered by
+:func:`im2col` (padding reads zero) or transposed, as a data mover gathering stored codes
+would. The biases are not folded into the GEMMs (a ones column would have to be
+quantized with the gathered activations): they are kept in the layer's weight format
+and added on the host, and their gradient (``dZ`` summed over rows) is host work, like
+the ReLU and its mask, col2im, softmax and the loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from qforge.sim.model.cycles import GemmShape, gemm_cycles
+from qforge.sim.model.numerics import operand_value
+from qforge.sim.model.rounding import Rounding
+from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
+from qforge.sim.training.formats import Quantized, quantize_operand, random_key
+from qforge.sim.training.network import log_softmax, loss_accuracy
+
+__all__ = ["ConvShape", "LAYERS", "PASSES", "SLOTS", "CONV1", "CONV2", "FC_INPUTS", "CLASSES", "im2col",
+           "col2im", "gather", "mixed_matmul", "initial_parameters", "relu_mask",
+           "IMAGE", "layer_shapes", "gemm_shapes", "Network", "LayerArithmetic",
+           "FloatOps", "EmulatedOps"]
+
+#: Input images: height, width, channels.
+IMAGE = (8, 8, 1)
+#: Output classes.
+CLASSES = 10
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """A square convolution: ``kernel x kernel``, ``inputs -> outputs`` channels."""
+
+    inputs: int
+    outputs: int
+    kernel: int = 3
+    stride: int = 1
+    padding: int = 1
+
+    def output_size(self, size: int) -> int:
+        """Output height (width) of an input of height (width) ``size``.
+
+        >>> ConvShape(8, 16, stride=2).output_size(8), ConvShape(1, 8).output_size(8)
+        (4, 8)
+        """
+        return (size + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def depth(self) -> int:
+        """The forward GEMM's depth, ``kernel * kernel * inputs``."""
+        return self.kernel * self.kernel * self.inputs
+
+
+CONV1 = ConvShape(1, 8)
+CONV2 = ConvShape(8, 16, stride=2)
+#: The fully connected layer's inputs: conv2's ``4 x 4 x 16`` output, flattened.
+FC_INPUTS = CONV2.output_size(CONV1.output_size(IMAGE[0])) ** 2 * CONV2.outputs
+#: The layers in order; their names are the keys of a per-layer precision policy.
+LAYERS = ("conv1", "conv2", "fc")
+
+
+def im2col(x: np.ndarray, conv: ConvShape) -> np.ndarray:
+    """The ``(N*Ho*Wo) x (kernel*kernel*Cin)`` column matrix of ``x`` (``N x H x W x
+    Cin``): row ``(n, oh, ow)`` row-major, column ``(i * kernel + j) * Cin + c`` holding
+    ``x[n, oh*stride + i - padding, ow*stride + j - padding, c]``, 0 in the padding.
+    Works on any dtype (codes or floats).
+
+    >>> x = np.arange(4).reshape(1, 2, 2, 1)
+    >>> im2col(x, ConvShape(1, 1, kernel=2, padding=0)).tolist()
+    [[0, 1, 2, 3]]
+    >>> im2col(x, ConvShape(1, 1, kernel=3))[0].tolist()   # output (0, 0): top-left pad
+    [0, 0, 0, 0, 0, 1, 0, 2, 3]
+    """
+    n, height, width, channels = x.shape
+    k, s, p = conv.kernel, conv.stride, conv.padding
+    out_h, out_w = conv.output_size(height), conv.output_size(width)
+    padded = np.zeros((n, height + 2 * p, width + 2 * p, channels), dtype=x.dtype)
+    padded[:, p:p + height, p:p + width] = x
+    columns = np.empty((n, out_h, out_w, k, k, channels), dtype=x.dtype)
+    for i in range(k):
+        for j in range(k):
+            columns[:, :, :, i, j] = padded[:, i:i + s * out_h:s, j:j + s * out_w:s]
+    return columns.reshape(n * out_h * out_w, k * k * channels)
+
+
+def col2im(columns: np.ndarray, shape: tuple[int, int, int, int],
+           conv: ConvShape) -> np.ndarray:
+    """The adjoint of :func:`im2col`: every entry of ``columns`` added onto the element of
+    an ``N x H x W x Cin`` tensor (``shape``) it was gathered from (padding dropped).
+
+    >>> x = np.arange(8.0).reshape(1, 2, 2, 2)
+    >>> col2im(np.ones((4, 18)), x.shape, ConvShape(2, 1))[0, :, :, 0].tolist()
+    [[4.0, 4.0], [4.0, 4.0]]
+    """
+    n, height, width, channels = shape
+    k, s, p = conv.kernel, conv.stride, conv.padding
+    out_h, out_w = conv.output_size(height), conv.output_size(width)
+    blocks = columns.reshape(n, out_h, out_w, k, k, channels)
+    padded = np.zeros((n, height + 2 * p, width + 2 * p, channels), dtype=columns.dtype)
+    for i in range(k):
+        for j in range(k):
+            padded[:, i:i + s * out_h:s, j:j + s * out_w:s] += blocks[:, :, :, i, j]
+    return padded[:, p:p + height, p:p + width]
+
+
+def gather(q: Quantized, shape: tuple[int, int, int, int], conv: ConvShape) -> Quantized:
+    """The stored, quantized ``(N*H*W) x C`` tensor ``q`` of an ``N x H x W x C``
+    activation (``shape``), gathered by :func:`im2col` into the GEMM operand (same
+    format and exponent; padding reads integer 0, value 0)."""
+    if q.integers is None:
+        return Quantized(q.fmt, None, q.exponent, im2col(q.floats.reshape(shape), conv))
+    return Quantized(q.fmt, im2col(q.integers.reshape(shape), conv), q.exponent)
+
+
+def _exact_form(q: Quantized) -> Quantized:
+    """An ``int`` operand with kept-block approximation as exact integer forms (the
+    approximation applied), for a GEMM whose other operand is another format."""
+    fmt = q.fmt
+    if fmt.kind != "int" or fmt.precision.exact:
+        return q
+    return Quantized(replace(fmt, kept=None),
+                     operand_value(q.integers, fmt.config, fmt.precision), q.exponent)
+
+
+def mixed_matmul(a: Quantized, b: Quantized, counter: GemmCounter | None = None
+                 ) -> np.ndarray:
+    """:func:`~qforge.sim.training.emulated_gemm.emulated_matmul`, also when ``a`` and
+    ``b`` are in different formats (a per-layer policy's forward and gradient formats):
+    then an approximate ``int`` operand enters as its approximated integer forms, which
+    the exact integer GEMM of mixed formats multiplies."""
+    if a.fmt.kind != b.fmt.kind:
+        a, b = _exact_form(a), _exact_form(b)
+    return emulated_matmul(a, b, counter)
+
+
+def relu_mask(z: np.ndarray) -> np.ndarray:
+    """The ReLU's derivative mask, ``z > 0``, in ``z``'s dtype."""
+    return (z > 0).astype(z.dtype)
+
+
+def initial_parameters(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """He-uniform weights and zero biases per layer from ``default_rng(seed)``: conv
+    weights ``(kernel*kernel*Cin) x Cout`` (column order of :func:`im2col`), fc weights
+    ``FC_INPUTS x 10``."""
+    rng = np.random.default_rng(seed)
+    parameters = {}
+    for name, fan_in, outputs in (("conv1", CONV1.depth, CONV1.outputs),
+                                  ("conv2", CONV2.depth, CONV2.outputs),
+                                  ("fc", FC_INPUTS, CLASSES)):
+        weights = rng.uniform(-1, 1, (fan_in, outputs)) * math.sqrt(6 / fan_in)
+        parameters[name] = (weights, np.zeros((1, outputs)))
+    return parameters
+
+
+#: Training passes of a layer, the keys of the per-layer cycle report. ``update`` is
+#: the weight update: on the host in the emulator (0 GEMMs); the accelerator fuses it
+#: into the weight gradient GEMM (W as the addend, ``sgd_update``).
+PASSES = ("forward", "weight_gradient", "input_gradient", "update")
+#: The tensors of one step that get their own stochastic-rounding bits, per layer.
+ROLES = ("input", "weights", "gradient", "update_weights", "update_bias")
+#: Tensor slots of one CNN step (``step * len(SLOTS) + index`` is a tensor's counter
+#: of :func:`~qforge.sim.training.formats.random_key`).
+SLOTS = tuple(f"{layer}_{role}" for layer in LAYERS for role in ROLES)
+
+
+def layer_shapes(batch: int) -> dict[str, tuple]:
+    """Per layer: the input's ``N x H x W x C`` shape and the :class:`ConvShape`
+    (``None`` for fc, whose input is flattened), for a batch of ``batch`` images."""
+    size1 = CONV1.output_size(IMAGE[0])
+    return {"conv1": ((batch, *IMAGE), CONV1),
+            "conv2": ((batch, size1, size1, CONV1.outputs), CONV2),
+            "fc": ((batch, FC_INPUTS), None)}
+
+
+def gemm_shapes(batch: int) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """``(m, n, depth)`` of every GEMM of one training step on ``batch`` images, keyed
+    by ``(layer, pass)``.
+
+    >>> gemm_shapes(32)[("conv1", "weight_gradient")], gemm_shapes(32)[("fc", "forward")]
+    ((9, 8, 2048), (32, 10, 256))
+    """
+    shapes = {}
+    for layer, (shape, conv) in layer_shapes(batch).items():
+        if conv is None:
+            rows, depth, outputs = batch, FC_INPUTS, CLASSES
+        else:
+            rows = batch * conv.output_size(shape[1]) * conv.output_size(shape[2])
+            depth, outputs = conv.depth, conv.outputs
+        shapes[(layer, "forward")] = (rows, outputs, depth)
+        shapes[(layer, "weight_gradient")] = (depth, outputs, rows)
+        if layer != LAYERS[0]:
+            shapes[(layer, "input_gradient")] = (rows, depth, outputs)
+    return shapes
+
+
+class Network:
+    """The CNN's training step and evaluation over an arithmetic ``ops`` (float32 or
+    emulated hardware: :class:`FloatOps`, :class:`EmulatedOps`), which stores
+    (quantizes) tensors, gathers, multiplies and updates the parameters."""
+
+    def __init__(self, ops):
+        self.ops = ops
+
+    def forward(self, x, step: int, training: bool):
+        """Logits of images ``x`` (``N x 8 x 8 x 1``) and, per layer, what the backward
+        pass needs: ``(stored input, GEMM input, stored weights, pre-activation)``."""
+        ops, n, saved = self.ops, len(x), {}
+        activation = x
+        for layer, (shape, conv) in layer_shapes(n).items():
+            if conv is None:
+                stored = ops.store(activation.reshape(n, -1), layer, "input", step,
+                                   training)
+                columns = stored
+            else:
+                stored = ops.store(activation.reshape(-1, shape[3]), layer, "input", step,
+                                   training)
+                columns = ops.gather(stored, activation.shape, conv)
+            weights = ops.store(ops.weights(layer), layer, "weights", step, training)
+            z = ops.matmul(columns, weights, layer, "forward", training) + ops.bias(layer)
+            saved[layer] = (columns, weights, z)
+            if conv is not None:
+                size = conv.output_size(activation.shape[1])
+                activation = np.maximum(z, 0).reshape(n, size, size, conv.outputs)
+        return z, saved
+
+    def step(self, x, onehot, n: int, step: int, lr: float) -> float:
+        """One SGD step on images ``x`` with one-hot targets; returns the batch's loss."""
+        ops = self.ops
+        logits, saved = self.forward(x, step, True)
+        log_p = log_softmax(logits)
+        loss = -float((log_p * onehot).sum() / n)
+        dz = (np.exp(log_p) - onehot) / log_p.dtype.type(n)
+        shapes = layer_shapes(n)
+        for index in range(len(LAYERS) - 1, -1, -1):
+            layer = LAYERS[index]
+            columns, weights, _ = saved[layer]
+            gradient = ops.store(dz, layer, "gradient", step, True)
+            dw = ops.matmul(columns.T, gradient, layer, "weight_gradient", True)
+            db = dz.sum(axis=0, keepdims=True)
+            if index > 0:
+                dcolumns = ops.matmul(gradient, weights.T, layer, "input_gradient", True)
+                shape, conv = shapes[layer]
+                below = saved[LAYERS[index - 1]][2]
+                if conv is None:
+                    dinput = dcolumns
+                else:
+                    dinput = col2im(dcolumns, shape, conv).reshape(-1, shape[3])
+                dz = dinput.reshape(below.shape) * relu_mask(below)
+            ops.update(layer, lr * dw, lr * db, step)
+        return loss
+
+    def evaluate(self, x, labels) -> tuple[float, float]:
+        """Test loss and accuracy of the forward pass on ``x`` (nearest rounding)."""
+        logits, _ = self.forward(x, 0, False)
+        return loss_accuracy(np.asarray(logits, dtype=np.float64), labels)
+
+
+class FloatOps:
+    """The float32 reference: tensors stored as float32, numpy GEMMs, ``W - lr * dW``."""
+
+    def __init__(self, parameters):
+        self.parameters = {layer: (w.astype(np.float32), b.astype(np.float32))
+                           for layer, (w, b) in parameters.items()}
+
+    def store(self, values, layer, role, step, training):
+        return np.asarray(values, dtype=np.float32)
+
+    @staticmethod
+    def gather(stored, shape, conv):
+        return im2col(stored.reshape(shape), conv)
+
+    @staticmethod
+    def matmul(a, b, layer, pass_, training):
+        return a @ b
+
+    def weights(self, layer):
+        return self.parameters[layer][0]
+
+    def bias(self, layer):
+        return self.parameters[layer][1]
+
+    def update(self, layer, dw, db, step):
+        w, b = self.parameters[layer]
+        self.parameters[layer] = (w - dw.astype(np.float32), b - db.astype(np.float32))
+
+    def max_abs_weight(self) -> float:
+        return float(max(np.abs(w).max() for w, _ in self.parameters.values()))
+
+
+@dataclass(frozen=True)
+class LayerArithmetic:
+    """One layer's arithmetic: the operand format and rounding of its forward operands
+    (input activations, weights) and of its output gradient, and its weight format and
+    update rounding (from a :class:`~qforge.sim.training.config.HardwareConfig` and its
+    policy: :meth:`~qforge.sim.training.config.HardwareConfig.layer`)."""
+
+    forward: object            # OperandFormat
+    forward_rounding: Rounding
+    gradient: object           # OperandFormat
+    gradient_rounding: Rounding
+    weights: object            # WeightFormat
+    update_rounding: Rounding
+
+
+class EmulatedOps:
+    """Emulated hardware: tensors quantized once as stored into their layer's formats,
+    GEMMs by :func:`mixed_matmul`, weights and biases as codes of each layer's weight
+    format updated on the host (``W <- Q_w(W - lr * dW)``), with the update statistics
+    of :class:`~qforge.sim.training.report.RunResult` and the GEMM count and cycle-model
+    cycles of every training GEMM per ``(layer, pass)``."""
+
+    def __init__(self, layers: dict[str, LayerArithmetic], parameters, seed: int):
+        self.layers, self.seed, self.counter = layers, seed, GemmCounter()
+        self.codes = {layer: tuple(layers[layer].weights.quantize(p, Rounding.NEAREST_EVEN)
+                                   for p in parameters[layer]) for layer in LAYERS}
+        self.passes = {(layer, pass_): [0, 0] for layer in LAYERS for pass_ in PASSES}
+        self._cycles: dict = {}
+        self.small = self.changed = self.small_mass = self.total_mass = 0.0
+        self.updates = 0
+
+    def _key(self, slot: str, step: int) -> tuple[int, int]:
+        return random_key(self.seed, step * len(SLOTS) + SLOTS.index(slot))
+
+    def store(self, values, layer, role, step, training):
+        arithmetic = self.layers[layer]
+        fmt, rounding = ((arithmetic.gradient, arithmetic.gradient_rounding)
+                         if role == "gradient" else
+                         (arithmetic.forward, arithmetic.forward_rounding))
+        seed_word, tensor = self._key(f"{layer}_{role}", step)
+        return quantize_operand(values, fmt, rounding if training else Rounding.NEAREST_EVEN,
+                                seed=seed_word, tensor=tensor)
+
+    @staticmethod
+    def gather(stored, shape, conv):
+        return gather(stored, shape, conv)
+
+    def matmul(self, a, b, layer, pass_, training):
+        result = mixed_matmul(a, b, self.counter)
+        if training:
+            m, depth = a.shape
+            q = a.fmt.precision.kept * b.fmt.precision.kept
+            key = (m, b.shape[1], depth, q, a.fmt.config)
+            if key not in self._cycles:
+                self._cycles[key] = gemm_cycles(a.fmt.config,
+                                                [GemmShape(m, b.shape[1], depth, q)]).total
+            counts = self.passes[(layer, pass_)]
+            counts[0] += 1
+            counts[1] += self._cycles[key]
+        return result
+
+    def weights(self, layer):
+        return self.layers[layer].weights.value(self.codes[layer][0])
+
+    def bias(self, layer):
+        return self.layers[layer].weights.value(self.codes[layer][1])
+
+    def update(self, layer, dw, db, step):
+        """``W <- Q_w(W - dw)``, ``b <- Q_w(b - db)`` in the layer's weight format,
+        counting the updates below half an LSB and the codes that change."""
+        arithmetic = self.layers[layer]
+        wfmt, new_codes = arithmetic.weights, []
+        for role, codes, update in (("update_weights", self.codes[layer][0], dw),
+                                    ("update_bias", self.codes[layer][1], db)):
+            size = np.abs(update)
+            below = size < wfmt.unit / 2
+            self.small += float(below.mean())
+            self.small_mass += float(size[below].sum())
+            self.total_mass += float(size.sum())
+            seed_word, tensor = self._key(f"{layer}_{role}", step)
+            new = wfmt.quantize(wfmt.value(codes) - update, arithmetic.update_rounding,
+                                seed=seed_word, tensor=tensor)
+            self.changed += float((new != codes).mean())
+            self.updates += 1
+            new_codes.append(new)
+        self.codes[layer] = tuple(new_codes)
+
+    def max_abs_weight(self) -> float:
+        return float(max(np.abs(self.layers[layer].weights.value(c)).max()
+                         for layer in LAYERS for c in self.codes[layer]))
+
+    def saturated_weights(self) -> int:
+        return sum(self.layers[layer].weights.saturated_count(self.codes[layer])
+                   for layer in LAYERS)
