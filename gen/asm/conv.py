@@ -60,12 +60,12 @@ from qforge.gen.asm.blocks import (ADDRESS_BITS, _check_address, _check_config, 
                                    _Matrix, _tiled, chunk_sizes)
 from qforge.gen.asm.errors import BlockError
 from qforge.sim.model.capacity import tiles
-from qforge.sim.model.isa import Opcode, decode
+from qforge.sim.model.isa import OPCODE_WIDTH, OPERAND_FIELDS, Opcode
 
 __all__ = ["Conv2dShape", "conv2d_shape", "conv2d_gemms", "conv2d_forward_words",
            "conv2d_backward_words"]
 
-#: Largest stride or size that is also a row stride (the LOAD/STORE stride field).
+#: The largest row stride the LOAD/STORE stride field holds.
 _STRIDE_LIMIT = (1 << ADDRESS_BITS) - 1
 
 
@@ -328,17 +328,22 @@ def _words(config, shape: Conv2dShape, passes: dict[str, dict[str, int]],
 def _without_repeated_descriptors(words: list[int]) -> list[int]:
     """``words`` without the LOAD and STORE words that set a descriptor to the value the
     previous one of that operand set (each product is tiled on its own, so its first
-    descriptors repeat the previous product's when they are the same)."""
+    descriptors repeat the previous product's when they are the same). A LOAD or STORE
+    word holds its whole descriptor, so equal descriptors are equal words: only the
+    opcode (the low ``OPCODE_WIDTH`` bits) and LOAD's operand field (the next bits) are
+    decoded, which keeps this pass cheap on a block of ``2**14`` GEMMs."""
+    opcode_mask = (1 << OPCODE_WIDTH) - 1
+    operand_mask = (1 << OPERAND_FIELDS[Opcode.LOAD]["operand"]) - 1
     kept: list[int] = []
-    current: dict[tuple, tuple] = {}
+    current: dict[tuple[int, int], int] = {}
     for word in words:
-        opcode, fields = decode(word)
+        opcode = word & opcode_mask
         if opcode in (Opcode.LOAD, Opcode.STORE):
-            key = (opcode, fields.get("operand"))
-            value = (fields["transpose"], fields["address"], fields["stride"])
-            if current.get(key) == value:
+            key = (opcode, (word >> OPCODE_WIDTH) & operand_mask
+                   if opcode == Opcode.LOAD else 0)
+            if current.get(key) == word:
                 continue
-            current[key] = value
+            current[key] = word
         kept.append(word)
     return kept
 
