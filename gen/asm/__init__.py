@@ -55,13 +55,14 @@ gemm 32, 64
 """
 
 from qforge.gen.asm.assembler import assemble, assemble_file
-from qforge.gen.asm.blocks import (BLOCKS, chunk_sizes, gemm_fits, linear_backward_words,
+from qforge.gen.asm.blocks import (chunk_sizes, gemm_fits, linear_backward_words,
                                    linear_forward_words, matmul_words, sgd_update_words)
 from qforge.gen.asm.conv import (Conv2dShape, conv2d_backward_words, conv2d_forward_words,
                                  conv2d_gemms, conv2d_shape)
 from qforge.gen.asm.disassembler import disassemble
 from qforge.gen.asm.errors import AsmError, BlockError
 from qforge.gen.asm.program import Program
+from qforge.gen.asm.registry import BLOCKS
 from qforge.gen.asm.syntax import MNEMONICS
 
 __all__ = ["AsmError", "BlockError", "Program", "assemble", "assemble_file", "disassemble",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from qforge.gen.asm.blocks import BLOCKS
+from qforge.gen.asm.registry import BLOCKS
 from qforge.gen.asm.disassembler import disassemble
 from qforge.gen.asm.errors import BlockError, SourceText, did_you_mean
 from qforge.gen.asm.expressions import evaluate

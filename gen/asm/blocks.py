@@ -2,8 +2,8 @@
 ``sgd_update`` as LOAD/STORE/GEMM (and SEED/OUTPUT) words tiled to fit a configuration.
 
 They are plain Python functions (:func:`matmul_words`, ...), so a runtime can build the
-same instruction sequences without going through text; :data:`BLOCKS` is what the
-assembler's block statements call. :func:`chunk_sizes` chooses the tiling and
+same instruction sequences without going through text;
+:data:`qforge.gen.asm.registry.BLOCKS` is what the assembler's block statements call. :func:`chunk_sizes` chooses the tiling and
 :func:`gemm_fits` says whether one GEMM fits (the golden model's rule).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
 
 from qforge.gen.asm.errors import BlockError
 from qforge.gen.asm.syntax import FIELDS, ROUNDING_NAMES
@@ -20,8 +19,7 @@ from qforge.sim.model.isa import Opcode, Operand, encode
 from qforge.sim.model.rounding import Rounding
 
 __all__ = ["ADDRESS_BITS", "GEMM_FIELD_MAX", "gemm_fits", "chunk_sizes", "matmul_words",
-           "linear_forward_words", "linear_backward_words", "sgd_update_words", "Block",
-           "BLOCKS", "conv2d_forward_words", "conv2d_backward_words"]
+           "linear_forward_words", "linear_backward_words", "sgd_update_words"]
 
 #: Width of the LOAD/STORE address and stride fields (element addresses 0 .. 2**24 - 1).
 ADDRESS_BITS = FIELDS[Opcode.LOAD]["address"]
@@ -341,46 +339,3 @@ def sgd_update_words(config, *, w: int, x: int, dy: int, batch: int, inputs: int
     return words + _tiled(config, _Matrix("x", x, inputs, True), _Matrix("dy", dy, outputs),
                           _Matrix("w", w, outputs), inputs, outputs, batch,
                           update_bits=weight_bits, max_gemms=max_gemms)
-
-
-@dataclass(frozen=True)
-class Block:
-    """A high-level block: its expansion function and operands."""
-
-    function: Callable[..., list[int]]
-    required: tuple[str, ...]
-    optional: tuple[str, ...] = ()
-    flags: tuple[str, ...] = ()
-    summary: str = ""
-
-
-# The convolution blocks live in conv.py, which builds on the helpers above (imported
-# here, after them, so that importing either module first works).
-from qforge.gen.asm.conv import conv2d_backward_words, conv2d_forward_words  # noqa: E402
-
-_CONV_SIZES = ("batch", "height", "width", "in_channels", "out_channels")
-_CONV_OPTIONS = ("kernel", "kernel_h", "kernel_w", "stride", "padding")
-
-#: The high-level blocks, by mnemonic.
-BLOCKS: dict[str, Block] = {
-    "matmul": Block(matmul_words, ("a", "b", "c", "m", "n", "k"),
-                    ("a_stride", "b_stride", "c_stride"),
-                    ("transpose_a", "transpose_b", "skip_zeros"),
-                    "C = A @ B tiled to fit the configuration; k chunks accumulate"),
-    "linear_forward": Block(linear_forward_words,
-                            ("x", "w", "y", "batch", "inputs", "outputs"),
-                            summary="y = x @ w"),
-    "linear_backward": Block(linear_backward_words,
-                             ("x", "w", "dy", "dw", "batch", "inputs", "outputs"), ("dx",),
-                             summary="dw = x^T @ dy and, with dx, dx = dy @ w^T"),
-    "sgd_update": Block(sgd_update_words,
-                        ("w", "x", "dy", "batch", "inputs", "outputs", "shift",
-                         "weight_bits", "seed"), ("tensor",),
-                        summary="W <- clamp(W + round_stochastic((x^T @ dy) / 2**shift))"),
-    "conv2d_forward": Block(conv2d_forward_words, ("x", "w", "y", *_CONV_SIZES),
-                            _CONV_OPTIONS,
-                            summary="y = conv2d(x, w), channels last, x padded by the host"),
-    "conv2d_backward": Block(conv2d_backward_words, ("x", "w", "dy", "dw", *_CONV_SIZES),
-                             ("dx", *_CONV_OPTIONS),
-                             summary="dw of conv2d_forward and, with dx, the input gradient"),
-}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from qforge.gen.asm.blocks import BLOCKS
+from qforge.gen.asm.registry import BLOCKS
 from qforge.gen.asm.errors import SourceText, did_you_mean
 from qforge.gen.asm.expressions import parse_expression
 from qforge.gen.asm.lexer import Token, tokenize

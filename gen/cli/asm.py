@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from qforge.gen.cli.common import (OptionError, add_config_arguments, add_output_argument,
                                    config_from_arguments, require_file)
+
+
+def _block_list() -> str:
+    """The block mnemonics, from the assembler's registry, wrapped for the help text."""
+    from qforge.gen.asm.registry import BLOCKS
+
+    return textwrap.fill(", ".join(BLOCKS), width=78, initial_indent="  ",
+                         subsequent_indent="  ")
 
 
 def register(commands) -> None:
@@ -27,10 +36,10 @@ def register(commands) -> None:
                     "  y: .word 1, 2, 3                reserve and initialise\n"
                     "  .inst 0x04                      a raw instruction word\n\n"
                     "Instructions: nop, precision, output, seed, gemm, fence, load, store.\n"
-                    "Blocks (tiled to fit the configuration): matmul, linear_forward,\n"
-                    "linear_backward, sgd_update. The language, the blocks and every\n"
-                    "instruction's fields and rules: docs/ISA.md. An error prints\n"
-                    "FILE:LINE:COLUMN: error: MESSAGE with the source line and exits 2.",
+                    f"Blocks (tiled to fit the configuration):\n{_block_list()}.\n"
+                    "The language, the blocks and every instruction's fields and rules:\n"
+                    "docs/ISA.md. An error prints FILE:LINE:COLUMN: error: MESSAGE with\n"
+                    "the source line and exits 2.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  qforge asm gen/programs/example.qasm\n"
                "  qforge asm prog.qasm --preset tiny --hex\n"
