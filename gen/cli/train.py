@@ -15,7 +15,8 @@ from qforge.gen.cli.common import (OptionError, add_output_argument, log_to_stde
 def register(commands) -> None:
     """Add ``qforge train`` to the subcommands ``commands``."""
     train = commands.add_parser(
-        "train", help="train an MLP on digits: emulated arithmetic, or programs on the RTL",
+        "train", help="train an MLP or a CNN on digits: emulated arithmetic, or programs on "
+                      "the RTL",
         description="Train an MLP (64 -> hidden -> 10, ReLU, softmax cross-entropy, SGD) on\n"
                     "scikit-learn's handwritten digits once per hardware configuration of a\n"
                     "training config, with a float32 run of the same network, initial\n"
@@ -34,15 +35,20 @@ def register(commands) -> None:
                     "progress bar. Default config then: gen/train/rtl.toml.\n\n"
                     "Prints a Markdown table of the final test accuracy and loss per\n"
                     "configuration and saves a plot of the training curves. See\n"
-                    "docs/TRAINING.md.",
+                    "docs/TRAINING.md.\n\n"
+                    "model = \"cnn\" (gen/train/cnn.toml) trains a small CNN instead (conv\n"
+                    "3x3 1->8, conv 3x3/2 8->16, fc 256->10; --emulate only), with per-layer\n"
+                    "precision policies and the accelerator cycles per layer and pass.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="training config keys: name, hidden, epochs, batch_size, learning_rate, "
-               "seed, split_seed,\n  test_fraction, train_samples, preset, and [[hardware]] "
+        epilog="training config keys: name, model (mlp | cnn), hidden, epochs, batch_size,\n"
+               "  learning_rate, seed, split_seed, test_fraction, train_samples, preset, and\n"
+               "  [[hardware]] "
                "tables with name, format\n  (float32 | int | vrq | address_block), bits, "
                "code_width, range_stride, ranges,\n  block, kept_blocks, selection, "
                "rounding, weight_bits, weight_range, update_rounding,\n  update (float | "
-               "hardware) (see gen/train/digits.toml, gen/train/rtl.toml and\n  "
-               "docs/TRAINING.md)")
+               "hardware), policy (cnn: [hardware.policy.LAYER] forward, gradient,\n  "
+               "update) (see gen/train/digits.toml, gen/train/cnn.toml, gen/train/rtl.toml "
+               "and\n  docs/TRAINING.md)")
     where = train.add_mutually_exclusive_group()
     where.add_argument("--emulate", action="store_true",
                        help="use the bit-exact emulator (programs on the golden machine for "

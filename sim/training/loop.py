@@ -343,6 +343,9 @@ def train_all(train: TrainConfig, *, epochs: int | None = None,
     """
     _check_arguments(train, epochs, jobs, backend)
     data = load_digits_split(train.split_seed, train.test_fraction)
+    if backend is not None and train.model == "cnn":
+        raise TrainConfigError(f"{train.source}: --backend {backend}: model = \"cnn\" "
+                               f"trains on the emulator only for now (--emulate)")
     if backend is not None:
         unsupported = [h.name for h in train.hardware
                        if not h.is_float and h.update != "hardware"]

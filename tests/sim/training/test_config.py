@@ -78,3 +78,13 @@ def test_bad_training_config_names_the_field(spec, message):
         train_config_from_dict(spec, source="t.toml")
     assert str(error.value).startswith("t.toml: ")
     assert message in str(error.value), str(error.value)
+
+
+def test_packaged_cnn_config():
+    train = load_train_config(Path(__file__).parents[3] / "gen" / "train" / "cnn.toml")
+    assert train.model == "cnn" and train.hidden == 0 and train.batch_size == 16
+    names = [h.name for h in train.hardware]
+    assert names[:5] == ["float32", "int8", "int8_approx", "int4", "vrq8_g8_sr"]
+    mixed = next(h for h in train.hardware if h.policy)
+    assert [(e.layer, e.forward.name, e.gradient.name) for e in mixed.policy] == [
+        ("conv2", "int8_approx", mixed.name), ("fc", "int8_approx", "int4")]

@@ -29,3 +29,24 @@ def test_parallel_workers_give_the_same_results():
     for one, two in zip(serial["runs"], parallel["runs"]):
         assert one["test_accuracy"] == two["test_accuracy"]
         assert one["test_loss"] == two["test_loss"]
+
+
+def test_cnn_runs_in_parallel_workers_give_the_same_results():
+    from tests.sim.training.test_cnn import TINY
+    train = train_config_from_dict(dict(TINY, train_samples=16))
+    serial, parallel = train_all(train), train_all(train, jobs=2)
+    assert serial["runs"] and serial["model"] == "cnn"
+    for one, two in zip(serial["runs"], parallel["runs"]):
+        assert one["test_loss"] == two["test_loss"]
+        assert one["layer_cycles"] == two["layer_cycles"]
+
+
+def test_cnn_has_no_backend_yet():
+    import pytest
+
+    from qforge.sim.training.config import TrainConfigError
+    from tests.sim.training.test_cnn import TINY
+    train = train_config_from_dict(dict(TINY, train_samples=16))
+    with pytest.raises(TrainConfigError, match="model = \"cnn\" trains on the emulator "
+                                               "only"):
+        train_all(train, backend="golden")
