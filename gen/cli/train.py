@@ -116,7 +116,7 @@ def handle(arguments) -> int:
                        runtime_options={"log": print} if arguments.backend == "rtl" else None)
     how = "--emulate" if arguments.emulate else f"--backend {arguments.backend}"
     print(f"qforge train {how}: {report['name']} ({report['source']}): "
-          f"{describe_network(report)} on digits, {report['epochs']} "
+          f"{describe_network(report)} on {report['dataset']}, {report['epochs']} "
           f"epoch{'' if report['epochs'] == 1 else 's'}, batch "
           f"{report['batch_size']}, learning rate {describe_schedule(report)}, seed "
           f"{report['seed']}; {report['train_samples']} training / "

@@ -11,7 +11,10 @@ Images are ``N x 8 x 8 x 1`` (channels last, pixels / 16)::
 
 The stride of ``conv2`` keeps every GEMM's depth within the default preset's
 ``max_reduction_depth`` (2048) at batch 32 (``conv1``'s weight gradient reduces over
-``N * 64`` rows) and the fully connected layer small (256 inputs, not 1024).
+``N * 64`` rows) and the fully connected layer small (256 inputs, not 1024). Another
+dataset's ``H x W x C`` images (``dataset = "npz:PATH"``) get the same layers with
+``conv1`` taking ``C`` channels, ``fc`` all of conv2's outputs and one output per class
+(:func:`convolutions`, :func:`fc_inputs`).
 
 Lowering to GEMMs
 -----------------
@@ -58,7 +61,7 @@ from qforge.sim.training.network import log_softmax, loss_accuracy
 
 __all__ = ["ConvShape", "LAYERS", "PASSES", "SLOTS", "CONV1", "CONV2", "FC_INPUTS", "CLASSES", "im2col",
            "col2im", "gather", "mixed_matmul", "initial_parameters", "relu_mask",
-           "IMAGE", "layer_shapes", "gemm_shapes", "Network", "LayerArithmetic",
+           "IMAGE", "convolutions", "fc_inputs", "layer_shapes", "gemm_shapes", "Network", "LayerArithmetic",
            "FloatOps", "EmulatedOps"]
 
 #: Input images: height, width, channels.
@@ -91,10 +94,29 @@ class ConvShape:
         return self.kernel * self.kernel * self.inputs
 
 
-CONV1 = ConvShape(1, 8)
-CONV2 = ConvShape(8, 16, stride=2)
-#: The fully connected layer's inputs: conv2's ``4 x 4 x 16`` output, flattened.
-FC_INPUTS = CONV2.output_size(CONV1.output_size(IMAGE[0])) ** 2 * CONV2.outputs
+def convolutions(image: tuple[int, int, int] = IMAGE) -> tuple[ConvShape, ConvShape]:
+    """``conv1`` (3x3, ``C -> 8``) and ``conv2`` (3x3, stride 2, ``8 -> 16``) for
+    ``H x W x C`` images."""
+    return ConvShape(image[2], 8), ConvShape(8, 16, stride=2)
+
+
+CONV1, CONV2 = convolutions()
+
+
+def fc_inputs(image: tuple[int, int, int] = IMAGE) -> int:
+    """The fully connected layer's inputs: conv2's output, flattened (256 for digits'
+    ``8 x 8 x 1``: ``4 x 4 x 16``).
+
+    >>> fc_inputs(), fc_inputs((28, 28, 1))
+    (256, 3136)
+    """
+    conv1, conv2 = convolutions(image)
+    height = conv2.output_size(conv1.output_size(image[0]))
+    width = conv2.output_size(conv1.output_size(image[1]))
+    return height * width * conv2.outputs
+
+
+FC_INPUTS = fc_inputs()
 #: The layers in order; their names are the keys of a per-layer precision policy.
 LAYERS = ("conv1", "conv2", "fc")
 
@@ -178,15 +200,17 @@ def relu_mask(z: np.ndarray) -> np.ndarray:
     return (z > 0).astype(z.dtype)
 
 
-def initial_parameters(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def initial_parameters(seed: int, image: tuple[int, int, int] = IMAGE,
+                       classes: int = CLASSES) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """He-uniform weights and zero biases per layer from ``default_rng(seed)``: conv
     weights ``(kernel*kernel*Cin) x Cout`` (column order of :func:`im2col`), fc weights
-    ``FC_INPUTS x 10``."""
+    ``fc_inputs(image) x classes``."""
     rng = np.random.default_rng(seed)
     parameters = {}
-    for name, fan_in, outputs in (("conv1", CONV1.depth, CONV1.outputs),
-                                  ("conv2", CONV2.depth, CONV2.outputs),
-                                  ("fc", FC_INPUTS, CLASSES)):
+    conv1, conv2 = convolutions(image)
+    for name, fan_in, outputs in (("conv1", conv1.depth, conv1.outputs),
+                                  ("conv2", conv2.depth, conv2.outputs),
+                                  ("fc", fc_inputs(image), classes)):
         weights = rng.uniform(-1, 1, (fan_in, outputs)) * math.sqrt(6 / fan_in)
         parameters[name] = (weights, np.zeros((1, outputs)))
     return parameters
@@ -203,16 +227,18 @@ ROLES = ("input", "weights", "gradient", "update_weights", "update_bias")
 SLOTS = tuple(f"{layer}_{role}" for layer in LAYERS for role in ROLES)
 
 
-def layer_shapes(batch: int) -> dict[str, tuple]:
+def layer_shapes(batch: int, image: tuple[int, int, int] = IMAGE) -> dict[str, tuple]:
     """Per layer: the input's ``N x H x W x C`` shape and the :class:`ConvShape`
     (``None`` for fc, whose input is flattened), for a batch of ``batch`` images."""
-    size1 = CONV1.output_size(IMAGE[0])
-    return {"conv1": ((batch, *IMAGE), CONV1),
-            "conv2": ((batch, size1, size1, CONV1.outputs), CONV2),
-            "fc": ((batch, FC_INPUTS), None)}
+    conv1, conv2 = convolutions(image)
+    height, width = conv1.output_size(image[0]), conv1.output_size(image[1])
+    return {"conv1": ((batch, *image), conv1),
+            "conv2": ((batch, height, width, conv1.outputs), conv2),
+            "fc": ((batch, fc_inputs(image)), None)}
 
 
-def gemm_shapes(batch: int) -> dict[tuple[str, str], tuple[int, int, int]]:
+def gemm_shapes(batch: int, image: tuple[int, int, int] = IMAGE,
+                classes: int = CLASSES) -> dict[tuple[str, str], tuple[int, int, int]]:
     """``(m, n, depth)`` of every GEMM of one training step on ``batch`` images, keyed
     by ``(layer, pass)``.
 
@@ -220,9 +246,9 @@ def gemm_shapes(batch: int) -> dict[tuple[str, str], tuple[int, int, int]]:
     ((9, 8, 2048), (32, 10, 256))
     """
     shapes = {}
-    for layer, (shape, conv) in layer_shapes(batch).items():
+    for layer, (shape, conv) in layer_shapes(batch, image).items():
         if conv is None:
-            rows, depth, outputs = batch, FC_INPUTS, CLASSES
+            rows, depth, outputs = batch, shape[1], classes
         else:
             rows = batch * conv.output_size(shape[1]) * conv.output_size(shape[2])
             depth, outputs = conv.depth, conv.outputs
@@ -238,15 +264,15 @@ class Network:
     emulated hardware: :class:`FloatOps`, :class:`EmulatedOps`), which stores
     (quantizes) tensors, gathers, multiplies and updates the parameters."""
 
-    def __init__(self, ops):
-        self.ops = ops
+    def __init__(self, ops, image: tuple[int, int, int] = IMAGE):
+        self.ops, self.image = ops, image
 
     def forward(self, x, step: int, training: bool):
-        """Logits of images ``x`` (``N x 8 x 8 x 1``) and, per layer, what the backward
+        """Logits of images ``x`` (``N x H x W x C``) and, per layer, what the backward
         pass needs: ``(stored input, GEMM input, stored weights, pre-activation)``."""
         ops, n, saved = self.ops, len(x), {}
         activation = x
-        for layer, (shape, conv) in layer_shapes(n).items():
+        for layer, (shape, conv) in layer_shapes(n, self.image).items():
             if conv is None:
                 stored = ops.store(activation.reshape(n, -1), layer, "input", step,
                                    training)
@@ -259,8 +285,9 @@ class Network:
             z = ops.matmul(columns, weights, layer, "forward", training) + ops.bias(layer)
             saved[layer] = (columns, weights, z)
             if conv is not None:
-                size = conv.output_size(activation.shape[1])
-                activation = np.maximum(z, 0).reshape(n, size, size, conv.outputs)
+                activation = np.maximum(z, 0).reshape(
+                    n, conv.output_size(activation.shape[1]),
+                    conv.output_size(activation.shape[2]), conv.outputs)
         return z, saved
 
     def step(self, x, onehot, n: int, step: int, lr: float) -> float:
@@ -270,7 +297,7 @@ class Network:
         log_p = log_softmax(logits)
         loss = -float((log_p * onehot).sum() / n)
         dz = (np.exp(log_p) - onehot) / log_p.dtype.type(n)
-        shapes = layer_shapes(n)
+        shapes = layer_shapes(n, self.image)
         for index in range(len(LAYERS) - 1, -1, -1):
             layer = LAYERS[index]
             columns, weights, _ = saved[layer]

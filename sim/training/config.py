@@ -22,7 +22,8 @@ from qforge.sim.model.vrq_format import VRQ_LIMITS, VrqFormat
 from qforge.sim.training.formats import OperandFormat, WeightFormat
 
 __all__ = ["TrainConfigError", "FORMATS", "ROUNDINGS", "MODELS", "POLICY_TENSORS",
-           "HardwareConfig", "LayerPolicy", "TrainConfig", "DIGITS_SAMPLES", "split_sizes", "train_config_from_dict", "load_train_config",
+           "HardwareConfig", "LayerPolicy", "TrainConfig", "DIGITS_SAMPLES", "split_sizes",
+           "train_config_from_dict", "load_train_config", "check_cnn_depth",
            "default_config_path", "rtl_config_path"]
 
 
@@ -141,6 +142,10 @@ class TrainConfig:
     #: The network: ``"mlp"`` (``hidden`` units) or ``"cnn"`` (:mod:`qforge.sim.training.cnn`;
     #: ``hidden`` is 0).
     model: str = "mlp"
+    #: ``"digits"`` or ``"npz:PATH"`` (:func:`qforge.sim.training.datasets.load_dataset`),
+    #: a relative PATH taken from ``dataset_base`` (the config file's folder) if set.
+    dataset: str = "digits"
+    dataset_base: str | None = None
 
     def learning_rate_at(self, step: int, steps: int) -> float:
         """The learning rate of step ``step`` (0-based) of ``steps``.
@@ -282,11 +287,13 @@ def _hardware_from_dict(entry, index: int, default_preset: str) -> HardwareConfi
                           update, where)
 
 
-def train_config_from_dict(spec: dict[str, Any], *, source: str = "config") -> TrainConfig:
+def train_config_from_dict(spec: dict[str, Any], *, source: str = "config",
+                           base: str | None = None) -> TrainConfig:
     """Validate a training TOML (as a dict) into a :class:`TrainConfig`.
 
     Every error is one :class:`TrainConfigError` naming the source, the field, the value
-    and what is allowed:
+    and what is allowed. ``base``: the folder a relative ``dataset = "npz:PATH"`` is
+    taken from (the config file's; None: the current directory):
 
     >>> train_config_from_dict({"name": "x", "hidden": 0}, source="t.toml")
     Traceback (most recent call last):
@@ -294,12 +301,12 @@ def train_config_from_dict(spec: dict[str, Any], *, source: str = "config") -> T
     qforge.sim.training.config.TrainConfigError: t.toml: hidden = 0: allowed range is 1 .. 1024
     """
     try:
-        return _train_config(spec, source)
+        return _train_config(spec, source, base)
     except TrainConfigError as error:
         raise TrainConfigError(f"{source}: {error}") from None
 
 
-def _train_config(spec, source) -> TrainConfig:
+def _train_config(spec, source, base=None) -> TrainConfig:
     if not isinstance(spec, dict):
         raise TrainConfigError(f"a training config must be a table, not {type(spec).__name__}")
     for key in spec:
@@ -309,7 +316,12 @@ def _train_config(spec, source) -> TrainConfig:
     name = spec.get("name", "train")
     if not isinstance(name, str) or not name.isidentifier():
         _fail("name", name, "must be a non-empty identifier (letters, digits, _)")
-    _choice(spec, "dataset", "dataset", ("digits",), "digits")
+    dataset = spec.get("dataset", "digits")
+    if not isinstance(dataset, str) or not (dataset == "digits"
+                                            or dataset.startswith("npz:")):
+        _fail("dataset", dataset, "allowed are 'digits' and 'npz:PATH' (an .npz file "
+                                  "holding x_train, y_train, x_test and y_test)")
+    digits = dataset == "digits"
     model = _choice(spec, "model", "model", MODELS, "mlp")
     if model == "cnn":
         if "hidden" in spec:
@@ -329,14 +341,17 @@ def _train_config(spec, source) -> TrainConfig:
     # Both splits must hold a sample; test_fraction <= 0.9 leaves the training split
     # at least 180, so only the test split can come out empty.
     training_split, test_split = split_sizes(test_fraction)
-    if test_split < 1:
+    if digits and test_split < 1:
         smallest = math.ceil(0.5 / DIGITS_SAMPLES * 1e4) / 1e4
         _fail("test_fraction", spec.get("test_fraction"),
               f"holds out round({DIGITS_SAMPLES} * test_fraction) = 0 of the "
               f"{DIGITS_SAMPLES} digits; the test split needs at least one sample: "
               f"test_fraction >= {smallest:g}")
     train_samples = spec.get("train_samples")
-    if train_samples is not None:
+    if train_samples is not None and not digits:
+        # The file's own split: its size is checked when it is read (training_data).
+        train_samples = _integer(spec, "train_samples", "train_samples", 1, 2**26)
+    elif train_samples is not None:
         train_samples = _integer(spec, "train_samples", "train_samples", 1, DIGITS_SAMPLES)
         if train_samples > training_split:
             _fail("train_samples", train_samples,
@@ -354,11 +369,15 @@ def _train_config(spec, source) -> TrainConfig:
         if names.index(h.name) != i:
             _fail(f"hardware[{i}].name", h.name, "must be unique (already used by "
                   f"hardware[{names.index(h.name)}])")
+        if h.update == "hardware" and not digits:
+            _fail(f"hardware[{i}].update", "hardware", "trains on the digits only for now "
+                  '(the programs\' buffers are sized for them); use update = "float"')
         if h.operand is not None and model == "cnn":
             if h.update == "hardware":
                 _fail(f"hardware[{i}].update", "hardware", 'not with model = "cnn" yet (its '
                       'programs need the conv2d blocks); use update = "float"')
-            _check_cnn_depth(batch_size, h)
+            if digits:      # another dataset's images: checked once it is read
+                check_cnn_depth(batch_size, h)
         elif h.operand is not None:
             depth = max(hidden + 1, batch_size)
             if depth > h.operand.config.max_reduction_depth:
@@ -370,15 +389,17 @@ def _train_config(spec, source) -> TrainConfig:
                      for i, h in enumerate(hardware))
     return TrainConfig(name, hidden, epochs, batch_size, learning_rate, seed, hardware,
                        split_seed, test_fraction, train_samples, source, learning_rate_final,
-                       model)
+                       model, dataset, base)
 
 
-def _check_cnn_depth(batch_size: int, hardware: HardwareConfig) -> None:
-    """Every GEMM of a CNN step fits the preset's ``max_reduction_depth``."""
-    from qforge.sim.training.cnn import gemm_shapes
+def check_cnn_depth(batch_size: int, hardware: HardwareConfig, image=None,
+                    classes: int = 10) -> None:
+    """Every GEMM of a CNN step on ``H x W x C`` images (``image``; None: the digits')
+    fits the preset's ``max_reduction_depth``, or one :class:`TrainConfigError`."""
+    from qforge.sim.training.cnn import IMAGE, gemm_shapes
     limit = hardware.operand.config.max_reduction_depth
-    (layer, pass_), (_, _, depth) = max(gemm_shapes(batch_size).items(),
-                                        key=lambda item: item[1][2])
+    shapes = gemm_shapes(batch_size, IMAGE if image is None else image, classes)
+    (layer, pass_), (_, _, depth) = max(shapes.items(), key=lambda item: item[1][2])
     if depth > limit:
         _fail("batch_size", batch_size, f"the CNN's {layer} {pass_.replace('_', ' ')} "
               f"GEMM has depth {depth}, over max_reduction_depth {limit} of "
@@ -461,4 +482,5 @@ def load_train_config(path=None) -> TrainConfig:
     if isinstance(path, str):
         path = Path(path)
     spec = read_toml(path, source, "training config", TrainConfigError)
-    return train_config_from_dict(spec, source=source)
+    base = str(path.parent) if isinstance(path, Path) else None
+    return train_config_from_dict(spec, source=source, base=base)

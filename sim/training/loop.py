@@ -33,8 +33,10 @@ import numpy as np
 from qforge.sim.model.capacity import tiles
 from qforge.sim.model.errors import InputError
 from qforge.sim.model.rounding import Rounding
-from qforge.sim.training.config import HardwareConfig, TrainConfig, TrainConfigError
-from qforge.sim.training.data import batches, load_digits_split, training_data
+from qforge.sim.training.config import (HardwareConfig, TrainConfig, TrainConfigError,
+                                        check_cnn_depth)
+from qforge.sim.training.data import batches, training_data
+from qforge.sim.training.datasets import Dataset, load_dataset
 from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
 from qforge.sim.training.formats import quantize_operand, slot_key
 from qforge.sim.progress import Progress
@@ -159,7 +161,8 @@ def train_run(train: TrainConfig, hardware: HardwareConfig, data=None, *,
               epochs: int | None = None, log: Callable[[str], None] | None = None,
               log_every: int = 5, progress: bool = False) -> RunResult:
     """Train one configuration; return its curves. ``data`` defaults to the split of
-    :func:`~qforge.sim.training.data.load_digits_split`; ``epochs`` overrides
+    :func:`~qforge.sim.training.data.load_digits_split` (a
+    :class:`~qforge.sim.training.datasets.Dataset` or the four arrays); ``epochs`` overrides
     ``train.epochs``; ``log`` (if given) receives a progress line every ``log_every``
     epochs and after the last. Configurations with ``update = "hardware"`` run as
     programs on the golden machine (:func:`qforge.sim.training.hardware.train_program_run`).
@@ -170,13 +173,14 @@ def train_run(train: TrainConfig, hardware: HardwareConfig, data=None, *,
                                  log_every=log_every)
     if train.model == "cnn":
         return _cnn_run(train, hardware, data, epochs, log, log_every, progress)
+    classes = data.classes if isinstance(data, Dataset) else 10
     x_train, y_train, x_test, y_test = training_data(train, data)
     epochs = train.epochs if epochs is None else epochs
     result = RunResult(hardware.name, hardware.describe())
     start = time.perf_counter()
-    w1, w2 = initial_weights(train.hidden, train.seed)
+    w1, w2 = initial_weights(train.hidden, train.seed, x_train.shape[1], classes)
     x_train, x_test = with_ones(x_train), with_ones(x_test)
-    onehot = np.eye(10)[y_train]
+    onehot = np.eye(classes)[y_train]
     steps_total = epochs * tiles(len(x_train), train.batch_size)
     if hardware.is_float:
         x_train, onehot = x_train.astype(np.float32), onehot.astype(np.float32)
@@ -220,13 +224,16 @@ def _cnn_run(train: TrainConfig, hardware: HardwareConfig, data, epochs, log, lo
     MLP's; images reshaped to ``N x 8 x 8 x 1``. Low-precision runs also record the
     GEMMs and cycle-model cycles of one epoch's training steps per layer and pass
     (:attr:`RunResult.layer_cycles`) and every epoch's training seconds."""
-    x_train, y_train, x_test, y_test = training_data(train, data)
+    image, classes = cnn.IMAGE, cnn.CLASSES          # the digits, or their flat arrays
+    if isinstance(data, Dataset):
+        image, classes = data.image_shape, data.classes
+    x_train, y_train, x_test, y_test = training_data(train, data, flat=False)
     epochs = train.epochs if epochs is None else epochs
     result = RunResult(hardware.name, hardware.describe())
     start = time.perf_counter()
-    parameters = cnn.initial_parameters(train.seed)
-    x_train, x_test = (x.reshape(-1, *cnn.IMAGE) for x in (x_train, x_test))
-    onehot = np.eye(cnn.CLASSES)[y_train]
+    parameters = cnn.initial_parameters(train.seed, image, classes)
+    x_train, x_test = (x.reshape(-1, *image) for x in (x_train, x_test))
+    onehot = np.eye(classes)[y_train]
     if hardware.is_float:
         x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
         onehot = onehot.astype(np.float32)
@@ -234,7 +241,7 @@ def _cnn_run(train: TrainConfig, hardware: HardwareConfig, data, epochs, log, lo
     else:
         ops = cnn.EmulatedOps({layer: _layer_arithmetic(hardware, layer)
                                for layer in cnn.LAYERS}, parameters, train.seed)
-    network = cnn.Network(ops)
+    network = cnn.Network(ops, image)
     steps_total = epochs * tiles(len(x_train), train.batch_size)
     bar = Progress(steps_total, f"{hardware.name:>16s}") if progress else None
     loss, accuracy = network.evaluate(x_test, y_test)
@@ -314,6 +321,30 @@ def _check_arguments(train, epochs, jobs, backend) -> None:
                          f"(qforge.sim.training.load_train_config)")
 
 
+def _check_dataset(train: TrainConfig, dataset: Dataset) -> None:
+    """What a dataset read for ``train`` must also be: images for the CNN, whose GEMMs
+    fit every configuration's preset; the MLP's ``X @ W1`` depth (features + 1) too.
+    One :class:`TrainConfigError` otherwise."""
+    where = f"{train.source}: dataset = {train.dataset!r}"
+    if train.model == "cnn" and dataset.image_shape is None:
+        raise TrainConfigError(f"{where}: model = \"cnn\" needs images (N x H x W [x C] "
+                               f"arrays), not flat vectors of {dataset.features} values")
+    for hardware in train.hardware:
+        if hardware.is_float:
+            continue
+        if train.model == "cnn":
+            try:
+                check_cnn_depth(train.batch_size, hardware, dataset.image_shape,
+                                dataset.classes)
+            except TrainConfigError as error:
+                raise TrainConfigError(f"{where}: {error}") from None
+        elif dataset.features + 1 > hardware.operand.config.max_reduction_depth:
+            raise TrainConfigError(
+                f"{where}: {dataset.features} features: the GEMM X @ W1 has depth "
+                f"{dataset.features + 1}, over max_reduction_depth "
+                f"{hardware.operand.config.max_reduction_depth} of {hardware.name}'s preset")
+
+
 def train_all(train: TrainConfig, *, epochs: int | None = None,
               log: Callable[[str], None] | None = None, jobs: int = 1,
               backend: str | None = None, check: bool = False,
@@ -342,7 +373,12 @@ def train_all(train: TrainConfig, *, epochs: int | None = None,
     qforge.sim.model.errors.InputError: train: epochs = 0: must be an integer >= 1 (None: the config's epochs)
     """
     _check_arguments(train, epochs, jobs, backend)
-    data = load_digits_split(train.split_seed, train.test_fraction)
+    data = load_dataset(train.dataset, split_seed=train.split_seed,
+                        test_fraction=train.test_fraction, base=train.dataset_base,
+                        source=train.source)
+    _check_dataset(train, data)
+    if train.dataset == "digits" and any(h.update == "hardware" for h in train.hardware):
+        data = data.arrays(flat=True)    # the programs read the digits' flat arrays
     if backend is not None and train.model == "cnn":
         raise TrainConfigError(f"{train.source}: --backend {backend}: model = \"cnn\" "
                                f"trains on the emulator only for now (--emulate)")
@@ -382,6 +418,7 @@ def train_all(train: TrainConfig, *, epochs: int | None = None,
         runs = [train_run(train, hardware, data, epochs=epochs, log=log,
                           progress=progress and train.model == "cnn")
                 for hardware in train.hardware]
+    x_train, _, x_test, _ = data.arrays() if isinstance(data, Dataset) else data
     return {
         "name": train.name,
         "source": train.source,
@@ -394,8 +431,13 @@ def train_all(train: TrainConfig, *, epochs: int | None = None,
         "hidden": train.hidden,
         "seed": train.seed,
         "split_seed": train.split_seed,
-        "train_samples": len(data[0]) if train.train_samples is None
-        else min(train.train_samples, len(data[0])),
-        "test_samples": len(data[2]),
+        "dataset": train.dataset,
+        "image": list(data.image_shape) if isinstance(data, Dataset) and data.image_shape
+        else None,
+        "features": x_train[0].size,
+        "classes": data.classes if isinstance(data, Dataset) else 10,
+        "train_samples": len(x_train) if train.train_samples is None
+        else min(train.train_samples, len(x_train)),
+        "test_samples": len(x_test),
         "runs": [run.to_dict() for run in runs],
     }

@@ -62,11 +62,14 @@ def loss_accuracy(logits, labels) -> tuple[float, float]:
     return loss, float((logits.argmax(axis=1) == labels).mean())
 
 
-def initial_weights(hidden: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """He-uniform weights (biases 0, folded as the last row) from ``default_rng(seed)``."""
+def initial_weights(hidden: int, seed: int, inputs: int = 64,
+                    classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """He-uniform weights (biases 0, folded as the last row) from ``default_rng(seed)``:
+    ``W1`` is ``(inputs + 1) x hidden``, ``W2`` ``(hidden + 1) x classes`` (the digits:
+    64 inputs, 10 classes; another dataset's features and classes)."""
     rng = np.random.default_rng(seed)
-    w1 = rng.uniform(-1, 1, (65, hidden)) * math.sqrt(6 / 64)
-    w2 = rng.uniform(-1, 1, (hidden + 1, 10)) * math.sqrt(6 / hidden)
+    w1 = rng.uniform(-1, 1, (inputs + 1, hidden)) * math.sqrt(6 / inputs)
+    w2 = rng.uniform(-1, 1, (hidden + 1, classes)) * math.sqrt(6 / hidden)
     w1[-1] = 0
     w2[-1] = 0
     return w1, w2

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qforge.sim.training.cnn import PASSES
+from qforge.sim.training.cnn import IMAGE, PASSES, fc_inputs
 
 __all__ = ["RunResult", "describe_schedule", "describe_network", "epoch_cycles",
            "format_table",
@@ -78,10 +78,15 @@ def describe_network(report: dict) -> str:
 
     >>> describe_network({"hidden": 64}), describe_network({"model": "cnn", "hidden": 0})
     ('MLP 64-64-10', 'CNN conv3x3 1-8, conv3x3/2 8-16, fc 256-10')
+    >>> describe_network({"model": "cnn", "image": [28, 28, 3], "classes": 2})
+    'CNN conv3x3 3-8, conv3x3/2 8-16, fc 3136-2'
     """
+    classes = report.get("classes", 10)
     if report.get("model", "mlp") == "cnn":
-        return "CNN conv3x3 1-8, conv3x3/2 8-16, fc 256-10"
-    return f"MLP 64-{report['hidden']}-10"
+        image = tuple(report.get("image") or IMAGE)
+        return (f"CNN conv3x3 {image[2]}-8, conv3x3/2 8-16, fc {fc_inputs(image)}-"
+                f"{classes}")
+    return f"MLP {report.get('features', 64)}-{report['hidden']}-{classes}"
 
 
 def _epoch_seconds(run: dict) -> float | None:

@@ -165,3 +165,40 @@ def test_tiny_cnn_run_counts_every_gemm_and_its_cycles():
                 m, n, depth = shapes[(layer, pass_)]
                 one = gemm_cycles(config, [GemmShape(m, n, depth, q)]).total
                 assert entry == {"gemms": 3, "cycles": 3 * one}, (run["name"], layer, pass_)
+
+
+def _npz(path, sample_shape, classes, rng):
+    x = rng.random((40, *sample_shape))
+    y = np.arange(40) % classes
+    np.savez(path, x_train=x[:30], y_train=y[:30], x_test=x[30:], y_test=y[30:])
+
+
+def test_cnn_trains_on_images_from_an_npz(tmp_path):
+    """12 x 10 x 3 images, 3 classes: conv1 takes 3 channels, fc 6 * 5 * 16 inputs."""
+    _npz(tmp_path / "images.npz", (12, 10, 3), 3, np.random.default_rng(1))
+    spec = dict(TINY, dataset="npz:images.npz", train_samples=None)
+    report = train_all(train_config_from_dict(spec, base=str(tmp_path)))
+    assert (report["image"], report["classes"], report["train_samples"]) == ([12, 10, 3],
+                                                                               3, 30)
+    int8 = report["runs"][1]["layer_cycles"]
+    config = load_preset("default")
+    # Two batches (16 + 14 images) per epoch; fc's forward: 16 x 480 by 480 x 3, then 14.
+    assert int8["fc"]["forward"] == {"gemms": 2, "cycles": sum(
+        gemm_cycles(config, [GemmShape(n, 3, 480, 16)]).total for n in (16, 14))}
+    assert int8["conv1"]["weight_gradient"]["cycles"] == sum(
+        gemm_cycles(config, [GemmShape(27, 8, n * 120, 16)]).total for n in (16, 14))
+
+
+def test_cnn_needs_images_that_fit_the_gemms(tmp_path):
+    from qforge.sim.training.config import TrainConfigError
+    rng = np.random.default_rng(2)
+    _npz(tmp_path / "flat.npz", (20,), 2, rng)
+    _npz(tmp_path / "large.npz", (16, 16, 1), 2, rng)
+    for name, message in (("flat", "model = \"cnn\" needs images (N x H x W [x C] "
+                                   "arrays), not flat vectors of 20 values"),
+                          ("large", "batch_size = 16: the CNN's conv1 weight gradient GEMM "
+                                    "has depth 4096, over max_reduction_depth 2048")):
+        spec = dict(TINY, dataset=f"npz:{tmp_path / name}.npz", train_samples=None)
+        with pytest.raises(TrainConfigError, match="dataset = 'npz:") as error:
+            train_all(train_config_from_dict(spec))
+        assert message in str(error.value)

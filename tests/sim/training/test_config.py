@@ -40,7 +40,7 @@ def hardware(**entry):
     (dict(SMALL, learning_rate="fast"), "learning_rate = 'fast': must be a number"),
     (dict(SMALL, seed=70000), "seed = 70000: allowed range is 0 .. 65535"),
     (dict(SMALL, banana=1), "unknown key 'banana'"),
-    (dict(SMALL, dataset="mnist"), "dataset = 'mnist': allowed: digits"),
+    (dict(SMALL, dataset="mnist"), "dataset = 'mnist': allowed are 'digits' and 'npz:PATH'"),
     (dict(SMALL, hardware=[]), "hardware = []: must be a non-empty array"),
     ({k: v for k, v in SMALL.items() if k != "epochs"}, "missing key epochs"),
     (hardware(format="fp8"), "hardware[0] (x).format = 'fp8': allowed: float32, int, vrq, "

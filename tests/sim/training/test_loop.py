@@ -50,3 +50,17 @@ def test_cnn_has_no_backend_yet():
     with pytest.raises(TrainConfigError, match="model = \"cnn\" trains on the emulator "
                                                "only"):
         train_all(train, backend="golden")
+
+
+def test_mlp_trains_on_vectors_from_an_npz(tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(3)
+    x = rng.random((60, 20))
+    y = (x[:, 0] > 0.5).astype(np.int64) + 2 * (x[:, 1] > 0.5)     # 4 classes
+    np.savez(tmp_path / "vectors.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:],
+             y_test=y[40:])
+    spec = dict(SMALL, dataset=f"npz:{tmp_path / 'vectors.npz'}", train_samples=None,
+                epochs=1)
+    report = train_all(train_config_from_dict(spec))
+    assert (report["features"], report["classes"], report["train_samples"]) == (20, 4, 40)
+    assert report["image"] is None and len(report["runs"]) == 3
