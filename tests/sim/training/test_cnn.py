@@ -3,6 +3,8 @@ numpy convolution, the backward pass against finite differences of an independen
 forward, an emulated int8 convolution against the convolution of the quantized values,
 and a tiny training run with its per-layer GEMM counts and cycles."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -202,3 +204,22 @@ def test_cnn_needs_images_that_fit_the_gemms(tmp_path):
         with pytest.raises(TrainConfigError, match="dataset = 'npz:") as error:
             train_all(train_config_from_dict(spec))
         assert message in str(error.value)
+
+
+def test_qforge_train_prints_the_cnn_tables(tmp_path, capsys):
+    from tests.cli import run_qforge
+    config = tmp_path / "tiny.toml"
+    config.write_text('name = "tiny"\nmodel = "cnn"\nepochs = 1\nbatch_size = 16\n'
+                      'learning_rate = 0.2\nseed = 3\ntrain_samples = 16\n'
+                      '[[hardware]]\nname = "float32"\nformat = "float32"\n'
+                      '[[hardware]]\nname = "int8"\nformat = "int"\nbits = 8\n'
+                      '[hardware.policy.fc]\ngradient = "int8"\n')
+    outcome = run_qforge(capsys, "train", "--emulate", "--config", config, "--jobs", "1",
+                         "--plot", tmp_path / "tiny.png", "--json", tmp_path / "tiny.json")
+    assert outcome.status == 0, outcome.err
+    assert "CNN conv3x3 1-8, conv3x3/2 8-16, fc 256-10 on digits" in outcome.out
+    assert "| cycles / epoch | epoch time | vs float32 |" in outcome.out
+    assert "| int8 | conv2 | 1, " in outcome.out           # the per-layer table
+    assert "int8 [########################] 1/1 100%" in outcome.err   # progress bar
+    report = json.loads((tmp_path / "tiny.json").read_text())
+    assert report["runs"][1]["layer_cycles"]["fc"]["forward"]["gemms"] == 1
