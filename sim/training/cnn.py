@@ -59,10 +59,10 @@ from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
 from qforge.sim.training.formats import Quantized, quantize_operand, random_key
 from qforge.sim.training.network import log_softmax, loss_accuracy
 
-__all__ = ["ConvShape", "LAYERS", "PASSES", "SLOTS", "CONV1", "CONV2", "FC_INPUTS", "CLASSES", "im2col",
-           "col2im", "gather", "mixed_matmul", "initial_parameters", "relu_mask",
-           "IMAGE", "convolutions", "fc_inputs", "layer_shapes", "gemm_shapes", "Network", "LayerArithmetic",
-           "FloatOps", "EmulatedOps"]
+__all__ = ["IMAGE", "CLASSES", "ConvShape", "convolutions", "CONV1", "CONV2", "fc_inputs",
+           "FC_INPUTS", "LAYERS", "PASSES", "ROLES", "SLOTS", "im2col", "col2im", "gather",
+           "mixed_matmul", "relu_mask", "initial_parameters", "layer_shapes", "gemm_shapes",
+           "Network", "FloatOps", "LayerArithmetic", "EmulatedOps"]
 
 #: Input images: height, width, channels.
 IMAGE = (8, 8, 1)
@@ -269,7 +269,9 @@ class Network:
 
     def forward(self, x, step: int, training: bool):
         """Logits of images ``x`` (``N x H x W x C``) and, per layer, what the backward
-        pass needs: ``(stored input, GEMM input, stored weights, pre-activation)``."""
+        pass needs: ``(GEMM input (columns), stored weights, pre-activation Z)``.
+        ``training``: stochastic rounding and the per-pass cycle counts (else nearest,
+        not counted: the evaluation)."""
         ops, n, saved = self.ops, len(x), {}
         activation = x
         for layer, (shape, conv) in layer_shapes(n, self.image).items():
