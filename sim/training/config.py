@@ -8,7 +8,7 @@ and what is allowed. (Over 300 lines: the checks of every key, one concept.)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from qforge.sim.model.numerics import Selection
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.model.spec import ConfigError, load_preset, preset_names, read_toml
 from qforge.sim.model.vrq_format import VRQ_LIMITS, VrqFormat
+from qforge.sim.training.cnn import IMAGE, LAYERS, gemm_shapes
 from qforge.sim.training.formats import OperandFormat, WeightFormat
 
 __all__ = ["TrainConfigError", "FORMATS", "ROUNDINGS", "MODELS", "POLICY_TENSORS",
@@ -396,7 +397,6 @@ def check_cnn_depth(batch_size: int, hardware: HardwareConfig, image=None,
                     classes: int = 10) -> None:
     """Every GEMM of a CNN step on ``H x W x C`` images (``image``; None: the digits')
     fits the preset's ``max_reduction_depth``, or one :class:`TrainConfigError`."""
-    from qforge.sim.training.cnn import IMAGE, gemm_shapes
     limit = hardware.operand.config.max_reduction_depth
     shapes = gemm_shapes(batch_size, IMAGE if image is None else image, classes)
     (layer, pass_), (_, _, depth) = max(shapes.items(), key=lambda item: item[1][2])
@@ -410,9 +410,6 @@ def _with_policy(hardware: HardwareConfig, entry: dict, rows, model: str) -> Har
     """``hardware`` with the per-layer policy of its [[hardware]] table ``entry``
     (``[hardware.policy.LAYER]`` tables of ``forward``/``gradient``/``update`` = the
     name of a [[hardware]] entry), validated against the other ``rows``."""
-    from dataclasses import replace
-
-    from qforge.sim.training.cnn import LAYERS
     if "policy" not in entry:
         return hardware
     prefix = f"hardware[{rows.index(hardware)}] ({hardware.name}).policy"
