@@ -80,11 +80,15 @@ def random_bits(seed: int, tensor: int, rows, cols) -> np.ndarray:
     >>> bool((bits < 2**32).all()), bool(bits[0] == bits[3]), len(set(bits[:3].tolist()))
     (True, True, 3)
     """
-    x = np.asarray(rows, dtype=np.uint64) & np.uint64(_MASK32)
-    y = np.asarray(cols, dtype=np.uint64) & np.uint64(_MASK32)
-    mask = np.uint64(_MASK32)
-    for key in round_keys(seed, tensor):
-        x = ((((x >> np.uint64(8)) | (x << np.uint64(24))) & mask) + y) & mask
-        x ^= np.uint64(key)
-        y = (((y << np.uint64(3)) | (y >> np.uint64(29))) & mask) ^ x
-    return y
+    keys = round_keys(seed, tensor)
+    # 32-bit words in uint32 arrays: the adds wrap modulo 2**32 and the shifts drop the
+    # high bits by themselves, as the hardware's 32-bit adders and wiring do (half the
+    # work of masking 64-bit words; the emulator draws these bits for every rounding).
+    x = (np.asarray(rows, dtype=np.uint64) & np.uint64(_MASK32)).astype(np.uint32)
+    y = (np.asarray(cols, dtype=np.uint64) & np.uint64(_MASK32)).astype(np.uint32)
+    with np.errstate(over="ignore"):        # a 0-d input computes on numpy scalars
+        for key in keys:
+            x = ((x >> np.uint32(8)) | (x << np.uint32(24))) + y
+            x ^= np.uint32(key)
+            y = ((y << np.uint32(3)) | (y >> np.uint32(29))) ^ x
+    return np.asarray(y).astype(np.uint64)
