@@ -1,0 +1,379 @@
+"""The CNN trained as programs: every GEMM and weight update of a CNN training step runs
+as qforge instructions on a runtime backend (:mod:`qforge.sim.runtime`, golden or rtl).
+
+The network (:mod:`qforge.sim.training.cnn`: conv1 3x3 ``C -> 8`` padding 1, conv2 3x3
+stride 2 ``8 -> 16`` padding 1, fc ``256 -> classes``, channels last, every stored
+tensor quantized once), data, initial weights, batches, schedule and random keys are
+those of the emulated CNN; the update rule is the MLP's hardware rule
+(:func:`qforge.sim.training.hardware.update_operands`): ``-lr`` is folded into the
+output gradient before it is quantized, and each weight update is one fused GEMM
+``W <- clamp(W + round(A^T @ g / 2**s), weight_bits)`` (``sgd_update``) with the
+output stage's rounding keyed by the layer's ``update_weights`` tensor.
+
+**On the accelerator** (one program per line, each starting with the PRECISION words
+and a raw ``OUTPUT``):
+
+* conv1 forward, conv2 forward: ``conv2d_forward`` over the host-padded channels-last
+  input codes (raw accumulators, the kernel rows summed with ``add``);
+* fc forward: ``matmul``;
+* fc: input gradient ``dZ3 @ W3^T`` (``matmul``, W read transposed) and the fc update
+  (``sgd_update`` over the fc input codes);
+* conv2: input gradient (the ``input_gradient`` pass of ``conv2d_backward``, into a
+  zeroed padded buffer) and the conv2 update;
+* conv1: the conv1 update.
+
+**Why the convolutions' weight gradients are single GEMMs over host-gathered im2col
+codes.** The fused stochastic update rounds ``A^T @ g`` *once*, so the whole reduction
+over ``batch * out_height * out_width`` rows must be one GEMM (``sgd_update`` refuses to
+split ``k``); ``conv2d_backward``'s weight gradient sums ``kernel_h * batch *
+out_height`` GEMMs with ``add`` in the raw stage, and a raw ``dW`` cannot enter a
+second GEMM as an operand. So the host gathers the layer's stored input codes by
+:func:`~qforge.sim.training.cnn.im2col` (``(N * Ho * Wo) x (9 * Cin)``, column order
+``(kh, kw, cin)``: the weights' row order) and ``sgd_update`` reads them transposed.
+That gather is host work (a copy of codes), as are: quantizing every stored tensor
+(inputs, weights, gradients, as the emulator does, with its keys), padding the conv
+inputs and zeroing the padded input-gradient buffer, cropping the padding ring off
+that gradient, the ReLU and its mask, the bias add, softmax and the loss, and the
+**bias update** ``b <- Q_w(b - lr * db)`` (biases are host values, as in the emulator).
+
+One ``[[hardware]]`` format for every layer (no per-layer policy): ``format = "int"``,
+``update = "hardware"`` (gen/train/cnn_rtl.toml).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import numpy as np
+
+from qforge.gen.asm import matmul_words, sgd_update_words
+from qforge.gen.asm.conv import _words as conv2d_pass_words
+from qforge.gen.asm.conv import conv2d_forward_words, conv2d_shape
+from qforge.sim.model.capacity import tiles
+from qforge.sim.model.isa import Opcode, Operand, encode
+from qforge.sim.model.rounding import Rounding
+from qforge.sim.runtime import Runtime
+from qforge.sim.training import cnn
+from qforge.sim.training.config import HardwareConfig, TrainConfig
+from qforge.sim.training.data import batches, training_data
+from qforge.sim.training.datasets import Dataset
+from qforge.sim.training.formats import Quantized, random_key
+from qforge.sim.training.hardware import ProgramTrainer, _Tensor
+from qforge.sim.training.network import log_softmax, loss_accuracy
+from qforge.sim.training.report import RunResult
+
+__all__ = ["CnnProgramTrainer", "train_cnn_program_run"]
+
+
+def _padded(codes: np.ndarray, shape: tuple[int, int, int, int], padding: int) -> np.ndarray:
+    """``(N*H*W) x C`` codes as the ``(N*(H+2p)*(W+2p)) x C`` zero-padded buffer the
+    conv2d blocks read."""
+    n, height, width, channels = shape
+    padded = np.zeros((n, height + 2 * padding, width + 2 * padding, channels),
+                      dtype=codes.dtype)
+    padded[:, padding:padding + height, padding:padding + width] = \
+        codes.reshape(shape)
+    return padded.reshape(-1, channels)
+
+
+class CnnProgramTrainer(ProgramTrainer):
+    """The CNN's training step and evaluation as programs on a :class:`Runtime`
+    (``golden``: a golden runtime run in lockstep and compared after every program, as
+    :class:`~qforge.sim.training.hardware.ProgramTrainer` does; its memory, running,
+    checking and gradient-quantization helpers are reused, its buffers are the CNN's).
+
+    Memory (element addresses, row-major, in this order): per conv layer the padded
+    input codes, the weight operand codes, the raw output; the fc input codes, weight
+    operand codes and raw logits (rows for ``max(batch, test_samples)`` images); the
+    weight codes of each layer (``(9 * Cin) x Cout`` and ``256 x classes``, updated in
+    place); per layer the gradient codes, the gathered im2col input codes of the
+    updates and the raw input gradients (rows for one batch).
+    """
+
+    def __init__(self, train: TrainConfig, hardware: HardwareConfig, runtime: Runtime, *,
+                 test_samples: int, golden: Runtime | None = None,
+                 image: tuple[int, int, int] = cnn.IMAGE, classes: int = cnn.CLASSES):
+        # ProgramTrainer.__init__ lays out the MLP's buffers; this one the CNN's.
+        if hardware.operand is None or hardware.operand.kind != "int":
+            raise ValueError(f"{hardware.name}: update = \"hardware\" needs format = \"int\"")
+        self.train, self.hardware, self.runtime, self.golden = train, hardware, runtime, golden
+        self.image, self.classes = image, classes
+        self.config = hardware.operand.config
+        self.fmt, self.wfmt = hardware.operand, hardware.weights
+        self.weight_exponent = int(math.log2(self.wfmt.unit))
+        self.max_shift = min(self.config.accumulator_width - 1, 63)
+        rows, batch = max(train.batch_size, test_samples), train.batch_size
+        shapes = {}
+        for layer, (shape, conv) in cnn.layer_shapes(rows, image).items():
+            if conv is None:
+                inputs = shape[1]
+                shapes.update({"fc_x": (rows, inputs), "fc_wq": (inputs, classes),
+                               "fc_z": (rows, classes)})
+                continue
+            height, width, channels = shape[1:]
+            out = conv.output_size(height) * conv.output_size(width)
+            padded = (height + 2 * conv.padding) * (width + 2 * conv.padding)
+            shapes.update({f"{layer}_x": (rows * padded, channels),
+                           f"{layer}_wq": (conv.depth, conv.outputs),
+                           f"{layer}_z": (rows * out, conv.outputs)})
+        for layer, (m, n, depth) in ((layer, shape) for (layer, pass_), shape
+                                     in cnn.gemm_shapes(batch, image, classes).items()
+                                     if pass_ == "forward"):
+            shapes[layer] = (depth, n)                        # the weight codes
+        for layer, (shape, conv) in cnn.layer_shapes(batch, image).items():
+            m, n, depth = cnn.gemm_shapes(batch, image, classes)[(layer, "forward")]
+            shapes[f"{layer}_g"] = (m, n)
+            if conv is not None:
+                shapes[f"{layer}_columns"] = (m, depth)
+            if layer != cnn.LAYERS[0]:
+                if conv is None:
+                    shapes[f"{layer}_dx"] = (batch, shape[1])
+                else:
+                    padded = (shape[1] + 2 * conv.padding) * (shape[2] + 2 * conv.padding)
+                    shapes[f"{layer}_dx"] = (batch * padded, shape[3])
+        self.tensors, address = {}, 0
+        for name, (r, c) in shapes.items():
+            self.tensors[name] = _Tensor(address, r, c)
+            address += r * c
+        for target in (runtime, golden):
+            if target is not None:
+                target.resize(address)
+        precision = self.fmt.precision
+        self._prologue = [encode(Opcode.PRECISION, operand=operand, blocks=precision.blocks,
+                                 kept=precision.kept, dynamic=int(precision.selection))
+                          for operand in (Operand.A, Operand.B)] + [encode(Opcode.OUTPUT)]
+        self.gemms = self.cycles = self.model_cycles = self.programs = 0
+        self.shifts: dict[str, int] = {}
+        self._model_cache: dict[tuple, int] = {}
+        #: The biases' codes of the weight format, per layer (host values).
+        self.bias_codes: dict[str, np.ndarray] = {}
+        self._batch = train.batch_size        # the images of the current step
+
+    # ---- keys and quantization (host) ---------------------------------------------------
+    def _key(self, slot: str, step: int) -> tuple[int, int]:
+        """The emulated CNN's key of tensor ``slot`` (:data:`cnn.SLOTS`) of ``step``."""
+        return random_key(self.train.seed, step * len(cnn.SLOTS) + cnn.SLOTS.index(slot))
+
+    def _conv_shape(self, layer: str, n: int):
+        shape, conv = cnn.layer_shapes(n, self.image)[layer]
+        return conv2d_shape(batch=n, height=shape[1], width=shape[2],
+                            in_channels=shape[3], out_channels=conv.outputs,
+                            kernel=conv.kernel, stride=conv.stride, padding=conv.padding)
+
+    # ---- the passes ---------------------------------------------------------------------
+    def _layer_forward(self, layer: str, activation: np.ndarray, step: int,
+                       rounding) -> tuple[Quantized, Quantized, np.ndarray]:
+        """One layer's forward program: ``(stored input, weight operand, Z)`` with Z =
+        the raw GEMM result scaled, plus the bias (host)."""
+        n = len(activation)
+        shape, conv = cnn.layer_shapes(n, self.image)[layer]
+        t = self.tensors
+        if conv is None:
+            stored = self._quantize(activation.reshape(n, -1), f"{layer}_input", step,
+                                    rounding)
+            self._write("fc_x", stored.integers)
+        else:
+            stored = self._quantize(activation.reshape(-1, shape[3]), f"{layer}_input",
+                                    step, rounding)
+            self._write(f"{layer}_x", _padded(stored.integers, shape, conv.padding))
+        weights = self._quantize(self.wfmt.value(self._read(layer)), f"{layer}_weights",
+                                 step, rounding)
+        self._write(f"{layer}_wq", weights.integers)
+        if conv is None:
+            rows = n
+            words = self._matmul("fc_x", "fc_wq", "fc_z", n, self.classes, shape[1])
+        else:
+            rows = n * conv.output_size(shape[1]) * conv.output_size(shape[2])
+            words = conv2d_forward_words(
+                self.config, x=t[f"{layer}_x"].address, w=t[f"{layer}_wq"].address,
+                y=t[f"{layer}_z"].address, batch=n, height=shape[1], width=shape[2],
+                in_channels=shape[3], out_channels=conv.outputs, kernel=conv.kernel,
+                stride=conv.stride, padding=conv.padding)
+        self._run(self._prologue + words, f"step {step}: {layer} forward",
+                  (layer, "forward", n))
+        raw = self._read(f"{layer}_z", rows)
+        z = np.ldexp(raw.astype(np.float64), stored.exponent + weights.exponent) \
+            + self.wfmt.value(self.bias_codes[layer])
+        return stored, weights, z
+
+    def forward(self, x: np.ndarray, step: int, rounding=None):
+        """Logits of images ``x`` (``N x H x W x C``) and per layer ``(stored input,
+        weight operand, Z)``; ``rounding`` overrides the operands' (the evaluation's
+        nearest)."""
+        saved, activation = {}, x
+        for layer in cnn.LAYERS:
+            stored, weights, z = self._layer_forward(layer, activation, step, rounding)
+            saved[layer] = (stored, weights, z)
+            shape, conv = cnn.layer_shapes(len(x), self.image)[layer]
+            if conv is not None:
+                activation = np.maximum(z, 0).reshape(
+                    len(x), conv.output_size(shape[1]), conv.output_size(shape[2]),
+                    conv.outputs)
+        return z, saved
+
+    def _update_bias(self, layer: str, gradient: np.ndarray, step: int) -> None:
+        """``b <- Q_w(b + sum(g))`` on the host (``g`` carries ``-lr``), the emulator's
+        bias rule and key."""
+        seed, tensor = self._key(f"{layer}_update_bias", step)
+        self.bias_codes[layer] = self.wfmt.quantize(
+            self.wfmt.value(self.bias_codes[layer]) + gradient.sum(axis=0, keepdims=True),
+            self.hardware.update_rounding, seed=seed, tensor=tensor)
+
+    def _layer_backward(self, layer: str, saved, dz: np.ndarray, step: int):
+        """One layer's backward program (input gradient, if any, and the fused weight
+        update) for the output gradient ``dz`` (``-lr`` folded in); returns the input
+        gradient below the layer (before the mask), or None for the first layer."""
+        stored, weights, _ = saved[layer]
+        n = self._batch
+        shape, conv = cnn.layer_shapes(n, self.image)[layer]
+        t = self.tensors
+        gradient, shift = self._gradient(dz, f"{layer}_gradient", step, stored.exponent)
+        self.shifts[layer] = shift
+        self._write(f"{layer}_g", gradient.integers)
+        words = list(self._prologue)
+        if conv is None:
+            columns, inputs = "fc_x", shape[1]
+        else:
+            columns, inputs = f"{layer}_columns", conv.depth
+            self._write(columns, cnn.im2col(stored.integers.reshape(shape), conv))
+        below = layer != cnn.LAYERS[0]
+        if below and conv is None:
+            words += self._matmul(f"{layer}_g", f"{layer}_wq", f"{layer}_dx", n, inputs,
+                                  self.classes, transpose_b=True)
+        elif below:
+            self._write(f"{layer}_dx", np.zeros((t[f"{layer}_dx"].rows,
+                                                 t[f"{layer}_dx"].cols), dtype=np.int64))
+            words += conv2d_pass_words(self.config, self._conv_shape(layer, n), {
+                "input_gradient": {"w": t[f"{layer}_wq"].address,
+                                   "dy": t[f"{layer}_g"].address,
+                                   "dx": t[f"{layer}_dx"].address}}, None)
+        seed, tensor = self._key(f"{layer}_update_weights", step)
+        rows = len(gradient.integers)
+        words += sgd_update_words(self.config, w=t[layer].address, x=t[columns].address,
+                                  dy=t[f"{layer}_g"].address, batch=rows, inputs=inputs,
+                                  outputs=t[layer].cols, shift=shift,
+                                  weight_bits=self.wfmt.bits, seed=seed, tensor=tensor,
+                                  rounding=self.hardware.update_rounding)
+        self._run(words, f"step {step}: {layer} backward and update",
+                  (layer, "backward", n, shift))
+        self._update_bias(layer, dz, step)
+        if not below:
+            return None
+        scale = gradient.exponent + weights.exponent
+        if conv is None:
+            return np.ldexp(self._read(f"{layer}_dx", n).astype(np.float64), scale)
+        p = conv.padding
+        padded = self._read(f"{layer}_dx").reshape(
+            n, shape[1] + 2 * p, shape[2] + 2 * p, shape[3])
+        interior = padded[:, p:p + shape[1], p:p + shape[2]].reshape(-1, shape[3])
+        return np.ldexp(interior.astype(np.float64), scale)
+
+    # ---- the public steps ---------------------------------------------------------------
+    def initialize(self) -> None:
+        for layer, (weights, bias) in cnn.initial_parameters(
+                self.train.seed, self.image, self.classes).items():
+            self._write(layer, self.wfmt.quantize(weights, Rounding.NEAREST_EVEN))
+            self.bias_codes[layer] = self.wfmt.quantize(bias, Rounding.NEAREST_EVEN)
+
+    def step(self, x: np.ndarray, onehot: np.ndarray, step: int, lr: float) -> float:
+        """One SGD step on images ``x`` (``N x H x W x C``); returns the batch's loss."""
+        n = self._batch = len(x)
+        logits, saved = self.forward(x, step)
+        log_p = log_softmax(logits)
+        loss = -float((log_p * onehot).sum() / n)
+        dz = -lr * (np.exp(log_p) - onehot) / n
+        for index in range(len(cnn.LAYERS) - 1, -1, -1):
+            layer = cnn.LAYERS[index]
+            dinput = self._layer_backward(layer, saved, dz, step)
+            if dinput is not None:
+                below = saved[cnn.LAYERS[index - 1]][2]
+                dz = dinput.reshape(below.shape) * cnn.relu_mask(below)
+        return loss
+
+    def evaluate(self, x_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float]:
+        """Test loss and accuracy; operands rounded to nearest, keys of step 0."""
+        logits, _ = self.forward(x_test, 0, Rounding.NEAREST_EVEN)
+        return loss_accuracy(logits, y_test)
+
+    def weight_codes(self) -> tuple[np.ndarray, ...]:
+        return tuple(self._read(layer) for layer in cnn.LAYERS)
+
+
+def train_cnn_program_run(train: TrainConfig, hardware: HardwareConfig, data=None, *,
+                          backend: str = "golden", epochs: int | None = None,
+                          check: bool = False, log: Callable[[str], None] | None = None,
+                          progress: bool = False, log_every: int = 5,
+                          runtime_options: dict | None = None) -> RunResult:
+    """:func:`~qforge.sim.training.hardware.train_program_run` for ``model = "cnn"``:
+    the CNN's schedule, batches and evaluation (:func:`qforge.sim.training.loop.train_run`),
+    every GEMM and weight update a program on ``backend``; the backend's and the cycle
+    model's cycles per epoch (training steps; the evaluation apart)."""
+    from qforge.sim.progress import Progress
+
+    image, classes = cnn.IMAGE, cnn.CLASSES
+    if isinstance(data, Dataset):
+        image, classes = data.image_shape, data.classes
+    x_train, y_train, x_test, y_test = training_data(train, data, flat=False)
+    x_train, x_test = (np.asarray(x).reshape(-1, *image) for x in (x_train, x_test))
+    epochs = train.epochs if epochs is None else epochs
+    result = RunResult(hardware.name, hardware.describe())
+    result.backend = backend
+    start = time.perf_counter()
+    onehot = np.eye(classes)[y_train]
+    batches_per_epoch = tiles(len(x_train), train.batch_size)
+    steps_total = epochs * batches_per_epoch
+    config = hardware.operand.config
+    runtime = Runtime(config, backend, **(runtime_options or {}))
+    golden = Runtime(config, "golden") if check and backend != "golden" else None
+    try:
+        trainer = CnnProgramTrainer(train, hardware, runtime, test_samples=len(x_test),
+                                    golden=golden, image=image, classes=classes)
+        trainer.initialize()
+        loss, accuracy = trainer.evaluate(x_test, y_test)
+        result.test_loss.append(loss)
+        result.test_accuracy.append(accuracy)
+        result.train_loss.append(None)
+        step = 0
+        for epoch in range(1, epochs + 1):
+            epoch_start = time.perf_counter()
+            cycles0, model0 = trainer.cycles, trainer.model_cycles
+            bar = Progress(batches_per_epoch + 1, f"{hardware.name} ({backend}) epoch "
+                           f"{epoch}/{epochs}") if progress else None
+            losses = []
+            for batch in batches(len(x_train), train.batch_size, train.seed, epoch):
+                lr = train.learning_rate_at(step, steps_total)
+                losses.append(trainer.step(x_train[batch], onehot[batch], step, lr))
+                step += 1
+                if bar:
+                    bar.advance(note=f"loss {np.mean(losses):.4f}")
+            train_cycles = trainer.cycles - cycles0
+            train_model = trainer.model_cycles - model0
+            result.epoch_seconds.append(time.perf_counter() - epoch_start)
+            loss, accuracy = trainer.evaluate(x_test, y_test)
+            if bar:
+                bar.advance(note=f"test accuracy {100 * accuracy:.2f}%")
+                bar.close()
+            result.test_loss.append(loss)
+            result.test_accuracy.append(accuracy)
+            result.train_loss.append(float(np.mean(losses)))
+            result.epoch_cycles.append(train_cycles)
+            result.epoch_model_cycles.append(train_model)
+            result.eval_cycles.append(trainer.cycles - cycles0 - train_cycles)
+            result.eval_model_cycles.append(trainer.model_cycles - model0 - train_model)
+            if log is not None and (epoch % log_every == 0 or epoch == epochs):
+                cycles = (f", {train_cycles} cycles (model {train_model})"
+                          if backend == "rtl" else f", model {train_model} cycles")
+                log(f"{hardware.name:>16s} epoch {epoch:3d}/{epochs}: train loss "
+                    f"{result.train_loss[-1]:.4f}, test loss {loss:.4f}, "
+                    f"test accuracy {100 * accuracy:.2f}%{cycles}")
+        codes = trainer.weight_codes() + tuple(trainer.bias_codes.values())
+        result.max_abs_weight = float(max(np.abs(trainer.wfmt.value(c)).max() for c in codes))
+        result.saturated_weights = trainer.wfmt.saturated_count(codes)
+        result.gemms = trainer.gemms
+        result.checked = golden is not None
+    finally:
+        runtime.close()
+    result.seconds = time.perf_counter() - start
+    return result
