@@ -41,6 +41,7 @@ from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
 from qforge.sim.training.formats import quantize_operand, slot_key
 from qforge.sim.progress import Progress
 from qforge.sim.training import cnn
+from qforge.sim.training.cnn_hardware import train_cnn_program_run
 from qforge.sim.training.hardware import train_program_run
 from qforge.sim.training.network import initial_weights, log_softmax, loss_accuracy, with_ones
 from qforge.sim.training.report import RunResult
@@ -165,12 +166,13 @@ def train_run(train: TrainConfig, hardware: HardwareConfig, data=None, *,
     :class:`~qforge.sim.training.datasets.Dataset` or the four arrays); ``epochs`` overrides
     ``train.epochs``; ``log`` (if given) receives a progress line every ``log_every``
     epochs and after the last. Configurations with ``update = "hardware"`` run as
-    programs on the golden machine (:func:`qforge.sim.training.hardware.train_program_run`).
+    programs on the golden machine (:func:`qforge.sim.training.hardware.train_program_run`;
+    the CNN's: :func:`qforge.sim.training.cnn_hardware.train_cnn_program_run`).
     ``train.model == "cnn"`` trains the CNN (:func:`_cnn_run`), with a progress bar
     over its steps on stderr if ``progress``."""
     if hardware.update == "hardware":
-        return train_program_run(train, hardware, data, epochs=epochs, log=log,
-                                 log_every=log_every)
+        run = train_cnn_program_run if train.model == "cnn" else train_program_run
+        return run(train, hardware, data, epochs=epochs, log=log, log_every=log_every)
     if train.model == "cnn":
         return _cnn_run(train, hardware, data, epochs, log, log_every, progress)
     classes = data.classes if isinstance(data, Dataset) else 10
@@ -379,9 +381,6 @@ def train_all(train: TrainConfig, *, epochs: int | None = None,
     _check_dataset(train, data)
     if train.dataset == "digits" and any(h.update == "hardware" for h in train.hardware):
         data = data.arrays(flat=True)    # the programs read the digits' flat arrays
-    if backend is not None and train.model == "cnn":
-        raise TrainConfigError(f"{train.source}: --backend {backend}: model = \"cnn\" "
-                               f"trains on the emulator only for now (--emulate)")
     if backend is not None:
         unsupported = [h.name for h in train.hardware
                        if not h.is_float and h.update != "hardware"]
@@ -390,12 +389,13 @@ def train_all(train: TrainConfig, *, epochs: int | None = None,
                 f"{train.source}: --backend {backend}: configuration(s) "
                 f"{', '.join(unsupported)} update the weights on the host (update = "
                 f"\"float\"); only update = \"hardware\" runs as programs (see "
-                f"gen/train/rtl.toml)")
+                f"gen/train/rtl.toml, gen/train/cnn_rtl.toml)")
+        program_run = train_cnn_program_run if train.model == "cnn" else train_program_run
         runs = [train_run(train, hardware, data, epochs=epochs, log=log)
                 if hardware.is_float else
-                train_program_run(train, hardware, data, backend=backend, epochs=epochs,
-                                  check=check, log=log, progress=progress,
-                                  runtime_options=runtime_options)
+                program_run(train, hardware, data, backend=backend, epochs=epochs,
+                            check=check, log=log, progress=progress,
+                            runtime_options=runtime_options)
                 for hardware in train.hardware]
     elif jobs > 1 and len(train.hardware) > 1:
         import multiprocessing
