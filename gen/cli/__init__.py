@@ -1,7 +1,7 @@
 """The ``qforge`` command line: :func:`main` and the parser of every subcommand.
 
 Each command lives in its own module of this package (``generate``, ``presets``,
-``lint``, ``demo``, ``bench``, ``train``, ``repro``, ``area``, ``asm``, ``run``,
+``lint``, ``demo``, ``bench``, ``train``, ``tune``, ``repro``, ``area``, ``asm``, ``run``,
 ``gemm``, ``fuzz``), with ``register(commands)`` adding its subparser and handler; the
 FPGA flow's commands (``build``, ``results``, ``host``) are added by their own modules.
 Every error a user can cause (a bad spec, an unknown preset, a bad option value, a

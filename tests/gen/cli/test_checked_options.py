@@ -20,7 +20,8 @@ WORK = [("qforge.gen.generate", "generate"), ("qforge.sim.apps.demo", "run_demo"
         ("qforge.sim.apps.benchmark", "run_benchmark"), ("qforge.sim.training", "train_all"),
         ("qforge.sim.apps.repro", "run_repro"), ("qforge.fpga.area", "config_area"),
         ("qforge.sim.runtime", "Runtime"), ("qforge.api", "gemm"),
-        ("qforge.fpga.flow", "build"), ("qforge.gen.cli.results", "results")]
+        ("qforge.fpga.flow", "build"), ("qforge.gen.cli.results", "results"),
+        ("qforge.sim.training.policy_search", "tune")]
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ MODEL_CHECKED = {("gemm", option) for option in (
 
 
 @pytest.mark.parametrize("command", ["generate", "presets", "lint", "demo", "bench", "train",
-                                     "repro", "area", "run", "gemm", "fuzz", "build",
+                                     "tune", "repro", "area", "run", "gemm", "fuzz", "build",
                                      "results"])
 def test_every_number_option_is_checked_while_parsing(command):
     for option, action in options(command_parser(command)).items():
@@ -116,6 +117,10 @@ OUTPUTS = [
     (["bench", "--sparse-plot"], "--sparse-plot", "file", ".png"),
     (["train", "--emulate", "--plot"], "--plot", "file", ".png"),
     (["train", "--emulate", "--json"], "--json", "file", ".json"),
+    (["tune", "--config", "gen/train/cnn.toml", "--budget", "0.1", "--json"], "--json", "file",
+     ".json"),
+    (["tune", "--config", "gen/train/cnn.toml", "--budget", "0.1", "--write-policy"],
+     "--write-policy", "file", ".toml"),
     (["gemm", "--preset", "tiny", "--a", "a.npy", "--b", "b.npy", "-o"], "-o", "file", ".npy"),
     (["build", "--board", "icebreaker", "--preset", "tiny", "--build-dir"], "--build-dir",
      "folder", ""),

@@ -10,7 +10,7 @@ from qforge.sim.model.spec import ConfigError
 from tests.cli import command_parser, options, run_qforge
 
 #: Every subcommand, in the order ``qforge --help`` lists them.
-COMMANDS = ["generate", "presets", "lint", "demo", "bench", "train", "repro", "area", "asm",
+COMMANDS = ["generate", "presets", "lint", "demo", "bench", "train", "tune", "repro", "area", "asm",
             "run", "gemm", "fuzz", "build", "results", "host"]
 
 
