@@ -37,8 +37,10 @@ def register(commands) -> None:
                     "configuration and saves a plot of the training curves. See\n"
                     "docs/TRAINING.md.\n\n"
                     "model = \"cnn\" (gen/train/cnn.toml) trains a small CNN instead (conv\n"
-                    "3x3 1->8, conv 3x3/2 8->16, fc 256->10; --emulate only), with per-layer\n"
-                    "precision policies and the accelerator cycles per layer and pass.",
+                    "3x3 1->8, conv 3x3/2 8->16, fc 256->10), with per-layer precision\n"
+                    "policies and the accelerator cycles per layer and pass; its update =\n"
+                    "\"hardware\" entries (gen/train/cnn_rtl.toml) run as programs too, on\n"
+                    "--emulate and --backend rtl alike.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="training config keys: name, model (mlp | cnn), hidden, epochs, batch_size,\n"
                "  learning_rate, seed, split_seed, test_fraction, train_samples, preset, and\n"
@@ -47,8 +49,8 @@ def register(commands) -> None:
                "code_width, range_stride, ranges,\n  block, kept_blocks, selection, "
                "rounding, weight_bits, weight_range, update_rounding,\n  update (float | "
                "hardware), policy (cnn: [hardware.policy.LAYER] forward, gradient,\n  "
-               "update) (see gen/train/digits.toml, gen/train/cnn.toml, gen/train/rtl.toml "
-               "and\n  docs/TRAINING.md)")
+               "update) (see gen/train/digits.toml, gen/train/cnn.toml, gen/train/rtl.toml,\n"
+               "  gen/train/cnn_rtl.toml and docs/TRAINING.md)")
     where = train.add_mutually_exclusive_group()
     where.add_argument("--emulate", action="store_true",
                        help="use the bit-exact emulator (programs on the golden machine for "

@@ -165,7 +165,7 @@ class CnnProgramTrainer(ProgramTrainer):
     # ---- the passes ---------------------------------------------------------------------
     def _layer_forward(self, layer: str, activation: np.ndarray, step: int,
                        rounding) -> tuple[Quantized, Quantized, np.ndarray]:
-        """One layer's forward program: ``(stored input, weight operand, Z)`` with Z =
+        """One layer's forward programs: ``(stored input, weight operand, Z)`` with Z =
         the raw GEMM result scaled, plus the bias (host)."""
         n = len(activation)
         shape, conv = cnn.layer_shapes(n, self.image)[layer]
@@ -181,18 +181,32 @@ class CnnProgramTrainer(ProgramTrainer):
         weights = self._quantize(self.wfmt.value(self._read(layer)), f"{layer}_weights",
                                  step, rounding)
         self._write(f"{layer}_wq", weights.integers)
-        if conv is None:
-            rows = n
-            words = self._matmul("fc_x", "fc_wq", "fc_z", n, self.classes, shape[1])
-        else:
-            rows = n * conv.output_size(shape[1]) * conv.output_size(shape[2])
-            words = conv2d_forward_words(
-                self.config, x=t[f"{layer}_x"].address, w=t[f"{layer}_wq"].address,
-                y=t[f"{layer}_z"].address, batch=n, height=shape[1], width=shape[2],
-                in_channels=shape[3], out_channels=conv.outputs, kernel=conv.kernel,
-                stride=conv.stride, padding=conv.padding)
-        self._run(self._prologue + words, f"step {step}: {layer} forward",
-                  (layer, "forward", n))
+        # One program per batch_size images: the evaluation's programs are the training
+        # step's shapes (the cycle model, whose cost grows with a program's GEMMs, runs
+        # once per shape; its cycles do not depend on where the operands lie), over the
+        # whole tensor quantized once.
+        chunk = self.train.batch_size
+        for first in range(0, n, chunk):
+            size = min(chunk, n - first)
+            if conv is None:
+                words = matmul_words(self.config, a=t["fc_x"].address + first * shape[1],
+                                     b=t["fc_wq"].address,
+                                     c=t["fc_z"].address + first * self.classes,
+                                     m=size, n=self.classes, k=shape[1])
+            else:
+                padded = (shape[1] + 2 * conv.padding) * (shape[2] + 2 * conv.padding)
+                out = conv.output_size(shape[1]) * conv.output_size(shape[2])
+                words = conv2d_forward_words(
+                    self.config, x=t[f"{layer}_x"].address + first * padded * shape[3],
+                    w=t[f"{layer}_wq"].address,
+                    y=t[f"{layer}_z"].address + first * out * conv.outputs, batch=size,
+                    height=shape[1], width=shape[2], in_channels=shape[3],
+                    out_channels=conv.outputs, kernel=conv.kernel, stride=conv.stride,
+                    padding=conv.padding)
+            self._run(self._prologue + words, f"step {step}: {layer} forward (images "
+                      f"{first} .. {first + size - 1})", (layer, "forward", size))
+        rows = n if conv is None else \
+            n * conv.output_size(shape[1]) * conv.output_size(shape[2])
         raw = self._read(f"{layer}_z", rows)
         z = np.ldexp(raw.astype(np.float64), stored.exponent + weights.exponent) \
             + self.wfmt.value(self.bias_codes[layer])
