@@ -279,8 +279,8 @@ class CnnProgramTrainer(ProgramTrainer):
         if conv is None:
             return np.ldexp(self._read(f"{layer}_dx", n).astype(np.float64), scale)
         p = conv.padding
-        padded = self._read(f"{layer}_dx").reshape(
-            n, shape[1] + 2 * p, shape[2] + 2 * p, shape[3])
+        padded = self._read(f"{layer}_dx", n * (shape[1] + 2 * p) * (shape[2] + 2 * p)
+                            ).reshape(n, shape[1] + 2 * p, shape[2] + 2 * p, shape[3])
         interior = padded[:, p:p + shape[1], p:p + shape[2]].reshape(-1, shape[3])
         return np.ldexp(interior.astype(np.float64), scale)
 

@@ -119,8 +119,9 @@ def test_step_gradients_and_stochastic_update_recomputed_with_numpy():
 
 def test_golden_programs_train_through_train_all():
     """``train_all`` with the golden backend (and --emulate's path, train_run) runs the
-    CNN's hardware entry as programs: the same curves both ways, model cycles counted."""
-    train, _ = cnn_rtl(train_samples=32, batch_size=8, test_fraction=0.01, epochs=1)
+    CNN's hardware entry as programs: the same curves both ways, model cycles counted.
+    28 samples in batches of 8: the last batch holds 4."""
+    train, _ = cnn_rtl(train_samples=28, batch_size=8, test_fraction=0.01, epochs=1)
     report = train_all(train, backend="golden")
     emulated = train_all(train)
     float_run, program_run = report["runs"]
@@ -132,10 +133,10 @@ def test_golden_programs_train_through_train_all():
 
 @pytest.mark.rtl
 def test_rtl_cnn_training_is_bit_exact_with_the_golden_machine_step_by_step():
-    """Two steps and the two evaluations on the generated Verilog, the memory compared
-    with the golden machine after every program (``check``); the same curves as the
-    golden run; simulated cycles equal to the cycle model."""
-    train, hardware = cnn_rtl(train_samples=16, batch_size=8, test_fraction=0.01)
+    """Two steps (8 images, then 4) and the two evaluations on the generated Verilog, the
+    memory compared with the golden machine after every program (``check``); the same
+    curves as the golden run; simulated cycles equal to the cycle model."""
+    train, hardware = cnn_rtl(train_samples=12, batch_size=8, test_fraction=0.01)
     rtl = train_cnn_program_run(train, hardware, backend="rtl", epochs=1, check=True)
     golden = train_cnn_program_run(train, hardware, backend="golden", epochs=1)
     assert rtl.checked
