@@ -144,3 +144,13 @@ def test_rtl_cnn_training_is_bit_exact_with_the_golden_machine_step_by_step():
     assert rtl.train_loss == golden.train_loss and rtl.test_loss == golden.test_loss
     assert rtl.epoch_cycles == rtl.epoch_model_cycles == golden.epoch_model_cycles
     assert rtl.eval_cycles == rtl.eval_model_cycles and rtl.eval_cycles[0] > 0
+
+
+def test_backend_refuses_cnn_entries_that_update_on_the_host():
+    from qforge.sim.training.config import TrainConfigError
+    spec = tomllib.loads(CNN_RTL.read_text())
+    for entry in spec["hardware"]:
+        entry.pop("update", None)
+    train = train_config_from_dict(dict(spec, train_samples=16, epochs=1))
+    with pytest.raises(TrainConfigError, match="int8_hw update the weights on the host"):
+        train_all(train, backend="golden")
