@@ -374,9 +374,6 @@ def _train_config(spec, source, base=None) -> TrainConfig:
             _fail(f"hardware[{i}].update", "hardware", "trains on the digits only for now "
                   '(the programs\' buffers are sized for them); use update = "float"')
         if h.operand is not None and model == "cnn":
-            if h.update == "hardware":
-                _fail(f"hardware[{i}].update", "hardware", 'not with model = "cnn" yet (its '
-                      'programs need the conv2d blocks); use update = "float"')
             if digits:      # another dataset's images: checked once it is read
                 check_cnn_depth(batch_size, h)
         elif h.operand is not None:

@@ -41,14 +41,13 @@ def test_cnn_runs_in_parallel_workers_give_the_same_results():
         assert one["layer_cycles"] == two["layer_cycles"]
 
 
-def test_cnn_has_no_backend_yet():
+def test_cnn_backend_needs_hardware_updates():
     import pytest
 
     from qforge.sim.training.config import TrainConfigError
     from tests.sim.training.test_cnn import TINY
     train = train_config_from_dict(dict(TINY, train_samples=16))
-    with pytest.raises(TrainConfigError, match="model = \"cnn\" trains on the emulator "
-                                               "only"):
+    with pytest.raises(TrainConfigError, match="update the weights on the host"):
         train_all(train, backend="golden")
 
 

@@ -42,8 +42,6 @@ def with_policy(policy, **top):
     (dict(TINY, hidden=8), "hidden = 8: only with model = \"mlp\""),
     (dict(TINY, batch_size=64), "batch_size = 64: the CNN's conv1 weight gradient GEMM "
                                 "has depth 4096, over max_reduction_depth 2048"),
-    (dict(TINY, hardware=[{"name": "h", "format": "int", "bits": 8, "update": "hardware"}]),
-     "hardware[0].update = 'hardware': not with model = \"cnn\" yet"),
     (dict(TINY, model="resnet"), "model = 'resnet': allowed: mlp, cnn"),
 ])
 def test_policy_and_cnn_config_errors(spec, message):
