@@ -55,7 +55,7 @@ from qforge.sim.model.capacity import tiles
 from qforge.sim.model.isa import Opcode, Operand, encode
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.runtime import Runtime
-from qforge.sim.training import cnn
+import qforge.sim.training.cnn as cnn
 from qforge.sim.training.config import HardwareConfig, TrainConfig
 from qforge.sim.training.data import batches, training_data
 from qforge.sim.training.datasets import Dataset

@@ -40,7 +40,7 @@ from qforge.sim.training.datasets import Dataset, load_dataset
 from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
 from qforge.sim.training.formats import quantize_operand, slot_key
 from qforge.sim.progress import Progress
-from qforge.sim.training import cnn
+import qforge.sim.training.cnn as cnn
 from qforge.sim.training.cnn_hardware import train_cnn_program_run
 from qforge.sim.training.hardware import train_program_run
 from qforge.sim.training.network import initial_weights, log_softmax, loss_accuracy, with_ones

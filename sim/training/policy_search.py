@@ -54,7 +54,7 @@ from qforge.sim.model.cycles import GemmShape, gemm_cycles
 from qforge.sim.model.errors import InputError
 from qforge.sim.model.spec import read_toml
 from qforge.sim.progress import Progress
-from qforge.sim.training import cnn
+import qforge.sim.training.cnn as cnn
 from qforge.sim.training.config import (HardwareConfig, TrainConfig, TrainConfigError,
                                         check_cnn_depth, train_config_from_dict)
 from qforge.sim.training.data import batches, training_data
