@@ -51,16 +51,15 @@ import numpy as np
 from qforge.gen.asm import matmul_words, sgd_update_words
 from qforge.gen.asm.conv import _words as conv2d_pass_words
 from qforge.gen.asm.conv import conv2d_forward_words, conv2d_shape
-from qforge.sim.model.capacity import tiles
 from qforge.sim.model.isa import Opcode, Operand, encode
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.runtime import Runtime
 import qforge.sim.training.cnn as cnn
 from qforge.sim.training.config import HardwareConfig, TrainConfig
-from qforge.sim.training.data import batches, training_data
+from qforge.sim.training.data import training_data
 from qforge.sim.training.datasets import Dataset
 from qforge.sim.training.formats import Quantized, random_key
-from qforge.sim.training.hardware import ProgramTrainer, _Tensor
+from qforge.sim.training.hardware import ProgramTrainer, _Tensor, run_epochs
 from qforge.sim.training.network import log_softmax, loss_accuracy
 from qforge.sim.training.report import RunResult
 
@@ -324,8 +323,6 @@ def train_cnn_program_run(train: TrainConfig, hardware: HardwareConfig, data=Non
     the CNN's schedule, batches and evaluation (:func:`qforge.sim.training.loop.train_run`),
     every GEMM and weight update a program on ``backend``; the backend's and the cycle
     model's cycles per epoch (training steps; the evaluation apart)."""
-    from qforge.sim.progress import Progress
-
     image, classes = cnn.IMAGE, cnn.CLASSES
     if isinstance(data, Dataset):
         image, classes = data.image_shape, data.classes
@@ -336,57 +333,17 @@ def train_cnn_program_run(train: TrainConfig, hardware: HardwareConfig, data=Non
     result.backend = backend
     start = time.perf_counter()
     onehot = np.eye(classes)[y_train]
-    batches_per_epoch = tiles(len(x_train), train.batch_size)
-    steps_total = epochs * batches_per_epoch
     config = hardware.operand.config
     runtime = Runtime(config, backend, **(runtime_options or {}))
     golden = Runtime(config, "golden") if check and backend != "golden" else None
     try:
         trainer = CnnProgramTrainer(train, hardware, runtime, test_samples=len(x_test),
                                     golden=golden, image=image, classes=classes)
-        trainer.initialize()
-        loss, accuracy = trainer.evaluate(x_test, y_test)
-        result.test_loss.append(loss)
-        result.test_accuracy.append(accuracy)
-        result.train_loss.append(None)
-        step = 0
-        for epoch in range(1, epochs + 1):
-            epoch_start = time.perf_counter()
-            cycles0, model0 = trainer.cycles, trainer.model_cycles
-            bar = Progress(batches_per_epoch + 1, f"{hardware.name} ({backend}) epoch "
-                           f"{epoch}/{epochs}") if progress else None
-            losses = []
-            for batch in batches(len(x_train), train.batch_size, train.seed, epoch):
-                lr = train.learning_rate_at(step, steps_total)
-                losses.append(trainer.step(x_train[batch], onehot[batch], step, lr))
-                step += 1
-                if bar:
-                    bar.advance(note=f"loss {np.mean(losses):.4f}")
-            train_cycles = trainer.cycles - cycles0
-            train_model = trainer.model_cycles - model0
-            result.epoch_seconds.append(time.perf_counter() - epoch_start)
-            loss, accuracy = trainer.evaluate(x_test, y_test)
-            if bar:
-                bar.advance(note=f"test accuracy {100 * accuracy:.2f}%")
-                bar.close()
-            result.test_loss.append(loss)
-            result.test_accuracy.append(accuracy)
-            result.train_loss.append(float(np.mean(losses)))
-            result.epoch_cycles.append(train_cycles)
-            result.epoch_model_cycles.append(train_model)
-            result.eval_cycles.append(trainer.cycles - cycles0 - train_cycles)
-            result.eval_model_cycles.append(trainer.model_cycles - model0 - train_model)
-            if log is not None and (epoch % log_every == 0 or epoch == epochs):
-                cycles = (f", {train_cycles} cycles (model {train_model})"
-                          if backend == "rtl" else f", model {train_model} cycles")
-                log(f"{hardware.name:>16s} epoch {epoch:3d}/{epochs}: train loss "
-                    f"{result.train_loss[-1]:.4f}, test loss {loss:.4f}, "
-                    f"test accuracy {100 * accuracy:.2f}%{cycles}")
-        codes = trainer.weight_codes() + tuple(trainer.bias_codes.values())
-        result.max_abs_weight = float(max(np.abs(trainer.wfmt.value(c)).max() for c in codes))
-        result.saturated_weights = trainer.wfmt.saturated_count(codes)
-        result.gemms = trainer.gemms
-        result.checked = golden is not None
+        run_epochs(trainer, result, train, (x_train, onehot, x_test, y_test),
+                   backend=backend, epochs=epochs, log=log, progress=progress,
+                   log_every=log_every, time_evaluation=False,
+                   stored_codes=lambda: (trainer.weight_codes()
+                                         + tuple(trainer.bias_codes.values())))
     finally:
         runtime.close()
     result.seconds = time.perf_counter() - start

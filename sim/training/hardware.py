@@ -51,7 +51,8 @@ from qforge.sim.training.formats import Quantized, quantize_operand, slot_key
 from qforge.sim.training.network import initial_weights, log_softmax, loss_accuracy, with_ones
 from qforge.sim.training.report import RunResult
 
-__all__ = ["update_operands", "ProgramTrainer", "train_program_run", "MismatchError"]
+__all__ = ["update_operands", "ProgramTrainer", "train_program_run", "run_epochs",
+           "MismatchError"]
 
 
 class MismatchError(AssertionError):
@@ -274,8 +275,6 @@ def train_program_run(train: TrainConfig, hardware: HardwareConfig, data=None, *
     """Train ``hardware`` (``update = "hardware"``) with every GEMM and update as a
     program on ``backend``; curves as :func:`qforge.sim.training.loop.train_run` returns
     them, plus the backend's and the cycle model's cycles per epoch."""
-    from qforge.sim.progress import Progress
-
     x_train, y_train, x_test, y_test = training_data(train, data)
     epochs = train.epochs if epochs is None else epochs
     result = RunResult(hardware.name, hardware.describe())
@@ -283,58 +282,83 @@ def train_program_run(train: TrainConfig, hardware: HardwareConfig, data=None, *
     start = time.perf_counter()
     x_train, x_test = with_ones(x_train), with_ones(x_test)
     onehot = np.eye(10)[y_train]
-    batches_per_epoch = tiles(len(x_train), train.batch_size)
-    steps_total = epochs * batches_per_epoch
     config = hardware.operand.config
     runtime = Runtime(config, backend, **(runtime_options or {}))
     golden = Runtime(config, "golden") if check and backend != "golden" else None
     try:
         trainer = ProgramTrainer(train, hardware, runtime, test_samples=len(x_test),
                                  golden=golden)
-        trainer.initialize()
-        loss, accuracy = trainer.evaluate(x_test, y_test)
-        result.test_loss.append(loss)
-        result.test_accuracy.append(accuracy)
-        result.train_loss.append(None)
-        step = 0
-        for epoch in range(1, epochs + 1):
-            epoch_start = time.perf_counter()
-            cycles0, model0 = trainer.cycles, trainer.model_cycles
-            bar = Progress(batches_per_epoch + 1, f"{hardware.name} ({backend}) epoch "
-                           f"{epoch}/{epochs}") if progress else None
-            losses = []
-            for batch in batches(len(x_train), train.batch_size, train.seed, epoch):
-                lr = train.learning_rate_at(step, steps_total)
-                losses.append(trainer.step(x_train[batch], onehot[batch], step, lr))
-                step += 1
-                if bar:
-                    bar.advance(note=f"loss {np.mean(losses):.4f}")
-            train_cycles = trainer.cycles - cycles0
-            train_model = trainer.model_cycles - model0
-            loss, accuracy = trainer.evaluate(x_test, y_test)
-            if bar:
-                bar.advance(note=f"test accuracy {100 * accuracy:.2f}%")
-                bar.close()
-            result.test_loss.append(loss)
-            result.test_accuracy.append(accuracy)
-            result.train_loss.append(float(np.mean(losses)))
-            result.epoch_cycles.append(train_cycles)
-            result.epoch_model_cycles.append(train_model)
-            result.eval_cycles.append(trainer.cycles - cycles0 - train_cycles)
-            result.eval_model_cycles.append(trainer.model_cycles - model0 - train_model)
-            result.epoch_seconds.append(time.perf_counter() - epoch_start)
-            if log is not None and (epoch % log_every == 0 or epoch == epochs):
-                cycles = (f", {train_cycles} cycles (model {train_model})"
-                          if backend == "rtl" else f", model {train_model} cycles")
-                log(f"{hardware.name:>16s} epoch {epoch:3d}/{epochs}: train loss "
-                    f"{result.train_loss[-1]:.4f}, test loss {loss:.4f}, "
-                    f"test accuracy {100 * accuracy:.2f}%{cycles}")
-        codes = trainer.weight_codes()
-        result.max_abs_weight = float(max(np.abs(trainer.wfmt.value(c)).max() for c in codes))
-        result.saturated_weights = trainer.wfmt.saturated_count(codes)
-        result.gemms = trainer.gemms
-        result.checked = golden is not None
+        run_epochs(trainer, result, train, (x_train, onehot, x_test, y_test),
+                   backend=backend, epochs=epochs, log=log, progress=progress, log_every=log_every,
+                   stored_codes=trainer.weight_codes)
     finally:
         runtime.close()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def run_epochs(trainer, result: RunResult, train: TrainConfig, data, *, backend: str,
+               epochs: int, log: Callable[[str], None] | None, progress: bool, log_every: int,
+               stored_codes: Callable[[], tuple[np.ndarray, ...]],
+               time_evaluation: bool = True) -> None:
+    """The training loop of a program trainer (:class:`ProgramTrainer` or the CNN's):
+    initialise, evaluate, then per epoch every batch's step and an evaluation, filling
+    ``result``'s curves, the backend's and the cycle model's cycles of the training steps
+    and of the evaluation, and, at the end, the stored weights' largest magnitude and
+    saturation (``stored_codes()``), the GEMM count and whether a golden machine checked.
+
+    ``data`` is ``(x_train, onehot_train, x_test, y_test)`` as the trainer takes them;
+    ``time_evaluation``: whether an epoch's seconds include its evaluation.
+    """
+    from qforge.sim.progress import Progress
+
+    x_train, onehot, x_test, y_test = data
+    hardware = trainer.hardware
+    batches_per_epoch = tiles(len(x_train), train.batch_size)
+    steps_total = epochs * batches_per_epoch
+    trainer.initialize()
+    loss, accuracy = trainer.evaluate(x_test, y_test)
+    result.test_loss.append(loss)
+    result.test_accuracy.append(accuracy)
+    result.train_loss.append(None)
+    step = 0
+    for epoch in range(1, epochs + 1):
+        epoch_start = time.perf_counter()
+        cycles0, model0 = trainer.cycles, trainer.model_cycles
+        bar = Progress(batches_per_epoch + 1, f"{hardware.name} ({backend}) epoch "
+                       f"{epoch}/{epochs}") if progress else None
+        losses = []
+        for batch in batches(len(x_train), train.batch_size, train.seed, epoch):
+            lr = train.learning_rate_at(step, steps_total)
+            losses.append(trainer.step(x_train[batch], onehot[batch], step, lr))
+            step += 1
+            if bar:
+                bar.advance(note=f"loss {np.mean(losses):.4f}")
+        train_cycles = trainer.cycles - cycles0
+        train_model = trainer.model_cycles - model0
+        if not time_evaluation:
+            result.epoch_seconds.append(time.perf_counter() - epoch_start)
+        loss, accuracy = trainer.evaluate(x_test, y_test)
+        if bar:
+            bar.advance(note=f"test accuracy {100 * accuracy:.2f}%")
+            bar.close()
+        result.test_loss.append(loss)
+        result.test_accuracy.append(accuracy)
+        result.train_loss.append(float(np.mean(losses)))
+        result.epoch_cycles.append(train_cycles)
+        result.epoch_model_cycles.append(train_model)
+        result.eval_cycles.append(trainer.cycles - cycles0 - train_cycles)
+        result.eval_model_cycles.append(trainer.model_cycles - model0 - train_model)
+        if time_evaluation:
+            result.epoch_seconds.append(time.perf_counter() - epoch_start)
+        if log is not None and (epoch % log_every == 0 or epoch == epochs):
+            cycles = (f", {train_cycles} cycles (model {train_model})"
+                      if backend == "rtl" else f", model {train_model} cycles")
+            log(f"{hardware.name:>16s} epoch {epoch:3d}/{epochs}: train loss "
+                f"{result.train_loss[-1]:.4f}, test loss {loss:.4f}, "
+                f"test accuracy {100 * accuracy:.2f}%{cycles}")
+    codes = stored_codes()
+    result.max_abs_weight = float(max(np.abs(trainer.wfmt.value(c)).max() for c in codes))
+    result.saturated_weights = trainer.wfmt.saturated_count(codes)
+    result.gemms = trainer.gemms
+    result.checked = trainer.golden is not None
