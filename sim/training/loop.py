@@ -158,6 +158,19 @@ class _EmulatedNetwork:
         result.float64_fallbacks = self.counter.float64_fallbacks
 
 
+def _record_epoch(result: RunResult, name: str, epoch: int, epochs: int, losses: list,
+                  loss: float, accuracy: float, *, log: Callable[[str], None] | None) -> None:
+    """Append one epoch's test loss and accuracy and mean training loss to ``result``,
+    and report them through ``log`` when given."""
+    result.test_loss.append(loss)
+    result.test_accuracy.append(accuracy)
+    result.train_loss.append(float(np.mean(losses)))
+    if log is not None:
+        log(f"{name:>16s} epoch {epoch:3d}/{epochs}: train loss "
+            f"{result.train_loss[-1]:.4f}, test loss {loss:.4f}, "
+            f"test accuracy {100 * accuracy:.2f}%")
+
+
 def train_run(train: TrainConfig, hardware: HardwareConfig, data=None, *,
               epochs: int | None = None, log: Callable[[str], None] | None = None,
               log_every: int = 5, progress: bool = False) -> RunResult:
@@ -200,14 +213,8 @@ def train_run(train: TrainConfig, hardware: HardwareConfig, data=None, *,
             lr = train.learning_rate_at(step, steps_total)
             losses.append(network.step(x_train[batch], onehot[batch], len(batch), step, lr))
             step += 1
-        loss, accuracy = network.evaluate()
-        result.test_loss.append(loss)
-        result.test_accuracy.append(accuracy)
-        result.train_loss.append(float(np.mean(losses)))
-        if log is not None and (epoch % log_every == 0 or epoch == epochs):
-            log(f"{hardware.name:>16s} epoch {epoch:3d}/{epochs}: train loss "
-                f"{result.train_loss[-1]:.4f}, test loss {loss:.4f}, "
-                f"test accuracy {100 * accuracy:.2f}%")
+        _record_epoch(result, hardware.name, epoch, epochs, losses, *network.evaluate(),
+                      log=log if epoch % log_every == 0 or epoch == epochs else None)
     network.finish(result)
     result.seconds = time.perf_counter() - start
     return result
@@ -260,14 +267,9 @@ def _cnn_run(train: TrainConfig, hardware: HardwareConfig, data, epochs, log, lo
             if bar is not None:
                 bar.advance(note=f"epoch {epoch}/{epochs}")
         result.epoch_seconds.append(time.perf_counter() - epoch_start)
-        loss, accuracy = network.evaluate(x_test, y_test)
-        result.test_loss.append(loss)
-        result.test_accuracy.append(accuracy)
-        result.train_loss.append(float(np.mean(losses)))
-        if log is not None and (epoch % log_every == 0 or epoch == epochs):
-            log(f"{hardware.name:>16s} epoch {epoch:3d}/{epochs}: train loss "
-                f"{result.train_loss[-1]:.4f}, test loss {loss:.4f}, "
-                f"test accuracy {100 * accuracy:.2f}%")
+        _record_epoch(result, hardware.name, epoch, epochs, losses,
+                      *network.evaluate(x_test, y_test),
+                      log=log if epoch % log_every == 0 or epoch == epochs else None)
     if bar is not None:
         bar.close()
     result.max_abs_weight = ops.max_abs_weight()

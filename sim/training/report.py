@@ -115,15 +115,22 @@ def format_table(report: dict) -> str:
              "| updates < LSB/2: count, magnitude | time |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for run in report["runs"]:
-        accuracy = 100 * run["test_accuracy"][-1]
-        delta = ("" if reference is None or run is reference else
-                 f"{accuracy - 100 * reference['test_accuracy'][-1]:+.2f}")
-        small = ("" if run["small_update_fraction"] is None
-                 else f"{100 * run['small_update_fraction']:.1f}%, "
-                      f"{100 * run['small_update_mass']:.1f}%")
+        accuracy, delta, small = _accuracy_cells(run, reference)
         lines.append(f"| {run['name']} | {run['description']} | {accuracy:.2f}% | {delta} "
                      f"| {run['test_loss'][-1]:.4f} | {small} | {run['seconds']:.1f} s |")
     return "\n".join(lines)
+
+
+def _accuracy_cells(run: dict, reference: dict | None) -> tuple[float, str, str]:
+    """A run's final test accuracy (percent), its difference from the float32 run's
+    (empty for the reference itself or without one), and its small-update cell."""
+    accuracy = 100 * run["test_accuracy"][-1]
+    delta = ("" if reference is None or run is reference else
+             f"{accuracy - 100 * reference['test_accuracy'][-1]:+.2f}")
+    small = ("" if run["small_update_fraction"] is None
+             else f"{100 * run['small_update_fraction']:.1f}%, "
+                  f"{100 * run['small_update_mass']:.1f}%")
+    return accuracy, delta, small
 
 
 def _format_cnn_table(report: dict, reference: dict | None) -> str:
@@ -133,12 +140,7 @@ def _format_cnn_table(report: dict, reference: dict | None) -> str:
              "| vs float32 |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for run in report["runs"]:
-        accuracy = 100 * run["test_accuracy"][-1]
-        delta = ("" if reference is None or run is reference else
-                 f"{accuracy - 100 * reference['test_accuracy'][-1]:+.2f}")
-        small = ("" if run["small_update_fraction"] is None
-                 else f"{100 * run['small_update_fraction']:.1f}%, "
-                      f"{100 * run['small_update_mass']:.1f}%")
+        accuracy, delta, small = _accuracy_cells(run, reference)
         cycles = epoch_cycles(run)
         seconds = _epoch_seconds(run)
         ratio = (f"{seconds / float_epoch:.1f}x" if seconds is not None and float_epoch
