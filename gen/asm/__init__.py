@@ -25,9 +25,9 @@ given (:func:`qforge.sim.model.machine.instruction_error`); every mistake is one
 :class:`AsmError` that names the file, line and column, gcc style.
 
 The high-level blocks (``matmul``, ``linear_forward``, ``linear_backward``,
-``sgd_update``, ``conv2d_forward``, ``conv2d_backward``) are plain Python functions too
-(:func:`matmul_words`, ...), so a runtime can build the same instruction sequences
-without going through text.
+``sgd_update``, ``conv2d_forward``, ``conv2d_backward``, ``conv2d_input_gradient``) are
+plain Python functions too (:func:`matmul_words`, ...), so a runtime can build the same
+instruction sequences without going through text.
 
 The modules, in the order a program goes through them: :mod:`~qforge.gen.asm.lexer`
 (tokens), :mod:`~qforge.gen.asm.expressions` (integer expressions),
@@ -58,7 +58,7 @@ from qforge.gen.asm.assembler import assemble, assemble_file
 from qforge.gen.asm.blocks import (chunk_sizes, gemm_fits, linear_backward_words,
                                    linear_forward_words, matmul_words, sgd_update_words)
 from qforge.gen.asm.conv import (Conv2dShape, conv2d_backward_words, conv2d_forward_words,
-                                 conv2d_gemms, conv2d_shape)
+                                 conv2d_gemms, conv2d_input_gradient_words, conv2d_shape)
 from qforge.gen.asm.disassembler import disassemble
 from qforge.gen.asm.errors import AsmError, BlockError
 from qforge.gen.asm.program import Program
@@ -68,5 +68,5 @@ from qforge.gen.asm.syntax import MNEMONICS
 __all__ = ["AsmError", "BlockError", "Program", "assemble", "assemble_file", "disassemble",
            "chunk_sizes", "gemm_fits", "matmul_words", "linear_forward_words",
            "linear_backward_words", "sgd_update_words", "conv2d_forward_words",
-           "conv2d_backward_words", "conv2d_gemms", "conv2d_shape", "Conv2dShape", "BLOCKS",
+           "conv2d_backward_words", "conv2d_input_gradient_words", "conv2d_gemms", "conv2d_shape", "Conv2dShape", "BLOCKS",
            "MNEMONICS"]

@@ -49,6 +49,11 @@ then need not wait for one GEMM's results before the next starts): forward: kern
 ``i``, then image ``n``, then output row ``oy``; weight gradient: ``n``, ``oy``, then
 ``i``; input gradient: ``i``, kernel column (group) ``j``, ``n``, ``oy``.
 :func:`conv2d_gemms` gives the GEMM count of each pass (docs/ISA.md, *Convolution*).
+
+**Blocks**: :func:`conv2d_forward_words` (the forward pass),
+:func:`conv2d_backward_words` (the weight gradient and, with ``dx``, the input
+gradient) and :func:`conv2d_input_gradient_words` (the input gradient alone: for a
+trainer whose weight gradient is another block, e.g. a fused ``sgd_update``).
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ from qforge.sim.model.capacity import tiles
 from qforge.sim.model.isa import OPCODE_WIDTH, OPERAND_FIELDS, Opcode
 
 __all__ = ["Conv2dShape", "conv2d_shape", "conv2d_gemms", "conv2d_forward_words",
-           "conv2d_backward_words"]
+           "conv2d_backward_words", "conv2d_input_gradient_words"]
 
 #: The largest row stride the LOAD/STORE stride field holds.
 _STRIDE_LIMIT = (1 << ADDRESS_BITS) - 1
@@ -423,3 +428,43 @@ def conv2d_backward_words(config, *, x: int, w: int, dy: int, dw: int, batch: in
     if dx is not None:
         passes["input_gradient"] = {"w": w, "dy": dy, "dx": _check_address("dx", dx)}
     return _words(config, shape, passes, max_gemms)
+
+
+def conv2d_input_gradient_words(config, *, w: int, dy: int, dx: int, batch: int,
+                                height: int, width: int, in_channels: int,
+                                out_channels: int, kernel: int | None = None,
+                                kernel_h: int | None = None, kernel_w: int | None = None,
+                                stride: int = 1, padding: int = 0,
+                                max_gemms: int | None = None) -> list[int]:
+    """Only the input gradient of :func:`conv2d_forward_words` (same sizes and
+    layouts): ``dx += conv2d_input_gradient(dy, w)`` into the padded ``dx`` buffer
+    (``(batch, height + 2 * padding, width + 2 * padding, in_channels)``, which must
+    hold zeros before: the block adds into it; afterwards its interior is the gradient
+    of the unpadded input), from dy and w read transposed. The same words, in the same
+    order, as the input-gradient part of :func:`conv2d_backward_words` with ``dx``
+    (``conv2d_gemms(...)["input_gradient"]`` GEMMs, every one with ``add = 1``): for a
+    trainer that computes the weight gradient otherwise (a fused ``sgd_update`` over
+    gathered inputs). Raw accumulators (issue ``output`` with ``quantize = 0`` first);
+    ``max_gemms`` bounds its GEMMs.
+
+    >>> from qforge.gen.asm import disassemble
+    >>> from qforge.sim.model.spec import load_preset
+    >>> words = conv2d_input_gradient_words(load_preset("default"), w=0, dy=18, dx=26,
+    ...                                     batch=1, height=2, width=2, in_channels=1,
+    ...                                     out_channels=2, kernel=3, padding=1)
+    >>> for word in words[:5]:
+    ...     print(disassemble(word))
+    load a, 18, stride=2
+    load b, 0, stride=2, transpose
+    load addend, 26, stride=1
+    store 26, stride=1
+    gemm 2, 1, 2, add, saturate_bits=27
+    """
+    config = _check_config(config, "conv2d_input_gradient")
+    shape = conv2d_shape(batch=batch, height=height, width=width, in_channels=in_channels,
+                         out_channels=out_channels, kernel=kernel, kernel_h=kernel_h,
+                         kernel_w=kernel_w, stride=stride, padding=padding)
+    for name, value in (("w", w), ("dy", dy), ("dx", dx)):
+        _check_address(name, value)
+    return _words(config, shape, {"input_gradient": {"w": w, "dy": dy, "dx": dx}},
+                  max_gemms)

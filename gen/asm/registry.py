@@ -14,7 +14,8 @@ from typing import Callable
 
 from qforge.gen.asm.blocks import (linear_backward_words, linear_forward_words,
                                    matmul_words, sgd_update_words)
-from qforge.gen.asm.conv import conv2d_backward_words, conv2d_forward_words
+from qforge.gen.asm.conv import (conv2d_backward_words, conv2d_forward_words,
+                                 conv2d_input_gradient_words)
 
 __all__ = ["Block", "BLOCKS"]
 
@@ -55,4 +56,8 @@ BLOCKS: dict[str, Block] = {
     "conv2d_backward": Block(conv2d_backward_words, ("x", "w", "dy", "dw", *_CONV_SIZES),
                              ("dx", *_CONV_OPTIONS),
                              summary="dw of conv2d_forward and, with dx, the input gradient"),
+    "conv2d_input_gradient": Block(conv2d_input_gradient_words,
+                                   ("w", "dy", "dx", *_CONV_SIZES), _CONV_OPTIONS,
+                                   summary="dx += the input gradient of conv2d_forward "
+                                           "(dx padded like x, zeroed by the host)"),
 }

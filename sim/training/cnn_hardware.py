@@ -18,8 +18,8 @@ and a raw ``OUTPUT``):
 * fc forward: ``matmul``;
 * fc: input gradient ``dZ3 @ W3^T`` (``matmul``, W read transposed) and the fc update
   (``sgd_update`` over the fc input codes);
-* conv2: input gradient (the ``input_gradient`` pass of ``conv2d_backward``, into a
-  zeroed padded buffer) and the conv2 update;
+* conv2: input gradient (``conv2d_input_gradient``: the input-gradient pass of
+  ``conv2d_backward`` alone, into a zeroed padded buffer) and the conv2 update;
 * conv1: the conv1 update.
 
 **Why the convolutions' weight gradients are single GEMMs over host-gathered im2col
@@ -49,8 +49,7 @@ from typing import Callable
 import numpy as np
 
 from qforge.gen.asm import matmul_words, sgd_update_words
-from qforge.gen.asm.conv import _words as conv2d_pass_words
-from qforge.gen.asm.conv import conv2d_forward_words, conv2d_shape
+from qforge.gen.asm.conv import conv2d_forward_words, conv2d_input_gradient_words
 from qforge.sim.model.isa import Opcode, Operand, encode
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.runtime import Runtime
@@ -155,11 +154,12 @@ class CnnProgramTrainer(ProgramTrainer):
         """The emulated CNN's key of tensor ``slot`` (:data:`cnn.SLOTS`) of ``step``."""
         return random_key(self.train.seed, step * len(cnn.SLOTS) + cnn.SLOTS.index(slot))
 
-    def _conv_shape(self, layer: str, n: int):
+    def _conv_sizes(self, layer: str, n: int) -> dict[str, int]:
+        """The conv2d blocks' size operands of conv layer ``layer`` on ``n`` images."""
         shape, conv = cnn.layer_shapes(n, self.image)[layer]
-        return conv2d_shape(batch=n, height=shape[1], width=shape[2],
-                            in_channels=shape[3], out_channels=conv.outputs,
-                            kernel=conv.kernel, stride=conv.stride, padding=conv.padding)
+        return dict(batch=n, height=shape[1], width=shape[2], in_channels=shape[3],
+                    out_channels=conv.outputs, kernel=conv.kernel, stride=conv.stride,
+                    padding=conv.padding)
 
     # ---- the passes ---------------------------------------------------------------------
     def _layer_forward(self, layer: str, activation: np.ndarray, step: int,
@@ -198,10 +198,8 @@ class CnnProgramTrainer(ProgramTrainer):
                 words = conv2d_forward_words(
                     self.config, x=t[f"{layer}_x"].address + first * padded * shape[3],
                     w=t[f"{layer}_wq"].address,
-                    y=t[f"{layer}_z"].address + first * out * conv.outputs, batch=size,
-                    height=shape[1], width=shape[2], in_channels=shape[3],
-                    out_channels=conv.outputs, kernel=conv.kernel, stride=conv.stride,
-                    padding=conv.padding)
+                    y=t[f"{layer}_z"].address + first * out * conv.outputs,
+                    **self._conv_sizes(layer, size))
             self._run(self._prologue + words, f"step {step}: {layer} forward (images "
                       f"{first} .. {first + size - 1})", (layer, "forward", size))
         rows = n if conv is None else \
@@ -258,10 +256,9 @@ class CnnProgramTrainer(ProgramTrainer):
         elif below:
             self._write(f"{layer}_dx", np.zeros((t[f"{layer}_dx"].rows,
                                                  t[f"{layer}_dx"].cols), dtype=np.int64))
-            words += conv2d_pass_words(self.config, self._conv_shape(layer, n), {
-                "input_gradient": {"w": t[f"{layer}_wq"].address,
-                                   "dy": t[f"{layer}_g"].address,
-                                   "dx": t[f"{layer}_dx"].address}}, None)
+            words += conv2d_input_gradient_words(
+                self.config, w=t[f"{layer}_wq"].address, dy=t[f"{layer}_g"].address,
+                dx=t[f"{layer}_dx"].address, **self._conv_sizes(layer, n))
         seed, tensor = self._key(f"{layer}_update_weights", step)
         rows = len(gradient.integers)
         words += sgd_update_words(self.config, w=t[layer].address, x=t[columns].address,

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from qforge.gen.asm import (BLOCKS, BlockError, assemble, conv2d_backward_words,
-                            conv2d_forward_words, conv2d_gemms, disassemble)
+                            conv2d_forward_words, conv2d_gemms, conv2d_input_gradient_words,
+                            disassemble)
 from qforge.sim.model.cycles import program_cycles
 from qforge.sim.model.isa import Opcode, decode
 from qforge.sim.model.machine import instruction_error
@@ -120,6 +121,68 @@ def test_conv_blocks_equal_a_direct_convolution(case):
     assert gemm_count(backward) == counts["weight_gradient"] + counts["input_gradient"]
 
 
+@pytest.mark.parametrize("case", CASES, ids=lambda case: f"{case[0].name}-" + "x".join(
+    map(str, case[1:])))
+def test_the_input_gradient_block_alone_equals_a_direct_convolution(case):
+    """conv2d_input_gradient adds the reference's dx into a zeroed padded buffer, writes
+    nothing else (w, dy and the guard past dx unchanged) and has the input-gradient
+    GEMMs of conv2d_gemms, every one adding."""
+    config, batch, height, width, in_channels, out_channels, kernel_h, kernel_w, stride, \
+        padding = case
+    rng = np.random.default_rng(sum(case[1:]) + 1)
+    low, high = (-8, 7) if in_channels > 100 else (-20, 20)
+    x = np.zeros((batch, height, width, in_channels), np.int64)
+    w = rng.integers(low, high + 1, (kernel_h, kernel_w, in_channels, out_channels))
+    out_h = (height + 2 * padding - kernel_h) // stride + 1
+    out_w = (width + 2 * padding - kernel_w) // stride + 1
+    dy = rng.integers(low, high + 1, (batch, out_h, out_w, out_channels))
+    _, _, _, dx = reference(x, w, dy, stride, padding)
+    memory = np.concatenate([w.ravel(), dy.ravel(), np.zeros(dx.size + 5, np.int64)])
+    sizes = dict(batch=batch, height=height, width=width, in_channels=in_channels,
+                 out_channels=out_channels, kernel_h=kernel_h, kernel_w=kernel_w,
+                 stride=stride, padding=padding)
+    words = conv2d_input_gradient_words(config, w=0, dy=w.size, dx=w.size + dy.size,
+                                        **sizes)
+    runtime = Runtime(config, "golden", memory_size=memory.size)
+    runtime.write(0, memory)
+    assert not runtime.run(words).error
+    got = runtime.memory
+    np.testing.assert_array_equal(got[:w.size + dy.size], memory[:w.size + dy.size])
+    np.testing.assert_array_equal(got[w.size + dy.size:-5], dx.ravel())
+    assert not got[-5:].any()
+    fields = [fields for opcode, fields in map(decode, words) if opcode == Opcode.GEMM]
+    assert len(fields) == conv2d_gemms(config, **sizes)["input_gradient"]
+    assert all(f["add"] for f in fields)
+
+
+def test_the_input_gradient_block_in_assembly_text_and_its_errors():
+    """The ``conv2d_input_gradient`` statement expands to the Python function's words;
+    a missing dx and a dx past the address field are errors at the statement and the
+    operand."""
+    sizes = "batch=1, height=4, width=4, in_channels=1, out_channels=2, kernel=3, padding=1"
+    program = assemble(f"output\nconv2d_input_gradient w=36, dy=86, dx=136, {sizes}",
+                       DEFAULT)
+    expected = conv2d_input_gradient_words(DEFAULT, w=36, dy=86, dx=136, batch=1,
+                                           height=4, width=4, in_channels=1,
+                                           out_channels=2, kernel=3, padding=1)
+    assert list(program.words[1:]) == expected
+    # docs/ISA.md's worked example: 36 GEMMs gemm 4, 1, 2, add
+    gemms = [disassemble(word) for word in expected if decode(word)[0] == Opcode.GEMM]
+    assert gemms == ["gemm 4, 1, 2, add, saturate_bits=27"] * 36
+    source = f"conv2d_input_gradient w=0, dy=0, {sizes}"
+    with pytest.raises(ValueError) as caught:
+        assemble(source, DEFAULT)
+    check_error(caught.value, source, 1, 1, "conv2d_input_gradient: missing operand dx")
+    source = f"conv2d_input_gradient w=0, dy=0, dx=16777200, {sizes}"
+    # the last dx GEMM: kernel offset (2, 2), output row 3: padded pixel (3 + 2, 2) of
+    # the 6x6 buffer, (5 * 6 + 2) * 1 = 32 elements after dx
+    with pytest.raises(ValueError) as caught:
+        assemble(source, DEFAULT)
+    check_error(caught.value, source, 1, source.index("dx=") + len("dx=") + 1,
+                "conv2d_input_gradient: dx: the sub-matrix at (0, 0) starts at element "
+                "address 16777232, beyond the 24-bit address field (0 .. 16777215)")
+
+
 def test_a_square_kernel_operand_and_full_operand_range():
     """``kernel=3`` is ``kernel_h = kernel_w = 3``; 8-bit operands at their extremes."""
     got, expected, *_ = run_conv(TINY, np.random.default_rng(5), 2, 4, 5, 3, 3, 3, 3, 1,
@@ -199,7 +262,7 @@ def test_the_blocks_in_assembly_text():
         + conv2d_backward_words(TINY, x=symbols["x"], w=symbols["w"], dy=symbols["y"],
                                 dw=symbols["dw"], dx=symbols["dx"], **sizes)
     assert list(program.words[1:]) == expected
-    assert {"conv2d_forward", "conv2d_backward"} <= set(BLOCKS)
+    assert {"conv2d_forward", "conv2d_backward", "conv2d_input_gradient"} <= set(BLOCKS)
 
 
 # ---------------------------------------------------------------- errors
