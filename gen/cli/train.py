@@ -10,6 +10,7 @@ from pathlib import Path
 from qforge.gen.cli.common import (OptionError, add_output_argument, log_to_stderr,
                                    prepare_output, refuse_special_file, uses_build_folder,
                                    whole_number)
+from qforge.sim.model.errors import shown_path
 
 
 def register(commands) -> None:
@@ -34,8 +35,17 @@ def register(commands) -> None:
                     "accuracy and simulated cycles per epoch against the cycle model, with a\n"
                     "progress bar. Default config then: gen/train/rtl.toml.\n\n"
                     "Prints a Markdown table of the final test accuracy and loss per\n"
-                    "configuration and saves a plot of the training curves. See\n"
+                    "configuration and saves a plot of the training curves (--plot) and,\n"
+                    "for the CNN, a second plot next to it (NAME_cycles.png) of the test\n"
+                    "accuracy after the last epoch against the cycles per epoch of every\n"
+                    "low-precision configuration, float32 as a line, the uniform exact\n"
+                    "8-bit baseline starred and the Pareto front as a step line. See\n"
                     "docs/TRAINING.md.\n\n"
+                    "--plot-from A.json B.json ... trains nothing: it reads the --json\n"
+                    "reports of several seeds (qforge tune's --json reports too, for their\n"
+                    "chosen policy), prints each configuration's accuracy per seed, their\n"
+                    "mean and the cycles per epoch, and saves the accuracy vs cycles plot\n"
+                    "of the means to --plot (default: build/train/NAME_cycles.png).\n\n"
                     "model = \"cnn\" (gen/train/cnn.toml) trains a small CNN instead (conv\n"
                     "3x3 1->8, conv 3x3/2 8->16, fc 256->10), with per-layer precision\n"
                     "policies and the accelerator cycles per layer and pass; its update =\n"
@@ -52,6 +62,11 @@ def register(commands) -> None:
                "update) (see gen/train/digits.toml, gen/train/cnn.toml, gen/train/rtl.toml,\n"
                "  gen/train/cnn_rtl.toml and docs/TRAINING.md)")
     where = train.add_mutually_exclusive_group()
+    where.add_argument("--plot-from", nargs="+", type=Path, metavar="FILE.json",
+                       help="train nothing: plot test accuracy (mean over the reports' "
+                            "seeds) against cycles per epoch from qforge train --json (or "
+                            "qforge tune --json) reports of one config, and print their "
+                            "table")
     where.add_argument("--emulate", action="store_true",
                        help="use the bit-exact emulator (programs on the golden machine for "
                             "update = \"hardware\" configurations)")
@@ -72,7 +87,9 @@ def register(commands) -> None:
                             "stochastic-rounding bits; 0 .. 65535)")
     add_output_argument(train, "--plot", suffixes=(".png",), metavar="FILE.png",
                         help="where to save the plot of test accuracy and training loss "
-                             "per epoch (default: build/train/NAME.png)")
+                             "per epoch (default: build/train/NAME.png); the CNN's accuracy "
+                             "vs cycles plot goes next to it, as NAME_cycles.png (with "
+                             "--plot-from: the accuracy vs cycles plot itself)")
     add_output_argument(train, "--json", suffixes=(".json",), metavar="FILE.json",
                         help="also write every curve and final figure as JSON")
     train.add_argument("--jobs", type=whole_number(1, 1024), metavar="N",
@@ -84,6 +101,8 @@ def register(commands) -> None:
 
 
 def handle(arguments) -> int:
+    if arguments.plot_from is not None:
+        return _plot_from(arguments)
     if not arguments.emulate and arguments.backend is None:
         raise OptionError("train needs --emulate (the bit-exact emulator) or --backend "
                           "rtl|golden (programs on the generated Verilog or the golden "
@@ -97,6 +116,9 @@ def handle(arguments) -> int:
     from qforge.sim.training import (describe_network, describe_schedule, format_layer_table,
                                      format_program_table, format_table, load_train_config,
                                      plot_curves, rtl_config_path, train_all)
+    from qforge.sim.training.cycles_report import (accuracy_cycle_points,
+                                                   cycles_plot_path, cycles_plot_title,
+                                                   plot_accuracy_cycles)
 
     config_path = arguments.config
     if config_path is None and arguments.backend is not None:
@@ -110,6 +132,9 @@ def handle(arguments) -> int:
     plot = arguments.plot or Path("build") / "train" / f"{train.name}.png"
     if arguments.plot is None:          # the default, checked before training as well
         prepare_output(plot, "--plot")
+    cycles_plot = cycles_plot_path(plot) if train.model == "cnn" else None
+    if cycles_plot is not None:
+        prepare_output(cycles_plot, "--plot")
     report = train_all(train, epochs=arguments.epochs, jobs=jobs, backend=arguments.backend,
                        check=arguments.check,
                        progress=arguments.backend is not None or train.model == "cnn",
@@ -134,9 +159,84 @@ def handle(arguments) -> int:
         print("\nPer epoch, for the configurations that ran as programs (cycles of the "
               "training steps; the evaluation's apart):\n")
         print(programs)
+    report["baseline"] = _baseline_name(train)
     plot_curves(report, plot)
     print(f"\nplot saved to {plot}")
+    points = accuracy_cycle_points([report])
+    if cycles_plot is not None and any(point.cycles is not None for point in points):
+        plot_accuracy_cycles(points, cycles_plot, baseline=report["baseline"],
+                             title=cycles_plot_title(report))
+        print(f"accuracy vs cycles per epoch saved to {cycles_plot}")
     if arguments.json:
         arguments.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"results written to {arguments.json}")
+    return 0
+
+
+def _baseline_name(train) -> str | None:
+    """The configuration the cycles are compared with: uniform exact 8-bit on the default
+    preset (:func:`qforge.sim.training.policy_search.baseline_entry`); None without one."""
+    from qforge.sim.training.config import TrainConfigError
+    from qforge.sim.training.policy_search import baseline_entry
+
+    try:
+        return baseline_entry(train).name
+    except TrainConfigError:
+        return None
+
+
+#: Options that choose or change a training run: meaningless with --plot-from.
+_TRAINING_OPTIONS = ("check", "config", "epochs", "seed", "json", "jobs")
+
+
+def _plot_from(arguments) -> int:
+    """``qforge train --plot-from A.json ...``: the seed table and the accuracy vs cycles
+    plot of finished reports (train nothing)."""
+    from qforge.sim.training.cycles_report import (accuracy_cycle_points,
+                                                   cycles_plot_title, format_seed_table,
+                                                   plot_accuracy_cycles)
+
+    given = [f"--{name}" for name in _TRAINING_OPTIONS
+             if getattr(arguments, name) not in (None, False)]
+    if given:
+        raise OptionError(f"--plot-from reads finished reports and trains nothing: "
+                          f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not "
+                          f"apply")
+    reports, sources = [], []
+    for path in arguments.plot_from:
+        refuse_special_file(path, "--plot-from")
+        source = shown_path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror \
+                else str(error)
+            raise OptionError(f"--plot-from {source}: cannot read it: {reason}") from None
+        try:
+            reports.append(json.loads(text))
+        except json.JSONDecodeError as error:
+            raise OptionError(f"--plot-from {source}: not JSON ({error})") from None
+        sources.append(source)
+    points = accuracy_cycle_points(reports, sources)
+    # A train report names the network and the baseline; a tune report only the baseline.
+    described = next((report for report in reports if "model" in report), None)
+    baseline = next((report["baseline"] for report in reports if report.get("baseline")),
+                    None)
+    if baseline is None and any(point.name == "int8" for point in points):
+        baseline = "int8"             # reports written before the baseline was recorded
+    seeds = {seed for point in points for seed in point.seeds if seed is not None}
+    title = (cycles_plot_title(described, seeds) if described is not None else
+             f"qforge tune: {reports[0].get('source', '')}, seeds "
+             f"{', '.join(str(seed) for seed in sorted(seeds))}: accuracy against cycles "
+             f"per epoch")
+    name = described["name"] if described is not None else "tune"
+    plot = arguments.plot or Path("build") / "train" / f"{name}_cycles.png"
+    if arguments.plot is None:
+        prepare_output(plot, "--plot")
+    plot_accuracy_cycles(points, plot, baseline=baseline, title=title)   # errors first
+    print(f"qforge train --plot-from: {len(reports)} report"
+          f"{'' if len(reports) == 1 else 's'} ({', '.join(sources)}); test accuracy "
+          f"after the last epoch and cycles per epoch (cycle model)\n")
+    print(format_seed_table(points, baseline))
+    print(f"\naccuracy vs cycles per epoch saved to {plot}")
     return 0

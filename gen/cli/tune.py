@@ -45,6 +45,11 @@ def register(commands) -> None:
     add_output_argument(tune, "--json", suffixes=(".json",), metavar="FILE.json",
                         help="also write the sensitivities, the policy and the results as "
                              "JSON")
+    add_output_argument(tune, "--plot", suffixes=(".png",), metavar="FILE.png",
+                        help="also save test accuracy against cycles per epoch of float32 "
+                             "(a line), the baseline and the chosen policy, with their "
+                             "Pareto front (qforge train --plot-from takes the --json "
+                             "report too, next to qforge train's)")
     add_output_argument(tune, "--write-policy", suffixes=(".toml",), metavar="FILE.toml",
                         help="write a training config holding the chosen policy as its last "
                              "[[hardware]] entry (for qforge train --config)")
@@ -131,4 +136,14 @@ def handle(arguments) -> int:
     if arguments.json:
         arguments.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"results written to {arguments.json}")
+    if arguments.plot:
+        from qforge.sim.training.cycles_report import (accuracy_cycle_points,
+                                                       plot_accuracy_cycles)
+
+        plot_accuracy_cycles(
+            accuracy_cycle_points([report]), arguments.plot, baseline=report["baseline"],
+            title=f"qforge tune: {source}, budget {report['budget']:g} nats, "
+                  f"{report['epochs']} epochs, seed {report['seed']}\ntest accuracy against "
+                  f"the cycles of one epoch's training GEMMs")
+        print(f"accuracy vs cycles per epoch saved to {arguments.plot}")
     return 0

@@ -1,5 +1,6 @@
 """The results of training runs: one run's record (:class:`RunResult`), the Markdown
-tables and the plot of a :func:`qforge.sim.training.loop.train_all` report."""
+tables and the plot of a :func:`qforge.sim.training.loop.train_all` report (the
+accuracy against cycles per epoch: :mod:`qforge.sim.training.cycles_report`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import numpy as np
 
 from qforge.sim.training.cnn import IMAGE, PASSES, fc_inputs
 
-__all__ = ["RunResult", "describe_schedule", "describe_network", "epoch_cycles",
-           "format_table",
-           "format_program_table", "format_layer_table", "plot_curves"]
+__all__ = ["RunResult", "describe_schedule", "describe_network", "describe_where",
+           "epoch_cycles", "format_table", "format_program_table", "format_layer_table",
+           "plot_curves"]
 
 
 @dataclass
@@ -229,12 +230,18 @@ def plot_curves(report: dict, path) -> None:
     right.set_yscale("log")
     right.grid(alpha=0.3)
     right.legend(fontsize=8, loc="upper right")
-    backends = {run.get("backend", "emulator") for run in report["runs"]}
-    what = ("training on the RTL (Verilator)" if "rtl" in backends else
-            "training as programs (golden machine)" if "golden" in backends else
-            "emulated training")
-    figure.suptitle(f"qforge {what}: {report['name']} ({describe_network(report)}"
+    figure.suptitle(f"qforge {describe_where(report)}: {report['name']} "
+                    f"({describe_network(report)}"
                     f", batch {report['batch_size']}, lr {describe_schedule(report)}, "
                     f"seed {report['seed']})")
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def describe_where(report: dict) -> str:
+    """Where a :func:`train_all` report's runs trained, in words (for plot titles)."""
+    backends = {run.get("backend", "emulator") for run in report["runs"]}
+    return ("training on the RTL (Verilator)" if "rtl" in backends else
+            "training as programs (golden machine)" if "golden" in backends else
+            "emulated training")
+

@@ -1,10 +1,12 @@
 """The automatic per-layer policy: the selection on hand-made sensitivities (against a
 brute-force search written here), the predicted cycles against the emulator's count,
-the written policy read back by the config loader, and bad budgets."""
+the written policy read back by the config loader, bad budgets, and ``qforge tune
+--plot`` with its report read back by ``qforge train --plot-from``."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import pytest
@@ -17,6 +19,7 @@ from qforge.sim.training.policy_search import (baseline_entry, candidate_modes,
                                                epoch_batch_sizes, layer_cycles,
                                                policy_spec, policy_toml, select_policy,
                                                tune)
+from tests.cli import run_qforge
 
 LAYERS = ("conv1", "conv2", "fc")
 #: Hand-made modes: the "exact" one is free of error and the dearest.
@@ -122,3 +125,26 @@ def test_the_written_policy_loads_back(tmp_path):
 def test_bad_budget_is_one_error(budget):
     with pytest.raises(InputError, match="budget"):
         tune(TINY, budget)
+
+
+def test_tune_plots_its_policy_against_cycles(capsys, tmp_path):
+    """``qforge tune --plot`` saves the accuracy vs cycles plot of its three runs, and
+    ``qforge train --plot-from`` reads its --json report (the policy's point among them)."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(policy_toml(TINY), encoding="utf-8")
+    plot, report = tmp_path / "tune.png", tmp_path / "tune.json"
+    outcome = run_qforge(capsys, "tune", "--config", config, "--budget", "100",
+                         "--calibration-samples", "16", "--calibration-epochs", "0",
+                         "--plot", plot, "--json", report)
+    assert outcome.status == 0, outcome.err
+    assert f"accuracy vs cycles per epoch saved to {plot}" in outcome.out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    runs = {run["name"]: run for run in json.loads(report.read_text())["runs"]}
+    outcome = run_qforge(capsys, "train", "--plot-from", report, "--plot",
+                         tmp_path / "again.png")
+    assert outcome.status == 0, outcome.err
+    auto = runs["auto"]
+    ratio = runs["int8"]["cycles_per_epoch"] / auto["cycles_per_epoch"]
+    accuracy = f"{100 * auto['test_accuracy']:.2f}%"
+    assert f"| auto | {accuracy} | {accuracy} | " in outcome.out
+    assert f"| {auto['cycles_per_epoch']:,} | {ratio:.2f}x |" in outcome.out
