@@ -41,16 +41,16 @@ def register(commands) -> None:
                     "low-precision configuration, float32 as a line, the uniform exact\n"
                     "8-bit baseline starred and the Pareto front as a step line. See\n"
                     "docs/TRAINING.md.\n\n"
-                    "--plot-from A.json B.json ... trains nothing: it reads the --json\n"
-                    "reports of several seeds (qforge tune's --json reports too, for their\n"
-                    "chosen policy), prints each configuration's accuracy per seed, their\n"
-                    "mean and the cycles per epoch, and saves the accuracy vs cycles plot\n"
-                    "of the means to --plot (default: build/train/NAME_cycles.png).\n\n"
                     "model = \"cnn\" (gen/train/cnn.toml) trains a small CNN instead (conv\n"
                     "3x3 1->8, conv 3x3/2 8->16, fc 256->10), with per-layer precision\n"
                     "policies and the accelerator cycles per layer and pass; its update =\n"
                     "\"hardware\" entries (gen/train/cnn_rtl.toml) run as programs too, on\n"
-                    "--emulate and --backend rtl alike.",
+                    "--emulate and --backend rtl alike.\n\n"
+                    "--plot-from A.json B.json ... trains nothing: it reads the --json\n"
+                    "reports of several seeds (qforge tune's --json reports too, for their\n"
+                    "chosen policy), prints each configuration's accuracy per seed, their\n"
+                    "mean and the cycles per epoch, and saves the accuracy vs cycles plot\n"
+                    "of the means to --plot (default: build/train/NAME_cycles.png).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="training config keys: name, model (mlp | cnn), hidden, epochs, batch_size,\n"
                "  learning_rate, seed, split_seed, test_fraction, train_samples, preset, and\n"
@@ -62,11 +62,6 @@ def register(commands) -> None:
                "update) (see gen/train/digits.toml, gen/train/cnn.toml, gen/train/rtl.toml,\n"
                "  gen/train/cnn_rtl.toml and docs/TRAINING.md)")
     where = train.add_mutually_exclusive_group()
-    where.add_argument("--plot-from", nargs="+", type=Path, metavar="FILE.json",
-                       help="train nothing: plot test accuracy (mean over the reports' "
-                            "seeds) against cycles per epoch from qforge train --json (or "
-                            "qforge tune --json) reports of one config, and print their "
-                            "table")
     where.add_argument("--emulate", action="store_true",
                        help="use the bit-exact emulator (programs on the golden machine for "
                             "update = \"hardware\" configurations)")
@@ -74,6 +69,11 @@ def register(commands) -> None:
                        help="run update = \"hardware\" configurations as programs on this "
                             "runtime backend: rtl = the generated Verilog in Verilator, "
                             "golden = the golden machine (the same as --emulate)")
+    where.add_argument("--plot-from", nargs="+", type=Path, metavar="FILE.json",
+                       help="train nothing: plot test accuracy (mean over the reports' "
+                            "seeds) against cycles per epoch from qforge train --json (or "
+                            "qforge tune --json) reports of one config, and print their "
+                            "table")
     train.add_argument("--check", action="store_true",
                        help="with --backend rtl: compare the memory with the golden "
                             "machine's after every program (stops at the first difference)")
@@ -104,9 +104,9 @@ def handle(arguments) -> int:
     if arguments.plot_from is not None:
         return _plot_from(arguments)
     if not arguments.emulate and arguments.backend is None:
-        raise OptionError("train needs --emulate (the bit-exact emulator) or --backend "
+        raise OptionError("train needs --emulate (the bit-exact emulator), --backend "
                           "rtl|golden (programs on the generated Verilog or the golden "
-                          "machine)")
+                          "machine) or --plot-from FILE.json ... (finished reports)")
     if arguments.check and arguments.backend != "rtl":
         raise OptionError("--check compares the rtl backend with the golden machine: "
                           "use it with --backend rtl")
