@@ -43,7 +43,7 @@ from qforge.gen.tools import ToolError
 
 __all__ = ["Family", "FAMILIES", "AreaReport", "SynthesisError", "yosys_command",
            "parse_stat", "parse_stat_modules", "summarize", "module_groups", "synthesize",
-           "config_area", "selector_area", "count_instances"]
+           "config_area", "selector_area", "count_instances", "run_yosys_script"]
 
 
 @dataclass(frozen=True)
@@ -300,7 +300,7 @@ def synthesize(design, family: str | Family = "ecp5", *, top: str = "top",
     started = time.monotonic()
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     workaround = None
-    ok, tail, status = _run_yosys(directory, script)
+    ok, tail, status = run_yosys_script(directory, script)
     if not ok:
         # Yosys issue #4349: ABC9's reintegration fails on some Amaranth designs (an
         # assertion on a duplicate wire name, or an exit during ABC); splitting the
@@ -309,7 +309,7 @@ def synthesize(design, family: str | Family = "ecp5", *, top: str = "top",
             log(f"yosys failed on {top}; retrying with `{WORKAROUND}` first "
                 "(Yosys issue #4349)")
         workaround = WORKAROUND
-        ok, tail, status = _run_yosys(directory, script.replace(
+        ok, tail, status = run_yosys_script(directory, script.replace(
             "read_rtlil design.il\n", f"read_rtlil design.il\n{WORKAROUND}\n"))
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     seconds = time.monotonic() - started
@@ -332,7 +332,7 @@ def _modules(text: str) -> dict[str, dict[str, int]] | None:
     return modules if len(modules) > 1 else None
 
 
-def _run_yosys(directory: Path, script: str) -> tuple[bool, list[str], int]:
+def run_yosys_script(directory: Path, script: str) -> tuple[bool, list[str], int]:
     """Run ``script`` in ``directory``: (stat.json written, the log's last lines, exit
     status)."""
     stat = directory / "stat.json"

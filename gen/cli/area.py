@@ -1,5 +1,7 @@
 """``qforge area``: synthesize configurations with YoWASP Yosys for an FPGA family and
-compare their cells side by side (tables or JSON)."""
+compare their cells side by side (tables or JSON); with ``--pe``, one PE and one edge
+selector per configuration in three measures against the FxP8 baseline
+(:mod:`qforge.fpga.pe_area`)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ def register(commands) -> None:
                     "skipping). An 8x8 array takes minutes per configuration.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  qforge area --preset default --preset sparse --family ecp5\n"
-               "  qforge area --preset tiny --with-skipping --family ice40 --json")
+               "  qforge area --preset tiny --with-skipping --family ice40 --json\n"
+               "  qforge area --pe --preset tiny --preset default")
     area.add_argument("--preset", metavar="NAME", dest="designs", action=AppendDesign,
                       help=f"a built-in configuration ({', '.join(preset_names())}); "
                            "repeat to compare several")
@@ -38,7 +41,17 @@ def register(commands) -> None:
     area.add_argument("--with-skipping", action="store_true",
                       help="also synthesize each configuration built as the zero-skipping "
                            "array (Config.with_zero_skipping), next to it")
-    area.add_argument("--family", choices=sorted(FAMILY_NAMES), default="ecp5",
+    area.add_argument("--pe", action="store_true",
+                      help="measure one interior PE and one edge block selector of each "
+                           "configuration instead of the whole design (seconds each): "
+                           "the generic CMOS transistor estimate (synth -flatten; abc -g "
+                           "cmos2; stat -tech cmos, plus 24 transistors per flip-flop), "
+                           "ECP5 and iCE40 (-dsp) cells; the PE, the selectors amortized "
+                           "per PE and the array (PEs + selectors); then every precision "
+                           "mode's MACs per cycle per transistor relative to the fxp8 "
+                           "preset's exact MAC (fxp8 is always measured). With no "
+                           "--preset/--spec: fxp8, tiny and default")
+    area.add_argument("--family", choices=sorted(FAMILY_NAMES), default=None,
                       help="FPGA family: ecp5 (synth_ecp5: LUT4, CCU2C carries, DP16KD "
                            "block RAMs, MULT18X18D) or ice40 (synth_ice40: SB_LUT4, "
                            "SB_CARRY, SB_RAM40_4K; multipliers in LUTs) (default: ecp5)")
@@ -79,8 +92,10 @@ def _pattern(text: str) -> str:
 def handle(arguments) -> int:
     from qforge.fpga.area import FAMILIES
 
+    if arguments.pe:
+        return _handle_pe(arguments)
     configs = _configs(arguments)
-    family = FAMILIES[arguments.family]
+    family = FAMILIES[arguments.family or "ecp5"]
     started = time.monotonic()
     reports, selectors = _measure(arguments, configs, family)
     wall = time.monotonic() - started
@@ -98,11 +113,11 @@ def handle(arguments) -> int:
     return 0
 
 
-def _configs(arguments) -> list:
+def _configs(arguments, defaults=(("preset", "default"), ("preset", "sparse"))) -> list:
     """The configurations to synthesize, in the order given (each followed by its
     zero-skipping version with --with-skipping); names must differ."""
     configs = []
-    for kind, value in arguments.designs or [("preset", "default"), ("preset", "sparse")]:
+    for kind, value in arguments.designs or defaults:
         config = load_config(kind, value)
         configs.append(config)
         if arguments.with_skipping and not config.zero_skipping:
@@ -233,3 +248,119 @@ def _print_modules(names, reports) -> None:
             print(f"| {group} | {cells['instances']} | {cells['lut4']} | {cells['carry']} "
                   f"| {cells['ff']} | {cells['bram']} | {cells['dsp']} "
                   f"| {cells['lut4'] / total:.1%} |")
+
+
+# ---- --pe: one PE against the FxP8 baseline ------------------------------------------
+
+#: Options that synthesize the whole design, which --pe does not.
+_WHOLE_DESIGN_OPTIONS = (("family", "--family", "--pe measures ECP5 and iCE40 both"),
+                         ("selectors", "--selectors", "--pe always measures a selector"),
+                         ("hierarchy", "--hierarchy", "--pe synthesizes one PE"),
+                         ("keep", "--keep", "--pe synthesizes one PE"))
+
+
+def _handle_pe(arguments) -> int:
+    from qforge.fpga.pe_area import BASELINE, pe_area, throughput_table
+    from qforge.sim.model.spec import load_preset
+
+    for attribute, option, reason in _WHOLE_DESIGN_OPTIONS:
+        if getattr(arguments, attribute):
+            raise OptionError(f"{option}: not with --pe ({reason})")
+    configs = _configs(arguments, (("preset", BASELINE), ("preset", "tiny"),
+                                   ("preset", "default")))
+    if BASELINE not in [config.name for config in configs]:
+        configs.insert(0, load_preset(BASELINE))
+    started = time.monotonic()
+    options = {"cache": not arguments.no_cache, "log": log_to_stderr}
+    if arguments.jobs > 1 and len(configs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(arguments.jobs) as pool:
+            areas = list(pool.map(lambda config: pe_area(config, **options), configs))
+    else:
+        areas = [pe_area(config, **options) for config in configs]
+    baseline = next(area for area in areas if area.config.name == BASELINE)
+    rows = throughput_table(areas, baseline)
+    wall = time.monotonic() - started
+    if arguments.json:
+        print(json.dumps(_pe_json(areas, rows, wall), indent=2))
+        return 0
+    _print_pe(areas, baseline)
+    _print_throughput(rows)
+    print(f"\nwall time: {wall:.0f} s")
+    return 0
+
+
+def _pe_json(areas, rows, wall: float) -> dict:
+    """The --pe --json object: each configuration's measures and the mode table."""
+    from qforge.fpga.pe_area import BASELINE, FLIP_FLOP_TRANSISTORS, PE_FAMILIES
+
+    return {"baseline": BASELINE, "yosys": areas[0].pe_cmos.yosys,
+            "flip_flop_transistors": FLIP_FLOP_TRANSISTORS,
+            "families": {family: f"synth_{family}{' ' + options if options else ''}"
+                         for family, options in PE_FAMILIES.items()},
+            "seconds": wall, "configs": [area.to_dict() for area in areas],
+            "throughput": [row | {"macs_per_cycle": str(row["macs_per_cycle"])}
+                           for row in rows]}
+
+
+def _cells(summary: dict, keys=("lut4", "carry", "ff", "dsp")) -> str:
+    """``"90 / 23 / 99 / 1"``: LUT4, carry, flip-flops, DSPs (fractions to one place)."""
+    return " / ".join(f"{summary[key]:.1f}".removesuffix(".0") for key in keys)
+
+
+def _print_pe(areas, baseline) -> None:
+    """One column per configuration: the CMOS estimate, ECP5 and iCE40 cells."""
+    from qforge.fpga.pe_area import FLIP_FLOP_TRANSISTORS
+
+    names = [area.config.name for area in areas]
+    print(f"qforge area --pe: {areas[0].pe_cmos.yosys} (YoWASP); one interior PE and one "
+          f"edge block selector synthesized alone. CMOS: `synth -flatten; abc -g cmos2; "
+          f"stat -tech cmos` + {FLIP_FLOP_TRANSISTORS} transistors per flip-flop. "
+          f"Selectors per PE = selectors x one / (rows x cols); array = PEs + "
+          f"selectors (no buffers, control or output stage)\n")
+    print("| measure | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+
+    def row(label, values):
+        print(f"| {label} | " + " | ".join(str(value) for value in values) + " |")
+
+    row("array, K, P", [f"{area.config.rows}x{area.config.cols}, {area.config.block_width}, "
+                        f"{area.config.block_multipliers}" for area in areas])
+    row("accumulator bits", [area.config.accumulator_width for area in areas])
+    row("CMOS PE (transistors)", [area.pe_cmos.transistors for area in areas])
+    row("of which flip-flops", [f"{area.pe_cmos.flip_flops} x {FLIP_FLOP_TRANSISTORS}"
+                                for area in areas])
+    row("CMOS PE / fxp8 PE", [f"{area.pe_cmos.transistors / baseline.pe_cmos.transistors:.2f}"
+                              for area in areas])
+    row("CMOS selector (one; in the design)", [
+        f"{area.selector_cmos.transistors} ({area.selectors})" for area in areas])
+    row("CMOS selectors per PE", [
+        f"{area.transistors_per_pe - area.pe_cmos.transistors:.0f}" for area in areas])
+    row("CMOS PE + selectors", [f"{area.transistors_per_pe:.0f}" for area in areas])
+    row("CMOS array", [area.array(area.pe_cmos.transistors, area.selector_cmos.transistors)
+                       for area in areas])
+    for family, title in (("ecp5", "ECP5 LUT4 / CCU2C / FF / MULT18X18D"),
+                          ("ice40", "iCE40 SB_LUT4 / SB_CARRY / FF / SB_MAC16")):
+        row(f"{title}: PE", [_cells(area.pe_cells[family]) for area in areas])
+        row(f"{family}: selectors per PE", [_cells({
+            key: area.selectors * value / area.pes
+            for key, value in area.selector_cells[family].items()}) for area in areas])
+        row(f"{family}: array", [_cells({
+            key: area.array(area.pe_cells[family][key], area.selector_cells[family][key])
+            for key in area.pe_cells[family]}) for area in areas])
+
+
+def _print_throughput(rows) -> None:
+    """Every mode's MACs per cycle per PE and per transistor relative to fxp8."""
+    from qforge.fpga.pe_area import BASELINE
+
+    print(f"\nThroughput per area against {BASELINE} (its exact MACs per cycle per PE per "
+          f"transistor = 1.00); MACs per cycle per PE from the cycle model, in a tile "
+          f"of max_reduction_depth:\n")
+    print("| config | mode | bits | q | MACs/cycle/PE | per area: PE | PE + selectors |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for row in rows:
+        rate = row["macs_per_cycle"]
+        rate = f"{float(rate):.2f}" if rate.denominator > 2 else str(rate)
+        print(f"| {row['config']} | {row['mode']} | {row['bits']} | {row['block_products']} "
+              f"| {rate} | {row['per_area']:.2f} | {row['per_area_with_selectors']:.2f} |")

@@ -1,0 +1,354 @@
+"""Area of one processing element against the 8-bit fixed-point baseline
+(``qforge area --pe``): the measuring stick of block-wise precision reconfiguration.
+
+A configuration's interior :class:`~qforge.hdl.pe.ProcessingElement` (the module the
+generated design instantiates as ``array.pe_<r>_<c>``; every PE of an array is the same
+module, and its ports are the component's, so the PE synthesized alone is the interior
+PE) and one :class:`~qforge.hdl.selector.BlockSelector` of the array's edge are each
+synthesized alone, in three measures:
+
+* a generic CMOS transistor estimate (:func:`cmos_estimate`): Yosys's generic
+  ``synth -flatten``, then ``abc -g cmos2`` (NAND, NOR and NOT gates) and
+  ``stat -tech cmos``, whose own transistor count prices the gates; every flip-flop
+  (each bit-level storage cell Yosys leaves, :data:`FLIP_FLOP_CELLS`, whatever its
+  reset or enable) counts :data:`FLIP_FLOP_TRANSISTORS` more;
+* ECP5 cells (``synth_ecp5``: LUT4, CCU2C, TRELLIS_FF, MULT18X18D) and iCE40 cells
+  (``synth_ice40 -dsp``: SB_LUT4, SB_CARRY, SB_DFF*, SB_MAC16 for products of at least
+  11 bits), by :func:`qforge.fpga.area.synthesize`.
+
+Per configuration (:class:`PeArea`): the PE, the selectors amortized per PE
+(``selectors x one selector / (rows x cols)``) and the array estimate
+``rows x cols x PE + selectors`` (the datapath only: no buffers, control or output
+stage). :func:`throughput_table` divides each precision mode's MACs per cycle per PE,
+from the cycle model (:func:`qforge.sim.model.cycles.tile_cycles`), by the area, relative
+to the ``fxp8`` preset's exact MAC per cycle per its area.
+
+Runs are cached like :mod:`qforge.fpga.area`'s, in ``build/area/<top>-cmos-<hash>/``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from qforge.fpga.area import (SynthesisError, _default_root, parse_stat, run_yosys_script,
+                              summarize, synthesize)
+from qforge.sim.model.spec import Config
+
+__all__ = ["FLIP_FLOP_TRANSISTORS", "FLIP_FLOP_CELLS", "BASELINE", "PE_FAMILIES",
+           "CmosEstimate", "cmos_script", "count_flip_flops", "parse_cmos_stat",
+           "cmos_estimate", "CORNER_ONLY", "interior_ports", "ModeThroughput", "mode_throughputs", "PeArea", "pe_area",
+           "throughput_table"]
+
+#: Transistors charged per flip-flop: a static CMOS D flip-flop (two latches of
+#: transmission gates and inverters) with its reset or enable gating is about 24.
+#: ``stat -tech cmos`` prices only plain ``$_DFF_P_``/``$_DFF_N_`` (at 16) and leaves
+#: the others unpriced, so the flip-flops are taken out of its count and charged here.
+FLIP_FLOP_TRANSISTORS = 24
+
+#: Yosys's bit-level storage cells (``$_DFF_P_``, ``$_SDFFE_PP0P_``, ``$_DLATCH_P_``,
+#: ...): one bit each.
+FLIP_FLOP_CELLS = ("$_*DFF*", "$_DLATCH*", "$_SR_*")
+
+#: The preset every configuration is compared with: one exact 8x8 MAC per PE per cycle.
+BASELINE = "fxp8"
+
+#: The FPGA families measured, with their synthesis options: iCE40 with ``-dsp`` so
+#: that products of at least 11 bits (an 8x8 one) go to an SB_MAC16, as in a board build.
+PE_FAMILIES = {"ecp5": "", "ice40": "-dsp"}
+
+#: The selection of every cell but the storage cells (Yosys selection syntax).
+_GATES = " ".join(f"t:{pattern}" for pattern in FLIP_FLOP_CELLS) + " %u %u %n"
+
+
+@dataclass(frozen=True)
+class CmosEstimate:
+    """The generic CMOS estimate of one module."""
+
+    cells: dict[str, int]      #: gate and flip-flop cells after ``abc -g cmos2``
+    flip_flops: int            #: storage bits (:func:`count_flip_flops`)
+    gate_transistors: int      #: ``stat -tech cmos``'s count of the gates alone
+    yosys: str = ""
+    seconds: float = 0.0       #: wall time of the Yosys run (0 when cached)
+    cached: bool = False
+    directory: Path | None = None
+
+    @property
+    def transistors(self) -> int:
+        """Gates plus :data:`FLIP_FLOP_TRANSISTORS` per flip-flop."""
+        return self.gate_transistors + FLIP_FLOP_TRANSISTORS * self.flip_flops
+
+    def to_dict(self) -> dict:
+        return {"transistors": self.transistors, "gate_transistors": self.gate_transistors,
+                "flip_flops": self.flip_flops, "cells": self.cells, "cached": self.cached,
+                "seconds": self.seconds,
+                "directory": str(self.directory) if self.directory else None}
+
+
+def cmos_script(top: str) -> str:
+    """The Yosys script of the CMOS estimate of the Verilog in ``design.v``: every
+    cell's count into ``stat.json``, the gates' transistors into ``gates.json``.
+
+    >>> print(cmos_script("pe"), end="")
+    read_verilog -sv design.v
+    hierarchy -top pe
+    synth -flatten -top pe
+    abc -g cmos2
+    tee -q -o gates.json stat -json -tech cmos t:$_*DFF* t:$_DLATCH* t:$_SR_* %u %u %n
+    tee -q -o stat.json stat -json -tech cmos
+    """
+    return (f"read_verilog -sv design.v\nhierarchy -top {top}\nsynth -flatten -top {top}\n"
+            f"abc -g cmos2\ntee -q -o gates.json stat -json -tech cmos {_GATES}\n"
+            f"tee -q -o stat.json stat -json -tech cmos\n")
+
+
+def count_flip_flops(cells: dict[str, int]) -> int:
+    """Storage bits among Yosys's cells (:data:`FLIP_FLOP_CELLS`).
+
+    >>> count_flip_flops({"$_SDFFE_PP0P_": 27, "$_SDFF_PP0_": 94, "$_DFF_P_": 2,
+    ...                   "$_NAND_": 900, "$_NOT_": 3})
+    123
+    """
+    return sum(count for cell, count in cells.items()
+               if any(fnmatch.fnmatchcase(cell, pattern) for pattern in FLIP_FLOP_CELLS))
+
+
+def parse_cmos_stat(stat_text: str, gates_text: str) -> CmosEstimate:
+    """The estimate from the two ``stat -json -tech cmos`` outputs of :func:`cmos_script`:
+    the whole module's (cell counts) and the gates' alone (their transistors, which
+    must be a plain number: a ``+`` means Yosys met a cell it has no price for).
+
+    >>> whole = ('{"creator": "Yosys 0.70 (git sha1 x)", "modules": {"pe": '
+    ...          '{"num_cells_by_type": {"$_NAND_": 3, "$_NOT_": 1, "$_SDFF_PP0_": 2}, '
+    ...          '"estimated_num_transistors": "14+"}}}')
+    >>> gates = ('{"modules": {"pe": {"num_cells_by_type": {"$_NAND_": 3, '
+    ...          '"$_NOT_": 1}, "estimated_num_transistors": "14"}}}')
+    >>> estimate = parse_cmos_stat(whole, gates)
+    >>> estimate.gate_transistors, estimate.flip_flops, estimate.transistors
+    (14, 2, 62)
+    """
+    cells, version = parse_stat(stat_text)
+    gates = json.loads(gates_text[gates_text.find("{"):])
+    modules = list((gates.get("modules") or {}).values())
+    if len(modules) != 1:
+        raise ValueError(f"expected the statistics of one module, got {len(modules)}")
+    estimate = str(modules[0].get("estimated_num_transistors", ""))
+    if not estimate.isdigit():
+        unpriced = sorted(cell for cell in modules[0].get("num_cells_by_type", {}))
+        raise ValueError(f"stat -tech cmos estimated {estimate!r} transistors: a cell "
+                         f"without a CMOS price among {', '.join(unpriced)}")
+    return CmosEstimate(cells, count_flip_flops(cells), int(estimate), version)
+
+
+def cmos_estimate(design, top: str, *, ports=None, root: Path | None = None,
+                  cache: bool = True, log=None) -> CmosEstimate:
+    """The CMOS estimate of ``design``: an Amaranth component (converted to Verilog with
+    ``ports``, by default its signature's) or Verilog text whose top module is ``top``.
+    Runs in ``root/<top>-cmos-<hash>/`` (``root`` defaults to ``build/area``) unless a
+    run of the same Verilog and script is there and ``cache``."""
+    if isinstance(design, str):
+        text = design
+    else:
+        from amaranth.back import verilog
+        text = verilog.convert(design, name=top, ports=ports, emit_src=False)
+    script = cmos_script(top)
+    key = hashlib.sha256((script + text).encode()).hexdigest()[:16]
+    directory = (root or _default_root()) / f"{top}-cmos-{key}"
+    stat, gates = directory / "stat.json", directory / "gates.json"
+    if cache and stat.exists() and gates.exists():
+        estimate = parse_cmos_stat(stat.read_text(), gates.read_text())
+        return CmosEstimate(estimate.cells, estimate.flip_flops, estimate.gate_transistors,
+                            estimate.yosys, 0.0, True, directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    gates.unlink(missing_ok=True)
+    (directory / "design.v").write_text(text)
+    if log:
+        log(f"synthesizing {top} to CMOS gates (abc -g cmos2) in {directory} ...")
+    started = time.monotonic()
+    ok, tail, status = run_yosys_script(directory, script)
+    if not ok:
+        raise SynthesisError(f"yosys failed on {top}'s CMOS estimate (exit status "
+                             f"{status}; log: {directory / 'synth.log'}):\n"
+                             + "\n".join(tail))
+    estimate = parse_cmos_stat(stat.read_text(), gates.read_text())
+    return CmosEstimate(estimate.cells, estimate.flip_flops, estimate.gate_transistors,
+                        estimate.yosys, time.monotonic() - started, False, directory)
+
+
+@dataclass(frozen=True)
+class ModeThroughput:
+    """One precision mode's rate on one PE."""
+
+    mode: str
+    description: str
+    block_products: int         #: q = La x Lb
+    bits: str                   #: magnitude bits kept of A and B (``"8x8"``)
+    macs_per_cycle: Fraction    #: per PE, in a tile of ``max_reduction_depth``
+
+
+def mode_throughputs(config: Config) -> list[ModeThroughput]:
+    """Every standard precision mode of ``config``
+    (:func:`~qforge.sim.model.numerics.standard_modes`), and ``vrq`` (whole VRQ codes)
+    when the configuration has a ``[vrq]`` section, with its MACs per cycle per PE:
+    ``depth / tile_cycles(depth, q, P)`` for the longest tile, ``depth`` =
+    ``max_reduction_depth`` (the cycle model: ``P / q`` whenever ``q x depth`` is a
+    multiple of P).
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> [(rate.mode, rate.bits, str(rate.macs_per_cycle))
+    ...  for rate in mode_throughputs(load_preset("tiny"))][:3]
+    [('exact', '8x8', '1/2'), ('reduced', '4x4', '2'), ('mixed', '8x4', '1')]
+    """
+    from qforge.sim.model.cycles import tile_cycles
+    from qforge.sim.model.numerics import OperandPrecision, Precision, standard_modes
+
+    modes = dict(standard_modes(config))
+    if config.vrq is not None:
+        code = OperandPrecision(config.vrq_code_blocks, config.vrq_code_blocks, vrq=True)
+        modes["vrq"] = Precision(code, code)
+    depth, width = config.max_reduction_depth, config.block_width
+    return [ModeThroughput(
+        name, precision.describe(), precision.block_products,
+        f"{precision.a.kept * width}x{precision.b.kept * width}",
+        Fraction(depth, tile_cycles(depth, precision.block_products,
+                                    config.block_multipliers)))
+        for name, precision in modes.items()]
+
+
+@dataclass(frozen=True)
+class PeArea:
+    """One configuration's PE, selectors and array, in every measure."""
+
+    config: Config
+    selectors: int                          #: block selectors in the design
+    pe_cmos: CmosEstimate
+    selector_cmos: CmosEstimate
+    pe_cells: dict[str, dict[str, int]]     #: family -> summarized cells of one PE
+    selector_cells: dict[str, dict[str, int]]   #: family -> of one selector
+
+    @property
+    def pes(self) -> int:
+        return self.config.rows * self.config.cols
+
+    def per_pe(self, pe: float, selector: float) -> float:
+        """A PE plus its share of the selectors."""
+        return pe + self.selectors * selector / self.pes
+
+    def array(self, pe: int, selector: int) -> int:
+        """rows x cols PEs and every selector."""
+        return self.pes * pe + self.selectors * selector
+
+    @property
+    def transistors_per_pe(self) -> float:
+        """The PE's CMOS estimate plus its share of the selectors'."""
+        return self.per_pe(self.pe_cmos.transistors, self.selector_cmos.transistors)
+
+    def to_dict(self) -> dict:
+        config = self.config
+        families = {}
+        for family, cells in self.pe_cells.items():
+            selector = self.selector_cells[family]
+            families[family] = {
+                "pe": cells, "selector": selector,
+                "selectors_per_pe": {key: self.selectors * selector[key] / self.pes
+                                     for key in selector},
+                "array": {key: self.array(cells[key], selector[key]) for key in cells}}
+        return {"config": config.name, "array": f"{config.rows}x{config.cols}",
+                "operand_width": config.operand_width, "block_width": config.block_width,
+                "block_multipliers": config.block_multipliers,
+                "accumulator_width": config.accumulator_width,
+                "zero_skipping": config.zero_skipping, "selectors": self.selectors,
+                "cmos": {"pe": self.pe_cmos.to_dict(),
+                         "selector": self.selector_cmos.to_dict(),
+                         "selectors_per_pe": self.selectors * self.selector_cmos.transistors
+                         / self.pes,
+                         "pe_with_selectors": self.transistors_per_pe,
+                         "array": self.array(self.pe_cmos.transistors,
+                                             self.selector_cmos.transistors)},
+                "families": families}
+
+
+#: Outputs only the array's last PE drives (its corner's capture pulses): an interior
+#: PE of the generated design has no such ports, so its capture logic is dropped.
+CORNER_ONLY = ("captured", "captured_gemm_last")
+
+
+def interior_ports(pe) -> list:
+    """The ports of ``pe`` (a :class:`~qforge.hdl.pe.ProcessingElement`) as an interior
+    PE of the generated design has them: every signature member but
+    :data:`CORNER_ONLY`, as Amaranth's converters take them."""
+    from amaranth.hdl import Value
+
+    return [Value.cast(getattr(pe, name)) for name in pe.signature.members
+            if name not in CORNER_ONLY]
+
+
+def pe_area(config: Config, *, root: Path | None = None, cache: bool = True,
+            log=None) -> PeArea:
+    """Synthesize ``config``'s interior PE (:func:`interior_ports`) and one block
+    selector in every measure (seconds of Yosys each, cached) and count the selectors of
+    its design."""
+    from amaranth.back import rtlil
+
+    from qforge.fpga.area import count_instances
+    from qforge.hdl.pe import ProcessingElement
+    from qforge.hdl.selector import BlockSelector
+    from qforge.hdl.top import Accelerator
+
+    options = {"root": root, "cache": cache, "log": log}
+    pe_top, selector_top = f"pe_{config.name}", f"block_selector_{config.name}"
+    pe = ProcessingElement(config)
+    pe_cmos = cmos_estimate(pe, pe_top, ports=interior_ports(pe), **options)
+    selector_cmos = cmos_estimate(BlockSelector(config), selector_top, **options)
+    pe = ProcessingElement(config)
+    pe_text = rtlil.convert(pe, name=pe_top, ports=interior_ports(pe), emit_src=False)
+    pe_cells, selector_cells = {}, {}
+    for family, synth_options in PE_FAMILIES.items():
+        pe_cells[family] = synthesize(pe_text, family, top=pe_top,
+                                      synth_options=synth_options, **options).summary
+        selector_cells[family] = synthesize(BlockSelector(config), family,
+                                            top=selector_top, synth_options=synth_options,
+                                            **options).summary
+    selectors = count_instances(Accelerator(config), BlockSelector)
+    return PeArea(config, selectors, pe_cmos, selector_cmos, pe_cells, selector_cells)
+
+
+def throughput_table(areas: list[PeArea], baseline: PeArea) -> list[dict]:
+    """Per configuration and precision mode: MACs per cycle per PE, and MACs per cycle
+    per transistor relative to the baseline's exact mode, for the PE alone
+    (``per_area``) and with the selectors' share (``per_area_with_selectors``).
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> def fake(name, pe, selector):
+    ...     estimate = lambda gates: CmosEstimate({}, 0, gates)
+    ...     return PeArea(load_preset(name), 4, estimate(pe), estimate(selector), {}, {})
+    >>> fxp8 = fake("fxp8", 1000, 1600)
+    >>> rows = throughput_table([fake("tiny", 2000, 200)], fxp8)
+    >>> [(row["mode"], str(row["macs_per_cycle"]), row["per_area"]) for row in rows][:2]
+    [('exact', '1/2', 0.25), ('reduced', '2', 1.0)]
+    """
+    def exact_rate(area: PeArea) -> Fraction:
+        return next(rate.macs_per_cycle for rate in mode_throughputs(area.config)
+                    if rate.mode == "exact")
+
+    base = exact_rate(baseline)
+    base_pe = base / baseline.pe_cmos.transistors
+    base_with = base / Fraction(baseline.transistors_per_pe)
+    rows = []
+    for area in areas:
+        with_selectors = Fraction(area.transistors_per_pe)
+        for rate in mode_throughputs(area.config):
+            rows.append({"config": area.config.name, "mode": rate.mode,
+                         "precision": rate.description, "bits": rate.bits,
+                         "block_products": rate.block_products,
+                         "macs_per_cycle": rate.macs_per_cycle,
+                         "per_area": float(rate.macs_per_cycle / area.pe_cmos.transistors
+                                           / base_pe),
+                         "per_area_with_selectors": float(
+                             rate.macs_per_cycle / with_selectors / base_with)})
+    return rows
