@@ -53,7 +53,8 @@ def accuracy_cycle_points(reports, sources=None) -> list[CyclePoint]:
 
     Raises :class:`InputError` for a report without runs, reports of different epoch
     counts, a configuration whose cycles per epoch differ between reports (different
-    configs), or one seed twice with different accuracies. The same seed twice with the
+    configs, or a tuned policy that differs by seed), or one seed twice with different
+    accuracies. The same seed twice with the
     same accuracy (float32 and the baseline in a tune report and a train report of one
     seed) counts once.
 
@@ -94,7 +95,9 @@ def accuracy_cycle_points(reports, sources=None) -> list[CyclePoint]:
             known, first = cycles_of.setdefault(name, (cycles, source))
             if known != cycles:
                 raise InputError(f"{source}: {name}: {cycles} cycles per epoch, but "
-                                 f"{known} in {first}: reports of different configs")
+                                 f"{known} in {first}: not one configuration (reports of "
+                                 f"different configs, or qforge tune policies that differ "
+                                 f"by seed: plot those apart)")
             seeds = by_name.setdefault(name, {})
             if seed in seeds and seeds[seed] != 100 * accuracy:
                 raise InputError(f"{source}: {name}, seed {seed}: test accuracy "

@@ -87,7 +87,7 @@ def test_points_are_the_mean_over_seeds_of_train_and_tune_reports():
     ([[1, 2]], "a.json: not a qforge train or qforge tune JSON report"),
     ([{"runs": [{"name": "int8"}]}], "a.json: a run without a name, a final test accuracy"),
     ([train_report(1, {"int8": 0.9}, CYCLES), train_report(2, {"int8": 0.9}, {"int8": 999})],
-     "b.json: int8: 999 cycles per epoch, but 1000 in a.json: reports of different configs"),
+     "b.json: int8: 999 cycles per epoch, but 1000 in a.json: not one configuration"),
     ([train_report(1, {"int8": 0.9}, CYCLES), train_report(2, {"int8": 0.9}, CYCLES, 4)],
      "b.json: epochs = 4, but a.json has 3"),
     ([train_report(1, {"int8": 0.9}, CYCLES), train_report(1, {"int8": 0.8}, CYCLES)],
