@@ -36,8 +36,26 @@ inputs and zeroing the padded input-gradient buffer, cropping the padding ring o
 that gradient, the ReLU and its mask, the bias add, softmax and the loss, and the
 **bias update** ``b <- Q_w(b - lr * db)`` (biases are host values, as in the emulator).
 
-One ``[[hardware]]`` format for every layer (no per-layer policy): ``format = "int"``,
-``update = "hardware"`` (gen/train/cnn_rtl.toml).
+**Formats.** ``format = "int"``, ``update = "hardware"`` (gen/train/cnn_rtl.toml); a
+per-layer policy (``[hardware.policy.LAYER]``) gives each layer its own formats, as the
+emulated CNN takes them (:func:`layer_arithmetic`): the layer's input and weights in
+its ``forward`` entry's operand format and rounding, its output gradient in its
+``gradient`` entry's, its weights and biases in its ``update`` entry's weight format and
+update rounding (every named format ``int`` on the entry's preset, weights at most the
+accumulator width: the config's check). Each program's ``PRECISION`` words set operand
+A and B to the formats its GEMMs read (forward: input and weights; input gradient:
+gradient and weights; update: input and gradient), a word again only where the next
+block's operand changes format.
+
+**Cycles per layer and pass** (:attr:`RunResult.layer_cycles`, one epoch's training
+steps): each program's cycle-model count (:func:`~qforge.sim.model.cycles.program_cycles`)
+goes to its layer: a forward program to ``forward``; a backward program is split at the
+end of its input-gradient words (``input_gradient``: the count of the program up to
+there, its ``PRECISION``/``OUTPUT`` words included; ``weight_gradient``: the rest). The
+fused ``sgd_update`` *is* the weight gradient and the update in one GEMM and is counted
+as ``weight_gradient``; ``update`` has no GEMM (0, 0), and the bias update is host work.
+So a layer's passes add up to its programs' counts, and the layers to the epoch's
+``epoch_model_cycles``.
 """
 
 from __future__ import annotations
@@ -50,7 +68,8 @@ import numpy as np
 
 from qforge.gen.asm import matmul_words, sgd_update_words
 from qforge.gen.asm.conv import conv2d_forward_words, conv2d_input_gradient_words
-from qforge.sim.model.isa import Opcode, Operand, encode
+from qforge.sim.model.cycles import program_cycles
+from qforge.sim.model.isa import Opcode, Operand, decode, encode
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.runtime import Runtime
 import qforge.sim.training.cnn as cnn
@@ -62,7 +81,15 @@ from qforge.sim.training.hardware import ProgramTrainer, _Tensor, run_epochs
 from qforge.sim.training.network import log_softmax, loss_accuracy
 from qforge.sim.training.report import RunResult
 
-__all__ = ["CnnProgramTrainer", "train_cnn_program_run"]
+__all__ = ["CnnProgramTrainer", "train_cnn_program_run", "layer_arithmetic"]
+
+
+def layer_arithmetic(hardware: HardwareConfig, layer: str) -> cnn.LayerArithmetic:
+    """Layer ``layer``'s formats and roundings: its policy entry's configurations, or
+    ``hardware``'s (:meth:`HardwareConfig.layer`), as the emulated CNN takes them."""
+    forward, gradient, update = hardware.layer(layer)
+    return cnn.LayerArithmetic(forward.operand, forward.rounding, gradient.operand,
+                               gradient.rounding, update.weights, update.update_rounding)
 
 
 def _padded(codes: np.ndarray, shape: tuple[int, int, int, int], padding: int) -> np.ndarray:
@@ -101,6 +128,16 @@ class CnnProgramTrainer(ProgramTrainer):
         self.config = hardware.operand.config
         self.fmt, self.wfmt = hardware.operand, hardware.weights
         self.weight_exponent = int(math.log2(self.wfmt.unit))
+        #: Per layer: its formats and roundings (the policy's, or the entry's own).
+        self.arithmetic = {layer: layer_arithmetic(hardware, layer) for layer in cnn.LAYERS}
+        for layer, arithmetic in self.arithmetic.items():
+            for fmt in (arithmetic.forward, arithmetic.gradient):
+                if fmt.kind != "int" or fmt.config.name != self.config.name:
+                    raise ValueError(f"{hardware.name}: {layer}'s format {fmt.describe()} "
+                                     f"on {fmt.config.name!r}: the programs need format = "
+                                     f"\"int\" on {self.config.name!r}")
+        self.weight_exponents = {layer: int(math.log2(a.weights.unit))
+                                 for layer, a in self.arithmetic.items()}
         self.max_shift = min(self.config.accumulator_width - 1, 63)
         rows, batch = max(train.batch_size, test_samples), train.batch_size
         shapes = {}
@@ -138,13 +175,15 @@ class CnnProgramTrainer(ProgramTrainer):
         for target in (runtime, golden):
             if target is not None:
                 target.resize(address)
-        precision = self.fmt.precision
-        self._prologue = [encode(Opcode.PRECISION, operand=operand, blocks=precision.blocks,
-                                 kept=precision.kept, dynamic=int(precision.selection))
-                          for operand in (Operand.A, Operand.B)] + [encode(Opcode.OUTPUT)]
         self.gemms = self.cycles = self.model_cycles = self.programs = 0
         self.shifts: dict[str, int] = {}
         self._model_cache: dict[tuple, int] = {}
+        #: Per ``(layer, pass)`` (:data:`cnn.PASSES`): ``[GEMMs, cycle-model cycles]`` of
+        #: the training steps' programs so far (:meth:`_run_passes`).
+        self.passes = {(layer, pass_): [0, 0] for layer in cnn.LAYERS for pass_ in cnn.PASSES}
+        self._prefix_cache: dict[tuple, tuple[int, int]] = {}
+        self._gemm_cache: dict[tuple, int] = {}
+        self._counting = False                # inside a training step
         #: The biases' codes of the weight format, per layer (host values).
         self.bias_codes: dict[str, np.ndarray] = {}
         self._batch = train.batch_size        # the images of the current step
@@ -153,6 +192,69 @@ class CnnProgramTrainer(ProgramTrainer):
     def _key(self, slot: str, step: int) -> tuple[int, int]:
         """The emulated CNN's key of tensor ``slot`` (:data:`cnn.SLOTS`) of ``step``."""
         return random_key(self.train.seed, step * len(cnn.SLOTS) + cnn.SLOTS.index(slot))
+
+    def _format(self, slot: str):
+        """Slot ``LAYER_ROLE``'s operand format: the layer's gradient format for its
+        output gradient, its forward format for its input and weights (as the
+        emulator's ``EmulatedOps.store``)."""
+        layer, role = slot.split("_", 1)
+        arithmetic = self.arithmetic[layer]
+        return arithmetic.gradient if role == "gradient" else arithmetic.forward
+
+    def _rounding(self, slot: str) -> Rounding:
+        layer, role = slot.split("_", 1)
+        arithmetic = self.arithmetic[layer]
+        return (arithmetic.gradient_rounding if role == "gradient"
+                else arithmetic.forward_rounding)
+
+    @staticmethod
+    def _precision(a, b, current: tuple = (None, None)) -> list[int]:
+        """``PRECISION`` words that set operand A to format ``a``'s precision and B to
+        ``b``'s, less those already set to it (``current``: the precisions of A and B
+        earlier in the program)."""
+        return [encode(Opcode.PRECISION, operand=operand, blocks=fmt.precision.blocks,
+                       kept=fmt.precision.kept, dynamic=int(fmt.precision.selection))
+                for operand, fmt, now in ((Operand.A, a, current[0]),
+                                          (Operand.B, b, current[1]))
+                if fmt.precision != now]
+
+    def _run_passes(self, layer: str, parts: list[tuple[str, list[int]]], what: str,
+                    key: tuple) -> None:
+        """Run the program made of ``parts`` (``(pass, words)`` in order; ``key`` as
+        :meth:`_run` takes it) and, inside a training step, add each part's GEMMs and
+        cycles to :attr:`passes` of ``layer``: a part's cycles are the cycle model's
+        count of the program up to the part's end
+        (:func:`~qforge.sim.model.cycles.program_cycles`) less that up to the previous
+        part's end, so the parts add up to the program's count exactly (a later part's
+        overlap with the earlier one's tail is counted once, in the earlier part)."""
+        words = [word for _, part in parts for word in part]
+        self._run(words, what, key)
+        if not self._counting:
+            return
+        prefix, before = [], (0, 0)
+        for index, (pass_, part) in enumerate(parts):
+            prefix += part
+            if index == len(parts) - 1:          # the whole program: _run costed it
+                if key not in self._gemm_cache:
+                    self._gemm_cache[key] = sum(decode(word)[0] == Opcode.GEMM
+                                                for word in words)
+                now = (self._gemm_cache[key], self._model_cache[key])
+            else:       # a prefix's words hold no shift or key: the same every step
+                now = self._prefix_cache.get(tuple(prefix))
+                if now is None:
+                    report = program_cycles(self.config, prefix)
+                    now = self._prefix_cache[tuple(prefix)] = (report.gemms, report.total)
+            entry = self.passes[(layer, pass_)]
+            entry[0] += now[0] - before[0]
+            entry[1] += now[1] - before[1]
+            before = now
+
+    def layer_cycles(self, epochs: int) -> dict:
+        """:attr:`RunResult.layer_cycles` of one epoch of ``epochs`` counted: per layer
+        and pass ``{"gemms": n, "cycles": c}`` (every epoch runs the same programs)."""
+        return {layer: {pass_: {"gemms": self.passes[(layer, pass_)][0] // epochs,
+                                "cycles": self.passes[(layer, pass_)][1] // epochs}
+                        for pass_ in cnn.PASSES} for layer in cnn.LAYERS}
 
     def _conv_sizes(self, layer: str, n: int) -> dict[str, int]:
         """The conv2d blocks' size operands of conv layer ``layer`` on ``n`` images."""
@@ -177,8 +279,9 @@ class CnnProgramTrainer(ProgramTrainer):
             stored = self._quantize(activation.reshape(-1, shape[3]), f"{layer}_input",
                                     step, rounding)
             self._write(f"{layer}_x", _padded(stored.integers, shape, conv.padding))
-        weights = self._quantize(self.wfmt.value(self._read(layer)), f"{layer}_weights",
-                                 step, rounding)
+        arithmetic = self.arithmetic[layer]
+        weights = self._quantize(arithmetic.weights.value(self._read(layer)),
+                                 f"{layer}_weights", step, rounding)
         self._write(f"{layer}_wq", weights.integers)
         # One program per batch_size images: the evaluation's programs are the training
         # step's shapes (the cycle model, whose cost grows with a program's GEMMs, runs
@@ -200,13 +303,16 @@ class CnnProgramTrainer(ProgramTrainer):
                     w=t[f"{layer}_wq"].address,
                     y=t[f"{layer}_z"].address + first * out * conv.outputs,
                     **self._conv_sizes(layer, size))
-            self._run(self._prologue + words, f"step {step}: {layer} forward (images "
-                      f"{first} .. {first + size - 1})", (layer, "forward", size))
+            prologue = self._precision(arithmetic.forward, arithmetic.forward) \
+                + [encode(Opcode.OUTPUT)]
+            self._run_passes(layer, [("forward", prologue + words)],
+                             f"step {step}: {layer} forward (images {first} .. "
+                             f"{first + size - 1})", (layer, "forward", size))
         rows = n if conv is None else \
             n * conv.output_size(shape[1]) * conv.output_size(shape[2])
         raw = self._read(f"{layer}_z", rows)
         z = np.ldexp(raw.astype(np.float64), stored.exponent + weights.exponent) \
-            + self.wfmt.value(self.bias_codes[layer])
+            + arithmetic.weights.value(self.bias_codes[layer])
         return stored, weights, z
 
     def forward(self, x: np.ndarray, step: int, rounding=None):
@@ -228,9 +334,11 @@ class CnnProgramTrainer(ProgramTrainer):
         """``b <- Q_w(b + sum(g))`` on the host (``g`` carries ``-lr``), the emulator's
         bias rule and key."""
         seed, tensor = self._key(f"{layer}_update_bias", step)
-        self.bias_codes[layer] = self.wfmt.quantize(
-            self.wfmt.value(self.bias_codes[layer]) + gradient.sum(axis=0, keepdims=True),
-            self.hardware.update_rounding, seed=seed, tensor=tensor)
+        arithmetic = self.arithmetic[layer]
+        wfmt = arithmetic.weights
+        self.bias_codes[layer] = wfmt.quantize(
+            wfmt.value(self.bias_codes[layer]) + gradient.sum(axis=0, keepdims=True),
+            arithmetic.update_rounding, seed=seed, tensor=tensor)
 
     def _layer_backward(self, layer: str, saved, dz: np.ndarray, step: int):
         """One layer's backward program (input gradient, if any, and the fused weight
@@ -240,16 +348,24 @@ class CnnProgramTrainer(ProgramTrainer):
         n = self._batch
         shape, conv = cnn.layer_shapes(n, self.image)[layer]
         t = self.tensors
-        gradient, shift = self._gradient(dz, f"{layer}_gradient", step, stored.exponent)
+        arithmetic = self.arithmetic[layer]
+        forward, wfmt = arithmetic.forward, arithmetic.weights
+        gradient, shift = self._gradient(dz, f"{layer}_gradient", step, stored.exponent,
+                                         self.weight_exponents[layer])
         self.shifts[layer] = shift
         self._write(f"{layer}_g", gradient.integers)
-        words = list(self._prologue)
         if conv is None:
             columns, inputs = "fc_x", shape[1]
         else:
             columns, inputs = f"{layer}_columns", conv.depth
             self._write(columns, cnn.im2col(stored.integers.reshape(shape), conv))
         below = layer != cnn.LAYERS[0]
+        # The input gradient reads the gradient as A and the weights as B; the update
+        # the layer's input codes as A (transposed) and the gradient as B.
+        parts, current = [], (None, None)
+        if below:
+            words = self._precision(gradient.fmt, forward) + [encode(Opcode.OUTPUT)]
+            current = (gradient.fmt.precision, forward.precision)
         if below and conv is None:
             words += self._matmul(f"{layer}_g", f"{layer}_wq", f"{layer}_dx", n, inputs,
                                   self.classes, transpose_b=True)
@@ -259,15 +375,23 @@ class CnnProgramTrainer(ProgramTrainer):
             words += conv2d_input_gradient_words(
                 self.config, w=t[f"{layer}_wq"].address, dy=t[f"{layer}_g"].address,
                 dx=t[f"{layer}_dx"].address, **self._conv_sizes(layer, n))
+        if below:
+            parts.append(("input_gradient", words))
+            words = self._precision(forward, gradient.fmt, current)
+        else:
+            words = self._precision(forward, gradient.fmt) + [encode(Opcode.OUTPUT)]
         seed, tensor = self._key(f"{layer}_update_weights", step)
         rows = len(gradient.integers)
         words += sgd_update_words(self.config, w=t[layer].address, x=t[columns].address,
                                   dy=t[f"{layer}_g"].address, batch=rows, inputs=inputs,
                                   outputs=t[layer].cols, shift=shift,
-                                  weight_bits=self.wfmt.bits, seed=seed, tensor=tensor,
-                                  rounding=self.hardware.update_rounding)
-        self._run(words, f"step {step}: {layer} backward and update",
-                  (layer, "backward", n, shift))
+                                  weight_bits=wfmt.bits, seed=seed, tensor=tensor,
+                                  rounding=arithmetic.update_rounding)
+        # The fused update is the weight gradient and the update in one GEMM: counted
+        # as the layer's weight gradient (its update pass has no GEMM of its own).
+        parts.append(("weight_gradient", words))
+        self._run_passes(layer, parts, f"step {step}: {layer} backward and update",
+                         (layer, "backward", n, shift))
         self._update_bias(layer, dz, step)
         if not below:
             return None
@@ -284,12 +408,14 @@ class CnnProgramTrainer(ProgramTrainer):
     def initialize(self) -> None:
         for layer, (weights, bias) in cnn.initial_parameters(
                 self.train.seed, self.image, self.classes).items():
-            self._write(layer, self.wfmt.quantize(weights, Rounding.NEAREST_EVEN))
-            self.bias_codes[layer] = self.wfmt.quantize(bias, Rounding.NEAREST_EVEN)
+            wfmt = self.arithmetic[layer].weights
+            self._write(layer, wfmt.quantize(weights, Rounding.NEAREST_EVEN))
+            self.bias_codes[layer] = wfmt.quantize(bias, Rounding.NEAREST_EVEN)
 
     def step(self, x: np.ndarray, onehot: np.ndarray, step: int, lr: float) -> float:
         """One SGD step on images ``x`` (``N x H x W x C``); returns the batch's loss."""
         n = self._batch = len(x)
+        self._counting = True
         logits, saved = self.forward(x, step)
         log_p = log_softmax(logits)
         loss = -float((log_p * onehot).sum() / n)
@@ -300,6 +426,7 @@ class CnnProgramTrainer(ProgramTrainer):
             if dinput is not None:
                 below = saved[cnn.LAYERS[index - 1]][2]
                 dz = dinput.reshape(below.shape) * cnn.relu_mask(below)
+        self._counting = False
         return loss
 
     def evaluate(self, x_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float]:
@@ -319,7 +446,9 @@ def train_cnn_program_run(train: TrainConfig, hardware: HardwareConfig, data=Non
     """:func:`~qforge.sim.training.hardware.train_program_run` for ``model = "cnn"``:
     the CNN's schedule, batches and evaluation (:func:`qforge.sim.training.loop.train_run`),
     every GEMM and weight update a program on ``backend``; the backend's and the cycle
-    model's cycles per epoch (training steps; the evaluation apart)."""
+    model's cycles per epoch (training steps; the evaluation apart) and, per layer and
+    pass, the GEMMs and cycle-model cycles of one epoch's training steps
+    (:attr:`RunResult.layer_cycles`, :meth:`CnnProgramTrainer._run_passes`)."""
     image, classes = cnn.IMAGE, cnn.CLASSES
     if isinstance(data, Dataset):
         image, classes = data.image_shape, data.classes
@@ -341,6 +470,16 @@ def train_cnn_program_run(train: TrainConfig, hardware: HardwareConfig, data=Non
                    log_every=log_every, time_evaluation=False,
                    stored_codes=lambda: (trainer.weight_codes()
                                          + tuple(trainer.bias_codes.values())))
+        result.layer_cycles = trainer.layer_cycles(epochs)
+        # run_epochs reads every stored code in the entry's weight format; with a
+        # policy each layer's codes are in its own.
+        stored = {layer: (trainer.arithmetic[layer].weights,
+                          (codes, trainer.bias_codes[layer]))
+                  for layer, codes in zip(cnn.LAYERS, trainer.weight_codes())}
+        result.max_abs_weight = max(float(np.abs(wfmt.value(c)).max())
+                                    for wfmt, codes in stored.values() for c in codes)
+        result.saturated_weights = sum(wfmt.saturated_count(codes)
+                                       for wfmt, codes in stored.values())
     finally:
         runtime.close()
     result.seconds = time.perf_counter() - start

@@ -406,20 +406,24 @@ def check_cnn_depth(batch_size: int, hardware: HardwareConfig, image=None,
 def _with_policy(hardware: HardwareConfig, entry: dict, rows, model: str) -> HardwareConfig:
     """``hardware`` with the per-layer policy of its [[hardware]] table ``entry``
     (``[hardware.policy.LAYER]`` tables of ``forward``/``gradient``/``update`` = the
-    name of a [[hardware]] entry), validated against the other ``rows``."""
+    name of a [[hardware]] entry), validated against the other ``rows``: a low-precision
+    entry on the same preset, with ``update = "float"`` for an entry that updates on the
+    host; for an ``update = "hardware"`` entry (the CNN as programs, whose layers each
+    run their own formats) any low-precision entry whose named part runs on the
+    preset's programs: ``format = "int"`` operands for ``forward`` and ``gradient``,
+    ``weight_bits`` at most the accumulator width for ``update``."""
     if "policy" not in entry:
         return hardware
     prefix = f"hardware[{rows.index(hardware)}] ({hardware.name}).policy"
     policy = entry["policy"]
     if model != "cnn":
         _fail(prefix, policy, 'per-layer policies need model = "cnn"')
-    if hardware.update != "float":
-        _fail(prefix, policy, 'not with update = "hardware" (the programs use one '
-                              "format for every layer)")
     if not isinstance(policy, dict) or not policy:
         _fail(prefix, policy, f"must be a table of layers ({', '.join(LAYERS)}), e.g. "
                               f"[hardware.policy.conv1]")
-    usable = {row.name: row for row in rows if not row.is_float and row.update == "float"}
+    programs = hardware.update == "hardware"
+    usable = {row.name: row for row in rows
+              if not row.is_float and (programs or row.update == "float")}
     entries = []
     for layer, tensors in policy.items():
         if layer not in LAYERS:
@@ -436,18 +440,37 @@ def _with_policy(hardware: HardwareConfig, entry: dict, rows, model: str) -> Har
         for tensor in POLICY_TENSORS:
             name = tensors.get(tensor, hardware.name)
             if name not in usable:
+                which = "" if programs else ' with update = "float"'
                 _fail(f"{prefix}.{layer}.{tensor}", name,
-                      "unknown mode; must name a low-precision [[hardware]] entry with "
-                      f"update = \"float\": {', '.join(usable)}")
+                      f"unknown mode; must name a low-precision [[hardware]] entry{which}: "
+                      f"{', '.join(usable)}")
             other = usable[name]
             if other.operand.config.name != hardware.operand.config.name:
                 _fail(f"{prefix}.{layer}.{tensor}", name,
                       f"uses preset {other.operand.config.name!r}, this configuration "
                       f"{hardware.operand.config.name!r} (one accelerator per run)")
+            if programs:
+                _check_program_part(f"{prefix}.{layer}.{tensor}", tensor, other,
+                                    hardware.operand.config)
             chosen[tensor] = other
         entries.append(LayerPolicy(layer, **chosen))
     order = {layer: index for index, layer in enumerate(LAYERS)}
     return replace(hardware, policy=tuple(sorted(entries, key=lambda e: order[e.layer])))
+
+
+def _check_program_part(path: str, tensor: str, other: HardwareConfig, config) -> None:
+    """The part ``tensor`` of entry ``other`` that an ``update = "hardware"`` policy
+    names runs as programs on ``config``, or one :class:`TrainConfigError` at ``path``:
+    operand codes in memory need ``format = "int"``; the fused update saturates at the
+    accumulator width."""
+    if tensor != "update" and other.operand.kind != "int":
+        _fail(path, other.name, f"is format = \"{other.operand.kind}\"; with update = "
+              "\"hardware\" a layer's operands must be format = \"int\" (the programs "
+              "keep integer operand codes in memory)")
+    if tensor == "update" and other.weights.bits > config.accumulator_width:
+        _fail(path, other.name, f"has weight_bits = {other.weights.bits}; with update = "
+              f"\"hardware\" at most the accumulator width {config.accumulator_width} of "
+              f"preset {config.name!r} (the update saturates there)")
 
 
 def default_config_path():

@@ -168,23 +168,36 @@ class ProgramTrainer:
     def _key(self, slot: str, step: int) -> tuple[int, int]:
         return slot_key(self.train.seed, step, slot)
 
+    def _format(self, slot: str):
+        """The operand format tensor ``slot`` is stored in (one for every slot here; the
+        CNN's trainer picks its layer's)."""
+        return self.fmt
+
+    def _rounding(self, slot: str) -> Rounding:
+        """The rounding tensor ``slot`` is stored with in a training step."""
+        return self.hardware.rounding
+
     def _quantize(self, values, slot: str, step: int,
                   rounding: Rounding | None = None) -> Quantized:
         seed, tensor = self._key(slot, step)
-        return quantize_operand(values, self.fmt, self.hardware.rounding
+        return quantize_operand(values, self._format(slot), self._rounding(slot)
                                 if rounding is None else rounding, seed=seed, tensor=tensor)
 
-    def _gradient(self, values, slot: str, step: int, a_exponent: int) -> tuple[Quantized, int]:
-        """The gradient operand of an update and its shift (:func:`update_operands`)."""
+    def _gradient(self, values, slot: str, step: int, a_exponent: int,
+                  weight_exponent: int | None = None) -> tuple[Quantized, int]:
+        """The gradient operand of an update and its shift (:func:`update_operands`);
+        ``weight_exponent``: the updated weights' LSB exponent (None: this trainer's)."""
         quantized = self._quantize(values, slot, step)
-        shift, exponent = update_operands(a_exponent, quantized.exponent,
-                                          self.weight_exponent, self.max_shift)
+        shift, exponent = update_operands(
+            a_exponent, quantized.exponent,
+            self.weight_exponent if weight_exponent is None else weight_exponent,
+            self.max_shift)
         if exponent != quantized.exponent:
             seed, tensor = self._key(slot, step)
-            codes = fixed_point_encode(values, self.fmt.bits, exponent,
-                                       rounding=self.hardware.rounding, seed=seed,
+            codes = fixed_point_encode(values, quantized.fmt.bits, exponent,
+                                       rounding=self._rounding(slot), seed=seed,
                                        tensor=tensor)
-            quantized = Quantized(self.fmt, codes, exponent)
+            quantized = Quantized(quantized.fmt, codes, exponent)
         return quantized, shift
 
     def _weights(self, slot: str, step: int, rounding=None) -> Quantized:

