@@ -1,0 +1,217 @@
+"""One PE against the FxP8 baseline (:mod:`qforge.fpga.pe_area`, ``qforge area --pe``):
+the ``stat -tech cmos`` parser, the flip-flop count, the per-mode throughput table
+against by-hand numbers, the command's errors and JSON, and (marked ``synth``, seconds)
+real Yosys runs of the fxp8 PE and the plain MAC fixture against flip-flops counted by
+hand."""
+
+import json
+from fractions import Fraction
+
+import pytest
+
+from qforge.fpga import pe_area as pe_area_module
+from qforge.fpga.pe_area import (FLIP_FLOP_TRANSISTORS, CmosEstimate, PeArea,
+                                 cmos_estimate, count_flip_flops, mode_throughputs,
+                                 parse_cmos_stat, throughput_table)
+from qforge.gen.cli import main
+from qforge.sim.model.spec import load_preset
+from tests.configs import three_blocks, vrq_skipping
+
+#: What Yosys 0.70's `stat -json -tech cmos` wrote for the default preset's PE (trimmed):
+#: the flip-flops have no CMOS price, hence the "+".
+WHOLE = """{
+   "creator": "Yosys 0.70 (git sha1 28ba3cb92, Release)",
+   "invocation": "stat -json -tech cmos ",
+   "modules": {
+      "\\\\pe": {
+         "num_cells":         2112,
+         "num_cells_by_type": {"$_NAND_": 893, "$_NOR_": 897, "$_NOT_": 201,
+                               "$_SDFFE_PP0P_": 27, "$_SDFF_PP0_": 94},
+         "estimated_num_transistors": "7562+"
+      }
+   },
+   "design": {
+         "num_cells":         2112,
+         "num_cells_by_type": {"$_NAND_": 893, "$_NOR_": 897, "$_NOT_": 201,
+                               "$_SDFFE_PP0P_": 27, "$_SDFF_PP0_": 94},
+         "estimated_num_transistors": "7562+"
+   }
+}
+"""
+#: The same with the storage cells deselected: a selection has no "design" totals.
+GATES = """{
+   "creator": "Yosys 0.70 (git sha1 28ba3cb92, Release)",
+   "modules": {
+      "\\\\pe": {
+         "num_cells_by_type": {"$_NAND_": 893, "$_NOR_": 897, "$_NOT_": 201},
+         "estimated_num_transistors": "7562"
+      }
+   }
+}
+"""
+
+
+def test_parse_cmos_stat_adds_24_transistors_per_flip_flop():
+    estimate = parse_cmos_stat(WHOLE, GATES)
+    assert estimate.yosys == "Yosys 0.70"
+    assert estimate.flip_flops == 27 + 94
+    # By hand: NAND and NOR 4 transistors, NOT 2; then 24 per flip-flop.
+    assert estimate.gate_transistors == 893 * 4 + 897 * 4 + 201 * 2 == 7562
+    assert FLIP_FLOP_TRANSISTORS == 24
+    assert estimate.transistors == 7562 + 121 * 24 == 10466
+    assert estimate.to_dict()["transistors"] == 10466
+
+
+def test_parse_cmos_stat_refuses_unpriced_gates():
+    unpriced = GATES.replace('"7562"', '"7562+"').replace('"$_NOT_": 201',
+                                                          '"$_NOT_": 201, "$_FOO_": 1')
+    with pytest.raises(ValueError, match=r"estimated '7562\+' transistors: a cell without "
+                                         r"a CMOS price among \$_FOO_"):
+        parse_cmos_stat(WHOLE, unpriced)
+    with pytest.raises(ValueError, match="one module"):
+        parse_cmos_stat(WHOLE, '{"modules": {}}')
+
+
+def test_flip_flops_are_every_storage_cell_one_bit_each():
+    cells = {"$_DFF_P_": 1, "$_DFFE_PN0P_": 2, "$_SDFF_PP0_": 3, "$_SDFFCE_PP0P_": 4,
+             "$_DFFSR_PPP_": 5, "$_ALDFF_PP_": 6, "$_DLATCH_P_": 7, "$_SR_PP_": 8,
+             "$_NAND_": 100, "$_MUX_": 100, "$_NOT_": 100, "$_BUF_": 100}
+    assert count_flip_flops(cells) == 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8
+
+
+def _rates(config):
+    return {rate.mode: (rate.bits, rate.block_products, rate.macs_per_cycle)
+            for rate in mode_throughputs(config)}
+
+
+def test_mode_throughputs_tiny_by_hand():
+    # tiny: W = 8, K = 4 (B = 2 blocks), P = 2 lanes. exact q = 2 x 2 = 4: 2/4 MAC per
+    # cycle; reduced (one block each, q = 1): 2; mixed (2 x 1): 1; the approximate modes
+    # keep one of the two blocks (q = 1): 2.
+    assert _rates(load_preset("tiny")) == {
+        "exact": ("8x8", 4, Fraction(1, 2)), "reduced": ("4x4", 1, 2),
+        "mixed": ("8x4", 2, 1), "approx_static": ("4x4", 1, 2),
+        "approx_dynamic": ("4x4", 1, 2), "approx_dynamic_1": ("4x4", 1, 2)}
+
+
+def test_mode_throughputs_fxp8_is_one_exact_mac_in_every_mode():
+    assert set(_rates(load_preset("fxp8")).values()) == {("8x8", 1, 1)}
+
+
+def test_mode_throughputs_when_q_does_not_divide_p_and_with_vrq():
+    # three_blocks: W = 6, K = 2 (B = 3), P = 4, depth 64: exact q = 9 takes
+    # ceil(64 x 9 / 4) = 144 cycles for 64 MACs; reduced keeps 1 block (q = 1): 4.
+    rates = _rates(three_blocks())
+    assert rates["exact"] == ("6x6", 9, Fraction(64, 144))
+    assert rates["reduced"] == ("2x2", 1, 4)
+    assert "vrq" not in rates
+    # VRQ codes of 4 bits are 2 blocks of 2: q = 4 on P = 2 lanes.
+    assert _rates(vrq_skipping())["vrq"] == ("4x4", 4, Fraction(1, 2))
+
+
+def _fake_area(name, pe, selector, selectors, flip_flops=0):
+    summary = {"lut4": pe // 100, "carry": 1, "ff": flip_flops, "dsp": 1}
+    return PeArea(load_preset(name), selectors, CmosEstimate({}, flip_flops, pe),
+                  CmosEstimate({}, 0, selector),
+                  {"ecp5": summary, "ice40": summary},
+                  {"ecp5": dict(summary, dsp=0), "ice40": dict(summary, dsp=0)})
+
+
+def test_throughput_table_by_hand():
+    fxp8 = _fake_area("fxp8", 1000, 320, 16)      # + 16 x 320 / 64 = 80 per PE
+    tiny = _fake_area("tiny", 2000, 250, 4)       # + 4 x 250 / 4 = 250 per PE
+    assert fxp8.transistors_per_pe == 1080 and tiny.transistors_per_pe == 2250
+    rows = {(row["config"], row["mode"]): row for row in throughput_table([fxp8, tiny], fxp8)}
+    assert rows["fxp8", "exact"]["per_area"] == 1.0
+    exact, reduced = rows["tiny", "exact"], rows["tiny", "reduced"]
+    assert exact["per_area"] == pytest.approx(0.5 / 2000 * 1000)            # 0.25
+    assert exact["per_area_with_selectors"] == pytest.approx(0.5 / 2250 * 1080)
+    assert reduced["per_area"] == pytest.approx(2 / 2000 * 1000)            # 1.0
+    assert tiny.array(2000, 250) == 4 * 2000 + 4 * 250
+
+
+def test_area_pe_command_json_shape(capsys, monkeypatch):
+    sizes = {"fxp8": (1000, 320, 16), "tiny": (2000, 250, 4)}
+    measured = []
+
+    def fake(config, **options):
+        measured.append(config.name)
+        return _fake_area(config.name, *sizes[config.name])
+
+    monkeypatch.setattr(pe_area_module, "pe_area", fake)
+    code = main(["area", "--pe", "--preset", "tiny", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and measured == ["fxp8", "tiny"]       # the baseline comes first
+    assert result["baseline"] == "fxp8" and result["flip_flop_transistors"] == 24
+    assert result["families"] == {"ecp5": "synth_ecp5", "ice40": "synth_ice40 -dsp"}
+    tiny = result["configs"][1]
+    assert tiny["config"] == "tiny" and tiny["selectors"] == 4
+    assert tiny["cmos"]["pe"]["transistors"] == 2000
+    assert tiny["cmos"]["selectors_per_pe"] == 250
+    assert tiny["cmos"]["array"] == 4 * 2000 + 4 * 250
+    assert tiny["families"]["ecp5"]["array"]["dsp"] == 4
+    row = next(row for row in result["throughput"]
+               if (row["config"], row["mode"]) == ("tiny", "exact"))
+    assert row["macs_per_cycle"] == "1/2" and row["per_area"] == pytest.approx(0.25)
+
+
+def test_area_pe_command_table(capsys, monkeypatch):
+    monkeypatch.setattr(pe_area_module, "pe_area",
+                        lambda config, **options: _fake_area(config.name, 1000, 320, 16, 96))
+    code = main(["area", "--pe", "--preset", "fxp8"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| CMOS PE (transistors) | 3304 |" in out       # 1000 + 96 x 24
+    assert "| of which flip-flops | 96 x 24 |" in out
+    assert "| CMOS selectors per PE | 80 |" in out
+    assert "| fxp8 | exact | 8x8 | 1 | 1 | 1.00 | 1.00 |" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["area", "--pe", "--family", "ice40"], "--family: not with --pe"),
+    (["area", "--pe", "--hierarchy"], "--hierarchy: not with --pe"),
+    (["area", "--pe", "--keep", "pe_*"], "--keep: not with --pe"),
+    (["area", "--pe", "--selectors"], "--selectors: not with --pe"),
+    (["area", "--pe", "--preset", "fxp8", "--preset", "fxp8"], "given twice"),
+    (["area", "--pe", "--preset", "huge"], "unknown preset"),
+])
+def test_area_pe_command_errors_are_one_line(capsys, monkeypatch, argv, message):
+    monkeypatch.setattr(pe_area_module, "pe_area", lambda config, **options: None)
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("qforge: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_docstring_examples():
+    import doctest
+    result = doctest.testmod(pe_area_module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 8 and result.failed == 0
+
+
+@pytest.mark.synth
+def test_fxp8_pe_flip_flops_match_a_count_by_hand(tmp_path):
+    from qforge.fpga.pe_area import interior_ports
+    from qforge.hdl.pe import ProcessingElement
+
+    config = load_preset("fxp8")
+    pe = ProcessingElement(config)
+    estimate = cmos_estimate(pe, "pe_fxp8", ports=interior_ports(pe), root=tmp_path)
+    # Operand lanes forwarded: sign + 8-bit block + 1-bit position, twice; 3 flags; the
+    # 17-bit lane sum; first and last (gemm_last only feeds the corner's capture
+    # pulses); the 27-bit accumulator and result.
+    assert config.accumulator_width == 27
+    assert estimate.flip_flops == 2 * (1 + 8 + 1) + 3 + 17 + 2 + 27 + 27
+    assert estimate.transistors == estimate.gate_transistors + 24 * estimate.flip_flops
+    assert not estimate.cached and (estimate.directory / "design.v").exists()
+    again = cmos_estimate(pe, "pe_fxp8", ports=interior_ports(pe), root=tmp_path)
+    assert again.cached and again.cells == estimate.cells
+
+
+@pytest.mark.synth
+def test_plain_mac_flip_flops_match_a_count_by_hand(tmp_path):
+    from tests.fpga.plain_mac import PlainMac
+
+    mac = PlainMac(27, unsigned_core=True)
+    estimate = cmos_estimate(mac, "plain_mac", root=tmp_path)
+    assert estimate.flip_flops == mac.flip_flops() == 2 * 8 + 3 + 16 + 2 + 27 + 27
