@@ -38,6 +38,10 @@ def tiny() -> Config:
     return load_preset("tiny")         # K=4, B=2, P=2
 
 
+def fxp8() -> Config:
+    return load_preset("fxp8")         # K=W=8, B=1, P=1: the 8-bit fixed-point baseline
+
+
 def single_lane() -> Config:
     """P = 1: every block product takes its own cycle."""
     return custom("single_lane", operand_width=8, block_width=2, block_multipliers=1)
@@ -52,6 +56,7 @@ def three_blocks() -> Config:
 COMPONENT_CONFIGS = {
     "default": default,
     "tiny": tiny,
+    "fxp8": fxp8,
     "p1": single_lane,
     "b3": three_blocks,
 }

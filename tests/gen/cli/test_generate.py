@@ -66,7 +66,7 @@ def test_bad_spec_is_one_clear_line(capsys, tmp_path, change, field):
 
 def test_unknown_preset(capsys, tmp_path):
     code, _, err = run_qforge(capsys, "generate", "--preset", "huge", "-o", tmp_path)
-    assert code == 2 and "allowed: default, large, sparse, tiny" in err
+    assert code == 2 and "allowed: default, fxp8, large, sparse, tiny" in err
 
 
 def test_output_below_a_file_is_one_line(capsys, tmp_path):

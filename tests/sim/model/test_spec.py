@@ -136,7 +136,8 @@ def valid_specs(draw):
 # ---- presets ----------------------------------------------------------------------------
 
 def test_preset_names_are_the_three_presets():
-    assert preset_names() == sorted(PRESETS) == ["default", "large", "sparse", "tiny", "ulx3s"]
+    assert preset_names() == sorted(PRESETS) == ["default", "fxp8", "large", "sparse",
+                                                 "tiny", "ulx3s"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -478,7 +479,7 @@ def test_load_preset_unknown(name):
     with pytest.raises(ConfigError) as info:
         load_preset(name)
     assert f"preset = {name!r}" in str(info.value)
-    assert "allowed: default, large, sparse, tiny" in str(info.value)
+    assert "allowed: default, fxp8, large, sparse, tiny" in str(info.value)
 
 
 # ---- derived widths ----------------------------------------------------------------------
