@@ -175,6 +175,21 @@ def test_rtl_cnn_training_is_bit_exact_with_the_golden_machine_step_by_step():
     assert rtl.eval_cycles == rtl.eval_model_cycles and rtl.eval_cycles[0] > 0
 
 
+@pytest.mark.rtl
+def test_rtl_runs_a_policy_bit_exact_with_the_golden_machine():
+    """One step of 8 images and the evaluations with :data:`POLICY` on the Verilog, the
+    memory compared with the golden machine after every program (``check``), the
+    PRECISION words between a backward program's input gradient and its update
+    included; simulated cycles equal to the cycle model."""
+    train, hardware = cnn_rtl(POLICY, train_samples=8, batch_size=8, test_fraction=0.01)
+    rtl = train_cnn_program_run(train, hardware, backend="rtl", epochs=1, check=True)
+    golden = train_cnn_program_run(train, hardware, backend="golden", epochs=1)
+    assert rtl.checked and rtl.train_loss == golden.train_loss
+    assert rtl.test_accuracy == golden.test_accuracy
+    assert rtl.epoch_cycles == rtl.epoch_model_cycles == golden.epoch_model_cycles
+    assert rtl.layer_cycles == golden.layer_cycles
+
+
 def test_backend_refuses_cnn_entries_that_update_on_the_host():
     from qforge.sim.training.config import TrainConfigError
     spec = tomllib.loads(CNN_RTL.read_text())
