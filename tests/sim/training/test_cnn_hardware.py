@@ -80,6 +80,20 @@ def plain_im2col(x: np.ndarray, stride: int) -> np.ndarray:
     return np.array(rows)
 
 
+def conv2_padded_input_gradient(products: np.ndarray) -> np.ndarray:
+    """conv2's input gradient of 4 images in its padded 4 x 10 x 10 x 8 buffer, padding
+    ring included, from ``dZ @ W^T`` (``(4 * 4 * 4) x (3 * 3 * 8)``): each output
+    pixel's 3x3x8 window added at stride 2, in loops."""
+    products = products.reshape(4, 4, 4, 3, 3, 8)
+    expected = np.zeros((4, 10, 10, 8), dtype=np.int64)
+    for oy in range(4):
+        for ox in range(4):
+            for i in range(3):
+                for j in range(3):
+                    expected[:, 2 * oy + i, 2 * ox + j] += products[:, oy, ox, i, j]
+    return expected
+
+
 @pytest.mark.parametrize("policy", [None, POLICY], ids=["one format", "policy"])
 def test_forward_equals_the_emulators(policy):
     """The programs' logits and pre-activations of a training forward pass equal the
@@ -124,13 +138,7 @@ def test_step_gradients_and_stochastic_update_recomputed_with_numpy():
     np.testing.assert_array_equal(read("fc_dx", 4), read("fc_g", 4) @ read("fc_wq").T)
     # conv2's input gradient into the padded 4 x 10 x 10 x 8 buffer, padding ring included.
     g2, w2 = read("conv2_g"), read("conv2_wq")
-    expected = np.zeros((4, 10, 10, 8), dtype=np.int64)
-    products = (g2 @ w2.T).reshape(4, 4, 4, 3, 3, 8)
-    for oy in range(4):
-        for ox in range(4):
-            for i in range(3):
-                for j in range(3):
-                    expected[:, 2 * oy + i, 2 * ox + j] += products[:, oy, ox, i, j]
+    expected = conv2_padded_input_gradient(g2 @ w2.T)
     np.testing.assert_array_equal(read("conv2_dx").reshape(4, 10, 10, 8), expected)
     assert np.abs(expected).max() > 0
     # conv1's update: one GEMM over the im2col of the stored (padded) input codes.
@@ -225,13 +233,8 @@ def test_a_policy_step_runs_each_layer_in_its_formats():
     assert not np.array_equal(read("fc_dx", 4), g @ read("fc_wq").T)
     assert np.abs(trainer.weight_codes()[2]).max() <= 2**11
     g2, w2 = read("conv2_g"), read("conv2_wq")
-    products = gemm(g2, w2.T, config, Precision(int8, approx)).reshape(4, 4, 4, 3, 3, 8)
-    expected = np.zeros((4, 10, 10, 8), dtype=np.int64)
-    for oy in range(4):
-        for ox in range(4):
-            for i in range(3):
-                for j in range(3):
-                    expected[:, 2 * oy + i, 2 * ox + j] += products[:, oy, ox, i, j]
+    expected = conv2_padded_input_gradient(gemm(g2, w2.T, config,
+                                                 Precision(int8, approx)))
     np.testing.assert_array_equal(read("conv2_dx").reshape(4, 10, 10, 8), expected)
 
 
