@@ -43,7 +43,8 @@ from qforge.gen.tools import ToolError
 
 __all__ = ["Family", "FAMILIES", "AreaReport", "SynthesisError", "yosys_command",
            "parse_stat", "parse_stat_modules", "summarize", "module_groups", "synthesize",
-           "config_area", "selector_area", "count_instances", "run_yosys_script"]
+           "config_area", "selector_area", "count_instances", "run_yosys_script",
+           "run_directory"]
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,14 @@ def _default_root() -> Path:
     return Path(os.environ.get("QFORGE_BUILD", "build")).resolve() / "area"
 
 
+def run_directory(root: Path | None, top: str, tag: str, script: str, text: str) -> Path:
+    """The folder of one Yosys run, ``root/<top>-<tag>-<hash>/`` (``root`` defaults to
+    ``build/area``, or ``$QFORGE_BUILD/area``), named after the hash of its script and
+    its design's text, so an unchanged run is found again."""
+    key = hashlib.sha256((script + text).encode()).hexdigest()[:16]
+    return (root or _default_root()) / f"{top}-{tag}-{key}"
+
+
 def synthesize(design, family: str | Family = "ecp5", *, top: str = "top",
                flatten: bool = True, keep: tuple[str, ...] = (), root: Path | None = None,
                cache: bool = True, log=None, synth_options: str = "") -> AreaReport:
@@ -281,8 +290,7 @@ def synthesize(design, family: str | Family = "ecp5", *, top: str = "top",
     kept = "".join(f"setattr -mod -set keep_hierarchy 1 {top}.{pattern}\n"
                    for pattern in keep)
     script = f"read_rtlil design.il\n{kept}{synth}\ntee -q -o stat.json stat -json\n"
-    key = hashlib.sha256((script + text).encode()).hexdigest()[:16]
-    directory = (root or _default_root()) / f"{top}-{family.name}-{key}"
+    directory = run_directory(root, top, family.name, script, text)
     stat = directory / "stat.json"
     if cache and stat.exists():
         text = stat.read_text()

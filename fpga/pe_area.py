@@ -29,15 +29,14 @@ Runs are cached like :mod:`qforge.fpga.area`'s, in ``build/area/<top>-cmos-<hash
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from qforge.fpga.area import (SynthesisError, _default_root, parse_stat, run_yosys_script,
-                              summarize, synthesize)
+from qforge.fpga.area import (SynthesisError, parse_stat, run_directory, run_yosys_script,
+                              synthesize)
 from qforge.sim.model.spec import Config
 
 __all__ = ["FLIP_FLOP_TRANSISTORS", "FLIP_FLOP_CELLS", "BASELINE", "PE_FAMILIES",
@@ -157,8 +156,7 @@ def cmos_estimate(design, top: str, *, ports=None, root: Path | None = None,
         from amaranth.back import verilog
         text = verilog.convert(design, name=top, ports=ports, emit_src=False)
     script = cmos_script(top)
-    key = hashlib.sha256((script + text).encode()).hexdigest()[:16]
-    directory = (root or _default_root()) / f"{top}-cmos-{key}"
+    directory = run_directory(root, top, "cmos", script, text)
     stat, gates = directory / "stat.json", directory / "gates.json"
     if cache and stat.exists() and gates.exists():
         estimate = parse_cmos_stat(stat.read_text(), gates.read_text())

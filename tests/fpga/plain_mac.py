@@ -18,6 +18,21 @@ from amaranth.lib.wiring import In, Out
 from qforge.hdl.layouts import flags_layout
 
 
+def accumulate(m: Module, mac, term, flags) -> None:
+    """The second stage of both fixtures, as in the generated PE: the accumulator
+    restarts from ``term`` on ``flags.first`` and adds it otherwise; ``mac.result``
+    captures the new total on ``flags.last`` and else shifts ``mac.result_below`` in
+    while ``mac.shift``."""
+    accumulator = Signal(signed(mac.accumulator_width))
+    total = Signal(signed(mac.accumulator_width))
+    m.d.comb += total.eq(Mux(flags.first, term, accumulator + term))
+    m.d.sync += accumulator.eq(total)
+    with m.If(flags.last):
+        m.d.sync += mac.result.eq(total)
+    with m.Elif(mac.shift):
+        m.d.sync += mac.result.eq(mac.result_below)
+
+
 class PlainMac(wiring.Component):
     """A signed ``width`` x ``width`` MAC into a signed ``accumulator_width`` accumulator.
 
@@ -63,14 +78,7 @@ class PlainMac(wiring.Component):
         else:
             value = self.a_out * self.b_out
         m.d.sync += [product.eq(value), flags.eq(self.flags_out)]
-        accumulator = Signal(signed(self.accumulator_width))
-        total = Signal(signed(self.accumulator_width))
-        m.d.comb += total.eq(Mux(flags.first, product, accumulator + product))
-        m.d.sync += accumulator.eq(total)
-        with m.If(flags.last):
-            m.d.sync += self.result.eq(total)
-        with m.Elif(self.shift):
-            m.d.sync += self.result.eq(self.result_below)
+        accumulate(m, self, product, flags)
         return m
 
 
@@ -102,12 +110,5 @@ class SignMagnitudeMac(wiring.Component):
         m.d.sync += term.eq(Mux(self.a_out.sign ^ self.b_out.sign, -magnitude, magnitude))
         flags = Signal.like(self.flags_out, name="flags_stage1")
         m.d.sync += flags.eq(self.flags_out)
-        accumulator = Signal(signed(self.accumulator_width))
-        total = Signal(signed(self.accumulator_width))
-        m.d.comb += total.eq(Mux(flags.first, term, accumulator + term))
-        m.d.sync += accumulator.eq(total)
-        with m.If(flags.last):
-            m.d.sync += self.result.eq(total)
-        with m.Elif(self.shift):
-            m.d.sync += self.result.eq(self.result_below)
+        accumulate(m, self, term, flags)
         return m

@@ -215,3 +215,44 @@ def test_plain_mac_flip_flops_match_a_count_by_hand(tmp_path):
     mac = PlainMac(27, unsigned_core=True)
     estimate = cmos_estimate(mac, "plain_mac", root=tmp_path)
     assert estimate.flip_flops == mac.flip_flops() == 2 * 8 + 3 + 16 + 2 + 27 + 27
+
+
+@pytest.mark.parametrize("make", ["signed", "unsigned_core", "sign_magnitude"])
+def test_plain_mac_fixtures_multiply_accumulate(make):
+    # The references are only worth their area if they compute a signed 8x8 MAC:
+    # a dot product of extremes and random pairs, against Python's integers.
+    import random
+
+    from amaranth.sim import Simulator
+
+    from tests.fpga.plain_mac import PlainMac, SignMagnitudeMac
+
+    mac = {"signed": lambda: PlainMac(27), "sign_magnitude": lambda: SignMagnitudeMac(27),
+           "unsigned_core": lambda: PlainMac(27, unsigned_core=True)}[make]()
+    generator = random.Random(7)
+    pairs = [(-128, -128), (-128, 127), (127, -128), (127, 127), (0, -1)] + [
+        (generator.randint(-128, 127), generator.randint(-128, 127)) for _ in range(40)]
+    results = []
+
+    def operand(port, value):
+        if make == "sign_magnitude":
+            return {"sign": int(value < 0), "magnitude": abs(value)}
+        return value
+
+    async def bench(ctx):
+        for index, (a, b) in enumerate(pairs):
+            ctx.set(mac.a_in, operand(mac.a_in, a))
+            ctx.set(mac.b_in, operand(mac.b_in, b))
+            ctx.set(mac.flags_in, {"first": int(index == 0),
+                                   "last": int(index == len(pairs) - 1), "gemm_last": 0})
+            await ctx.tick()
+        ctx.set(mac.flags_in, {"first": 0, "last": 0, "gemm_last": 0})
+        for _ in range(3):
+            await ctx.tick()
+        results.append(ctx.get(mac.result))
+
+    simulator = Simulator(mac)
+    simulator.add_clock(1e-6)
+    simulator.add_testbench(bench)
+    simulator.run()
+    assert results == [sum(a * b for a, b in pairs)]
