@@ -39,12 +39,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 from qforge.sim.model.capacity import tiles
 from qforge.sim.model.errors import InputError
 from qforge.sim.model.numerics import vrq_pack
 from qforge.sim.model.random_bits import (MAX_SEED, MAX_TENSOR, RANDOM_ROUNDS, random_bits,
+                                          element_coordinates,
                                           round_keys)
 from qforge.sim.model.rounding import Rounding, round_scaled, round_shift
 from qforge.sim.model.saturation import saturate
@@ -117,7 +120,7 @@ def output_stage(accumulators, output_width: int, parameters: OutputParameters,
     array([[ 250, -250,    9,   -9]])
     """
     accumulators = np.asarray(accumulators, dtype=np.int64)
-    rows, cols = np.indices(accumulators.shape)
+    rows, cols = element_coordinates(accumulators.shape)
     values = round_shift(accumulators, parameters.shift, parameters.rounding,
                          seed=parameters.seed, tensor=parameters.tensor,
                          rows=rows + row_offset, cols=cols + col_offset)
@@ -149,17 +152,21 @@ def vrq_exponent(values) -> int | None:
 
 def _exponents(magnitudes) -> np.ndarray:
     """floor(log2 m) per element (m > 0), exact for integers and floats."""
-    return np.frexp(magnitudes.astype(np.float64))[1].astype(np.int64) - 1
+    exponents = np.frexp(magnitudes.astype(np.float64, copy=False))[1].astype(np.int64)
+    exponents -= 1
+    return exponents
 
 
 def vrq_encode(values, fmt: VrqFormat, exponent: int | None = None, *,
-               rounding: Rounding = Rounding.NEAREST_EVEN, seed: int = 0, tensor: int = 0):
+               rounding: Rounding = Rounding.NEAREST_EVEN, seed: int = 0, tensor: int = 0,
+               words=None):
     """Quantize a 2-D tensor to ``(sign, code, range)`` arrays.
 
     ``exponent`` is ``E`` (by default :func:`vrq_exponent` of ``values``). For ``x != 0``
     with exponent ``e = floor(log2|x|)``: ``g = min(max((E - e) // S, 0), G - 1)`` and
     ``code = round(|x| / 2**(E - gS - N + 1))`` by ``rounding`` (stochastic rounding uses
-    the element's :func:`random_bits`, coordinates = its row and column). A code that
+    the element's :func:`random_bits`, coordinates = its row and column, or ``words``,
+    those bits already drawn: uint32, ``values``' shape). A code that
     rounds up to ``2**N`` moves to range ``g - 1`` as ``2**(N - S)`` (the same value); in
     range 0 it saturates to ``2**N - 1``. Zero (and any value that rounds to 0) is
     ``(0, 0, 0)``.
@@ -187,32 +194,46 @@ def vrq_encode(values, fmt: VrqFormat, exponent: int | None = None, *,
         zeros = np.zeros(shape, dtype=np.int64)
         return zeros, zeros.copy(), zeros.copy()
     n, s, g_count = fmt.code_width, fmt.range_stride, fmt.ranges
-    negative = values < 0
     magnitude = np.abs(values)
-    nonzero = magnitude != 0
-    element_exponent = np.where(nonzero, _exponents(np.where(nonzero, magnitude, 1)), exponent)
-    group = np.clip((exponent - element_exponent) // s, 0, g_count - 1)
-    unit_exponent = exponent - group * s - n + 1            # value = code * 2**unit
-    rows, cols = np.indices(shape)
+    # E - floor(log2 m) per element, from frexp's exponent floor(log2 m) + 1 (int32); a
+    # zero's is irrelevant (its code rounds to 0, and a zero code gets range 0 below).
+    group = (exponent + 1) - np.frexp(magnitude.astype(np.float64, copy=False))[1]
+    group //= s
+    np.maximum(group, 0, out=group)
+    np.minimum(group, g_count - 1, out=group)
+    top_unit = exponent - n + 1                      # range g: value = code * 2**unit,
+    rows, cols = element_coordinates(shape)          # unit = top_unit - g * S
     if values.dtype.kind in "iub":
-        code = _integer_round(magnitude.astype(np.int64), unit_exponent, rounding, seed,
-                              tensor, rows, cols)
+        code = _integer_round(magnitude.astype(np.int64), top_unit - group.astype(np.int64) * s,
+                              rounding, seed, tensor, rows, cols, words)
     else:
-        code = round_scaled(np.ldexp(magnitude.astype(np.float64), -unit_exponent),
+        code = round_scaled(_scaled_to_units(magnitude, top_unit, s, g_count, group),
                             rounding, seed=seed, tensor=tensor, rows=rows,
-                            cols=cols).astype(np.int64)
+                            cols=cols, words=words).astype(np.int64)
     overflow = code >= (1 << n)
-    move_up = overflow & (group > 0)
-    code = np.where(move_up, 1 << (n - s), code)
-    group = np.where(move_up, group - 1, group)
-    code = np.where(overflow & ~move_up, (1 << n) - 1, code)
-    zero = code == 0
-    sign = np.where(zero, 0, negative.astype(np.int64))
-    group = np.where(zero, 0, group)
-    return sign.astype(np.int64), code.astype(np.int64), group.astype(np.int64)
+    if overflow.any():                      # rare: only codes rounded up past 2**N - 1
+        move_up = overflow & (group > 0)
+        code = np.where(move_up, 1 << (n - s), code)
+        group = np.where(move_up, group - 1, group)
+        code = np.where(overflow & ~move_up, (1 << n) - 1, code)
+    nonzero = code != 0
+    sign = (values < 0) & nonzero
+    return sign.astype(np.int64), code.astype(np.int64, copy=False), \
+        np.where(nonzero, group, 0).astype(np.int64, copy=False)
 
 
-def _integer_round(magnitude, unit_exponent, rounding, seed, tensor, rows, cols):
+def _scaled_to_units(magnitude, top_unit: int, stride: int, ranges: int, group):
+    """``magnitude / 2**(top_unit - group * stride)`` in float64, exactly: a multiply by
+    the range's power of two (looked up; faster than ``np.ldexp`` with an exponent per
+    element), or ``np.ldexp`` where a factor would not be a normal float64."""
+    exponents = -(top_unit - stride * np.arange(ranges))
+    magnitude = magnitude.astype(np.float64, copy=False)
+    if exponents.min() < -1022 or exponents.max() > 1023:
+        return np.ldexp(magnitude, exponents[group])
+    return magnitude * np.ldexp(1.0, exponents)[group]
+
+
+def _integer_round(magnitude, unit_exponent, rounding, seed, tensor, rows, cols, words):
     """round(magnitude / 2**unit) for integers; exact shifts where unit <= 0."""
     left = np.maximum(-unit_exponent, 0)
     right = np.maximum(unit_exponent, 0)
@@ -221,7 +242,8 @@ def _integer_round(magnitude, unit_exponent, rounding, seed, tensor, rows, cols)
     for amount in np.unique(right):
         where = right == amount
         result[where] = round_shift(shifted[where], int(amount), rounding, seed=seed,
-                                    tensor=tensor, rows=rows[where], cols=cols[where])
+                                    tensor=tensor, rows=rows[where], cols=cols[where],
+                                    words=None if words is None else words[where])
     return result
 
 
@@ -255,9 +277,11 @@ def vrq_integer(sign, code, group, fmt: VrqFormat) -> tuple[np.ndarray, int]:
 
 def address_block_encode(values, bits: int, block: int, *,
                          rounding: Rounding = Rounding.NEAREST_EVEN, seed: int = 0,
-                         tensor: int = 0):
+                         tensor: int = 0, words=None):
     """Cambricon-Q style: ``bits``-bit two's-complement codes with one power-of-two scale
     per ``block`` contiguous elements (row-major order; the last block may be short).
+    Stochastic rounding draws the elements' random bits by row and column (or takes
+    ``words``, those bits already drawn: uint32, ``values``' shape).
 
     Block ``b`` with largest exponent ``E_b`` has unit ``2**(E_b - bits + 2)``, so its
     largest magnitude uses the top code bit below the sign; a code that rounds to
@@ -269,6 +293,11 @@ def address_block_encode(values, bits: int, block: int, *,
     ([[80, -14, 96, 32]], [-1, -5])
     """
     values = np.asarray(values, dtype=np.float64)
+    if 0 < values.size <= block:         # one block: one scale for the whole tensor
+        largest = float(np.abs(values).max(initial=0))
+        unit = math.frexp(largest)[1] - 1 - bits + 2 if largest > 0 else 0
+        return (_round_codes(np.ldexp(values, -unit), bits, rounding, seed, tensor, words),
+                np.array([unit], dtype=np.int64))
     flat = values.ravel()
     count = tiles(flat.size, block)
     padded = np.zeros(count * block)
@@ -278,12 +307,12 @@ def address_block_encode(values, bits: int, block: int, *,
     exponents = np.where(largest > 0, np.frexp(np.where(largest > 0, largest, 1))[1] - 1, 0)
     units = np.where(largest > 0, exponents - bits + 2, 0).astype(np.int64)
     scaled = np.ldexp(blocks, -units[:, None]).ravel()[:flat.size].reshape(values.shape)
-    return _round_codes(scaled, bits, rounding, seed, tensor), units
+    return _round_codes(scaled, bits, rounding, seed, tensor, words), units
 
 
-def _round_codes(scaled, bits: int, rounding: Rounding, seed: int, tensor: int):
+def _round_codes(scaled, bits: int, rounding: Rounding, seed: int, tensor: int, words=None):
     """Round scaled values to ``bits``-bit codes (random bits by row and column), saturate."""
-    codes = round_scaled(scaled, rounding, seed=seed, tensor=tensor)
+    codes = round_scaled(scaled, rounding, seed=seed, tensor=tensor, words=words)
     return saturate(codes, bits).astype(np.int64)
 
 

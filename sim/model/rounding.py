@@ -18,7 +18,7 @@ import enum
 import numpy as np
 
 from qforge.sim.model.errors import InputError
-from qforge.sim.model.random_bits import random_bits
+from qforge.sim.model.random_bits import element_coordinates, random_words_where
 
 __all__ = ["Rounding", "round_shift", "round_scaled"]
 
@@ -33,17 +33,34 @@ class Rounding(enum.IntEnum):
     STOCHASTIC = 2     #: add ``shift`` random bits, then truncate
 
 
-def _random_fraction(seed, tensor, rows, cols, shift: int) -> np.ndarray:
+def _given_words(words, shape) -> np.ndarray:
+    """Random words the caller drew already, checked to be ``uint32`` of ``shape``."""
+    words = np.asarray(words)
+    if words.shape != tuple(shape) or words.dtype != np.uint32:
+        raise InputError(f"words: {words.dtype.name} array of shape {words.shape}: must be "
+                         f"the elements' uint32 random words, shape {tuple(shape)}")
+    return words
+
+
+def _drawn_words(seed, tensor, rows, cols, needed, words) -> np.ndarray:
+    """The elements' random words: ``words`` if the caller drew them already, else drawn
+    here where ``needed`` (:func:`~qforge.sim.model.random_bits.random_words_where`)."""
+    if words is None:
+        return random_words_where(seed, tensor, rows, cols, needed)
+    return _given_words(words, np.shape(needed))
+
+
+def _random_fraction(seed, tensor, rows, cols, shift: int, needed, words) -> np.ndarray:
     """``shift`` random bits as an integer in ``[0, 2**shift)``: the top ``shift`` of the
-    32 random bits, followed by zeros when ``shift > 32``."""
-    bits = random_bits(seed, tensor, rows, cols).astype(np.int64)
+    32 random bits, followed by zeros when ``shift > 32`` (:func:`_drawn_words`)."""
+    bits = _drawn_words(seed, tensor, rows, cols, needed, words).astype(np.int64)
     if shift <= 32:
         return bits >> (32 - shift)
     return bits << (shift - 32)
 
 
 def round_shift(values, shift: int, rounding: Rounding, *, seed: int = 0, tensor: int = 0,
-                rows=None, cols=None) -> np.ndarray:
+                rows=None, cols=None, words=None) -> np.ndarray:
     """``values / 2**shift`` rounded to an integer by ``rounding`` (int64 in, int64 out).
 
     * ``TRUNCATE``: ``values >> shift`` (floor);
@@ -53,7 +70,9 @@ def round_shift(values, shift: int, rounding: Rounding, *, seed: int = 0, tensor
       top ``shift`` of its 32 bits, then zeros): rounds up with probability equal to the
       dropped fraction (exactly, for ``shift <= 32``), so the expected result is
       ``values / 2**shift``. ``rows`` and ``cols`` (the elements' coordinates) are
-      required.
+      required, unless ``words`` holds the elements' random words already drawn
+      (:func:`~qforge.sim.model.random_bits.random_words_batch`: uint32, the values'
+      shape).
 
     ``shift = 0`` returns a copy of ``values`` whatever the rounding. Exact for every
     int64 ``values`` and every ``shift`` in ``0 .. 63`` (the sum ``values + r`` is never
@@ -102,14 +121,16 @@ def round_shift(values, shift: int, rounding: Rounding, *, seed: int = 0, tensor
         half = 1 << (shift - 1)
         up = (remainder > half) | ((remainder == half) & ((floor & 1) == 1))
         return floor + up
-    if rows is None or cols is None:
+    if (rows is None or cols is None) and words is None:
         raise ValueError("stochastic rounding needs the elements' rows and cols")
     # (values + r) >> shift, split so that no sum can overflow int64: the high part
     # values >> shift, plus the carry out of the low bits, low + r >= 2**shift (both
     # below 2**shift), tested as low > (2**shift - 1) - r.
-    fraction = _random_fraction(seed, tensor, rows, cols, shift)
     mask = (1 << shift) - 1
-    return (values >> shift) + ((values & mask) > (mask - fraction))
+    low = values & mask
+    # A value with no bits below the shift (low = 0) never carries: no bits needed.
+    fraction = _random_fraction(seed, tensor, rows, cols, shift, low != 0, words)
+    return (values >> shift) + (low > (mask - fraction))
 
 
 #: The largest shift of :func:`round_shift`: int64 values have 64 bits.
@@ -135,7 +156,7 @@ def _int64_values(values) -> np.ndarray:
 
 
 def round_scaled(scaled, rounding: Rounding, *, seed: int = 0, tensor: int = 0,
-                 rows=None, cols=None) -> np.ndarray:
+                 rows=None, cols=None, words=None) -> np.ndarray:
     """Real values already scaled to their unit (``value / unit``), rounded to whole
     numbers by ``rounding``; float64 in, float64 out (whole numbers, so the caller can
     saturate before converting to integers: a value beyond int64 would not convert).
@@ -146,7 +167,9 @@ def round_scaled(scaled, rounding: Rounding, *, seed: int = 0, tensor: int = 0,
       :func:`~qforge.sim.model.random_bits.random_bits` (coordinates ``rows``, ``cols``,
       by default the element's row and column in the 2-D ``scaled``): up with
       probability equal to the dropped fraction, to 32 bits (computed in float64, so
-      exact while ``|scaled| < 2**21``).
+      exact while ``|scaled| < 2**21``). ``words``: the elements' random words if the
+      caller drew them already (uint32, ``scaled``'s shape; then ``rows``/``cols`` are
+      not used).
 
     >>> x = np.array([[2.5, 3.5, -2.5, 0.25]])
     >>> round_scaled(x, Rounding.NEAREST_EVEN), round_scaled(x, Rounding.TRUNCATE)
@@ -165,9 +188,16 @@ def round_scaled(scaled, rounding: Rounding, *, seed: int = 0, tensor: int = 0,
     if rounding == Rounding.NEAREST_EVEN:
         return np.rint(scaled)
     if rounding == Rounding.STOCHASTIC:
-        if rows is None or cols is None:
-            rows, cols = np.indices(scaled.shape)
-        fraction = random_bits(seed, tensor, rows, cols).astype(np.float64) / 2.0 ** 32
-        return np.floor(scaled + fraction)
+        if (rows is None or cols is None) and words is None:
+            rows, cols = element_coordinates(scaled.shape)
+        # r / 2**32 is exact in float64 (a power-of-two scale of a 32-bit integer).
+        if words is None:
+            # A whole number stays itself whatever its bits (r / 2**32 < 1): bits only
+            # for the others (in training, half the elements are the zeros of ReLU).
+            words = random_words_where(seed, tensor, rows, cols,
+                                       scaled != np.floor(scaled))
+        else:
+            words = _given_words(words, scaled.shape)
+        return np.floor(scaled + words * 2.0 ** -32)
     raise InputError(f"rounding = {rounding!r}: allowed "
                      f"{', '.join(r.name for r in Rounding)}")

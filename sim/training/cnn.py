@@ -54,6 +54,7 @@ import numpy as np
 
 from qforge.sim.model.cycles import GemmShape, gemm_cycles
 from qforge.sim.model.numerics import operand_value
+from qforge.sim.model.random_bits import random_words_batch
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
 from qforge.sim.training.formats import Quantized, quantize_operand, random_key
@@ -227,6 +228,12 @@ ROLES = ("input", "weights", "gradient", "update_weights", "update_bias")
 SLOTS = tuple(f"{layer}_{role}" for layer in LAYERS for role in ROLES)
 
 
+def _slot_parts(slot: str) -> tuple[str, str]:
+    """``(layer, role)`` of a :data:`SLOTS` name."""
+    layer, role = slot.split("_", 1)
+    return layer, role
+
+
 def layer_shapes(batch: int, image: tuple[int, int, int] = IMAGE) -> dict[str, tuple]:
     """Per layer: the input's ``N x H x W x C`` shape and the :class:`ConvShape`
     (``None`` for fc, whose input is flattened), for a batch of ``batch`` images."""
@@ -295,6 +302,7 @@ class Network:
     def step(self, x, onehot, n: int, step: int, lr: float) -> float:
         """One SGD step on images ``x`` with one-hot targets; returns the batch's loss."""
         ops = self.ops
+        ops.begin_step(step, n, self.image)
         logits, saved = self.forward(x, step, True)
         log_p = log_softmax(logits)
         loss = -float((log_p * onehot).sum() / n)
@@ -330,6 +338,9 @@ class FloatOps:
     def __init__(self, parameters):
         self.parameters = {layer: (w.astype(np.float32), b.astype(np.float32))
                            for layer, (w, b) in parameters.items()}
+
+    def begin_step(self, step, n, image):
+        """Nothing to prepare: float32 rounds nothing stochastically."""
 
     def store(self, values, layer, role, step, training):
         return np.asarray(values, dtype=np.float32)
@@ -386,18 +397,52 @@ class EmulatedOps:
         self._cycles: dict = {}
         self.small = self.changed = self.small_mass = self.total_mass = 0.0
         self.updates = 0
+        self._words: dict[str, np.ndarray] = {}
 
     def _key(self, slot: str, step: int) -> tuple[int, int]:
         return random_key(self.seed, step * len(SLOTS) + SLOTS.index(slot))
 
+    def _rounding(self, layer: str, role: str) -> Rounding:
+        arithmetic = self.layers[layer]
+        if role == "gradient":
+            return arithmetic.gradient_rounding
+        if role.startswith("update"):
+            return arithmetic.update_rounding
+        return arithmetic.forward_rounding
+
+    def begin_step(self, step: int, n: int, image) -> None:
+        """Draw the random bits of every tensor this training step rounds
+        stochastically, in one pass of the cipher
+        (:func:`~qforge.sim.model.random_bits.random_words_batch`; the same bits as
+        drawing them tensor by tensor: numpy's cost per call made the cipher most of an
+        epoch). The shapes are those :meth:`Network.step` stores: layer inputs as
+        :func:`layer_shapes`' ``(N*H*W) x C`` (fc: ``N x inputs``), output gradients
+        as the forward GEMM's ``rows x outputs`` (:func:`gemm_shapes`), weights and
+        biases as their codes."""
+        classes = self.codes[LAYERS[-1]][0].shape[1]
+        gemms = gemm_shapes(n, image, classes)
+        shapes = {}
+        for layer, (shape, _) in layer_shapes(n, image).items():
+            rows, outputs, _ = gemms[(layer, "forward")]
+            weights, bias = (codes.shape for codes in self.codes[layer])
+            shapes.update({f"{layer}_input": (math.prod(shape[:-1]), shape[-1]),
+                           f"{layer}_weights": weights, f"{layer}_gradient": (rows, outputs),
+                           f"{layer}_update_weights": weights,
+                           f"{layer}_update_bias": bias})
+        slots = [slot for slot in SLOTS
+                 if self._rounding(*_slot_parts(slot)) == Rounding.STOCHASTIC]
+        words = random_words_batch([self._key(slot, step) for slot in slots],
+                                   [shapes[slot] for slot in slots])
+        self._words = dict(zip(slots, words))
+
     def store(self, values, layer, role, step, training):
         arithmetic = self.layers[layer]
-        fmt, rounding = ((arithmetic.gradient, arithmetic.gradient_rounding)
-                         if role == "gradient" else
-                         (arithmetic.forward, arithmetic.forward_rounding))
+        fmt = arithmetic.gradient if role == "gradient" else arithmetic.forward
+        rounding = self._rounding(layer, role) if training else Rounding.NEAREST_EVEN
         seed_word, tensor = self._key(f"{layer}_{role}", step)
-        return quantize_operand(values, fmt, rounding if training else Rounding.NEAREST_EVEN,
-                                seed=seed_word, tensor=tensor)
+        words = self._words.pop(f"{layer}_{role}", None) if training else None
+        return quantize_operand(values, fmt, rounding, seed=seed_word, tensor=tensor,
+                                words=words)
 
     @staticmethod
     def gather(stored, shape, conv):
@@ -437,7 +482,8 @@ class EmulatedOps:
             self.total_mass += float(size.sum())
             seed_word, tensor = self._key(f"{layer}_{role}", step)
             new = wfmt.quantize(wfmt.value(codes) - update, arithmetic.update_rounding,
-                                seed=seed_word, tensor=tensor)
+                                seed=seed_word, tensor=tensor,
+                                words=self._words.pop(f"{layer}_{role}", None))
             self.changed += float((new != codes).mean())
             self.updates += 1
             new_codes.append(new)

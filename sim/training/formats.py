@@ -175,18 +175,19 @@ class WeightFormat:
         return 2.0 * self.range / (1 << self.bits)
 
     def quantize(self, values, rounding: Rounding, *, seed: int = 0,
-                 tensor: int = 0) -> np.ndarray:
+                 tensor: int = 0, words=None) -> np.ndarray:
         """Round ``values`` (2-D, float) to codes: nearest (ties to even) or stochastic
         (``floor(v / unit + r)`` with ``r`` the element's random bits / 2**32, so up with
         probability equal to the discarded fraction; computed in float64, which holds all
         32 random bits next to the code for formats up to 21 bits); saturate. The
         rounding is :func:`~qforge.sim.model.rounding.round_scaled`, the saturation
         :func:`~qforge.sim.model.saturation.saturate`; truncation is not an update rule
-        (:class:`ValueError`)."""
+        (:class:`ValueError`). ``words``: the elements' random bits if already drawn
+        (:func:`~qforge.sim.model.random_bits.random_words_batch`)."""
         if rounding not in (Rounding.STOCHASTIC, Rounding.NEAREST_EVEN):
             raise ValueError(f"update rounding = {rounding!r}: nearest or stochastic")
         scaled = np.asarray(values, dtype=np.float64) / self.unit
-        codes = round_scaled(scaled, rounding, seed=seed, tensor=tensor)
+        codes = round_scaled(scaled, rounding, seed=seed, tensor=tensor, words=words)
         return saturate(codes, self.bits).astype(np.int64)
 
     def value(self, codes) -> np.ndarray:
@@ -240,10 +241,12 @@ class Quantized:
 
 
 def quantize_operand(values, fmt: OperandFormat, rounding: Rounding = Rounding.NEAREST_EVEN,
-                     *, seed: int = 0, tensor: int = 0) -> Quantized:
+                     *, seed: int = 0, tensor: int = 0, words=None) -> Quantized:
     """Quantize a stored 2-D float tensor into ``fmt`` (see the module docstring).
 
-    ``seed``/``tensor`` key the stochastic-rounding bits (coordinates: row and column).
+    ``seed``/``tensor`` key the stochastic-rounding bits (coordinates: row and column);
+    ``words`` are those bits if already drawn
+    (:func:`~qforge.sim.model.random_bits.random_words_batch`; uint32, ``values``' shape).
 
     >>> from qforge.sim.model.spec import load_preset
     >>> cfg = load_preset("default")
@@ -261,19 +264,20 @@ def quantize_operand(values, fmt: OperandFormat, rounding: Rounding = Rounding.N
     config, precision = fmt.config, fmt.precision
     if fmt.kind == "int":
         codes, units = address_block_encode(values, fmt.bits, max(values.size, 1),
-                                            rounding=rounding, seed=seed, tensor=tensor)
+                                            rounding=rounding, seed=seed, tensor=tensor,
+                                            words=words)
         return Quantized(fmt, codes, int(units[0]))
     if fmt.kind == "vrq":
         exponent = vrq_exponent(values)
         sign, code, group = vrq_encode(values, fmt.vrq, exponent, rounding=rounding,
-                                       seed=seed, tensor=tensor)
+                                       seed=seed, tensor=tensor, words=words)
         if not precision.exact:
             code = operand_value(code, config, precision)
         integers, offset = vrq_integer(sign, code, group, fmt.vrq)
         return Quantized(fmt, integers, (0 if exponent is None else exponent) + offset)
     if fmt.kind == "address_block":
         codes, units = address_block_encode(values, fmt.bits, fmt.block, rounding=rounding,
-                                            seed=seed, tensor=tensor)
+                                            seed=seed, tensor=tensor, words=words)
         if not precision.exact:
             codes = operand_value(codes, config, precision)
         element_units = np.repeat(units, fmt.block)[:values.size].reshape(values.shape)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from qforge.sim.model.quantize import (OutputParameters, Rounding, VrqFormat,
                                        address_block_decode, address_block_encode,
                                        output_stage, round_shift, vrq_decode, vrq_encode,
                                        vrq_exponent)
+from qforge.sim.model.random_bits import random_words
 
 
 def test_output_stage_rounds_then_relu_then_saturates():
@@ -199,3 +201,63 @@ def test_output_parameters_validate_every_field():
     for fields, name in bad:
         with pytest.raises(ValueError, match=name.replace(".", r"\.")):
             OutputParameters(**fields).validate(config)
+
+
+def _scalar_vrq(x: float, fmt: VrqFormat, exponent: int) -> tuple[int, int, int]:
+    """VRQ of one value by the docstring's rule, in exact rationals (nearest even)."""
+    if x == 0:
+        return 0, 0, 0
+    magnitude = Fraction(abs(x))
+    element = math.floor(math.log2(abs(x)))
+    while Fraction(2) ** element > magnitude:          # log2 of a float, made exact
+        element -= 1
+    while Fraction(2) ** (element + 1) <= magnitude:
+        element += 1
+    group = min(max((exponent - element) // fmt.range_stride, 0), fmt.ranges - 1)
+    unit = exponent - group * fmt.range_stride - fmt.code_width + 1
+    quotient = magnitude / Fraction(2) ** unit
+    code = round(quotient)                            # Python's round: ties to even
+    if code >= 1 << fmt.code_width:
+        if group > 0:
+            code, group = 1 << (fmt.code_width - fmt.range_stride), group - 1
+        else:
+            code = (1 << fmt.code_width) - 1
+    if code == 0:
+        return 0, 0, 0
+    return int(x < 0), code, group
+
+
+@pytest.mark.parametrize("fmt", [VrqFormat(4, 2, 8), VrqFormat(3, 1, 5), VrqFormat(6, 3, 4)])
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e5, 1e-310, 1e300])
+def test_vrq_encode_against_a_scalar_rational_reference(fmt, scale):
+    """Nearest-even codes of each element by exact rationals, also where a range's unit is
+    not a normal float64 (``1e-310``, ``1e300``: the ``np.ldexp`` path)."""
+    rng = np.random.default_rng(11)
+    values = rng.standard_normal((6, 7)) * scale
+    values[rng.random(values.shape) < 0.3] = 0
+    exponent = vrq_exponent(values)
+    sign, code, group = vrq_encode(values, fmt, exponent)
+    for index in np.ndindex(values.shape):
+        assert (sign[index], code[index], group[index]) == \
+            _scalar_vrq(float(values[index]), fmt, exponent), (index, values[index])
+
+
+@pytest.mark.parametrize("integers", [False, True])
+def test_encoders_with_drawn_words_equal_drawing_them(integers):
+    """``words=`` (a training step's bulk-drawn bits) gives what drawing them gives."""
+    rng = np.random.default_rng(12)
+    values = np.maximum(rng.standard_normal((9, 5)) * 40, 0)
+    values = np.round(values).astype(np.int64) if integers else values
+    words = random_words(3, 4, *np.indices(values.shape))
+    fmt = VrqFormat(4, 2, 8)
+    for got, want in zip(vrq_encode(values, fmt, rounding=Rounding.STOCHASTIC, seed=3,
+                                    tensor=4, words=words),
+                         vrq_encode(values, fmt, rounding=Rounding.STOCHASTIC, seed=3,
+                                    tensor=4)):
+        assert (got == want).all()
+    for block in (7, values.size):
+        got = address_block_encode(values, 8, block, rounding=Rounding.STOCHASTIC, seed=3,
+                                   tensor=4, words=words)
+        want = address_block_encode(values, 8, block, rounding=Rounding.STOCHASTIC, seed=3,
+                                    tensor=4)
+        assert all((g == w).all() for g, w in zip(got, want))

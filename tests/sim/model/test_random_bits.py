@@ -4,6 +4,8 @@
   (:mod:`tests.sim.model.speck_reference`), first checked against the cipher's published
   test vector, then compared with the vectorized :func:`random_bits` and
   :func:`round_keys`.
+* The bulk and sparse forms (:func:`random_words_batch`, :func:`random_words_where`)
+  give every element the bits :func:`random_bits` gives it.
 * Statistics of the bits (byte chi-square, per-bit balance, independence of neighbouring
   rows, columns, tensors and seeds), with every threshold derived in the test's
   docstring. The inputs are fixed, so the tests are deterministic; a threshold's
@@ -17,7 +19,13 @@ import math
 import numpy as np
 import pytest
 
-from qforge.sim.model.random_bits import random_bits, round_keys
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qforge.sim.model.errors import InputError
+from qforge.sim.model.random_bits import (element_coordinates, random_bits, random_words_batch,
+                                          random_words_where, round_keys)
+from tests.fuzz import fuzz_settings
 from tests.sim.model.speck_reference import (MASK, scalar_random_bits, scalar_round_keys,
                                              speck_encrypt, speck_key_schedule)
 
@@ -141,3 +149,58 @@ def test_neighbours_are_uncorrelated(name, first, second):
     xor = first.ravel() ^ second.ravel()
     ones = ((xor[:, None] >> np.arange(32, dtype=np.uint64)) & np.uint64(1)).sum(axis=0)
     assert np.all(np.abs(ones - n / 2) <= 5 * math.sqrt(n) / 2), (name, ones)
+
+
+# ---- the same bits, drawn in bulk or only where needed -------------------------------
+
+_keys = st.tuples(st.integers(0, (1 << 32) - 1), st.integers(0, (1 << 16) - 1))
+_shapes = st.tuples(st.integers(1, 12), st.integers(1, 12))
+
+
+@fuzz_settings
+@given(st.lists(st.tuples(_keys, _shapes), min_size=1, max_size=6))
+def test_random_words_batch_equals_tensor_by_tensor(tensors):
+    """One pass over several tensors gives each element the bits that
+    :func:`random_bits` gives it alone (its own seed, tensor and coordinates)."""
+    keys, shapes = zip(*tensors)
+    for (seed, tensor), shape, words in zip(keys, shapes, random_words_batch(keys, shapes)):
+        assert words.dtype == np.uint32 and words.shape == shape
+        assert (words == random_bits(seed, tensor, *np.indices(shape))).all()
+
+
+def test_random_words_batch_against_the_scalar_reference():
+    (words,) = random_words_batch([(7, 9)], [(3, 5)])
+    assert words[2, 4] == scalar_random_bits(7, 9, 2, 4)
+    assert words[0, 0] == scalar_random_bits(7, 9, 0, 0)
+
+
+@pytest.mark.parametrize("keys, shapes, message", [
+    ([(1, 2)], [(5,)], r"shapes\[0\] = \(5,\): must be a 2-D tensor's \(rows, cols\)"),
+    ([(1, 2), (1, 3)], [(2, 2)], "2 keys for 1 shapes"),
+    ([(1, 1 << 16)], [(2, 2)], "tensor = 65536: allowed range is 0 .. 65535"),
+])
+def test_random_words_batch_refuses_bad_requests(keys, shapes, message):
+    with pytest.raises(InputError, match=message):
+        random_words_batch(keys, shapes)
+
+
+@fuzz_settings
+@given(_keys, _shapes, st.floats(0, 1), st.integers(0, 1 << 20))
+def test_random_words_where_are_the_elements_bits(key, shape, density, mask_seed):
+    """Where needed, the element's own bits, whatever the density (dense masks take
+    the path that draws every element, sparse ones gather the needed coordinates)."""
+    needed = np.random.default_rng(mask_seed).random(shape) < density
+    rows, cols = np.indices(shape)
+    words = random_words_where(*key, rows + 3, cols, needed)
+    assert words.shape == shape
+    assert (words[needed] == random_bits(*key, rows + 3, cols)[needed]).all()
+    broadcast = random_words_where(*key, np.arange(shape[0])[:, None], np.arange(shape[1]),
+                                   needed)
+    assert (broadcast[needed] == random_bits(*key, rows, cols)[needed]).all()
+
+
+def test_element_coordinates_are_read_only_indices():
+    coordinates = element_coordinates((3, 4))
+    assert (coordinates == np.indices((3, 4))).all()
+    with pytest.raises(ValueError):
+        coordinates[0, 0, 0] = 5

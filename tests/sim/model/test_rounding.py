@@ -14,8 +14,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from qforge.sim.model.errors import InputError
-from qforge.sim.model.random_bits import random_bits
+from qforge.sim.model.random_bits import random_bits, random_words
 from qforge.sim.model.rounding import Rounding, round_scaled, round_shift
+from tests.fuzz import fuzz_settings
 from tests.sim.model.speck_reference import scalar_random_bits
 
 
@@ -248,3 +249,32 @@ def test_round_scaled_rejects_codes_that_are_no_rounding():
 def test_rounding_codes_are_the_isa_codes():
     assert [(rule.name, int(rule)) for rule in Rounding] == [
         ("NEAREST_EVEN", 0), ("TRUNCATE", 1), ("STOCHASTIC", 2)]
+
+
+@fuzz_settings
+@given(st.lists(st.sampled_from([0.0, 3.0, -2.0, 0.5, -1.25, 7.75, 1e-9]), min_size=1,
+                max_size=40), st.integers(0, 1 << 20))
+def test_stochastic_rounding_with_drawn_words_equals_drawing_them(values, key):
+    """Given the elements' words (``words=``, as a training step draws them in bulk) the
+    result is the one drawn here; whole numbers (which draw no bits) stay themselves."""
+    scaled = np.array([values])
+    words = random_words(key, 3, *np.indices(scaled.shape))
+    got = round_scaled(scaled, Rounding.STOCHASTIC, seed=key, tensor=3, words=words)
+    assert (got == round_scaled(scaled, Rounding.STOCHASTIC, seed=key, tensor=3)).all()
+    whole = scaled == np.floor(scaled)
+    assert (got[whole] == scaled[whole]).all()
+    integers = np.array([[int(v * 4) for v in values]])
+    rows, cols = np.indices(integers.shape)
+    assert (round_shift(integers, 2, Rounding.STOCHASTIC, words=words)
+            == round_shift(integers, 2, Rounding.STOCHASTIC, seed=key, tensor=3, rows=rows,
+                           cols=cols)).all()
+
+
+@pytest.mark.parametrize("words", [np.zeros((1, 3), dtype=np.uint32),
+                                   np.zeros((1, 2), dtype=np.int64)])
+def test_drawn_words_must_match_the_values(words):
+    with pytest.raises(InputError, match=r"words: .* must be the elements' uint32 random "
+                                         r"words, shape \(1, 2\)"):
+        round_scaled(np.zeros((1, 2)), Rounding.STOCHASTIC, words=words)
+    with pytest.raises(InputError, match="must be the elements' uint32 random words"):
+        round_shift(np.ones((1, 2), dtype=np.int64), 1, Rounding.STOCHASTIC, words=words)

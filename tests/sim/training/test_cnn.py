@@ -129,6 +129,35 @@ def test_emulated_int8_convolution_is_the_convolution_of_the_quantized_values():
         1, gemm_cycles(config, [GemmShape(32, 16, 72, 16)]).total]
 
 
+@pytest.mark.parametrize("kind", ["int", "vrq"])
+def test_a_steps_bulk_drawn_bits_are_each_tensors_own(kind):
+    """``EmulatedOps.begin_step`` draws every stochastic tensor's bits in one pass; the
+    step equals one where each tensor draws its own (``begin_step`` left out), also for
+    a last batch of another size (5 images)."""
+    config = load_preset("default")
+    fmt = (OperandFormat("int", config, bits=8) if kind == "int" else
+           OperandFormat("vrq", config, vrq=VrqFormat(4, 2, 8)))
+    runs = []
+    for bulk in (True, False):
+        ops = cnn.EmulatedOps({layer: _arithmetic(fmt, Rounding.STOCHASTIC)
+                               for layer in cnn.LAYERS}, _parameters(6), 3)
+        if not bulk:
+            ops.begin_step = lambda step, n, image: None
+        network, losses = cnn.Network(ops), []
+        for step, n in enumerate((4, 5)):
+            x = np.random.default_rng(step).uniform(0, 1, (n, 8, 8, 1))
+            onehot = np.eye(10)[np.arange(n) % 10]
+            losses.append(network.step(x, onehot, n, step, 0.1))
+            assert not ops._words                      # every drawn tensor was rounded
+        runs.append((losses, {layer: [c.copy() for c in ops.codes[layer]]
+                              for layer in cnn.LAYERS}))
+    (bulk_losses, bulk_codes), (own_losses, own_codes) = runs
+    assert bulk_losses == own_losses
+    for layer in cnn.LAYERS:
+        for got, want in zip(bulk_codes[layer], own_codes[layer]):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_mixed_formats_multiply_their_values():
     config = load_preset("default")
     rng = np.random.default_rng(6)
