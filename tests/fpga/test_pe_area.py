@@ -256,3 +256,20 @@ def test_plain_mac_fixtures_multiply_accumulate(make):
     simulator.add_testbench(bench)
     simulator.run()
     assert results == [sum(a * b for a, b in pairs)]
+
+
+@pytest.mark.synth
+@pytest.mark.slow
+def test_pe_area_of_tiny_in_every_measure(tmp_path):
+    # About 25 s of Yosys: the PE and a selector, CMOS, ECP5 and iCE40.
+    area = pe_area_module.pe_area(load_preset("tiny"), root=tmp_path)
+    # Lanes of sign + 4-bit block + 1-bit position, P = 2, both ways; 3 flags; the
+    # 18-bit lane sum; first and last; the 25-bit accumulator and result.
+    assert area.pe_cmos.flip_flops == 2 * 2 * (1 + 4 + 1) + 3 + 18 + 2 + 25 + 25
+    assert area.pe_cells["ecp5"]["ff"] == area.pe_cells["ice40"]["ff"] == 97
+    # synth_ecp5 puts every multiplier in a MULT18X18D; synth_ice40 -dsp only products
+    # of at least 11 bits (a 4x4 one is 8).
+    assert area.pe_cells["ecp5"]["dsp"] == 2 and area.pe_cells["ice40"]["dsp"] == 0
+    assert area.selectors == 4 and area.pes == 4
+    assert area.to_dict()["cmos"]["array"] == 4 * area.pe_cmos.transistors \
+        + 4 * area.selector_cmos.transistors
