@@ -41,7 +41,7 @@ from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
 from qforge.sim.training.formats import quantize_operand, slot_key
 from qforge.sim.progress import Progress
 import qforge.sim.training.cnn as cnn
-from qforge.sim.training.cnn_hardware import train_cnn_program_run
+from qforge.sim.training.cnn_hardware import layer_arithmetic, train_cnn_program_run
 from qforge.sim.training.hardware import train_program_run
 from qforge.sim.training.network import initial_weights, log_softmax, loss_accuracy, with_ones
 from qforge.sim.training.report import RunResult
@@ -220,13 +220,6 @@ def train_run(train: TrainConfig, hardware: HardwareConfig, data=None, *,
     return result
 
 
-def _layer_arithmetic(hardware: HardwareConfig, layer: str) -> cnn.LayerArithmetic:
-    """Layer ``layer``'s formats: its policy's configurations, or ``hardware``'s."""
-    forward, gradient, update = hardware.layer(layer)
-    return cnn.LayerArithmetic(forward.operand, forward.rounding, gradient.operand,
-                               gradient.rounding, update.weights, update.update_rounding)
-
-
 def _cnn_run(train: TrainConfig, hardware: HardwareConfig, data, epochs, log, log_every,
              progress: bool) -> RunResult:
     """:func:`train_run` of the CNN: the same schedule, batches and evaluation as the
@@ -248,7 +241,7 @@ def _cnn_run(train: TrainConfig, hardware: HardwareConfig, data, epochs, log, lo
         onehot = onehot.astype(np.float32)
         ops = cnn.FloatOps(parameters)
     else:
-        ops = cnn.EmulatedOps({layer: _layer_arithmetic(hardware, layer)
+        ops = cnn.EmulatedOps({layer: layer_arithmetic(hardware, layer)
                                for layer in cnn.LAYERS}, parameters, train.seed)
     network = cnn.Network(ops, image)
     steps_total = epochs * tiles(len(x_train), train.batch_size)
