@@ -145,7 +145,8 @@ def format_seed_table(points: list[CyclePoint], baseline: str | None = None) -> 
         values = dict(zip(point.seeds, point.accuracies))
         cells = [f"{values[seed]:.2f}%" if seed in values else "" for seed in seeds]
         delta = ("" if reference is None or point is reference
-                 else f"{point.accuracy - reference.accuracy:+.2f}")
+                 # + 0.0: a difference that rounds to zero prints +0.00, not -0.00
+                 else f"{round(point.accuracy - reference.accuracy, 2) + 0.0:+.2f}")
         ratio = (f"{base_cycles / point.cycles:.2f}x" if base_cycles and point.cycles
                  else "")
         lines.append(f"| {point.name} | {' | '.join(cells)} | {point.accuracy:.2f}% "
@@ -173,7 +174,7 @@ def accuracy_cycles_figure(points: list[CyclePoint], *, baseline: str | None = N
     import matplotlib.pyplot as plt
     from matplotlib.ticker import EngFormatter
 
-    figure, axes = plt.subplots(figsize=(8, 5.4), layout="constrained")
+    figure, axes = plt.subplots(figsize=(9, 5.6), layout="constrained")
     for point in points:
         if point.cycles is None:
             axes.axhline(point.accuracy, color="black", linestyle="--", linewidth=1.2,
@@ -181,65 +182,113 @@ def accuracy_cycles_figure(points: list[CyclePoint], *, baseline: str | None = N
                                f"cycles)")
     front = [costed[index] for index in pareto_front(
         [(point.cycles, point.accuracy) for point in costed])]
-    right_edge = max(point.cycles for point in costed)
-    axes.plot([point.cycles for point in front] + [right_edge],
+    cycles = [point.cycles for point in costed]
+    axes.plot([point.cycles for point in front] + [max(cycles)],
               [point.accuracy for point in front] + [front[-1].accuracy],
               drawstyle="steps-post", color="tab:green", linewidth=1.5, alpha=0.8,
               label="Pareto front (fewest cycles for an accuracy)")
+    if max(cycles) > 10 * min(cycles):
+        axes.set_xscale("log")
+    axes.set_xlim(min(cycles) * 0.85, max(cycles) * 1.15)
     several = any(len(point.seeds) > 1 for point in costed)
-    for point in costed:
+    shown = _dodged(axes, costed) if several else [point.cycles for point in costed]
+    for point, x in zip(costed, shown):
         is_baseline = point.name == baseline
         style = (dict(marker="*", markersize=15, color="tab:red", zorder=4) if is_baseline
                  else dict(marker="o", markersize=6, color="tab:blue", zorder=3))
         low, high = min(point.accuracies), max(point.accuracies)
-        axes.errorbar([point.cycles], [point.accuracy], linestyle="none",
+        axes.errorbar([x], [point.accuracy], linestyle="none",
                       yerr=[[point.accuracy - low], [high - point.accuracy]]
                       if several else None, capsize=3, elinewidth=0.8,
                       label=f"{point.name} (baseline)" if is_baseline else None, **style)
-    cycles = [point.cycles for point in costed]
-    if max(cycles) > 10 * min(cycles):
-        axes.set_xscale("log")
-    axes.set_xlim(min(cycles) * 0.85, max(cycles) * 1.15)
     axes.xaxis.set_major_formatter(EngFormatter())
     axes.margins(y=0.1)                     # room for the labels above the top point
-    _label_points(axes, costed, baseline)
+    _label_points(axes, costed, shown, baseline)
     axes.set_xlabel("cycles per epoch (cycle model, training GEMMs)")
-    seeds = sorted({seed for point in points for seed in point.seeds},
-                   key=lambda seed: (seed is None, seed or 0))
-    axes.set_ylabel("test accuracy after the last epoch (%)" if len(seeds) <= 1 else
-                    f"test accuracy after the last epoch (%, mean over {len(seeds)} seeds; "
-                    f"bars: lowest to highest)")
+    axes.set_ylabel("test accuracy after the last epoch (%)" if not several else
+                    "test accuracy after the last epoch (%, mean over seeds)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="best")
-    axes.set_title(title, fontsize=9)
+    seeds = {seed for point in costed for seed in point.seeds}
+    axes.set_title(title + (f"\nmeans over {len(seeds)} seeds, bars from the lowest to the "
+                            f"highest seed; points of equal cycles spread sideways"
+                            if several else ""), fontsize=9)
     return figure
 
 
-def _label_points(axes, costed: list[CyclePoint], baseline: str | None) -> None:
-    """Name the points of :func:`accuracy_cycles_figure`: one label per position (names
-    one a line), centred above the point, or below it when the label of a point close
-    to its left on about the same accuracy is above (labels of a row alternate)."""
-    groups: dict[tuple[int, float], list[str]] = {}
-    for point in costed:
-        groups.setdefault((point.cycles, round(point.accuracy, 6)), []).append(
-            point.name + (" (baseline)" if point.name == baseline else ""))
-    (left, right), (bottom, top) = axes.get_xlim(), axes.get_ylim()
-    scale = np.log if axes.get_xscale() == "log" else (lambda value: value)
+#: Sideways spread between points of equal cycles, as a fraction of the axes' width.
+_DODGE = 0.01
+#: Height of one label line, as a fraction of the axes' height (7.5-point text).
+_LINE = 0.036
+#: Labels on a white ground: readable where they cross the reference line or the front.
+_GROUND = dict(boxstyle="square,pad=0.05", facecolor="white", edgecolor="none", alpha=0.8)
 
-    def where(cycles, accuracy):            # the position as fractions of the axes
-        return ((scale(cycles) - scale(left)) / (scale(right) - scale(left)),
-                (accuracy - bottom) / ((top - bottom) or 1))
 
+def _fractions(axes):
+    """The transform from data to axes fractions and back, with the view limits brought
+    up to date first (matplotlib applies autoscaling and margins lazily)."""
+    axes.get_xlim(), axes.get_ylim()
+    fraction = axes.transScale + axes.transLimits
+    return fraction, fraction.inverted()
+
+
+def _dodged(axes, costed: list[CyclePoint]) -> list[float]:
+    """Where to draw each point of ``costed`` along x: points of equal cycles spread
+    sideways by :data:`_DODGE` around their cycles, most accurate first, so their bars
+    do not overlap (x limits and scale must be set)."""
+    fraction, back = _fractions(axes)                       # data <-> axes fractions
+    columns: dict[int, list[int]] = {}
+    for index, point in enumerate(costed):
+        columns.setdefault(point.cycles, []).append(index)
+    shown = [float(point.cycles) for point in costed]
+    for cycles, members in columns.items():
+        members.sort(key=lambda index: -costed[index].accuracy)
+        centre = fraction.transform((cycles, 0))[0]
+        for rank, index in enumerate(members):
+            offset = (rank - (len(members) - 1) / 2) * _DODGE
+            shown[index] = back.transform((centre + offset, 0))[0]
+    return shown
+
+
+def _label_points(axes, costed: list[CyclePoint], shown: list[float],
+                  baseline: str | None) -> None:
+    """Name the points of :func:`accuracy_cycles_figure` (drawn at x ``shown``): one
+    label per position (names one a line). A lone position of its cycles: centred above
+    the point, or below it when the label of a point close to its left on about the same
+    accuracy is above. Several: labels in a column to the right, most accurate first,
+    pushed down where they would overlap, each joined to its point by a thin line."""
+    fraction, back = _fractions(axes)                       # data <-> axes fractions
+    columns: dict[int, dict[float, tuple[list[str], float]]] = {}
+    for point, x in zip(costed, shown):
+        names, _ = columns.setdefault(point.cycles, {}).setdefault(
+            round(point.accuracy, 6), ([], x))
+        names.append(point.name + (" (baseline)" if point.name == baseline else ""))
     placed_above: list[tuple[float, float]] = []
-    for (cycles, accuracy), names in sorted(groups.items()):
-        x, y = where(cycles, accuracy)
-        above = not any(0 < x - other_x < 0.2 and abs(y - other_y) < 0.05
-                        for other_x, other_y in placed_above)
-        if above:
-            placed_above.append((x, y))
-        axes.annotate("\n".join(names), (cycles, accuracy), xytext=(0, 7 if above else -7),
-                      textcoords="offset points", fontsize=7.5, ha="center",
-                      va="bottom" if above else "top")
+    for cycles in sorted(columns):
+        column = sorted(columns[cycles].items(), reverse=True)
+        if len(column) == 1:
+            ((accuracy, (names, x)),) = column
+            fx, fy = fraction.transform((x, accuracy))
+            above = not any(0 < fx - other_x < 0.2 and abs(fy - other_y) < 0.05
+                            for other_x, other_y in placed_above)
+            if above:
+                placed_above.append((fx, fy))
+            axes.annotate("\n".join(names), (x, accuracy), xytext=(0, 7 if above else -7),
+                          textcoords="offset points", fontsize=7.5, ha="center",
+                          va="bottom" if above else "top", bbox=_GROUND)
+            continue
+        right = max(fraction.transform((x, 0))[0] for _, (_, x) in column) + 0.02
+        bottom = None                       # the lowest edge of the labels placed so far
+        for accuracy, (names, x) in column:
+            height = _LINE * len(names)
+            fy = fraction.transform((x, accuracy))[1]
+            middle = fy if bottom is None else min(fy, bottom - height / 2)
+            bottom = middle - height / 2
+            axes.annotate("\n".join(names), (x, accuracy),
+                          xytext=tuple(back.transform((right, middle))),
+                          textcoords="data", fontsize=7.5, ha="left", va="center",
+                          bbox=_GROUND, arrowprops=dict(arrowstyle="-", color="0.6", linewidth=0.6,
+                                          shrinkA=1, shrinkB=4))
 
 
 def plot_accuracy_cycles(points: list[CyclePoint], path, *, baseline: str | None = None,

@@ -103,14 +103,17 @@ def test_inconsistent_reports_are_one_error(reports, message):
 def test_seed_table_by_hand():
     points = [CyclePoint("float32", 97.0, (98.0, 96.0), (1, 2), None),
               CyclePoint("int8", 98.0, (97.0, 99.0), (1, 2), 1000),
-              CyclePoint("approx", 96.5, (96.5,), (2,), 400)]
+              CyclePoint("approx", 96.5, (96.5,), (2,), 400),
+              # a mean a rounding error below float32's: no "-0.00"
+              CyclePoint("same", 97.0 - 1e-12, (97.0 - 1e-12,), (2,), 400)]
     assert format_seed_table(points, "int8").splitlines() == [
         "| configuration | seed 1 | seed 2 | mean | vs float32 | cycles / epoch "
         "| fewer than int8 |",
         "|---|---:|---:|---:|---:|---:|---:|",
         "| float32 | 98.00% | 96.00% | 97.00% |  |  |  |",
         "| int8 | 97.00% | 99.00% | 98.00% | +1.00 | 1,000 | 1.00x |",
-        "| approx |  | 96.50% | 96.50% | -0.50 | 400 | 2.50x |"]
+        "| approx |  | 96.50% | 96.50% | -0.50 | 400 | 2.50x |",
+        "| same |  | 97.00% | 97.00% | +0.00 | 400 | 2.50x |"]
 
 
 # --- the figure -------------------------------------------------------------------------
@@ -155,7 +158,12 @@ def test_figure_over_seeds_shares_labels_and_shows_the_spread():
     figure = accuracy_cycles_figure(accuracy_cycle_points(reports), baseline="int8")
     try:
         (axes,) = figure.axes
-        assert "mean over 3 seeds" in axes.get_ylabel()
+        assert "mean over seeds" in axes.get_ylabel()
+        assert "means over 3 seeds" in axes.get_title()
+        # points of equal cycles drawn side by side: approx and int4 at 400, half of 1% of
+        # the axes' width (0.85 * 400 .. 1.15 * 1000, 810 cycles) either side; int8 alone
+        drawn = sorted(c.lines[0].get_xdata()[0] for c in axes.containers)
+        assert drawn == pytest.approx([400 - 4.05, 400 + 4.05, 1000])
         # approx and int4 at the same point: one label, a name a line
         assert {text.get_text() for text in axes.texts} == {"int8 (baseline)",
                                                             "approx\nint4"}
