@@ -226,9 +226,10 @@ def _plot_from(arguments) -> int:
         baseline = "int8"             # reports written before the baseline was recorded
     seeds = {seed for point in points for seed in point.seeds if seed is not None}
     title = (cycles_plot_title(described, seeds) if described is not None else
-             f"qforge tune: {reports[0].get('source', '')}, seeds "
-             f"{', '.join(str(seed) for seed in sorted(seeds))}: accuracy against cycles "
-             f"per epoch")
+             f"qforge tune: {reports[0].get('source', '')}, seed"
+             f"{'s' if len(seeds) > 1 else ''} "
+             f"{', '.join(str(seed) for seed in sorted(seeds))}\ntest accuracy against "
+             f"the cycles of one epoch's training GEMMs")
     name = described["name"] if described is not None else "tune"
     plot = arguments.plot or Path("build") / "train" / f"{name}_cycles.png"
     if arguments.plot is None:
