@@ -121,6 +121,8 @@ OUTPUTS = [
      ".json"),
     (["tune", "--config", "gen/train/cnn.toml", "--budget", "0.1", "--write-policy"],
      "--write-policy", "file", ".toml"),
+    (["tune", "--config", "gen/train/cnn.toml", "--budget", "0.1", "--plot"], "--plot", "file",
+     ".png"),
     (["gemm", "--preset", "tiny", "--a", "a.npy", "--b", "b.npy", "-o"], "-o", "file", ".npy"),
     (["build", "--board", "icebreaker", "--preset", "tiny", "--build-dir"], "--build-dir",
      "folder", ""),

@@ -7,9 +7,9 @@ def test_options():
     parser = command_parser("train")
     table = options(parser)
     assert set(table) == {"--emulate", "--backend", "--check", "--config", "--epochs",
-                          "--seed", "--plot", "--json", "--jobs"}
+                          "--seed", "--plot", "--json", "--jobs", "--plot-from"}
     assert table["--backend"].choices == ("rtl", "golden")
-    assert exclusive_groups(parser) == [({"--emulate", "--backend"}, False)]
+    assert exclusive_groups(parser) == [({"--emulate", "--backend", "--plot-from"}, False)]
     for key in ("weight_bits", "update_rounding", "update (float | hardware)"):
         assert key in parser.epilog
 
