@@ -53,7 +53,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from qforge.sim.model.cycles import GemmShape, gemm_cycles
-from qforge.sim.model.numerics import operand_value
 from qforge.sim.model.random_bits import random_words_batch
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
@@ -171,8 +170,8 @@ def gather(q: Quantized, shape: tuple[int, int, int, int], conv: ConvShape) -> Q
     activation (``shape``), gathered by :func:`im2col` into the GEMM operand (same
     format and exponent; padding reads integer 0, value 0)."""
     if q.integers is None:
-        return Quantized(q.fmt, None, q.exponent, im2col(q.floats.reshape(shape), conv))
-    return Quantized(q.fmt, im2col(q.integers.reshape(shape), conv), q.exponent)
+        return q.with_integers(None, im2col(q.floats.reshape(shape), conv))
+    return q.with_integers(im2col(q.integers.reshape(shape), conv))
 
 
 def _exact_form(q: Quantized) -> Quantized:
@@ -181,8 +180,7 @@ def _exact_form(q: Quantized) -> Quantized:
     fmt = q.fmt
     if fmt.kind != "int" or fmt.precision.exact:
         return q
-    return Quantized(replace(fmt, kept=None),
-                     operand_value(q.integers, fmt.config, fmt.precision), q.exponent)
+    return Quantized(replace(fmt, kept=None), q.approximate().integers, q.exponent)
 
 
 def mixed_matmul(a: Quantized, b: Quantized, counter: GemmCounter | None = None
@@ -441,8 +439,9 @@ class EmulatedOps:
         rounding = self._rounding(layer, role) if training else Rounding.NEAREST_EVEN
         seed_word, tensor = self._key(f"{layer}_{role}", step)
         words = self._words.pop(f"{layer}_{role}", None) if training else None
+        # Approximated once as stored, not in every GEMM that reads it (gathered 9x).
         return quantize_operand(values, fmt, rounding, seed=seed_word, tensor=tensor,
-                                words=words)
+                                words=words).approximate()
 
     @staticmethod
     def gather(stored, shape, conv):

@@ -64,7 +64,7 @@ def emulated_matmul(a: Quantized, b: Quantized, counter: GemmCounter | None = No
     scale = a.exponent + b.exponent
     if a.fmt.kind == "int" and b.fmt.kind == "int":
         result = gemm(a.integers, b.integers, a.fmt.config,
-                      Precision(a.fmt.precision, b.fmt.precision))
+                      Precision(a.gemm_precision, b.gemm_precision))
         return np.ldexp(result.astype(np.float64), scale)
     if a.integers is not None and b.integers is not None:
         max_a = int(np.abs(a.integers).max(initial=0))

@@ -53,7 +53,7 @@ that is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -213,18 +213,45 @@ class Quantized:
     and the already approximated, range-shifted integer forms for ``vrq`` and
     ``address_block``. ``floats`` holds the exact values instead when an integer form
     would not fit in int64 (address-block only; see the module docstring).
+    ``approximated``: the ``int`` codes have had ``fmt.precision``'s kept-block
+    approximation applied already (:meth:`approximate`), so no GEMM applies it again.
     """
 
     fmt: OperandFormat
     integers: np.ndarray | None
     exponent: int
     floats: np.ndarray | None = None
+    approximated: bool = False
 
     @property
     def T(self) -> "Quantized":   # noqa: N802 - mirrors numpy's .T
         """The same stored tensor read transposed."""
-        return Quantized(self.fmt, None if self.integers is None else self.integers.T,
-                         self.exponent, None if self.floats is None else self.floats.T)
+        return self.with_integers(None if self.integers is None else self.integers.T,
+                                  None if self.floats is None else self.floats.T)
+
+    def with_integers(self, integers, floats=None) -> "Quantized":
+        """The same format, exponent and approximation state over other integer forms
+        (or floats): the tensor gathered or read transposed."""
+        return Quantized(self.fmt, integers, self.exponent, floats, self.approximated)
+
+    def approximate(self) -> "Quantized":
+        """The tensor with its kept-block approximation applied once
+        (:func:`~qforge.sim.model.numerics.operand_value` of the ``int`` codes), for a
+        tensor several GEMMs read (and before it is gathered: the approximation is per
+        element and keeps 0, so it commutes with an im2col gather). The GEMMs then give
+        what they give on the codes (``operand_value`` is idempotent: tested)."""
+        if self.fmt.kind != "int" or self.fmt.precision.exact or self.approximated:
+            return self
+        return Quantized(self.fmt, operand_value(self.integers, self.fmt.config,
+                                                 self.fmt.precision), self.exponent,
+                         approximated=True)
+
+    @property
+    def gemm_precision(self):
+        """The precision the GEMM applies to :attr:`integers`: the format's, or exact when
+        already :attr:`approximated`."""
+        precision = self.fmt.precision
+        return replace(precision, kept=precision.blocks) if self.approximated else precision
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -235,7 +262,7 @@ class Quantized:
         if self.integers is None:
             return self.floats
         integers = self.integers
-        if self.fmt.kind == "int" and not self.fmt.precision.exact:
+        if self.fmt.kind == "int" and not self.fmt.precision.exact and not self.approximated:
             integers = operand_value(integers, self.fmt.config, self.fmt.precision)
         return np.ldexp(integers.astype(np.float64), self.exponent)
 
