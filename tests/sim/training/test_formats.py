@@ -37,3 +37,29 @@ def test_random_keys_never_repeat_within_or_across_seeds():
     with pytest.raises(ValueError, match="seed = 65536"):
         random_key(65536, 0)
     assert len(SLOTS) == 8
+
+
+@pytest.mark.parametrize("kept, selection", [(1, "DYNAMIC"), (2, "DYNAMIC"), (3, "STATIC"),
+                                             (4, "DYNAMIC")])
+def test_an_operand_approximated_as_stored_multiplies_as_its_codes(kept, selection):
+    """``Quantized.approximate`` applies the kept-block rule once (before a gather); every
+    GEMM reading it, transposed or gathered, equals the GEMM on the codes, and the rule
+    is idempotent (applying it to approximated codes changes nothing)."""
+    from qforge.sim.model.numerics import Selection, operand_value
+    from qforge.sim.model.spec import load_preset
+    from qforge.sim.training.emulated_gemm import emulated_matmul
+    from qforge.sim.training.formats import OperandFormat, quantize_operand
+    config = load_preset("default")
+    fmt = OperandFormat("int", config, bits=8, kept=kept, selection=Selection[selection])
+    rng = np.random.default_rng(kept)
+    a = quantize_operand(rng.standard_normal((6, 5)), fmt)
+    b = quantize_operand(rng.standard_normal((5, 4)), fmt)
+    approximated = a.approximate()
+    assert approximated.approximated == (kept < 4)
+    np.testing.assert_array_equal(emulated_matmul(approximated, b), emulated_matmul(a, b))
+    np.testing.assert_array_equal(emulated_matmul(b.T, approximated.T),
+                                  emulated_matmul(b.T, a.T))
+    np.testing.assert_array_equal(approximated.values(), a.values())
+    again = operand_value(approximated.integers, config, fmt.precision)
+    np.testing.assert_array_equal(again, approximated.integers)
+    assert approximated.approximate() is approximated
