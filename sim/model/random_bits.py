@@ -34,14 +34,6 @@ MAX_SEED = _MASK32
 MAX_TENSOR = 0xFFFF
 
 
-def _rotl32(value, amount):
-    return ((value << amount) | (value >> (32 - amount))) & _MASK32
-
-
-def _rotr32(value, amount):
-    return ((value >> amount) | (value << (32 - amount))) & _MASK32
-
-
 def round_keys(seed: int, tensor: int) -> list[int]:
     """The ``RANDOM_ROUNDS`` 32-bit round keys for ``(seed, tensor)``.
 
@@ -67,8 +59,11 @@ def round_keys(seed: int, tensor: int) -> list[int]:
     keys = [seed]
     words = [tensor, *KEY_CONSTANTS]
     for i in range(RANDOM_ROUNDS - 1):
-        words.append(((keys[i] + _rotr32(words[i], 8)) & _MASK32) ^ i)
-        keys.append(_rotl32(keys[i], 3) ^ words[-1])
+        # The rotations (>>> 8, <<< 3) written out: a training step schedules the keys
+        # of every tensor it rounds.
+        word, key = words[i], keys[i]
+        words.append(((key + (((word >> 8) | (word << 24)) & _MASK32)) & _MASK32) ^ i)
+        keys.append((((key << 3) | (key >> 29)) & _MASK32) ^ words[-1])
     return keys
 
 
@@ -137,13 +132,22 @@ def random_words_batch(keys, shapes) -> list[np.ndarray]:
     if not shapes:
         return []
     sizes = [rows * cols for rows, cols in shapes]
-    words = np.concatenate([element_coordinates(shape).reshape(2, -1) for shape in shapes],
-                           axis=1).astype(np.uint32)
+    words = _batch_coordinates(tuple(shapes)).copy()        # _rounds reuses its input
     element_keys = np.repeat(np.array([round_keys(*key) for key in keys],
                                       dtype=np.uint32).T, sizes, axis=1)
     words = _rounds(words, element_keys)[1]
     return [part.reshape(shape) for part, shape in
             zip(np.split(words, np.cumsum(sizes)[:-1]), shapes)]
+
+
+@functools.lru_cache(maxsize=16)
+def _batch_coordinates(shapes: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """The ``2 x total`` uint32 ``(row, column)`` words of the elements of 2-D tensors of
+    ``shapes``, one after the other (cached: a training step's shapes repeat)."""
+    words = np.concatenate([element_coordinates(shape).reshape(2, -1) for shape in shapes],
+                           axis=1).astype(np.uint32)
+    words.flags.writeable = False
+    return words
 
 
 def _rounds(words: np.ndarray, keys) -> np.ndarray:
