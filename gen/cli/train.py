@@ -152,7 +152,8 @@ def handle(arguments) -> int:
     layers = format_layer_table(report)
     if layers:
         print("\nPer layer and pass, one epoch's training GEMMs and their cycles (cycle "
-              "model; the update runs on the host):\n")
+              "model; emulated runs update on the host, runs as programs count the fused "
+              "sgd_update as the weight gradient):\n")
         print(layers)
     programs = format_program_table(report)
     if programs:

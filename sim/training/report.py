@@ -57,7 +57,10 @@ class RunResult:
     #: CNN, low precision: per layer and pass (``forward``, ``weight_gradient``,
     #: ``input_gradient``, ``update``), the GEMMs of one epoch's training steps and
     #: their cycles by the cycle model (:func:`qforge.sim.model.cycles.gemm_cycles`,
-    #: dense, each GEMM one command on the configuration's preset).
+    #: dense, each GEMM one command on the configuration's preset). Runs as programs
+    #: (CNN, ``update = "hardware"``): ``program_cycles`` of each program, a backward
+    #: program split at the end of its input gradient
+    #: (``cnn_hardware.CnnProgramTrainer._run_passes``), ``update`` always 0.
     layer_cycles: dict | None = None
 
     def to_dict(self) -> dict:
