@@ -287,10 +287,11 @@ def interior_ports(pe) -> list:
 
 
 def pe_area(config: Config, *, root: Path | None = None, cache: bool = True,
-            log=None) -> PeArea:
+            log=None, families=tuple(PE_FAMILIES)) -> PeArea:
     """Synthesize ``config``'s interior PE (:func:`interior_ports`) and one block
     selector in every measure (seconds of Yosys each, cached) and count the selectors of
-    its design."""
+    its design. ``families``: the FPGA families synthesized besides the CMOS estimate
+    (default: all of :data:`PE_FAMILIES`; none for the CMOS figures alone)."""
     from amaranth.back import rtlil
 
     from qforge.fpga.area import count_instances
@@ -306,7 +307,8 @@ def pe_area(config: Config, *, root: Path | None = None, cache: bool = True,
     pe = ProcessingElement(config)
     pe_text = rtlil.convert(pe, name=pe_top, ports=interior_ports(pe), emit_src=False)
     pe_cells, selector_cells = {}, {}
-    for family, synth_options in PE_FAMILIES.items():
+    for family in families:
+        synth_options = PE_FAMILIES[family]
         pe_cells[family] = synthesize(pe_text, family, top=pe_top,
                                       synth_options=synth_options, **options).summary
         selector_cells[family] = synthesize(BlockSelector(config), family,

@@ -95,6 +95,13 @@ def handle(arguments) -> int:
           f"{result['sparse_speedup_50']:.3f}")
     print(f"sparse_vs_ideal (worst over 10..100% density, at "
           f"{sparse['vs_ideal_worst_density']:.0%}): {result['sparse_vs_ideal']:.3f}")
+    area = result["area"]
+    four_bit = ("none (no 4-bit mode)" if area["four_bit"] is None else
+                f"{area['four_bit']:.2f} (q = {area['four_bit_block_products']})")
+    print(f"area_efficiency_exact (MACs/cycle per PE transistor vs {area['baseline']}, "
+          f"{area['pe_transistors']} vs {area['baseline_pe_transistors']} transistors): "
+          f"{area['exact']:.2f}")
+    print(f"area_efficiency_4bit (reduced mode, 4x4 bits): {four_bit}")
     print("\n| mode | q | cycles | ideal | utilization | MACs/PE/cycle | ideal P/q |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in result["modes"]:

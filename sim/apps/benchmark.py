@@ -34,7 +34,8 @@ from qforge.sim.model.cycles import GemmShape, gemm_cycles, skipping_shape
 from qforge.sim.model.numerics import gemm, standard_modes, zero_operands
 from qforge.sim.bench.stimulus import operand_range, random_operands, sparse_operands
 
-__all__ = ["run_benchmark", "precision_table", "emulator_ratio", "plot_precision_scaling",
+__all__ = ["run_benchmark", "precision_table", "emulator_ratio", "area_efficiency",
+           "plot_precision_scaling",
            "skipping_hardware", "sparse_point", "sparse_scaling", "plot_sparse_scaling",
            "DENSE_SHAPE", "SPARSE_DENSITIES", "SPARSE_PLOT_DENSITIES",
            "SPARSE_RTL_DENSITIES", "SPARSE_SEED"]
@@ -285,6 +286,31 @@ def sparse_scaling(config: Config, shape=DENSE_SHAPE, *, densities=SPARSE_DENSIT
     }
 
 
+def area_efficiency(config: Config, *, log: Callable[[str], None] | None = None) -> dict:
+    """Throughput per area of ``config``'s PE against the FxP8 baseline
+    (:data:`qforge.fpga.pe_area.BASELINE`, one exact 8x8 MAC per PE per cycle): MACs per
+    cycle per transistor of the generic CMOS estimate of the interior PE
+    (:func:`qforge.fpga.pe_area.pe_area`, Yosys, seconds per PE, cached in build/area),
+    relative to the baseline's, for the exact mode and for the 4-bit mode (the standard
+    ``reduced`` mode, 4x4 magnitude bits; ``None`` where the configuration has none),
+    both from :func:`qforge.fpga.pe_area.throughput_table` (``per_area``)."""
+    from qforge.fpga.pe_area import BASELINE, pe_area, throughput_table
+
+    baseline = pe_area(load_preset(BASELINE), families=(), log=log)
+    area = baseline if config == baseline.config else pe_area(config, families=(), log=log)
+    rows = throughput_table([area], baseline)
+    exact = next(row for row in rows if row["mode"] == "exact")
+    four_bit = next((row for row in rows if row["mode"] == "reduced"
+                     and row["bits"] == "4x4"), None)
+    return {"baseline": BASELINE,
+            "pe_transistors": area.pe_cmos.transistors,
+            "baseline_pe_transistors": baseline.pe_cmos.transistors,
+            "exact": exact["per_area"],
+            "four_bit": None if four_bit is None else four_bit["per_area"],
+            "four_bit_block_products": None if four_bit is None
+            else four_bit["block_products"]}
+
+
 def run_benchmark(config: Config, *, rtl: bool = False,
                   log: Callable[[str], None] | None = None) -> dict:
     """All figures of ``qforge bench`` for one configuration, in one run. ``log``
@@ -294,6 +320,7 @@ def run_benchmark(config: Config, *, rtl: bool = False,
     exact = next(row for row in table if row["mode"] == "exact")
     sparse = sparse_scaling(config, rtl=rtl, log=log)
     emulator = emulator_ratio(config)
+    area = area_efficiency(config, log=log)
     return {
         "config": config.name,
         "array": f"{config.rows}x{config.cols}",
@@ -305,9 +332,12 @@ def run_benchmark(config: Config, *, rtl: bool = False,
         "emulator_vs_float32": emulator["ratio"],
         "sparse_speedup_50": sparse["speedup_50"],
         "sparse_vs_ideal": sparse["vs_ideal"],
+        "area_efficiency_exact": area["exact"],
+        "area_efficiency_4bit": area["four_bit"],
         "modes": table,
         "emulator": emulator,
         "sparse": sparse,
+        "area": area,
     }
 
 

@@ -98,13 +98,20 @@ def test_sparse_mode_table_shows_word_granularity(default_sparse):
             assert math.isclose(1 - 1 / row["speedup"], row["zero_words"], abs_tol=0.01)
 
 
+#: A stand-in for :func:`benchmark.area_efficiency` (Yosys runs, tested on their own).
+FAKE_AREA = {"baseline": "fxp8", "pe_transistors": 2000, "baseline_pe_transistors": 1000,
+             "exact": 0.25, "four_bit": 1.5, "four_bit_block_products": 1}
+
+
 def test_benchmark_json_has_the_sparse_keys(monkeypatch):
     # The emulator timing is the slow part and unrelated: stub it out.
     monkeypatch.setattr(benchmark, "emulator_ratio", lambda config: {"ratio": 1.0})
+    monkeypatch.setattr(benchmark, "area_efficiency", lambda config, log=None: FAKE_AREA)
     result = benchmark.run_benchmark(load_preset("default"), log=lambda message: None)
     assert result["sparse_speedup_50"] == result["sparse"]["speedup_50"] >= 1.8
     assert result["sparse_vs_ideal"] == result["sparse"]["vs_ideal"] >= 0.80
     json.dumps(result)                                   # plain JSON types only
+    assert (result["area_efficiency_exact"], result["area_efficiency_4bit"]) == (0.25, 1.5)
 
 
 def _independent_row_cycles(a, q, lanes):
@@ -180,6 +187,7 @@ def test_sparse_plot_is_written(tmp_path, default_sparse):
 def test_bench_cli_saves_both_plots(capsys, tmp_path, monkeypatch):
     from qforge.gen.cli import main
     monkeypatch.setattr(benchmark, "emulator_ratio", lambda config: {"ratio": 1.0})
+    monkeypatch.setattr(benchmark, "area_efficiency", lambda config, log=None: FAKE_AREA)
     code = main(["bench", "--json", "--plot-dir", str(tmp_path / "plots")])
     captured = capsys.readouterr()
     assert code == 0
@@ -215,3 +223,31 @@ def test_sparse_rtl_cycles_equal_the_model(rtl):
     assert all(point["sparse_source"] == "rtl (verilator)" for point in measured)
     assert result["rtl_equals_model"] is True
     assert "rtl (verilator)" in result["cycles_source"]
+
+
+def test_bench_prints_the_area_efficiency(capsys, monkeypatch):
+    from qforge.gen.cli import main
+    monkeypatch.setattr(benchmark, "emulator_ratio", lambda config: {"ratio": 1.0})
+    monkeypatch.setattr(benchmark, "area_efficiency", lambda config, log=None: FAKE_AREA)
+    assert main(["bench", "--preset", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert ("area_efficiency_exact (MACs/cycle per PE transistor vs fxp8, 2000 vs 1000 "
+            "transistors): 0.25\n") in out
+    assert "area_efficiency_4bit (reduced mode, 4x4 bits): 1.50 (q = 1)\n" in out
+
+
+@pytest.mark.synth
+def test_area_efficiency_is_macs_per_transistor_against_fxp8():
+    """tiny's exact mode is 1/2 MAC per cycle per PE (4 block products on 2 lanes), its
+    4x4 mode 2; fxp8's exact 1. The ratios are those rates over each PE's transistors
+    (the CMOS estimate, as ``qforge area --pe`` measures it)."""
+    from qforge.fpga.pe_area import pe_area
+    tiny, fxp8 = load_preset("tiny"), load_preset("fxp8")
+    result = benchmark.area_efficiency(tiny)
+    tiny_pe = pe_area(tiny, families=()).pe_cmos.transistors
+    fxp8_pe = pe_area(fxp8, families=()).pe_cmos.transistors
+    assert result["pe_transistors"] == tiny_pe and result["baseline_pe_transistors"] == fxp8_pe
+    assert math.isclose(result["exact"], 0.5 / tiny_pe * fxp8_pe)
+    assert math.isclose(result["four_bit"], 2 / tiny_pe * fxp8_pe)
+    assert result["four_bit_block_products"] == 1
+    assert benchmark.area_efficiency(fxp8)["four_bit"] is None
