@@ -7,11 +7,13 @@ def test_options():
     parser = command_parser("area")
     table = options(parser)
     assert set(table) == {"--preset", "--spec", "--with-skipping", "--family", "--selectors",
-                          "--hierarchy", "--keep", "--json", "--jobs", "--no-cache"}
+                          "--hierarchy", "--keep", "--json", "--jobs", "--no-cache", "--pe"}
     # --preset and --spec may repeat and mix: one list, in the order given.
     assert table["--preset"].dest == table["--spec"].dest == "designs"
     assert table["--family"].choices == ["ecp5", "ice40"]
-    assert table["--family"].default == "ecp5" and table["--jobs"].default == 1
+    # No default in the parser: without --pe an absent --family is ecp5, with --pe it is
+    # refused (--pe measures both families).
+    assert table["--family"].default is None and table["--jobs"].default == 1
     assert exclusive_groups(parser) == []
     arguments = parser.parse_args(["--spec", "a.toml", "--preset", "tiny"])
     assert [(kind, str(value)) for kind, value in arguments.designs] == [
