@@ -22,6 +22,11 @@ class ProcessingElement(wiring.Component):
     :attr:`Config.accumulator_width` cannot overflow, so the result equals the golden
     model for any packing.
 
+    ``config.pe`` (:data:`qforge.sim.model.spec.PE_DESIGNS`) chooses where the sign is
+    applied: ``"shifted"`` negates the shifted product (``2W + 1`` bits),
+    ``"signed_product"`` the ``2K``-bit product before the shift (fewer gates per lane);
+    ports, timing and every term are the same.
+
     Ports and timing (cycle ``t`` = the cycle ``a_in``/``b_in`` are presented):
 
     * ``a_in``/``b_in``: lanes (and, with A, the tile ``flags``). Registered into
@@ -66,10 +71,20 @@ class ProcessingElement(wiring.Component):
             m.d.comb += product.eq(a.block * b.block)
             # Shift by whole blocks: (pos_a + pos_b) * K, at most 2 * max_position * K
             # bits (max_position = B - 1, or more for VRQ operands: spec.py).
-            shifted = Signal(unsigned(2 * config.magnitude_width), name=f"shifted_{lane}")
-            m.d.comb += shifted.eq(product << ((a.position + b.position) * block_width))
+            amount = (a.position + b.position) * block_width
             term = Signal(signed(2 * config.magnitude_width + 1), name=f"term_{lane}")
-            m.d.comb += term.eq(Mux(a.sign ^ b.sign, -shifted, shifted))
+            if config.pe == "signed_product":
+                # Negate the 2K-bit product (a 2K+1-bit negation instead of a 2W+1-bit
+                # one), then shift it as a signed value: the same term.
+                signed_product = Signal(signed(config.product_width + 1),
+                                        name=f"signed_product_{lane}")
+                m.d.comb += [signed_product.eq(Mux(a.sign ^ b.sign, -product, product)),
+                             term.eq(signed_product << amount)]
+            else:
+                shifted = Signal(unsigned(2 * config.magnitude_width),
+                                 name=f"shifted_{lane}")
+                m.d.comb += [shifted.eq(product << amount),
+                             term.eq(Mux(a.sign ^ b.sign, -shifted, shifted))]
             terms.append(term)
         lane_sum = Signal(signed(config.lane_sum_width))
         m.d.sync += lane_sum.eq(_tree_sum(terms))

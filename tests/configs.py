@@ -12,20 +12,24 @@ from qforge.sim.model.spec import Config, from_dict, load_preset
 def custom(name: str, *, rows: int = 2, cols: int = 2, operand_width: int = 8,
            block_width: int = 2, block_multipliers: int = 2,
            max_reduction_depth: int | None = None, buffer_depth: int = 16,
-           output_width: int = 8) -> Config:
+           output_width: int = 8, pe: str | None = None) -> Config:
     """A small custom configuration built through :func:`from_dict` (validated).
 
-    ``max_reduction_depth`` defaults to the deepest dot product the buffers hold.
+    ``max_reduction_depth`` defaults to the deepest dot product the buffers hold;
+    ``pe`` sets ``arithmetic.pe`` (left out: the default PE).
     """
     if max_reduction_depth is None:
         max_reduction_depth = buffer_depth * block_multipliers
+    arithmetic = {"operand_width": operand_width, "block_width": block_width,
+                  "block_multipliers": block_multipliers,
+                  "max_reduction_depth": max_reduction_depth,
+                  "output_width": min(output_width, operand_width)}
+    if pe is not None:
+        arithmetic["pe"] = pe
     return from_dict({
         "name": name,
         "array": {"rows": rows, "cols": cols},
-        "arithmetic": {"operand_width": operand_width, "block_width": block_width,
-                       "block_multipliers": block_multipliers,
-                       "max_reduction_depth": max_reduction_depth,
-                       "output_width": min(output_width, operand_width)},
+        "arithmetic": arithmetic,
         "buffers": {"depth": buffer_depth},
     })
 
@@ -52,6 +56,20 @@ def three_blocks() -> Config:
     return custom("three_blocks", operand_width=6, block_width=2, block_multipliers=4)
 
 
+def signed_product() -> Config:
+    """``arithmetic.pe = "signed_product"`` with 4-bit blocks and four lanes (the K = 4,
+    P = 4 PE of docs/ARCHITECTURE.md, "A cheaper PE")."""
+    return custom("signed_product", operand_width=8, block_width=4, block_multipliers=4,
+                  max_reduction_depth=32, pe="signed_product")
+
+
+def signed_product_k2() -> Config:
+    """``arithmetic.pe = "signed_product"`` with 2-bit blocks (positions 0 .. 3, shifts
+    up to 12 bits) and q = 3 that does not divide P = 4 (B = 3)."""
+    return custom("signed_product_k2", operand_width=6, block_width=2,
+                  block_multipliers=4, pe="signed_product")
+
+
 #: The configurations the component tests sweep, by test id.
 COMPONENT_CONFIGS = {
     "default": default,
@@ -59,6 +77,8 @@ COMPONENT_CONFIGS = {
     "fxp8": fxp8,
     "p1": single_lane,
     "b3": three_blocks,
+    "signed_k4": signed_product,
+    "signed_k2": signed_product_k2,
 }
 
 
@@ -147,6 +167,16 @@ SKIPPING_DESIGNS = {
         RECT | {"name": "rect_vrq", "vrq": {"code_width": 4, "range_stride": 2, "ranges": 8}},
         source="tests").with_zero_skipping(),
 }
+
+
+def with_pe(config: Config, pe: str) -> Config:
+    """``config`` with ``arithmetic.pe = pe``, named ``<name>_<pe>``: the same design
+    with another PE datapath (tests/hdl/test_pe_designs_rtl.py runs the integration
+    tests on it)."""
+    spec = config.to_dict()
+    spec["name"] = f"{config.name}_{pe}"
+    spec["arithmetic"] = spec["arithmetic"] | {"pe": pe}
+    return from_dict(spec, source="tests")
 
 
 def design_config(name: str) -> Config:

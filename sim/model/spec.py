@@ -37,6 +37,10 @@ and ``[output_stage]`` (:data:`OUTPUT_STAGE_SCHEMA`, a narrower output stage)::
     [output_stage]
     lanes_per_cycle = 1
 
+One optional key of ``[arithmetic]`` chooses the PE's datapath, with the same numbers and
+cycles: ``pe = "shifted"`` (the default, also when the key is left out) or
+``pe = "signed_product"`` (:data:`PE_DESIGNS`; docs/ARCHITECTURE.md, "A cheaper PE").
+
 Any mistake gives one :class:`ConfigError` naming the field, the value and what is
 allowed. The configuration space is bounded: a design too large to generate in minutes
 (:attr:`Config.design_size` above :data:`MAX_DESIGN_SIZE`) is refused when the spec is
@@ -61,7 +65,7 @@ from qforge.sim.model.errors import QforgeError, shown, shown_path
 from qforge.sim.model.saturation import signed_range
 from qforge.sim.model.vrq_format import VRQ_LIMITS, VrqFormat, range_stride_error, vrq_range_bits
 
-__all__ = ["Config", "ConfigError", "SCHEMA", "VRQ_SCHEMA", "ZERO_SKIPPING_SCHEMA",
+__all__ = ["Config", "ConfigError", "SCHEMA", "PE_DESIGNS", "DEFAULT_PE", "VRQ_SCHEMA", "ZERO_SKIPPING_SCHEMA",
            "OUTPUT_STAGE_SCHEMA", "PRESETS", "read_toml",
            "load_preset", "load_spec", "from_dict", "preset_names"]
 
@@ -103,6 +107,17 @@ SCHEMA: tuple[Field, ...] = (
     Field("buffers", "depth", 1, 1 << 16,
           "words per operand buffer bank and half (one word = P operands)"),
 )
+
+#: The PE datapaths ``arithmetic.pe`` may name (an optional key; :data:`DEFAULT_PE` when
+#: left out). Both compute every lane's ``(-1)**(sa ^ sb) * (block_a * block_b) <<
+#: ((pos_a + pos_b) * K)`` and take the same cycles; they differ in where the sign is
+#: applied (:class:`qforge.hdl.pe.ProcessingElement`):
+PE_DESIGNS = {
+    "shifted": "each block product is shifted, then negated at its shifted width",
+    "signed_product": "each 2K-bit block product is negated, then shifted as a signed "
+                      "value: fewer gates per lane",
+}
+DEFAULT_PE = "shifted"
 
 #: The optional ``[vrq]`` section: value-range-quantized operands (see
 #: :class:`qforge.sim.model.vrq_format.VrqFormat`, whose :data:`VRQ_LIMITS` these are).
@@ -186,6 +201,8 @@ class Config:
     pe_buffer_depth: int | None = None
     #: Output-stage lanes per cycle (the optional [output_stage] section); None = cols.
     output_lanes_per_cycle: int | None = None
+    #: The PE datapath (the optional key ``arithmetic.pe``): a key of :data:`PE_DESIGNS`.
+    pe: str = DEFAULT_PE
 
     def __post_init__(self):
         _validate(self)
@@ -396,6 +413,8 @@ class Config:
         for field in SCHEMA:
             attribute = _attribute_name(field)
             out.setdefault(field.section, {})[field.name] = values[attribute]
+        if self.pe != DEFAULT_PE:     # left out when default: existing specs are unchanged
+            out["arithmetic"]["pe"] = self.pe
         if self.vrq_code_width:
             out["vrq"] = {field.name: values[_attribute_name(field)] for field in VRQ_SCHEMA}
         if self.zero_skipping:
@@ -448,7 +467,8 @@ class Config:
             lines.append("")
             lines.append(f"[{section}]")
             for key, value in spec[section].items():
-                lines.append(f"{key} = {value}")
+                lines.append(f'{key} = "{value}"' if isinstance(value, str)
+                             else f"{key} = {value}")
         return "\n".join(lines) + "\n"
 
 
@@ -490,6 +510,9 @@ def _validate(config: Config) -> None:
             powers = ", ".join(str(1 << i) for i in range(field.maximum.bit_length())
                                if 1 << i >= field.minimum)
             _fail(field.path, value, f"must be a power of two: {powers}")
+    if not isinstance(config.pe, str) or config.pe not in PE_DESIGNS:
+        _fail("arithmetic.pe", config.pe, "allowed: " + "; ".join(
+            f'"{name}" ({meaning})' for name, meaning in PE_DESIGNS.items()))
     _validate_vrq(config)
     width = config.operand_width
     if config.block_width > width or width % config.block_width:
@@ -646,6 +669,9 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
         if table is None:
             raise ConfigError(f"{source}: missing section [{section}] with keys "
                               f"{', '.join(fields)}")
+        if section == "arithmetic" and isinstance(table, dict) and "pe" in table:
+            table = dict(table)             # the optional key: validated by Config
+            values["pe"] = table.pop("pe")
         _read_section(source, section, table, fields, values)
     if "vrq" in spec:
         _read_section(source, "vrq", spec["vrq"], _VRQ_FIELDS, values)

@@ -33,6 +33,10 @@ ARRAY_CONFIGS = {
                            block_multipliers=2, buffer_depth=16),    # B = 4
     "r3c2_p1": lambda: custom("r3c2_p1", rows=3, cols=2, operand_width=6, block_width=2,
                               block_multipliers=1, buffer_depth=16),  # B = 3, P = 1
+    # arithmetic.pe = "signed_product": B = 4, P = 2, the product negated before its shift
+    "r2c3_signed": lambda: custom("r2c3_signed", rows=2, cols=3, operand_width=8,
+                                  block_width=2, block_multipliers=2, buffer_depth=16,
+                                  pe="signed_product"),
 }
 NO_FLAGS = {"first": 0, "last": 0, "gemm_last": 0}
 

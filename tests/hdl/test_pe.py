@@ -158,3 +158,29 @@ def test_pe_extreme_products(name):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_pe_option_of_the_spec():
+    """``arithmetic.pe``: left out (and left out of the spec written back) is the
+    default PE; ``"signed_product"`` round-trips through TOML; anything else is one
+    ConfigError naming the key, the value and the allowed designs."""
+    import tomllib
+
+    from qforge.sim.model.spec import ConfigError, from_dict, load_preset
+
+    default = load_preset("tiny")
+    assert default.pe == "shifted" and "pe" not in default.to_dict()["arithmetic"]
+    spec = default.to_dict()
+    spec["arithmetic"]["pe"] = "signed_product"
+    signed = from_dict(spec)
+    assert signed.pe == "signed_product"
+    assert 'pe = "signed_product"' in signed.to_toml()
+    assert from_dict(tomllib.loads(signed.to_toml())) == signed
+    assert default.differences(signed) == ["arithmetic.pe"]
+    spec["arithmetic"]["pe"] = "shifted"
+    assert from_dict(spec) == default
+    for bad in ("Signed_product", "", 1, None):
+        spec["arithmetic"]["pe"] = bad
+        with pytest.raises(ConfigError, match=r'^spec: arithmetic\.pe = .*: allowed: '
+                                              r'"shifted" \(.*\); "signed_product" \('):
+            from_dict(spec)
