@@ -476,14 +476,14 @@ class EmulatedOps:
                                     ("update_bias", self.codes[layer][1], db)):
             size = np.abs(update)
             below = size < wfmt.unit / 2
-            self.small += float(below.mean())
+            self.small += np.count_nonzero(below) / below.size
             self.small_mass += float(size[below].sum())
             self.total_mass += float(size.sum())
             seed_word, tensor = self._key(f"{layer}_{role}", step)
             new = wfmt.quantize(wfmt.value(codes) - update, arithmetic.update_rounding,
                                 seed=seed_word, tensor=tensor,
                                 words=self._words.pop(f"{layer}_{role}", None))
-            self.changed += float((new != codes).mean())
+            self.changed += np.count_nonzero(new != codes) / new.size
             self.updates += 1
             new_codes.append(new)
         self.codes[layer] = tuple(new_codes)
