@@ -25,7 +25,9 @@ class ProcessingElement(wiring.Component):
     ``config.pe`` (:data:`qforge.sim.model.spec.PE_DESIGNS`) chooses where the sign is
     applied: ``"shifted"`` negates the shifted product (``2W + 1`` bits),
     ``"signed_product"`` the ``2K``-bit product before the shift (fewer gates per lane);
-    ports, timing and every term are the same.
+    ports, timing and every term are the same. ``"shared_shift"`` requires every lane of
+    a cycle to carry lane 0's positions (its schedule guarantees it) and shifts the sum
+    of the signed products once; ports and timing are the same.
 
     Ports and timing (cycle ``t`` = the cycle ``a_in``/``b_in`` are presented):
 
@@ -56,14 +58,37 @@ class ProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         config = self._config
-        block_width = config.block_width
         m = Module()
 
         # Systolic forwarding registers: these are also this PE's operand registers.
         m.d.sync += [self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
                      self.flags_out.eq(self.flags_in)]
 
-        # Stage 1: the P shifted, signed block products and their sum.
+        if config.pe == "shared_shift":
+            lane_sum = self._shared_shift_sum(m)
+        else:
+            lane_sum = self._lane_sum(m)
+        flags = Signal.like(self.flags_out, name="flags_stage1")
+        m.d.sync += flags.eq(self.flags_out)
+
+        # Stage 2: accumulate; on the tile's last cycle also capture the final value.
+        accumulator = Signal(signed(config.accumulator_width))
+        total = Signal(signed(config.accumulator_width))
+        m.d.comb += total.eq(Mux(flags.first, lane_sum, accumulator + lane_sum))
+        m.d.sync += accumulator.eq(total)
+        m.d.sync += [self.captured.eq(flags.last),
+                     self.captured_gemm_last.eq(flags.last & flags.gemm_last)]
+        with m.If(flags.last):
+            m.d.sync += self.result.eq(total)
+        with m.Elif(self.shift):
+            m.d.sync += self.result.eq(self.result_below)
+        return m
+
+    def _lane_sum(self, m: Module):
+        """Stage 1 of ``"shifted"`` and ``"signed_product"``: the P shifted, signed block
+        products and their sum, registered."""
+        config = self._config
+        block_width = config.block_width
         terms = []
         for lane in range(config.block_multipliers):
             a, b = self.a_out[lane], self.b_out[lane]
@@ -88,21 +113,31 @@ class ProcessingElement(wiring.Component):
             terms.append(term)
         lane_sum = Signal(signed(config.lane_sum_width))
         m.d.sync += lane_sum.eq(_tree_sum(terms))
-        flags = Signal.like(self.flags_out, name="flags_stage1")
-        m.d.sync += flags.eq(self.flags_out)
+        return lane_sum
 
-        # Stage 2: accumulate; on the tile's last cycle also capture the final value.
-        accumulator = Signal(signed(config.accumulator_width))
-        total = Signal(signed(config.accumulator_width))
-        m.d.comb += total.eq(Mux(flags.first, lane_sum, accumulator + lane_sum))
-        m.d.sync += accumulator.eq(total)
-        m.d.sync += [self.captured.eq(flags.last),
-                     self.captured_gemm_last.eq(flags.last & flags.gemm_last)]
-        with m.If(flags.last):
-            m.d.sync += self.result.eq(total)
-        with m.Elif(self.shift):
-            m.d.sync += self.result.eq(self.result_below)
-        return m
+    def _shared_shift_sum(self, m: Module):
+        """Stage 1 of ``"shared_shift"``: every lane carries lane 0's block positions
+        (the schedule of :func:`qforge.sim.model.cycles.issued_block_products` puts one
+        block pair in all lanes), so the P signed ``2K``-bit products are summed
+        unshifted and the narrow sum is shifted once by ``(pos_a + pos_b) * K``. The
+        forwarded positions are lane 0's in every lane (one register per side after
+        Yosys merges equal flip-flops)."""
+        config = self._config
+        for side_in, side_out in ((self.a_in, self.a_out), (self.b_in, self.b_out)):
+            for lane in range(1, config.block_multipliers):
+                m.d.sync += side_out[lane].position.eq(side_in[0].position)
+        terms = []
+        for lane in range(config.block_multipliers):
+            a, b = self.a_out[lane], self.b_out[lane]
+            product = Signal(unsigned(config.product_width), name=f"product_{lane}")
+            term = Signal(signed(config.product_width + 1), name=f"term_{lane}")
+            m.d.comb += [product.eq(a.block * b.block),
+                         term.eq(Mux(a.sign ^ b.sign, -product, product))]
+            terms.append(term)
+        amount = (self.a_out[0].position + self.b_out[0].position) * config.block_width
+        lane_sum = Signal(signed(config.lane_sum_width))
+        m.d.sync += lane_sum.eq(_tree_sum(terms) << amount)
+        return lane_sum
 
 
 def _tree_sum(terms):

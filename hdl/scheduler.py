@@ -10,7 +10,8 @@ from qforge.hdl.layouts import (command_layout, flags_layout, lane_select_layout
 from qforge.sim.model.capacity import tiles
 from qforge.sim.model.cycles import lane_schedule
 
-__all__ = ["Scheduler", "job_layout", "issue_layout", "ModeTable", "mode_table", "advance_lane"]
+__all__ = ["Scheduler", "job_layout", "issue_layout", "ModeTable", "mode_table", "advance_lane",
+           "issued_blocks", "shared_shift_table"]
 
 
 def job_layout(config: Config) -> data.StructLayout:
@@ -55,6 +56,11 @@ class Scheduler(wiring.Component):
     starting digits come from a small table built at elaboration time from
     :func:`lane_schedule`.
 
+    With ``pe = "shared_shift"`` the lanes walk the products in another order
+    (:func:`shared_shift_table`): cycle ``(w, i, j)`` issues block pair ``(i, j)`` of the
+    word's P operands, lane ``l`` operand ``w * P + l``, for ``i < Ea``, ``j < Eb``
+    (:func:`issued_blocks`), so a tile takes ``ceil(depth / P) * Ea * Eb`` cycles.
+
     Flow control: ``issue`` has no ready; a cycle is issued or skipped. The last cycle of
     a tile is only issued while ``drain_free`` is high (the result registers are free for
     the new tile's results). ``release`` pulses (with ``release_half``) in the cycle after
@@ -97,7 +103,8 @@ class Scheduler(wiring.Component):
         a_indices = [Signal(index_shape, name=f"a_index_{l}") for l in range(lanes)]
         b_indices = [Signal(index_shape, name=f"b_index_{l}") for l in range(lanes)]
 
-        table = mode_table(m, config, command)
+        table = (shared_shift_table(m, config) if config.pe == "shared_shift"
+                 else mode_table(m, config, command))
         init_offsets, init_a, init_b = table.init_offsets, table.init_a, table.init_b
 
         # The lane state this cycle: the table's starting digits on a tile's first cycle.
@@ -116,7 +123,8 @@ class Scheduler(wiring.Component):
         next_offsets, next_a, next_b, word_carries = [], [], [], []
         for l in range(lanes):
             offset_sum, a_digit, b_digit = advance_lane(
-                table, command, current_offsets[l], current_a[l], current_b[l])
+                table, command, current_offsets[l], current_a[l], current_b[l],
+                shared_shift=config.pe == "shared_shift")
             word_carry = offset_sum >= lanes
             next_b.append(b_digit)
             next_a.append(a_digit)
@@ -137,6 +145,8 @@ class Scheduler(wiring.Component):
         # from the lane digits' carry chain (which, through the drain interlock into the
         # issue control, was the iCE40's critical path: 18.6 MHz).
         max_tile_cycles = tiles(config.max_reduction_depth * config.blocks ** 2, lanes)
+        if config.pe == "shared_shift":     # whole words of every block pair
+            max_tile_cycles = tiles(config.max_reduction_depth, lanes) * config.blocks ** 2
         cycle_shape = unsigned(max(1, (max_tile_cycles - 1).bit_length()))
         tile_cycle = Signal(cycle_shape)        # cycles of the current tile issued so far
         last_cycle = Signal(cycle_shape)        # tile_cycles - 1 for the current job
@@ -200,16 +210,26 @@ class Scheduler(wiring.Component):
         incoming = self.job.payload.command
         block_products = Signal(unsigned(2 * config.blocks_field_width + 1))
         products = Signal(unsigned(config.depth_field_width + len(block_products) + 1))
-        m.d.comb += [
-            block_products.eq((incoming.a.kept_minus_one + 1) * (incoming.b.kept_minus_one + 1)),
-            products.eq((incoming.depth_minus_one + 1) * block_products),
-        ]
+        if config.pe == "shared_shift":
+            # words * Ea * Eb cycles (sim/model/cycles.py: issued_block_products).
+            m.d.comb += [
+                block_products.eq(issued_blocks(incoming.a) * issued_blocks(incoming.b)),
+                products.eq(((incoming.depth_minus_one >> (lanes.bit_length() - 1)) + 1)
+                            * block_products),
+            ]
+            tile_cycles_minus_one = products - 1
+        else:
+            m.d.comb += [
+                block_products.eq((incoming.a.kept_minus_one + 1)
+                                  * (incoming.b.kept_minus_one + 1)),
+                products.eq((incoming.depth_minus_one + 1) * block_products),
+            ]
+            tile_cycles_minus_one = ((products + lanes - 1) >> (lanes.bit_length() - 1)) - 1
         with m.If(self.job.valid & self.job.ready):
             m.d.sync += [command.eq(self.job.payload.command), half.eq(self.job.payload.half),
                          tile_m.eq(0), tile_n.eq(0), a_base.eq(0), b_base.eq(0),
                          first.eq(1), self.active.eq(1), tile_cycle.eq(0),
-                         last_cycle.eq(((products + lanes - 1) >> (lanes.bit_length() - 1))
-                                       - 1)]
+                         last_cycle.eq(tile_cycles_minus_one)]
         return m
 
 
@@ -250,18 +270,49 @@ def mode_table(m: Module, config: Config, command) -> ModeTable:
     return table
 
 
-def advance_lane(table: ModeTable, command, offset, a_index, b_index):
+def issued_blocks(operand):
+    """Blocks a ``pe = "shared_shift"`` schedule walks for one operand (an
+    :func:`~qforge.hdl.layouts.operand_precision_layout` value): ``n`` for a dynamic
+    approximation, else ``L`` (:func:`qforge.sim.model.cycles.issued_block_products`)."""
+    return Mux(operand.dynamic, operand.blocks_minus_one, operand.kept_minus_one) + 1
+
+
+def shared_shift_table(m: Module, config: Config) -> ModeTable:
+    """The ``pe = "shared_shift"`` schedule in :class:`ModeTable` form, the same for every
+    mode: lane ``l`` starts at operand ``l`` of the word, block pair ``(0, 0)``; each
+    cycle the block pair advances by one (``Lb`` fastest) and, when it wraps, the word
+    (:func:`advance_lane` with ``shared_shift``)."""
+    table = ModeTable(config)
+    m.d.comb += [table.step_words.eq(0), table.step_a.eq(0), table.step_b.eq(1)]
+    for l in range(config.block_multipliers):
+        m.d.comb += [table.init_offsets[l].eq(l), table.init_a[l].eq(0),
+                     table.init_b[l].eq(0)]
+    return table
+
+
+def advance_lane(table: ModeTable, command, offset, a_index, b_index, *,
+                 shared_shift: bool = False):
     """One lane's digits ``(k mod P, i, j)`` advanced by P block products: a mixed-radix
     add of ``(P // q, (P % q) // Lb, (P % q) % Lb)`` with two carries. Returns the
     operand digit unwrapped (it may reach ``2P - 1``; callers wrap or compare it) and
-    the new A and B block digits."""
-    kept_a = command.a.kept_minus_one + 1
-    kept_b = command.b.kept_minus_one + 1
+    the new A and B block digits.
+
+    ``shared_shift`` (:func:`shared_shift_table`): the block digits count to the issued
+    blocks (:func:`issued_blocks`) and their carry moves the lane a whole word (P
+    operands: the digit wraps to itself with a word carry)."""
+    if shared_shift:
+        kept_a, kept_b = issued_blocks(command.a), issued_blocks(command.b)
+    else:
+        kept_a = command.a.kept_minus_one + 1
+        kept_b = command.b.kept_minus_one + 1
     b_sum = b_index + table.step_b
     b_carry = b_sum >= kept_b
     a_sum = a_index + table.step_a + b_carry
     a_carry = a_sum >= kept_a
-    offset_sum = offset + table.step_words + a_carry
+    if shared_shift:
+        offset_sum = offset + Mux(a_carry, len(table.init_offsets), 0)
+    else:
+        offset_sum = offset + table.step_words + a_carry
     width = len(a_index)
     return (offset_sum, Mux(a_carry, a_sum - kept_a, a_sum)[:width],
             Mux(b_carry, b_sum - kept_b, b_sum)[:width])

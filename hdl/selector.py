@@ -36,6 +36,12 @@ class BlockSelector(wiring.Component):
     carrier word: the code is the magnitude the mode selects blocks from, and the
     position is raised by the range's offset ``(G - 1 - g) * S / K`` blocks.
 
+    With ``pe = "shared_shift"`` lane ``l`` takes operand ``l`` of the word (the schedule's
+    only ``offset``), and a dynamic operand is selected by block position instead
+    (:meth:`_shared_shift_window`): the scheduler walks all ``n`` positions, and the
+    blocks outside each value's kept window are zero, so the products are those of the
+    approximated operands.
+
     Latency: one cycle (``lanes`` is registered). No handshake: the selector is part of
     the fixed-latency feed pipeline and consumes one word every cycle.
     """
@@ -59,7 +65,10 @@ class BlockSelector(wiring.Component):
         vrq = config.vrq
         for lane in range(config.block_multipliers):
             select = self.select[lane]
-            operand = self.word[select.offset]
+            # shared_shift: lane l always holds operand l of the word (its schedule's
+            # select.offset), so no operand multiplexer.
+            operand = (self.word[lane] if config.pe == "shared_shift"
+                       else self.word[select.offset])
             bits = Value.cast(operand)
             negative = Signal(name=f"negative_{lane}")
             magnitude = Signal(unsigned(width), name=f"magnitude_{lane}")
@@ -97,7 +106,11 @@ class BlockSelector(wiring.Component):
 
             block_index = Signal(unsigned(config.blocks_field_width),
                                  name=f"block_index_{lane}")
-            m.d.comb += block_index.eq(exponent + select.index)
+            valid = select.valid
+            if config.pe == "shared_shift":
+                valid = self._shared_shift_window(m, lane, exponent, block_index)
+            else:
+                m.d.comb += block_index.eq(exponent + select.index)
             block = Signal(unsigned(block_width), name=f"block_{lane}")
             with m.Switch(block_index):
                 for i in range(blocks):
@@ -108,8 +121,25 @@ class BlockSelector(wiring.Component):
 
             out = self.lanes[lane]
             m.d.sync += [
-                out.block.eq(Mux(select.valid, block, 0)),
+                out.block.eq(Mux(valid, block, 0)),
                 out.sign.eq(negative),
                 out.position.eq(position),
             ]
         return m
+
+    def _shared_shift_window(self, m: Module, lane: int, exponent, block_index):
+        """``pe = "shared_shift"``: a dynamic operand's ``select.index`` is a block
+        position ``0 .. n - 1`` (every lane of a cycle at the same one), and the block is
+        the approximated magnitude's there: the magnitude's block inside the kept window
+        ``exponent .. exponent + kept - 1``, else 0. Static and exact operands select as
+        always (``exponent + index``). Drives ``block_index``; returns the lane's
+        valid-and-in-window condition."""
+        precision, select = self.precision, self.select[lane]
+        in_window = Signal(name=f"in_window_{lane}")
+        m.d.comb += [
+            block_index.eq(Mux(precision.dynamic, select.index, exponent + select.index)),
+            in_window.eq(~precision.dynamic | (
+                (select.index >= exponent)
+                & (select.index <= exponent + precision.kept_minus_one))),
+        ]
+        return select.valid & in_window

@@ -70,6 +70,13 @@ def signed_product_k2() -> Config:
                   block_multipliers=4, pe="signed_product")
 
 
+def shared_shift() -> Config:
+    """``arithmetic.pe = "shared_shift"`` with 2-bit blocks (B = 4: dynamic modes walk
+    four block positions) and four lanes, a depth limit that is not a multiple of P."""
+    return custom("shared_shift", operand_width=8, block_width=2, block_multipliers=4,
+                  max_reduction_depth=30, pe="shared_shift")
+
+
 #: The configurations the component tests sweep, by test id.
 COMPONENT_CONFIGS = {
     "default": default,
@@ -79,6 +86,7 @@ COMPONENT_CONFIGS = {
     "b3": three_blocks,
     "signed_k4": signed_product,
     "signed_k2": signed_product_k2,
+    "shared": shared_shift,
 }
 
 

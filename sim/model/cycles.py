@@ -23,7 +23,8 @@ import numpy as np
 from qforge.sim.model.capacity import tiles
 from qforge.sim.model.spec import Config
 
-__all__ = ["LaneSchedule", "lane_schedule", "tile_cycles", "GemmShape", "CycleReport",
+__all__ = ["LaneSchedule", "lane_schedule", "tile_cycles", "issued_block_products",
+           "GemmShape", "CycleReport",
            "gemm_cycles", "row_cycles", "skipping_shape", "FEED_LATENCY", "PE_LATENCY",
            "OUTPUT_LATENCY", "CHECK_LATENCY", "Timeline", "program_cycles", "ProgramReport",
            "DECODE_CYCLES", "ADDEND_LATENCY"]
@@ -102,13 +103,50 @@ def lane_schedule(kept_a: int, kept_b: int, lanes: int) -> LaneSchedule:
                         remainder % kept_b, tuple(starts))
 
 
-def tile_cycles(depth: int, block_products: int, lanes: int) -> int:
-    """Cycles one output tile's dot product occupies: ``ceil(depth * q / P)``.
+def tile_cycles(depth: int, block_products: int, lanes: int, *,
+                whole_words: bool = False) -> int:
+    """Cycles one output tile's dot product occupies: ``ceil(depth * q / P)``; with
+    ``whole_words`` (``pe = "shared_shift"``, whose cycles each hold one block pair of a
+    word's P operands) ``ceil(depth / P) * q``, q from :func:`issued_block_products`.
 
     >>> tile_cycles(128, 16, 4), tile_cycles(128, 1, 4), tile_cycles(5, 3, 4)
     (512, 32, 4)
+    >>> tile_cycles(5, 3, 4, whole_words=True)     # 2 words x 3 block pairs
+    6
     """
+    if whole_words:
+        return tiles(depth, lanes) * block_products
     return tiles(depth * block_products, lanes)
+
+
+def issued_block_products(config: Config, precision) -> int:
+    """Block products the PEs of ``config`` issue per multiply-accumulate in
+    ``precision`` (a :class:`qforge.sim.model.numerics.Precision`): ``q = La * Lb``, but
+    with ``arithmetic.pe = "shared_shift"`` a dynamically approximated operand counts
+    all its ``n`` blocks (every lane of a cycle is at one block position, so the
+    approximated operand's blocks are walked at every position, those outside its kept
+    window being zero: hdl/selector.py). The numbers are the same.
+
+    >>> from qforge.sim.model.numerics import standard_modes
+    >>> from qforge.sim.model.spec import from_dict, load_preset
+    >>> spec = load_preset("default").to_dict()
+    >>> spec["arithmetic"]["pe"] = "shared_shift"
+    >>> shared, modes = from_dict(spec), standard_modes(load_preset("default"))
+    >>> [issued_block_products(shared, modes[name]) for name in
+    ...  ("exact", "reduced", "approx_static", "approx_dynamic")]
+    [16, 4, 4, 16]
+    >>> issued_block_products(load_preset("default"), modes["approx_dynamic"])
+    4
+    """
+    from qforge.sim.model.numerics import Selection
+
+    if config.pe != "shared_shift":
+        return precision.block_products
+
+    def issued(operand) -> int:
+        return operand.blocks if operand.selection == Selection.DYNAMIC else operand.kept
+
+    return issued(precision.a) * issued(precision.b)
 
 
 def row_cycles(a, config: Config, precision, skip_zeros: bool) -> tuple[int, ...]:
@@ -154,7 +192,8 @@ def row_cycles(a, config: Config, precision, skip_zeros: bool) -> tuple[int, ...
 
 @dataclass(frozen=True)
 class GemmShape:
-    """One command: an ``m x depth`` by ``depth x n`` GEMM with ``q`` products per MAC.
+    """One command: an ``m x depth`` by ``depth x n`` GEMM with ``q`` products per MAC
+    (:func:`issued_block_products`: ``La x Lb`` unless ``pe = "shared_shift"``).
 
     ``row_cycles`` (zero-skipping configurations only): each padded A row's tile
     cycles, from :func:`row_cycles` (see :func:`skipping_shape`); ``None`` means dense.
@@ -325,7 +364,8 @@ def _tiles(config: Config, shape: GemmShape, m_tiles: int, n_tiles: int):
     """
     rows, lanes = config.rows, config.block_multipliers
     if not config.zero_skipping:
-        cycles = tile_cycles(shape.depth, shape.block_products, lanes)
+        cycles = tile_cycles(shape.depth, shape.block_products, lanes,
+                             whole_words=config.pe == "shared_shift")
         for _ in range(m_tiles * n_tiles):
             yield cycles, rows
         return
@@ -415,7 +455,8 @@ def program_cycles(config: Config, words, memory=None) -> ProgramReport:
             shape = skipping_shape(config, machine.traces[-1].a, plan.n, precision,
                                    plan.skip_zeros)
         else:
-            shape = GemmShape(plan.m, plan.n, plan.k, precision.block_products)
+            shape = GemmShape(plan.m, plan.n, plan.k,
+                              issued_block_products(config, precision))
         reads = [span(*read) for read in plan.reads()]
         for written, ready in writes:
             if any(overlaps(read, written) for read in reads):

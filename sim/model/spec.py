@@ -37,9 +37,11 @@ and ``[output_stage]`` (:data:`OUTPUT_STAGE_SCHEMA`, a narrower output stage)::
     [output_stage]
     lanes_per_cycle = 1
 
-One optional key of ``[arithmetic]`` chooses the PE's datapath, with the same numbers and
-cycles: ``pe = "shifted"`` (the default, also when the key is left out) or
-``pe = "signed_product"`` (:data:`PE_DESIGNS`; docs/ARCHITECTURE.md, "A cheaper PE").
+One optional key of ``[arithmetic]`` chooses the PE's datapath, with the same numbers:
+``pe = "shifted"`` (the default, also when the key is left out), ``pe =
+"signed_product"`` (the same cycles) or ``pe = "shared_shift"`` (another lane schedule
+and so other cycles; integer operands and the dense array only) (:data:`PE_DESIGNS`;
+docs/ARCHITECTURE.md, "A cheaper PE").
 
 Any mistake gives one :class:`ConfigError` naming the field, the value and what is
 allowed. The configuration space is bounded: a design too large to generate in minutes
@@ -109,13 +111,19 @@ SCHEMA: tuple[Field, ...] = (
 )
 
 #: The PE datapaths ``arithmetic.pe`` may name (an optional key; :data:`DEFAULT_PE` when
-#: left out). Both compute every lane's ``(-1)**(sa ^ sb) * (block_a * block_b) <<
-#: ((pos_a + pos_b) * K)`` and take the same cycles; they differ in where the sign is
-#: applied (:class:`qforge.hdl.pe.ProcessingElement`):
+#: left out). All compute every lane's ``(-1)**(sa ^ sb) * (block_a * block_b) <<
+#: ((pos_a + pos_b) * K)`` (:class:`qforge.hdl.pe.ProcessingElement`); the first two
+#: differ only in where the sign is applied and take the same cycles; the third needs
+#: the lanes of a cycle to share their block positions, which another lane schedule
+#: gives (:func:`qforge.sim.model.cycles.issued_block_products`):
 PE_DESIGNS = {
     "shifted": "each block product is shifted, then negated at its shifted width",
     "signed_product": "each 2K-bit block product is negated, then shifted as a signed "
                       "value: fewer gates per lane",
+    "shared_shift": "the lanes of a cycle are P operands at one block pair, their signed "
+                    "products summed and the sum shifted once: fewer gates still, but "
+                    "dynamic approximation takes the cycles of all n blocks, partial "
+                    "words whole cycles; no [vrq] or [zero_skipping] section",
 }
 DEFAULT_PE = "shifted"
 
@@ -513,6 +521,10 @@ def _validate(config: Config) -> None:
     if not isinstance(config.pe, str) or config.pe not in PE_DESIGNS:
         _fail("arithmetic.pe", config.pe, "allowed: " + "; ".join(
             f'"{name}" ({meaning})' for name, meaning in PE_DESIGNS.items()))
+    if config.pe == "shared_shift" and (config.vrq_code_width or config.zero_skipping):
+        _fail("arithmetic.pe", config.pe, "needs integer operands on the dense systolic "
+              "array: leave out the [vrq] and [zero_skipping] sections (their block "
+              "positions differ per operand)")
     _validate_vrq(config)
     width = config.operand_width
     if config.block_width > width or width % config.block_width:

@@ -34,25 +34,31 @@ def _random_lane(rng, config, zero=False):
             "position": rng.randrange(config.blocks)}
 
 
+def _side(rng, config, zero=False):
+    """One side's P lanes; ``pe = "shared_shift"`` PEs get one block position in all of
+    them (their schedule's guarantee)."""
+    lanes = [_random_lane(rng, config, zero) for _ in range(config.block_multipliers)]
+    if config.pe == "shared_shift":
+        lanes = [lane | {"position": lanes[0]["position"]} for lane in lanes]
+    return lanes
+
+
 def _stimulus(rng, config, cycles):
     """A cycle-by-cycle input sequence: tiles of 1..6 cycles (first..last) separated by
     0..3 cycles without flags. Gap cycles carry either zero blocks (as the scheduler's
     invalid lanes do) or garbage that a following ``first`` must discard."""
-    lanes = config.block_multipliers
     seq = []
     while len(seq) < cycles:
         length = rng.randint(1, 6)
         gemm_last = int(rng.random() < 0.3)
         for c in range(length):
-            seq.append({"a": [_random_lane(rng, config) for _ in range(lanes)],
-                        "b": [_random_lane(rng, config) for _ in range(lanes)],
+            seq.append({"a": _side(rng, config), "b": _side(rng, config),
                         "flags": {"first": int(c == 0), "last": int(c == length - 1),
                                   "gemm_last": gemm_last if c == length - 1
                                   else rng.randrange(2)}})
         for _ in range(rng.randint(0, 3)):
             zero = rng.random() < 0.5
-            seq.append({"a": [_random_lane(rng, config, zero) for _ in range(lanes)],
-                        "b": [_random_lane(rng, config, zero) for _ in range(lanes)],
+            seq.append({"a": _side(rng, config, zero), "b": _side(rng, config, zero),
                         "flags": {"first": 0, "last": 0, "gemm_last": rng.randrange(2)}})
     return seq
 
@@ -163,7 +169,8 @@ def test_pe_extreme_products(name):
 def test_pe_option_of_the_spec():
     """``arithmetic.pe``: left out (and left out of the spec written back) is the
     default PE; ``"signed_product"`` round-trips through TOML; anything else is one
-    ConfigError naming the key, the value and the allowed designs."""
+    ConfigError naming the key, the value and the allowed designs; ``"shared_shift"``
+    with a [vrq] or [zero_skipping] section is one ConfigError too."""
     import tomllib
 
     from qforge.sim.model.spec import ConfigError, from_dict, load_preset
@@ -182,5 +189,16 @@ def test_pe_option_of_the_spec():
     for bad in ("Signed_product", "", 1, None):
         spec["arithmetic"]["pe"] = bad
         with pytest.raises(ConfigError, match=r'^spec: arithmetic\.pe = .*: allowed: '
-                                              r'"shifted" \(.*\); "signed_product" \('):
+                                              r'"shifted" \(.*\); "signed_product" \(.*'
+                                              r'\); "shared_shift" \('):
             from_dict(spec)
+    # shared_shift: integer operands on the dense array only.
+    spec["arithmetic"]["pe"] = "shared_shift"
+    assert from_dict(spec).pe == "shared_shift"
+    for section, table in (("vrq", {"code_width": 4, "range_stride": 4, "ranges": 2}),
+                           ("zero_skipping", {"pe_buffer_depth": 256})):
+        with pytest.raises(ConfigError, match=r"^spec: arithmetic\.pe = 'shared_shift': "
+                                              r"needs integer operands on the dense "
+                                              r"systolic array: leave out the \[vrq\] "
+                                              r"and \[zero_skipping\] sections"):
+            from_dict(spec | {section: table})

@@ -1,6 +1,7 @@
-"""``arithmetic.pe = "signed_product"`` on the generated Verilog: the integration tests
-of tests/sim/bench run unchanged on designs whose PEs negate each block product before
-its shift (:class:`qforge.hdl.pe.ProcessingElement`), against the same golden model.
+"""The other PE designs (``arithmetic.pe``) on the generated Verilog: the integration
+tests of tests/sim/bench run unchanged, against the same golden model.
+
+``"signed_product"`` (each block product negated before its shift, same schedule):
 
 ``rect`` (2x3, four 2-bit blocks, P = 2: q that does not divide P) takes random GEMMs
 under backpressure, corner values in every standard mode and every (blocks, kept,
@@ -8,33 +9,49 @@ selection) operand, and the cycle model; ``rect_vrq_skip`` (the same array with 
 operands, block positions up to 8, and the zero-skipping array) takes every mode at six
 densities with skipping off and on, and VRQ words. Each design is one Verilator build
 (minutes), so the tests are marked ``slow`` as well as ``rtl``.
+
+``"shared_shift"`` (one block pair of a word's P operands per cycle, the lane sum
+shifted once; dense integer designs only): ``rect`` takes the same random GEMMs and
+corner values in every mode, and its cycles, with and without back-to-back commands,
+equal the cycle model's with :func:`qforge.sim.model.cycles.issued_block_products`
+(dynamic approximation at the cycles of all n blocks, partial words whole cycles).
 """
 
 import pytest
 
-from qforge.sim.bench.rtl import build
+from qforge.sim.bench.rtl import build, run_scenario
+from qforge.sim.bench.scenarios import Scenario
+from qforge.sim.model.cycles import GemmShape, gemm_cycles, issued_block_products
 from tests.configs import design_config, with_pe
 from tests.sim.bench import test_rtl as dense_tests
 from tests.sim.bench import test_rtl_skipping as skipping_tests
 
 pytestmark = [pytest.mark.rtl, pytest.mark.slow]
 
-PE = "signed_product"
 _built = {}
+
+
+def rtl_with(pe):
+    """Like tests/sim/conftest.py's ``rtl``, for the design ``name`` with
+    ``arithmetic.pe = pe``."""
+    def get(name, simulator="verilator"):
+        assert simulator == "verilator"
+        if (name, pe) not in _built:
+            _built[name, pe] = build(with_pe(design_config(name), pe),
+                                     log=lambda message: None)
+        assert _built[name, pe].config.pe == pe
+        return _built[name, pe]
+    return get
 
 
 @pytest.fixture(scope="module")
 def rtl_signed():
-    """Like tests/sim/conftest.py's ``rtl``, for the design ``name`` with
-    ``arithmetic.pe = "signed_product"``."""
-    def get(name, simulator="verilator"):
-        assert simulator == "verilator"
-        if name not in _built:
-            _built[name] = build(with_pe(design_config(name), PE),
-                                 log=lambda message: None)
-        assert _built[name].config.pe == PE
-        return _built[name]
-    return get
+    return rtl_with("signed_product")
+
+
+@pytest.fixture(scope="module")
+def rtl_shared():
+    return rtl_with("shared_shift")
 
 
 @pytest.mark.parametrize("test", [dense_tests.test_random_gemms_with_backpressure,
@@ -52,3 +69,29 @@ def test_skipping_array_every_mode(rtl_signed):
 
 def test_skipping_array_vrq_words(rtl_signed):
     skipping_tests.test_vrq_operands_with_code_zero_are_skipped(rtl_signed)
+
+
+@pytest.mark.parametrize("test", [dense_tests.test_random_gemms_with_backpressure,
+                                  dense_tests.test_corner_values_every_mode],
+                         ids=lambda test: test.__name__)
+def test_shared_shift_dense_array(rtl_shared, test):
+    test(rtl_shared, "rect")
+
+
+def test_shared_shift_cycle_model_equals_rtl(rtl_shared):
+    """dense_tests.test_cycle_model_equals_rtl with the shapes' block products from
+    :func:`issued_block_products` (the jobs include dynamic modes, which issue all n
+    blocks, and depths that are not multiples of P)."""
+    built = rtl_shared("rect")
+    config = built.config
+    jobs = dense_tests.random_jobs(config, seed=31, count=12, max_depth=64,
+                                   distributions=["uniform"])
+    assert any(issued_block_products(config, job.precision) != job.precision.block_products
+               for job in jobs)
+    shapes = [GemmShape(job.a.shape[0], job.b.shape[1], job.a.shape[1],
+                        issued_block_products(config, job.precision)) for job in jobs]
+    isolated = run_scenario(built, Scenario(jobs, isolated=True), name="cycles_isolated")
+    for shape, group in zip(shapes, isolated["jobs"], strict=True):
+        assert group["cycles"] == gemm_cycles(config, [shape]).total, shape
+    together = run_scenario(built, Scenario(jobs), name="cycles_back_to_back")
+    assert together["jobs"][0]["cycles"] == gemm_cycles(config, shapes).total

@@ -2,7 +2,8 @@
 
 Jobs are fed through the ``job`` stream while ``drain_free`` toggles randomly; every
 cycle's ``issue`` record is recorded and replayed against a reference built from
-:func:`qforge.sim.model.cycles.lane_schedule`: per tile ``ceil(depth * q / P)`` issued cycles,
+:func:`qforge.sim.model.cycles.lane_schedule` (for ``pe = "shared_shift"``, its own order
+written out: :func:`_shared_shift_products`): per tile ``ceil(depth * q / P)`` issued cycles,
 lane ``l`` of cycle ``c`` carrying product ``(k, i, j)`` as ``(k mod P, i, j, k < depth)``,
 addresses ``half * buffer_depth + tile * words + k // P``, tiles ``for mt: for nt:``.
 A tile's last cycle is issued only while ``drain_free`` is high; every other cycle of an
@@ -28,14 +29,36 @@ def _command(m_tiles, n_tiles, depth, a, b):
             "depth_minus_one": depth - 1, "a": operand(a), "b": operand(b)}
 
 
+def _packed_products(config, job):
+    """Per cycle, each lane's ``(k, i, j)``: the default schedule (lane_schedule)."""
+    lanes, depth = config.block_multipliers, job["depth"]
+    (_, kept_a, _), (_, kept_b, _) = job["a"], job["b"]
+    cycles = tile_cycles(depth, kept_a * kept_b, lanes)
+    assert cycles == -(-depth * kept_a * kept_b // lanes)
+    return lane_schedule(kept_a, kept_b, lanes).products(cycles)
+
+
+def _shared_shift_products(config, job):
+    """Per cycle, each lane's ``(k, i, j)`` for ``pe = "shared_shift"``, written out:
+    for every word, every block pair ``(i, j)`` (j fastest) of the word's P operands,
+    lane ``l`` on operand ``word * P + l``; a dynamic operand walks all its ``n`` block
+    positions, any other its ``L`` kept blocks."""
+    lanes, depth = config.block_multipliers, job["depth"]
+    (blocks_a, kept_a, dynamic_a), (blocks_b, kept_b, dynamic_b) = job["a"], job["b"]
+    walked_a = blocks_a if dynamic_a else kept_a
+    walked_b = blocks_b if dynamic_b else kept_b
+    return [[(word * lanes + lane, i, j) for lane in range(lanes)]
+            for word in range(-(-depth // lanes))
+            for i in range(walked_a) for j in range(walked_b)]
+
+
 def _expected_issues(config, job):
     """Every cycle the job must issue, in order: a dict of the issue record's fields."""
     lanes, depth = config.block_multipliers, job["depth"]
-    (_, kept_a, _), (_, kept_b, _) = job["a"], job["b"]
     words = -(-depth // lanes)
-    cycles = tile_cycles(depth, kept_a * kept_b, lanes)
-    assert cycles == -(-depth * kept_a * kept_b // lanes)
-    products = lane_schedule(kept_a, kept_b, lanes).products(cycles)
+    products = _shared_shift_products(config, job) if config.pe == "shared_shift" \
+        else _packed_products(config, job)
+    cycles = len(products)
     base = job["half"] * config.buffer_depth
     out = []
     for mt in range(job["m_tiles"]):

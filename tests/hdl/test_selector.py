@@ -4,7 +4,9 @@ Each cycle a random word, a random precision mode and random lane selections are
 presented; one clock later every valid lane must hold the sign of ``word[offset]``, the
 block at position ``e + index`` of its magnitude and that position, where ``(sign, kept
 blocks, e)`` is what the golden model selects for that operand and mode. Invalid lanes
-must carry block 0.
+must carry block 0. With ``pe = "shared_shift"`` a dynamic operand's ``index`` is a
+block position instead: the block of the approximated operand there
+(:func:`~qforge.sim.model.numerics.operand_value`), 0 outside its kept window.
 """
 
 import random
@@ -14,7 +16,8 @@ import pytest
 from amaranth.sim import Simulator
 
 from qforge.hdl.selector import BlockSelector
-from qforge.sim.model.numerics import OperandPrecision, Selection, select_blocks
+from qforge.sim.model.numerics import (OperandPrecision, Selection, operand_value,
+                                       select_blocks)
 from tests.configs import COMPONENT_CONFIGS
 
 CYCLES = 300
@@ -62,6 +65,23 @@ def _expected_lanes(config, word, precision, selects):
     return out
 
 
+def _walks_positions(config, precision):
+    """``pe = "shared_shift"`` selects a dynamic operand's blocks by position."""
+    return config.pe == "shared_shift" and precision.selection == Selection.DYNAMIC
+
+
+def _expected_positions(config, word, precision, selects):
+    """(valid, sign, block, position) per lane when ``index`` is a block position: the
+    block there of the approximated operand (:func:`operand_value`), 0 outside its kept
+    window."""
+    sign, _, _ = select_blocks(np.array(word), config, precision)
+    values = np.abs(operand_value(np.array(word), config, precision))
+    mask = (1 << config.block_width) - 1
+    return [(valid, int(sign[offset]),
+             int(values[offset] >> (index * config.block_width)) & mask if valid else 0,
+             index) for offset, index, valid in selects]
+
+
 @pytest.mark.parametrize("name", sorted(COMPONENT_CONFIGS))
 def test_selector_matches_golden_model(name):
     config = COMPONENT_CONFIGS[name]()
@@ -74,8 +94,12 @@ def test_selector_matches_golden_model(name):
         for cycle in range(CYCLES):
             precision = _random_precision(rng, config)
             word = [_random_operand(rng, config, precision.blocks) for _ in range(lanes)]
-            selects = [(rng.randrange(lanes), rng.randrange(precision.kept),
-                        int(rng.random() < 0.8)) for _ in range(lanes)]
+            walked = (precision.blocks if _walks_positions(config, precision)
+                      else precision.kept)
+            # shared_shift: lane l is always at offset l (its schedule's only offset).
+            selects = [(lane if config.pe == "shared_shift" else rng.randrange(lanes),
+                        rng.randrange(walked), int(rng.random() < 0.8))
+                       for lane in range(lanes)]
             ctx.set(dut.word, word)
             ctx.set(dut.precision, {"blocks_minus_one": precision.blocks - 1,
                                     "kept_minus_one": precision.kept - 1,
@@ -87,7 +111,8 @@ def test_selector_matches_golden_model(name):
             if cycle == 0:
                 assert before == 0, "lanes must be registered (reset value before a clock)"
             got = ctx.get(dut.lanes)
-            expected = _expected_lanes(config, word, precision, selects)
+            expected = (_expected_positions if _walks_positions(config, precision)
+                        else _expected_lanes)(config, word, precision, selects)
             for lane, (valid, sign, block, position) in enumerate(expected):
                 actual = got[lane]
                 context = (f"{name} cycle {cycle} lane {lane}: word={word} "
