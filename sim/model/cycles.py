@@ -24,6 +24,7 @@ from qforge.sim.model.capacity import tiles
 from qforge.sim.model.spec import Config
 
 __all__ = ["LaneSchedule", "lane_schedule", "tile_cycles", "issued_block_products",
+           "mode_tile_cycles",
            "GemmShape", "CycleReport",
            "gemm_cycles", "row_cycles", "skipping_shape", "FEED_LATENCY", "PE_LATENCY",
            "OUTPUT_LATENCY", "CHECK_LATENCY", "Timeline", "program_cycles", "ProgramReport",
@@ -147,6 +148,25 @@ def issued_block_products(config: Config, precision) -> int:
         return operand.blocks if operand.selection == Selection.DYNAMIC else operand.kept
 
     return issued(precision.a) * issued(precision.b)
+
+
+def mode_tile_cycles(config: Config, depth: int, precision) -> int:
+    """Cycles one output tile of a ``depth``-deep dot product takes on ``config``'s dense
+    array in ``precision``: :func:`tile_cycles` of :func:`issued_block_products`, in
+    whole words for ``pe = "shared_shift"``. The one call for a precision mode's rate
+    (MACs per cycle per PE = ``depth / mode_tile_cycles``).
+
+    >>> from qforge.sim.model.numerics import standard_modes
+    >>> from qforge.sim.model.spec import from_dict, load_preset
+    >>> default = load_preset("default")
+    >>> spec = default.to_dict()
+    >>> spec["arithmetic"]["pe"] = "shared_shift"
+    >>> dynamic = standard_modes(default)["approx_dynamic"]     # La = Lb = 2 of n = 4
+    >>> mode_tile_cycles(default, 2048, dynamic), mode_tile_cycles(from_dict(spec), 2048, dynamic)
+    (2048, 8192)
+    """
+    return tile_cycles(depth, issued_block_products(config, precision),
+                       config.block_multipliers, whole_words=config.pe == "shared_shift")
 
 
 def row_cycles(a, config: Config, precision, skip_zeros: bool) -> tuple[int, ...]:
