@@ -11,8 +11,8 @@ densities with skipping off and on, and VRQ words. Each design is one Verilator 
 (minutes), so the tests are marked ``slow`` as well as ``rtl``.
 
 ``"shared_shift"`` (one block pair of a word's P operands per cycle, the lane sum
-shifted once; dense integer designs only): ``rect`` takes the same random GEMMs and
-corner values in every mode, and its cycles, with and without back-to-back commands,
+shifted once; dense integer designs only): ``rect`` and ``tiny`` (two 4-bit blocks,
+P = 2) take the same random GEMMs and corner values in every mode, and their cycles, with and without back-to-back commands,
 equal the cycle model's with :func:`qforge.sim.model.cycles.issued_block_products`
 (dynamic approximation at the cycles of all n blocks, partial words whole cycles).
 """
@@ -71,18 +71,20 @@ def test_skipping_array_vrq_words(rtl_signed):
     skipping_tests.test_vrq_operands_with_code_zero_are_skipped(rtl_signed)
 
 
+@pytest.mark.parametrize("name", ["rect", "tiny"])
 @pytest.mark.parametrize("test", [dense_tests.test_random_gemms_with_backpressure,
                                   dense_tests.test_corner_values_every_mode],
                          ids=lambda test: test.__name__)
-def test_shared_shift_dense_array(rtl_shared, test):
-    test(rtl_shared, "rect")
+def test_shared_shift_dense_array(rtl_shared, test, name):
+    test(rtl_shared, name)
 
 
-def test_shared_shift_cycle_model_equals_rtl(rtl_shared):
+@pytest.mark.parametrize("name", ["rect", "tiny"])
+def test_shared_shift_cycle_model_equals_rtl(rtl_shared, name):
     """dense_tests.test_cycle_model_equals_rtl with the shapes' block products from
     :func:`issued_block_products` (the jobs include dynamic modes, which issue all n
     blocks, and depths that are not multiples of P)."""
-    built = rtl_shared("rect")
+    built = rtl_shared(name)
     config = built.config
     jobs = dense_tests.random_jobs(config, seed=31, count=12, max_depth=64,
                                    distributions=["uniform"])
