@@ -5,6 +5,8 @@ The stimulus is what the scheduler and the edge selectors produce: for each tile
 block products of its dot products packed into the P lanes by
 :func:`qforge.sim.model.cycles.lane_schedule`, each lane's block, sign and position taken
 from :func:`qforge.sim.model.numerics.select_blocks` (padding lanes carry zero blocks);
+with ``pe = "shared_shift"`` the order written out by :func:`shared_shift_products`
+and a dynamic operand's blocks by position (:func:`position_lanes`);
 a tile's last cycle is held back (bubbles in between) until the previous tile has been
 captured and drained, as ``drain_free`` does. Drained rows must equal
 :func:`qforge.sim.model.numerics.gemm` of the tile's operands; ``captured`` must pulse
@@ -24,7 +26,8 @@ from amaranth.sim import Simulator
 from qforge.hdl.array import BroadcastArray, SystolicArray
 from qforge.sim.host.packing import leaf_fields, unpack_fields
 from qforge.sim.model.cycles import PE_LATENCY, lane_schedule, tile_cycles
-from qforge.sim.model.numerics import gemm, select_blocks, standard_modes
+from qforge.sim.model.numerics import (Selection, gemm, operand_value, select_blocks,
+                                       standard_modes)
 from tests.configs import custom, tiny
 
 ARRAY_CONFIGS = {
@@ -37,6 +40,10 @@ ARRAY_CONFIGS = {
     "r2c3_signed": lambda: custom("r2c3_signed", rows=2, cols=3, operand_width=8,
                                   block_width=2, block_multipliers=2, buffer_depth=16,
                                   pe="signed_product"),
+    # arithmetic.pe = "shared_shift": one block pair of a word's operands per cycle
+    "r2c3_shared": lambda: custom("r2c3_shared", rows=2, cols=3, operand_width=8,
+                                  block_width=2, block_multipliers=2, buffer_depth=16,
+                                  pe="shared_shift"),
 }
 NO_FLAGS = {"first": 0, "last": 0, "gemm_last": 0}
 
@@ -62,17 +69,60 @@ def operand_lanes(selected, products, depth, index, side):
     return lanes
 
 
+def position_lanes(config, values, products, depth, index, side):
+    """``pe = "shared_shift"`` lanes of a dynamic operand: ``i`` (A) or ``j`` (B) is a
+    block position, the block there of the approximated operand (``values``, from
+    :func:`operand_value`), 0 outside its kept window."""
+    lanes = []
+    mask = (1 << config.block_width) - 1
+    for k, i, j in products:
+        if k >= depth:
+            lanes.append({"block": 0, "sign": 0, "position": 0})
+            continue
+        position = i if side == "a" else j
+        value = int(values[(index, k) if side == "a" else (k, index)])
+        lanes.append({"block": (abs(value) >> (position * config.block_width)) & mask,
+                      "sign": int(value < 0), "position": position})
+    return lanes
+
+
+def shared_shift_products(config, depth, precision):
+    """Per cycle, each lane's ``(k, i, j)`` for ``pe = "shared_shift"``: every word, every
+    block pair (j fastest; a dynamic operand walks its n positions), lane l on operand
+    ``word * P + l``."""
+    lanes = config.block_multipliers
+    walked = [operand.blocks if operand.selection == Selection.DYNAMIC else operand.kept
+              for operand in (precision.a, precision.b)]
+    return [[(word * lanes + lane, i, j) for lane in range(lanes)]
+            for word in range(-(-depth // lanes))
+            for i in range(walked[0]) for j in range(walked[1])]
+
+
 def tile_lanes(config, a, b, precision):
     """Per cycle of one tile: ``(a_lanes, b_lanes)`` with ``a_lanes[i]`` the lanes of A
     row i and ``b_lanes[j]`` those of B column j."""
     depth = a.shape[1]
-    selected_a = select_blocks(a, config, precision.a)
-    selected_b = select_blocks(b, config, precision.b)
-    cycles = tile_cycles(depth, precision.block_products, config.block_multipliers)
-    schedule = lane_schedule(precision.a.kept, precision.b.kept, config.block_multipliers)
-    return [([operand_lanes(selected_a, products, depth, r, "a") for r in range(a.shape[0])],
-             [operand_lanes(selected_b, products, depth, c, "b") for c in range(b.shape[1])])
-            for products in schedule.products(cycles)]
+    if config.pe == "shared_shift":
+        cycles = shared_shift_products(config, depth, precision)
+    else:
+        schedule = lane_schedule(precision.a.kept, precision.b.kept,
+                                 config.block_multipliers)
+        cycles = schedule.products(tile_cycles(depth, precision.block_products,
+                                               config.block_multipliers))
+    sides = []
+    for matrix, operand, side, count in ((a, precision.a, "a", a.shape[0]),
+                                         (b, precision.b, "b", b.shape[1])):
+        if config.pe == "shared_shift" and operand.selection == Selection.DYNAMIC:
+            values = operand_value(matrix, config, operand)
+            sides.append(lambda products, index, values=values, side=side:
+                         position_lanes(config, values, products, depth, index, side))
+        else:
+            selected = select_blocks(matrix, config, operand)
+            sides.append(lambda products, index, selected=selected, side=side:
+                         operand_lanes(selected, products, depth, index, side))
+    return [([sides[0](products, r) for r in range(a.shape[0])],
+             [sides[1](products, c) for c in range(b.shape[1])])
+            for products in cycles]
 
 
 def random_tiles(config, rng, count, a_rows, b_cols):
