@@ -77,6 +77,13 @@ def shared_shift() -> Config:
                   max_reduction_depth=30, pe="shared_shift")
 
 
+def shared_shift_p8() -> Config:
+    """``arithmetic.pe = "shared_shift"`` with the lanes of tests/fpga/data/k4p8_shared.toml
+    (K = 4, P = 8) and a depth limit of 37, not a multiple of P."""
+    return custom("shared_shift_p8", operand_width=8, block_width=4, block_multipliers=8,
+                  max_reduction_depth=37, pe="shared_shift")
+
+
 #: The configurations the component tests sweep, by test id.
 COMPONENT_CONFIGS = {
     "default": default,
@@ -87,6 +94,7 @@ COMPONENT_CONFIGS = {
     "signed_k4": signed_product,
     "signed_k2": signed_product_k2,
     "shared": shared_shift,
+    "shared_p8": shared_shift_p8,
 }
 
 
