@@ -5,7 +5,10 @@ The schedule (:func:`lane_schedule`) does not affect results: products are summe
 (see :mod:`qforge.sim.model.numerics`). It decides throughput: a multiply-accumulate needs
 ``q = La * Lb`` block products and a PE has ``P`` multiplier lanes, so a tile's dot
 product of ``depth`` operands takes ``ceil(depth * q / P)`` cycles (P/q MACs per cycle
-when ``q <= P``, q/P cycles per MAC otherwise, with no rounding loss in between).
+when ``q <= P``, q/P cycles per MAC otherwise, with no rounding loss in between). With
+``arithmetic.pe = "shared_shift"`` the lanes of a cycle hold one block pair of a word's P
+operands instead: ``ceil(depth / P) * q`` cycles, a dynamically approximated operand
+counting all its ``n`` blocks (:func:`issued_block_products`, :func:`mode_tile_cycles`).
 
 The timing constants of :func:`gemm_cycles` are those of the RTL pipeline
 (:mod:`qforge.hdl.top`): loading, a one-cycle job hand-off, the feed pipeline (buffer
