@@ -20,7 +20,7 @@ Per configuration (:class:`PeArea`): the PE, the selectors amortized per PE
 (``selectors x one selector / (rows x cols)``) and the array estimate
 ``rows x cols x PE + selectors`` (the datapath only: no buffers, control or output
 stage). :func:`throughput_table` divides each precision mode's MACs per cycle per PE,
-from the cycle model (:func:`qforge.sim.model.cycles.tile_cycles`), by the area, relative
+from the cycle model (:func:`qforge.sim.model.cycles.mode_tile_cycles`), by the area, relative
 to the ``fxp8`` preset's exact MAC per cycle per its area.
 
 Runs are cached like :mod:`qforge.fpga.area`'s, in ``build/area/<top>-cmos-<hash>/``.
@@ -193,16 +193,17 @@ def mode_throughputs(config: Config) -> list[ModeThroughput]:
     """Every standard precision mode of ``config``
     (:func:`~qforge.sim.model.numerics.standard_modes`), and ``vrq`` (whole VRQ codes)
     when the configuration has a ``[vrq]`` section, with its MACs per cycle per PE:
-    ``depth / tile_cycles(depth, q, P)`` for the longest tile, ``depth`` =
-    ``max_reduction_depth`` (the cycle model: ``P / q`` whenever ``q x depth`` is a
-    multiple of P).
+    ``depth / mode_tile_cycles(config, depth, precision)`` for the longest tile,
+    ``depth`` = ``max_reduction_depth`` (the cycle model: ``P / q`` whenever ``q x depth``
+    is a multiple of P; with ``arithmetic.pe = "shared_shift"`` a dynamic approximation
+    issues all ``n`` blocks of an operand).
 
     >>> from qforge.sim.model.spec import load_preset
     >>> [(rate.mode, rate.bits, str(rate.macs_per_cycle))
     ...  for rate in mode_throughputs(load_preset("tiny"))][:3]
     [('exact', '8x8', '1/2'), ('reduced', '4x4', '2'), ('mixed', '8x4', '1')]
     """
-    from qforge.sim.model.cycles import tile_cycles
+    from qforge.sim.model.cycles import mode_tile_cycles
     from qforge.sim.model.numerics import OperandPrecision, Precision, standard_modes
 
     modes = dict(standard_modes(config))
@@ -213,8 +214,7 @@ def mode_throughputs(config: Config) -> list[ModeThroughput]:
     return [ModeThroughput(
         name, precision.describe(), precision.block_products,
         f"{precision.a.kept * width}x{precision.b.kept * width}",
-        Fraction(depth, tile_cycles(depth, precision.block_products,
-                                    config.block_multipliers)))
+        Fraction(depth, mode_tile_cycles(config, depth, precision)))
         for name, precision in modes.items()]
 
 

@@ -157,3 +157,20 @@ def test_shared_shift_flip_flops_by_hand(tmp_path):
                                    + 2 * config.accumulator_width)
     assert estimate.transistors > 0
     assert pe_prototypes.configs()[1].name == "k4p4"
+
+
+def test_shared_shift_mode_rates_by_hand():
+    """``qforge area --pe``'s MACs per cycle per PE for tests/fpga/data/k4p8_shared.toml
+    (K = 4, B = 2, P = 8, depth 2048 = 256 words), by hand: exact 4 block pairs per word
+    (2 MACs per cycle), mixed 2 (4), reduced and static 1 (8), dynamic top 1 of 2 walks
+    both positions of both operands: 4 (2); the default PE runs dynamic at 8."""
+    from qforge.fpga.pe_area import mode_throughputs
+    from qforge.sim.model.spec import load_spec
+
+    rates = {rate.mode: rate.macs_per_cycle
+             for rate in mode_throughputs(load_spec(pe_prototypes.DATA / "k4p8_shared.toml"))}
+    assert rates == {"exact": 2, "mixed": 4, "reduced": 8, "approx_static": 8,
+                     "approx_dynamic": 2, "approx_dynamic_1": 2}
+    default_pe = {rate.mode: rate.macs_per_cycle
+                  for rate in mode_throughputs(load_spec(pe_prototypes.DATA / "k4p8.toml"))}
+    assert default_pe["approx_dynamic"] == 8 and default_pe["exact"] == 2
