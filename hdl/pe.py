@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import flags_layout, lanes_layout
 
-__all__ = ["ProcessingElement"]
+__all__ = ["ProcessingElement", "accumulate_stage", "tree_sum"]
 
 
 class ProcessingElement(wiring.Component):
@@ -71,17 +71,7 @@ class ProcessingElement(wiring.Component):
         flags = Signal.like(self.flags_out, name="flags_stage1")
         m.d.sync += flags.eq(self.flags_out)
 
-        # Stage 2: accumulate; on the tile's last cycle also capture the final value.
-        accumulator = Signal(signed(config.accumulator_width))
-        total = Signal(signed(config.accumulator_width))
-        m.d.comb += total.eq(Mux(flags.first, lane_sum, accumulator + lane_sum))
-        m.d.sync += accumulator.eq(total)
-        m.d.sync += [self.captured.eq(flags.last),
-                     self.captured_gemm_last.eq(flags.last & flags.gemm_last)]
-        with m.If(flags.last):
-            m.d.sync += self.result.eq(total)
-        with m.Elif(self.shift):
-            m.d.sync += self.result.eq(self.result_below)
+        accumulate_stage(m, self, config.accumulator_width, lane_sum, flags)
         return m
 
     def _lane_sum(self, m: Module):
@@ -112,7 +102,7 @@ class ProcessingElement(wiring.Component):
                              term.eq(Mux(a.sign ^ b.sign, -shifted, shifted))]
             terms.append(term)
         lane_sum = Signal(signed(config.lane_sum_width))
-        m.d.sync += lane_sum.eq(_tree_sum(terms))
+        m.d.sync += lane_sum.eq(tree_sum(terms))
         return lane_sum
 
     def _shared_shift_sum(self, m: Module):
@@ -136,11 +126,32 @@ class ProcessingElement(wiring.Component):
             terms.append(term)
         amount = (self.a_out[0].position + self.b_out[0].position) * config.block_width
         lane_sum = Signal(signed(config.lane_sum_width))
-        m.d.sync += lane_sum.eq(_tree_sum(terms) << amount)
+        m.d.sync += lane_sum.eq(tree_sum(terms) << amount)
         return lane_sum
 
 
-def _tree_sum(terms):
+def accumulate_stage(m: Module, pe, accumulator_width: int, lane_sum, flags, *,
+                     capture_pulses: bool = True) -> None:
+    """Stage 2 of a PE ``pe`` (its ports: ``result``, ``result_below``, ``shift``, and
+    with ``capture_pulses`` the corner's ``captured``, ``captured_gemm_last``):
+    accumulate the registered ``lane_sum`` into ``accumulator_width`` bits (restart on
+    ``flags.first``); on the tile's last cycle also capture the final value into
+    ``result``, else shift ``result_below`` in while ``shift``. Shared with the area
+    prototypes and plain MACs of tests/fpga (the same stage behind other lanes)."""
+    accumulator = Signal(signed(accumulator_width))
+    total = Signal(signed(accumulator_width))
+    m.d.comb += total.eq(Mux(flags.first, lane_sum, accumulator + lane_sum))
+    m.d.sync += accumulator.eq(total)
+    if capture_pulses:
+        m.d.sync += [pe.captured.eq(flags.last),
+                     pe.captured_gemm_last.eq(flags.last & flags.gemm_last)]
+    with m.If(flags.last):
+        m.d.sync += pe.result.eq(total)
+    with m.Elif(pe.shift):
+        m.d.sync += pe.result.eq(pe.result_below)
+
+
+def tree_sum(terms):
     """Balanced adder tree (log2(P) levels of adders instead of a P-long chain)."""
     while len(terms) > 1:
         paired = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]

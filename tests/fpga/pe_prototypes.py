@@ -39,34 +39,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from qforge.hdl.layouts import flags_layout
-from qforge.hdl.pe import ProcessingElement
+from qforge.hdl.pe import ProcessingElement, accumulate_stage, tree_sum
 from qforge.sim.model.spec import Config, from_dict, load_preset, load_spec
 
 DATA = Path(__file__).parent / "data"
-
-
-def tree_sum(terms):
-    """Balanced adder tree, as the generated PE's."""
-    while len(terms) > 1:
-        paired = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            paired.append(terms[-1])
-        terms = paired
-    return terms[0]
-
-
-def second_stage(m: Module, pe, config: Config, lane_sum, flags) -> None:
-    """The generated PE's accumulator, result register and capture pulses."""
-    accumulator = Signal(signed(config.accumulator_width))
-    total = Signal(signed(config.accumulator_width))
-    m.d.comb += total.eq(Mux(flags.first, lane_sum, accumulator + lane_sum))
-    m.d.sync += accumulator.eq(total)
-    m.d.sync += [pe.captured.eq(flags.last),
-                 pe.captured_gemm_last.eq(flags.last & flags.gemm_last)]
-    with m.If(flags.last):
-        m.d.sync += pe.result.eq(total)
-    with m.Elif(pe.shift):
-        m.d.sync += pe.result.eq(pe.result_below)
 
 
 def _term_width(config: Config) -> int:
@@ -185,7 +161,7 @@ class LanePrototypePe(ProcessingElement):
         lane_sum = Signal(signed(config.lane_sum_width))
         flags = Signal.like(self.flags_out, name="flags_stage1")
         m.d.sync += [lane_sum.eq(total), flags.eq(self.flags_out)]
-        second_stage(m, self, config, lane_sum, flags)
+        accumulate_stage(m, self, config.accumulator_width, lane_sum, flags)
         return m
 
 
@@ -217,7 +193,7 @@ class TwosComplementLanesPe(ProcessingElement):
         lane_sum = Signal(signed(config.lane_sum_width))
         flags = Signal.like(self.flags_out, name="flags_stage1")
         m.d.sync += [lane_sum.eq(tree_sum(terms)), flags.eq(self.flags_out)]
-        second_stage(m, self, config, lane_sum, flags)
+        accumulate_stage(m, self, config.accumulator_width, lane_sum, flags)
         return m
 
 
@@ -262,7 +238,7 @@ class SharedShiftPe(wiring.Component):
         lane_sum = Signal(signed(config.lane_sum_width))
         flags = Signal.like(self.flags_out, name="flags_stage1")
         m.d.sync += [lane_sum.eq(tree_sum(terms) << amount), flags.eq(self.flags_out)]
-        second_stage(m, self, config, lane_sum, flags)
+        accumulate_stage(m, self, config.accumulator_width, lane_sum, flags)
         return m
 
 

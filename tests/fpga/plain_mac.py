@@ -16,21 +16,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from qforge.hdl.layouts import flags_layout
-
-
-def accumulate(m: Module, mac, term, flags) -> None:
-    """The second stage of both fixtures, as in the generated PE: the accumulator
-    restarts from ``term`` on ``flags.first`` and adds it otherwise; ``mac.result``
-    captures the new total on ``flags.last`` and else shifts ``mac.result_below`` in
-    while ``mac.shift``."""
-    accumulator = Signal(signed(mac.accumulator_width))
-    total = Signal(signed(mac.accumulator_width))
-    m.d.comb += total.eq(Mux(flags.first, term, accumulator + term))
-    m.d.sync += accumulator.eq(total)
-    with m.If(flags.last):
-        m.d.sync += mac.result.eq(total)
-    with m.Elif(mac.shift):
-        m.d.sync += mac.result.eq(mac.result_below)
+from qforge.hdl.pe import accumulate_stage
 
 
 class PlainMac(wiring.Component):
@@ -78,7 +64,8 @@ class PlainMac(wiring.Component):
         else:
             value = self.a_out * self.b_out
         m.d.sync += [product.eq(value), flags.eq(self.flags_out)]
-        accumulate(m, self, product, flags)
+        accumulate_stage(m, self, self.accumulator_width, product, flags,
+                         capture_pulses=False)
         return m
 
 
@@ -110,5 +97,6 @@ class SignMagnitudeMac(wiring.Component):
         m.d.sync += term.eq(Mux(self.a_out.sign ^ self.b_out.sign, -magnitude, magnitude))
         flags = Signal.like(self.flags_out, name="flags_stage1")
         m.d.sync += flags.eq(self.flags_out)
-        accumulate(m, self, term, flags)
+        accumulate_stage(m, self, self.accumulator_width, term, flags,
+                         capture_pulses=False)
         return m
