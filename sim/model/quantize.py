@@ -150,13 +150,6 @@ def vrq_exponent(values) -> int | None:
     return int(np.frexp(float(largest))[1]) - 1
 
 
-def _exponents(magnitudes) -> np.ndarray:
-    """floor(log2 m) per element (m > 0), exact for integers and floats."""
-    exponents = np.frexp(magnitudes.astype(np.float64, copy=False))[1].astype(np.int64)
-    exponents -= 1
-    return exponents
-
-
 def vrq_encode(values, fmt: VrqFormat, exponent: int | None = None, *,
                rounding: Rounding = Rounding.NEAREST_EVEN, seed: int = 0, tensor: int = 0,
                words=None):
