@@ -129,7 +129,10 @@ def issued_block_products(config: Config, precision) -> int:
     with ``arithmetic.pe = "shared_shift"`` a dynamically approximated operand counts
     all its ``n`` blocks (every lane of a cycle is at one block position, so the
     approximated operand's blocks are walked at every position, those outside its kept
-    window being zero: hdl/selector.py). The numbers are the same.
+    window being zero: hdl/selector.py), and with ``pe = "fused"`` (``n = 2``) a MAC
+    takes 2 lanes when either operand keeps both blocks (the lane pair's multiplier
+    takes the kept operands whole) and 1 when both keep one (two such MACs share a lane
+    pair's multiplier). The numbers are the same.
 
     >>> from qforge.sim.model.numerics import standard_modes
     >>> from qforge.sim.model.spec import from_dict, load_preset
@@ -141,9 +144,19 @@ def issued_block_products(config: Config, precision) -> int:
     [16, 4, 4, 16]
     >>> issued_block_products(load_preset("default"), modes["approx_dynamic"])
     4
+    >>> spec = load_preset("tiny").to_dict()         # W = 8, K = 4: n = 2
+    >>> spec["arithmetic"]["pe"] = "fused"
+    >>> fused, modes = from_dict(spec), standard_modes(load_preset("tiny"))
+    >>> [(modes[name].block_products, issued_block_products(fused, modes[name]))
+    ...  for name in ("exact", "reduced", "approx_static", "approx_dynamic")]
+    [(4, 2), (1, 1), (1, 1), (1, 1)]
     """
     from qforge.sim.model.numerics import Selection
 
+    if config.pe == "fused":
+        # Two lanes carry a MAC whose operands keep both blocks; one-block pairs go one
+        # per lane, two to a lane pair's multiplier (hdl/pe.py: _fused_sum).
+        return 1 if precision.block_products == 1 else 2
     if config.pe != "shared_shift":
         return precision.block_products
 

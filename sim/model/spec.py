@@ -40,8 +40,9 @@ and ``[output_stage]`` (:data:`OUTPUT_STAGE_SCHEMA`, a narrower output stage)::
 One optional key of ``[arithmetic]`` chooses the PE's datapath, with the same numbers:
 ``pe = "shifted"`` (the default, also when the key is left out), ``pe =
 "signed_product"`` (the same cycles) or ``pe = "shared_shift"`` (another lane schedule
-and so other cycles; integer operands and the dense array only) (:data:`PE_DESIGNS`;
-docs/ARCHITECTURE.md, "A cheaper PE").
+and so other cycles; integer operands and the dense array only) or ``pe = "fused"``
+(lane pairs as one multiplier each, the FPGA's DSP block; two blocks per operand)
+(:data:`PE_DESIGNS`; docs/ARCHITECTURE.md, "A cheaper PE").
 
 Any mistake gives one :class:`ConfigError` naming the field, the value and what is
 allowed. The configuration space is bounded: a design too large to generate in minutes
@@ -67,7 +68,8 @@ from qforge.sim.model.errors import QforgeError, shown, shown_path
 from qforge.sim.model.saturation import signed_range
 from qforge.sim.model.vrq_format import VRQ_LIMITS, VrqFormat, range_stride_error, vrq_range_bits
 
-__all__ = ["Config", "ConfigError", "SCHEMA", "PE_DESIGNS", "DEFAULT_PE", "VRQ_SCHEMA", "ZERO_SKIPPING_SCHEMA",
+__all__ = ["Config", "ConfigError", "SCHEMA", "PE_DESIGNS", "DEFAULT_PE",
+           "FUSED_MAX_BLOCK_WIDTH", "VRQ_SCHEMA", "ZERO_SKIPPING_SCHEMA",
            "OUTPUT_STAGE_SCHEMA", "PRESETS", "read_toml",
            "load_preset", "load_spec", "from_dict", "preset_names"]
 
@@ -124,7 +126,15 @@ PE_DESIGNS = {
                     "products summed and the sum shifted once: fewer gates still, but "
                     "dynamic approximation takes the cycles of all n blocks, partial "
                     "words whole cycles; no [vrq] or [zero_skipping] section",
+    "fused": "W = 2K: each pair of lanes is one multiplier of 3K+1 bits a side (one "
+             "ECP5 MULT18X18D or iCE40 SB_MAC16) that multiplies one operand pair whole "
+             "(both kept blocks: 2 lanes per MAC) or two one-block operand pairs at once "
+             "(1 lane per MAC); block_width <= 5, an even block_multipliers, no [vrq] or "
+             "[zero_skipping] section",
 }
+#: The widest block of ``pe = "fused"``: its multiplier operands are ``3K + 1`` bits,
+#: and an SB_MAC16 multiplies 16 bits a side (a MULT18X18D 18).
+FUSED_MAX_BLOCK_WIDTH = 5
 DEFAULT_PE = "shifted"
 
 #: The optional ``[vrq]`` section: value-range-quantized operands (see
@@ -525,6 +535,8 @@ def _validate(config: Config) -> None:
         _fail("arithmetic.pe", config.pe, "needs integer operands on the dense systolic "
               "array: leave out the [vrq] and [zero_skipping] sections (their block "
               "positions differ per operand)")
+    if config.pe == "fused":
+        _validate_fused(config)
     _validate_vrq(config)
     width = config.operand_width
     if config.block_width > width or width % config.block_width:
@@ -598,6 +610,24 @@ def _fail_accumulator(config: Config) -> None:
     _fail("arithmetic.max_reduction_depth", depth,
           f"{needs} with {config.operand_width}-bit operands, so the depth must be at "
           f"most {signed_range(MAX_ACCUMULATOR_WIDTH)[1] // config.max_operand_magnitude ** 2}")
+
+
+def _validate_fused(config: Config) -> None:
+    """The limits of ``pe = "fused"`` (:data:`PE_DESIGNS`), one :class:`ConfigError` each."""
+    if config.vrq_code_width or config.zero_skipping:
+        _fail("arithmetic.pe", config.pe, "needs integer operands on the dense systolic "
+              "array: leave out the [vrq] and [zero_skipping] sections")
+    if config.operand_width != 2 * config.block_width:
+        _fail("arithmetic.block_width", config.block_width,
+              f'with arithmetic.pe = "fused" must be half of arithmetic.operand_width '
+              f"({config.operand_width}): two blocks per operand, one lane pair per MAC")
+    if config.block_width > FUSED_MAX_BLOCK_WIDTH:
+        _fail("arithmetic.block_width", config.block_width,
+              f'with arithmetic.pe = "fused" allowed: 1 .. {FUSED_MAX_BLOCK_WIDTH} (a '
+              f"lane pair's multiplier takes 3K + 1 bits a side; an SB_MAC16 takes 16)")
+    if config.block_multipliers % 2:
+        _fail("arithmetic.block_multipliers", config.block_multipliers,
+              'with arithmetic.pe = "fused" must be even (lanes are used in pairs)')
 
 
 def _validate_vrq(config: Config) -> None:
