@@ -33,7 +33,7 @@ class SystolicArray(wiring.Component):
         super().__init__({
             "rows": In(data.ArrayLayout(lanes, config.rows)),
             "cols": In(data.ArrayLayout(lanes, config.cols)),
-            "flags": In(flags_layout()),
+            "flags": In(flags_layout(config)),
         } | result_ports(config))
 
     def elaborate(self, platform):
@@ -118,7 +118,7 @@ class BroadcastArray(wiring.Component):
         super().__init__({
             "a": In(lanes),
             "b": In(data.ArrayLayout(data.ArrayLayout(lanes, config.cols), config.rows)),
-            "flags": In(flags_layout()),
+            "flags": In(flags_layout(config)),
         } | result_ports(config))
 
     def elaborate(self, platform):

@@ -161,13 +161,19 @@ def lanes_layout(config: Config) -> data.ArrayLayout:
     return data.ArrayLayout(block_lane_layout(config), config.block_multipliers)
 
 
-def flags_layout() -> data.StructLayout:
+def flags_layout(config: Config | None = None) -> data.StructLayout:
     """Tile markers that travel with the A lanes through the array.
 
     ``first``: the cycle's products start a new tile's accumulation; ``last``: the
     cycle completes the tile; ``gemm_last``: with ``last``, the tile is the GEMM's final.
+    With ``config.pe = "fused"`` also ``wide``: each lane pair carries one MAC's kept
+    operands whole (a mode with two kept blocks on a side), else two one-block MACs
+    (:class:`qforge.hdl.pe.ProcessingElement`).
     """
-    return data.StructLayout({"first": 1, "last": 1, "gemm_last": 1})
+    fields = {"first": 1, "last": 1, "gemm_last": 1}
+    if config is not None and config.pe == "fused":
+        fields["wide"] = 1
+    return data.StructLayout(fields)
 
 
 def lane_select_layout(config: Config) -> data.StructLayout:

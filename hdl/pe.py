@@ -27,7 +27,11 @@ class ProcessingElement(wiring.Component):
     ``"signed_product"`` the ``2K``-bit product before the shift (fewer gates per lane);
     ports, timing and every term are the same. ``"shared_shift"`` requires every lane of
     a cycle to carry lane 0's positions (its schedule guarantees it) and shifts the sum
-    of the signed products once; ports and timing are the same.
+    of the signed products once; ports and timing are the same. ``"fused"`` (``n = 2``)
+    multiplies each lane pair with one multiplier (:meth:`_fused_sum`): with
+    ``flags.wide`` the pair is one MAC's kept operands (lane ``2d`` their lower kept
+    blocks, lane ``2d + 1`` the upper or zero), otherwise two one-block MACs; timing is
+    the same, and the terms summed are those of the same MACs.
 
     Ports and timing (cycle ``t`` = the cycle ``a_in``/``b_in`` are presented):
 
@@ -47,8 +51,8 @@ class ProcessingElement(wiring.Component):
         lanes = lanes_layout(config)
         accumulator = signed(config.accumulator_width)
         super().__init__({
-            "a_in": In(lanes), "flags_in": In(flags_layout()), "b_in": In(lanes),
-            "a_out": Out(lanes), "flags_out": Out(flags_layout()), "b_out": Out(lanes),
+            "a_in": In(lanes), "flags_in": In(flags_layout(config)), "b_in": In(lanes),
+            "a_out": Out(lanes), "flags_out": Out(flags_layout(config)), "b_out": Out(lanes),
             "shift": In(1),
             "result_below": In(accumulator),
             "result": Out(accumulator),
@@ -66,6 +70,8 @@ class ProcessingElement(wiring.Component):
 
         if config.pe == "shared_shift":
             lane_sum = self._shared_shift_sum(m)
+        elif config.pe == "fused":
+            lane_sum = self._fused_sum(m)
         else:
             lane_sum = self._lane_sum(m)
         flags = Signal.like(self.flags_out, name="flags_stage1")
@@ -127,6 +133,62 @@ class ProcessingElement(wiring.Component):
         amount = (self.a_out[0].position + self.b_out[0].position) * config.block_width
         lane_sum = Signal(signed(config.lane_sum_width))
         m.d.sync += lane_sum.eq(tree_sum(terms) << amount)
+        return lane_sum
+
+
+    def _fused_sum(self, m: Module):
+        """Stage 1 of ``"fused"``: one unsigned ``(3K + 1) x (3K + 1)``-bit multiplier
+        per lane pair ``(2d, 2d + 1)``, a DSP block's product on an FPGA
+        (:data:`qforge.sim.model.spec.FUSED_MAX_BLOCK_WIDTH`).
+
+        * wide (``flags.wide``): the operands are ``x = x0 + (x1 << K)`` per side (lane
+          ``2d + 1``'s block sits one block above lane ``2d``'s, the same operand's: the
+          scheduler's :func:`~qforge.hdl.scheduler.fused_table`), so the product is the
+          sum of the MAC's four block products at their relative weights; its term is
+          ``(-1)**(sa ^ sb) * product << ((pos_a + pos_b) * K)`` with lane ``2d``'s signs
+          and positions.
+        * narrow: the operands are ``x = x0 + (x1 << (2K + 1))``, so the product is
+          ``a0 b0 + (a1 b0 + a0 b1) << (2K + 1) + a1 b1 << (4K + 2)``: ``a0 b0 < 2**(2K)``
+          and the cross sum ``< 2**(2K + 1)`` cannot reach the next field, so bits
+          ``0 .. 2K - 1`` are ``a0 b0`` and bits ``4K + 2 .. 6K + 1`` are ``a1 b1``, each
+          then signed and shifted by its own lane's sign and positions.
+
+        Both are the block products :func:`qforge.sim.model.numerics.gemm_block_products`
+        sums for the same MACs, so the lane sum is the same."""
+        config = self._config
+        block_width = config.block_width
+        operand_width = 3 * block_width + 1
+        narrow_offset = 2 * block_width + 1          # the second field of a narrow operand
+        wide = self.flags_out.wide
+        term_shape = signed(2 * config.magnitude_width + 1)
+        pair_sums = []
+        for pair in range(config.block_multipliers // 2):
+            low, high = 2 * pair, 2 * pair + 1
+            operands = []
+            for side, out in (("a", self.a_out), ("b", self.b_out)):
+                operand = Signal(unsigned(operand_width), name=f"{side}_operand_{pair}")
+                m.d.comb += operand.eq(out[low].block
+                                       | Mux(wide, out[high].block << block_width,
+                                             out[high].block << narrow_offset))
+                operands.append(operand)
+            product = Signal(unsigned(2 * operand_width), name=f"product_{pair}")
+            m.d.comb += product.eq(operands[0] * operands[1])
+
+            def term(lane, magnitude, name):
+                a, b = self.a_out[lane], self.b_out[lane]
+                signed_magnitude = Signal(signed(len(magnitude) + 1), name=name)
+                m.d.comb += signed_magnitude.eq(Mux(a.sign ^ b.sign, -magnitude, magnitude))
+                return signed_magnitude << ((a.position + b.position) * block_width)
+
+            whole = term(low, product[:4 * block_width], f"whole_{pair}")
+            first = term(low, product[:2 * block_width], f"first_{pair}")
+            second = term(high, product[2 * narrow_offset:2 * narrow_offset + 2 * block_width],
+                          f"second_{pair}")
+            pair_sum = Signal(signed(term_shape.width + 1), name=f"pair_sum_{pair}")
+            m.d.comb += pair_sum.eq(Mux(wide, whole, first + second))
+            pair_sums.append(pair_sum)
+        lane_sum = Signal(signed(config.lane_sum_width))
+        m.d.sync += lane_sum.eq(tree_sum(pair_sums))
         return lane_sum
 
 

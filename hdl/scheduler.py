@@ -11,7 +11,7 @@ from qforge.sim.model.capacity import tiles
 from qforge.sim.model.cycles import lane_schedule
 
 __all__ = ["Scheduler", "job_layout", "issue_layout", "ModeTable", "mode_table", "advance_lane",
-           "issued_blocks", "shared_shift_table"]
+           "issued_blocks", "shared_shift_table", "fused_wide", "fused_table"]
 
 
 def job_layout(config: Config) -> data.StructLayout:
@@ -30,7 +30,7 @@ def issue_layout(config: Config) -> data.StructLayout:
         "b_select": lane_selects,
         "a_precision": operand_precision_layout(config),
         "b_precision": operand_precision_layout(config),
-        "flags": flags_layout(),
+        "flags": flags_layout(config),
     })
 
 
@@ -60,6 +60,14 @@ class Scheduler(wiring.Component):
     (:func:`shared_shift_table`): cycle ``(w, i, j)`` issues block pair ``(i, j)`` of the
     word's P operands, lane ``l`` operand ``w * P + l``, for ``i < Ea``, ``j < Eb``
     (:func:`issued_blocks`), so a tile takes ``ceil(depth / P) * Ea * Eb`` cycles.
+
+    With ``pe = "fused"`` (``n = 2``) a MAC is one product of its kept operands whole
+    (:func:`fused_table`): in a *wide* mode (either side keeps both blocks,
+    :func:`fused_wide`) it takes 2 lanes, lane ``t`` carrying kept block ``t`` of each
+    side (zero past that side's ``L``), so a lane pair holds one MAC; otherwise one
+    lane, as ``q = 1``. The lane schedule is the dense one for ``(2, 1)`` or ``(1, 1)``
+    (``ceil(depth * 2 / P)`` or ``ceil(depth / P)`` cycles), and ``flags.wide`` tells
+    the PEs which.
 
     Flow control: ``issue`` has no ready; a cycle is issued or skipped. The last cycle of
     a tile is only issued while ``drain_free`` is high (the result registers are free for
@@ -103,8 +111,12 @@ class Scheduler(wiring.Component):
         a_indices = [Signal(index_shape, name=f"a_index_{l}") for l in range(lanes)]
         b_indices = [Signal(index_shape, name=f"b_index_{l}") for l in range(lanes)]
 
-        table = (shared_shift_table(m, config) if config.pe == "shared_shift"
-                 else mode_table(m, config, command))
+        if config.pe == "shared_shift":
+            table = shared_shift_table(m, config)
+        elif config.pe == "fused":
+            table = fused_table(m, config, command)
+        else:
+            table = mode_table(m, config, command)
         init_offsets, init_a, init_b = table.init_offsets, table.init_a, table.init_b
 
         # The lane state this cycle: the table's starting digits on a tile's first cycle.
@@ -124,7 +136,8 @@ class Scheduler(wiring.Component):
         for l in range(lanes):
             offset_sum, a_digit, b_digit = advance_lane(
                 table, command, current_offsets[l], current_a[l], current_b[l],
-                shared_shift=config.pe == "shared_shift")
+                shared_shift=config.pe == "shared_shift",
+                fused_wide=fused_wide(command) if config.pe == "fused" else None)
             word_carry = offset_sum >= lanes
             next_b.append(b_digit)
             next_a.append(a_digit)
@@ -172,16 +185,26 @@ class Scheduler(wiring.Component):
             issue.flags.last.eq(can_issue & tile_last),
             issue.flags.gemm_last.eq(can_issue & tile_last & last_tile_n & last_tile_m),
         ]
+        if config.pe == "fused":
+            m.d.comb += issue.flags.wide.eq(can_issue & fused_wide(command))
         for l in range(lanes):
             lane_valid = can_issue & (operand_index(current_word, current_offsets[l])
                                       <= depth_minus_one)
+            a_valid = b_valid = lane_valid
+            b_index = current_b[l]
+            if config.pe == "fused":
+                # Lane t of a MAC carries kept block t of both sides (the A digit), a
+                # side's block being zero past its L.
+                b_index = current_a[l]
+                a_valid = lane_valid & (current_a[l] <= command.a.kept_minus_one)
+                b_valid = lane_valid & (current_a[l] <= command.b.kept_minus_one)
             m.d.comb += [
                 issue.a_select[l].offset.eq(current_offsets[l]),
                 issue.a_select[l].index.eq(current_a[l]),
-                issue.a_select[l].valid.eq(lane_valid),
+                issue.a_select[l].valid.eq(a_valid),
                 issue.b_select[l].offset.eq(current_offsets[l]),
-                issue.b_select[l].index.eq(current_b[l]),
-                issue.b_select[l].valid.eq(lane_valid),
+                issue.b_select[l].index.eq(b_index),
+                issue.b_select[l].valid.eq(b_valid),
             ]
 
         # ---- state updates ----------------------------------------------------------
@@ -218,6 +241,13 @@ class Scheduler(wiring.Component):
                             * block_products),
             ]
             tile_cycles_minus_one = products - 1
+        elif config.pe == "fused":
+            # 2 lanes per MAC in a wide mode, else 1 (cycles.issued_block_products).
+            m.d.comb += [
+                block_products.eq(fused_wide(incoming) + 1),
+                products.eq((incoming.depth_minus_one + 1) * block_products),
+            ]
+            tile_cycles_minus_one = ((products + lanes - 1) >> (lanes.bit_length() - 1)) - 1
         else:
             m.d.comb += [
                 block_products.eq((incoming.a.kept_minus_one + 1)
@@ -290,8 +320,31 @@ def shared_shift_table(m: Module, config: Config) -> ModeTable:
     return table
 
 
+def fused_wide(command):
+    """``pe = "fused"``: whether ``command`` (a :func:`~qforge.hdl.layouts.command_layout`
+    value) is a wide mode, a side keeping both of its ``n = 2`` blocks (2 lanes per MAC:
+    :func:`qforge.sim.model.cycles.issued_block_products`)."""
+    return command.a.kept_minus_one.any() | command.b.kept_minus_one.any()
+
+
+def fused_table(m: Module, config: Config, command) -> ModeTable:
+    """The ``pe = "fused"`` schedule in :class:`ModeTable` form: the dense
+    :func:`lane_schedule` of ``(La, Lb) = (2, 1)`` in a wide mode (:func:`fused_wide`;
+    lane ``l`` starts at operand ``l // 2``, digit ``l % 2``), else of ``(1, 1)``."""
+    table = ModeTable(config)
+    for wide, (kept_a, kept_b) in ((1, (2, 1)), (0, (1, 1))):
+        schedule = lane_schedule(kept_a, kept_b, config.block_multipliers)
+        with m.If(fused_wide(command) == wide):
+            m.d.comb += [table.step_words.eq(schedule.step_operands),
+                         table.step_a.eq(schedule.step_a), table.step_b.eq(schedule.step_b)]
+            for l, (k, i, j) in enumerate(schedule.lane_starts):
+                m.d.comb += [table.init_offsets[l].eq(k), table.init_a[l].eq(i),
+                             table.init_b[l].eq(j)]
+    return table
+
+
 def advance_lane(table: ModeTable, command, offset, a_index, b_index, *,
-                 shared_shift: bool = False):
+                 shared_shift: bool = False, fused_wide=None):
     """One lane's digits ``(k mod P, i, j)`` advanced by P block products: a mixed-radix
     add of ``(P // q, (P % q) // Lb, (P % q) % Lb)`` with two carries. Returns the
     operand digit unwrapped (it may reach ``2P - 1``; callers wrap or compare it) and
@@ -299,9 +352,14 @@ def advance_lane(table: ModeTable, command, offset, a_index, b_index, *,
 
     ``shared_shift`` (:func:`shared_shift_table`): the block digits count to the issued
     blocks (:func:`issued_blocks`) and their carry moves the lane a whole word (P
-    operands: the digit wraps to itself with a word carry)."""
+    operands: the digit wraps to itself with a word carry).
+
+    ``fused_wide`` (``pe = "fused"``: :func:`fused_wide` of the command): the digits
+    count ``(2, 1)`` or ``(1, 1)`` blocks (:func:`fused_table`)."""
     if shared_shift:
         kept_a, kept_b = issued_blocks(command.a), issued_blocks(command.b)
+    elif fused_wide is not None:
+        kept_a, kept_b = fused_wide + 1, 1
     else:
         kept_a = command.a.kept_minus_one + 1
         kept_b = command.b.kept_minus_one + 1

@@ -23,7 +23,7 @@ def skipping_issue_layout(config: Config) -> data.StructLayout:
         "b_select": lane_selects,
         "a_precision": operand_precision_layout(config),
         "b_precision": operand_precision_layout(config),
-        "flags": flags_layout(),
+        "flags": flags_layout(config),
         "rows": unsigned(config.rows.bit_length()),
     })
 

@@ -84,6 +84,13 @@ def shared_shift_p8() -> Config:
                   max_reduction_depth=37, pe="shared_shift")
 
 
+def fused() -> Config:
+    """``arithmetic.pe = "fused"`` (n = 2 blocks of 4 bits, lane pairs as one multiplier)
+    with four lanes and a depth limit of 30, not a multiple of the MACs per cycle."""
+    return custom("fused", operand_width=8, block_width=4, block_multipliers=4,
+                  max_reduction_depth=30, pe="fused")
+
+
 #: The configurations the component tests sweep, by test id.
 COMPONENT_CONFIGS = {
     "default": default,
@@ -95,6 +102,7 @@ COMPONENT_CONFIGS = {
     "signed_k2": signed_product_k2,
     "shared": shared_shift,
     "shared_p8": shared_shift_p8,
+    "fused": fused,
 }
 
 

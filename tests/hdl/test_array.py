@@ -6,7 +6,9 @@ block products of its dot products packed into the P lanes by
 :func:`qforge.sim.model.cycles.lane_schedule`, each lane's block, sign and position taken
 from :func:`qforge.sim.model.numerics.select_blocks` (padding lanes carry zero blocks);
 with ``pe = "shared_shift"`` the order written out by :func:`shared_shift_products`
-and a dynamic operand's blocks by position (:func:`position_lanes`);
+and a dynamic operand's blocks by position (:func:`position_lanes`); with ``pe =
+"fused"`` the order of :func:`fused_products` (lane ``t`` of a MAC carrying kept block
+``t`` of each side, zero past that side's ``L``) and ``flags.wide``;
 a tile's last cycle is held back (bubbles in between) until the previous tile has been
 captured and drained, as ``drain_free`` does. Drained rows must equal
 :func:`qforge.sim.model.numerics.gemm` of the tile's operands; ``captured`` must pulse
@@ -44,8 +46,32 @@ ARRAY_CONFIGS = {
     "r2c3_shared": lambda: custom("r2c3_shared", rows=2, cols=3, operand_width=8,
                                   block_width=2, block_multipliers=2, buffer_depth=16,
                                   pe="shared_shift"),
+    # arithmetic.pe = "fused": n = 2 blocks of 4 bits, lane pairs as one multiplier
+    "r2c3_fused": lambda: custom("r2c3_fused", rows=2, cols=3, operand_width=8,
+                                 block_width=4, block_multipliers=4, buffer_depth=16,
+                                 pe="fused"),
 }
 NO_FLAGS = {"first": 0, "last": 0, "gemm_last": 0}
+
+
+def no_flags(config):
+    """The flags of a bubble cycle (``wide`` too for ``pe = "fused"``)."""
+    return NO_FLAGS | ({"wide": 0} if config.pe == "fused" else {})
+
+
+def fused_wide(precision) -> bool:
+    """``pe = "fused"``: a side keeps both of its blocks (one MAC per lane pair)."""
+    return max(precision.a.kept, precision.b.kept) == 2
+
+
+def fused_products(config, depth, precision):
+    """Per cycle, each lane's ``(k, t, t)`` for ``pe = "fused"``: MAC ``k`` in lanes
+    ``2k, 2k + 1`` of the packed sequence in a wide mode, else in lane ``k``."""
+    lanes = config.block_multipliers
+    per_mac = 2 if fused_wide(precision) else 1
+    cycles = -(-depth * per_mac // lanes)
+    slots = [(k, t, t) for k in range(cycles * lanes) for t in range(per_mac)]
+    return [slots[c * lanes:(c + 1) * lanes] for c in range(cycles)]
 
 
 def zero_lanes(config):
@@ -59,7 +85,7 @@ def operand_lanes(selected, products, depth, index, side):
     sign, blocks, exponent = selected
     lanes = []
     for k, i, j in products:
-        if k >= depth:
+        if k >= depth or (i if side == "a" else j) >= blocks.shape[-1]:
             lanes.append({"block": 0, "sign": 0, "position": 0})
             continue
         block = i if side == "a" else j
@@ -104,6 +130,8 @@ def tile_lanes(config, a, b, precision):
     depth = a.shape[1]
     if config.pe == "shared_shift":
         cycles = shared_shift_products(config, depth, precision)
+    elif config.pe == "fused":
+        cycles = fused_products(config, depth, precision)
     else:
         schedule = lane_schedule(precision.a.kept, precision.b.kept,
                                  config.block_multipliers)
@@ -154,8 +182,11 @@ def run_array(dut, config, tiles, *, broadcast, seed):
         cycles = tile_lanes(config, a, b, precision)
         for index, lanes in enumerate(cycles):
             last = index == len(cycles) - 1
-            schedule.append((lanes, {"first": int(index == 0), "last": int(last),
-                                     "gemm_last": gemm_last if last else 0}))
+            flags = {"first": int(index == 0), "last": int(last),
+                     "gemm_last": gemm_last if last else 0}
+            if config.pe == "fused":
+                flags["wide"] = int(fused_wide(precision))
+            schedule.append((lanes, flags))
     observed = {"captures": [], "rows": [], "last_cycles": [], "after": []}
 
     def present(ctx, lanes, flags):
@@ -177,10 +208,10 @@ def run_array(dut, config, tiles, *, broadcast, seed):
         position, cycle = 0, 0
         drained = []
         while position < len(schedule) or pending or rows_left:
-            lanes, flags = schedule[position] if position < len(schedule) else (bubble,
-                                                                                   NO_FLAGS)
+            lanes, flags = schedule[position] if position < len(schedule) else (
+                bubble, no_flags(config))
             if flags["last"] and (pending or rows_left):
-                lanes, flags = bubble, NO_FLAGS               # drain_free is low
+                lanes, flags = bubble, no_flags(config)       # drain_free is low
             elif position < len(schedule):
                 position += 1
                 if flags["last"]:

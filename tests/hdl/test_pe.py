@@ -2,7 +2,10 @@
 
 The reference is an independent formula, the PE's documented contract: a cycle's lanes
 contribute ``sum((-1)**(sa ^ sb) * (ba * bb) << ((pa + pb) * K))``; a tile's result is the
-sum of its cycles from ``first`` to ``last``. Timing (cycle ``t`` = inputs presented):
+sum of its cycles from ``first`` to ``last``. ``pe = "fused"`` PEs in a ``wide`` cycle
+take each lane pair ``(2d, 2d + 1)`` as one MAC instead: ``(-1)**(sa ^ sb) * (a0 + a1
+* 2**K) * (b0 + b1 * 2**K) << ((pa + pb) * K)`` with lane ``2d``'s signs and positions
+(lane ``2d + 1``'s are ignored). Timing (cycle ``t`` = inputs presented):
 operands forwarded at ``t+1``, result captured at ``t+3`` with a one-cycle ``captured``
 pulse; ``result`` loads ``result_below`` at every clock where ``shift`` is high and no
 capture happens.
@@ -27,6 +30,30 @@ def _lane_value(config, a, b):
                                                  * config.block_width))
 
 
+def _cycle_value(config, cycle):
+    """A cycle's contribution to the accumulator (the contract above)."""
+    pairs = zip(cycle["a"], cycle["b"])
+    if not cycle["flags"].get("wide"):
+        return sum(_lane_value(config, a, b) for a, b in pairs)
+    k = config.block_width
+    total = 0
+    for low in range(0, config.block_multipliers, 2):
+        (a0, b0), (a1, b1) = (cycle["a"][low], cycle["b"][low]), \
+            (cycle["a"][low + 1], cycle["b"][low + 1])
+        whole_a = a0["block"] + (a1["block"] << k)
+        whole_b = b0["block"] + (b1["block"] << k)
+        total += (-1) ** (a0["sign"] ^ b0["sign"]) * (whole_a * whole_b) \
+            << ((a0["position"] + b0["position"]) * k)
+    return total
+
+
+def _flags(config, rng, **flags):
+    """Tile flags, with a random ``wide`` for ``pe = "fused"`` PEs."""
+    if config.pe == "fused":
+        flags["wide"] = rng.randrange(2)
+    return flags
+
+
 def _random_lane(rng, config, zero=False):
     top = (1 << config.block_width) - 1
     block = 0 if zero else rng.choice([0, top, rng.randint(0, top), rng.randint(0, top)])
@@ -34,12 +61,20 @@ def _random_lane(rng, config, zero=False):
             "position": rng.randrange(config.blocks)}
 
 
-def _side(rng, config, zero=False):
+def _side(rng, config, zero=False, wide=False):
     """One side's P lanes; ``pe = "shared_shift"`` PEs get one block position in all of
-    them (their schedule's guarantee)."""
+    them (their schedule's guarantee); in a ``wide`` cycle of a ``pe = "fused"`` PE each
+    lane pair is one operand, whole (its lower block at position 0) or one block (the
+    upper lane zero), as its schedule issues them."""
     lanes = [_random_lane(rng, config, zero) for _ in range(config.block_multipliers)]
     if config.pe == "shared_shift":
         lanes = [lane | {"position": lanes[0]["position"]} for lane in lanes]
+    if wide:
+        for low in range(0, len(lanes), 2):
+            if rng.randrange(2):
+                lanes[low] = lanes[low] | {"position": 0}
+            else:
+                lanes[low + 1] = lanes[low + 1] | {"block": 0}
     return lanes
 
 
@@ -52,14 +87,17 @@ def _stimulus(rng, config, cycles):
         length = rng.randint(1, 6)
         gemm_last = int(rng.random() < 0.3)
         for c in range(length):
-            seq.append({"a": _side(rng, config), "b": _side(rng, config),
-                        "flags": {"first": int(c == 0), "last": int(c == length - 1),
-                                  "gemm_last": gemm_last if c == length - 1
-                                  else rng.randrange(2)}})
+            flags = _flags(config, rng, first=int(c == 0), last=int(c == length - 1),
+                           gemm_last=gemm_last if c == length - 1 else rng.randrange(2))
+            wide = bool(flags.get("wide"))
+            seq.append({"a": _side(rng, config, wide=wide), "b": _side(rng, config, wide=wide),
+                        "flags": flags})
         for _ in range(rng.randint(0, 3)):
             zero = rng.random() < 0.5
-            seq.append({"a": _side(rng, config, zero), "b": _side(rng, config, zero),
-                        "flags": {"first": 0, "last": 0, "gemm_last": rng.randrange(2)}})
+            flags = _flags(config, rng, first=0, last=0, gemm_last=rng.randrange(2))
+            wide = bool(flags.get("wide"))
+            seq.append({"a": _side(rng, config, zero, wide), "b": _side(rng, config, zero, wide),
+                        "flags": flags})
     return seq
 
 
@@ -77,7 +115,7 @@ def test_pe_accumulate_capture_and_shift(name):
     tile_sum = None
     captures = {}        # clock edge index -> (value, gemm_last)
     for t, cycle in enumerate(seq):
-        value = sum(_lane_value(config, a, b) for a, b in zip(cycle["a"], cycle["b"]))
+        value = _cycle_value(config, cycle)
         if cycle["flags"]["first"]:
             tile_sum = value
         elif tile_sum is not None:
@@ -95,7 +133,7 @@ def test_pe_accumulate_capture_and_shift(name):
                 ctx.set(dut.b_in, cycle["b"])
                 ctx.set(dut.flags_in, cycle["flags"])
             else:
-                ctx.set(dut.flags_in, {"first": 0, "last": 0, "gemm_last": 0})
+                ctx.set(dut.flags_in, _flags(config, rng, first=0, last=0, gemm_last=0))
             # Shift only at edges without a capture (the scheduler guarantees that).
             shift = edge not in captures and rng.random() < 0.3
             below = rng.randint(acc_min, acc_max)

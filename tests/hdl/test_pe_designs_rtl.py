@@ -15,6 +15,12 @@ shifted once; dense integer designs only): ``rect`` and ``tiny`` (two 4-bit bloc
 P = 2) take the same random GEMMs and corner values in every mode, and their cycles, with and without back-to-back commands,
 equal the cycle model's with :func:`qforge.sim.model.cycles.issued_block_products`
 (dynamic approximation at the cycles of all n blocks, partial words whole cycles).
+
+``"fused"`` (lane pairs as one multiplier: a wide mode's MAC whole in two lanes, two
+one-block MACs per lane pair otherwise; n = 2): ``tiny`` (two 4-bit blocks, P = 2) takes
+the same random GEMMs and corner values in every mode, and its cycles equal the cycle
+model's with :func:`qforge.sim.model.cycles.issued_block_products` (2 lanes per MAC when
+a side keeps both blocks, else 1).
 """
 
 import pytest
@@ -54,6 +60,11 @@ def rtl_shared():
     return rtl_with("shared_shift")
 
 
+@pytest.fixture(scope="module")
+def rtl_fused():
+    return rtl_with("fused")
+
+
 @pytest.mark.parametrize("test", [dense_tests.test_random_gemms_with_backpressure,
                                   dense_tests.test_corner_values_every_mode,
                                   dense_tests.test_cycle_model_equals_rtl],
@@ -84,7 +95,26 @@ def test_shared_shift_cycle_model_equals_rtl(rtl_shared, name):
     """dense_tests.test_cycle_model_equals_rtl with the shapes' block products from
     :func:`issued_block_products` (the jobs include dynamic modes, which issue all n
     blocks, and depths that are not multiples of P)."""
-    built = rtl_shared(name)
+    check_issued_cycles(rtl_shared(name))
+
+
+@pytest.mark.parametrize("test", [dense_tests.test_random_gemms_with_backpressure,
+                                  dense_tests.test_corner_values_every_mode],
+                         ids=lambda test: test.__name__)
+def test_fused_dense_array(rtl_fused, test):
+    test(rtl_fused, "tiny")
+
+
+def test_fused_cycle_model_equals_rtl(rtl_fused):
+    """The cycle model with :func:`issued_block_products` (wide modes 2 lanes per MAC,
+    one-block modes 1) equals the fused tiny design's cycles."""
+    check_issued_cycles(rtl_fused("tiny"))
+
+
+def check_issued_cycles(built):
+    """Random jobs (every mode, depths that are not multiples of P) alone and back to
+    back: the RTL's cycles equal :func:`gemm_cycles` of shapes whose block products are
+    :func:`issued_block_products`, which differ from ``La * Lb`` for some job."""
     config = built.config
     jobs = dense_tests.random_jobs(config, seed=31, count=12, max_depth=64,
                                    distributions=["uniform"])

@@ -2,8 +2,9 @@
 
 Jobs are fed through the ``job`` stream while ``drain_free`` toggles randomly; every
 cycle's ``issue`` record is recorded and replayed against a reference built from
-:func:`qforge.sim.model.cycles.lane_schedule` (for ``pe = "shared_shift"``, its own order
-written out: :func:`_shared_shift_products`): per tile ``ceil(depth * q / P)`` issued cycles,
+:func:`qforge.sim.model.cycles.lane_schedule` (for ``pe = "shared_shift"`` and ``pe =
+"fused"``, their own orders written out: :func:`_shared_shift_products`,
+:func:`_fused_products`): per tile ``ceil(depth * q / P)`` issued cycles,
 lane ``l`` of cycle ``c`` carrying product ``(k, i, j)`` as ``(k mod P, i, j, k < depth)``,
 addresses ``half * buffer_depth + tile * words + k // P``, tiles ``for mt: for nt:``.
 A tile's last cycle is issued only while ``drain_free`` is high; every other cycle of an
@@ -52,12 +53,36 @@ def _shared_shift_products(config, job):
             for i in range(walked_a) for j in range(walked_b)]
 
 
+def _fused_products(config, job):
+    """Per cycle, each lane's ``(k, t, t)`` for ``pe = "fused"``, written out: in a wide
+    mode (a side keeping both of its 2 blocks) MAC ``k`` fills lanes ``2k`` and ``2k + 1``
+    of the packed sequence, lane ``t`` carrying kept block ``t`` of both sides; otherwise
+    MAC ``k`` fills lane ``k``, block 0. A cycle holds P consecutive lanes."""
+    lanes, depth = config.block_multipliers, job["depth"]
+    per_mac = 2 if max(job["a"][1], job["b"][1]) == 2 else 1
+    cycles = -(-depth * per_mac // lanes)
+    slots = [(k, t, t) for k in range(cycles * lanes) for t in range(per_mac)]
+    return [slots[c * lanes:(c + 1) * lanes] for c in range(cycles)]
+
+
+def _lane_selects(config, job, row):
+    """The issued ``(offset, index, valid)`` of each lane, per side, of one cycle
+    ``row`` of ``(k, i, j)``; ``pe = "fused"`` lanes are valid on a side only for a
+    kept block ``t < L`` of that side."""
+    lanes, depth = config.block_multipliers, job["depth"]
+    kept_a, kept_b = job["a"][1], job["b"][1]
+    fused = config.pe == "fused"
+    a = [(k % lanes, i, int(k < depth and (not fused or i < kept_a))) for k, i, _ in row]
+    b = [(k % lanes, j, int(k < depth and (not fused or j < kept_b))) for k, _, j in row]
+    return a, b
+
+
 def _expected_issues(config, job):
     """Every cycle the job must issue, in order: a dict of the issue record's fields."""
     lanes, depth = config.block_multipliers, job["depth"]
     words = -(-depth // lanes)
-    products = _shared_shift_products(config, job) if config.pe == "shared_shift" \
-        else _packed_products(config, job)
+    products = {"shared_shift": _shared_shift_products,
+                "fused": _fused_products}.get(config.pe, _packed_products)(config, job)
     cycles = len(products)
     base = job["half"] * config.buffer_depth
     out = []
@@ -67,16 +92,17 @@ def _expected_issues(config, job):
                 word = row[0][0] // lanes
                 assert all(k // lanes == word for k, _, _ in row)
                 last = c == cycles - 1
+                a_select, b_select = _lane_selects(config, job, row)
                 out.append({
                     "tile": (mt, nt), "cycle": c,
                     "a_address": base + mt * words + word,
                     "b_address": base + nt * words + word,
-                    "a_select": [(k % lanes, i, int(k < depth)) for k, i, _ in row],
-                    "b_select": [(k % lanes, j, int(k < depth)) for k, _, j in row],
+                    "a_select": a_select, "b_select": b_select,
                     "first": int(c == 0), "last": int(last),
                     "gemm_last": int(last and mt == job["m_tiles"] - 1
                                      and nt == job["n_tiles"] - 1),
-                })
+                } | ({"wide": int(max(job["a"][1], job["b"][1]) == 2)}
+                     if config.pe == "fused" else {}))
     return out
 
 
@@ -197,7 +223,7 @@ def test_scheduler_issue_sequence(name):
                     "b_select": [(s.offset, s.index, s.valid) for s in issue.b_select],
                     "first": issue.flags.first, "last": issue.flags.last,
                     "gemm_last": issue.flags.gemm_last,
-                }
+                } | ({"wide": issue.flags.wide} if config.pe == "fused" else {})
                 want = {key: entry[key] for key in got}
                 assert got == want, f"{where}:\n got  {got}\n want {want}"
                 command = _command(1, 1, 1, job["a"], job["b"])
