@@ -28,7 +28,7 @@ from qforge.sim.model.spec import Config
 
 __all__ = ["LaneSchedule", "lane_schedule", "tile_cycles", "issued_block_products",
            "mode_tile_cycles",
-           "GemmShape", "CycleReport",
+           "GemmShape", "gemm_shape", "CycleReport",
            "gemm_cycles", "row_cycles", "skipping_shape", "FEED_LATENCY", "PE_LATENCY",
            "OUTPUT_LATENCY", "CHECK_LATENCY", "Timeline", "program_cycles", "ProgramReport",
            "DECODE_CYCLES", "ADDEND_LATENCY"]
@@ -213,7 +213,7 @@ def row_cycles(a, config: Config, precision, skip_zeros: bool) -> tuple[int, ...
     """
     from qforge.sim.model.numerics import zero_operands
     a = np.asarray(a, dtype=np.int64)
-    lanes, q = config.block_multipliers, precision.block_products
+    lanes, q = config.block_multipliers, issued_block_products(config, precision)
     m, depth = a.shape
     padded_rows = tiles(m, config.rows) * config.rows
     if not skip_zeros:
@@ -228,8 +228,9 @@ def row_cycles(a, config: Config, precision, skip_zeros: bool) -> tuple[int, ...
 
 @dataclass(frozen=True)
 class GemmShape:
-    """One command: an ``m x depth`` by ``depth x n`` GEMM with ``q`` products per MAC
-    (:func:`issued_block_products`: ``La x Lb`` unless ``pe = "shared_shift"``).
+    """One command: an ``m x depth`` by ``depth x n`` GEMM with ``q`` products issued per
+    MAC (:func:`issued_block_products`: ``La x Lb`` unless ``pe = "shared_shift"`` or
+    ``"fused"``); :func:`gemm_shape` makes one from a precision mode.
 
     ``row_cycles`` (zero-skipping configurations only): each padded A row's tile
     cycles, from :func:`row_cycles` (see :func:`skipping_shape`); ``None`` means dense.
@@ -242,11 +243,39 @@ class GemmShape:
     row_cycles: tuple[int, ...] | None = None
 
 
+def gemm_shape(config: Config, m: int, n: int, depth: int, precision,
+               row_cycles: tuple[int, ...] | None = None) -> GemmShape:
+    """The :class:`GemmShape` of an ``m x depth`` by ``depth x n`` GEMM in ``precision``
+    (a :class:`qforge.sim.model.numerics.Precision`) on ``config``'s PEs: its
+    ``block_products`` are those the PEs issue per MAC (:func:`issued_block_products`),
+    not the mode's ``q = La * Lb``, so its cycles and ideal are the design's. The one way
+    to make a shape from a precision mode; ``row_cycles`` as in :class:`GemmShape`.
+
+    >>> from qforge.sim.model.numerics import standard_modes
+    >>> from qforge.sim.model.spec import from_dict, load_preset
+    >>> default = load_preset("default")                        # P = 4, n = 4 blocks
+    >>> spec = default.to_dict()
+    >>> spec["arithmetic"]["pe"] = "shared_shift"
+    >>> shared, dynamic = from_dict(spec), standard_modes(default)["approx_dynamic"]
+    >>> dynamic.block_products                                  # La = Lb = 2
+    4
+    >>> gemm_shape(default, 8, 8, 64, dynamic).block_products   # La x Lb
+    4
+    >>> gemm_shape(shared, 8, 8, 64, dynamic).block_products    # n x n: all blocks walked
+    16
+    >>> [gemm_cycles(config, [gemm_shape(config, 8, 8, 64, dynamic)]).ideal
+    ...  for config in (default, shared)]                       # 8*8*64*q / (8*8*4)
+    [64.0, 256.0]
+    """
+    return GemmShape(m, n, depth, issued_block_products(config, precision), row_cycles)
+
+
 def skipping_shape(config: Config, a, n: int, precision, skip_zeros: bool) -> GemmShape:
-    """The :class:`GemmShape` of a GEMM with A operands ``a`` on a zero-skipping array."""
+    """The :class:`GemmShape` of a GEMM with A operands ``a`` on a zero-skipping array
+    (:func:`gemm_shape` with the rows' :func:`row_cycles`)."""
     a = np.asarray(a)
-    return GemmShape(a.shape[0], n, a.shape[1], precision.block_products,
-                     row_cycles(a, config, precision, skip_zeros))
+    return gemm_shape(config, a.shape[0], n, a.shape[1], precision,
+                      row_cycles(a, config, precision, skip_zeros))
 
 
 @dataclass(frozen=True)
@@ -255,7 +284,8 @@ class CycleReport:
 
     ``total``: from the cycle the first command is taken on ``cmd`` to the cycle the last
     result beat is accepted, inclusive. ``ideal``: the MACs of the unpadded GEMMs divided by the
-    array's peak, ``sum(m * n * depth * q) / (R * C * P)``.
+    array's peak, ``sum(m * n * depth * q) / (R * C * P)``, q the products issued per MAC
+    (:attr:`GemmShape.block_products`).
     """
 
     total: int
@@ -491,8 +521,7 @@ def program_cycles(config: Config, words, memory=None) -> ProgramReport:
             shape = skipping_shape(config, machine.traces[-1].a, plan.n, precision,
                                    plan.skip_zeros)
         else:
-            shape = GemmShape(plan.m, plan.n, plan.k,
-                              issued_block_products(config, precision))
+            shape = gemm_shape(config, plan.m, plan.n, plan.k, precision)
         reads = [span(*read) for read in plan.reads()]
         for written, ready in writes:
             if any(overlaps(read, written) for read in reads):
