@@ -321,7 +321,9 @@ def pe_area(config: Config, *, root: Path | None = None, cache: bool = True,
 def throughput_table(areas: list[PeArea], baseline: PeArea) -> list[dict]:
     """Per configuration and precision mode: MACs per cycle per PE, and MACs per cycle
     per transistor relative to the baseline's exact mode, for the PE alone
-    (``per_area``) and with the selectors' share (``per_area_with_selectors``).
+    (``per_area``) and with the selectors' share (``per_area_with_selectors``); and per
+    FPGA family measured, MACs per cycle per DSP block of the PE (``macs_per_dsp``:
+    family -> value, None when the PE has no DSP block there).
 
     >>> from qforge.sim.model.spec import load_preset
     >>> def fake(name, pe, selector):
@@ -331,6 +333,10 @@ def throughput_table(areas: list[PeArea], baseline: PeArea) -> list[dict]:
     >>> rows = throughput_table([fake("tiny", 2000, 200)], fxp8)
     >>> [(row["mode"], str(row["macs_per_cycle"]), row["per_area"]) for row in rows][:2]
     [('exact', '1/2', 0.25), ('reduced', '2', 1.0)]
+    >>> dsps = PeArea(load_preset("tiny"), 4, CmosEstimate({}, 0, 1), CmosEstimate({}, 0, 1),
+    ...               {"ecp5": {"dsp": 2}, "ice40": {"dsp": 0}}, {})
+    >>> [row["macs_per_dsp"] for row in throughput_table([dsps], fxp8)][:2]
+    [{'ecp5': 0.25, 'ice40': None}, {'ecp5': 1.0, 'ice40': None}]
     """
     def exact_rate(area: PeArea) -> Fraction:
         return next(rate.macs_per_cycle for rate in mode_throughputs(area.config)
@@ -350,5 +356,9 @@ def throughput_table(areas: list[PeArea], baseline: PeArea) -> list[dict]:
                          "per_area": float(rate.macs_per_cycle / area.pe_cmos.transistors
                                            / base_pe),
                          "per_area_with_selectors": float(
-                             rate.macs_per_cycle / with_selectors / base_with)})
+                             rate.macs_per_cycle / with_selectors / base_with),
+                         "macs_per_dsp": {
+                             family: float(rate.macs_per_cycle / cells["dsp"])
+                             if cells.get("dsp") else None
+                             for family, cells in area.pe_cells.items()}})
     return rows

@@ -180,12 +180,15 @@ class ProcessingElement(wiring.Component):
                 m.d.comb += signed_magnitude.eq(Mux(a.sign ^ b.sign, -magnitude, magnitude))
                 return signed_magnitude << ((a.position + b.position) * block_width)
 
-            whole = term(low, product[:4 * block_width], f"whole_{pair}")
-            first = term(low, product[:2 * block_width], f"first_{pair}")
-            second = term(high, product[2 * narrow_offset:2 * narrow_offset + 2 * block_width],
-                          f"second_{pair}")
+            # Lane 2d's term is the whole product (wide) or its first field (narrow): one
+            # negation and shift for both; lane 2d + 1's is the second field or zero.
+            low = term(low, Mux(wide, product[:4 * block_width], product[:2 * block_width]),
+                       f"low_{pair}")
+            high = term(high, Mux(wide, 0, product[2 * narrow_offset:
+                                                 2 * narrow_offset + 2 * block_width]),
+                        f"high_{pair}")
             pair_sum = Signal(signed(term_shape.width + 1), name=f"pair_sum_{pair}")
-            m.d.comb += pair_sum.eq(Mux(wide, whole, first + second))
+            m.d.comb += pair_sum.eq(low + high)
             pair_sums.append(pair_sum)
         lane_sum = Signal(signed(config.lane_sum_width))
         m.d.sync += lane_sum.eq(tree_sum(pair_sums))

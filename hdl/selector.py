@@ -67,8 +67,12 @@ class BlockSelector(wiring.Component):
             select = self.select[lane]
             # shared_shift: lane l always holds operand l of the word (its schedule's
             # select.offset), so no operand multiplexer.
-            operand = (self.word[lane] if config.pe == "shared_shift"
-                       else self.word[select.offset])
+            if config.pe == "shared_shift":
+                operand = self.word[lane]
+            elif config.pe == "fused":
+                operand = self._fused_operand(lane, select.offset)
+            else:
+                operand = self.word[select.offset]
             bits = Value.cast(operand)
             negative = Signal(name=f"negative_{lane}")
             magnitude = Signal(unsigned(width), name=f"magnitude_{lane}")
@@ -126,6 +130,18 @@ class BlockSelector(wiring.Component):
                 out.position.eq(position),
             ]
         return m
+
+    def _fused_operand(self, lane: int, offset):
+        """``pe = "fused"``: the operand of lane ``l`` is one of at most three of the
+        word (:func:`qforge.hdl.scheduler.fused_table`): ``l`` (one-block modes, one MAC
+        per lane), or ``l // 2`` or ``l // 2 + P / 2`` (wide modes, one MAC per lane pair,
+        two pairs of words' halves per word), so a 3-way choice replaces the P-way one."""
+        lanes = self._config.block_multipliers
+        candidates = sorted({lane, lane // 2, lane // 2 + lanes // 2})
+        operand = self.word[candidates[-1]]
+        for candidate in reversed(candidates[:-1]):
+            operand = Mux(offset == candidate, self.word[candidate], operand)
+        return operand
 
     def _shared_shift_window(self, m: Module, lane: int, exponent, block_index):
         """``pe = "shared_shift"``: a dynamic operand's ``select.index`` is a block

@@ -357,10 +357,16 @@ def _print_throughput(rows) -> None:
     print(f"\nThroughput per area against {BASELINE} (its exact MACs per cycle per PE per "
           f"transistor = 1.00); MACs per cycle per PE from the cycle model, in a tile "
           f"of max_reduction_depth:\n")
-    print("| config | mode | bits | q | MACs/cycle/PE | per area: PE | PE + selectors |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    families = list(rows[0]["macs_per_dsp"]) if rows else []
+    dsp_titles = {"ecp5": "per MULT18X18D", "ice40": "per SB_MAC16"}
+    print("| config | mode | bits | q | MACs/cycle/PE | per area: PE | PE + selectors | "
+          + "".join(f"MACs/cycle {dsp_titles[family]} | " for family in families).rstrip())
+    print("|---|---|---|---:|---:|---:|---:|" + "---:|" * len(families))
     for row in rows:
         rate = row["macs_per_cycle"]
         rate = f"{float(rate):.2f}" if rate.denominator > 2 else str(rate)
+        dsp = "".join(" - |" if row["macs_per_dsp"][family] is None
+                      else f" {row['macs_per_dsp'][family]:.2f} |" for family in families)
         print(f"| {row['config']} | {row['mode']} | {row['bits']} | {row['block_products']} "
-              f"| {rate} | {row['per_area']:.2f} | {row['per_area_with_selectors']:.2f} |")
+              f"| {rate} | {row['per_area']:.2f} | {row['per_area_with_selectors']:.2f} |"
+              + dsp)

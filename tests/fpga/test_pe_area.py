@@ -4,6 +4,7 @@ against by-hand numbers, the command's errors and JSON, and (marked ``synth``, s
 real Yosys runs of the fxp8 PE and the plain MAC fixture against flip-flops counted by
 hand."""
 
+import dataclasses
 import json
 from fractions import Fraction
 
@@ -15,7 +16,7 @@ from qforge.fpga.pe_area import (FLIP_FLOP_TRANSISTORS, CmosEstimate, PeArea,
                                  parse_cmos_stat, throughput_table)
 from qforge.gen.cli import main
 from qforge.sim.model.spec import load_preset
-from tests.configs import three_blocks, vrq_skipping
+from tests.configs import fused, three_blocks, vrq_skipping
 
 #: What Yosys 0.70's `stat -json -tech cmos` wrote for the default preset's PE (trimmed):
 #: the flip-flops have no CMOS price, hence the "+".
@@ -273,3 +274,19 @@ def test_pe_area_of_tiny_in_every_measure(tmp_path):
     assert area.selectors == 4 and area.pes == 4
     assert area.to_dict()["cmos"]["array"] == 4 * area.pe_cmos.transistors \
         + 4 * area.selector_cmos.transistors
+
+
+@pytest.mark.synth
+def test_fused_pe_is_one_dsp_block_per_lane_pair(tmp_path):
+    """``arithmetic.pe = "fused"`` (K = 4, P = 4): Yosys maps each lane pair's 13x13
+    multiplier to one DSP block of either family, 2 per PE, so the cycle model's P / 2
+    exact MACs per cycle are 1 per DSP block and its P one-block MACs 2 (issue 16's ECP5
+    targets: at least 1 and 2), in a tile whose depth is a multiple of P."""
+    config = dataclasses.replace(fused(), max_reduction_depth=32)
+    area = pe_area_module.pe_area(config, root=tmp_path)
+    assert area.pe_cells["ecp5"]["dsp"] == area.pe_cells["ice40"]["dsp"] == 2
+    rows = {row["mode"]: row for row in
+            pe_area_module.throughput_table([area], area)}
+    assert rows["exact"]["macs_per_dsp"] == {"ecp5": 1.0, "ice40": 1.0}
+    assert rows["approx_static"]["bits"] == "4x4"
+    assert rows["approx_static"]["macs_per_dsp"] == {"ecp5": 2.0, "ice40": 2.0}

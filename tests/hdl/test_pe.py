@@ -240,3 +240,34 @@ def test_pe_option_of_the_spec():
                                               r"systolic array: leave out the \[vrq\] "
                                               r"and \[zero_skipping\] sections"):
             from_dict(spec | {section: table})
+
+
+def test_fused_option_limits():
+    """``arithmetic.pe = "fused"``: two blocks per operand, blocks of at most 5 bits (a
+    lane pair's 3K + 1-bit multiplier in an SB_MAC16), an even P, integer operands on
+    the dense array; each violation is one ConfigError naming the field and the rule."""
+    from qforge.sim.model.spec import ConfigError, from_dict, load_preset
+
+    spec = load_preset("tiny").to_dict()
+    spec["arithmetic"]["pe"] = "fused"
+    assert from_dict(spec).pe == "fused"
+
+    def refused(change, pattern, **sections):
+        bad = {section: dict(table) for section, table in spec.items()
+               if isinstance(table, dict)} | {"name": spec["name"]} | sections
+        bad["arithmetic"].update(change)
+        with pytest.raises(ConfigError, match=pattern):
+            from_dict(bad)
+
+    refused({"block_width": 2}, r"^spec: arithmetic\.block_width = 2: with arithmetic\.pe "
+                                r'= "fused" must be half of arithmetic\.operand_width \(8\)')
+    refused({"operand_width": 12, "block_width": 6, "output_width": 8},
+            r"^spec: arithmetic\.block_width = 6: with arithmetic\.pe = \"fused\" allowed: "
+            r"1 \.\. 5")
+    refused({"block_multipliers": 1},
+            r"^spec: arithmetic\.block_multipliers = 1: with arithmetic\.pe = \"fused\" "
+            r"must be even")
+    for section, table in (("vrq", {"code_width": 4, "range_stride": 4, "ranges": 2}),
+                           ("zero_skipping", {"pe_buffer_depth": 256})):
+        refused({}, r"^spec: arithmetic\.pe = 'fused': needs integer operands on the dense "
+                    r"systolic array", **{section: table})

@@ -65,6 +65,19 @@ def _expected_lanes(config, word, precision, selects):
     return out
 
 
+def _random_offset(rng, config, lane):
+    """An operand offset the schedule can give lane ``lane``: any for the default PEs;
+    ``lane`` alone for ``pe = "shared_shift"``; ``lane``, ``lane // 2`` or ``lane // 2 +
+    P / 2`` for ``pe = "fused"`` (one-block modes, and the two MACs per word's half of
+    wide modes: hdl/scheduler.py's fused_table)."""
+    lanes = config.block_multipliers
+    if config.pe == "shared_shift":
+        return lane
+    if config.pe == "fused":
+        return rng.choice([lane, lane // 2, lane // 2 + lanes // 2])
+    return rng.randrange(lanes)
+
+
 def _walks_positions(config, precision):
     """``pe = "shared_shift"`` selects a dynamic operand's blocks by position."""
     return config.pe == "shared_shift" and precision.selection == Selection.DYNAMIC
@@ -96,10 +109,8 @@ def test_selector_matches_golden_model(name):
             word = [_random_operand(rng, config, precision.blocks) for _ in range(lanes)]
             walked = (precision.blocks if _walks_positions(config, precision)
                       else precision.kept)
-            # shared_shift: lane l is always at offset l (its schedule's only offset).
-            selects = [(lane if config.pe == "shared_shift" else rng.randrange(lanes),
-                        rng.randrange(walked), int(rng.random() < 0.8))
-                       for lane in range(lanes)]
+            selects = [(_random_offset(rng, config, lane), rng.randrange(walked),
+                        int(rng.random() < 0.8)) for lane in range(lanes)]
             ctx.set(dut.word, word)
             ctx.set(dut.precision, {"blocks_minus_one": precision.blocks - 1,
                                     "kept_minus_one": precision.kept - 1,
