@@ -458,10 +458,10 @@ class Board:
     def result_timeout(self, job: GemmJob) -> float:
         """Seconds to wait for each RESULT frame of ``job``: :attr:`timeout` plus twice
         the GEMM's predicted cycles at :attr:`clock_hz`."""
-        from qforge.sim.model.cycles import GemmShape, gemm_cycles
+        from qforge.sim.model.cycles import gemm_cycles, gemm_shape
 
-        shape = GemmShape(job.a.shape[0], job.b.shape[1], job.a.shape[1],
-                          job.precision.block_products)
+        shape = gemm_shape(self.config, job.a.shape[0], job.b.shape[1], job.a.shape[1],
+                           job.precision)
         return self.timeout + 2 * gemm_cycles(self.config, [shape]).total / self.clock_hz
 
     def gemm(self, a, b, precision: Precision, *, output: OutputParameters | None = None,

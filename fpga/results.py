@@ -15,7 +15,10 @@ DSP cells; for a build that failed, nextpnr's log and the tools' ``ERROR`` lines
 is two operations), with ``MACs/cycle = rows x cols x P / q``: each PE's ``P`` block
 multipliers each make one ``K x K``-bit block product per cycle, and one MAC of a
 precision mode needs ``q = La x Lb`` of them
-(:func:`qforge.sim.model.numerics.standard_modes`). That is the ideal of the dense array,
+(:func:`qforge.sim.model.numerics.standard_modes`), or the products the PE design
+issues instead (:func:`qforge.sim.model.cycles.issued_block_products`: a dynamic mode
+with ``arithmetic.pe = "shared_shift"`` walks all ``n x n`` block pairs; the table's q
+stays ``La x Lb``). That is the ideal of the dense array,
 every block multiplier busy every cycle (no loading, draining or host-link stalls), at
 the clock the build was made for and at the fmax nextpnr achieved:
 
@@ -78,7 +81,7 @@ class ModeRate:
 
     mode: str
     description: str       #: the operands' blocks (``A: 2 blocks; B: 2 blocks``)
-    q: int                 #: block products per MAC
+    q: int                 #: block products per MAC of the mode, ``La x Lb``
     macs_per_cycle: Fraction
     bits: str = ""         #: the magnitude bits kept of A and B (``8x4``)
 
@@ -109,13 +112,17 @@ def peak_gops(macs: Fraction | float, clock_hz: float) -> float:
 
 
 def mode_rates(config) -> list[ModeRate]:
-    """Every standard precision mode of ``config`` with its ``q`` and MACs per cycle."""
+    """Every standard precision mode of ``config`` with its ``q = La x Lb`` and MACs per
+    cycle, the latter from the block products ``config``'s PEs issue per MAC
+    (:func:`qforge.sim.model.cycles.issued_block_products`: more than q for a dynamic
+    mode with ``arithmetic.pe = "shared_shift"``)."""
+    from qforge.sim.model.cycles import issued_block_products
     from qforge.sim.model.numerics import standard_modes
 
     k = config.block_width
     return [ModeRate(mode, precision.describe(), precision.block_products,
                      macs_per_cycle(config.rows, config.cols, config.block_multipliers,
-                                    precision.block_products),
+                                    issued_block_products(config, precision)),
                      f"{precision.a.kept * k}x{precision.b.kept * k}")
             for mode, precision in standard_modes(config).items()]
 

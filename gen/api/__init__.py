@@ -186,13 +186,13 @@ def gemm(config: Config, a, b, mode: Precision | None = None, *,
 
 def _model_cycles(job) -> int:
     """The cycle model's count for one GEMM job alone on an idle accelerator."""
-    from qforge.sim.model.cycles import GemmShape, gemm_cycles, skipping_shape
+    from qforge.sim.model.cycles import gemm_cycles, gemm_shape, skipping_shape
 
     if job.skip_zeros:
         shape = skipping_shape(job.config, job.a, job.b.shape[1], job.precision, True)
     else:
-        shape = GemmShape(job.a.shape[0], job.b.shape[1], job.a.shape[1],
-                          job.precision.block_products)
+        shape = gemm_shape(job.config, job.a.shape[0], job.b.shape[1], job.a.shape[1],
+                           job.precision)
     return gemm_cycles(job.config, [shape]).total
 
 
