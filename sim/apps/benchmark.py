@@ -5,7 +5,12 @@
   the integration tests prove equal to the RTL's count (``tests/sim/bench/test_rtl.py``), or,
   with ``rtl=True``, from running the generated Verilog in Verilator.
 * ``precision_speedup_vs_ideal``: for every standard precision mode, measured MACs per PE
-  per cycle divided by the ideal ``P / q``; the lowest ratio over the modes.
+  per cycle divided by the ideal ``P / q_issued``; the lowest ratio over the modes. A
+  mode's ``q = La * Lb`` (``block_products``, shown) is the block products a MAC needs;
+  ``q_issued`` (``issued_block_products``) those the PE design issues per MAC
+  (:func:`qforge.sim.model.cycles.issued_block_products`: q, but e.g. ``n * n`` for a
+  dynamic mode with ``arithmetic.pe = "shared_shift"``), which every cycle and ideal
+  figure uses.
 * ``emulator_vs_float32``: time of the bit-exact emulated 256x256x256 exact-mode GEMM
   divided by a float32 ``numpy.matmul`` of the same shape, timed alternately in the same
   run (best of N each, so background load affects both alike).
@@ -16,7 +21,7 @@
   and once on, on the same hardware and the same A. ``sparse_speedup_50``: dense cycles /
   skipping cycles at 50% density. ``sparse_vs_ideal``: the lowest, over densities 10% ..
   100%, of ideal / measured skipping cycles, with ideal = non-zero MACs / the array's
-  peak MACs per cycle, ``nnz(A) * n * q / (R * C * P)``.
+  peak MACs per cycle, ``nnz(A) * n * q_issued / (R * C * P)``.
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ import numpy as np
 
 from qforge.sim.model.spec import Config, load_preset, preset_names
 from qforge.sim.model.capacity import tiles
-from qforge.sim.model.cycles import GemmShape, gemm_cycles, skipping_shape
+from qforge.sim.model.cycles import (gemm_cycles, gemm_shape, issued_block_products,
+                                     skipping_shape)
 from qforge.sim.model.numerics import gemm, standard_modes, zero_operands
 from qforge.sim.bench.stimulus import operand_range, random_operands, sparse_operands
 
-__all__ = ["run_benchmark", "precision_table", "emulator_ratio", "area_efficiency",
+__all__ = ["run_benchmark", "precision_table", "q_label", "emulator_ratio", "area_efficiency",
            "plot_precision_scaling",
            "skipping_hardware", "sparse_point", "sparse_scaling", "plot_sparse_scaling",
            "DENSE_SHAPE", "SPARSE_DENSITIES", "SPARSE_PLOT_DENSITIES",
@@ -80,10 +86,27 @@ def _rtl_job_cycles(config: Config, jobs, simulator, log, *, name: str) -> list[
     return [group["cycles"] for group in report["jobs"]]
 
 
+def q_label(block_products: int, issued_block_products: int) -> str:
+    """A mode's q as the tables show it: ``q = La * Lb``, followed by the block products
+    the PE design issues per MAC where they differ (the count every cycle and ideal
+    figure uses; :func:`~qforge.sim.model.cycles.issued_block_products`).
+
+    >>> q_label(4, 4), q_label(4, 16)
+    ('4', '4 (issues 16)')
+    """
+    if issued_block_products == block_products:
+        return str(block_products)
+    return f"{block_products} (issues {issued_block_products})"
+
+
 def precision_table(config: Config, shape=DENSE_SHAPE, *, rtl: bool = False,
                     simulator: str = "verilator",
                     log: Callable[[str], None] | None = None) -> list[dict]:
-    """Per standard mode: q, cycles, ideal cycles, utilization, MACs/cycle/PE vs P/q.
+    """Per standard mode: ``block_products`` (the mode's q = La * Lb),
+    ``issued_block_products`` (q_issued, those the PEs issue per MAC:
+    :func:`~qforge.sim.model.cycles.issued_block_products`), cycles, ideal cycles,
+    utilization, MACs/cycle/PE and the ideal ``P / q_issued``; cycles and ideals come
+    from q_issued (:func:`~qforge.sim.model.cycles.gemm_shape`).
 
     ``log`` receives progress lines (default: this module's logger, at INFO level).
     """
@@ -91,14 +114,16 @@ def precision_table(config: Config, shape=DENSE_SHAPE, *, rtl: bool = False,
     m, n, depth = shape
     rows = []
     for name, precision in standard_modes(config).items():
-        q = precision.block_products
-        report = gemm_cycles(config, [GemmShape(m, n, depth, q)])
+        command = gemm_shape(config, m, n, depth, precision)
+        report = gemm_cycles(config, [command])
         cycles = (_rtl_cycles(config, shape, precision, simulator, log) if rtl
                   else report.total)
         pes = config.rows * config.cols
         macs_per_cycle = m * n * depth / (pes * cycles)
-        ideal = config.block_multipliers / q
-        rows.append({"mode": name, "precision": precision.describe(), "block_products": q,
+        ideal = config.block_multipliers / command.block_products
+        rows.append({"mode": name, "precision": precision.describe(),
+                     "block_products": precision.block_products,
+                     "issued_block_products": command.block_products,
                      "cycles": cycles, "model_cycles": report.total,
                      "ideal_cycles": report.ideal,
                      "utilization": report.ideal / cycles,
@@ -135,7 +160,8 @@ def sparse_point(config: Config, a, n: int, precision) -> dict:
     """Cycle-model figures of one ``a @ (depth x n)`` GEMM on a zero-skipping array:
     dense cycles (``skip_zeros`` off) and skipping cycles (on) on the same hardware and
     the same A, and the ideal: non-zero MACs / peak MACs per cycle,
-    ``nnz(A) * n * q / (R * C * P)``."""
+    ``nnz(A) * n * q_issued / (R * C * P)`` (q_issued:
+    :func:`~qforge.sim.model.cycles.issued_block_products`)."""
     if not config.zero_skipping:
         raise ValueError(f"configuration {config.name!r} has no [zero_skipping] section; "
                          "use config.with_zero_skipping()")
@@ -144,7 +170,8 @@ def sparse_point(config: Config, a, n: int, precision) -> dict:
     sparse = gemm_cycles(config, [skipping_shape(config, a, n, precision, True)]).total
     computed = ~zero_operands(a, config, precision.a)
     nonzero = int(np.count_nonzero(computed))
-    ideal = nonzero * n * precision.block_products / config.peak_block_products_per_cycle
+    ideal = (nonzero * n * issued_block_products(config, precision)
+             / config.peak_block_products_per_cycle)
     lanes = config.block_multipliers
     words = tiles(a.shape[1], lanes)
     padded = np.zeros((a.shape[0], words * lanes), dtype=bool)
@@ -342,18 +369,21 @@ def run_benchmark(config: Config, *, rtl: bool = False,
 
 
 def plot_precision_scaling(result: dict, path) -> None:
-    """Bar chart of measured MACs per PE per cycle against the ideal ``P / q`` for every
-    mode of a :func:`run_benchmark` result, with the utilization over each pair."""
+    """Bar chart of measured MACs per PE per cycle against the ideal ``P / q_issued`` for
+    every mode of a :func:`run_benchmark` result, with the utilization over each pair
+    (a mode whose PEs issue more than its q is labelled with both)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = result["modes"]
-    names = [f"{row['mode']}\nq={row['block_products']}" for row in rows]
+    names = [f"{row['mode']}\nq="
+             f"{q_label(row['block_products'], row['issued_block_products'])}"
+             for row in rows]
     positions = np.arange(len(rows))
     figure, axes = plt.subplots(figsize=(8, 4.2), layout="constrained")
     axes.bar(positions - 0.2, [row["ideal_macs_per_pe_cycle"] for row in rows], 0.4,
-             label="ideal P/q", color="#c8c8c8")
+             label="ideal P/q (q issued per MAC)", color="#c8c8c8")
     axes.bar(positions + 0.2, [row["macs_per_pe_cycle"] for row in rows], 0.4,
              label=f"measured ({result['cycles_source'].split(' (')[0]})", color="#2b6cb0")
     for x, row in zip(positions, rows):

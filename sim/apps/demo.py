@@ -19,8 +19,8 @@ import numpy as np
 
 from qforge.sim.model.errors import InputError
 from qforge.sim.model.spec import Config
-from qforge.sim.apps.benchmark import DENSE_SHAPE, precision_table
-from qforge.sim.model.cycles import GemmShape, gemm_cycles
+from qforge.sim.apps.benchmark import DENSE_SHAPE, precision_table, q_label
+from qforge.sim.model.cycles import gemm_cycles, gemm_shape
 from qforge.sim.model.numerics import standard_modes
 from qforge.sim.bench.rtl import build, default_build_root, run_scenario
 from qforge.sim.bench.scenarios import Job, Scenario
@@ -101,12 +101,16 @@ def run_demo(config: Config, *, per_mode: int = 2, seed: int = 1, simulator: str
     pes = config.rows * config.cols
     for job, group in zip(jobs, isolated["jobs"]):
         summary = group["jobs"][0]
-        shape = GemmShape(summary["m"], summary["n"], summary["depth"],
-                          summary["block_products"])
+        # The cycle model's shape issues the PE design's block products per MAC; the
+        # table's q stays the mode's La x Lb.
+        shape = gemm_shape(config, summary["m"], summary["n"], summary["depth"],
+                           job.precision)
         model = gemm_cycles(config, [shape])
         entry = modes.setdefault(job.label, {
-            "precision": job.precision.describe(), "block_products": shape.block_products,
-            "gemms": 0, "macs": 0, "cycles": 0, "model_cycles": 0, "ideal_cycles": 0.0,
+            "precision": job.precision.describe(),
+            "block_products": job.precision.block_products,
+            "issued_block_products": shape.block_products, "gemms": 0, "macs": 0,
+            "cycles": 0, "model_cycles": 0, "ideal_cycles": 0.0,
             "ideal_macs_per_pe_cycle": config.block_multipliers / shape.block_products})
         entry["gemms"] += 1
         entry["macs"] += model.macs
@@ -161,7 +165,9 @@ def format_report(report: dict) -> str:
     ]
     for name, entry in report["modes"].items():
         lines.append(
-            f"| {name} | {entry['precision']} | {entry['block_products']} | {entry['gemms']} "
+            f"| {name} | {entry['precision']} "
+            f"| {q_label(entry['block_products'], entry['issued_block_products'])} "
+            f"| {entry['gemms']} "
             f"| {entry['cycles']} | {entry['model_cycles']} | {entry['utilization']:.2f} "
             f"| {entry['macs_per_pe_cycle']:.3f} | {entry['ideal_macs_per_pe_cycle']:.3f} |")
     lines.append("")
@@ -174,7 +180,9 @@ def format_report(report: dict) -> str:
                   "| MACs/PE/cycle | ideal P/q |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for row in report["dense"]["modes"]:
-            lines.append(f"| {row['mode']} | {row['block_products']} | {row['cycles']} "
+            lines.append(f"| {row['mode']} "
+                         f"| {q_label(row['block_products'], row['issued_block_products'])} "
+                         f"| {row['cycles']} "
                          f"| {row['model_cycles']} | {row['ideal_cycles']:.0f} "
                          f"| {row['utilization']:.3f} | {row['macs_per_pe_cycle']:.3f} "
                          f"| {row['ideal_macs_per_pe_cycle']:.3f} |")

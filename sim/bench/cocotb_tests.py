@@ -20,7 +20,7 @@ import numpy as np
 from cocotb.triggers import RisingEdge
 
 from qforge.sim.model.spec import from_dict
-from qforge.sim.model.cycles import CHECK_LATENCY
+from qforge.sim.model.cycles import CHECK_LATENCY, issued_block_products
 from qforge.sim.host.packing import GemmJob, ResultAssembler
 from qforge.sim.bench.scenarios import MODELS, OUTPUT_MODELS, Scenario, precision_to_dict
 from qforge.sim.bench.testbench import Testbench
@@ -34,8 +34,12 @@ def _load():
 
 
 def _job_summary(job: GemmJob) -> dict:
+    """The job's shape and precision: ``block_products`` is the mode's ``q = La x Lb``,
+    ``issued_block_products`` those the PEs issue per MAC, the count a cycle model shape
+    takes (:func:`qforge.sim.model.cycles.issued_block_products`)."""
     return {"m": int(job.a.shape[0]), "n": int(job.b.shape[1]), "depth": int(job.a.shape[1]),
             "block_products": job.precision.block_products,
+            "issued_block_products": issued_block_products(job.config, job.precision),
             "precision": precision_to_dict(job.precision), "skip_zeros": job.skip_zeros}
 
 
