@@ -52,7 +52,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from qforge.sim.model.cycles import GemmShape, gemm_cycles
+from qforge.sim.model.cycles import gemm_cycles, gemm_shape
+from qforge.sim.model.numerics import Precision
 from qforge.sim.model.random_bits import random_words_batch
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
@@ -451,11 +452,13 @@ class EmulatedOps:
         result = mixed_matmul(a, b, self.counter)
         if training:
             m, depth = a.shape
-            q = a.fmt.precision.kept * b.fmt.precision.kept
-            key = (m, b.shape[1], depth, q, a.fmt.config)
+            config = a.fmt.config
+            # The PEs' block products per MAC (gemm_shape), not always La x Lb.
+            shape = gemm_shape(config, m, b.shape[1], depth,
+                               Precision(a.fmt.precision, b.fmt.precision))
+            key = (shape, config)
             if key not in self._cycles:
-                self._cycles[key] = gemm_cycles(a.fmt.config,
-                                                [GemmShape(m, b.shape[1], depth, q)]).total
+                self._cycles[key] = gemm_cycles(config, [shape]).total
             counts = self.passes[(layer, pass_)]
             counts[0] += 1
             counts[1] += self._cycles[key]

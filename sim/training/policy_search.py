@@ -30,8 +30,9 @@ width: uniform exact 8-bit on the default preset (``int8``).
 3. **Selection** (:func:`select_policy`): per layer, every pair ``(forward mode,
    gradient mode)`` costs the cycle model's cycles of that layer's training GEMMs in
    one epoch (:func:`layer_cycles`: forward ``q = kept_f**2``, weight and input
-   gradient ``q = kept_f * kept_g`` block products per MAC) and predicts the sum of its
-   two sensitivities. The exact cheapest policy whose summed predicted loss increase is
+   gradient ``q = kept_f * kept_g`` block products per MAC, or those the PE design
+   issues instead, :func:`~qforge.sim.model.cycles.issued_block_products`) and predicts
+   the sum of its two sensitivities. The exact cheapest policy whose summed predicted loss increase is
    within the budget is found by combining the layers' Pareto fronts (cycles,
    predicted loss); ties go to the smaller predicted loss. The update (weight format)
    stays the baseline's: it costs no accelerator cycles in the emulator.
@@ -50,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qforge.sim.model.cycles import GemmShape, gemm_cycles
+from qforge.sim.model.cycles import gemm_cycles, gemm_shape
 from qforge.sim.model.errors import InputError
 from qforge.sim.model.spec import read_toml
 from qforge.sim.progress import Progress
@@ -113,20 +114,30 @@ def epoch_batch_sizes(samples: int, batch_size: int) -> list[int]:
     return [min(batch_size, samples - start) for start in range(0, samples, batch_size)]
 
 
-def layer_cycles(config, batch_sizes, image, classes, forward_kept: int,
-                 gradient_kept: int) -> dict[str, int]:
+def layer_cycles(config, batch_sizes, image, classes, forward, gradient) -> dict[str, int]:
     """Per layer, the cycle model's cycles of one epoch's training GEMMs (batches of
-    ``batch_sizes``) when every layer's forward operands keep ``forward_kept`` blocks
-    and its output gradient ``gradient_kept``: forward ``q = forward_kept**2``, weight
-    and input gradient ``q = forward_kept * gradient_kept`` (each GEMM one dense
-    command, as :class:`~qforge.sim.training.cnn.EmulatedOps` counts them)."""
-    q = {"forward": forward_kept * forward_kept,
-         "weight_gradient": forward_kept * gradient_kept,
-         "input_gradient": forward_kept * gradient_kept}
+    ``batch_sizes``) when every layer's forward operands are in ``forward`` and its
+    output gradient in ``gradient``, each an
+    :class:`~qforge.sim.model.numerics.OperandPrecision` (a mode's
+    ``operand.precision``) or a whole number ``k`` (``k`` blocks, all kept): forward
+    ``q = kept_f**2``, weight and input gradient ``q = kept_f * kept_g``, or the block
+    products ``config``'s PEs issue instead (:func:`~qforge.sim.model.cycles.gemm_shape`;
+    each GEMM one dense command, as :class:`~qforge.sim.training.cnn.EmulatedOps` counts
+    them)."""
+    from qforge.sim.model.numerics import OperandPrecision, Precision
+
+    def operand(value):
+        return value if isinstance(value, OperandPrecision) else OperandPrecision(value, value)
+
+    forward, gradient = operand(forward), operand(gradient)
+    precision = {"forward": Precision(forward, forward),
+                 "weight_gradient": Precision(forward, gradient),
+                 "input_gradient": Precision(forward, gradient)}
     totals = dict.fromkeys(cnn.LAYERS, 0)
     for size, count in {size: batch_sizes.count(size) for size in batch_sizes}.items():
         for (layer, pass_), (m, n, depth) in cnn.gemm_shapes(size, image, classes).items():
-            cycles = gemm_cycles(config, [GemmShape(m, n, depth, q[pass_])]).total
+            shape = gemm_shape(config, m, n, depth, precision[pass_])
+            cycles = gemm_cycles(config, [shape]).total
             totals[layer] += count * cycles
     return totals
 
@@ -346,16 +357,16 @@ def tune(spec: dict, budget: float, *, source: str = "config", base: str | None 
     sizes = epoch_batch_sizes(samples, train.batch_size)
     config = baseline.operand.config
     kept = {mode.name: mode.operand.precision.kept for mode in modes}
-    cycles_by_kept = {}
+    cycles_by_pair = {}
     costs = {layer: {} for layer in cnn.LAYERS}
     for forward in modes:
         for gradient in modes:
-            pair = (kept[forward.name], kept[gradient.name])
-            if pair not in cycles_by_kept:
-                cycles_by_kept[pair] = layer_cycles(config, sizes, data.image_shape,
+            pair = (forward.operand.precision, gradient.operand.precision)
+            if pair not in cycles_by_pair:
+                cycles_by_pair[pair] = layer_cycles(config, sizes, data.image_shape,
                                                     data.classes, *pair)
             for layer in cnn.LAYERS:
-                costs[layer][(forward.name, gradient.name)] = cycles_by_kept[pair][layer]
+                costs[layer][(forward.name, gradient.name)] = cycles_by_pair[pair][layer]
     policy = select_policy(costs, sensitivity, budget)
     tuned_spec, name = policy_spec(spec, baseline.name, policy, keep_all=False)
     tuned = replace(train_config_from_dict(tuned_spec, source=source, base=base),
