@@ -6,14 +6,20 @@ from __future__ import annotations
 import itertools
 import math
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qforge.sim.model.spec import PRESETS, from_dict, load_preset
+from qforge.sim.model.spec import PRESETS, from_dict, load_preset, load_spec
 from qforge.sim.model.cycles import (CHECK_LATENCY, FEED_LATENCY, OUTPUT_LATENCY, PE_LATENCY, GemmShape,
-                               gemm_cycles, lane_schedule, tile_cycles)
+                               gemm_cycles, gemm_shape, lane_schedule, tile_cycles)
+from qforge.sim.model.numerics import standard_modes
+from tests.configs import with_pe
+
+#: The shared_shift configuration of issue 16's targets (docs/ARCHITECTURE.md, "A cheaper PE").
+K4P8_SHARED = Path(__file__).resolve().parents[2] / "fpga" / "data" / "k4p8_shared.toml"
 
 LANES = (1, 2, 4, 8, 16)
 KEPT = range(1, 9)
@@ -207,3 +213,34 @@ def test_gemm_cycles_single_command_closed_form(config, m, n, depth, q):
                 + (m_tiles * n_tiles - 1) * max(cycles, capture + 1 + drain_busy)
                 + capture + drain + OUTPUT_LATENCY)
     assert gemm_cycles(config, [GemmShape(m, n, depth, q)]).total == expected
+
+
+def test_gemm_shape_of_shared_shift_dynamic_issues_all_blocks():
+    """k4p8_shared (8x8, P = 8, W = 8, K = 4: n = 2 blocks) in approx_dynamic (one of two
+    blocks kept dynamically, La = Lb = 1): every lane of a cycle is at one block pair,
+    so a MAC issues n x n = 4 block pairs, the kept one and three zeros. An 8x20 by 20x8
+    GEMM is one tile of ceil(20 / 8) = 3 words x 4 block pairs = 12 cycles; by hand:
+    take and check 2, start 1, 3 A/B beats, hand-off 1, the tile's 12 cycles, capture
+    2 + 7 + 7 + 3 = 19, 8 drained rows, the output stage's 6 (43 with La x Lb = 1: a
+    3-cycle tile)."""
+    config = load_spec(K4P8_SHARED)
+    assert (config.pe, config.blocks, config.block_multipliers) == ("shared_shift", 2, 8)
+    dynamic = standard_modes(config)["approx_dynamic"]
+    assert (dynamic.a.kept, dynamic.b.kept, dynamic.block_products) == (1, 1, 1)
+    shape = gemm_shape(config, 8, 8, 20, dynamic)
+    assert shape == GemmShape(8, 8, 20, 2 * 2)
+    report = gemm_cycles(config, [shape])
+    assert report.total == 2 + 1 + 3 + 1 + 3 * 4 + 19 + 8 + 6
+    assert report.ideal == 8 * 8 * 20 * 4 / (8 * 8 * 8)
+    # The same array with the default PE issues La x Lb = 1 in the same mode.
+    assert gemm_shape(with_pe(config, "shifted"), 8, 8, 20, dynamic).block_products == 1
+
+
+def test_gemm_shape_of_shared_shift_static_modes_is_la_times_lb():
+    """Statically selected and exact operands issue only their kept blocks: La x Lb."""
+    config = load_spec(K4P8_SHARED)
+    modes = standard_modes(config)
+    for name in ("exact", "reduced", "approx_static"):
+        precision = modes[name]
+        assert gemm_shape(config, 3, 5, 7, precision).block_products == \
+            precision.a.kept * precision.b.kept, name
