@@ -36,8 +36,9 @@ from typing import NamedTuple
 
 from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.errors import shown_path
-from qforge.sim.model.spec import (SCHEMA, VRQ_SCHEMA, ZERO_SKIPPING_SCHEMA, Config,
-                                   load_preset, load_spec, preset_names)
+from qforge.sim.model.spec import (DEFAULT_PE, OUTPUT_STAGE_SCHEMA, PE_DESIGNS, SCHEMA,
+                                   VRQ_SCHEMA, ZERO_SKIPPING_SCHEMA, Config, load_preset,
+                                   load_spec, preset_names)
 
 __all__ = ["SPEC_EPILOG", "FAMILY_NAMES", "AppendDesign", "OptionError",
            "add_config_arguments", "load_config", "config_from_arguments", "make_folder",
@@ -51,11 +52,25 @@ class OptionError(QforgeError, ValueError):
     """A command-line option's value is not allowed: the message names the option, the
     value given and what is allowed (``qforge`` prints it as one line and exits 2)."""
 
-SPEC_EPILOG = "spec keys (TOML sections):\n" + "\n".join(
-    f"  {field.path:34s} {field.minimum} .. {field.maximum}: {field.help}"
-    for field in SCHEMA) + "\noptional sections (present = enabled):\n" + "\n".join(
-    f"  {field.path:34s} {field.minimum} .. {field.maximum}: {field.help}"
-    for field in VRQ_SCHEMA + ZERO_SKIPPING_SCHEMA)
+def _spec_epilog() -> str:
+    """The spec keys for ``--help``: every field with its range, the optional
+    ``arithmetic.pe`` with its designs after the other ``[arithmetic]`` keys, then the
+    optional sections."""
+    def line(field):
+        return f"  {field.path:34s} {field.minimum} .. {field.maximum}: {field.help}"
+
+    keys = [line(field) for field in SCHEMA]
+    after_arithmetic = 1 + max(index for index, field in enumerate(SCHEMA)
+                               if field.section == "arithmetic")
+    keys[after_arithmetic:after_arithmetic] = (
+        [f"  {'arithmetic.pe':34s} optional, the PE datapath (default \"{DEFAULT_PE}\"):"]
+        + [f"  {'':34s}   \"{name}\": {meaning}" for name, meaning in PE_DESIGNS.items()])
+    optional = [line(field) for field in VRQ_SCHEMA + ZERO_SKIPPING_SCHEMA + OUTPUT_STAGE_SCHEMA]
+    return ("spec keys (TOML sections):\n" + "\n".join(keys)
+            + "\noptional sections (present = enabled):\n" + "\n".join(optional))
+
+
+SPEC_EPILOG = _spec_epilog()
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, *, default: str | None) -> None:
