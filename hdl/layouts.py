@@ -148,7 +148,11 @@ def result_layout(config: Config) -> data.StructLayout:
 
 
 def block_lane_layout(config: Config) -> data.StructLayout:
-    """One multiplier lane's operand: a K-bit block, its sign and block position."""
+    """One multiplier lane's operand: a K-bit block, its sign and block position; with
+    :attr:`~qforge.sim.model.spec.Config.plain_lanes` (``K = W``, integer operands) the
+    ``W``-bit two's-complement operand ``value`` alone (0 for an invalid lane)."""
+    if config.plain_lanes:
+        return data.StructLayout({"value": signed(config.operand_width)})
     return data.StructLayout({
         "block": unsigned(config.block_width),
         "sign": unsigned(1),

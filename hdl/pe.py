@@ -31,7 +31,10 @@ class ProcessingElement(wiring.Component):
     multiplies each lane pair with one multiplier (:meth:`_fused_sum`): with
     ``flags.wide`` the pair is one MAC's kept operands (lane ``2d`` their lower kept
     blocks, lane ``2d + 1`` the upper or zero), otherwise two one-block MACs; timing is
-    the same, and the terms summed are those of the same MACs.
+    the same, and the terms summed are those of the same MACs. With
+    :attr:`~qforge.sim.model.spec.Config.plain_lanes` (``K = W``) the lanes are
+    two's-complement operands and the PE a plain multiply-accumulate
+    (:meth:`_plain_sum`), whatever ``config.pe``.
 
     Ports and timing (cycle ``t`` = the cycle ``a_in``/``b_in`` are presented):
 
@@ -68,7 +71,9 @@ class ProcessingElement(wiring.Component):
         m.d.sync += [self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
                      self.flags_out.eq(self.flags_in)]
 
-        if config.pe == "shared_shift":
+        if config.plain_lanes:
+            lane_sum = self._plain_sum(m)
+        elif config.pe == "shared_shift":
             lane_sum = self._shared_shift_sum(m)
         elif config.pe == "fused":
             lane_sum = self._fused_sum(m)
@@ -79,6 +84,30 @@ class ProcessingElement(wiring.Component):
 
         accumulate_stage(m, self, config.accumulator_width, lane_sum, flags)
         return m
+
+    def _plain_sum(self, m: Module):
+        """Stage 1 with :attr:`~qforge.sim.model.spec.Config.plain_lanes` (``K = W``): the
+        lanes are two's-complement operands, so a lane's term is their signed product,
+        ``(-1)**(sa ^ sb) * |a| * |b|`` with no shift (position 0), whatever
+        ``config.pe``: a plain multiply-accumulate."""
+        config = self._config
+        width = config.operand_width
+        terms = []
+        for lane in range(config.block_multipliers):
+            product = Signal(signed(2 * width), name=f"product_{lane}")
+            # The W x W unsigned product of the bit patterns with the two's-complement
+            # correction of its upper half (Baugh-Wooley): a * b = ua * ub - 2**W *
+            # (a_sign * ub + b_sign * ua) modulo 2**(2W). Written as a * b, Yosys's
+            # generic flow multiplies the operands sign-extended to 2W bits (7% more
+            # transistors in the CMOS estimate of qforge area --pe).
+            a = self.a_out[lane].value.as_unsigned()
+            b = self.b_out[lane].value.as_unsigned()
+            correction = Mux(a[-1], b, 0) + Mux(b[-1], a, 0)
+            m.d.comb += product.eq((a * b - (correction << width))[:2 * width].as_signed())
+            terms.append(product)
+        lane_sum = Signal(signed(config.lane_sum_width))
+        m.d.sync += lane_sum.eq(tree_sum(terms))
+        return lane_sum
 
     def _lane_sum(self, m: Module):
         """Stage 1 of ``"shifted"`` and ``"signed_product"``: the P shifted, signed block

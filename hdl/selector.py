@@ -32,6 +32,9 @@ class BlockSelector(wiring.Component):
 
     Lanes with ``select[l].valid == 0`` output a zero block (a product of zero).
 
+    With :attr:`~qforge.sim.model.spec.Config.plain_lanes` (``K = W``: one block, every
+    mode exact) the lane is ``x`` itself, or 0 when not valid.
+
     With ``precision.vrq`` (configurations with a ``[vrq]`` section), ``x`` is a VRQ
     carrier word: the code is the magnitude the mode selects blocks from, and the
     position is raised by the range's offset ``(G - 1 - g) * S / K`` blocks.
@@ -61,6 +64,13 @@ class BlockSelector(wiring.Component):
         width, block_width, blocks = (config.operand_width, config.block_width,
                                       config.blocks)
         m = Module()
+        if config.plain_lanes:
+            # K = W: every mode keeps the one block, the operand itself (two's complement).
+            for lane in range(config.block_multipliers):
+                select = self.select[lane]
+                m.d.sync += self.lanes[lane].value.eq(
+                    Mux(select.valid, self.word[select.offset], 0))
+            return m
         precision = self.precision
         vrq = config.vrq
         for lane in range(config.block_multipliers):

@@ -298,6 +298,15 @@ class Config:
         return position
 
     @property
+    def plain_lanes(self) -> bool:
+        """One block per operand (``K = W``, ``B = 1``) and no ``[vrq]`` section: every
+        mode is exact, so a PE lane carries the two's-complement operand itself and the
+        PE is a plain multiply-accumulate, with no sign-magnitude split and no block
+        shift (:func:`qforge.hdl.layouts.block_lane_layout`; the ``fxp8`` baseline).
+        The numbers are the same."""
+        return self.blocks == 1 and not self.vrq_code_width
+
+    @property
     def position_width(self) -> int:
         """Bits of a block position (0 .. :attr:`max_position`)."""
         return max(1, self.max_position.bit_length())

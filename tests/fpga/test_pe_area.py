@@ -198,11 +198,13 @@ def test_fxp8_pe_flip_flops_match_a_count_by_hand(tmp_path):
     config = load_preset("fxp8")
     pe = ProcessingElement(config)
     estimate = cmos_estimate(pe, "pe_fxp8", ports=interior_ports(pe), root=tmp_path)
-    # Operand lanes forwarded: sign + 8-bit block + 1-bit position, twice; 3 flags; the
-    # 17-bit lane sum; first and last (gemm_last only feeds the corner's capture
-    # pulses); the 27-bit accumulator and result.
-    assert config.accumulator_width == 27
-    assert estimate.flip_flops == 2 * (1 + 8 + 1) + 3 + 17 + 2 + 27 + 27
+    # Operand lanes forwarded: the 8-bit two's-complement operand (plain lanes), twice;
+    # 3 flags; the lane sum (lane_sum_width 17, but its top bit only repeats the 16-bit
+    # product's sign: Yosys merges the two flip-flops); first and last (gemm_last only
+    # feeds the corner's capture pulses); the 27-bit accumulator and result. The
+    # plain MAC reference's count (test_plain_mac_flip_flops_match_a_count_by_hand).
+    assert config.accumulator_width == 27 and config.plain_lanes
+    assert estimate.flip_flops == 2 * 8 + 3 + 16 + 2 + 27 + 27
     assert estimate.transistors == estimate.gate_transistors + 24 * estimate.flip_flops
     assert not estimate.cached and (estimate.directory / "design.v").exists()
     again = cmos_estimate(pe, "pe_fxp8", ports=interior_ports(pe), root=tmp_path)

@@ -24,7 +24,10 @@ CAPTURE_LATENCY = 3     # clock edges from presenting inputs to the captured res
 
 
 def _lane_value(config, a, b):
-    """The signed, shifted block product of one lane (independent of the HDL)."""
+    """The signed, shifted block product of one lane (independent of the HDL); with
+    ``plain_lanes`` (K = W) the product of the two's-complement operands."""
+    if config.plain_lanes:
+        return a["value"] * b["value"]
     sign = (-1) ** (a["sign"] ^ b["sign"])
     return sign * ((a["block"] * b["block"]) << ((a["position"] + b["position"])
                                                  * config.block_width))
@@ -55,6 +58,9 @@ def _flags(config, rng, **flags):
 
 
 def _random_lane(rng, config, zero=False):
+    if config.plain_lanes:
+        low, high = -(1 << (config.operand_width - 1)), (1 << (config.operand_width - 1)) - 1
+        return {"value": 0 if zero else rng.choice([low, high, rng.randint(low, high)])}
     top = (1 << config.block_width) - 1
     block = 0 if zero else rng.choice([0, top, rng.randint(0, top), rng.randint(0, top)])
     return {"block": block, "sign": rng.randrange(2),
@@ -170,7 +176,7 @@ def test_pe_accumulate_capture_and_shift(name):
     assert stats["captures"] > 20 and stats["shifts"] > 20
 
 
-@pytest.mark.parametrize("name", ["default", "tiny"])
+@pytest.mark.parametrize("name", ["default", "tiny", "fxp8"])
 def test_pe_extreme_products(name):
     """Every lane at the largest block and position, both sign combinations, over a
     long tile: the accumulator must hold the sum without wrapping."""
@@ -180,10 +186,16 @@ def test_pe_extreme_products(name):
     dut = ProcessingElement(config)
     length = 8
 
+    def extreme(sign):
+        if config.plain_lanes:      # the most negative operand and the largest
+            return {"value": -(1 << (config.operand_width - 1)) if sign
+                    else (1 << (config.operand_width - 1)) - 1}
+        return {"block": top, "sign": sign, "position": config.blocks - 1}
+
     async def bench(ctx):
         for sign_a, sign_b in ((0, 0), (1, 0), (0, 1), (1, 1)):
-            a = [{"block": top, "sign": sign_a, "position": config.blocks - 1}] * lanes
-            b = [{"block": top, "sign": sign_b, "position": config.blocks - 1}] * lanes
+            a = [extreme(sign_a)] * lanes
+            b = [extreme(sign_b)] * lanes
             ctx.set(dut.a_in, a)
             ctx.set(dut.b_in, b)
             for c in range(length):

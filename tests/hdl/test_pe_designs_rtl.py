@@ -21,6 +21,10 @@ one-block MACs per lane pair otherwise; n = 2): ``tiny`` (two 4-bit blocks, P = 
 the same random GEMMs and corner values in every mode, and its cycles equal the cycle
 model's with :func:`qforge.sim.model.cycles.issued_block_products` (2 lanes per MAC when
 a side keeps both blocks, else 1).
+
+``plain_lanes`` (``K = W``: the ``fxp8`` baseline's PE, a plain two's-complement
+multiply-accumulate whatever ``arithmetic.pe``): the ``fxp8`` preset (8x8) takes the same
+random GEMMs and corner values in every mode, and the cycle model.
 """
 
 import pytest
@@ -58,6 +62,20 @@ def rtl_signed():
 @pytest.fixture(scope="module")
 def rtl_shared():
     return rtl_with("shared_shift")
+
+
+@pytest.fixture(scope="module")
+def rtl_plain():
+    return rtl_with("shifted")
+
+
+@pytest.mark.parametrize("test", [dense_tests.test_random_gemms_with_backpressure,
+                                  dense_tests.test_corner_values_every_mode,
+                                  dense_tests.test_cycle_model_equals_rtl],
+                         ids=lambda test: test.__name__)
+def test_plain_lanes_dense_array(rtl_plain, test):
+    assert rtl_plain("fxp8").config.plain_lanes
+    test(rtl_plain, "fxp8")
 
 
 @pytest.fixture(scope="module")
