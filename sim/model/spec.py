@@ -803,4 +803,4 @@ def load_preset(name: str) -> Config:
     return from_dict(read_toml(path, source, "preset"), source=source)
 
 
-PRESETS = ("tiny", "default", "large", "sparse", "ulx3s", "fxp8")
+PRESETS = ("tiny", "default", "large", "sparse", "ulx3s", "fxp8", "shared", "fused")

@@ -31,7 +31,7 @@ import pytest
 
 from qforge.sim.bench.rtl import build, run_scenario
 from qforge.sim.bench.scenarios import Scenario
-from qforge.sim.model.cycles import GemmShape, gemm_cycles, issued_block_products
+from qforge.sim.model.cycles import gemm_cycles, gemm_shape, issued_block_products
 from tests.configs import design_config, with_pe
 from tests.sim.bench import test_rtl as dense_tests
 from tests.sim.bench import test_rtl_skipping as skipping_tests
@@ -138,8 +138,8 @@ def check_issued_cycles(built):
                                    distributions=["uniform"])
     assert any(issued_block_products(config, job.precision) != job.precision.block_products
                for job in jobs)
-    shapes = [GemmShape(job.a.shape[0], job.b.shape[1], job.a.shape[1],
-                        issued_block_products(config, job.precision)) for job in jobs]
+    shapes = [gemm_shape(config, job.a.shape[0], job.b.shape[1], job.a.shape[1],
+                         job.precision) for job in jobs]
     isolated = run_scenario(built, Scenario(jobs, isolated=True), name="cycles_isolated")
     for shape, group in zip(shapes, isolated["jobs"], strict=True):
         assert group["cycles"] == gemm_cycles(config, [shape]).total, shape

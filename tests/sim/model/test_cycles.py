@@ -185,7 +185,8 @@ def test_gemm_cycles_ideal_and_macs(config, shapes):
     assert report.utilization == report.ideal / report.total
     # The array cannot beat its own compute time: every tile needs tile_cycles.
     compute = sum(-(-s.m // config.rows) * -(-s.n // config.cols)
-                  * tile_cycles(s.depth, s.block_products, config.block_multipliers)
+                  * tile_cycles(s.depth, s.block_products, config.block_multipliers,
+                                whole_words=config.pe == "shared_shift")
                   for s in shapes)
     assert report.total > compute >= report.ideal
 
@@ -204,7 +205,8 @@ def test_gemm_cycles_single_command_closed_form(config, m, n, depth, q):
     rows, cols, lanes = config.rows, config.cols, config.block_multipliers
     words = -(-depth // lanes)
     m_tiles, n_tiles = -(-m // rows), -(-n // cols)
-    cycles = tile_cycles(depth, q, lanes)
+    # pe = "shared_shift" (the shared preset): whole words of every block pair.
+    cycles = (words * q if config.pe == "shared_shift" else -(-depth * q // lanes))
     capture = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
     beat = cols // (config.output_lanes_per_cycle or cols)    # S
     drain = rows * beat

@@ -135,9 +135,9 @@ def valid_specs(draw):
 
 # ---- presets ----------------------------------------------------------------------------
 
-def test_preset_names_are_the_three_presets():
-    assert preset_names() == sorted(PRESETS) == ["default", "fxp8", "large", "sparse",
-                                                 "tiny", "ulx3s"]
+def test_preset_names_are_the_presets():
+    assert preset_names() == sorted(PRESETS) == ["default", "fused", "fxp8", "large",
+                                                 "shared", "sparse", "tiny", "ulx3s"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -181,7 +181,9 @@ def test_preset_round_trips_through_dict(name):
         {"output_stage"} if config.output_lanes_per_cycle is not None else set())
     assert set(as_dict) == {"name", *SECTIONS} | optional
     for section in SECTIONS:
-        assert list(as_dict[section]) == [f.name for f in SCHEMA if f.section == section]
+        optional_keys = ["pe"] if section == "arithmetic" and config.pe != "shifted" else []
+        assert list(as_dict[section]) == [f.name for f in SCHEMA
+                                          if f.section == section] + optional_keys
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -479,7 +481,7 @@ def test_load_preset_unknown(name):
     with pytest.raises(ConfigError) as info:
         load_preset(name)
     assert f"preset = {name!r}" in str(info.value)
-    assert "allowed: default, fxp8, large, sparse, tiny" in str(info.value)
+    assert "allowed: default, fused, fxp8, large, shared, sparse, tiny, ulx3s" in str(info.value)
 
 
 # ---- derived widths ----------------------------------------------------------------------
