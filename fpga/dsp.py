@@ -5,8 +5,10 @@ Yosys maps every multiplier it can to the family's DSP cell regardless of how ma
 device has, and nextpnr then fails to place the excess (:func:`dsp_decision`):
 
 * ECP5: ``synth_ecp5`` maps every multiplier to ``MULT18X18D`` by default, so
-  ``-nodsp`` when the block multipliers (rows x cols x block_multipliers) exceed the
-  85F's 156 (each small block multiplier would take a whole 18x18 block).
+  ``-nodsp`` when the block multipliers (rows x cols x
+  :attr:`~qforge.sim.model.spec.Config.pe_multipliers`: one per lane, one per lane pair
+  with ``pe = "fused"``) exceed the 85F's 156 (each small block multiplier would take a
+  whole 18x18 block).
 * iCE40: ``synth_ice40 -dsp`` maps only products of at least 11 bits (``mul2dsp`` with
   ``DSP_Y_MINWIDTH=11``), however many: the tiny preset's eight 4x4-bit block
   multipliers would stay in LUTs while the UP5K has exactly 8 ``SB_MAC16``. So the build
@@ -17,10 +19,11 @@ device has, and nextpnr then fails to place the excess (:func:`dsp_decision`):
   ``begin`` .. ``coarse`` steps, its ``-dsp`` mapping applied to exactly those
   (:func:`ice40_dsp_script`; every other multiplier stays in LUTs), then
   ``synth_ice40 -run map_ram:``. For the tiny preset's accelerator the largest are the
-  loader's two 9x9-bit word-count multipliers (its command check), so they and 6 of the
-  8 block multipliers get the 8 ``SB_MAC16``: fewer LUTs than plain ``-dsp`` (the
-  loader's two only) and than all 8 block multipliers with the loader's in LUTs (a 9x9
-  multiplier in LUTs costs several times a 4x4 one).
+  loader's two 9x9-bit word-count multipliers (its command check) and the scheduler's
+  10x3-bit depth x q product (a tile's cycles), so they and 5 of the 8 block multipliers
+  get the 8 ``SB_MAC16``: fewer LUTs than plain ``-dsp`` (the loader's two only) and
+  than all 8 block multipliers with the others in LUTs (a 9x9 multiplier in LUTs costs
+  several times a 4x4 one).
 
 What went to DSPs is read back from Yosys, not assumed: its ``stat`` count of the DSP
 cell, and a ``dump`` of those cells after synthesis (``dsp_cells.txt``), whose ``src``
@@ -234,12 +237,11 @@ def block_multiplier_census(config) -> list[Multiplier]:
     """The configuration's block multipliers as :func:`parse_multipliers` finds them in a
     design (``K x K``-bit, ``2K``-bit products, from hdl/pe.py), for a DSP decision
     before (or without) synthesis."""
-    k = config.block_width
-    return [Multiplier(f"pe_{index // (config.cols * config.block_multipliers)}_"
-                       f"{index // config.block_multipliers % config.cols}.product_"
-                       f"{index % config.block_multipliers}", k, k, config.product_width,
-                       "hdl/pe.py", False, True)
-            for index in range(config.rows * config.cols * config.block_multipliers)]
+    k, per_pe = config.pe_multiplier_width, config.pe_multipliers
+    return [Multiplier(f"pe_{index // (config.cols * per_pe)}_"
+                       f"{index // per_pe % config.cols}.product_"
+                       f"{index % per_pe}", k, k, 2 * k, "hdl/pe.py", False, True)
+            for index in range(config.rows * config.cols * per_pe)]
 
 
 def allocate_dsps(multipliers, capacity: int) -> list[Multiplier]:
@@ -320,9 +322,9 @@ def dsp_decision(config, board, multipliers=None) -> DspDecision:
     all 8 block multipliers (4x4-bit; 2x2 PEs x 2) go to the iCE40UP5K's 8 SB_MAC16
     """
     board = board_named(board)
-    count = config.rows * config.cols * config.block_multipliers
+    count = config.rows * config.cols * config.pe_multipliers
     what = (f"{count} block multiplier{'s' if count != 1 else ''} ({config.rows}x"
-            f"{config.cols} PEs x {config.block_multipliers})")
+            f"{config.cols} PEs x {config.pe_multipliers})")
     cell = board.dsp_cell
     capacity = board.dsp_multipliers
     fits = count <= capacity
@@ -342,8 +344,9 @@ def dsp_decision(config, board, multipliers=None) -> DspDecision:
         others = [mul for mul in census if not mul.block]
         mapped_blocks = [mul for mul in mapped if mul.block]
         mapped_others = [mul for mul in mapped if not mul.block]
-        block_size = (f"{config.block_width}x{config.block_width}-bit; {config.rows}x"
-                      f"{config.cols} PEs x {config.block_multipliers}")
+        width = config.pe_multiplier_width
+        block_size = (f"{width}x{width}-bit; {config.rows}x"
+                      f"{config.cols} PEs x {config.pe_multipliers}")
         parts = []
         if mapped_others:
             sizes = "/".join(sorted({mul.size for mul in mapped_others}))
@@ -372,8 +375,8 @@ def dsp_decision(config, board, multipliers=None) -> DspDecision:
         return DspDecision(True, "", count, capacity,
                            f"synth_ecp5 default (DSPs on): the {what} fit in the "
                            f"{board.device}'s {capacity} {cell} (each "
-                           f"{config.block_width}x{config.block_width}-bit block multiplier "
-                           f"takes a whole {cell})")
+                           f"{config.pe_multiplier_width}x{config.pe_multiplier_width}-bit "
+                           f"block multiplier takes a whole {cell})")
     return DspDecision(False, "-nodsp", count, capacity,
                        f"synth_ecp5 -nodsp: the {what} exceed the {board.device}'s "
                        f"{capacity} {cell} (synth_ecp5 would map each to its own {cell} "

@@ -307,6 +307,26 @@ class Config:
         return self.blocks == 1 and not self.vrq_code_width
 
     @property
+    def pe_multipliers(self) -> int:
+        """Hardware multipliers per PE: one per lane (P), or one per lane pair (P / 2)
+        with ``pe = "fused"`` (hdl/pe.py; what an FPGA puts in its DSP blocks).
+
+        >>> load_preset("tiny").pe_multipliers, load_preset("fused").pe_multipliers
+        (2, 2)
+        """
+        return self.block_multipliers // 2 if self.pe == "fused" else self.block_multipliers
+
+    @property
+    def pe_multiplier_width(self) -> int:
+        """Operand bits of each of :attr:`pe_multipliers` (unsigned, both sides): ``K``;
+        ``3K + 1`` with ``pe = "fused"`` (two blocks ``2K + 1`` bits apart).
+
+        >>> load_preset("default").pe_multiplier_width, load_preset("fused").pe_multiplier_width
+        (2, 13)
+        """
+        return 3 * self.block_width + 1 if self.pe == "fused" else self.block_width
+
+    @property
     def position_width(self) -> int:
         """Bits of a block position (0 .. :attr:`max_position`)."""
         return max(1, self.max_position.bit_length())

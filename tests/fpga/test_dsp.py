@@ -227,5 +227,7 @@ def test_tiny_accelerator_fills_the_eight_sb_mac16_with_fewer_luts(tmp_path):
     assert cells["SB_MAC16"] == len(decision.mapped) == 8
     blocks = sum(count for source, count in sources.items()
                  if source.endswith("(block multiplier)"))
-    assert blocks == sum(mul.block for mul in decision.mapped) >= 6
+    # The 3 larger multipliers first (the loader's two 9x9 word counts, the scheduler's
+    # 10x3 depth x q tile-cycle product), then 5 of the 8 4x4 block multipliers.
+    assert blocks == sum(mul.block for mul in decision.mapped) >= 5
     assert cells["SB_LUT4"] < plain["SB_LUT4"]
