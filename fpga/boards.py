@@ -101,6 +101,10 @@ class Board:
     #: How many block multipliers (one multiplier each) its DSP blocks can take.
     dsp_multipliers: int = 0
     dsp_cell: str = ""            #: the DSP cell's name
+    #: The device's int8 ceiling: 8x8-bit multiply-accumulates per cycle its DSP blocks
+    #: make (one per MULT18X18D; two per SB_MAC16 in its dual 8x8 mode), the yardstick
+    #: of a build's peak throughput in docs/RESULTS.md.
+    int8_macs_per_cycle: int = 0
     programmer: str = ""          #: the programming tool's command
     programmer_env: str = ""      #: environment variable that overrides it
     programmer_args: tuple[str, ...] = ()   #: arguments before the bitstream path
@@ -127,6 +131,7 @@ class Board:
                 "platform": f"{self.platform_module}.{self.platform_class}",
                 "input_hz": self.input_hz, "default_hz": self.default_hz,
                 "resources": dict(self.resources), "dsp_multipliers": self.dsp_multipliers,
+                "int8_macs_per_cycle": self.int8_macs_per_cycle,
                 "programmer": self.programmer}
 
 
@@ -138,7 +143,7 @@ BOARDS: dict[str, Board] = {
         input_hz=12e6, default_hz=24e6,
         resources={"lut4": 5280, "ff": 5280, "carry": 5280, "bram": 30, "dsp": 8,
                    "spram": 4},
-        dsp_multipliers=8, dsp_cell="SB_MAC16",
+        dsp_multipliers=8, dsp_cell="SB_MAC16", int8_macs_per_cycle=16,
         programmer="iceprog", programmer_env="ICEPROG",
         programmer_install="install IceStorm's iceprog (Debian/Ubuntu: `apt install "
                            "fpga-icestorm`; or the OSS CAD Suite)",
@@ -149,7 +154,7 @@ BOARDS: dict[str, Board] = {
         family="ecp5", device="LFE5U-85F", package="BG381", input_clock="clk25",
         input_hz=25e6, default_hz=50e6,
         resources={"lut4": 83640, "ff": 83640, "carry": 41820, "bram": 208, "dsp": 156},
-        dsp_multipliers=156, dsp_cell="MULT18X18D",
+        dsp_multipliers=156, dsp_cell="MULT18X18D", int8_macs_per_cycle=156,
         programmer="openFPGALoader", programmer_env="OPENFPGALOADER",
         programmer_args=("-b", "ulx3s", "-m"),
         programmer_install="install openFPGALoader (Debian/Ubuntu: `apt install "

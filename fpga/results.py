@@ -459,10 +459,13 @@ def _entry_section(entry: BuildEntry) -> list[str]:
 def _throughput_table(report: dict, config, status: str) -> list[str]:
     clock = sync_clock(report) if status == "built" else None
     built = report["clock_hz"]
+    board = board_named(report["board"])
+    ceiling = board.int8_macs_per_cycle
     header = (f"| mode | operands | magnitude bits kept (A x B) | q | MACs/cycle "
+              f"| of the {board.device}'s int8 ceiling ({ceiling} MACs/cycle) "
               f"| GOPS @ {_mhz(built)} MHz "
               f"({'target clock' if status == 'failed' else 'built'})")
-    rule = "|---|---|---|---:|---:|---:"
+    rule = "|---|---|---|---:|---:|---:|---:"
     if clock:
         header += f" | GOPS @ {clock['achieved_mhz']:.2f} MHz (fmax)"
         rule += "|---:"
@@ -471,6 +474,7 @@ def _throughput_table(report: dict, config, status: str) -> list[str]:
     for rate in mode_rates(config):
         line = (f"| {rate.mode} | {rate.description} | {rate.bits} | {rate.q} "
                 f"| {_number(rate.macs_per_cycle)} "
+                f"| {float(rate.macs_per_cycle / ceiling):.1%} "
                 f"| {_gops(peak_gops(rate.macs_per_cycle, built))}")
         if clock:
             line += f" | {_gops(peak_gops(rate.macs_per_cycle, clock['achieved_mhz'] * 1e6))}"
@@ -519,10 +523,16 @@ def render_results(entries, *, generated: str, commit: str | None,
               "add), `MACs/cycle = rows x cols x P / q`, where each PE's `P` block "
               "multipliers make one `K x K`-bit block product per cycle and one MAC of a "
               "precision mode takes `q = La x Lb` block products (La, Lb: blocks kept of A "
-              "and B; `qforge.sim.model.numerics.standard_modes`). This is the ideal of the dense "
-              "array, every block multiplier busy every cycle: no stalls for loading, "
+              "and B; `qforge.sim.model.numerics.standard_modes`; with `arithmetic.pe = "
+              "\"fused\"` a wide mode's MAC takes 2 lanes and a one-block MAC 1, "
+              "`qforge.sim.model.cycles.issued_block_products`). This is the ideal of the "
+              "dense array, every block multiplier busy every cycle: no stalls for loading, "
               "draining or the host link, which is far slower. It is given at the clock the "
-              "build was made for and at the fmax nextpnr achieved.", "",
+              "build was made for and at the fmax nextpnr achieved, and against the "
+              "device's int8 ceiling: the 8x8-bit MACs per cycle its DSP blocks make (the "
+              "LFE5U-85F's 156 MULT18X18D one each: 156; the iCE40UP5K's 8 SB_MAC16 two each "
+              "in their dual 8x8 mode: 16). A block-wise design passes 100% in its narrow "
+              "modes.", "",
               "LUTs per PE: all LUT4 of the design divided by the PEs, so it includes the "
               "UART link, the output stage and the control; iCE40 LUT4 are Yosys's SB_LUT4 "
               "cells, ECP5 LUT4 nextpnr's TRELLIS_COMB slots (LUTs and carry halves).", "",

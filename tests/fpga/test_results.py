@@ -171,12 +171,17 @@ def test_render_a_real_tiny_build():
         in section
     assert "| logic cells | ICESTORM_LC | 4700 | 5280 | 89.0% | nextpnr |" in section
     # Peak GOPS: exact 2 MACs/cycle: 2 * 2 * 24 MHz = 0.096, at 18.6414127 MHz 0.0746;
-    # reduced (q = 1) 8 MACs/cycle: 0.384 and 0.2983.
-    assert "| mode | operands | magnitude bits kept (A x B) | q | MACs/cycle | GOPS @ 24.00 " \
-        "MHz (built) | GOPS @ 18.64 MHz (fmax) |" in section
-    assert "| exact | A: 2 blocks; B: 2 blocks | 8x8 | 4 | 2 | 0.096 | 0.075 |" in section
-    assert "| reduced | A: 1 blocks; B: 1 blocks | 4x4 | 1 | 8 | 0.384 | 0.298 |" in section
-    assert "| mixed | A: 2 blocks; B: 1 blocks | 8x4 | 2 | 4 | 0.192 | 0.149 |" in section
+    # reduced (q = 1) 8 MACs/cycle: 0.384 and 0.2983. Against the UP5K's 16 int8 MACs
+    # per cycle (8 SB_MAC16, two 8x8 each): 2 / 16, 8 / 16, 4 / 16.
+    assert "| mode | operands | magnitude bits kept (A x B) | q | MACs/cycle | of the " \
+        "iCE40UP5K's int8 ceiling (16 MACs/cycle) | GOPS @ 24.00 MHz (built) | GOPS @ " \
+        "18.64 MHz (fmax) |" in section
+    assert "| exact | A: 2 blocks; B: 2 blocks | 8x8 | 4 | 2 | 12.5% | 0.096 | 0.075 |" \
+        in section
+    assert "| reduced | A: 1 blocks; B: 1 blocks | 4x4 | 1 | 8 | 50.0% | 0.384 | 0.298 |" \
+        in section
+    assert "| mixed | A: 2 blocks; B: 1 blocks | 8x4 | 2 | 4 | 25.0% | 0.192 | 0.149 |" \
+        in section
     assert section.count("\n| approx_") == 3
 
 
@@ -191,7 +196,8 @@ def test_render_from_saved_tool_output(tmp_path):
             "| 0 / 30 (0.0%) | 17.3 | 24.00 | 67.42 | met | 53 s |") in markdown
     # 69 / 4 = 17.25, rounded half up; exact mode at fmax: 2 * 2 * 67.417244 MHz = 0.2697.
     assert "LUTs per PE: **17.3**" in markdown
-    assert "| exact | A: 2 blocks; B: 2 blocks | 8x8 | 4 | 2 | 0.096 | 0.270 |" in markdown
+    assert "| exact | A: 2 blocks; B: 2 blocks | 8x8 | 4 | 2 | 12.5% | 0.096 | 0.270 |" \
+        in markdown
     assert "- built: 2026-01-02T03:04:05, commit abc1234; build time 53 s (synthesis 20 s, " \
         "place & route 30 s)" in markdown
 
@@ -246,8 +252,9 @@ def test_render_a_real_failed_build():
     # 4x4 PEs x P = 2 = 32 block multipliers: exact (q = 4) 8 MACs/cycle, 0.384 GOPS at
     # 24 MHz; q = 1: 32 MACs/cycle, 1.536 GOPS. No fmax column: nothing was placed.
     assert "| GOPS @ 24.00 MHz (target clock) |\n" in section
-    assert "| exact | A: 2 blocks; B: 2 blocks | 8x8 | 4 | 8 | 0.384 |\n" in section
-    assert "| reduced | A: 1 blocks; B: 1 blocks | 4x4 | 1 | 32 | 1.536 |\n" in section
+    assert "| exact | A: 2 blocks; B: 2 blocks | 8x8 | 4 | 8 | 50.0% | 0.384 |\n" in section
+    assert "| reduced | A: 1 blocks; B: 1 blocks | 4x4 | 1 | 32 | 200.0% | 1.536 |\n" \
+        in section
 
 
 def test_report_of_an_older_build_is_read_from_its_preset(tmp_path):
