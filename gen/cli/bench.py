@@ -25,7 +25,13 @@ def register(commands) -> None:
                     "skip_zeros off / on for the same 128x128x128 exact GEMM whose A is 50% "
                     "uniformly random zeros) and sparse_vs_ideal (lowest ratio over A "
                     "densities 10%..100% of ideal cycles, non-zero MACs / peak MACs per "
-                    "cycle, to the skipping cycles), with a per-mode table at 50%. Operands "
+                    "cycle, to the skipping cycles), with a per-mode table at 50%; those "
+                    "are reported as not applicable, with the reason (null in --json, "
+                    "sparse_not_applicable the reason), where the configuration cannot be "
+                    "built as the zero-skipping array: the PE designs that need the dense "
+                    "systolic array (arithmetic.pe = \"shared_shift\" or \"fused\"). "
+                    "area_efficiency_exact and area_efficiency_4bit: MACs/cycle per PE "
+                    "transistor (Yosys's CMOS estimate) against the fxp8 PE. Operands "
                     "are seeded: runs are reproducible. Cycles come from the cycle model, "
                     "which the test suite proves equal to the RTL; --rtl measures them in "
                     "Verilator (the JSON says where each figure's cycles came from).")
@@ -33,30 +39,39 @@ def register(commands) -> None:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--rtl", action="store_true",
                        help="measure cycles on the generated Verilog (slower: builds the "
-                            "array and its zero-skipping version; skipping cycles at 10%%, "
-                            "50%% and 100%% density and dense cycles at 50%% come from "
-                            "the RTL, the other densities from the cycle model)")
+                            "array and, where zero skipping applies, its zero-skipping "
+                            "version; skipping cycles at 10%%, 50%% and 100%% density and "
+                            "dense cycles at 50%% come from the RTL, the other densities "
+                            "from the cycle model)")
     add_output_argument(bench, "--plot-dir", folder=True, metavar="DIR",
                        help="save both plots into DIR: precision_scaling.png (MACs/PE/cycle "
                             "vs the ideal P/q per mode) and sparse_scaling.png (cycles vs A "
-                            "density: skip on, skip off, ideal)")
+                            "density: skip on, skip off, ideal; left out where zero "
+                            "skipping does not apply)")
     add_output_argument(bench, "--plot", suffixes=(".png",), metavar="FILE.png",
                        help="save the bar chart of MACs/PE/cycle vs the ideal P/q here")
     add_output_argument(bench, "--sparse-plot", suffixes=(".png",), metavar="FILE.png",
                        help="save the plot of cycles vs A density (skip on, skip off, "
-                            "ideal) here")
+                            "ideal) here (an error where zero skipping does not apply)")
     uses_build_folder(bench, lambda arguments: arguments.rtl)
     bench.set_defaults(handler=handle)
 
 
-def _plot_targets(arguments) -> list[tuple[str, Path, str]]:
+def _plot_targets(arguments, not_applicable: str | None) -> list[tuple[str, Path, str]]:
     """``(kind, file, option)`` of every plot ``bench`` was asked to save. The options'
     paths were checked before the handler ran (:func:`prepare_outputs`); the two files
-    --plot-dir will hold are checked here, before the benchmark."""
+    --plot-dir will hold are checked here, before the benchmark. Where zero skipping does
+    not apply (``not_applicable``, the reason), --plot-dir leaves the sparse plot out
+    and --sparse-plot is an error."""
+    if not_applicable is not None and arguments.sparse_plot is not None:
+        raise OptionError(f"--sparse-plot {arguments.sparse_plot}: zero skipping does not "
+                          f"apply to this configuration ({not_applicable})")
     targets = []
     if arguments.plot_dir:
         for kind, name in (("precision", "precision_scaling.png"),
                            ("sparse", "sparse_scaling.png")):
+            if kind == "sparse" and not_applicable is not None:
+                continue
             prepare_output(arguments.plot_dir / name, "--plot-dir")
             targets.append((kind, arguments.plot_dir / name, "--plot-dir"))
     for kind, path, option in (("precision", arguments.plot, "--plot"),
@@ -68,12 +83,15 @@ def _plot_targets(arguments) -> list[tuple[str, Path, str]]:
 
 def handle(arguments) -> int:
     from qforge.sim.apps.benchmark import (plot_precision_scaling, plot_sparse_scaling,
-                                           run_benchmark)
+                                           run_benchmark, zero_skipping_not_applicable)
 
     config = config_from_arguments(arguments)
-    targets = _plot_targets(arguments)
-    result = run_benchmark(config, rtl=arguments.rtl,
-                           log=log_to_stderr)
+    not_applicable = zero_skipping_not_applicable(config)
+    targets = _plot_targets(arguments, not_applicable)
+    result = run_benchmark(config, rtl=arguments.rtl, log=log_to_stderr)
+    if arguments.plot_dir and not_applicable is not None:
+        print(f"sparse_scaling.png not saved: zero skipping does not apply ({not_applicable})",
+              file=sys.stderr)
     for kind, path, option in targets:
         plot = plot_precision_scaling if kind == "precision" else plot_sparse_scaling
         try:
@@ -91,10 +109,14 @@ def handle(arguments) -> int:
     print(f"dense_utilization (128x128x128, exact): {result['dense_utilization']:.3f}")
     print(f"precision_speedup_vs_ideal (worst mode): {result['precision_speedup_vs_ideal']:.3f}")
     print(f"emulator_vs_float32 (256^3, exact): {result['emulator_vs_float32']:.2f}")
-    print(f"sparse_speedup_50 ({sparse['hardware']}, 50% dense A, skip on vs off): "
-          f"{result['sparse_speedup_50']:.3f}")
-    print(f"sparse_vs_ideal (worst over 10..100% density, at "
-          f"{sparse['vs_ideal_worst_density']:.0%}): {result['sparse_vs_ideal']:.3f}")
+    if sparse is None:
+        print("sparse_speedup_50, sparse_vs_ideal: not applicable, no zero-skipping array "
+              f"of this configuration ({result['sparse_not_applicable']})")
+    else:
+        print(f"sparse_speedup_50 ({sparse['hardware']}, 50% dense A, skip on vs off): "
+              f"{result['sparse_speedup_50']:.3f}")
+        print(f"sparse_vs_ideal (worst over 10..100% density, at "
+              f"{sparse['vs_ideal_worst_density']:.0%}): {result['sparse_vs_ideal']:.3f}")
     area = result["area"]
     four_bit = ("none (no 4-bit mode)" if area["four_bit"] is None else
                 f"{area['four_bit']:.2f} (q = {area['four_bit_block_products']})")
@@ -105,9 +127,26 @@ def handle(arguments) -> int:
     print("\n| mode | q | cycles | ideal | utilization | MACs/PE/cycle | ideal P/q |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in result["modes"]:
-        print(f"| {row['mode']} | {row['block_products']} | {row['cycles']} "
+        print(f"| {row['mode']} | {_q(row)} | {row['cycles']} "
               f"| {row['ideal_cycles']:.0f} | {row['utilization']:.3f} "
               f"| {row['macs_per_pe_cycle']:.3f} | {row['ideal_macs_per_pe_cycle']:.3f} |")
+    if any(row["issued_block_products"] != row["block_products"] for row in result["modes"]):
+        print("\nq = La * Lb; \"issues\": the block products the PE design issues per MAC, "
+              "which the cycles and the ideal P/q use.")
+    if sparse is not None:
+        _print_sparse(sparse, config)
+    return 0
+
+
+def _q(row: dict) -> str:
+    """A table row's q column: :func:`~qforge.sim.apps.benchmark.q_label`."""
+    from qforge.sim.apps.benchmark import q_label
+
+    return q_label(row["block_products"], row["issued_block_products"])
+
+
+def _print_sparse(sparse: dict, config) -> None:
+    """The zero-skipping tables of a ``run_benchmark`` result's ``sparse`` part."""
     print(f"\nZero skipping on {sparse['hardware']} ({sparse['array']}), exact mode, "
           f"cycles from the {sparse['cycles_source']}:\n")
     print("| A density | dense cycles | skipping cycles | ideal | speedup | ideal/skipping |")
@@ -122,7 +161,6 @@ def handle(arguments) -> int:
           "| all-zero words |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in sparse["modes"]:
-        print(f"| {row['mode']} | {row['block_products']} | {row['dense_cycles']} "
+        print(f"| {row['mode']} | {_q(row)} | {row['dense_cycles']} "
               f"| {row['sparse_cycles']} | {row['speedup']:.2f} | {row['vs_ideal']:.3f} "
               f"| {row['zero_words']:.3f} |")
-    return 0

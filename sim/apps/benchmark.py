@@ -21,7 +21,10 @@
   and once on, on the same hardware and the same A. ``sparse_speedup_50``: dense cycles /
   skipping cycles at 50% density. ``sparse_vs_ideal``: the lowest, over densities 10% ..
   100%, of ideal / measured skipping cycles, with ideal = non-zero MACs / the array's
-  peak MACs per cycle, ``nnz(A) * n * q_issued / (R * C * P)``.
+  peak MACs per cycle, ``nnz(A) * n * q_issued / (R * C * P)``. Not applicable (both
+  ``None``, ``sparse_not_applicable`` the reason: :func:`zero_skipping_not_applicable`)
+  where the configuration cannot be built as the zero-skipping array, e.g. a PE design
+  that needs the dense systolic array (``arithmetic.pe = "shared_shift"`` or ``"fused"``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from qforge.sim.model.spec import Config, load_preset, preset_names
+from qforge.sim.model.spec import Config, ConfigError, load_preset, preset_names
 from qforge.sim.model.capacity import tiles
 from qforge.sim.model.cycles import (gemm_cycles, gemm_shape, issued_block_products,
                                      skipping_shape)
@@ -42,7 +45,7 @@ from qforge.sim.bench.stimulus import operand_range, random_operands, sparse_ope
 
 __all__ = ["run_benchmark", "precision_table", "q_label", "emulator_ratio", "area_efficiency",
            "plot_precision_scaling",
-           "skipping_hardware", "sparse_point", "sparse_scaling", "plot_sparse_scaling",
+           "skipping_hardware", "zero_skipping_not_applicable", "sparse_point", "sparse_scaling", "plot_sparse_scaling",
            "DENSE_SHAPE", "SPARSE_DENSITIES", "SPARSE_PLOT_DENSITIES",
            "SPARSE_RTL_DENSITIES", "SPARSE_SEED"]
 
@@ -212,6 +215,24 @@ def skipping_hardware(config: Config) -> Config:
     return hardware
 
 
+def zero_skipping_not_applicable(config: Config) -> str | None:
+    """Why ``config`` cannot be built as the zero-skipping array (the :class:`ConfigError`
+    of :meth:`Config.with_zero_skipping`, e.g. a PE design that needs the dense systolic
+    array), or ``None`` where it can: the bench's zero-skipping figures then do not apply.
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> zero_skipping_not_applicable(load_preset("default")) is None
+    True
+    >>> print(zero_skipping_not_applicable(load_preset("fused")))  # doctest: +ELLIPSIS
+    arithmetic.pe = 'fused': needs integer operands on the dense systolic array: ...
+    """
+    try:
+        config.with_zero_skipping()
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
 def sparse_scaling(config: Config, shape=DENSE_SHAPE, *, densities=SPARSE_DENSITIES,
                    plot_densities=SPARSE_PLOT_DENSITIES, seed: int = SPARSE_SEED,
                    rtl: bool = False, rtl_densities=SPARSE_RTL_DENSITIES,
@@ -279,7 +300,9 @@ def sparse_scaling(config: Config, shape=DENSE_SHAPE, *, densities=SPARSE_DENSIT
     for index, (name, precision) in enumerate(modes.items()):
         a = _sparse_a(hardware, shape, precision, 0.5, seed, index + 1)
         mode_rows.append({"mode": name, "precision": precision.describe(),
-                          "block_products": precision.block_products}
+                          "block_products": precision.block_products,
+                          "issued_block_products": issued_block_products(hardware,
+                                                                         precision)}
                          | sparse_point(hardware, a, n, precision))
 
     in_figures = [point for point in points if point["in_figures"]]
@@ -341,11 +364,17 @@ def area_efficiency(config: Config, *, log: Callable[[str], None] | None = None)
 def run_benchmark(config: Config, *, rtl: bool = False,
                   log: Callable[[str], None] | None = None) -> dict:
     """All figures of ``qforge bench`` for one configuration, in one run. ``log``
-    receives progress lines (default: this module's logger, at INFO level)."""
+    receives progress lines (default: this module's logger, at INFO level).
+
+    Where the configuration cannot be built as the zero-skipping array
+    (:func:`zero_skipping_not_applicable`), ``sparse_not_applicable`` is the reason and
+    ``sparse``, ``sparse_speedup_50`` and ``sparse_vs_ideal`` are ``None`` (every other
+    figure is measured); else ``sparse_not_applicable`` is ``None``."""
     log = log or _LOGGER.info
     table = precision_table(config, rtl=rtl, log=log)
     exact = next(row for row in table if row["mode"] == "exact")
-    sparse = sparse_scaling(config, rtl=rtl, log=log)
+    not_applicable = zero_skipping_not_applicable(config)
+    sparse = None if not_applicable else sparse_scaling(config, rtl=rtl, log=log)
     emulator = emulator_ratio(config)
     area = area_efficiency(config, log=log)
     return {
@@ -357,8 +386,9 @@ def run_benchmark(config: Config, *, rtl: bool = False,
         "dense_utilization": exact["utilization"],
         "precision_speedup_vs_ideal": min(row["speedup_vs_ideal"] for row in table),
         "emulator_vs_float32": emulator["ratio"],
-        "sparse_speedup_50": sparse["speedup_50"],
-        "sparse_vs_ideal": sparse["vs_ideal"],
+        "sparse_speedup_50": None if sparse is None else sparse["speedup_50"],
+        "sparse_vs_ideal": None if sparse is None else sparse["vs_ideal"],
+        "sparse_not_applicable": not_applicable,
         "area_efficiency_exact": area["exact"],
         "area_efficiency_4bit": area["four_bit"],
         "modes": table,

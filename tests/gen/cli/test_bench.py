@@ -26,3 +26,20 @@ def test_plot_dir_below_a_file(capsys, tmp_path):
     (tmp_path / "file").write_text("")
     code, _, err = run_qforge(capsys, "bench", "--plot-dir", tmp_path / "file" / "plots")
     assert code == 2 and err.endswith("is a file, not a folder\n")
+
+
+def test_help_names_the_pe_designs_without_zero_skipping(capsys):
+    # The designs the description names are those whose configurations cannot be built
+    # as the zero-skipping array (tiny, K = 4, W = 8, P = 2, suits every design).
+    from qforge.sim.apps.benchmark import zero_skipping_not_applicable
+    from qforge.sim.model.spec import PE_DESIGNS, load_preset
+    from tests.configs import with_pe
+
+    code, out, _ = run_qforge(capsys, "bench", "--help")
+    help_text = " ".join(out.split())
+    assert code == 0 and ("reported as not applicable, with the reason (null in --json, "
+                          "sparse_not_applicable the reason)") in help_text
+    dense_only = {pe for pe in PE_DESIGNS
+                  if zero_skipping_not_applicable(with_pe(load_preset("tiny"), pe))}
+    assert dense_only == {"shared_shift", "fused"}
+    assert {pe for pe in PE_DESIGNS if f'"{pe}"' in help_text} == dense_only

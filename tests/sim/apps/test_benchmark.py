@@ -15,6 +15,8 @@ from qforge.sim.apps.benchmark import (DENSE_SHAPE, SPARSE_DENSITIES, SPARSE_PLO
 from qforge.sim.model.cycles import (CHECK_LATENCY, FEED_LATENCY, OUTPUT_LATENCY, PE_LATENCY,
                                tile_cycles)
 from qforge.sim.model.numerics import standard_modes
+from tests.cli import run_qforge
+from tests.configs import COMPONENT_CONFIGS
 
 
 def test_precision_table_is_consistent_and_meets_targets():
@@ -251,3 +253,87 @@ def test_area_efficiency_is_macs_per_transistor_against_fxp8():
     assert math.isclose(result["four_bit"], 2 / tiny_pe * fxp8_pe)
     assert result["four_bit_block_products"] == 1
     assert benchmark.area_efficiency(fxp8)["four_bit"] is None
+
+
+# ---- PE designs without a zero-skipping array ------------------------------------
+
+@pytest.fixture
+def spec_file(tmp_path):
+    """A TOML spec of a test configuration (tests/configs.py), by its registry name."""
+    def write(name):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(COMPONENT_CONFIGS[name]().to_toml())
+        return path
+    return write
+
+
+@pytest.fixture
+def stubbed_timing_and_area(monkeypatch):
+    # The emulator timing and the Yosys runs are tested on their own (see
+    # test_area_efficiency_of_dense_only_pe_designs).
+    monkeypatch.setattr(benchmark, "emulator_ratio", lambda config: {"ratio": 1.0})
+    monkeypatch.setattr(benchmark, "area_efficiency", lambda config, log=None: FAKE_AREA)
+
+
+@pytest.mark.parametrize("name", ["fused", "shared"])
+def test_bench_leaves_out_zero_skipping_where_the_pe_design_forbids_it(
+        capsys, spec_file, stubbed_timing_and_area, name):
+    pe = COMPONENT_CONFIGS[name]().pe
+    code, out, err = run_qforge(capsys, "bench", "--spec", spec_file(name), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["sparse"] is result["sparse_speedup_50"] is result["sparse_vs_ideal"] is None
+    assert result["sparse_not_applicable"].startswith(
+        f"arithmetic.pe = '{pe}': needs integer operands on the dense systolic array")
+    # Every other section ran.
+    assert [row["mode"] for row in result["modes"]] == [
+        "exact", "reduced", "mixed", "approx_static", "approx_dynamic", "approx_dynamic_1"]
+    assert 0 < result["dense_utilization"] <= 1 and result["emulator_vs_float32"] == 1.0
+    assert (result["area_efficiency_exact"], result["area_efficiency_4bit"]) == (0.25, 1.5)
+
+    code, out, err = run_qforge(capsys, "bench", "--spec", spec_file(name))
+    assert code == 0, err
+    assert (f"sparse_speedup_50, sparse_vs_ideal: not applicable, no zero-skipping array of "
+            f"this configuration (arithmetic.pe = '{pe}': needs integer operands") in out
+    assert "area_efficiency_exact" in out and "Zero skipping on" not in out
+
+
+def test_bench_q_column_names_the_issued_block_products(capsys, spec_file,
+                                                        stubbed_timing_and_area):
+    # fused, K = 4, W = 8: an exact MAC is 2 x 2 = 4 block products on one lane pair (2
+    # lanes); shared_shift, K = 2, W = 8: a dynamic mode issues all 4 x 4 block pairs.
+    _, out, _ = run_qforge(capsys, "bench", "--spec", spec_file("fused"))
+    assert "| exact | 4 (issues 2) |" in out and "| reduced | 1 |" in out
+    _, out, _ = run_qforge(capsys, "bench", "--spec", spec_file("shared"))
+    assert "| approx_dynamic_1 | 1 (issues 16) |" in out and "| exact | 16 |" in out
+    assert "\nq = La * Lb; \"issues\": the block products the PE design issues per MAC" in out
+
+
+def test_bench_plots_without_zero_skipping(capsys, tmp_path, spec_file,
+                                          stubbed_timing_and_area):
+    code, _, err = run_qforge(capsys, "bench", "--spec", spec_file("fused"), "--plot-dir",
+                              tmp_path / "plots")
+    assert code == 0
+    assert [path.name for path in (tmp_path / "plots").iterdir()] == ["precision_scaling.png"]
+    assert "sparse_scaling.png not saved: zero skipping does not apply (arithmetic.pe" in err
+    code, _, err = run_qforge(capsys, "bench", "--spec", spec_file("fused"), "--sparse-plot",
+                              tmp_path / "sparse.png")
+    assert code == 2 and err == (
+        f"qforge: error: --sparse-plot {tmp_path / 'sparse.png'}: zero skipping does not "
+        "apply to this configuration (arithmetic.pe = 'fused': needs integer operands on "
+        "the dense systolic array: leave out the [vrq] and [zero_skipping] sections)\n")
+    assert not (tmp_path / "sparse.png").exists()
+
+
+@pytest.mark.synth
+def test_area_efficiency_of_dense_only_pe_designs():
+    """The fused test configuration (K = 4, W = 8, P = 4 lanes in 2 pairs, depth limit
+    30) does 2 exact MACs per cycle per PE (one per lane pair: 30 MACs in 15 cycles) and
+    3.75 in the 4x4 mode (one per lane: 30 MACs in 8 cycles, the last word half full)."""
+    from qforge.fpga.pe_area import pe_area
+    config = COMPONENT_CONFIGS["fused"]()
+    result = benchmark.area_efficiency(config)
+    pe = pe_area(config, families=()).pe_cmos.transistors
+    fxp8_pe = pe_area(load_preset("fxp8"), families=()).pe_cmos.transistors
+    assert math.isclose(result["exact"], 2 / pe * fxp8_pe)
+    assert math.isclose(result["four_bit"], 3.75 / pe * fxp8_pe)
