@@ -5,7 +5,7 @@ import json
 import pytest
 
 from qforge.gen.cli.common import SPEC_EPILOG
-from qforge.sim.model.spec import load_preset
+from qforge.sim.model.spec import PE_DESIGNS, load_preset
 from tests.cli import command_parser, exclusive_groups, options, run_qforge
 
 
@@ -19,12 +19,18 @@ def test_options():
     assert exclusive_groups(parser) == [({"--preset", "--spec"}, True)]
 
 
-def test_help_lists_every_spec_key():
+def test_help_lists_every_spec_key(capsys):
     epilog = command_parser("generate").epilog
     assert epilog == SPEC_EPILOG
-    for key in ("array.rows", "arithmetic.block_width", "buffers.depth", "vrq.ranges",
-                "zero_skipping.pe_buffer_depth"):
-        assert key in epilog
+    code, help_text, _ = run_qforge(capsys, "generate", "--help")
+    assert code == 0
+    for key in ("array.rows", "arithmetic.block_width", "arithmetic.pe", "buffers.depth",
+                "vrq.ranges", "zero_skipping.pe_buffer_depth",
+                "output_stage.lanes_per_cycle"):
+        assert key in epilog and key in help_text
+    # Every PE design, as the spec spells it.
+    for name in PE_DESIGNS:
+        assert f'"{name}": ' in epilog and f'"{name}": ' in help_text
 
 
 @pytest.mark.rtl      # --lint runs Verilator
