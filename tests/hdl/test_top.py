@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 
 from qforge.hdl.layouts import command_layout
 from qforge.hdl.top import Accelerator
-from qforge.sim.model.cycles import CHECK_LATENCY, GemmShape, gemm_cycles
+from qforge.sim.model.cycles import CHECK_LATENCY, gemm_cycles, gemm_shape
 from qforge.sim.model.numerics import standard_modes
 from qforge.sim.host.packing import GemmJob, ResultAssembler
 from tests.configs import custom, tiny
@@ -62,9 +62,9 @@ def _operands(rng, config, mode, m, depth, n, pattern):
     return matrix(mode.a.blocks, (m, depth)), matrix(mode.b.blocks, (depth, n))
 
 
-def _shapes(jobs):
-    return [GemmShape(job.a.shape[0], job.b.shape[1], job.a.shape[1],
-                      job.precision.block_products) for job in jobs]
+def _shapes(config, jobs):
+    return [gemm_shape(config, job.a.shape[0], job.b.shape[1], job.a.shape[1], job.precision)
+            for job in jobs]
 
 
 def _run(config, items, *, stall=0.0, seed=0, tail=4):
@@ -73,7 +73,7 @@ def _run(config, items, *, stall=0.0, seed=0, tail=4):
     dut = Accelerator(config)
     jobs = [item for item in items if isinstance(item, GemmJob)]
     # A generous bound (stalls slow every handshake by 1 / (1 - stall) on average).
-    max_cycles = 200 + int(gemm_cycles(config, _shapes(jobs)).total * 4 / (1 - stall))
+    max_cycles = 200 + int(gemm_cycles(config, _shapes(config, jobs)).total * 4 / (1 - stall))
     commands = [item.command if isinstance(item, GemmJob) else item for item in items]
     rng = random.Random(seed)
     received = []
@@ -280,7 +280,7 @@ def test_cycle_count_matches_model(name, sequence):
     _check_results(config, jobs, received)
 
     measured = trace.result[-1] - trace.cmd[0] + 1
-    predicted = gemm_cycles(config, _shapes(jobs)).total
+    predicted = gemm_cycles(config, _shapes(config, jobs)).total
     assert measured == predicted, \
         f"{name} {CYCLE_SEQUENCES[sequence]}: measured {measured} cycles, model {predicted}"
 
