@@ -26,7 +26,8 @@ from qforge.hdl.protocol import (CONTROL_KINDS, DATA_KINDS, MAX_PAYLOAD, REQUEST
                                   STALL_TIMEOUT_BYTE_TIMES, STATUS_BYTES, SYNC,
                                   TIMEOUT_BYTE_TIMES, Kind, Nak, beat_bytes,
                                   config_fingerprint)
-from qforge.sim.model.cycles import tile_cycles
+from qforge.sim.model.cycles import mode_tile_cycles
+from qforge.sim.model.numerics import standard_modes
 from qforge.sim.model.spec import Config
 from qforge.hdl.signatures import AcceleratorSignature
 from qforge.hdl.top import Accelerator
@@ -152,12 +153,18 @@ class HostLink(wiring.Component):
     def stall_cycles(self) -> int:
         """Cycles of an idle transmitter during which an offered beat is not taken after
         which its frame is NAKed STALLED: :data:`STALL_TIMEOUT_BYTE_TIMES` byte times, and
-        at least twice the longest output tile's compute (the depth limit at full block
-        products; a waiting command may wait that long without a result frame) so that a
-        slow clock with a fast UART never cuts a legitimate wait."""
+        at least twice the longest output tile's compute (the depth limit in the mode
+        whose PEs issue the most block products per MAC; a waiting command may wait that
+        long without a result frame) so that a slow clock with a fast UART never cuts a
+        legitimate wait."""
         config = self._config
-        longest_tile = tile_cycles(config.max_reduction_depth, config.blocks ** 2,
-                                   config.block_multipliers)
+        # An upper bound on any command's tile: exact keeps every block of both operands,
+        # the most block products a PE design issues per MAC (issued_block_products: at
+        # most n x n; shared_shift's dynamic modes issue as many, in whole words of P
+        # operands, which mode_tile_cycles counts); the other standard modes are taken
+        # too so that no design's approximate mode can exceed it unseen.
+        longest_tile = max(mode_tile_cycles(config, config.max_reduction_depth, precision)
+                           for precision in standard_modes(config).values())
         return max(STALL_TIMEOUT_BYTE_TIMES * 10 * self._divisor, 2 * longest_tile + 256)
 
     def elaborate(self, platform):

@@ -157,3 +157,23 @@ def test_abort_restarts_result_seq_and_takes_no_beat_in_its_cycle():
     seqs = [frame.seq for frame in bench.results]
     assert seqs == list(range(before)) + list(range(len(results) - before))
     assert 3 <= before < len(results)
+
+
+@pytest.mark.parametrize("pe, expected_tile", [
+    # K = 2, W = 8: n = 4 blocks, P = 4 lanes, depth limit 4094 (not a multiple of P).
+    # shifted: 4094 MACs x 16 block products packed into 4 lanes: ceil(65504 / 4).
+    ("shifted", 16376),
+    # shared_shift: every cycle is one block pair of a word of 4 operands, so the
+    # ceil(4094 / 4) = 1024 words take 16 cycles each (the last word's 2 empty lanes
+    # too): 8 cycles more than the packed count.
+    ("shared_shift", 16384),
+])
+def test_stall_limit_covers_the_longest_tile(pe, expected_tile):
+    """At a fast UART (4 clock cycles per bit: 10,240 cycles for 256 byte times) the
+    stall limit is twice the longest output tile's compute plus 256."""
+    from qforge.hdl.link import HostLink
+    from tests.configs import custom
+
+    config = custom(f"deep_{pe}", operand_width=8, block_width=2, block_multipliers=4,
+                    buffer_depth=1024, max_reduction_depth=4094, pe=pe)
+    assert HostLink(config, divisor=4).stall_cycles == 2 * expected_tile + 256
