@@ -44,11 +44,25 @@ def handle(arguments) -> int:
         prepare_output(arguments.output / name, "-o")
     announce_generation(config)
     design = generate(config, arguments.output, programmable=arguments.programmable)
-    print(f"wrote {design.verilog} and {design.manifest} "
-          f"({config.rows}x{config.cols} array, {config.operand_width}-bit operands, "
-          f"{config.blocks} blocks of {config.block_width} bits, "
-          f"{config.block_multipliers} block multipliers per PE, "
-          f"{config.accumulator_width}-bit accumulators)")
+    print(f"wrote {design.verilog} and {design.manifest} ({design_summary(config)})")
     if arguments.lint:
         return report_lint(design.verilog)
     return 0
+
+
+def design_summary(config) -> str:
+    """The generated design in words, as ``qforge generate`` reports it.
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> design_summary(load_preset("default"))
+    '8x8 array, 8-bit operands, 4 blocks of 2 bits, 4 block multipliers per PE, 27-bit accumulators'
+    >>> design_summary(load_preset("fxp8"))
+    '8x8 array, 8-bit operands, 1 block of 8 bits, 1 block multiplier per PE, 27-bit accumulators'
+    """
+    def count(number: int, noun: str) -> str:
+        return f"{number} {noun}{'' if number == 1 else 's'}"
+
+    return (f"{config.rows}x{config.cols} array, {config.operand_width}-bit operands, "
+            f"{count(config.blocks, 'block')} of {config.block_width} bits, "
+            f"{count(config.block_multipliers, 'block multiplier')} per PE, "
+            f"{config.accumulator_width}-bit accumulators")
