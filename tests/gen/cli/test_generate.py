@@ -1,6 +1,7 @@
 """qforge generate: Verilog and manifest from a preset or spec, and its errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -72,7 +73,11 @@ def test_bad_spec_is_one_clear_line(capsys, tmp_path, change, field):
 
 def test_unknown_preset(capsys, tmp_path):
     code, _, err = run_qforge(capsys, "generate", "--preset", "huge", "-o", tmp_path)
-    assert code == 2 and "allowed: default, fxp8, large, sparse, tiny" in err
+    # Every preset file of gen/presets, by name, in order.
+    presets = sorted(path.stem for path in (Path(__file__).parents[3] / "gen" / "presets")
+                     .glob("*.toml"))
+    assert {"default", "fxp8", "large", "sparse", "tiny"} <= set(presets)
+    assert code == 2 and f"unknown preset; allowed: {', '.join(presets)}\n" in err
 
 
 def test_output_below_a_file_is_one_line(capsys, tmp_path):
