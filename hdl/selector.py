@@ -6,7 +6,9 @@ the PEs never see a precision setting: they multiply whatever blocks arrive and 
 the positions that come with them.
 """
 
-from amaranth.hdl import Module, Mux, Signal, Value, unsigned
+import itertools
+
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,7 +16,27 @@ from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import (lane_select_layout, lanes_layout,
                                 operand_precision_layout, operand_word_layout)
 
-__all__ = ["BlockSelector"]
+__all__ = ["BlockSelector", "lookup"]
+
+
+def lookup(m: Module, name: str, width: int, inputs, function) -> Signal:
+    """A ``width``-bit combinational table of the small unsigned ``inputs``: its value
+    for every combination of their values ``v`` is ``function(*v)`` (a case of a switch
+    on their concatenation, which synthesis maps to LUTs). For a handful of input bits
+    only: the table has ``2 ** (total input bits)`` entries."""
+    widths = [len(value) for value in inputs]
+    if sum(widths) > 12:
+        raise ValueError(f"lookup {name}: {sum(widths)} input bits make too large a table")
+    out = Signal(unsigned(width), name=name)
+    with m.Switch(Cat(*inputs)):
+        for combination in itertools.product(*(range(1 << w) for w in widths)):
+            key, offset = 0, 0
+            for value, w in zip(combination, widths):
+                key |= value << offset
+                offset += w
+            with m.Case(key):
+                m.d.comb += out.eq(function(*combination))
+    return out
 
 
 class BlockSelector(wiring.Component):
@@ -110,13 +132,21 @@ class BlockSelector(wiring.Component):
                 with m.If((block_values[i] != 0) & (i <= precision.blocks_minus_one)):
                     m.d.comb += leading.eq(i)
 
-            exponent = Signal(unsigned(config.blocks_field_width), name=f"exponent_{lane}")
-            with m.If(precision.dynamic):
-                m.d.comb += exponent.eq(Mux(leading >= precision.kept_minus_one,
-                                            leading - precision.kept_minus_one, 0))
-            with m.Else():
-                m.d.comb += exponent.eq(precision.blocks_minus_one
-                                        - precision.kept_minus_one)
+            # The exponent and the block index are sums and differences of 2- or 3-bit
+            # fields: written as tables (LUTs) rather than adders, which Yosys maps to
+            # carry chains on the ECP5 whose routing put them on the default preset's
+            # critical path (block RAM to the selector's lane registers).
+            field = config.blocks_field_width
+            mask = (1 << field) - 1
+            exponent = Signal(unsigned(field), name=f"exponent_{lane}")
+            dynamic_exponent = lookup(
+                m, f"dynamic_exponent_{lane}", field, (leading, precision.kept_minus_one),
+                lambda t, kept: t - kept if t >= kept else 0)
+            static_exponent = lookup(
+                m, f"static_exponent_{lane}", field,
+                (precision.blocks_minus_one, precision.kept_minus_one),
+                lambda top, kept: (top - kept) & mask)
+            m.d.comb += exponent.eq(Mux(precision.dynamic, dynamic_exponent, static_exponent))
 
             block_index = Signal(unsigned(config.blocks_field_width),
                                  name=f"block_index_{lane}")
@@ -124,7 +154,9 @@ class BlockSelector(wiring.Component):
             if config.pe == "shared_shift":
                 valid = self._shared_shift_window(m, lane, exponent, block_index)
             else:
-                m.d.comb += block_index.eq(exponent + select.index)
+                m.d.comb += block_index.eq(lookup(
+                    m, f"block_sum_{lane}", field, (exponent, select.index),
+                    lambda e, i: (e + i) & mask))
             block = Signal(unsigned(block_width), name=f"block_{lane}")
             with m.Switch(block_index):
                 for i in range(blocks):
