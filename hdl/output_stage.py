@@ -17,6 +17,7 @@ from qforge.hdl.layouts import output_layout
 from qforge.hdl.random_bits import (KEY_ROUNDS_PER_CYCLE, RANDOM_STAGE_ROUNDS, key_schedule,
                                     speck_round)
 from qforge.hdl.rounding import round_shift_addend, shift_rounded
+from qforge.hdl.shift_fifo import ShiftFIFO
 from qforge.hdl.signatures import result_stream
 from qforge.hdl.vrq_encoder import VrqEncoder
 from qforge.sim.model.cycles import OUTPUT_LATENCY
@@ -235,8 +236,12 @@ class OutputStage(wiring.Component):
         Returns ``(control, n_tiles_minus_one, keys)``."""
         config = self._config
         parameters_layout = output_parameters_layout(config)
-        m.submodules.fifo = fifo = SyncFIFO(width=parameters_layout.size,
-                                            depth=PARAMETER_FIFO_DEPTH)
+        # A narrow stage is the small-FPGA build: its queue keeps the head in a register
+        # (ShiftFIFO, the same behaviour cycle for cycle, fewer iCE40 logic cells); the
+        # full-rate stages keep SyncFIFO, so their Verilog is unchanged.
+        fifo_class = ShiftFIFO if config.output_cycles_per_beat > 1 else SyncFIFO
+        m.submodules.fifo = fifo = fifo_class(width=parameters_layout.size,
+                                              depth=PARAMETER_FIFO_DEPTH)
         m.d.comb += [fifo.w_data.eq(self.params.payload.as_value()),
                      fifo.w_en.eq(self.params.valid),
                      self.params.ready.eq(fifo.w_rdy)]
