@@ -30,8 +30,10 @@ class ProcessingElement(wiring.Component):
     of the signed products once; ports and timing are the same. ``"fused"`` (``n = 2``)
     multiplies each lane pair with one multiplier (:meth:`_fused_sum`): with
     ``flags.wide`` the pair is one MAC's kept operands (lane ``2d`` their lower kept
-    blocks, lane ``2d + 1`` the upper or zero), otherwise two one-block MACs; timing is
-    the same, and the terms summed are those of the same MACs. With
+    blocks, lane ``2d + 1`` the upper or zero), otherwise two one-block MACs; the terms
+    summed are those of the same MACs, one cycle later (its
+    operands and product are registered: the lane sum at ``t+3``, the accumulator at
+    ``t+4``; :func:`qforge.sim.model.cycles.pe_latency`). With
     :attr:`~qforge.sim.model.spec.Config.plain_lanes` (``K = W``) the lanes are
     two's-complement operands and the PE a plain multiply-accumulate
     (:meth:`_plain_sum`), whatever ``config.pe``.
@@ -81,6 +83,10 @@ class ProcessingElement(wiring.Component):
             lane_sum = self._lane_sum(m)
         flags = Signal.like(self.flags_out, name="flags_stage1")
         m.d.sync += flags.eq(self.flags_out)
+        if config.pe == "fused":            # the product register: one stage more
+            product_flags = flags
+            flags = Signal.like(self.flags_out, name="flags_stage2")
+            m.d.sync += flags.eq(product_flags)
 
         accumulate_stage(m, self, config.accumulator_width, lane_sum, flags)
         return m
@@ -166,9 +172,13 @@ class ProcessingElement(wiring.Component):
 
 
     def _fused_sum(self, m: Module):
-        """Stage 1 of ``"fused"``: one unsigned ``(3K + 1) x (3K + 1)``-bit multiplier
-        per lane pair ``(2d, 2d + 1)``, a DSP block's product on an FPGA
-        (:data:`qforge.sim.model.spec.FUSED_MAX_BLOCK_WIDTH`).
+        """Stages 1 and 2 of ``"fused"``: one unsigned ``(3K + 1) x (3K + 1)``-bit
+        multiplier per lane pair ``(2d, 2d + 1)``, a DSP block's product on an FPGA
+        (:data:`qforge.sim.model.spec.FUSED_MAX_BLOCK_WIDTH`), with registered operands
+        and a registered product (one cycle more than the other designs:
+        :func:`qforge.sim.model.cycles.pe_latency`; the operand and product registers
+        keep the long routes to and from the DSP columns apart from the packing and the
+        adders).
 
         * wide (``flags.wide``): the operands are ``x = x0 + (x1 << K)`` per side (lane
           ``2d + 1``'s block sits one block above lane ``2d``'s, the same operand's: the
@@ -183,41 +193,54 @@ class ProcessingElement(wiring.Component):
           then signed and shifted by its own lane's sign and positions.
 
         Both are the block products :func:`qforge.sim.model.numerics.gemm_block_products`
-        sums for the same MACs, so the lane sum is the same."""
+        sums for the same MACs, so the lane sum is the same. Timing: the operands are
+        packed from ``a_in``/``b_in`` into registers beside the forwarding registers
+        (cycle ``t + 1``), the product and each lane's sign and shift are registered at
+        ``t + 2``, the lane sum at ``t + 3``."""
         config = self._config
         block_width = config.block_width
         operand_width = 3 * block_width + 1
         narrow_offset = 2 * block_width + 1          # the second field of a narrow operand
-        wide = self.flags_out.wide
         term_shape = signed(2 * config.magnitude_width + 1)
+        # Per lane, registered with the product: the sign of its term and its shift.
+        lane_signs, lane_shifts = [], []
+        for lane in range(config.block_multipliers):
+            a, b = self.a_out[lane], self.b_out[lane]
+            sign = Signal(name=f"term_sign_{lane}")
+            shift = Signal(unsigned(len(a.position) + 1), name=f"term_shift_{lane}")
+            m.d.sync += [sign.eq(a.sign ^ b.sign), shift.eq(a.position + b.position)]
+            lane_signs.append(sign)
+            lane_shifts.append(shift)
+        wide = Signal(name="product_wide")
+        m.d.sync += wide.eq(self.flags_out.wide)
         pair_sums = []
         for pair in range(config.block_multipliers // 2):
             low, high = 2 * pair, 2 * pair + 1
             operands = []
-            for side, out in (("a", self.a_out), ("b", self.b_out)):
+            for side, lanes in (("a", self.a_in), ("b", self.b_in)):
                 operand = Signal(unsigned(operand_width), name=f"{side}_operand_{pair}")
-                m.d.comb += operand.eq(out[low].block
-                                       | Mux(wide, out[high].block << block_width,
-                                             out[high].block << narrow_offset))
+                m.d.sync += operand.eq(lanes[low].block
+                                       | Mux(self.flags_in.wide,
+                                             lanes[high].block << block_width,
+                                             lanes[high].block << narrow_offset))
                 operands.append(operand)
             product = Signal(unsigned(2 * operand_width), name=f"product_{pair}")
-            m.d.comb += product.eq(operands[0] * operands[1])
+            m.d.sync += product.eq(operands[0] * operands[1])
 
             def term(lane, magnitude, name):
-                a, b = self.a_out[lane], self.b_out[lane]
                 signed_magnitude = Signal(signed(len(magnitude) + 1), name=name)
-                m.d.comb += signed_magnitude.eq(Mux(a.sign ^ b.sign, -magnitude, magnitude))
-                return signed_magnitude << ((a.position + b.position) * block_width)
+                m.d.comb += signed_magnitude.eq(Mux(lane_signs[lane], -magnitude, magnitude))
+                return signed_magnitude << (lane_shifts[lane] * block_width)
 
             # Lane 2d's term is the whole product (wide) or its first field (narrow): one
             # negation and shift for both; lane 2d + 1's is the second field or zero.
-            low = term(low, Mux(wide, product[:4 * block_width], product[:2 * block_width]),
-                       f"low_{pair}")
-            high = term(high, Mux(wide, 0, product[2 * narrow_offset:
-                                                 2 * narrow_offset + 2 * block_width]),
-                        f"high_{pair}")
+            low_term = term(low, Mux(wide, product[:4 * block_width],
+                                     product[:2 * block_width]), f"low_{pair}")
+            high_term = term(high, Mux(wide, 0, product[2 * narrow_offset:
+                                                         2 * narrow_offset + 2 * block_width]),
+                             f"high_{pair}")
             pair_sum = Signal(signed(term_shape.width + 1), name=f"pair_sum_{pair}")
-            m.d.comb += pair_sum.eq(low + high)
+            m.d.comb += pair_sum.eq(low_term + high_term)
             pair_sums.append(pair_sum)
         lane_sum = Signal(signed(config.lane_sum_width))
         m.d.sync += lane_sum.eq(tree_sum(pair_sums))

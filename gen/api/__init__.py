@@ -80,7 +80,7 @@ def load_config(preset: str | None = None, *, spec: str | Path | None = None) ->
     >>> load_config("huge")
     Traceback (most recent call last):
     ...
-    qforge.sim.model.spec.ConfigError: preset = 'huge': unknown preset; allowed: default, fxp8, large, sparse, tiny, ulx3s
+    qforge.sim.model.spec.ConfigError: preset = 'huge': unknown preset; allowed: default, fused, fxp8, large, shared, sparse, tiny, ulx3s
     >>> load_config()
     Traceback (most recent call last):
     ...

@@ -30,6 +30,7 @@ __all__ = ["LaneSchedule", "lane_schedule", "tile_cycles", "issued_block_product
            "mode_tile_cycles",
            "GemmShape", "gemm_shape", "CycleReport",
            "gemm_cycles", "row_cycles", "skipping_shape", "FEED_LATENCY", "PE_LATENCY",
+           "pe_latency",
            "OUTPUT_LATENCY", "CHECK_LATENCY", "Timeline", "program_cycles", "ProgramReport",
            "DECODE_CYCLES", "ADDEND_LATENCY"]
 
@@ -42,7 +43,8 @@ CHECK_LATENCY = 2
 #: one for the synchronous buffer read, one for the edge selector's output register.
 FEED_LATENCY = 2
 #: Cycles from lanes at a PE's inputs to its ``captured`` pulse (operand registers, lane
-#: sum register, accumulator/result register).
+#: sum register, accumulator/result register); one more with ``pe = "fused"``
+#: (:func:`pe_latency`).
 PE_LATENCY = 3
 #: Cycles from a result beat leaving the drain to the same beat on the ``result`` port:
 #: the output stage's six pipeline registers (three random-bit stages, the rounding addend,
@@ -121,6 +123,19 @@ def tile_cycles(depth: int, block_products: int, lanes: int, *,
     if whole_words:
         return tiles(depth, lanes) * block_products
     return tiles(depth * block_products, lanes)
+
+
+def pe_latency(config: Config) -> int:
+    """Cycles from lanes at a PE's inputs to its ``captured`` pulse: :data:`PE_LATENCY`,
+    and one more with ``pe = "fused"``, whose lane-pair multipliers (an FPGA's DSP
+    blocks) take registered operands and register their product
+    (:class:`qforge.hdl.pe.ProcessingElement`).
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> pe_latency(load_preset("default")), pe_latency(load_preset("fused"))
+    (3, 4)
+    """
+    return PE_LATENCY + (config.pe == "fused")
 
 
 def issued_block_products(config: Config, precision) -> int:
@@ -361,9 +376,9 @@ class Timeline:
         rows, cols = config.rows, config.cols
         if config.zero_skipping:
             # All PEs see the same cycle's lanes: no skew.
-            self.capture_delay = FEED_LATENCY + PE_LATENCY
+            self.capture_delay = FEED_LATENCY + pe_latency(config)
         else:
-            self.capture_delay = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
+            self.capture_delay = FEED_LATENCY + (rows - 1) + (cols - 1) + pe_latency(config)
         self.half_free_at = [0, 0]   # first cycle the loader may start filling each half
         self.fill_half = 0
         self.loader_idle_at = 0      # first cycle the loader can start a command

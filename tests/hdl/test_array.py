@@ -12,8 +12,8 @@ and a dynamic operand's blocks by position (:func:`position_lanes`); with ``pe =
 a tile's last cycle is held back (bubbles in between) until the previous tile has been
 captured and drained, as ``drain_free`` does. Drained rows must equal
 :func:`qforge.sim.model.numerics.gemm` of the tile's operands; ``captured`` must pulse
-exactly ``r + c + PE_LATENCY`` cycles after the tile's last cycle for the corner PE
-``(R-1, C-1)`` of the systolic array, and ``PE_LATENCY`` cycles after it for the
+exactly ``r + c + pe_latency`` cycles after the tile's last cycle for the corner PE
+``(R-1, C-1)`` of the systolic array, and ``pe_latency`` cycles after it for the
 broadcast array, carrying the tile's ``gemm_last``. The drain shifts at random cycles.
 """
 
@@ -27,7 +27,7 @@ from amaranth.sim import Simulator
 
 from qforge.hdl.array import BroadcastArray, SystolicArray
 from qforge.sim.host.packing import leaf_fields, unpack_fields
-from qforge.sim.model.cycles import PE_LATENCY, lane_schedule, tile_cycles
+from qforge.sim.model.cycles import lane_schedule, pe_latency, tile_cycles
 from qforge.sim.model.numerics import (Selection, gemm, operand_value, select_blocks,
                                        standard_modes)
 from tests.configs import custom, tiny
@@ -257,7 +257,7 @@ def test_systolic_array_matches_the_golden_gemm(name):
                          seed=len(name))
     assert len(observed["captures"]) == len(tiles) == len(observed["rows"])
     assert observed["after"] == [[0] * config.cols] * config.rows
-    corner = (config.rows - 1) + (config.cols - 1) + PE_LATENCY
+    corner = (config.rows - 1) + (config.cols - 1) + pe_latency(config)
     for index, (a, b, precision, gemm_last) in enumerate(tiles):
         capture_cycle, captured_gemm_last = observed["captures"][index]
         assert capture_cycle == observed["last_cycles"][index] + corner, f"tile {index}"
@@ -280,7 +280,8 @@ def test_broadcast_array_matches_the_golden_gemm(name):
     assert observed["after"] == [[0] * config.cols] * config.rows
     for index, (a, b, precision, gemm_last) in enumerate(tiles):
         capture_cycle, captured_gemm_last = observed["captures"][index]
-        assert capture_cycle == observed["last_cycles"][index] + PE_LATENCY, f"tile {index}"
+        assert capture_cycle == observed["last_cycles"][index] + pe_latency(config), \
+            f"tile {index}"
         assert captured_gemm_last == gemm_last, f"tile {index}: gemm_last"
         expected = gemm(a, b, config, precision).reshape(config.rows, config.cols)
         np.testing.assert_array_equal(np.array(observed["rows"][index]), expected,

@@ -6,8 +6,8 @@ sum of its cycles from ``first`` to ``last``. ``pe = "fused"`` PEs in a ``wide``
 take each lane pair ``(2d, 2d + 1)`` as one MAC instead: ``(-1)**(sa ^ sb) * (a0 + a1
 * 2**K) * (b0 + b1 * 2**K) << ((pa + pb) * K)`` with lane ``2d``'s signs and positions
 (lane ``2d + 1``'s are ignored). Timing (cycle ``t`` = inputs presented):
-operands forwarded at ``t+1``, result captured at ``t+3`` with a one-cycle ``captured``
-pulse; ``result`` loads ``result_below`` at every clock where ``shift`` is high and no
+operands forwarded at ``t+1``, result captured at ``t+3`` (``t+4`` for ``pe = "fused"``:
+:func:`qforge.sim.model.cycles.pe_latency`) with a one-cycle ``captured`` pulse; ``result`` loads ``result_below`` at every clock where ``shift`` is high and no
 capture happens.
 """
 
@@ -17,10 +17,10 @@ import pytest
 from amaranth.sim import Simulator
 
 from qforge.hdl.pe import ProcessingElement
+from qforge.sim.model.cycles import pe_latency
 from tests.configs import COMPONENT_CONFIGS
 
 CYCLES = 400
-CAPTURE_LATENCY = 3     # clock edges from presenting inputs to the captured result
 
 
 def _lane_value(config, a, b):
@@ -114,6 +114,8 @@ def test_pe_accumulate_capture_and_shift(name):
     acc_max = (1 << (config.accumulator_width - 1)) - 1
     rng = random.Random(f"pe-{name}")
     seq = _stimulus(rng, config, CYCLES)
+    # Clock edges from presenting inputs to the captured result (3; 4 for pe = "fused").
+    latency = pe_latency(config)
     dut = ProcessingElement(config)
     stats = {"captures": 0, "shifts": 0}
 
@@ -128,11 +130,11 @@ def test_pe_accumulate_capture_and_shift(name):
             tile_sum += value
         if cycle["flags"]["last"]:
             assert acc_min <= tile_sum <= acc_max
-            captures[t + CAPTURE_LATENCY - 1] = (tile_sum, cycle["flags"]["gemm_last"])
+            captures[t + latency - 1] = (tile_sum, cycle["flags"]["gemm_last"])
 
     async def bench(ctx):
         expected_result = 0
-        for edge in range(len(seq) + CAPTURE_LATENCY):
+        for edge in range(len(seq) + latency):
             if edge < len(seq):
                 cycle = seq[edge]
                 ctx.set(dut.a_in, cycle["a"])
@@ -203,7 +205,7 @@ def test_pe_extreme_products(name):
                                        "gemm_last": 1})
                 await ctx.tick()
             ctx.set(dut.flags_in, {"first": 0, "last": 0, "gemm_last": 0})
-            await ctx.tick().repeat(CAPTURE_LATENCY - 1)
+            await ctx.tick().repeat(pe_latency(config) - 1)
             expected = length * lanes * _lane_value(config, a[0], b[0])
             assert ctx.get(dut.captured) == 1
             assert ctx.get(dut.captured_gemm_last) == 1

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qforge.sim.model.spec import PRESETS, from_dict, load_preset, load_spec
-from qforge.sim.model.cycles import (CHECK_LATENCY, FEED_LATENCY, OUTPUT_LATENCY, PE_LATENCY, GemmShape,
-                               gemm_cycles, gemm_shape, lane_schedule, tile_cycles)
+from qforge.sim.model.cycles import (CHECK_LATENCY, FEED_LATENCY, OUTPUT_LATENCY, GemmShape,
+                               gemm_cycles, gemm_shape, lane_schedule, pe_latency,
+                               tile_cycles)
 from qforge.sim.model.numerics import standard_modes
 from tests.configs import with_pe
 
@@ -207,7 +208,7 @@ def test_gemm_cycles_single_command_closed_form(config, m, n, depth, q):
     m_tiles, n_tiles = -(-m // rows), -(-n // cols)
     # pe = "shared_shift" (the shared preset): whole words of every block pair.
     cycles = (words * q if config.pe == "shared_shift" else -(-depth * q // lanes))
-    capture = FEED_LATENCY + (rows - 1) + (cols - 1) + PE_LATENCY
+    capture = FEED_LATENCY + (rows - 1) + (cols - 1) + pe_latency(config)
     beat = cols // (config.output_lanes_per_cycle or cols)    # S
     drain = rows * beat
     drain_busy = (rows - 1) * beat + 1
