@@ -42,8 +42,8 @@ def test_every_command_explains_itself(capsys, command):
 def test_a_user_error_is_one_line_with_status_2(capsys):
     status, out, err = run_qforge(capsys, "presets", "--show", "nope")
     assert status == 2 and out == ""
-    assert err == ("qforge: error: preset = 'nope': unknown preset; allowed: default, fxp8, "
-                   "large, sparse, tiny, ulx3s\n")
+    assert err == ("qforge: error: preset = 'nope': unknown preset; allowed: default, fused, "
+                   "fxp8, large, shared, sparse, tiny, ulx3s\n")
 
 
 def test_only_qforge_errors_become_one_line(capsys, monkeypatch):
