@@ -70,7 +70,7 @@ class MissingReportError(QforgeError, FileNotFoundError):
 
 #: The builds ``qforge results`` makes by default: (board, preset).
 DEFAULT_PAIRS = (("icebreaker", "tiny"), ("ulx3s-85f", "tiny"), ("ulx3s-85f", "default"),
-                 ("ulx3s-85f", "ulx3s"))
+                 ("ulx3s-85f", "ulx3s"), ("ulx3s-85f", "fused"))
 
 
 # -- throughput ----------------------------------------------------------------------
@@ -161,7 +161,7 @@ def select_pairs(boards=(), presets=()) -> list[tuple[str, str]]:
     or presets only; every given board with every given preset when both are given.
 
     >>> select_pairs(["ulx3s-85f"], [])
-    [('ulx3s-85f', 'tiny'), ('ulx3s-85f', 'default'), ('ulx3s-85f', 'ulx3s')]
+    [('ulx3s-85f', 'tiny'), ('ulx3s-85f', 'default'), ('ulx3s-85f', 'ulx3s'), ('ulx3s-85f', 'fused')]
     >>> select_pairs([], ["tiny"])
     [('icebreaker', 'tiny'), ('ulx3s-85f', 'tiny')]
     >>> select_pairs(["icebreaker"], ["tiny", "default"])

@@ -26,8 +26,8 @@ def register(commands) -> argparse.ArgumentParser:
                     "them: how it was made, utilization, LUTs per PE, fmax against the\n"
                     "constraint, the DSP decision, build times and the peak GOPS of every\n"
                     "precision mode. Builds that fail are reported with the tools' own\n"
-                    "message. The default sweep takes about an hour on 2 cores (the\n"
-                    "16x16 ulx3s build most of it).",
+                    "message. The default sweep takes about 80 minutes on 2 cores (the\n"
+                    "16x16 ulx3s build half of it).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"default pairs:\n{pairs}\n--board / --preset pick from them; with both, "
                f"every given board x every given preset.\n\nexamples:\n"

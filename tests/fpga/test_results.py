@@ -86,7 +86,7 @@ def test_sync_clock_is_the_pll_clock():
 def test_pairs():
     assert select_pairs() == list(DEFAULT_PAIRS) == [
         ("icebreaker", "tiny"), ("ulx3s-85f", "tiny"), ("ulx3s-85f", "default"),
-        ("ulx3s-85f", "ulx3s")]
+        ("ulx3s-85f", "ulx3s"), ("ulx3s-85f", "fused")]
     assert select_pairs(["icebreaker"]) == [("icebreaker", "tiny")]
     assert select_pairs(["ulx3s-85f", "ulx3s-85f"], ["ulx3s"]) == [("ulx3s-85f", "ulx3s")]
     with pytest.raises(ValueError, match="no default .board, preset. pair has large: give "
