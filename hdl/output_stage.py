@@ -408,14 +408,8 @@ class OutputStage(wiring.Component):
 
     def _result_stage(self, m, flow, stage5):
         """Stage 6: ReLU and saturation of each rounded element (or the other value) into
-        ``result``. With S > 1 sub-beats the result row is a shift register: each
-        sub-beat shifts it down by its L elements (``row[c] <- row[c + L]``) and enters
-        its own at the top, so after the S sub-beats of a beat, sub-beat ``p``'s lanes
-        are columns ``p*L .. p*L+L-1``; the last one raises ``result.valid``. A sub-beat
-        before the last only moves when ``result`` is empty or being taken, and
-        ``result.valid`` is low after it (the payload is only read with ``valid``), so
-        the beat needs no holding registers, and each element's logic drives one
-        register (the iCE40 packs it with that register's flip-flop)."""
+        ``result``; with S > 1 sub-beats, the elements of the sub-beats before the last
+        wait in ``held`` and the last sub-beat moves them into ``result`` with its own."""
         config = self._config
         cols, lanes = config.cols, config.output_lanes
         beat_cycles = config.output_cycles_per_beat
@@ -423,6 +417,9 @@ class OutputStage(wiring.Component):
                         self._saturate(m, u, stage5.rounded[u], stage5.relu, stage5.wide),
                         stage5.other[u])
                     for u in range(lanes)]
+        held = [Signal(signed(config.accumulator_width), name=f"held{c}")
+                for c in range(cols - lanes)]
+        stage5_phase = Signal(range(beat_cycles))
         row = self.result.payload.row
         with m.If(flow.advance):
             m.d.sync += [self.result.valid.eq(stage5.valid & stage5.last),
@@ -431,9 +428,17 @@ class OutputStage(wiring.Component):
                 m.d.sync += [row[u].eq(value) for u, value in enumerate(elements)]
             else:
                 with m.If(stage5.valid):
-                    m.d.sync += [row[c].eq(row[c + lanes]) for c in range(cols - lanes)]
-                    m.d.sync += [row[cols - lanes + u].eq(value)
-                                 for u, value in enumerate(elements)]
+                    m.d.sync += stage5_phase.eq(Mux(stage5.last, 0, stage5_phase + 1))
+                    with m.If(stage5.last):
+                        m.d.sync += [row[c].eq(held[c]) for c in range(cols - lanes)]
+                        m.d.sync += [row[cols - lanes + u].eq(value)
+                                     for u, value in enumerate(elements)]
+                    with m.Else():
+                        with m.Switch(stage5_phase):
+                            for p in range(beat_cycles - 1):
+                                with m.Case(p):
+                                    m.d.sync += [held[p * lanes + u].eq(value)
+                                                 for u, value in enumerate(elements)]
 
     def _saturate(self, m, lane, rounded, relu, wide):
         """Stage 6 of ``output_stage`` for one element: ReLU, then saturation to
