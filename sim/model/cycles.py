@@ -1,6 +1,10 @@
 """Cycle model of the accelerator: how block products are scheduled and how long a GEMM
 takes. Tests compare it with cycle counts measured on the generated Verilog.
 
+(Over 500 lines because it is one concept: the lane schedule, the per-design issued
+block products and latencies, and the event model of a command sequence all define the
+same cycle counts and are checked together against the RTL.)
+
 The schedule (:func:`lane_schedule`) does not affect results: products are summed exactly
 (see :mod:`qforge.sim.model.numerics`). It decides throughput: a multiply-accumulate needs
 ``q = La * Lb`` block products and a PE has ``P`` multiplier lanes, so a tile's dot

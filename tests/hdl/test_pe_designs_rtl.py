@@ -38,6 +38,11 @@ from tests.sim.bench import test_rtl_skipping as skipping_tests
 
 pytestmark = [pytest.mark.rtl, pytest.mark.slow]
 
+#: The dense array's integration tests every PE design takes whole.
+DENSE_TESTS = [dense_tests.test_random_gemms_with_backpressure,
+               dense_tests.test_corner_values_every_mode,
+               dense_tests.test_cycle_model_equals_rtl]
+
 _built = {}
 
 
@@ -69,10 +74,7 @@ def rtl_plain():
     return rtl_with("shifted")
 
 
-@pytest.mark.parametrize("test", [dense_tests.test_random_gemms_with_backpressure,
-                                  dense_tests.test_corner_values_every_mode,
-                                  dense_tests.test_cycle_model_equals_rtl],
-                         ids=lambda test: test.__name__)
+@pytest.mark.parametrize("test", DENSE_TESTS, ids=lambda test: test.__name__)
 def test_plain_lanes_dense_array(rtl_plain, test):
     assert rtl_plain("fxp8").config.plain_lanes
     test(rtl_plain, "fxp8")
@@ -83,10 +85,7 @@ def rtl_fused():
     return rtl_with("fused")
 
 
-@pytest.mark.parametrize("test", [dense_tests.test_random_gemms_with_backpressure,
-                                  dense_tests.test_corner_values_every_mode,
-                                  dense_tests.test_cycle_model_equals_rtl],
-                         ids=lambda test: test.__name__)
+@pytest.mark.parametrize("test", DENSE_TESTS, ids=lambda test: test.__name__)
 def test_dense_array(rtl_signed, test):
     test(rtl_signed, "rect")
 
