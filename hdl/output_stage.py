@@ -2,8 +2,8 @@
 VRQ words in VRQ configurations).
 
 The number rules are in :mod:`qforge.hdl.rounding` (round-shift) and
-:mod:`qforge.hdl.random_bits` (stochastic rounding's random bits and their key
-schedule); this module is the pipeline around them.
+:mod:`qforge.hdl.random_bits` (stochastic rounding's random bits and their round
+keys); this module is the pipeline around them.
 """
 
 from typing import NamedTuple
@@ -14,8 +14,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from qforge.hdl.layouts import output_layout
-from qforge.hdl.random_bits import (KEY_ROUNDS_PER_CYCLE, RANDOM_STAGE_ROUNDS, key_schedule,
-                                    speck_round)
+from qforge.hdl.random_bits import RANDOM_STAGE_ROUNDS, mix_round, round_key
 from qforge.hdl.rounding import round_shift_addend, shift_rounded
 from qforge.hdl.shift_fifo import ShiftFIFO
 from qforge.hdl.signatures import result_stream
@@ -25,7 +24,7 @@ from qforge.sim.model.saturation import signed_range
 from qforge.sim.model.spec import Config
 
 __all__ = ["OutputStage", "output_parameters_layout", "stage_layouts",
-           "PARAMETER_FIFO_DEPTH", "KEY_ROUNDS_PER_CYCLE"]
+           "PARAMETER_FIFO_DEPTH"]
 
 #: Entries of the per-GEMM parameter FIFO. One is enough (see :class:`OutputStage`,
 #: "Parameters"); the second is headroom, and the top's job hand-off waits while it is full.
@@ -136,19 +135,17 @@ class OutputStage(wiring.Component):
     tile), which is the same walk with one-row tiles.
 
     **Parameters.** A GEMM's settings are popped from the FIFO into the *current*
-    registers once the previous GEMM's ``last`` beat has entered the pipeline (and the
-    first random-bit stage no longer needs the old keys). Loading starts the Speck64/128
-    key schedule of :func:`qforge.sim.model.random_bits.round_keys` on ``(seed, tensor)``
-    (:func:`qforge.hdl.random_bits.key_schedule`): ``KEY_ROUNDS_PER_CYCLE`` = 2 rounds
-    per cycle, 4 cycles, one small shared circuit (two 32-bit adders) instead of 7
-    chained adders. ``accumulators.ready`` is low until
-    the keys are complete. This never stalls the array: a GEMM's first beat reaches the
+    registers once the previous GEMM's ``last`` beat has entered the pipeline and no
+    sub-beat of it is left in stages 1 and 2, whose rounds read the round keys
+    (:func:`qforge.sim.model.random_bits.round_keys`, wired from the current ``seed``
+    and ``tensor`` by :func:`qforge.hdl.random_bits.round_key`). ``accumulators.ready``
+    is low until the load. This never stalls the array: a GEMM's first beat reaches the
     stage at least ``R + C + 5`` cycles after its job was accepted (one issued cycle,
     capture latency ``R + C + 3``, one to start draining), and, by the drain interlock,
     at least ``R + C + 5`` cycles after the previous GEMM's last beat entered the stage;
-    the stage is ready 6 cycles after either (FIFO write or pipeline step, load, 4
-    schedule cycles). The same argument shows that at most one GEMM waits in the FIFO
-    (the next one) while the current one streams.
+    the stage is ready 2 cycles after the FIFO write (write, load) and 3 after that
+    last beat (it leaves stage 2 in the third). The same argument shows that at most one
+    GEMM waits in the FIFO (the next one) while the current one streams.
 
     **Pipeline** (``OUTPUT_LATENCY`` = 6 registered stages; all advance together when
     ``result`` is empty or being taken, so ``accumulators.ready = keys ready &
@@ -157,7 +154,7 @@ class OutputStage(wiring.Component):
     markers ``valid``, ``last``, ``gemm_last`` and what the stage computed; a stage takes
     every field of the previous record that its own layout also has.
 
-    1. accept: the beat and per lane the random-bit state after Speck rounds 0-2 on
+    1. accept: the beat and per lane the random-bit state after rounds 0-2 on
        ``(x, y) = (row, col)`` with round keys 0-2;
     2. rounds 3-5 (keys 3-5); the current GEMM's control settings join the beat;
     3. rounds 6-7 (keys 6-7): 32 random bits per lane
@@ -196,7 +193,7 @@ class OutputStage(wiring.Component):
         stages = [Signal(layout, name=f"stage{number}")
                   for number, layout in enumerate(stage_layouts(self._config), start=1)]
         flow = self._flow(m)
-        control, n_tiles_minus_one, keys = self._current_gemm(m, flow, stages[0])
+        control, n_tiles_minus_one, keys = self._current_gemm(m, flow, stages)
         row, lane0_col = self._coordinates(m, flow, n_tiles_minus_one)
         self._random_stages(m, flow, stages, control, keys, row, lane0_col)
         self._rounding_stages(m, flow, stages)
@@ -230,10 +227,11 @@ class OutputStage(wiring.Component):
                 m.d.sync += phase.eq(Mux(final_phase, 0, phase + 1))
         return _Flow(advance, enter, accept, keys_ready, phase, final_phase)
 
-    def _current_gemm(self, m, flow, stage1):
+    def _current_gemm(self, m, flow, stages):
         """The parameter FIFO and the current GEMM's registers: its control settings,
-        ``n_tiles_minus_one`` and round keys (:func:`~qforge.hdl.random_bits.key_schedule`).
-        Returns ``(control, n_tiles_minus_one, keys)``."""
+        ``n_tiles_minus_one``, ``seed`` and ``tensor``. Returns ``(control,
+        n_tiles_minus_one, keys)`` with ``keys[i]`` round ``i``'s key
+        (:func:`~qforge.hdl.random_bits.round_key`, wired from the seed and tensor)."""
         config = self._config
         parameters_layout = output_parameters_layout(config)
         # A narrow stage is the small-FPGA build: its queue keeps the head in a register
@@ -249,24 +247,27 @@ class OutputStage(wiring.Component):
 
         control = Signal(_control_layout(config))
         n_tiles_minus_one = Signal(unsigned(config.tiles_field_width))
-        # Loading rewrites the keys; stage 1 may still hold the previous GEMM's last
-        # beat, whose rounds 4-7 read keys 4-7 while it moves to stage 2.
+        seed = Signal.like(head.output.seed, name="seed")
+        tensor = Signal.like(head.output.tensor, name="tensor")
+        # Loading rewrites the keys, which the rounds of the sub-beats entering and in
+        # stages 1 and 2 read: load at the end of a cycle after which neither stage 1 nor
+        # stage 2 holds a sub-beat of the previous GEMM (none of the next one enters
+        # before the load). Its last beat entering in cycle t, the load is in cycle t + 2
+        # at the earliest and the next GEMM may enter from t + 3, sooner than its first
+        # beat can come (class docstring, "Parameters").
+        stage1, stage2 = stages[:2]
         load = Signal()
-        # The schedule steps with the pipeline (``advance``): sub-beats of the previous
-        # GEMM still in stages 2 and 3 read round keys 3-7, and a step rewrites keys no
-        # sooner than those sub-beats have moved past them, however long the pipeline
-        # stalls (with results always taken, ``advance`` is always high).
-        keys, schedule_busy = key_schedule(m, load=load, seed=head.output.seed,
-                                           tensor=head.output.tensor, step=flow.advance,
-                                           ready=flow.keys_ready)
-        m.d.comb += [load.eq(~flow.keys_ready & ~schedule_busy & fifo.r_rdy
-                             & (~stage1.valid | flow.advance)),
+        m.d.comb += [load.eq(~flow.keys_ready & fifo.r_rdy & ~stage1.valid
+                             & (flow.advance | ~stage2.valid)),
                      fifo.r_en.eq(load)]
         with m.If(load):
             m.d.sync += [control[name].eq(head.output[name]) for name, _ in control.shape()]
-            m.d.sync += n_tiles_minus_one.eq(head.n_tiles_minus_one)
+            m.d.sync += [n_tiles_minus_one.eq(head.n_tiles_minus_one),
+                         seed.eq(head.output.seed), tensor.eq(head.output.tensor),
+                         flow.keys_ready.eq(1)]
         with m.If(flow.accept & self.accumulators.payload.last):
             m.d.sync += flow.keys_ready.eq(0)            # pop: the next GEMM may load
+        keys = [round_key(seed, tensor, index) for index in range(RANDOM_STAGE_ROUNDS[-1].stop)]
         return control, n_tiles_minus_one, keys
 
     def _coordinates(self, m, flow, n_tiles_minus_one):
@@ -282,7 +283,7 @@ class OutputStage(wiring.Component):
         tile_n = Signal(range(tiles_limit))              # nt
         col_base = Signal(range(tiles_limit * cols))     # nt * C
         # The column of the next sub-beat's lane 0 is kept in a register (an adder in
-        # front of the Speck rounds cost the iCE40 8 ns).
+        # front of the random-bit rounds cost the iCE40 8 ns).
         lane0_col = Signal(range(tiles_limit * cols))
         assert len(row) <= 32 and len(col_base) <= 32
         # The zero-skipping array drains row-major beats (qforge.hdl.skipping_scheduler):
@@ -308,7 +309,7 @@ class OutputStage(wiring.Component):
         return row, lane0_col
 
     def _random_stages(self, m, flow, stages, control, keys, row, lane0_col):
-        """Stages 1-3: a sub-beat enters; the Speck rounds of
+        """Stages 1-3: a sub-beat enters; the rounds of
         :func:`qforge.sim.model.random_bits.random_bits` on ``(x, y) = (row, col)``,
         :data:`~qforge.hdl.random_bits.RANDOM_STAGE_ROUNDS` per stage."""
         config = self._config
@@ -328,7 +329,7 @@ class OutputStage(wiring.Component):
 
         def rounds(stage_rounds, x, y):
             for index in stage_rounds:
-                x, y = speck_round(x, y, keys[index])
+                x, y = mix_round(x, y, keys[index])
             return x, y
 
         # The rounds are combinational between the stage registers (computed outside
@@ -349,10 +350,8 @@ class OutputStage(wiring.Component):
             m.d.sync += [stage1.y[u].eq(y) for u, (_, y) in enumerate(stage1_next)]
             # A sub-beat in stage 1 always belongs to the current GEMM (parameters load
             # only as stage 1 empties), so it takes the current control settings along.
-            # Its later rounds still read that GEMM's keys: a load in cycle t rewrites
-            # round key i at the end of cycle t + ceil(i / 2) at the earliest
-            # (KEY_ROUNDS_PER_CYCLE = 2), while the sub-beat that left stage 1 in cycle t
-            # reads keys 3-5 in cycle t and keys 6-7 in cycle t + 1.
+            # Its later rounds still read that GEMM's keys: the next load waits until
+            # it has left stage 2 (_current_gemm).
             m.d.sync += _carried(stage1, stage2, computed=("x", "y"))
             m.d.sync += stage2.control.eq(control)
             m.d.sync += [stage2.x[u].eq(x) for u, (x, _) in enumerate(stage2_next)]

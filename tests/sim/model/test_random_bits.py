@@ -1,9 +1,9 @@
 """The random bits of stochastic rounding (:mod:`qforge.sim.model.random_bits`).
 
-* An independent scalar implementation of Speck64/128 written from the docstrings
-  (:mod:`tests.sim.model.speck_reference`), first checked against the cipher's published
-  test vector, then compared with the vectorized :func:`random_bits` and
-  :func:`round_keys`.
+* An independent scalar implementation written from the docstrings
+  (:mod:`tests.sim.model.random_bits_reference`), compared with the vectorized
+  :func:`random_bits` and :func:`round_keys`, and the worked example of
+  docs/NUMERICS.md.
 * The bulk and sparse forms (:func:`random_words_batch`, :func:`random_words_where`)
   give every element the bits :func:`random_bits` gives it.
 * Statistics of the bits (byte chi-square, per-bit balance, independence of neighbouring
@@ -23,27 +23,42 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qforge.sim.model.errors import InputError
-from qforge.sim.model.random_bits import (element_coordinates, random_bits, random_words_batch,
-                                          random_words_where, round_keys)
+from qforge.sim.model.random_bits import (RANDOM_ROUNDS, _rounds, element_coordinates,
+                                          random_bits, random_words_batch, random_words_where,
+                                          round_keys)
 from tests.fuzz import fuzz_settings
-from tests.sim.model.speck_reference import (MASK, scalar_random_bits, scalar_round_keys,
-                                             speck_encrypt, speck_key_schedule)
+from tests.sim.model.random_bits_reference import MASK, scalar_random_bits, scalar_round_keys
+
+_keys = st.tuples(st.integers(0, (1 << 32) - 1), st.integers(0, (1 << 16) - 1))
+_shapes = st.tuples(st.integers(1, 12), st.integers(1, 12))
+#: docs/NUMERICS.md's worked example: the bits of (seed 1, tensor 2, row 2, col 5).
+NUMERICS_EXAMPLE_BITS = 0xD0990FA9
 
 
-def test_scalar_speck_matches_the_published_test_vector():
-    """Speck64/128 (Beaulieu et al., 2013, appendix C): key 1b1a1918 13121110 0b0a0908
-    03020100 = (l2, l1, l0, k0), plaintext (x, y) = (3b726574, 7475432d), 27 rounds,
-    ciphertext (8c6fa548, 454e028b). Checks the scalar reference itself."""
-    keys = speck_key_schedule(0x03020100, [0x0B0A0908, 0x13121110, 0x1B1A1918], 27)
-    assert speck_encrypt(0x3B726574, 0x7475432D, keys) == (0x8C6FA548, 0x454E028B)
-
-
-def test_round_keys_match_the_scalar_schedule():
+def test_round_keys_match_the_scalar_reference():
     rng = np.random.default_rng(1)
     cases = [(0, 0), (MASK, 0xFFFF), (1, 0), (0, 1)] + [
         (int(rng.integers(0, 1 << 32)), int(rng.integers(0, 1 << 16))) for _ in range(200)]
     for seed, tensor in cases:
         assert round_keys(seed, tensor) == scalar_round_keys(seed, tensor), (seed, tensor)
+
+
+@fuzz_settings
+@given(_keys, _keys)
+def test_no_two_keys_share_round_keys(first, second):
+    """The docstring's argument: keys 0 and 1 give the tensor id, then key 0 the seed."""
+    if first != second:
+        assert round_keys(*first) != round_keys(*second)
+
+
+def test_the_worked_example_of_numerics_md():
+    """docs/NUMERICS.md, "The random bits": seed 1, tensor 2, element (row 2, col 5),
+    round 0 by hand: x = (2 >>> 8) + 5 = 0x02000005, y = (5 <<< 3) ^ x ^ k0 with
+    k0 = 1 ^ 2 ^ 0 = 3: 0x28 ^ 0x02000005 ^ 3 = 0x0200002e; after round 7 the bits are
+    the value the document gives."""
+    assert round_keys(1, 2)[:2] == [0x3, 0x20000]
+    assert random_bits(1, 2, [2], [5]).tolist() == [NUMERICS_EXAMPLE_BITS]
+    assert scalar_random_bits(1, 2, 2, 5) == NUMERICS_EXAMPLE_BITS
 
 
 def test_random_bits_match_the_scalar_reference():
@@ -119,18 +134,30 @@ def test_every_bit_is_balanced(seed, tensor):
     assert np.all(np.abs(ones - n / 2) <= 5 * math.sqrt(n) / 2), ones
 
 
-def _neighbour_pairs():
+def _neighbour_pairs(bits=random_bits):
     """(name, bits, neighbour bits): rows r and r+1, cols c and c+1, tensors t and t+1,
     seeds s and s+1, over the same 256 x 256 grid (n = 65536 pairs, or 65280 for the
-    coordinate shifts)."""
+    coordinate shifts), from ``bits`` (:func:`random_bits` or a variant)."""
     rows, cols = GRID
-    base = random_bits(7, 3, rows, cols)
+    base = bits(7, 3, rows, cols)
     return [
         ("row", base[:-1, :], base[1:, :]),
         ("col", base[:, :-1], base[:, 1:]),
-        ("tensor", base, random_bits(7, 4, rows, cols)),
-        ("seed", base, random_bits(8, 3, rows, cols)),
+        ("tensor", base, bits(7, 4, rows, cols)),
+        ("seed", base, bits(8, 3, rows, cols)),
     ]
+
+
+def neighbour_statistics(first, second) -> tuple[float, float]:
+    """``(|correlation| * sqrt(n), max over the 32 positions of |ones - n/2| / (sqrt(n)/2))``
+    of two neighbouring sets of bits: both about N(0, 1) for independent uniform bits."""
+    u = first.ravel().astype(np.float64)
+    v = second.ravel().astype(np.float64)
+    n = u.size
+    correlation = abs(float(np.corrcoef(u, v)[0, 1])) * math.sqrt(n)
+    xor = first.ravel() ^ second.ravel()
+    ones = ((xor[:, None] >> np.arange(32, dtype=np.uint64)) & np.uint64(1)).sum(axis=0)
+    return correlation, float(np.abs(ones - n / 2).max() / (math.sqrt(n) / 2))
 
 
 @pytest.mark.parametrize("name,first,second", _neighbour_pairs(),
@@ -141,20 +168,33 @@ def test_neighbours_are_uncorrelated(name, first, second):
     independent bits is 1 with probability 1/2: each of the 32 positions of the XOR is
     balanced within 5 sd (5 sqrt(n) / 2), which catches linear dependencies between
     neighbours that the correlation of whole words would miss."""
-    u = first.ravel().astype(np.float64)
-    v = second.ravel().astype(np.float64)
-    n = u.size
-    correlation = float(np.corrcoef(u, v)[0, 1])
-    assert abs(correlation) < 5 / math.sqrt(n), correlation
-    xor = first.ravel() ^ second.ravel()
-    ones = ((xor[:, None] >> np.arange(32, dtype=np.uint64)) & np.uint64(1)).sum(axis=0)
-    assert np.all(np.abs(ones - n / 2) <= 5 * math.sqrt(n) / 2), (name, ones)
+    correlation, xor_imbalance = neighbour_statistics(first, second)
+    assert correlation < 5 and xor_imbalance < 5, (name, correlation, xor_imbalance)
+
+
+def _bits_with_rounds(rounds):
+    """:func:`random_bits` cut to its first ``rounds`` rounds."""
+    def bits(seed, tensor, rows, cols):
+        words = np.stack([rows, cols]).astype(np.uint32).reshape(2, -1)
+        keys = [np.uint32(key) for key in round_keys(seed, tensor)[:rounds]]
+        return _rounds(words, keys)[1].reshape(np.shape(rows)).astype(np.uint64)
+    return bits
+
+
+def test_six_rounds_fail_the_neighbour_test():
+    """The negative control of the test above: with two rounds fewer the same statistics
+    reject the bits (docs/NUMERICS.md: 6 rounds fail, 7 pass, 8 leave a margin)."""
+    assert np.array_equal(_bits_with_rounds(RANDOM_ROUNDS)(7, 3, *GRID), random_bits(7, 3, *GRID))
+    worst = {name: max(neighbour_statistics(first, second))
+             for name, first, second in _neighbour_pairs(_bits_with_rounds(6))}
+    assert max(worst.values()) > 10, worst
+    seven = [max(neighbour_statistics(first, second))
+             for _, first, second in _neighbour_pairs(_bits_with_rounds(7))]
+    assert max(seven) < 5, seven
 
 
 # ---- the same bits, drawn in bulk or only where needed -------------------------------
 
-_keys = st.tuples(st.integers(0, (1 << 32) - 1), st.integers(0, (1 << 16) - 1))
-_shapes = st.tuples(st.integers(1, 12), st.integers(1, 12))
 
 
 @fuzz_settings

@@ -17,7 +17,7 @@ from qforge.sim.model.errors import InputError
 from qforge.sim.model.random_bits import random_bits, random_words
 from qforge.sim.model.rounding import Rounding, round_scaled, round_shift
 from tests.fuzz import fuzz_settings
-from tests.sim.model.speck_reference import scalar_random_bits
+from tests.sim.model.random_bits_reference import scalar_random_bits
 
 
 # ---- stochastic rounding is unbiased ----------------------------------------------------
