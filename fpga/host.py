@@ -149,16 +149,14 @@ def identify_fingerprint(fingerprint: int) -> list[str]:
     >>> identify_fingerprint(config_fingerprint(load_preset("tiny")))
     ['tiny']
     """
-    from qforge.sim.model.spec import ConfigError, load_preset, preset_names
+    from qforge.sim.model.spec import load_preset, preset_names
 
     names = []
     for name in preset_names():
         config = load_preset(name)
         candidates = [config]
-        try:
+        if config.zero_skipping_error() is None:    # shared, fused: no such array
             candidates.append(config.with_zero_skipping())
-        except ConfigError:     # a PE design without a zero-skipping array (shared, fused)
-            pass
         for candidate in candidates:
             if config_fingerprint(candidate) == fingerprint and candidate.name not in names:
                 names.append(candidate.name)

@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from qforge.sim.model.spec import Config, ConfigError, load_preset, preset_names
+from qforge.sim.model.spec import Config, load_preset, preset_names
 from qforge.sim.model.capacity import tiles
 from qforge.sim.model.cycles import (gemm_cycles, gemm_shape, issued_block_products,
                                      skipping_shape)
@@ -216,21 +216,9 @@ def skipping_hardware(config: Config) -> Config:
 
 
 def zero_skipping_not_applicable(config: Config) -> str | None:
-    """Why ``config`` cannot be built as the zero-skipping array (the :class:`ConfigError`
-    of :meth:`Config.with_zero_skipping`, e.g. a PE design that needs the dense systolic
-    array), or ``None`` where it can: the bench's zero-skipping figures then do not apply.
-
-    >>> from qforge.sim.model.spec import load_preset
-    >>> zero_skipping_not_applicable(load_preset("default")) is None
-    True
-    >>> print(zero_skipping_not_applicable(load_preset("fused")))  # doctest: +ELLIPSIS
-    arithmetic.pe = 'fused': needs integer operands on the dense systolic array: ...
-    """
-    try:
-        config.with_zero_skipping()
-    except ConfigError as error:
-        return str(error)
-    return None
+    """Why the bench's zero-skipping figures do not apply to ``config``
+    (:meth:`Config.zero_skipping_error`), or ``None`` where they do."""
+    return config.zero_skipping_error()
 
 
 def sparse_scaling(config: Config, shape=DENSE_SHAPE, *, densities=SPARSE_DENSITIES,

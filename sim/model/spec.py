@@ -452,6 +452,22 @@ class Config:
         return dataclasses.replace(self, name=f"{self.name}_skipping",
                                    pe_buffer_depth=pe_buffer_depth)
 
+    def zero_skipping_error(self) -> str | None:
+        """Why this array cannot be built as the zero-skipping array (the
+        :class:`ConfigError` of :meth:`with_zero_skipping`, e.g. a PE design that needs the
+        dense systolic array), or ``None`` where it can.
+
+        >>> load_preset("default").zero_skipping_error() is None
+        True
+        >>> print(load_preset("fused").zero_skipping_error())  # doctest: +ELLIPSIS
+        arithmetic.pe = 'fused': needs integer operands on the dense systolic array: ...
+        """
+        try:
+            self.with_zero_skipping()
+        except ConfigError as error:
+            return str(error)
+        return None
+
     # ---- conversions ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The spec as nested sections, the inverse of :func:`from_dict`."""
