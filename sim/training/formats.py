@@ -34,7 +34,7 @@ Operand quantization rounds to nearest (ties to even) or stochastically. Stochas
 rounding uses :func:`qforge.sim.model.random_bits.random_bits` keyed by the run's seed and a
 **tensor counter** that is distinct for every tensor of every step (``step * 8 + slot``,
 slots listed in :data:`SLOTS`), indexed by the element's coordinates in the stored
-tensor, so no random bits are ever reused. The counter is split into Speck's key words
+tensor, so no random bits are ever reused. The counter is split into the generator's key words
 by :func:`random_key` (:func:`slot_key` for a slot of a step): ``tensor = counter mod 2**16``, ``seed word = seed * 2**16 +
 counter // 2**16`` (so ``seed < 2**16``).
 
@@ -75,7 +75,7 @@ _SLOT = {name: index for index, name in enumerate(SLOTS)}
 
 
 def random_key(seed: int, counter: int) -> tuple[int, int]:
-    """Speck key words ``(seed word, tensor id)`` for tensor number ``counter`` of a run.
+    """Random-bit key words ``(seed word, tensor id)`` for tensor number ``counter`` of a run.
 
     ``tensor = counter mod 2**16`` and ``seed word = seed * 2**16 + counter // 2**16``,
     so distinct ``(seed, counter)`` pairs (``seed < 2**16``, ``counter < 2**32``) never
