@@ -41,16 +41,20 @@ class SystolicArray(wiring.Component):
         rows, cols = config.rows, config.cols
         m = Module()
 
-        def delayed(value, cycles, name):
+        def delayed(value, cycles, name, *, reset_less=False):
             for stage in range(cycles):
-                register = Signal.like(value, name=f"{name}_skew{stage}")
+                register = Signal.like(value, name=f"{name}_skew{stage}",
+                                       reset_less=reset_less)
                 m.d.sync += register.eq(value)
                 value = register
             return value
 
-        row_lanes = [delayed(self.rows[r], r, f"row{r}") for r in range(rows)]
+        # The operand lanes are data, without reset like the PEs' (only the flags say
+        # when they are meaningful: qforge.hdl.pe.ProcessingElement).
+        row_lanes = [delayed(self.rows[r], r, f"row{r}", reset_less=True) for r in range(rows)]
         row_flags = [delayed(self.flags, r, f"flags_row{r}") for r in range(rows)]
-        col_lanes = [delayed(self.cols[c], c, f"col{c}") for c in range(cols)]
+        col_lanes = [delayed(self.cols[c], c, f"col{c}", reset_less=True)
+                     for c in range(cols)]
 
         grid = [[ProcessingElement(config) for _ in range(cols)] for _ in range(rows)]
         for r in range(rows):

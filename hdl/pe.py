@@ -70,8 +70,16 @@ class ProcessingElement(wiring.Component):
         m = Module()
 
         # Systolic forwarding registers: these are also this PE's operand registers.
-        m.d.sync += [self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
+        # Operands, products, sums and results are data: without reset (only the flags
+        # and capture pulses, which say when data is meaningful, are reset), so the
+        # accelerator's reset (the board's, or the host link's ABORT) reaches a few
+        # registers per PE instead of all of them: that net spanned the whole array and
+        # was the default preset's critical path on the ULX3S (18.5 ns of routing).
+        self._forward = {"a": Signal.like(self.a_out, name="a_forward", reset_less=True),
+                         "b": Signal.like(self.b_out, name="b_forward", reset_less=True)}
+        m.d.sync += [self._forward["a"].eq(self.a_in), self._forward["b"].eq(self.b_in),
                      self.flags_out.eq(self.flags_in)]
+        m.d.comb += [self.a_out.eq(self._forward["a"]), self.b_out.eq(self._forward["b"])]
 
         if config.plain_lanes:
             lane_sum = self._plain_sum(m)
@@ -111,7 +119,7 @@ class ProcessingElement(wiring.Component):
             correction = Mux(a[-1], b, 0) + Mux(b[-1], a, 0)
             m.d.comb += product.eq((a * b - (correction << width))[:2 * width].as_signed())
             terms.append(product)
-        lane_sum = Signal(signed(config.lane_sum_width))
+        lane_sum = Signal(signed(config.lane_sum_width), reset_less=True)
         m.d.sync += lane_sum.eq(tree_sum(terms))
         return lane_sum
 
@@ -142,7 +150,7 @@ class ProcessingElement(wiring.Component):
                 m.d.comb += [shifted.eq(product << amount),
                              term.eq(Mux(a.sign ^ b.sign, -shifted, shifted))]
             terms.append(term)
-        lane_sum = Signal(signed(config.lane_sum_width))
+        lane_sum = Signal(signed(config.lane_sum_width), reset_less=True)
         m.d.sync += lane_sum.eq(tree_sum(terms))
         return lane_sum
 
@@ -154,7 +162,8 @@ class ProcessingElement(wiring.Component):
         forwarded positions are lane 0's in every lane (one register per side after
         Yosys merges equal flip-flops)."""
         config = self._config
-        for side_in, side_out in ((self.a_in, self.a_out), (self.b_in, self.b_out)):
+        for side_in, side_out in ((self.a_in, self._forward["a"]),
+                                  (self.b_in, self._forward["b"])):
             for lane in range(1, config.block_multipliers):
                 m.d.sync += side_out[lane].position.eq(side_in[0].position)
         terms = []
@@ -166,7 +175,7 @@ class ProcessingElement(wiring.Component):
                          term.eq(Mux(a.sign ^ b.sign, -product, product))]
             terms.append(term)
         amount = (self.a_out[0].position + self.b_out[0].position) * config.block_width
-        lane_sum = Signal(signed(config.lane_sum_width))
+        lane_sum = Signal(signed(config.lane_sum_width), reset_less=True)
         m.d.sync += lane_sum.eq(tree_sum(terms) << amount)
         return lane_sum
 
@@ -206,25 +215,28 @@ class ProcessingElement(wiring.Component):
         lane_signs, lane_shifts = [], []
         for lane in range(config.block_multipliers):
             a, b = self.a_out[lane], self.b_out[lane]
-            sign = Signal(name=f"term_sign_{lane}")
-            shift = Signal(unsigned(len(a.position) + 1), name=f"term_shift_{lane}")
+            sign = Signal(name=f"term_sign_{lane}", reset_less=True)
+            shift = Signal(unsigned(len(a.position) + 1), name=f"term_shift_{lane}",
+                           reset_less=True)
             m.d.sync += [sign.eq(a.sign ^ b.sign), shift.eq(a.position + b.position)]
             lane_signs.append(sign)
             lane_shifts.append(shift)
-        wide = Signal(name="product_wide")
+        wide = Signal(name="product_wide", reset_less=True)
         m.d.sync += wide.eq(self.flags_out.wide)
         pair_sums = []
         for pair in range(config.block_multipliers // 2):
             low, high = 2 * pair, 2 * pair + 1
             operands = []
             for side, lanes in (("a", self.a_in), ("b", self.b_in)):
-                operand = Signal(unsigned(operand_width), name=f"{side}_operand_{pair}")
+                operand = Signal(unsigned(operand_width), name=f"{side}_operand_{pair}",
+                                 reset_less=True)
                 m.d.sync += operand.eq(lanes[low].block
                                        | Mux(self.flags_in.wide,
                                              lanes[high].block << block_width,
                                              lanes[high].block << narrow_offset))
                 operands.append(operand)
-            product = Signal(unsigned(2 * operand_width), name=f"product_{pair}")
+            product = Signal(unsigned(2 * operand_width), name=f"product_{pair}",
+                             reset_less=True)
             m.d.sync += product.eq(operands[0] * operands[1])
 
             def term(lane, magnitude, name):
@@ -242,7 +254,7 @@ class ProcessingElement(wiring.Component):
             pair_sum = Signal(signed(term_shape.width + 1), name=f"pair_sum_{pair}")
             m.d.comb += pair_sum.eq(low_term + high_term)
             pair_sums.append(pair_sum)
-        lane_sum = Signal(signed(config.lane_sum_width))
+        lane_sum = Signal(signed(config.lane_sum_width), reset_less=True)
         m.d.sync += lane_sum.eq(tree_sum(pair_sums))
         return lane_sum
 
@@ -255,17 +267,22 @@ def accumulate_stage(m: Module, pe, accumulator_width: int, lane_sum, flags, *,
     ``flags.first``); on the tile's last cycle also capture the final value into
     ``result``, else shift ``result_below`` in while ``shift``. Shared with the area
     prototypes and plain MACs of tests/fpga (the same stage behind other lanes)."""
-    accumulator = Signal(signed(accumulator_width))
+    # Data registers without reset (ProcessingElement.elaborate says why): a tile's
+    # first cycle restarts the accumulator, and the drain reads results only after the
+    # (reset) capture pulses.
+    accumulator = Signal(signed(accumulator_width), reset_less=True)
     total = Signal(signed(accumulator_width))
-    m.d.comb += total.eq(Mux(flags.first, lane_sum, accumulator + lane_sum))
+    result = Signal.like(pe.result, name="result_register", reset_less=True)
+    m.d.comb += [total.eq(Mux(flags.first, lane_sum, accumulator + lane_sum)),
+                 pe.result.eq(result)]
     m.d.sync += accumulator.eq(total)
     if capture_pulses:
         m.d.sync += [pe.captured.eq(flags.last),
                      pe.captured_gemm_last.eq(flags.last & flags.gemm_last)]
     with m.If(flags.last):
-        m.d.sync += pe.result.eq(total)
+        m.d.sync += result.eq(total)
     with m.Elif(pe.shift):
-        m.d.sync += pe.result.eq(pe.result_below)
+        m.d.sync += result.eq(pe.result_below)
 
 
 def tree_sum(terms):
