@@ -10,20 +10,22 @@ device has, and nextpnr then fails to place the excess (:func:`dsp_decision`):
   with ``pe = "fused"``) exceed the 85F's 156 (each small block multiplier would take a
   whole 18x18 block).
 * iCE40: ``synth_ice40 -dsp`` maps only products of at least 11 bits (``mul2dsp`` with
-  ``DSP_Y_MINWIDTH=11``), however many: the tiny preset's eight 4x4-bit block
-  multipliers would stay in LUTs while the UP5K has exactly 8 ``SB_MAC16``. So the build
+  ``DSP_Y_MINWIDTH=11``), however many: the tiny preset's 4x4-bit block multipliers
+  would stay in LUTs while the UP5K has 8 ``SB_MAC16``. So the build
   first takes a census of the design's ``$mul`` cells (Yosys up to just before that
   mapping, :func:`ice40_census_script`, into ``dsp_census.txt``;
   :func:`parse_multipliers`), gives the 8 ``SB_MAC16`` to the largest multipliers (the
   most LUTs saved per block; :func:`allocate_dsps`) and synthesizes with synth_ice40's own
   ``begin`` .. ``coarse`` steps, its ``-dsp`` mapping applied to exactly those
   (:func:`ice40_dsp_script`; every other multiplier stays in LUTs), then
-  ``synth_ice40 -run map_ram:``. For the tiny preset's accelerator the largest are the
-  loader's two 9x9-bit word-count multipliers (its command check) and the scheduler's
-  10x3-bit depth x q product (a tile's cycles), so they and 5 of the 8 block multipliers
-  get the 8 ``SB_MAC16``: fewer LUTs than plain ``-dsp`` (the loader's two only) and
-  than all 8 block multipliers with the others in LUTs (a 9x9 multiplier in LUTs costs
-  several times a 4x4 one).
+  ``synth_ice40 -run map_ram:``. The tiny preset's accelerator has 4 block multipliers
+  and 4 others (the loader's two 10x10-bit word-count multipliers of its command check,
+  the scheduler's tile-cycle products): all 8 get the 8 ``SB_MAC16``. With two block
+  multipliers per PE (tiny until stop 23: 8 of them, and the control's three 9x9 and
+  10x3) the largest go first: the control's three and 5 of the 8 block multipliers,
+  fewer LUTs than plain ``-dsp`` (the loader's two only) and than all 8 block
+  multipliers with the others in LUTs (a 9x9 multiplier in LUTs costs several times a
+  4x4 one).
 
 What went to DSPs is read back from Yosys, not assumed: its ``stat`` count of the DSP
 cell, and a ``dump`` of those cells after synthesis (``dsp_cells.txt``), whose ``src``
@@ -315,11 +317,11 @@ def dsp_decision(config, board, multipliers=None) -> DspDecision:
     >>> from qforge.sim.model.spec import load_preset
     >>> decision = dsp_decision(load_preset("tiny"), "icebreaker")
     >>> decision.use_dsp, decision.option, len(decision.mapped)
-    (True, '-run map_ram:', 8)
+    (True, '-run map_ram:', 4)
     >>> print(decision.reason)  # doctest: +NORMALIZE_WHITESPACE
     qforge's DSP mapping (synth_ice40's own mul2dsp/ice40_dsp steps, on chosen
-    multipliers only and with DSP_Y_MINWIDTH 2 instead of 11): of the 8 multipliers,
-    all 8 block multipliers (4x4-bit; 2x2 PEs x 2) go to the iCE40UP5K's 8 SB_MAC16
+    multipliers only and with DSP_Y_MINWIDTH 2 instead of 11): of the 4 multipliers,
+    all 4 block multipliers (4x4-bit; 2x2 PEs x 1) go to the iCE40UP5K's 8 SB_MAC16
     """
     board = board_named(board)
     count = config.rows * config.cols * config.pe_multipliers

@@ -32,8 +32,15 @@ def _config(**changes):
     return from_dict(spec)
 
 
+def _two_lane_tiny():
+    """The ``tiny`` preset as it was until stop 23, with two block multipliers per PE: 8
+    block multipliers and the control's three for the UP5K's 8 SB_MAC16, the case where
+    the allocation has to choose (the saved census files are of its build)."""
+    return _config(arithmetic__block_multipliers=2, buffers__depth=256)
+
+
 def test_dsp_decision():
-    tiny = load_preset("tiny")
+    tiny = _two_lane_tiny()
     decision = dsp_decision(tiny, "icebreaker")       # the block multipliers alone
     assert (decision.use_dsp, decision.option, decision.multipliers, decision.capacity) == \
         (True, "-run map_ram:", 8, 8)
@@ -81,7 +88,7 @@ def test_census_of_the_tiny_accelerator_gives_the_largest_eight_multipliers():
                                                               "hdl/loader.py:89"}
     assert {mul.source for mul in muls if mul.block} == {"hdl/pe.py:66"}
     assert all(mul.y_width == 8 for mul in muls if mul.block)
-    decision = dsp_decision(load_preset("tiny"), "icebreaker", muls)
+    decision = dsp_decision(_two_lane_tiny(), "icebreaker", muls)
     assert len(decision.mapped) == 8
     assert sum(not mul.block for mul in decision.mapped) == 2     # both 9x9 first
     assert sum(mul.block for mul in decision.mapped) == 6
@@ -182,7 +189,7 @@ def _synthesize_ice40(design, top: str, directory: Path, *, plain: bool = False)
     else:
         yosys(dsp.ice40_census_script(top))
         muls = dsp.parse_multipliers((directory / "dsp_census.txt").read_text())
-        decision = dsp_decision(load_preset("tiny"), "icebreaker", muls)
+        decision = dsp_decision(_two_lane_tiny(), "icebreaker", muls)
         synthesis = (dsp.ice40_dsp_script(top, decision.mapped)
                      + f"\nsynth_ice40 -run map_ram: -top {top}")
     yosys(f"{synthesis}\ntee -q -o stat.json stat -json\n"
@@ -213,11 +220,11 @@ def test_ice40_dsp_mapping_takes_the_largest_multipliers_up_to_eight(tmp_path):
 @pytest.mark.synth
 @pytest.mark.slow
 def test_tiny_accelerator_fills_the_eight_sb_mac16_with_fewer_luts(tmp_path):
-    """The tiny preset's LinkedAccelerator (a minute of Yosys, twice): the census's 8
+    """The two-lane tiny's LinkedAccelerator (a minute of Yosys, twice): the census's 8
     largest multipliers in the 8 SB_MAC16, and fewer LUTs than plain ``-dsp``."""
     from qforge.hdl.link import LinkedAccelerator
 
-    tiny = load_preset("tiny")
+    tiny = _two_lane_tiny()
 
     def core():
         return LinkedAccelerator(tiny, clock_frequency=24e6, baud_rate=115200)
