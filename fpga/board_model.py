@@ -163,7 +163,7 @@ def decode_command(config: Config, bits: int) -> Command:
     >>> decode_command(tiny, command_bits(tiny, 200, 1, 7, standard_modes(tiny)["exact"]))
     Traceback (most recent call last):
     ...
-    qforge.fpga.board_model.CommandError: m_tiles 100, n_tiles 1, depth 7: GEMM: A needs ceil(m / R) * ceil(k / P) = 100 * 4 = 400 buffer words; allowed at most buffer_depth = 256
+    qforge.fpga.board_model.CommandError: m_tiles 100, n_tiles 1, depth 7: GEMM: A needs ceil(m / R) * ceil(k / P) = 100 * 7 = 700 buffer words; allowed at most buffer_depth = 512
     """
     layout = command_layout(config)
     if isinstance(bits, bool) or not isinstance(bits, int) or not 0 <= bits < (1 << layout.size):

@@ -201,7 +201,7 @@ def mode_throughputs(config: Config) -> list[ModeThroughput]:
     >>> from qforge.sim.model.spec import load_preset
     >>> [(rate.mode, rate.bits, str(rate.macs_per_cycle))
     ...  for rate in mode_throughputs(load_preset("tiny"))][:3]
-    [('exact', '8x8', '1/2'), ('reduced', '4x4', '2'), ('mixed', '8x4', '1')]
+    [('exact', '8x8', '1/4'), ('reduced', '4x4', '1'), ('mixed', '8x4', '1/2')]
     """
     from qforge.sim.model.cycles import mode_tile_cycles
     from qforge.sim.model.numerics import OperandPrecision, Precision, standard_modes
@@ -332,9 +332,9 @@ def throughput_table(areas: list[PeArea], baseline: PeArea) -> list[dict]:
     >>> fxp8 = fake("fxp8", 1000, 1600)
     >>> rows = throughput_table([fake("tiny", 2000, 200)], fxp8)
     >>> [(row["mode"], str(row["macs_per_cycle"]), row["per_area"]) for row in rows][:2]
-    [('exact', '1/2', 0.25), ('reduced', '2', 1.0)]
+    [('exact', '1/4', 0.125), ('reduced', '1', 0.5)]
     >>> dsps = PeArea(load_preset("tiny"), 4, CmosEstimate({}, 0, 1), CmosEstimate({}, 0, 1),
-    ...               {"ecp5": {"dsp": 2}, "ice40": {"dsp": 0}}, {})
+    ...               {"ecp5": {"dsp": 1}, "ice40": {"dsp": 0}}, {})
     >>> [row["macs_per_dsp"] for row in throughput_table([dsps], fxp8)][:2]
     [{'ecp5': 0.25, 'ice40': None}, {'ecp5': 1.0, 'ice40': None}]
     """

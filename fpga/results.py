@@ -23,11 +23,11 @@ every block multiplier busy every cycle (no loading, draining or host-link stall
 the clock the build was made for and at the fmax nextpnr achieved:
 
     >>> from qforge.sim.model.spec import load_preset
-    >>> rates = mode_rates(load_preset("tiny"))     # 2x2 PEs, P = 2
+    >>> rates = mode_rates(load_preset("tiny"))     # 2x2 PEs, P = 1
     >>> [(rate.mode, rate.q, int(rate.macs_per_cycle)) for rate in rates][:3]
-    [('exact', 4, 2), ('reduced', 1, 8), ('mixed', 2, 4)]
-    >>> round(peak_gops(2, 24e6), 6)      # exact 8-bit MACs of the tiny 2x2 array at 24 MHz
-    0.096
+    [('exact', 4, 1), ('reduced', 1, 4), ('mixed', 2, 2)]
+    >>> round(peak_gops(1, 24e6), 6)      # exact 8-bit MACs of the tiny 2x2 array at 24 MHz
+    0.048
 
 Over 500 lines: one concept, RESULTS.md; most of it is the Markdown rendering of one
 report (its sections and tables), which reads best next to the throughput it prints.

@@ -361,7 +361,7 @@ def beat_bytes(config: Config, kind: int) -> int:
     >>> from qforge.sim.model.spec import load_preset
     >>> [beat_bytes(load_preset("tiny"), kind) for kind in (Kind.COMMAND, Kind.A_DATA,
     ...                                                    Kind.B_DATA, Kind.RESULT)]
-    [13, 4, 4, 7]
+    [13, 2, 2, 7]
     """
     return tiles(beat_width(config, kind), 8)
 

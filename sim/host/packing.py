@@ -225,7 +225,7 @@ def result_order(config: Config, padded: np.ndarray) -> np.ndarray:
     >>> y = np.arange(16).reshape(4, 4)
     >>> result_order(load_preset("tiny"), y)[:3].tolist()      # 2 x 2 tiles
     [[0, 1], [4, 5], [2, 3]]
-    >>> spec = load_preset("tiny").to_dict() | {"zero_skipping": {"pe_buffer_depth": 256}}
+    >>> spec = load_preset("tiny").to_dict() | {"zero_skipping": {"pe_buffer_depth": 512}}
     >>> from qforge.sim.model.spec import from_dict
     >>> result_order(from_dict(spec), y)[:3].tolist()
     [[0, 1], [2, 3], [4, 5]]

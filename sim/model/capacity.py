@@ -37,10 +37,10 @@ def gemm_capacity_error(config, m: int, n: int, k: int) -> str | None:
     words of ``pe_buffer_depth``.
 
     >>> from qforge.sim.model.spec import load_preset
-    >>> gemm_capacity_error(load_preset("tiny"), 600, 2, 8)
-    'GEMM.m = 600: allowed 1 .. 512 (256 tiles of 2 rows)'
-    >>> gemm_capacity_error(load_preset("tiny"), 300, 2, 8)
-    'GEMM: A needs ceil(m / R) * ceil(k / P) = 150 * 4 = 600 buffer words; allowed at most buffer_depth = 256'
+    >>> gemm_capacity_error(load_preset("tiny"), 1100, 2, 8)    # 512 tiles of R = 2 rows
+    'GEMM.m = 1100: allowed 1 .. 1024 (512 tiles of 2 rows)'
+    >>> gemm_capacity_error(load_preset("tiny"), 300, 2, 8)     # P = 1: k words per tile
+    'GEMM: A needs ceil(m / R) * ceil(k / P) = 150 * 8 = 1200 buffer words; allowed at most buffer_depth = 512'
     """
     limit = 1 << config.tiles_field_width
     for name, value, size, what in (("m", m, config.rows, "rows"),

@@ -165,6 +165,7 @@ def issued_block_products(config: Config, precision) -> int:
     4
     >>> spec = load_preset("tiny").to_dict()         # W = 8, K = 4: n = 2
     >>> spec["arithmetic"]["pe"] = "fused"
+    >>> spec["arithmetic"]["block_multipliers"] = 2       # lanes in pairs: P even
     >>> fused, modes = from_dict(spec), standard_modes(load_preset("tiny"))
     >>> [(modes[name].block_products, issued_block_products(fused, modes[name]))
     ...  for name in ("exact", "reduced", "approx_static", "approx_dynamic")]

@@ -312,7 +312,7 @@ class Config:
         with ``pe = "fused"`` (hdl/pe.py; what an FPGA puts in its DSP blocks).
 
         >>> load_preset("tiny").pe_multipliers, load_preset("fused").pe_multipliers
-        (2, 2)
+        (1, 2)
         """
         return self.block_multipliers // 2 if self.pe == "fused" else self.block_multipliers
 
@@ -430,7 +430,7 @@ class Config:
 
         >>> [load_preset(name).design_size for name in ("tiny", "default", "large",
         ...                                              "sparse")]
-        [244, 6592, 26624, 16480]
+        [168, 6592, 26624, 16480]
         """
         per_pe = self.block_multipliers * self.lane_sum_width + self.accumulator_width
         size = self.rows * self.cols * per_pe

@@ -159,12 +159,15 @@ def test_operands_are_checked_by_gemmjob_with_clear_errors():
         board.gemm([[1, 2]], [[1]], exact)
     with pytest.raises(HostError, match=r"output.shift = 99: allowed range is 0 \.\. "):
         board.gemm([[1]], [[1]], exact, output=OutputParameters(shift=99))
-    # Too large for a buffer half: refused before anything is sent, with the real sizes.
+    # Too large for a buffer half: refused before anything is sent, with the real sizes
+    # (tiny: R = 2, P = 1, buffer_depth 512: ceil(400 / 2) = 200 tiles of ceil(5 / 1) = 5
+    # words, 1000 > 512).
     with pytest.raises(HostError, match=r"GEMM: A needs ceil\(m / R\) \* ceil\(k / P\) = "
-                                        r"200 \* 3 = 600 buffer words"):
+                                        r"200 \* 5 = 1000 buffer words"):
         board.gemm(np.ones((400, 5), dtype=int), np.ones((5, 3), dtype=int), exact)
-    # Too many tiles for the command's field: refused, never wrapped.
-    with pytest.raises(HostError, match=r"m = 1026: allowed 1 \.\. 512"):
+    # Too many tiles for the command's field: refused, never wrapped (a 9-bit tiles field:
+    # 512 tiles of 2 rows, m <= 1024).
+    with pytest.raises(HostError, match=r"m = 1026: allowed 1 \.\. 1024"):
         board.gemm(np.ones((1026, 5), dtype=int), np.ones((5, 3), dtype=int), exact)
 
 
@@ -365,8 +368,9 @@ def test_nak_length_and_kind_raise():
     model._beat_bytes[Kind.A_DATA] = 3
     with pytest.raises(HostError, match=r"NAK LENGTH .*built for configuration 'tiny'"):
         board.send(Kind.A_DATA, bytes(8))
-    with pytest.raises(HostError, match="whole number of 4-byte beats"):
-        board.send(Kind.A_DATA, bytes(6))    # refused by the host itself
+    # tiny's A beat: R = 2 words of P = 1 8-bit operand, 2 bytes.
+    with pytest.raises(HostError, match="whole number of 2-byte beats"):
+        board.send(Kind.A_DATA, bytes(5))    # refused by the host itself
     with pytest.raises(HostError, match="allowed COMMAND, A_DATA, B_DATA"):
         board.send(Kind.STATUS, b"")
 
@@ -414,7 +418,7 @@ def test_every_nak_reason(tiny_model):
         (raw_frame(Kind.COMMAND, 0, command, crc=0x1234), Nak.CRC),
         (raw_frame(Kind.A_DATA, 0, bytes(MAX_PAYLOAD + 4), crc=0), Nak.LENGTH),  # > MAX
         (encode_frame(Kind.COMMAND, 0, command[:-1]), Nak.LENGTH),          # not whole beats
-        (encode_frame(Kind.A_DATA, 0, bytes(6)), Nak.LENGTH),
+        (encode_frame(Kind.A_DATA, 0, bytes(5)), Nak.LENGTH),              # 2-byte beats
         (encode_frame(Kind.STATUS, 0, b"x"), Nak.LENGTH),                  # STATUS + payload
         (encode_frame(0x7F, 0, command), Nak.KIND),
         (encode_frame(Kind.ACK, 0, bytes(5)), Nak.KIND),                   # a response kind
@@ -629,8 +633,10 @@ def test_invalid_command_sets_sticky_error_and_takes_no_operands(tiny_model):
     ("a.vrq", 1, r"a.vrq = True: this configuration has no \[vrq\] section"),
     ("output.vrq", 1, r"output.vrq_exponent: this configuration has no \[vrq\]"),
     ("depth_minus_one", 505, r"depth = 506: allowed range is 1 \.\. 500"),
-    ("n_tiles_minus_one", 200, r"B needs ceil\(n / C\) \* ceil\(k / P\) = 201 \* 3 = 603"),
-    ("m_tiles_minus_one", 100, r"A needs ceil\(m / R\) \* ceil\(k / P\) = 101 \* 3 = 303"),
+    # depth 5, P = 1: 5 words a tile, at most buffers.depth = 512 words: 102 tiles fit.
+    ("n_tiles_minus_one", 200, r"B needs ceil\(n / C\) \* ceil\(k / P\) = 201 \* 5 = 1005"),
+    ("m_tiles_minus_one", 102, r"A needs ceil\(m / R\) \* ceil\(k / P\) = 103 \* 5 = 515"),
+    ("m_tiles_minus_one", 101, None),                 # 102 * 5 = 510 words: fits
     ("a.blocks_minus_one", 1, None),                  # 2 blocks: valid
 ])
 def test_decode_command_rejects_what_the_loader_rejects(field, value, message):
@@ -825,14 +831,16 @@ def test_cli_errors_are_one_line(capsys, monkeypatch):
     code, _, err = cli(["host", "gemm", "--port", "loopback", "--preset", "tiny", "--m",
                         "100000", "--n", "2", "--depth", "3", "--mode", "exact"], capsys)
     assert code == 2 and err == ("qforge: error: --m 100000 --n 2 --depth 3: GEMM.m = 100000:"
-                                 " allowed 1 .. 512 (256 tiles of 2 rows)\n")
+                                 " allowed 1 .. 1024 (512 tiles of 2 rows)\n")
     code, _, err = cli(["host", "gemm", "--port", "loopback", "--preset", "tiny", "--m", "2",
                         "--n", "2", "--depth", "3", "--mode", "exact", "--seed", "-1"], capsys)
     assert code == 2 and err.strip().endswith("argument --seed: -1: allowed range is 0 .. "
                                               "4294967295")
     code, _, err = cli(["host", "gemm", "--port", "loopback", "--preset", "tiny", "--m",
                         "400", "--n", "2", "--depth", "5", "--mode", "exact"], capsys)
-    assert code == 2 and "buffer_depth = 256" in err and len(err.strip().splitlines()) == 1
+    # 200 tiles of ceil(5 / P) = 5 words (P = 1): 1000 > buffers.depth = 512
+    assert code == 2 and "= 200 * 5 = 1000 buffer words; allowed at most buffer_depth = 512" \
+        in err and len(err.strip().splitlines()) == 1
     code, _, err = cli(["host", "gemm", "--port", "loopback", "--preset", "tiny", "--m", "1",
                         "--n", "1", "--depth", "1", "--mode", "fastest"], capsys)
     assert code == 2 and "invalid choice: 'fastest'" in err           # argparse's usage error

@@ -86,13 +86,13 @@ def _rates(config):
 
 
 def test_mode_throughputs_tiny_by_hand():
-    # tiny: W = 8, K = 4 (B = 2 blocks), P = 2 lanes. exact q = 2 x 2 = 4: 2/4 MAC per
-    # cycle; reduced (one block each, q = 1): 2; mixed (2 x 1): 1; the approximate modes
-    # keep one of the two blocks (q = 1): 2.
+    # tiny: W = 8, K = 4 (B = 2 blocks), P = 1 lane. exact q = 2 x 2 = 4: 1/4 MAC per
+    # cycle; reduced (one block each, q = 1): 1; mixed (2 x 1): 1/2; the approximate modes
+    # keep one of the two blocks (q = 1): 1.
     assert _rates(load_preset("tiny")) == {
-        "exact": ("8x8", 4, Fraction(1, 2)), "reduced": ("4x4", 1, 2),
-        "mixed": ("8x4", 2, 1), "approx_static": ("4x4", 1, 2),
-        "approx_dynamic": ("4x4", 1, 2), "approx_dynamic_1": ("4x4", 1, 2)}
+        "exact": ("8x8", 4, Fraction(1, 4)), "reduced": ("4x4", 1, 1),
+        "mixed": ("8x4", 2, Fraction(1, 2)), "approx_static": ("4x4", 1, 1),
+        "approx_dynamic": ("4x4", 1, 1), "approx_dynamic_1": ("4x4", 1, 1)}
 
 
 def test_mode_throughputs_fxp8_is_one_exact_mac_in_every_mode():
@@ -125,9 +125,10 @@ def test_throughput_table_by_hand():
     rows = {(row["config"], row["mode"]): row for row in throughput_table([fxp8, tiny], fxp8)}
     assert rows["fxp8", "exact"]["per_area"] == 1.0
     exact, reduced = rows["tiny", "exact"], rows["tiny", "reduced"]
-    assert exact["per_area"] == pytest.approx(0.5 / 2000 * 1000)            # 0.25
-    assert exact["per_area_with_selectors"] == pytest.approx(0.5 / 2250 * 1080)
-    assert reduced["per_area"] == pytest.approx(2 / 2000 * 1000)            # 1.0
+    # tiny (P = 1): exact 1/4 MAC per cycle, reduced 1; fxp8's exact 1 per 1000 (1080).
+    assert exact["per_area"] == pytest.approx(0.25 / 2000 * 1000)           # 0.125
+    assert exact["per_area_with_selectors"] == pytest.approx(0.25 / 2250 * 1080)
+    assert reduced["per_area"] == pytest.approx(1 / 2000 * 1000)            # 0.5
     assert tiny.array(2000, 250) == 4 * 2000 + 4 * 250
 
 
@@ -153,7 +154,8 @@ def test_area_pe_command_json_shape(capsys, monkeypatch):
     assert tiny["families"]["ecp5"]["array"]["dsp"] == 4
     row = next(row for row in result["throughput"]
                if (row["config"], row["mode"]) == ("tiny", "exact"))
-    assert row["macs_per_cycle"] == "1/2" and row["per_area"] == pytest.approx(0.25)
+    # P = 1, q = 4: 1/4 MAC per cycle on 2000 transistors, fxp8 1 on 1000: 0.125
+    assert row["macs_per_cycle"] == "1/4" and row["per_area"] == pytest.approx(0.125)
 
 
 def test_area_pe_command_table(capsys, monkeypatch):
@@ -266,13 +268,14 @@ def test_plain_mac_fixtures_multiply_accumulate(make):
 def test_pe_area_of_tiny_in_every_measure(tmp_path):
     # About 25 s of Yosys: the PE and a selector, CMOS, ECP5 and iCE40.
     area = pe_area_module.pe_area(load_preset("tiny"), root=tmp_path)
-    # Lanes of sign + 4-bit block + 1-bit position, P = 2, both ways; 3 flags; the
-    # 18-bit lane sum; first and last; the 25-bit accumulator and result.
-    assert area.pe_cmos.flip_flops == 2 * 2 * (1 + 4 + 1) + 3 + 18 + 2 + 25 + 25
-    assert area.pe_cells["ecp5"]["ff"] == area.pe_cells["ice40"]["ff"] == 97
-    # synth_ecp5 puts every multiplier in a MULT18X18D; synth_ice40 -dsp only products
-    # of at least 11 bits (a 4x4 one is 8).
-    assert area.pe_cells["ecp5"]["dsp"] == 2 and area.pe_cells["ice40"]["dsp"] == 0
+    # Lanes of sign + 4-bit block + 1-bit position, P = 1, both ways; 3 flags; the
+    # 17-bit lane sum (2 x 8 + ceil(log2 1) + 1); first and last; the 25-bit accumulator
+    # (512 x 2**14 = 2**23: 24 bits + sign) and result.
+    assert area.pe_cmos.flip_flops == 2 * 1 * (1 + 4 + 1) + 3 + 17 + 2 + 25 + 25
+    assert area.pe_cells["ecp5"]["ff"] == area.pe_cells["ice40"]["ff"] == 84
+    # synth_ecp5 puts every multiplier (P = 1 per PE) in a MULT18X18D; synth_ice40 -dsp
+    # only products of at least 11 bits (a 4x4 one is 8).
+    assert area.pe_cells["ecp5"]["dsp"] == 1 and area.pe_cells["ice40"]["dsp"] == 0
     assert area.selectors == 4 and area.pes == 4
     assert area.to_dict()["cmos"]["array"] == 4 * area.pe_cmos.transistors \
         + 4 * area.selector_cmos.transistors

@@ -24,10 +24,20 @@ from qforge.fpga.results import (DEFAULT_PAIRS, BuildEntry, collect, macs_per_cy
                                  mode_rates, peak_gops, render_results, select_pairs,
                                  sync_clock)
 from qforge.gen.cli import main as cli_main
-from qforge.sim.model.spec import load_preset
+from qforge.sim.model.spec import from_dict, load_preset
 from tests.cli import run_qforge
 
 DATA = Path(__file__).parent / "data"
+
+
+def _two_lane_tiny():
+    """The ``tiny`` preset as it was when the reports here were made: two block
+    multipliers per PE (P = 2) and buffers of 256 words (report-icebreaker-tiny.json's
+    ``spec``)."""
+    spec = load_preset("tiny").to_dict()
+    spec["arithmetic"]["block_multipliers"] = 2
+    spec["buffers"]["depth"] = 256
+    return from_dict(spec, source="tests")
 
 
 def test_docstring_examples():
@@ -39,7 +49,7 @@ def test_docstring_examples():
 # -- throughput ----------------------------------------------------------------------
 
 def test_peak_gops_by_hand():
-    # tiny: 2x2 PEs, P = 2, exact 8-bit MAC = 2x2 blocks = 4 block products.
+    # The two-lane tiny: 2x2 PEs, P = 2, exact 8-bit MAC = 2x2 blocks = 4 block products.
     assert macs_per_cycle(2, 2, 2, 4) == 2                       # 8 / 4
     assert peak_gops(2, 24e6) == pytest.approx(0.096)           # 2 * 2 * 24e6 / 1e9
     # default: 8x8 PEs, P = 4, exact = 16 block products: 256 / 16 = 16 MACs per cycle.
@@ -107,11 +117,12 @@ def _real_tiny_report() -> dict:
 def _loopback_report(tmp_path, *, failed: bool = False) -> dict:
     """A report from the saved real nextpnr report and Yosys stat of the stand-in core on
     the iCEBreaker (or, ``failed``, the packing counts of the real log of a design too big
-    for it)."""
+    for it), labelled as a build of the two-lane tiny (:func:`_two_lane_tiny`, P = 2), as
+    the reports of that time were."""
     utilization, fmax = parse_nextpnr_report(
         (DATA / "nextpnr-report-icebreaker.json").read_text())
     cells, _ = parse_stat((DATA / "stat-icebreaker.json").read_text())
-    tiny = load_preset("tiny")
+    tiny = _two_lane_tiny()
     report = BuildReport(
         board="icebreaker", device="iCE40UP5K", family="ice40", config="tiny", rows=2,
         cols=2, block_multipliers=2, requested_clock_hz=24e6, clock_hz=24e6,
@@ -262,14 +273,23 @@ def test_report_of_an_older_build_is_read_from_its_preset(tmp_path):
     report = _loopback_report(tmp_path)
     for key in ("spec", "rows", "cols", "status", "date", "git"):
         del report[key]
+    # Of the two-lane tiny (P = 2): the preset 'tiny' is now P = 1, so it is refused.
+    with pytest.raises(ValueError, match=r"\(2x2, P = 2\) does not match the preset 'tiny' "
+                                         r"now \(2x2, P = 1\): build it again"):
+        results_module._config_of(report)
+    # The same report of a build of today's tiny (P = 1) is read from the preset.
+    report["block_multipliers"] = 1
     assert results_module._config_of(report).name == "tiny"
     markdown = render_results([_entry(report)], generated="today", commit="x")
-    assert "| icebreaker | iCE40UP5K | tiny | 2x2 | 2 | 4 |" in markdown
+    assert "| icebreaker | iCE40UP5K | tiny | 2x2 | 1 | 4 |" in markdown
     report["array"] = "3x3"
     with pytest.raises(ValueError, match="does not match the preset 'tiny' now"):
         results_module._config_of(report)
-    # A spec this version cannot read falls back to the preset too.
+    # A spec this version cannot read falls back to the preset too (a build of today's
+    # tiny: P = 1, buffers of 512 words).
     report = _loopback_report(tmp_path)
+    report["block_multipliers"] = report["spec"]["arithmetic"]["block_multipliers"] = 1
+    report["spec"]["buffers"]["depth"] = 512
     report["spec"]["arithmetic"]["no_such_key"] = 1
     assert results_module._config_of(report).name == "tiny"
 

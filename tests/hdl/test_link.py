@@ -389,8 +389,11 @@ def test_every_nak_reason_and_nothing_executed():
     bench = LinkBench(seed=4)
     config = bench.config
     rng = random.Random(4)
+    # 8 bytes: 4 A beats of 2 bytes (R = 2 words of P = 1 8-bit operand), so that 5 and 3
+    # bytes are partial beats.
+    assert beat_bytes(config, Kind.A_DATA) == 2
     a_payload = beats_to_bytes(config, Kind.A_DATA, _random_beats(rng, config,
-                                                                   Kind.A_DATA, 2))
+                                                                   Kind.A_DATA, 4))
     command_bytes = beat_bytes(config, Kind.COMMAND)
     good = encode_frame(Kind.A_DATA, 0, a_payload)
     corrupted = bytearray(good)
@@ -614,7 +617,10 @@ def test_short_buffer_rejects_longer_frames():
     """``max_payload`` smaller than the protocol's: LENGTH beyond it is NAK LENGTH."""
     bench = LinkBench(max_payload=16)
     config = bench.config
-    beats = _random_beats(random.Random(10), config, Kind.A_DATA, 5)
+    # A beats of 2 bytes (R = 2 words of P = 1 8-bit operand): 9 beats are 18 bytes, one
+    # beat beyond the 16; 8 beats fill them.
+    assert beat_bytes(config, Kind.A_DATA) == 2
+    beats = _random_beats(random.Random(10), config, Kind.A_DATA, 9)
 
     async def script(ctx, bench):
         reply = await bench.request(ctx, encode_frame(
@@ -622,11 +628,11 @@ def test_short_buffer_rejects_longer_frames():
         _check_nak(reply, Nak.LENGTH, 0)
         await bench.quiet(ctx, 20 * 10 * DIVISOR)
         reply = await bench.request(ctx, encode_frame(
-            Kind.A_DATA, 0, beats_to_bytes(config, Kind.A_DATA, beats[:4])))
+            Kind.A_DATA, 0, beats_to_bytes(config, Kind.A_DATA, beats[:8])))
         assert reply.kind_name == "ACK"
 
     bench.run(script)
-    assert bench.beats["a_in"] == beats[:4]
+    assert bench.beats["a_in"] == beats[:8]
 
 
 @pytest.mark.verilog

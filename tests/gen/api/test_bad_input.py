@@ -127,7 +127,7 @@ def test_a_program_assembled_for_another_configuration_is_refused():
                                 "'tiny', the runtime runs 'default'; they differ in "
                                 "array.rows, array.cols, arithmetic.block_width, "
                                 "arithmetic.block_multipliers, "
-                                "arithmetic.max_reduction_depth, buffers.depth, "
+                                "arithmetic.max_reduction_depth, "
                                 "output_stage.lanes_per_cycle: assemble it for 'default'"):
             runtime.run(program)
         assert runtime.runs == 0

@@ -61,7 +61,7 @@ def test_error_line_column_and_message(source, line, column, fragment):
 
 
 CONFIG_ERRORS = [
-    # on TINY: R = C = P = 2, buffer_depth 256, max_reduction_depth 512
+    # on TINY: R = C = 2, P = 1, buffer_depth 512, max_reduction_depth 512
     ("matmul a=0, b=0, c=0, m=0, n=1, k=1", 1, 25, "matmul: m = 0: must be an integer of "
      "at least 1"),
     ("matmul a=0, b=-1, c=0, m=1, n=1, k=1", 1, 15, "matmul: b = -1"),
@@ -70,8 +70,10 @@ CONFIG_ERRORS = [
     ("matmul a=0, b=0, m=1, n=1, k=1", 1, 1, "matmul: missing operand c"),
     ("matmul a=0, b=0, c=0, m=1, n=1, k=1, skip_zeros", 1, 38,
      "skip_zeros needs a zero-skipping configuration"),
-    ("matmul a=0, b=0, c=(1 << 24) - 100, m=600, n=1, k=1", 1, 20, "c: the sub-matrix at "
-     "(512, 0) starts at element address 16777628, beyond the 24-bit address field"),
+    # k = 1: one word a tile, so m chunks of 2 x 512 tiles = 1024 rows; the second
+    # starts at 2**24 - 100 + 1024 = 16778140
+    ("matmul a=0, b=0, c=(1 << 24) - 100, m=1100, n=1, k=1", 1, 20, "c: the sub-matrix at "
+     "(1024, 0) starts at element address 16778140, beyond the 24-bit address field"),
     ("linear_forward x=0, w=0, y=0, batch=2, inputs=0, outputs=2", 1, 47,
      "linear_forward: inputs = 0"),
     ("sgd_update w=0, x=0, dy=0, batch=600, inputs=4, outputs=4, shift=2, weight_bits=10, "
@@ -94,7 +96,7 @@ def test_block_errors(source, line, column, fragment):
 
 @pytest.mark.parametrize("source, column, fragment", [
     ("gemm 1, 1, 600", 12, "GEMM.k = 600"),
-    ("gemm 1, 600, 1", 9, "GEMM.n = 600"),
+    ("gemm 1, 1100, 1", 9, "GEMM.n = 1100: allowed 1 .. 1024 (512 tiles of 2 columns)"),
     ("precision a, blocks=3, kept=1", 21, "PRECISION.blocks = 3"),
     ("output quantize, shift=30", 24, "OUTPUT.shift = 30"),
     ("gemm 2, 2, 2, add, saturate_bits=40", 34, "GEMM.saturate_bits = 40"),

@@ -131,9 +131,12 @@ def test_the_python_blocks_check_addresses_before_expanding():
                        r"element address \d+, beyond the 24-bit address field") as info:
         matmul_words(TINY, a=0, b=0, c=0, m=2**21, n=16, k=1, a_stride=0, b_stride=0)
     assert info.value.operand == "c" and time.perf_counter() - start < 1
-    with pytest.raises(BlockError, match="needs 4 GEMMs .* more than the 3 one block may expand to"):
-        matmul_words(TINY, a=0, b=0, c=0, m=2048, n=16, k=1, max_gemms=3)
-    words = matmul_words(TINY, a=0, b=0, c=0, m=1536, n=16, k=1, max_gemms=3)
+    # tiny, k = 1: words of P = 1, so m chunks of R x min(buffers.depth / 1, 512 tiles)
+    # = 2 x 512 = 1024 rows: m = 4096 is 4 GEMMs, m = 3072 is 3.
+    with pytest.raises(BlockError, match=r"needs 4 GEMMs \(chunks of 1024 x 16 x 1 on 'tiny'\)"
+                                         r", more than the 3 one block may expand to"):
+        matmul_words(TINY, a=0, b=0, c=0, m=4096, n=16, k=1, max_gemms=3)
+    words = matmul_words(TINY, a=0, b=0, c=0, m=3072, n=16, k=1, max_gemms=3)
     assert [word & 0xFF for word in words].count(Opcode.GEMM) == 3
     assert MAX_BLOCK_GEMMS == 2**14
 

@@ -102,9 +102,11 @@ def test_a_long_generation_is_announced_with_its_estimate(capsys, tmp_path, monk
         "stopped before the minutes of elaboration"))
     with pytest.raises(pytest.fail.Exception):
         run_qforge(capsys, "generate", "--spec", tmp_path / "wide.toml", "-o", tmp_path / "v")
+    # design size 64 x 64 PEs x (P = 1 lane of 17 bits (2 x 8 + 0 + 1) + a 25-bit
+    # accumulator) = 4096 x 42 = 172,032; 1.5 s + 1.2 ms x 172,032 = 207.9 s, 3.47 minutes.
     assert capsys.readouterr().err == (
-        "qforge: generating 'wide' (64x64 array, design size 249,856): about 5 minute(s) "
-        "of CPU (301 s), nothing is printed meanwhile\n")
+        "qforge: generating 'wide' (64x64 array, design size 172,032): about 3 minute(s) "
+        "of CPU (208 s), nothing is printed meanwhile\n")
     monkeypatch.setattr(generate_module, "generate", lambda *args, **kwargs: pytest.fail(
         "stopped"))
     with pytest.raises(pytest.fail.Exception):

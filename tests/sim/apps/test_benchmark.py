@@ -130,11 +130,14 @@ def _independent_row_cycles(a, q, lanes):
 
 
 def test_sparse_cycles_equal_an_independent_count():
-    # tiny built as the zero-skipping array with a full-rate output stage (one drained
-    # row per cycle): R = C = 2, P = 2, exact q = 4: one non-zero operand costs 2
-    # cycles, a pair 4. A is 4 x 16 (two row tiles, 8 words per row), n = 4 (two column
-    # tiles, one group of R = 2, drained in 2 rows).
+    # tiny with two lanes per PE (P = 2, buffers of 256 words: words of two operands, of
+    # which one or both may be zero; the preset is P = 1) built as the zero-skipping
+    # array with a full-rate output stage (one drained row per cycle): R = C = 2, P = 2,
+    # exact q = 4: one non-zero operand costs 2 cycles, a pair 4. A is 4 x 16 (two row
+    # tiles, 8 words per row), n = 4 (two column tiles, one group of R = 2, drained in 2
+    # rows).
     spec = load_preset("tiny").to_dict()
+    spec["arithmetic"]["block_multipliers"], spec["buffers"]["depth"] = 2, 256
     del spec["output_stage"]
     config = from_dict(spec).with_zero_skipping()
     precision = standard_modes(config)["exact"]
@@ -240,8 +243,8 @@ def test_bench_prints_the_area_efficiency(capsys, monkeypatch):
 
 @pytest.mark.synth
 def test_area_efficiency_is_macs_per_transistor_against_fxp8():
-    """tiny's exact mode is 1/2 MAC per cycle per PE (4 block products on 2 lanes), its
-    4x4 mode 2; fxp8's exact 1. The ratios are those rates over each PE's transistors
+    """tiny's exact mode is 1/4 MAC per cycle per PE (4 block products on 1 lane), its
+    4x4 mode 1; fxp8's exact 1. The ratios are those rates over each PE's transistors
     (the CMOS estimate, as ``qforge area --pe`` measures it)."""
     from qforge.fpga.pe_area import pe_area
     tiny, fxp8 = load_preset("tiny"), load_preset("fxp8")
@@ -249,8 +252,8 @@ def test_area_efficiency_is_macs_per_transistor_against_fxp8():
     tiny_pe = pe_area(tiny, families=()).pe_cmos.transistors
     fxp8_pe = pe_area(fxp8, families=()).pe_cmos.transistors
     assert result["pe_transistors"] == tiny_pe and result["baseline_pe_transistors"] == fxp8_pe
-    assert math.isclose(result["exact"], 0.5 / tiny_pe * fxp8_pe)
-    assert math.isclose(result["four_bit"], 2 / tiny_pe * fxp8_pe)
+    assert math.isclose(result["exact"], 0.25 / tiny_pe * fxp8_pe)
+    assert math.isclose(result["four_bit"], 1 / tiny_pe * fxp8_pe)
     assert result["four_bit_block_products"] == 1
     assert benchmark.area_efficiency(fxp8)["four_bit"] is None
 

@@ -152,15 +152,17 @@ def _chain(config):
 
 
 def test_a_gemm_that_reads_a_result_waits_for_it():
-    config = tiny()                      # 2 x 2 tiles, P = 2: one A and one B beat each
+    # One 2 x 2 tile each, P = 1: k = 2 is ceil(2 / 1) = 2 words, two A and two B beats
+    # per GEMM.
+    config = tiny()
     words, memory, (a, b, b2, a3) = _chain(config)
     mover = DataMover(config, memory)
     mover.submit(words)
     # Only GEMM 0 is staged: GEMM 1 reads its result, GEMM 2 waits behind GEMM 1.
-    assert (len(mover.a_beats), len(mover.b_beats)) == (1, 1)
+    assert (len(mover.a_beats), len(mover.b_beats)) == (2, 2)
     assert [o.plan.index for o in mover.outstanding] == [0]
     assert [plan.index for plan in mover.waiting] == [1, 2]
-    assert mover.pending() == {"instructions": len(words), "a_in": 1, "b_in": 1,
+    assert mover.pending() == {"instructions": len(words), "a_in": 2, "b_in": 2,
                                "addend": 0, "waiting_gemms": 2, "result_beats": 2}
     hardware = FakeAccelerator(config, mover)
     assert hardware.step()               # GEMM 0 runs; its results stage GEMMs 1 and 2
@@ -180,7 +182,7 @@ def test_independent_gemms_are_staged_at_once():
     mover = DataMover(config, memory)
     mover.submit(independent)
     assert [o.plan.index for o in mover.outstanding] == [0, 1]
-    assert (len(mover.a_beats), len(mover.b_beats)) == (2, 2)
+    assert (len(mover.a_beats), len(mover.b_beats)) == (4, 4)     # 2 GEMMs x 2 words
 
 
 def test_addend_beats_follow_the_result_order():

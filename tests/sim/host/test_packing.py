@@ -84,11 +84,13 @@ def test_result_assembler_inverts_expected_beats(config):
     assert assembler.last_flags == [0] * (len(beats) - 1) + [1]
 
 
-@pytest.mark.parametrize("m, n, depth, field", [(513, 2, 4, "m = 513"), (2, 513, 4, "n = 513"),
+@pytest.mark.parametrize("m, n, depth, field", [(1025, 2, 4, "m = 1025"),
+                                                (2, 1025, 4, "n = 1025"),
                                                 (0, 2, 4, "m = 0"), (2, 2, 513, "depth = 513")])
 def test_command_counts_out_of_range_are_refused(m, n, depth, field):
-    """A tile count that does not fit the command field (tiny: 256 tiles of 2) or a depth
-    above max_reduction_depth is an error naming the count, never a wrapped command."""
+    """A tile count that does not fit the command field (tiny: 9 bits, 512 tiles of 2, so
+    1025 is one tile too many) or a depth above max_reduction_depth is an error naming the
+    count, never a wrapped command."""
     config = load_preset("tiny")
     with pytest.raises(ValueError, match=field):
         command_bits(config, m, n, depth, standard_modes(config)["exact"])

@@ -91,7 +91,7 @@ def test_differences_name_every_differing_key():
     vrq = dataclasses.replace(tiny, vrq_code_width=4, vrq_range_stride=4, vrq_ranges=2)
     assert tiny.differences(vrq) == ["vrq.code_width", "vrq.range_stride", "vrq.ranges"]
     assert vrq.differences(tiny) == ["vrq.code_width", "vrq.range_stride", "vrq.ranges"]
-    assert tiny.differences(dataclasses.replace(tiny, buffer_depth=512)) == ["buffers.depth"]
+    assert tiny.differences(dataclasses.replace(tiny, buffer_depth=1024)) == ["buffers.depth"]
 
 
 @pytest.mark.parametrize("text, message", [
