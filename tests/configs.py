@@ -39,7 +39,7 @@ def default() -> Config:
 
 
 def tiny() -> Config:
-    return load_preset("tiny")         # K=4, B=2, P=2
+    return load_preset("tiny")         # K=4, B=2, P=1
 
 
 def fxp8() -> Config:
