@@ -178,8 +178,8 @@ MAX_ACCUMULATOR_WIDTH = 64
 
 #: The largest :attr:`Config.design_size`: about 5 minutes of CPU and 3 GB of memory to
 #: generate. Measured (CPU seconds of ``qforge generate``): the two-lane ``tiny`` of
-#: stop 22 (244) 1.9, ``default`` (6,592) 9.1, ``sparse`` (16,480) 20.4, ``large`` (26,624) 32.4, 8x8 with
-#: P = 16, K = 1, W = 16 (40,576) 58.8, 32x32 with P = 4, K = 4 (106,496) 100. A 64x64
+#: stop 22 (244) 1.9, ``default`` (6,592) 9.1, ``sparse`` (16,480) 20.4, ``large``
+#: (26,624) 32.4, 8x8 with P = 16, K = 1, W = 16 (40,576) 58.8, 32x32 with P = 4, K = 4 (106,496) 100. A 64x64
 #: array with P = 64, K = 1, W = 16 (10,395,648) would take hours.
 MAX_DESIGN_SIZE = 1 << 18
 
