@@ -16,7 +16,7 @@ from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import (lane_select_layout, lanes_layout,
                                 operand_precision_layout, operand_word_layout)
 
-__all__ = ["BlockSelector", "lookup"]
+__all__ = ["BlockSelector", "lookup", "twos_complement_magnitude"]
 
 
 def lookup(m: Module, name: str, width: int, inputs, function) -> Signal:
@@ -37,6 +37,20 @@ def lookup(m: Module, name: str, width: int, inputs, function) -> Signal:
             with m.Case(key):
                 m.d.comb += out.eq(function(*combination))
     return out
+
+
+def twos_complement_magnitude(bits: Value) -> Value:
+    """``|x|`` of the ``W``-bit two's-complement value ``bits``, as ``W`` unsigned bits
+    (``2**(W-1)`` for the most negative value), without an adder: negating flips every
+    bit above the lowest set one, so bit ``i`` of ``|x|`` is ``x[i] ^ (sign & (x[0] | ..
+    | x[i-1]))``. An OR prefix and an XOR per bit (a few LUT levels) instead of the
+    carry chain of ``-x``, which after the buffer's block RAM was the default preset's
+    critical path on the ULX3S (docs/ARCHITECTURE.md, "Timing")."""
+    sign, below, out = bits[-1], Value.cast(0), []
+    for bit in bits:
+        out.append(bit ^ (sign & below))
+        below = below | bit
+    return Cat(*out)
 
 
 class BlockSelector(wiring.Component):
@@ -111,7 +125,7 @@ class BlockSelector(wiring.Component):
             # Block offset of a VRQ operand's range (0 for integer operands).
             range_offset = Signal(unsigned(config.position_width), name=f"range_{lane}")
             # |x| of the most negative value, 2**(W-1), still fits in W unsigned bits.
-            m.d.comb += [negative.eq(bits[-1]), magnitude.eq(Mux(negative, -operand, operand))]
+            m.d.comb += [negative.eq(bits[-1]), magnitude.eq(twos_complement_magnitude(bits))]
             if vrq is not None:
                 # VRQ carrier word (qforge.sim.model.numerics.vrq_pack): N code bits, the range
                 # index g, the sign. The code is the magnitude; range g sits

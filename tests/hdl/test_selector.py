@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from qforge.hdl.selector import BlockSelector
+from qforge.hdl.selector import BlockSelector, twos_complement_magnitude
 from qforge.sim.model.numerics import (OperandPrecision, Selection, operand_value,
                                        select_blocks)
 from tests.configs import COMPONENT_CONFIGS
@@ -201,3 +201,26 @@ def test_selector_every_mode_exhaustive_blocks(name):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+@pytest.mark.parametrize("width", [2, 4, 8, 9])
+def test_twos_complement_magnitude_is_abs_for_every_value(width):
+    """Every W-bit two's-complement value, including the most negative (2**(W-1))."""
+    from amaranth.hdl import Module, Signal
+
+    value, magnitude = Signal(width), Signal(width)
+    m = Module()
+    m.d.comb += magnitude.eq(twos_complement_magnitude(value))
+    wrong = []
+
+    async def bench(ctx):
+        for pattern in range(1 << width):
+            ctx.set(value, pattern)
+            signed = pattern - (1 << width) if pattern >> (width - 1) else pattern
+            if ctx.get(magnitude) != abs(signed):
+                wrong.append(pattern)
+
+    simulator = Simulator(m)
+    simulator.add_testbench(bench)
+    simulator.run()
+    assert wrong == []
