@@ -192,6 +192,9 @@ class _Build:
                          if tool != board.programmer}
         self.decision = dsp_decision(config, board)
         self.workaround = None
+        # The commit the design is built from, read before elaborating (not when the
+        # report is written: the tree may move on during a long place and route).
+        self.git = git_version()
 
     def elaborate(self, *, clock_mhz, build_dir, core, seed: int) -> None:
         """Elaborate the board top, write the build plan into the build folder (stale
@@ -275,7 +278,7 @@ class _Build:
                                      if failed_step in ("synthesis", "DSP census")
                                      else [self.tim]) if failed_step else [],
             date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            git=git_version())
+            git=self.git)
 
     def synthesize_and_place(self, seed: int) -> BuildReport:
         """Run the plan's steps (the iCE40's DSP census first; no packing when report
