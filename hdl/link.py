@@ -9,7 +9,7 @@ design (accelerator + link) that the FPGA tops instantiate.
 The UART bit timing (:func:`~qforge.hdl.uart.uart_divisor`) is in :mod:`qforge.hdl.uart`,
 the CRC in hardware (:func:`~qforge.hdl.crc.crc16_step`) in :mod:`qforge.hdl.crc`.
 
-Why the file is long (about 500 lines): :class:`HostLink` is one frame engine whose
+Why the file is long (about 600 lines): :class:`HostLink` is one frame engine whose
 receive and transmit state machines share registers (:class:`_SharedState`); each is a
 method, kept whole so that its states read in frame order. The recovery from a dead host
 (ABORT, the stall timeout) adds about 60 lines to them; it belongs to the same states.
