@@ -42,6 +42,17 @@ def tiny() -> Config:
     return load_preset("tiny")         # K=4, B=2, P=1
 
 
+def two_lane_tiny() -> Config:
+    """``tiny`` as it was until stop 23, with two block multipliers per PE (P = 2) and
+    buffers of 256 words: the designs that pair lanes (``arithmetic.pe = "fused"``) need
+    an even P, the DSP allocation tests need more multipliers than the UP5K's 8 SB_MAC16,
+    and the saved board reports in tests/fpga/data were made from it. Named ``tiny``, as
+    those reports' specs are."""
+    spec = load_preset("tiny").to_dict()
+    spec["arithmetic"]["block_multipliers"], spec["buffers"]["depth"] = 2, 256
+    return from_dict(spec, source="tests")
+
+
 def fxp8() -> Config:
     return load_preset("fxp8")         # K=W=8, B=1, P=1: the 8-bit fixed-point baseline
 
@@ -208,4 +219,6 @@ def design_config(name: str) -> Config:
     key of :data:`SKIPPING_DESIGNS`."""
     if name in SKIPPING_DESIGNS:
         return SKIPPING_DESIGNS[name]()
+    if name == "two_lane_tiny":
+        return two_lane_tiny()
     return from_dict(RECT, source="tests") if name == "rect" else load_preset(name)

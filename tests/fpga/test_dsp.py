@@ -17,6 +17,7 @@ from qforge.fpga import dsp
 from qforge.fpga.area import parse_stat
 from qforge.fpga.dsp import dsp_decision
 from qforge.sim.model.spec import from_dict, load_preset
+from tests.configs import two_lane_tiny
 from tests.fpga.stand_in import tool_path
 
 DATA = Path(__file__).parent / "data"
@@ -32,15 +33,8 @@ def _config(**changes):
     return from_dict(spec)
 
 
-def _two_lane_tiny():
-    """The ``tiny`` preset as it was until stop 23, with two block multipliers per PE: 8
-    block multipliers and the control's three for the UP5K's 8 SB_MAC16, the case where
-    the allocation has to choose (the saved census files are of its build)."""
-    return _config(arithmetic__block_multipliers=2, buffers__depth=256)
-
-
 def test_dsp_decision():
-    tiny = _two_lane_tiny()
+    tiny = two_lane_tiny()
     decision = dsp_decision(tiny, "icebreaker")       # the block multipliers alone
     assert (decision.use_dsp, decision.option, decision.multipliers, decision.capacity) == \
         (True, "-run map_ram:", 8, 8)
@@ -88,7 +82,7 @@ def test_census_of_the_tiny_accelerator_gives_the_largest_eight_multipliers():
                                                               "hdl/loader.py:89"}
     assert {mul.source for mul in muls if mul.block} == {"hdl/pe.py:66"}
     assert all(mul.y_width == 8 for mul in muls if mul.block)
-    decision = dsp_decision(_two_lane_tiny(), "icebreaker", muls)
+    decision = dsp_decision(two_lane_tiny(), "icebreaker", muls)
     assert len(decision.mapped) == 8
     assert sum(not mul.block for mul in decision.mapped) == 2     # both 9x9 first
     assert sum(mul.block for mul in decision.mapped) == 6
@@ -189,7 +183,7 @@ def _synthesize_ice40(design, top: str, directory: Path, *, plain: bool = False)
     else:
         yosys(dsp.ice40_census_script(top))
         muls = dsp.parse_multipliers((directory / "dsp_census.txt").read_text())
-        decision = dsp_decision(_two_lane_tiny(), "icebreaker", muls)
+        decision = dsp_decision(two_lane_tiny(), "icebreaker", muls)
         synthesis = (dsp.ice40_dsp_script(top, decision.mapped)
                      + f"\nsynth_ice40 -run map_ram: -top {top}")
     yosys(f"{synthesis}\ntee -q -o stat.json stat -json\n"
@@ -224,7 +218,7 @@ def test_tiny_accelerator_fills_the_eight_sb_mac16_with_fewer_luts(tmp_path):
     largest multipliers in the 8 SB_MAC16, and fewer LUTs than plain ``-dsp``."""
     from qforge.hdl.link import LinkedAccelerator
 
-    tiny = _two_lane_tiny()
+    tiny = two_lane_tiny()
 
     def core():
         return LinkedAccelerator(tiny, clock_frequency=24e6, baud_rate=115200)

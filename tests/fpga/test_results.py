@@ -24,20 +24,11 @@ from qforge.fpga.results import (DEFAULT_PAIRS, BuildEntry, collect, macs_per_cy
                                  mode_rates, peak_gops, render_results, select_pairs,
                                  sync_clock)
 from qforge.gen.cli import main as cli_main
-from qforge.sim.model.spec import from_dict, load_preset
+from qforge.sim.model.spec import load_preset
 from tests.cli import run_qforge
+from tests.configs import two_lane_tiny
 
 DATA = Path(__file__).parent / "data"
-
-
-def _two_lane_tiny():
-    """The ``tiny`` preset as it was when the reports here were made: two block
-    multipliers per PE (P = 2) and buffers of 256 words (report-icebreaker-tiny.json's
-    ``spec``)."""
-    spec = load_preset("tiny").to_dict()
-    spec["arithmetic"]["block_multipliers"] = 2
-    spec["buffers"]["depth"] = 256
-    return from_dict(spec, source="tests")
 
 
 def test_docstring_examples():
@@ -117,12 +108,12 @@ def _real_tiny_report() -> dict:
 def _loopback_report(tmp_path, *, failed: bool = False) -> dict:
     """A report from the saved real nextpnr report and Yosys stat of the stand-in core on
     the iCEBreaker (or, ``failed``, the packing counts of the real log of a design too big
-    for it), labelled as a build of the two-lane tiny (:func:`_two_lane_tiny`, P = 2), as
+    for it), labelled as a build of the two-lane tiny (:func:`two_lane_tiny`, P = 2), as
     the reports of that time were."""
     utilization, fmax = parse_nextpnr_report(
         (DATA / "nextpnr-report-icebreaker.json").read_text())
     cells, _ = parse_stat((DATA / "stat-icebreaker.json").read_text())
-    tiny = _two_lane_tiny()
+    tiny = two_lane_tiny()
     report = BuildReport(
         board="icebreaker", device="iCE40UP5K", family="ice40", config="tiny", rows=2,
         cols=2, block_multipliers=2, requested_clock_hz=24e6, clock_hz=24e6,

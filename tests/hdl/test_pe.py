@@ -260,12 +260,11 @@ def test_fused_option_limits():
     """``arithmetic.pe = "fused"``: two blocks per operand, blocks of at most 5 bits (a
     lane pair's 3K + 1-bit multiplier in an SB_MAC16), an even P, integer operands on
     the dense array; each violation is one ConfigError naming the field and the rule."""
-    from qforge.sim.model.spec import ConfigError, from_dict, load_preset
+    from qforge.sim.model.spec import ConfigError, from_dict
+    from tests.configs import two_lane_tiny
 
-    # The tiny preset with two lanes per PE (P = 2, buffers of 256 words as it had): the
-    # preset's own P = 1 is odd, one of the violations below.
-    spec = load_preset("tiny").to_dict()
-    spec["arithmetic"]["block_multipliers"], spec["buffers"]["depth"] = 2, 256
+    # The two-lane tiny (P = 2): the preset's own P = 1 is odd, one of the violations below.
+    spec = two_lane_tiny().to_dict()
     spec["arithmetic"]["pe"] = "fused"
     assert from_dict(spec).pe == "fused"
 

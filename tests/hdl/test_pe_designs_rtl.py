@@ -12,12 +12,13 @@ densities with skipping off and on, and VRQ words. Each design is one Verilator 
 
 ``"shared_shift"`` (one block pair of a word's P operands per cycle, the lane sum
 shifted once; dense integer designs only): ``rect`` and ``tiny`` (two 4-bit blocks,
-P = 2) take the same random GEMMs and corner values in every mode, and their cycles, with and without back-to-back commands,
+P = 1) take the same random GEMMs and corner values in every mode, and their cycles, with and without back-to-back commands,
 equal the cycle model's with :func:`qforge.sim.model.cycles.issued_block_products`
 (dynamic approximation at the cycles of all n blocks, partial words whole cycles).
 
 ``"fused"`` (lane pairs as one multiplier: a wide mode's MAC whole in two lanes, two
-one-block MACs per lane pair otherwise; n = 2): ``tiny`` (two 4-bit blocks, P = 2) takes
+one-block MACs per lane pair otherwise; n = 2): ``two_lane_tiny`` (tests/configs.py:
+two 4-bit blocks, P = 2) takes
 the same random GEMMs and corner values in every mode, and its cycles equal the cycle
 model's with :func:`qforge.sim.model.cycles.issued_block_products` (2 lanes per MAC when
 a side keeps both blocks, else 1).
@@ -119,13 +120,13 @@ def test_shared_shift_cycle_model_equals_rtl(rtl_shared, name):
                                   dense_tests.test_corner_values_every_mode],
                          ids=lambda test: test.__name__)
 def test_fused_dense_array(rtl_fused, test):
-    test(rtl_fused, "tiny")
+    test(rtl_fused, "two_lane_tiny")
 
 
 def test_fused_cycle_model_equals_rtl(rtl_fused):
     """The cycle model with :func:`issued_block_products` (wide modes 2 lanes per MAC,
-    one-block modes 1) equals the fused tiny design's cycles."""
-    check_issued_cycles(rtl_fused("tiny"))
+    one-block modes 1) equals the fused two-lane tiny's cycles."""
+    check_issued_cycles(rtl_fused("two_lane_tiny"))
 
 
 def check_issued_cycles(built):

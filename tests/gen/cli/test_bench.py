@@ -33,18 +33,15 @@ def test_help_names_the_pe_designs_without_zero_skipping(capsys):
     # as the zero-skipping array (tiny with two lanes per PE, K = 4, W = 8, P = 2, suits
     # every design: "fused" pairs its lanes; the preset tiny is P = 1).
     from qforge.sim.apps.benchmark import zero_skipping_not_applicable
-    from qforge.sim.model.spec import PE_DESIGNS, from_dict, load_preset
-    from tests.configs import with_pe
+    from qforge.sim.model.spec import PE_DESIGNS
+    from tests.configs import two_lane_tiny, with_pe
 
-    spec = load_preset("tiny").to_dict()
-    spec["arithmetic"]["block_multipliers"], spec["buffers"]["depth"] = 2, 256
-    two_lane_tiny = from_dict(spec, source="tests")
 
     code, out, _ = run_qforge(capsys, "bench", "--help")
     help_text = " ".join(out.split())
     assert code == 0 and ("reported as not applicable, with the reason (null in --json, "
                           "sparse_not_applicable the reason)") in help_text
     dense_only = {pe for pe in PE_DESIGNS
-                  if zero_skipping_not_applicable(with_pe(two_lane_tiny, pe))}
+                  if zero_skipping_not_applicable(with_pe(two_lane_tiny(), pe))}
     assert dense_only == {"shared_shift", "fused"}
     assert {pe for pe in PE_DESIGNS if f'"{pe}"' in help_text} == dense_only

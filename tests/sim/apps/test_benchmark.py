@@ -16,7 +16,7 @@ from qforge.sim.model.cycles import (CHECK_LATENCY, FEED_LATENCY, OUTPUT_LATENCY
                                tile_cycles)
 from qforge.sim.model.numerics import standard_modes
 from tests.cli import run_qforge
-from tests.configs import COMPONENT_CONFIGS
+from tests.configs import COMPONENT_CONFIGS, two_lane_tiny
 
 
 def test_precision_table_is_consistent_and_meets_targets():
@@ -136,8 +136,7 @@ def test_sparse_cycles_equal_an_independent_count():
     # exact q = 4: one non-zero operand costs 2 cycles, a pair 4. A is 4 x 16 (two row
     # tiles, 8 words per row), n = 4 (two column tiles, one group of R = 2, drained in 2
     # rows).
-    spec = load_preset("tiny").to_dict()
-    spec["arithmetic"]["block_multipliers"], spec["buffers"]["depth"] = 2, 256
+    spec = two_lane_tiny().to_dict()
     del spec["output_stage"]
     config = from_dict(spec).with_zero_skipping()
     precision = standard_modes(config)["exact"]
