@@ -17,9 +17,13 @@ a point seen before is a file read, with nothing elaborated.
 The parts, which cover the design by construction:
 
 * ``pe``: the interior :class:`~qforge.hdl.pe.ProcessingElement`
-  (:func:`qforge.fpga.pe_area.interior_ports`), ``rows x cols - 1`` instances;
+  (:func:`qforge.fpga.pe_area.interior_ports`), ``rows x cols - 1`` instances. When zero
+  skipping, every PE of the :class:`~qforge.hdl.array.BroadcastArray` takes the same A
+  lanes and tile markers, and the whole design keeps one copy of the registers that
+  hold them: there a ``pe`` is two PEs sharing those inputs less one PE
+  (:func:`pe_pair`; counting whole PEs, a 4x4 ``sparse`` had 9% too many flip-flops);
 * ``pe_corner``: the PE with its capture outputs (:data:`~qforge.fpga.pe_area.CORNER_ONLY`),
-  which only the array's corner PE drives: one instance;
+  which only the array's corner PE drives: one instance, whole;
 * ``selectors_<n>``: a group of ``n`` :class:`~qforge.hdl.selector.BlockSelector` s
   sharing their ``precision`` and ``select`` inputs (:func:`selector_group`), as the
   selectors of one side of the array do (``rows`` A selectors, ``cols`` B selectors;
@@ -64,8 +68,9 @@ Measures (one script per measure for every part and for the whole design):
   (``ice40``) run :func:`qforge.fpga.area.synthesize` unchanged: not validated.
 
 Validation (:func:`composition_error`: composed / whole - 1), Yosys 0.70, 2026-12-04,
-by ``pytest -m "synth and slow" tests/fpga/test_design_area.py`` (two points) and the
-same calls for the third (``default`` on 4x4):
+by ``pytest -m "synth and slow" tests/fpga/test_design_area.py`` (``tiny``,
+``k4p4_4x4``, ``skipping_p1``) and the same calls for the others (presets put on a 4x4
+array); composed / whole, error:
 
 ::
 
@@ -76,24 +81,37 @@ same calls for the third (``default`` on 4x4):
                      +1.63%                 +1.22%                    +1.33%
     flip-flops       1,558 / 1,534 +1.56%   4,705 / 4,633 +1.55%      4,533 / 4,461 +1.61%
     memory bits      32,768 (equal)         262,290 (equal)           262,290 (equal)
-  ECP5 LUT4          1,691 / 1,648 +2.61%   9,195 / 9,101 +1.03%      10,227 / 10,283 -0.54%
+  ECP5 LUT4          1,686 / 1,649 +2.24%   9,200 / 9,097 +1.13%      10,229 / 10,257 -0.27%
   ECP5 TRELLIS_FF    1,646 / 1,622 +1.48%   5,305 / 5,233 +1.38%      5,133 / 5,061 +1.42%
   CCU2C, DSP, BRAM   379, 8, 4 (equal)      1,747, 68, 16 (equal)     1,750, 68, 16 (equal)
 
-Each cell: composed / whole, and the error. Within 2.7% everywhere. The composition
-runs high by 24 to 72 flip-flops, most likely the tile markers' registers: each PE
-delays the markers by one and two cycles, the PEs of one anti-diagonal of the array by
-the same, and the flattened whole design merges equal registers (not traced bit by
-bit). The whole design with plain ``synth_ecp5`` (no delay target, as a board build):
-``tiny`` 1,665 LUT4 and 1,622 TRELLIS_FF, ``k4p4_4x4`` 9,059 and 5,233, so the composed
-LUT4 are +1.6% and +1.5% from those.
+  measure            skipping_p1: 2x3 zero  sparse on 4x4: zero        fused on 4x4: K=4 P=4
+                     skipping, K=2 P=1      skipping, K=2 P=4          pe = "fused"
+  CMOS transistors   174,228 / 173,086      4,913,376 / 4,908,516     2,220,300 / 2,213,336
+                     +0.66%                 +0.10%                    +0.31%
+    without memories 148,068 / 146,926      415,092 / 410,232         646,560 / 639,596
+                     +0.78%                 +1.18%                    +1.09%
+    flip-flops       1,938 / 1,932 +0.31%   4,177 / 4,171 +0.14%      6,243 / 6,056 +3.09%
+    memory bits      4,360 (equal)          749,714 (equal)           262,290 (equal)
+  ECP5 LUT4          3,317 / 3,232 +2.63%   12,915 / 13,222 -2.32%    8,928 / 8,641 +3.32%
+  ECP5 TRELLIS_FF    2,081 / 2,075 +0.29%   4,960 / 4,954 +0.12%      6,847 / 6,660 +2.81%
+  CCU2C, DSP, BRAM   624, 9, 0 (equal)      1,801, 67, 47 (equal)     1,907, 35, 16 (equal)
+
+Within 3.4% everywhere; DSP blocks, block RAM, LUT RAM, carries and memory bits equal.
+The composition of the dense arrays runs high by 24 to 187 flip-flops, most likely the
+tile markers' registers: each PE delays the markers by one and two cycles (three with
+``pe = "fused"``), the PEs of one anti-diagonal of the array by the same, and the
+flattened whole design merges equal registers (not traced bit by bit). The whole
+design with plain ``synth_ecp5`` (no delay target, as a board build): ``tiny`` 1,665
+LUT4 and 1,622 TRELLIS_FF, ``k4p4_4x4`` 9,059 and 5,233, so the composed LUT4 are
++1.3% and +1.6% from those.
 
 Time (this machine, 2 shared cores, YoWASP Yosys): :func:`composed_area` of
-``default`` on 4x4 with nothing cached, 37 s (10 Yosys runs); of ``default`` (8x8), 63 s
-(10 runs; 57 s when the PE's runs are there from the 4x4); with every run cached but no
-index, 4 s (4x4) and 9 s (8x8), the elaboration and RTLIL conversion; from the index,
-under 0.01 s in the call (0.3 s for a fresh Python process with its imports). The
-whole 4x4 designs take 25 to 60 s in both measures.
+``default`` on 4x4 with nothing cached, 33 s (10 Yosys runs); of ``default`` (8x8),
+57 s (10 runs; 52 s when the PE's runs are there from the 4x4); with every run cached
+but no index, 4 s (4x4) and 8 s (8x8), the elaboration and RTLIL conversion; from the
+index, under 0.01 s in the call (0.3 s for a fresh Python process with its imports).
+The whole 4x4 designs take 30 to 80 s in both measures.
 
 (Over 500 lines, about 700: one concept, the composed area and its check against the
 whole design; the Yosys scripts, the boxing and the parts read best together.)
@@ -109,8 +127,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qforge.fpga.area import (SynthesisError, _default_root, parse_stat, run_directory,
-                              run_yosys_script, summarize, synthesize)
+from qforge.fpga.area import (WORKAROUND, SynthesisError, _default_root, parse_stat,
+                              run_directory, run_yosys_script, summarize, synthesize)
 from qforge.fpga.pe_area import (FLIP_FLOP_CELLS, FLIP_FLOP_TRANSISTORS, PE_FAMILIES,
                                  count_flip_flops, interior_ports)
 from qforge.sim.model.spec import Config
@@ -118,7 +136,7 @@ from qforge.sim.model.spec import Config
 __all__ = ["SRAM_BIT_TRANSISTORS", "ECP5_DELAY_TARGET_PS", "PART_TOPS", "MEASURES",
            "memory_transistors", "parse_memories", "design_cmos_script", "ecp5_script",
            "blackbox_modules", "ModuleArea", "module_area", "Part", "ComposedArea",
-           "selector_group", "index_key", "composed_area", "whole_design_area",
+           "selector_group", "pe_pair", "index_key", "composed_area", "whole_design_area",
            "composition_error"]
 
 #: Transistors per memory bit in the CMOS estimate: a six-transistor static RAM cell.
@@ -127,6 +145,7 @@ SRAM_BIT_TRANSISTORS = 6
 #: The top-level name each part is synthesized under: the same for every configuration,
 #: so that equal modules give equal RTLIL and share their cached runs.
 PART_TOPS = {"pe": "qforge_pe", "pe_corner": "qforge_pe_corner",
+             "pe_pair": "qforge_pe_pair",
              "selectors": "qforge_block_selectors",   # + "_<n>": a group of n
              "output": "qforge_output_stage",
              "control": "qforge_control", "whole": "qforge_whole"}
@@ -223,10 +242,15 @@ def ecp5_script(top: str, synth_options: str = "") -> str:
     """The Yosys script of the ECP5 cells of the RTLIL in ``design.il``: ``synth_ecp5``
     (with ``synth_options``) with its LUT mapping run with the delay target
     :data:`ECP5_DELAY_TARGET_PS` (its ``map_luts`` commands, bar the latch check);
-    every cell into ``stat.json``.
+    every cell into ``stat.json``. Always after :data:`qforge.fpga.area.WORKAROUND`
+    (``proc; splitnets``), which :func:`qforge.fpga.area.synthesize` runs only when the
+    plain script fails (Yosys issue #4349, an assertion in ABC9's reintegration, met
+    here by the fused PE's control and a group of 16 selectors): so that every part and
+    the whole design are mapped by the same commands.
 
     >>> print(ecp5_script("pe"), end="")
     read_rtlil design.il
+    proc; splitnets
     synth_ecp5 -top pe -run :map_luts
     techmap -map +/lattice/latches_map.v
     abc9 -W 300 -D 20000
@@ -235,7 +259,7 @@ def ecp5_script(top: str, synth_options: str = "") -> str:
     tee -q -o stat.json stat -json
     """
     synth = f"synth_ecp5 -top {top}" + (f" {synth_options}" if synth_options else "")
-    return (f"read_rtlil design.il\n{synth} -run :map_luts\n"
+    return (f"read_rtlil design.il\n{WORKAROUND}\n{synth} -run :map_luts\n"
             f"techmap -map +/lattice/latches_map.v\nabc9 -W 300 -D {ECP5_DELAY_TARGET_PS}\n"
             f"clean\n{synth} -run map_cells:\ntee -q -o stat.json stat -json\n")
 
@@ -594,6 +618,61 @@ def selector_group(config: Config, count: int):
     return SelectorGroup()
 
 
+def pe_pair(config: Config):
+    """Two interior PEs that share their ``a_in`` and ``flags_in`` (and ``shift``), as
+    every PE of the zero-skipping :class:`~qforge.hdl.array.BroadcastArray` does, each
+    with the rest of :func:`~qforge.fpga.pe_area.interior_ports` its own (an Amaranth
+    component; ``ports()``: its ports for the converters). The flattened design keeps one
+    copy of what depends on the shared inputs alone (the A operand and marker
+    registers), so a PE past the first costs this pair less one PE."""
+    from amaranth.hdl import Module, Value, signed
+    from amaranth.lib import data, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from qforge.hdl.layouts import flags_layout, lanes_layout
+    from qforge.hdl.pe import ProcessingElement
+
+    lanes, flags = lanes_layout(config), flags_layout(config)
+    accumulator = signed(config.accumulator_width)
+    both = lambda shape: data.ArrayLayout(shape, 2)
+
+    class PePair(wiring.Component):
+        def __init__(self):
+            super().__init__({
+                "a_in": In(lanes), "flags_in": In(flags), "shift": In(1),
+                "b_in": In(both(lanes)), "result_below": In(both(accumulator)),
+                "a_out": Out(both(lanes)), "flags_out": Out(both(flags)),
+                "b_out": Out(both(lanes)), "result": Out(both(accumulator)),
+            })
+
+        def ports(self):
+            return [Value.cast(getattr(self, name)) for name in self.signature.members]
+
+        def elaborate(self, platform):
+            m = Module()
+            for index in range(2):
+                pe = m.submodules[f"pe{index}"] = ProcessingElement(config)
+                m.d.comb += [pe.a_in.eq(self.a_in), pe.flags_in.eq(self.flags_in),
+                             pe.shift.eq(self.shift), pe.b_in.eq(self.b_in[index]),
+                             pe.result_below.eq(self.result_below[index])]
+                for name in ("a_out", "flags_out", "b_out", "result"):
+                    m.d.comb += getattr(self, name)[index].eq(getattr(pe, name))
+            return m
+
+    return PePair()
+
+
+def _increment(pair: ModuleArea, one: ModuleArea) -> ModuleArea:
+    """``pair`` less ``one``, in every measure (runs: both's)."""
+    cells = {family: {key: count - one.cells[family].get(key, 0)
+                      for key, count in pair.cells[family].items()}
+             for family in pair.cells}
+    return ModuleArea(pair.top, pair.transistors - one.transistors,
+                      pair.gate_transistors - one.gate_transistors,
+                      pair.flip_flops - one.flip_flops, pair.memory_bits - one.memory_bits,
+                      cells, pair.runs + one.runs, pair.seconds + one.seconds)
+
+
 def composed_area(config: Config, *, families=("ecp5",), root: Path | None = None,
                   cache: bool = True, log=None) -> ComposedArea:
     """The area of ``config``'s whole Accelerator composed from its parts (the module
@@ -643,6 +722,14 @@ def composed_area(config: Config, *, families=("ecp5",), root: Path | None = Non
         text = rtlil.convert(design, name=part_top, ports=ports, emit_src=False)
         area = module_area(text, part_top, **options)
         runs += area.runs
+        if name == "pe" and config.zero_skipping:
+            # Broadcast array: one copy of the A and marker registers, the corner's.
+            pair = pe_pair(config)
+            top = PART_TOPS["pe_pair"]
+            pair = module_area(rtlil.convert(pair, name=top, ports=pair.ports(),
+                                             emit_src=False), top, **options)
+            runs += pair.runs
+            area = _increment(pair, area)
         parts.append(Part(name, count, area.transistors, area.cells, area.runs == 0,
                           area.flip_flops, area.memory_bits, modules))
     parts.append(Part("control", 1, control.transistors, control.cells, control.runs == 0,
