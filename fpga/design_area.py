@@ -104,7 +104,10 @@ tile markers' registers: each PE delays the markers by one and two cycles (three
 flattened whole design merges equal registers (not traced bit by bit). The whole
 design with plain ``synth_ecp5`` (no delay target, as a board build): ``tiny`` 1,665
 LUT4 and 1,622 TRELLIS_FF, ``k4p4_4x4`` 9,059 and 5,233, so the composed LUT4 are
-+1.3% and +1.6% from those.
++1.3% and +1.6% from those. Not composable: the wide multiplexers (PFUMX and L6MUX21,
+:func:`~qforge.fpga.area.summarize`'s ``mux``), which the mapping uses or not as a LUT
+of five or more inputs is packed: composed 591 against the whole's 288 on
+``k4p4_4x4``, 1,142 against 568 on ``sparse`` on 4x4, 66 against 88 on ``tiny``.
 
 Time (this machine, 2 shared cores, YoWASP Yosys): :func:`composed_area` of
 ``default`` on 4x4 with nothing cached, 33 s (10 Yosys runs); of ``default`` (8x8),
