@@ -18,7 +18,7 @@ PRESET ?= tiny
 WORKERS ?= auto
 PYTEST  := $(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup
 
-.PHONY: setup demo test test-fast test-all bench lint generate bitstream results fuzz train-rtl clean help
+.PHONY: setup demo test test-fast test-all bench lint generate bitstream results fuzz train-rtl dse clean help
 
 help:
 	@echo "make setup     create .venv and install the pinned toolchain (pip only)"
@@ -41,6 +41,9 @@ help:
 	@echo "               hour on 2 cores) and write docs/RESULTS.md from the tools' reports"
 	@echo "make fuzz      random instruction streams against the programmable RTL (tiny preset):"
 	@echo "               no hang, sticky error on invalid words, bit-exact with the golden machine"
+	@echo "make dse       the 24-point design-space sweep of the digits CNN (gen/dse/cnn_small.toml;"
+	@echo "               about 10 minutes cold on 2 cores, seconds cached): rows, Pareto fronts,"
+	@echo "               plots and a Markdown report in build/dse/cnn_small/ (docs/DSE.md)"
 	@echo "make train-rtl train the digits MLP for one epoch with every GEMM and weight update"
 	@echo "               on the generated Verilog (Verilator), checked against the golden machine"
 
@@ -101,6 +104,9 @@ fuzz: setup
 
 train-rtl: setup
 	$(BIN)/qforge train --backend rtl --epochs 1 --check
+
+dse: setup
+	$(BIN)/qforge dse gen/dse/cnn_small.toml --report
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -122,7 +122,9 @@ whole design; the Yosys scripts, the boxing and the parts read best together.)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import re
@@ -270,6 +272,12 @@ def ecp5_script(top: str, synth_options: str = "") -> str:
 def _ecp5(text: str, top: str, boxes, *, root, cache, log) -> tuple[dict, bool, float]:
     script = ecp5_script(top, PE_FAMILIES["ecp5"])
     directory = run_directory(root, top, "ecp5d", script, text)
+    with _run_lock(directory):
+        return _ecp5_run(directory, script, text, top, boxes, cache=cache, log=log)
+
+
+def _ecp5_run(directory: Path, script: str, text: str, top: str, boxes, *, cache,
+              log) -> tuple[dict, bool, float]:
     stat = directory / "stat.json"
     seconds, ran = 0.0, False
     if not (cache and stat.exists()):
@@ -351,9 +359,29 @@ def _drop(cells: dict[str, int], boxes) -> dict[str, int]:
             if cell.lstrip("\\") not in boxed}
 
 
+@contextlib.contextmanager
+def _run_lock(directory: Path):
+    """Hold an exclusive lock on the run ``directory`` (a ``.lock`` file beside it):
+    parallel sweep workers that need the same module wait for one run and then read
+    its result, instead of writing the same files at once."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f"{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _cmos(text: str, top: str, boxes, *, root, cache, log) -> tuple[dict, bool, float]:
     script = design_cmos_script(top)
     directory = run_directory(root, top, "cmos", script, text)
+    with _run_lock(directory):
+        return _cmos_run(directory, script, text, top, boxes, cache=cache, log=log)
+
+
+def _cmos_run(directory: Path, script: str, text: str, top: str, boxes, *, cache,
+              log) -> tuple[dict, bool, float]:
     files = [directory / name for name in ("stat.json", "gates.json", "memories.txt")]
     seconds, ran = 0.0, False
     if not (cache and all(path.exists() for path in files)):

@@ -19,7 +19,21 @@ from __future__ import annotations
 import sys
 import time
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "format_seconds"]
+
+
+def format_seconds(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``.
+
+    >>> format_seconds(42.4), format_seconds(185), format_seconds(3725)
+    ('42 s', '3 min 05 s', '1 h 02 min')
+    """
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 class Progress:
@@ -27,8 +41,11 @@ class Progress:
 
     WIDTH = 24
 
-    def __init__(self, total: int, label: str, *, stream=None, every: int = 10):
+    def __init__(self, total: int, label: str, *, stream=None, every: int = 10,
+                 eta: bool = False):
         self.total = max(1, total)
+        #: Show the estimated time left (from the mean time of the steps done so far).
+        self.eta = eta
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.every = every
@@ -43,9 +60,11 @@ class Progress:
         width = len(str(self.total))
         line = (f"{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
                 f"{self.done:{width}d}/{self.total} {percent:3d}%")
+        elapsed = time.monotonic() - self.started
         if self._tty:
-            elapsed = time.monotonic() - self.started
             line += f" {elapsed:5.0f} s"
+        if self.eta and 0 < self.done < self.total:
+            line += f" ETA {format_seconds(elapsed / self.done * (self.total - self.done))}"
         return line + (f" {note}" if note else "")
 
     def advance(self, steps: int = 1, *, note: str = "") -> None:

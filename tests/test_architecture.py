@@ -33,6 +33,7 @@ LAYERS = [
     ["qforge.sim.runtime", "qforge.sim.progress"],  # backends; progress bars
     ["qforge.gen.asm"],                        # assembler and its blocks
     ["qforge.sim.apps", "qforge.sim.training"],  # demo, bench, repro, fuzz; training
+    ["qforge.sim.dse"],                        # design-space exploration (uses training)
     ["qforge.api"],                            # the stable public API
     ["qforge.gen.cli"],                        # the command line
 ]

@@ -23,15 +23,16 @@ import os
 import sys
 from importlib import metadata
 
-from qforge.gen.cli import (area, asm, bench, demo, fuzz, gemm, generate, lint, presets,
-                            repro, run, train, tune)
+from qforge.gen.cli import (area, asm, bench, demo, dse, fuzz, gemm, generate, lint,
+                            presets, repro, run, train, tune)
 from qforge.gen.cli.common import prepare_outputs, remove_empty_folders
 from qforge.sim.model.errors import QforgeError
 
 __all__ = ["main", "build_parser"]
 
 #: The command modules, in the order ``qforge --help`` lists them.
-COMMANDS = (generate, presets, lint, demo, bench, train, tune, repro, area, asm, run, gemm, fuzz)
+COMMANDS = (generate, presets, lint, demo, bench, train, tune, dse, repro, area, asm, run, gemm,
+            fuzz)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -210,7 +210,8 @@ def _choice(table, key, path, choices, default=None):
     return value
 
 
-def _hardware_from_dict(entry, index: int, default_preset: str) -> HardwareConfig:
+def _hardware_from_dict(entry, index: int, default_preset: str,
+                        presets: dict | None = None) -> HardwareConfig:
     if not isinstance(entry, dict):
         raise TrainConfigError(f"hardware[{index}]: must be a table [[hardware]], "
                                f"not {type(entry).__name__}")
@@ -235,8 +236,9 @@ def _hardware_from_dict(entry, index: int, default_preset: str) -> HardwareConfi
                   f"{', '.join(sorted(allowed))}")
     if kind == "float32":
         return HardwareConfig(name, None)
-    preset = _choice(entry, "preset", f"{prefix}.preset", preset_names(), default_preset)
-    config = load_preset(preset)
+    preset = _choice(entry, "preset", f"{prefix}.preset", _preset_choices(presets),
+                     default_preset)
+    config = (presets or {}).get(preset) or load_preset(preset)
     k, width = config.block_width, config.operand_width
     vrq = None
     bits = 8
@@ -289,12 +291,15 @@ def _hardware_from_dict(entry, index: int, default_preset: str) -> HardwareConfi
 
 
 def train_config_from_dict(spec: dict[str, Any], *, source: str = "config",
-                           base: str | None = None) -> TrainConfig:
+                           base: str | None = None,
+                           presets: dict[str, Any] | None = None) -> TrainConfig:
     """Validate a training TOML (as a dict) into a :class:`TrainConfig`.
 
     Every error is one :class:`TrainConfigError` naming the source, the field, the value
     and what is allowed. ``base``: the folder a relative ``dataset = "npz:PATH"`` is
-    taken from (the config file's; None: the current directory):
+    taken from (the config file's; None: the current directory). ``presets``: more
+    hardware a ``preset`` key may name, name -> :class:`~qforge.sim.model.spec.Config`
+    (a design-space sweep's points, :mod:`qforge.sim.dse`), besides the packaged presets:
 
     >>> train_config_from_dict({"name": "x", "hidden": 0}, source="t.toml")
     Traceback (most recent call last):
@@ -302,12 +307,17 @@ def train_config_from_dict(spec: dict[str, Any], *, source: str = "config",
     qforge.sim.training.config.TrainConfigError: t.toml: hidden = 0: allowed range is 1 .. 1024
     """
     try:
-        return _train_config(spec, source, base)
+        return _train_config(spec, source, base, presets)
     except TrainConfigError as error:
         raise TrainConfigError(f"{source}: {error}") from None
 
 
-def _train_config(spec, source, base=None) -> TrainConfig:
+def _preset_choices(presets) -> list[str]:
+    """The names a ``preset`` key may take: the packaged presets and ``presets``'."""
+    return [*preset_names(), *(presets or {})]
+
+
+def _train_config(spec, source, base=None, presets=None) -> TrainConfig:
     if not isinstance(spec, dict):
         raise TrainConfigError(f"a training config must be a table, not {type(spec).__name__}")
     for key in spec:
@@ -359,12 +369,13 @@ def _train_config(spec, source, base=None) -> TrainConfig:
                   f"the training split holds {training_split} samples ({DIGITS_SAMPLES} "
                   f"digits less {test_split} test samples at test_fraction = "
                   f"{test_fraction:g}); allowed range is 1 .. {training_split}")
-    preset = _choice(spec, "preset", "preset", preset_names(), "default")
+    preset = _choice(spec, "preset", "preset", _preset_choices(presets), "default")
     entries = spec.get("hardware")
     if not isinstance(entries, list) or not entries:
         _fail("hardware", entries, "must be a non-empty array of tables [[hardware]] "
                                    "(one per configuration to train)")
-    hardware = tuple(_hardware_from_dict(entry, i, preset) for i, entry in enumerate(entries))
+    hardware = tuple(_hardware_from_dict(entry, i, preset, presets)
+                     for i, entry in enumerate(entries))
     names = [h.name for h in hardware]
     for i, h in enumerate(hardware):
         if names.index(h.name) != i:

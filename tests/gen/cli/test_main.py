@@ -10,7 +10,7 @@ from qforge.sim.model.spec import ConfigError
 from tests.cli import command_parser, options, run_qforge
 
 #: Every subcommand, in the order ``qforge --help`` lists them.
-COMMANDS = ["generate", "presets", "lint", "demo", "bench", "train", "tune", "repro", "area", "asm",
+COMMANDS = ["generate", "presets", "lint", "demo", "bench", "train", "tune", "dse", "repro", "area", "asm",
             "run", "gemm", "fuzz", "build", "results", "host"]
 
 
@@ -22,7 +22,7 @@ def test_help_lists_every_command(capsys):
                     if isinstance(action, argparse._SubParsersAction))
     assert list(commands.choices) == COMMANDS
     assert commands.required and commands.metavar == "COMMAND"
-    for command in ("generate", "presets", "lint", "demo", "bench", "train", "repro", "area",
+    for command in ("generate", "presets", "lint", "demo", "bench", "train", "dse", "repro", "area",
                     "asm", "run", "fuzz", "gemm"):
         assert command in out
 
