@@ -56,21 +56,25 @@ Measures (one script per measure for every part and for the whole design):
   ``WIDTH x SIZE``; its ports' registers (merged into the memory by ``memory_dff``),
   address decoders and sense amplifiers are not counted.
   :attr:`ComposedArea.logic_transistors` leaves the memories out.
-* ECP5 cells (:func:`ecp5_script`): ``synth_ecp5`` with DSPs on, as
-  :func:`~qforge.fpga.pe_area.pe_area`, but with its LUT mapping given a delay target,
-  :data:`ECP5_DELAY_TARGET_PS` (``abc9 -D``): without one, ABC9 maps for the best delay of
-  the whole netlist and recovers area off its critical path only, so a module alone
-  costs far more LUTs than inside the design (measured: the 4x4 K = 4, P = 4 point below
-  composed from parts synthesized with plain ``synth_ecp5`` had 13,204 LUT4 against the
-  whole design's 9,059, +46%: 453 LUT4 and 220 PFUMX/L6MUX21 per PE alone, about 260 LUT4
-  per PE inside). Memories are what ``synth_ecp5`` maps them to (DP16KD block RAM,
-  TRELLIS_DPR16X4 LUT RAM). Other families of :data:`~qforge.fpga.pe_area.PE_FAMILIES`
-  (``ice40``) run :func:`qforge.fpga.area.synthesize` unchanged: not validated.
+* ECP5 cells (:func:`ecp5_script`): ``synth_ecp5`` with :data:`ECP5_OPTIONS`
+  (``-nodsp``: every multiplier in LUTs, one measure of area whatever the multipliers;
+  with DSPs on, even a 2x2 block multiplier takes a MULT18X18D), with its LUT mapping
+  given a delay target, :data:`ECP5_DELAY_TARGET_PS` (``abc9 -D``): without one, ABC9
+  maps for the best delay of the whole netlist and recovers area off its critical path
+  only, so a module alone costs far more LUTs than inside the design (measured with
+  DSPs on: the 4x4 K = 4, P = 4 point below composed from parts synthesized with plain
+  ``synth_ecp5`` had 13,204 LUT4 against the whole design's 9,059, +46%: 453 LUT4 and
+  220 PFUMX/L6MUX21 per PE alone, about 260 LUT4 per PE inside). Memories are what
+  ``synth_ecp5`` maps them to (DP16KD block RAM, TRELLIS_DPR16X4 LUT RAM). Other
+  families of :data:`~qforge.fpga.pe_area.PE_FAMILIES` (``ice40``) run
+  :func:`qforge.fpga.area.synthesize` unchanged: not validated.
 
 Validation (:func:`composition_error`: composed / whole - 1), Yosys 0.70, 2026-12-04,
 by ``pytest -m "synth and slow" tests/fpga/test_design_area.py`` (``tiny``,
 ``k4p4_4x4``, ``skipping_p1``) and the same calls for the others (presets put on a 4x4
-array); composed / whole, error:
+array); composed / whole, error. The ECP5 rows of the first four are with
+:data:`ECP5_OPTIONS` (``-nodsp``); those of the last three were measured with DSPs on,
+before that option (the CMOS estimate did not change):
 
 ::
 
@@ -81,33 +85,37 @@ array); composed / whole, error:
                      +1.63%                 +1.22%                    +1.33%
     flip-flops       1,558 / 1,534 +1.56%   4,705 / 4,633 +1.55%      4,533 / 4,461 +1.61%
     memory bits      32,768 (equal)         262,290 (equal)           262,290 (equal)
-  ECP5 LUT4          1,686 / 1,649 +2.24%   9,200 / 9,097 +1.13%      10,229 / 10,257 -0.27%
+  ECP5 LUT4 -nodsp   2,222 / 2,158 +2.97%   11,073 / 10,999 +0.67%    10,597 / 10,636 -0.37%
   ECP5 TRELLIS_FF    1,646 / 1,622 +1.48%   5,305 / 5,233 +1.38%      5,133 / 5,061 +1.42%
-  CCU2C, DSP, BRAM   379, 8, 4 (equal)      1,747, 68, 16 (equal)     1,750, 68, 16 (equal)
+  CCU2C, DSP, BRAM   413, 0, 4 (equal)      2,021, 0, 16 (equal)      1,770, 0, 16 (equal)
 
-  measure            skipping_p1: 2x3 zero  sparse on 4x4: zero        fused on 4x4: K=4 P=4
-                     skipping, K=2 P=1      skipping, K=2 P=4          pe = "fused"
-  CMOS transistors   174,228 / 173,086      4,913,376 / 4,908,516     2,220,300 / 2,213,336
-                     +0.66%                 +0.10%                    +0.31%
-    without memories 148,068 / 146,926      415,092 / 410,232         646,560 / 639,596
-                     +0.78%                 +1.18%                    +1.09%
-    flip-flops       1,938 / 1,932 +0.31%   4,177 / 4,171 +0.14%      6,243 / 6,056 +3.09%
-    memory bits      4,360 (equal)          749,714 (equal)           262,290 (equal)
-  ECP5 LUT4          3,317 / 3,232 +2.63%   12,915 / 13,222 -2.32%    8,928 / 8,641 +3.32%
-  ECP5 TRELLIS_FF    2,081 / 2,075 +0.29%   4,960 / 4,954 +0.12%      6,847 / 6,660 +2.81%
-  CCU2C, DSP, BRAM   624, 9, 0 (equal)      1,801, 67, 47 (equal)     1,907, 35, 16 (equal)
+  measure            fxp8 on 4x4: K=8 P=1   skipping_p1: 2x3 zero     sparse on 4x4: zero
+                                            skipping, K=2 P=1         skipping, K=2 P=4
+  CMOS transistors   1,886,556 / 1,881,628  174,228 / 173,086         4,913,376 / 4,908,516
+                     +0.26%                 +0.66%                    +0.10%
+    without memories 312,792 / 307,864      148,068 / 146,926         415,092 / 410,232
+                     +1.60%                 +0.78%                    +1.18%
+    flip-flops       3,818 / 3,750 +1.81%   1,938 / 1,932 +0.31%      4,177 / 4,171 +0.14%
+    memory bits      262,294 (equal)        4,360 (equal)             749,714 (equal)
+  ECP5 LUT4          7,444 / 7,309 +1.85%   3,317 / 3,232 +2.63%      12,915 / 13,222 -2.32%
+                     (-nodsp)               (DSPs on)                 (DSPs on)
+  ECP5 TRELLIS_FF    4,040 / 3,972 +1.71%   2,081 / 2,075 +0.29%      4,960 / 4,954 +0.12%
+  CCU2C, DSP, BRAM   1,234 / 1,233, 0, 16   624, 9, 0 (equal)         1,801, 67, 47 (equal)
+                                            (-nodsp: 636 / 634 CCU2C)
 
-Within 3.4% everywhere; DSP blocks, block RAM, LUT RAM, carries and memory bits equal.
+  fused on 4x4 (K=4 P=4 pe = "fused", DSPs on): CMOS +0.31% (2,220,300 / 2,213,336),
+  without memories +1.09%, flip-flops +3.09%, ECP5 LUT4 8,928 / 8,641 +3.32%, FF +2.81%.
+
+Within 3.4% everywhere; DSP blocks, block RAM, LUT RAM and memory bits equal, carries
+equal or within two.
 The composition of the dense arrays runs high by 24 to 187 flip-flops, most likely the
 tile markers' registers: each PE delays the markers by one and two cycles (three with
 ``pe = "fused"``), the PEs of one anti-diagonal of the array by the same, and the
-flattened whole design merges equal registers (not traced bit by bit). The whole
-design with plain ``synth_ecp5`` (no delay target, as a board build): ``tiny`` 1,665
-LUT4 and 1,622 TRELLIS_FF, ``k4p4_4x4`` 9,059 and 5,233, so the composed LUT4 are
-+1.3% and +1.6% from those. Not composable: the wide multiplexers (PFUMX and L6MUX21,
-:func:`~qforge.fpga.area.summarize`'s ``mux``), which the mapping uses or not as a LUT
-of five or more inputs is packed: composed 591 against the whole's 288 on
-``k4p4_4x4``, 1,142 against 568 on ``sparse`` on 4x4, 66 against 88 on ``tiny``.
+flattened whole design merges equal registers (not traced bit by bit). Not composable:
+the wide multiplexers (PFUMX and L6MUX21, :func:`~qforge.fpga.area.summarize`'s
+``mux``), which the mapping uses or not as a LUT of five or more inputs is packed:
+composed 591 against the whole's 288 on ``k4p4_4x4`` (DSPs on), 1,142 against 568 on
+``sparse`` on 4x4, 66 against 88 on ``tiny``.
 
 Time (this machine, 2 shared cores, YoWASP Yosys): :func:`composed_area` of
 ``default`` on 4x4 with nothing cached, 33 s (10 Yosys runs); of ``default`` (8x8),
@@ -269,8 +277,16 @@ def ecp5_script(top: str, synth_options: str = "") -> str:
             f"clean\n{synth} -run map_cells:\ntee -q -o stat.json stat -json\n")
 
 
+#: ``synth_ecp5``'s options for the composed area: every multiplier in LUTs. With DSPs
+#: on, ``synth_ecp5`` puts even a 2x2 block multiplier in a MULT18X18D (an 8x8
+#: ``default`` array: 260 of them, against the LFE5U-85F's 156, which a board build
+#: avoids with ``-nodsp``: docs/RESULTS.md), so LUT counts of designs with different
+#: multipliers would not compare; in LUTs they are one measure of area.
+ECP5_OPTIONS = "-nodsp"
+
+
 def _ecp5(text: str, top: str, boxes, *, root, cache, log) -> tuple[dict, bool, float]:
-    script = ecp5_script(top, PE_FAMILIES["ecp5"])
+    script = ecp5_script(top, ECP5_OPTIONS)
     directory = run_directory(root, top, "ecp5d", script, text)
     with _run_lock(directory):
         return _ecp5_run(directory, script, text, top, boxes, cache=cache, log=log)

@@ -120,8 +120,11 @@ def write_plots(rows: list[dict], front: dict, folder: Path) -> list[Path]:
             on_front = sorted((rows[i] for i in front.get(front_key, [])),
                               key=lambda r: r[x_key])
             if on_front:
+                # The best accuracy at most this many cycles (post), or at least this
+                # much throughput per area (pre).
                 axes.step([r[x_key] for r in on_front], [r["accuracy"] for r in on_front],
-                          where="post", color="grey", linestyle="--", label="Pareto front")
+                          where="post" if x_key == "cycles_per_epoch" else "pre",
+                          color="grey", linestyle="--", label="Pareto front")
             if chosen[0].get("accuracy_float32") is not None:
                 axes.axhline(chosen[0]["accuracy_float32"], color="tab:red", linewidth=0.8,
                              linestyle=":", label="float32")

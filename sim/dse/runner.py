@@ -87,6 +87,7 @@ class _Executor:
                 if ray == "local":
                     ray_module.init(num_cpus=jobs, **options)
                 else:
+                    _check_reachable(ray)
                     try:
                         ray_module.init(address=ray, **options)
                     except (ConnectionError, RuntimeError, ValueError) as error:
@@ -120,6 +121,24 @@ class _Executor:
             self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
         if self._remote is not None and self.ray == "local":
             self._ray.shutdown()
+
+
+def _check_reachable(address: str, seconds: float = 5.0) -> None:
+    """A ``host:port`` Ray address answers a TCP connection within ``seconds``, or one
+    :class:`QforgeError` (``ray.init`` itself retries for minutes on a dead address)."""
+    import socket
+    if address == "auto" or address.startswith("ray://") or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise QforgeError(f"--ray {address}: not an address; allowed: host:port, 'auto' "
+                          f"or 'local'")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as error:
+        raise QforgeError(f"--ray {address}: no Ray cluster answers there "
+                          f"({error.strerror or error}); start one with `ray start --head` "
+                          f"(docs/DSE.md)") from None
 
 
 def _config_values(point: HardwarePoint) -> dict:

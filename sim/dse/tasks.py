@@ -17,6 +17,8 @@ result (a training task's numerics, not its array shape: :mod:`qforge.sim.dse.wo
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import time
@@ -24,16 +26,39 @@ from pathlib import Path
 
 from qforge.sim.dse.sweep import _hash
 
-__all__ = ["task_key", "run_task", "TaskCache"]
+__all__ = ["TASK_SOURCES", "source_digest", "task_key", "run_task", "TaskCache"]
 
 #: Bumped when what a kind of task computes changes, so old cached results are not used.
-TASK_VERSION = {"area": 1, "fmax": 1, "train": 1, "calibrate": 1}
+TASK_VERSION = {"area": 2, "fmax": 1, "train": 1, "calibrate": 1}
+
+
+#: The source folders whose code a kind of task's result depends on: a change there
+#: (a new random-bit rule, another synthesis script) makes new keys, so a cache never
+#: answers with a result the current code would not give.
+TASK_SOURCES = {"area": ("hdl", "sim/model", "fpga"), "fmax": ("hdl", "sim/model", "fpga"),
+                "train": ("sim/model", "sim/training", "sim/dse/workload.py"),
+                "calibrate": ("sim/model", "sim/training", "sim/dse/workload.py")}
+
+
+@functools.lru_cache(maxsize=None)
+def source_digest(kind: str) -> str:
+    """A hash of the Python sources (folders, or files) of :data:`TASK_SOURCES` ``[kind]``."""
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for name in TASK_SOURCES[kind]:
+        where = root / name
+        for path in sorted(where.rglob("*.py")) if where.is_dir() else [where]:
+            digest.update(str(path.relative_to(root)).encode() + b"\0"
+                          + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def task_key(task: dict) -> str:
-    """``kind-hash`` of the task's result-determining fields (``key_fields``)."""
+    """``kind-hash`` of the task's result-determining fields (``key_fields``) and of
+    the code that computes it (:func:`source_digest`)."""
     fields = {name: task[name] for name in task["key_fields"]}
-    return f"{task['kind']}-{_hash([TASK_VERSION[task['kind']], fields])}"
+    return (f"{task['kind']}-"
+            f"{_hash([TASK_VERSION[task['kind']], source_digest(task['kind']), fields])}")
 
 
 def run_task(task: dict) -> dict:

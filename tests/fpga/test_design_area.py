@@ -25,8 +25,12 @@ from tests.configs import skipping_p1
 
 #: The measures the validation bounds, and the bound.
 TOLERANCE = 0.05
-BOUNDED = ("transistors", "logic_transistors", "flip_flops", "ecp5.lut4", "ecp5.ff")
-EQUAL = ("memory_bits", "ecp5.dsp", "ecp5.bram", "ecp5.lutram", "ecp5.carry")
+# Carry cells: with every multiplier in LUTs (-nodsp) the whole design's carry chains
+# come out a cell or two shorter than the parts' (636 / 634 on skipping_p1, 1,234 /
+# 1,233 on fxp8 on 4x4), so they are bounded too.
+BOUNDED = ("transistors", "logic_transistors", "flip_flops", "ecp5.lut4", "ecp5.ff",
+           "ecp5.carry")
+EQUAL = ("memory_bits", "ecp5.dsp", "ecp5.bram", "ecp5.lutram")
 
 
 def k4p4_4x4():

@@ -53,3 +53,16 @@ def test_points_lists_the_points_and_runs_nothing(capsys, tmp_path):
         "rows2_K2", "rows2_K4", "rows4_K2",
         "rows4_K4", "fxp8_rows2_cols8", "fxp8_rows4_cols8"]
     assert lines[-1].split()[1] == "baseline"
+
+
+def test_an_unreachable_ray_cluster_is_one_line(capsys, tmp_path):
+    import socket
+    with socket.socket() as listener:          # a port nobody listens on once closed
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+    outcome = run_qforge(capsys, "dse", DATA / "small.toml", "--ray", f"127.0.0.1:{port}",
+                         "--cache", tmp_path / "cache", "--out", tmp_path / "out")
+    assert outcome.status == 2
+    assert outcome.err.strip().splitlines() == [
+        f"qforge: error: --ray 127.0.0.1:{port}: no Ray cluster answers there (Connection "
+        f"refused); start one with `ray start --head` (docs/DSE.md)"]

@@ -161,3 +161,49 @@ def test_area_rows_come_from_the_composed_area(tmp_path):
         row = next(r for r in result.rows if r["point"] == point.name)
         assert row["transistors"] == area.transistors
         assert row["ecp5_lut4"] == area.cells("ecp5")["lut4"]
+
+
+def test_fmax_rows_and_front_come_from_the_build_report(tmp_path, monkeypatch):
+    """The fmax task's plumbing, with the place and route (20 minutes a point) replaced
+    by a report of made-up frequencies; the real flow is fpga/flow.py's, tested there."""
+    import qforge.fpga.flow as flow
+    from qforge.fpga.report import ClockTiming
+    from qforge.sim.dse.report import fronts
+    from qforge.sim.dse.sweep import sweep_from_dict
+
+    built = []
+
+    class Report:
+        status, error = "built", None
+
+        def __init__(self, mhz):
+            self.clocks = [ClockTiming("clk", mhz, 50.0)]
+
+    def fake_build(config, board, *, report_only, build_dir, log):
+        assert report_only and board == "ulx3s-85f"
+        built.append(build_dir)
+        return Report({(4, 1): 61.5, (4, 2): 48.25, (8, 1): 70.0}[
+            (config.block_width, config.block_multipliers)])
+
+    monkeypatch.setattr(flow, "build", fake_build)
+    real = runner.run_task
+
+    def fake_area(task):
+        if task["kind"] != "area":
+            return real(task)
+        spec = task["config"]["arithmetic"]
+        transistors = {(4, 1): 900, (4, 2): 1500, (8, 1): 1000}[
+            (spec["block_width"], spec["block_multipliers"])]
+        return {"transistors": transistors, "logic_transistors": transistors,
+                "memory_bits": 0, "pe_transistors": 1,
+                "ecp5": {"lut4": 1, "carry": 0, "ff": 1, "dsp": 0, "bram": 0}}
+
+    monkeypatch.setattr(runner, "run_task", fake_area)
+    sweep = sweep_from_dict({"preset": "tiny", "axes": {"arithmetic.block_multipliers": [1, 2]},
+                             "measures": {"accuracy": False, "fmax": "ulx3s-85f"}})
+    result = run_sweep(sweep, jobs=1, cache=tmp_path / "cache", progress=False)
+    assert {r["point"]: r["fmax_mhz"] for r in result.rows} == {
+        "P1": 61.5, "P2": 48.25, "fxp8_rows2_cols2": 70.0}
+    assert len(built) == 3 and len(set(built)) == 3      # a build folder per point
+    front = fronts(result.rows)["area_fmax"]
+    assert [result.rows[i]["point"] for i in front] == ["P1", "fxp8_rows2_cols2"]
