@@ -51,6 +51,16 @@ def register(commands) -> None:
                            "mode's MACs per cycle per transistor relative to the fxp8 "
                            "preset's exact MAC (fxp8 is always measured). With no "
                            "--preset/--spec: fxp8, tiny and default")
+    area.add_argument("--composed", action="store_true",
+                      help="the whole accelerator composed from modules synthesized once "
+                           "each (qforge dse's area, qforge.fpga.design_area): CMOS "
+                           "transistors (memories at 6 per bit, and without), ECP5 cells "
+                           "with every multiplier in LUTs (-nodsp), per part; with "
+                           "--check also the whole design in the same measures and the "
+                           "composition's error")
+    area.add_argument("--check", action="store_true",
+                      help="with --composed: also synthesize the whole design (minutes for "
+                           "an 8x8 array) and print composed / whole per measure")
     area.add_argument("--family", choices=sorted(FAMILY_NAMES), default=None,
                       help="FPGA family: ecp5 (synth_ecp5: LUT4, CCU2C carries, DP16KD "
                            "block RAMs, MULT18X18D) or ice40 (synth_ice40: SB_LUT4, "
@@ -92,6 +102,10 @@ def _pattern(text: str) -> str:
 def handle(arguments) -> int:
     from qforge.fpga.area import FAMILIES
 
+    if arguments.check and not arguments.composed:
+        raise OptionError("--check: only with --composed")
+    if arguments.composed:
+        return _handle_composed(arguments)
     if arguments.pe:
         return _handle_pe(arguments)
     configs = _configs(arguments)
@@ -257,6 +271,51 @@ _WHOLE_DESIGN_OPTIONS = (("family", "--family", "--pe measures ECP5 and iCE40 bo
                          ("selectors", "--selectors", "--pe always measures a selector"),
                          ("hierarchy", "--hierarchy", "--pe synthesizes one PE"),
                          ("keep", "--keep", "--pe synthesizes one PE"))
+
+
+def _handle_composed(arguments) -> int:
+    from qforge.fpga.design_area import composed_area, composition_error, whole_design_area
+
+    for attribute, option, reason in (*_WHOLE_DESIGN_OPTIONS, ("pe", "--pe", "one PE"),
+                                      ("with_skipping", "--with-skipping", "one design")):
+        if getattr(arguments, attribute):
+            raise OptionError(f"{option}: not with --composed")
+    configs = _configs(arguments, (("preset", "default"),))
+    started = time.monotonic()
+    options = {"cache": not arguments.no_cache, "log": log_to_stderr}
+    results = []
+    for config in configs:
+        composed = composed_area(config, **options)
+        entry = {"config": config.name, "composed": composed.to_dict()}
+        if arguments.check:
+            whole = whole_design_area(config, **options)
+            entry["whole"] = whole.to_dict()
+            entry["error"] = composition_error(composed, whole)
+        results.append(entry)
+    wall = time.monotonic() - started
+    if arguments.json:
+        print(json.dumps({"configs": results, "wall_seconds": wall}, indent=2))
+        return 0
+    for entry in results:
+        composed = entry["composed"]
+        print(f"{entry['config']}: {composed['transistors']:,} transistors "
+              f"({composed['logic_transistors']:,} without the {composed['memory_bits']:,} "
+              f"memory bits), ECP5 -nodsp " + ", ".join(
+                  f"{key} {value:,}" for key, value in composed["cells"]["ecp5"].items()
+                  if key != "mux"))
+        print(f"  {'part':<20s} {'count':>6s} {'transistors':>12s} {'LUT4':>7s} "
+              f"{'FF':>7s} {'CCU2C':>7s}")
+        for part in composed["parts"]:
+            cells = part["cells"]["ecp5"]
+            print(f"  {part['name']:<20s} {part['count']:>6d} {part['transistors']:>12,d} "
+                  f"{cells.get('lut4', 0):>7,d} {cells.get('ff', 0):>7,d} "
+                  f"{cells.get('carry', 0):>7,d}")
+        for measure, error in entry.get("error", {}).items():
+            relative = "" if error["error"] is None else f" {100 * error['error']:+.2f}%"
+            print(f"  composed / whole {measure}: {error['composed']:,} / "
+                  f"{error['whole']:,}{relative}")
+    print(f"\nwall time: {wall:.0f} s")
+    return 0
 
 
 def _handle_pe(arguments) -> int:
