@@ -16,15 +16,12 @@ cached (timings go to the run summary, not the rows).
 from __future__ import annotations
 
 import concurrent.futures
-import math
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qforge.sim.dse.sweep import (BASELINE_PRESET, HardwarePoint, Sweep, SweepError,
-                                  config_key, expand)
+from qforge.sim.dse.sweep import HardwarePoint, Sweep, SweepError, config_key, expand
 from qforge.sim.dse.tasks import TaskCache, run_task, task_key
 from qforge.sim.dse.workload import (choose_auto_policy, dataset_shape, epoch_cycles,
                                      float32_spec, load_training, numerics_key,
@@ -441,8 +438,9 @@ def _row(hardware: dict, values: dict) -> dict:
 
 
 def _derive(rows: list[dict]) -> None:
-    """Throughput per area against the baseline (:data:`BASELINE_PRESET`, exact
-    policy) at the same array shape and workload: ``(MACs/cycle / area) /
+    """Throughput per area against the baseline
+    (:data:`~qforge.sim.dse.sweep.BASELINE_PRESET`, exact policy) at the same array
+    shape and workload: ``(MACs/cycle / area) /
     (baseline MACs/cycle / baseline area)``, area in CMOS transistors (the whole
     design, memories at 6 per bit: ``_cmos``; without the memories: ``_logic``) and in
     ECP5 logic cells (LUT4 + 2 x CCU2C; DSP blocks are listed, not counted)."""
