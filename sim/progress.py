@@ -53,6 +53,7 @@ class Progress:
         self.started = time.monotonic()
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._printed_percent = 0
+        self._seconds_left: float | None = None
 
     def _line(self, note: str) -> str:
         filled = self.WIDTH * self.done // self.total
@@ -64,10 +65,16 @@ class Progress:
         if self._tty:
             line += f" {elapsed:5.0f} s"
         if self.eta and 0 < self.done < self.total:
-            line += f" ETA {format_seconds(elapsed / self.done * (self.total - self.done))}"
+            left = (self._seconds_left if self._seconds_left is not None
+                    else elapsed / self.done * (self.total - self.done))
+            line += f" ETA {format_seconds(left)}"
         return line + (f" {note}" if note else "")
 
-    def advance(self, steps: int = 1, *, note: str = "") -> None:
+    def advance(self, steps: int = 1, *, note: str = "",
+                seconds_left: float | None = None) -> None:
+        """``steps`` more done; ``seconds_left``: the caller's own estimate of the time
+        left (when its steps differ in cost), shown instead of the mean's."""
+        self._seconds_left = seconds_left
         self.done = min(self.total, self.done + steps)
         percent = 100 * self.done // self.total
         if self._tty:

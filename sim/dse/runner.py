@@ -182,16 +182,34 @@ def run_sweep(sweep: Sweep, *, jobs: int = 1, ray: str | None = None,
                         bar.advance(note=f"{task['label']} (cached)")
                 else:
                     todo.append(task)
+            left = {}
+            for task in todo:
+                left[task["kind"]] = left.get(task["kind"], 0) + 1
 
             def done(task, value):
                 store.put(task["key"], value)
                 results[task["key"]] = value
                 result.tasks_run += 1
-                result.task_seconds[task["kind"]] = (result.task_seconds.get(task["kind"], 0)
-                                                     + value.get("task_seconds", 0))
+                kind = task["kind"]
+                result.task_seconds[kind] = (result.task_seconds.get(kind, 0)
+                                             + value.get("task_seconds", 0))
+                durations.setdefault(kind, []).append(value.get("task_seconds", 0))
+                left[kind] -= 1
                 if bar is not None:
-                    bar.advance(note=task["label"])
+                    bar.advance(note=task["label"], seconds_left=_seconds_left(left))
             executor.run(todo, done)
+
+        durations: dict[str, list[float]] = {}
+
+        def _seconds_left(left: dict) -> float:
+            """The tasks left, each at the mean time of the finished ones of its kind
+            (area tasks take minutes, trainings seconds), over the workers."""
+            every = [s for times in durations.values() for s in times]
+            overall = sum(every) / len(every)
+            total = sum(count * (sum(durations[kind]) / len(durations[kind])
+                                 if durations.get(kind) else overall)
+                        for kind, count in left.items())
+            return total / max(1, jobs)
 
         run(first)
         second = plan.auto_tasks(results)
