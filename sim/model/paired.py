@@ -23,7 +23,9 @@ decides which of them gets the bits. The rule, defined once here (docs/NUMERICS.
   the mode runs two MACs where the exact mode runs one.
 * **Unsigned A** (``unsigned_a``): post-ReLU activations, ``0 .. 2**W - 1``, the sign
   bit's place used for magnitude (SPARQ's unsigned 8-bit activations); the magnitude has
-  the same ``n`` blocks of ``K`` bits.
+  the same ``n`` blocks of ``K`` bits. A signed operand's rounded window may reach
+  ``+2**(W-1)`` (127 with ``K = 2``, ``L = 2`` rounds to 128): a value the PE's
+  ``n x K``-bit magnitude holds, though no ``W``-bit input word does.
 
 With ``K = 4`` and ``L = 1`` (windows ``0xF0`` / ``0x0F``: SPARQ's ``opt2``) and with
 ``K = 1`` and ``L = 4`` (leading-one windows ``0xF0, 0x78, 0x3C, 0x1E``, else ``0x0F``:

@@ -153,3 +153,14 @@ def test_the_worked_example_of_numerics_md():
     results = [paired_gemm(a, b, config, PairedPrecision(1, 1, rounding, unsigned_a=True))
                for rounding in (WindowRounding.RAW, WindowRounding.ROUND)]
     assert [int(r[0, 0]) for r in results] == [57, 105]
+
+
+def test_a_signed_window_may_round_to_two_to_the_w_minus_one():
+    """127 = 0b01_11_11_11 keeps blocks 3 and 2 (0b0111) and rounds the dropped 0b1111 up:
+    128, which the PE's 8-bit magnitude holds (the product is exact: 128 x -128)."""
+    config = load_preset("default")
+    assert window_value(np.array([127, -127]), config, 2, WindowRounding.ROUND).tolist() == [
+        128, -128]
+    mode = PairedPrecision(2, 2, WindowRounding.ROUND)
+    assert paired_gemm(np.array([[127, 1]]), np.array([[-128], [0]]), config,
+                       mode).tolist() == [[128 * -128]]
