@@ -204,6 +204,16 @@ SKIPPING_DESIGNS = {
 }
 
 
+def preset_with(preset: str, **changes) -> Config:
+    """The preset with spec keys changed, each given as ``section__key=value``
+    (``preset_with("tiny", array__rows=3)``), validated by :func:`from_dict`."""
+    spec = load_preset(preset).to_dict()
+    for path, value in changes.items():
+        section, key = path.split("__")
+        spec[section][key] = value
+    return from_dict(spec, source="tests")
+
+
 def with_pe(config: Config, pe: str) -> Config:
     """``config`` with ``arithmetic.pe = pe``, named ``<name>_<pe>``: the same design
     with another PE datapath (tests/hdl/test_pe_designs_rtl.py runs the integration

@@ -16,8 +16,8 @@ from amaranth.lib.wiring import In, Out
 from qforge.fpga import dsp
 from qforge.fpga.area import parse_stat
 from qforge.fpga.dsp import dsp_decision
-from qforge.sim.model.spec import from_dict, load_preset
-from tests.configs import two_lane_tiny
+from qforge.sim.model.spec import load_preset
+from tests.configs import preset_with, two_lane_tiny
 from tests.fpga.stand_in import tool_path
 
 DATA = Path(__file__).parent / "data"
@@ -26,11 +26,7 @@ DATA = Path(__file__).parent / "data"
 # -- DSP decision --------------------------------------------------------------------
 
 def _config(**changes):
-    spec = load_preset("tiny").to_dict()
-    for path, value in changes.items():
-        section, key = path.split("__")
-        spec[section][key] = value
-    return from_dict(spec)
+    return preset_with("tiny", **changes)
 
 
 def test_dsp_decision():

@@ -10,8 +10,9 @@ from pathlib import Path
 from qforge.sim.dse.sweep import load_sweep
 from qforge.sim.dse.workload import (epoch_cycles, load_training, numerics_key,
                                      policy_entries, train_accuracy, training_spec)
-from qforge.sim.model.spec import from_dict, load_preset
+from qforge.sim.model.spec import load_preset
 from qforge.sim.training.loop import train_run
+from tests.configs import preset_with
 
 DATA = Path(__file__).parent / "data"
 
@@ -20,12 +21,8 @@ def _workload():
     return load_sweep(DATA / "small.toml").workloads[0]
 
 
-def _config(**changes) -> tuple:
-    spec = load_preset("default").to_dict()
-    for key, value in changes.items():
-        section, name = key.split("__")
-        spec[section][name] = value
-    return from_dict(spec)
+def _config(**changes):
+    return preset_with("default", **changes)
 
 
 def test_the_builtin_policies_follow_the_block_width():
