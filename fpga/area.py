@@ -44,7 +44,7 @@ from qforge.gen.tools import ToolError
 __all__ = ["Family", "FAMILIES", "AreaReport", "SynthesisError", "yosys_command",
            "parse_stat", "parse_stat_modules", "summarize", "module_groups", "synthesize",
            "config_area", "selector_area", "count_instances", "run_yosys_script",
-           "run_directory"]
+           "run_cached_script", "run_directory"]
 
 
 @dataclass(frozen=True)
@@ -355,6 +355,31 @@ def run_yosys_script(directory: Path, script: str) -> tuple[bool, list[str], int
     lines = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
     stat.unlink(missing_ok=True)
     return False, (lines or process.stdout.splitlines())[-15:], process.returncode
+
+
+def run_cached_script(directory: Path, script: str, design: str, text: str,
+                      outputs: tuple[str, ...], *, cache: bool, log, doing: str,
+                      failure: str) -> float | None:
+    """Run the Yosys ``script`` in ``directory`` on ``text`` (written to the file
+    ``design``) unless ``cache`` and every file of ``outputs`` is there from an earlier
+    run: the run's wall seconds, or None when nothing ran. ``log`` (if given) gets
+    ``"<doing> in <directory> ..."``; a failed run raises :class:`SynthesisError`
+    ``"<failure> (exit status N; log: ...)"`` with the log's last lines."""
+    paths = [directory / name for name in outputs]
+    if cache and all(path.exists() for path in paths):
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        path.unlink(missing_ok=True)
+    (directory / design).write_text(text)
+    if log:
+        log(f"{doing} in {directory} ...")
+    started = time.monotonic()
+    ok, tail, status = run_yosys_script(directory, script)
+    if not ok:
+        raise SynthesisError(f"{failure} (exit status {status}; log: "
+                             f"{directory / 'synth.log'}):\n" + "\n".join(tail))
+    return time.monotonic() - started
 
 
 def config_area(config: Config, family: str | Family = "ecp5", **options) -> AreaReport:

@@ -124,7 +124,7 @@ but no index, 4 s (4x4) and 8 s (8x8), the elaboration and RTLIL conversion; fro
 index, under 0.01 s in the call (0.3 s for a fresh Python process with its imports).
 The whole 4x4 designs take 30 to 80 s in both measures.
 
-(Over 500 lines, about 700: one concept, the composed area and its check against the
+(Over 500 lines, about 850: one concept, the composed area and its check against the
 whole design; the Yosys scripts, the boxing and the parts read best together.)
 """
 
@@ -140,8 +140,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qforge.fpga.area import (WORKAROUND, SynthesisError, _default_root, parse_stat,
-                              run_directory, run_yosys_script, summarize, synthesize)
+from qforge.fpga.area import (WORKAROUND, _default_root, parse_stat, run_cached_script,
+                              run_directory, summarize, synthesize)
 from qforge.fpga.pe_area import (FLIP_FLOP_CELLS, FLIP_FLOP_TRANSISTORS, PE_FAMILIES,
                                  count_flip_flops, interior_ports)
 from qforge.sim.model.spec import Config
@@ -294,20 +294,12 @@ def _ecp5(text: str, top: str, boxes, *, root, cache, log) -> tuple[dict, bool, 
 
 def _ecp5_run(directory: Path, script: str, text: str, top: str, boxes, *, cache,
               log) -> tuple[dict, bool, float]:
+    seconds = run_cached_script(
+        directory, script, "design.il", text, ("stat.json",), cache=cache, log=log,
+        doing=f"synthesizing {top} with yosys synth_ecp5 (abc9 -D {ECP5_DELAY_TARGET_PS})",
+        failure=f"yosys synth_ecp5 failed on {top}")
+    ran, seconds = seconds is not None, seconds or 0.0
     stat = directory / "stat.json"
-    seconds, ran = 0.0, False
-    if not (cache and stat.exists()):
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "design.il").write_text(text)
-        if log:
-            log(f"synthesizing {top} with yosys synth_ecp5 (abc9 -D "
-                f"{ECP5_DELAY_TARGET_PS}) in {directory} ...")
-        started = time.monotonic()
-        ok, tail, status = run_yosys_script(directory, script)
-        seconds, ran = time.monotonic() - started, True
-        if not ok:
-            raise SynthesisError(f"yosys synth_ecp5 failed on {top} (exit status {status}; "
-                                 f"log: {directory / 'synth.log'}):\n" + "\n".join(tail))
     cells = _drop(parse_stat(stat.read_text())[0], boxes)
     return summarize(cells, "ecp5"), ran, seconds
 
@@ -398,22 +390,13 @@ def _cmos(text: str, top: str, boxes, *, root, cache, log) -> tuple[dict, bool, 
 
 def _cmos_run(directory: Path, script: str, text: str, top: str, boxes, *, cache,
               log) -> tuple[dict, bool, float]:
-    files = [directory / name for name in ("stat.json", "gates.json", "memories.txt")]
-    seconds, ran = 0.0, False
-    if not (cache and all(path.exists() for path in files)):
-        directory.mkdir(parents=True, exist_ok=True)
-        for path in files:
-            path.unlink(missing_ok=True)
-        (directory / "design.il").write_text(text)
-        if log:
-            log(f"synthesizing {top} to CMOS gates (abc -g cmos2) in {directory} ...")
-        started = time.monotonic()
-        ok, tail, status = run_yosys_script(directory, script)
-        seconds, ran = time.monotonic() - started, True
-        if not ok:
-            raise SynthesisError(f"yosys failed on {top}'s CMOS estimate (exit status "
-                                 f"{status}; log: {directory / 'synth.log'}):\n"
-                                 + "\n".join(tail))
+    names = ("stat.json", "gates.json", "memories.txt")
+    seconds = run_cached_script(
+        directory, script, "design.il", text, names, cache=cache, log=log,
+        doing=f"synthesizing {top} to CMOS gates (abc -g cmos2)",
+        failure=f"yosys failed on {top}'s CMOS estimate")
+    ran, seconds = seconds is not None, seconds or 0.0
+    files = [directory / name for name in names]
     stat, gates, memories = (path.read_text() for path in files)
     cells = _drop(parse_stat(stat)[0], boxes)
     gates = json.loads(gates[gates.find("{"):])

@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from qforge.fpga.area import (SynthesisError, parse_stat, run_directory, run_yosys_script,
-                              synthesize)
+from qforge.fpga.area import parse_stat, run_cached_script, run_directory, synthesize
 from qforge.sim.model.spec import Config
 
 __all__ = ["FLIP_FLOP_TRANSISTORS", "FLIP_FLOP_CELLS", "BASELINE", "PE_FAMILIES",
@@ -157,25 +155,14 @@ def cmos_estimate(design, top: str, *, ports=None, root: Path | None = None,
         text = verilog.convert(design, name=top, ports=ports, emit_src=False)
     script = cmos_script(top)
     directory = run_directory(root, top, "cmos", script, text)
-    stat, gates = directory / "stat.json", directory / "gates.json"
-    if cache and stat.exists() and gates.exists():
-        estimate = parse_cmos_stat(stat.read_text(), gates.read_text())
-        return CmosEstimate(estimate.cells, estimate.flip_flops, estimate.gate_transistors,
-                            estimate.yosys, 0.0, True, directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    gates.unlink(missing_ok=True)
-    (directory / "design.v").write_text(text)
-    if log:
-        log(f"synthesizing {top} to CMOS gates (abc -g cmos2) in {directory} ...")
-    started = time.monotonic()
-    ok, tail, status = run_yosys_script(directory, script)
-    if not ok:
-        raise SynthesisError(f"yosys failed on {top}'s CMOS estimate (exit status "
-                             f"{status}; log: {directory / 'synth.log'}):\n"
-                             + "\n".join(tail))
-    estimate = parse_cmos_stat(stat.read_text(), gates.read_text())
+    seconds = run_cached_script(
+        directory, script, "design.v", text, ("stat.json", "gates.json"), cache=cache,
+        log=log, doing=f"synthesizing {top} to CMOS gates (abc -g cmos2)",
+        failure=f"yosys failed on {top}'s CMOS estimate")
+    estimate = parse_cmos_stat((directory / "stat.json").read_text(),
+                               (directory / "gates.json").read_text())
     return CmosEstimate(estimate.cells, estimate.flip_flops, estimate.gate_transistors,
-                        estimate.yosys, time.monotonic() - started, False, directory)
+                        estimate.yosys, seconds or 0.0, seconds is None, directory)
 
 
 @dataclass(frozen=True)
