@@ -65,7 +65,7 @@ from qforge.sim.model.vrq_format import vrq_pack, vrq_unpack
 
 __all__ = [
     "Selection", "OperandPrecision", "Precision", "OperandError",
-    "sign_magnitude", "split_blocks", "leading_block", "select_blocks",
+    "sign_magnitude", "split_blocks", "leading_block", "select_blocks", "dynamic_exponent",
     "operand_value", "check_operands", "gemm", "gemm_block_products",
     "standard_modes", "vrq_pack", "vrq_unpack", "operand_bound",
     "zero_operands", "exact_integer_matmul",
@@ -279,9 +279,8 @@ def operand_value(x, config: Config, precision: OperandPrecision) -> np.ndarray:
     Equal to ``(-1)**sign * sum(kept[i] << ((exponent + i) * K))`` of
     :func:`select_blocks`, computed with whole-word bit arithmetic for speed (the
     emulator calls this on every operand): magnitudes are masked to the ``n*K`` bits in
-    use, the exponent is counted by comparing with block-aligned thresholds
-    (``e >= j`` exactly when the leading block ``t >= j + L - 1``), and the blocks below
-    ``e`` are cleared. Tests check the equality with :func:`select_blocks`.
+    use, the exponent is :func:`dynamic_exponent` (counted by comparing with
+    block-aligned thresholds), and the blocks below ``e`` are cleared. Tests check the equality with :func:`select_blocks`.
 
     >>> from qforge.sim.model.spec import load_preset
     >>> cfg = load_preset("default")
@@ -309,15 +308,28 @@ def operand_value(x, config: Config, precision: OperandPrecision) -> np.ndarray:
         low_bits = (blocks - kept) * k
         kept_magnitude = (magnitude >> low_bits) << low_bits
     else:
-        exponent = np.zeros(x.shape, dtype=np.int64)
-        for j in range(1, blocks - kept + 1):
-            exponent += magnitude >= (1 << ((j + kept - 1) * k))
-        low_bits = exponent * k
+        low_bits = dynamic_exponent(magnitude, k, blocks, kept) * k
         kept_magnitude = (magnitude >> low_bits) << low_bits
     # Restore the sign without np.where (much slower on int64): with s = x >> 63, which
     # is -1 for negative x and 0 otherwise, (v ^ s) - s is -v or v.
     sign = x >> 63
     return (kept_magnitude ^ sign) - sign
+
+
+def dynamic_exponent(magnitude, block_width: int, blocks: int, kept: int) -> np.ndarray:
+    """The lowest kept block of a dynamic selection of ``kept`` of ``blocks`` blocks of
+    ``block_width`` bits: ``max(leading block - (kept - 1), 0)`` (:func:`select_blocks`),
+    counted by comparing with block-aligned thresholds (``e >= j`` exactly when the
+    leading block is at least ``j + kept - 1``), whole-word and fast.
+
+    >>> dynamic_exponent(np.array([77, 13, 0, 255]), 2, 4, 2)   # leading blocks 3, 1, 0, 3
+    array([2, 0, 0, 2])
+    """
+    magnitude = np.asarray(magnitude, dtype=np.int64)
+    exponent = np.zeros(magnitude.shape, dtype=np.int64)
+    for j in range(1, blocks - kept + 1):
+        exponent += magnitude >= (1 << ((j + kept - 1) * block_width))
+    return exponent
 
 
 def zero_operands(x, config: Config, precision: OperandPrecision) -> np.ndarray:

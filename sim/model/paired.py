@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qforge.sim.model.numerics import (OperandError, OperandPrecision, Selection,
-                                       operand_value)
+                                       dynamic_exponent, operand_value)
 from qforge.sim.model.rounding import Rounding, round_shift
 from qforge.sim.model.saturation import signed_range
 from qforge.sim.model.spec import Config
@@ -162,11 +162,7 @@ def window_value(x, config: Config, kept: int, rounding: WindowRounding) -> np.n
     if rounding == WindowRounding.RAW or kept >= n:
         return operand_value(x, config, precision)
     magnitude = np.abs(x) & ((1 << (n * k)) - 1)
-    # The window's lowest block, as operand_value counts it: e >= j exactly when the
-    # leading block is at least j + kept - 1.
-    exponent = np.zeros(x.shape, dtype=np.int64)
-    for j in range(1, n - kept + 1):
-        exponent += magnitude >= (1 << ((j + kept - 1) * k))
+    exponent = dynamic_exponent(magnitude, k, n, kept)      # the window's lowest block
     largest = (1 << (kept * k)) - 1
     result = magnitude.copy()
     for e in range(1, n - kept + 1):
