@@ -33,7 +33,7 @@ from qforge.sim.model.errors import InputError, shown, shown_path
 from qforge.sim.training.config import TrainConfigError, split_sizes
 
 __all__ = ["Dataset", "ARRAY_NAMES", "MAX_DATASET_VALUES", "MAX_CLASSES", "load_dataset",
-           "digits_dataset", "npz_dataset"]
+           "train_dataset", "digits_dataset", "npz_dataset"]
 
 #: The arrays of a dataset ``.npz``, in the order :meth:`Dataset.arrays` returns them.
 ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
@@ -151,6 +151,14 @@ def load_dataset(spec: str, *, split_seed: int = 0, test_fraction: float = 0.25,
     if base is not None and not path.is_absolute():
         path = Path(base) / path
     return npz_dataset(path, source=source)
+
+
+def train_dataset(train) -> Dataset:
+    """The dataset of a :class:`~qforge.sim.training.config.TrainConfig` ``train``: its
+    ``dataset``, split, folder and source passed to :func:`load_dataset`."""
+    return load_dataset(train.dataset, split_seed=train.split_seed,
+                        test_fraction=train.test_fraction, base=train.dataset_base,
+                        source=train.source)
 
 
 def npz_dataset(path: str | Path, *, source: str = "config") -> Dataset:

@@ -36,7 +36,7 @@ from qforge.sim.model.rounding import Rounding
 from qforge.sim.training.config import (HardwareConfig, TrainConfig, TrainConfigError,
                                         check_cnn_depth)
 from qforge.sim.training.data import batches, training_data
-from qforge.sim.training.datasets import Dataset, load_dataset
+from qforge.sim.training.datasets import Dataset, train_dataset
 from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
 from qforge.sim.training.formats import quantize_operand, slot_key
 from qforge.sim.progress import Progress
@@ -370,9 +370,7 @@ def train_all(train: TrainConfig, *, epochs: int | None = None,
     qforge.sim.model.errors.InputError: train: epochs = 0: must be an integer >= 1 (None: the config's epochs)
     """
     _check_arguments(train, epochs, jobs, backend)
-    data = load_dataset(train.dataset, split_seed=train.split_seed,
-                        test_fraction=train.test_fraction, base=train.dataset_base,
-                        source=train.source)
+    data = train_dataset(train)
     _check_dataset(train, data)
     if train.dataset == "digits" and any(h.update == "hardware" for h in train.hardware):
         data = data.arrays(flat=True)    # the programs read the digits' flat arrays
