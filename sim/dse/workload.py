@@ -143,10 +143,8 @@ class EpochCycles:
 def _dataset_shape(train) -> tuple[tuple[int, int, int], int, int]:
     """The image shape, classes and training samples of ``train``'s dataset."""
     from qforge.sim.training.data import training_data
-    from qforge.sim.training.datasets import load_dataset
-    data = load_dataset(train.dataset, split_seed=train.split_seed,
-                        test_fraction=train.test_fraction, base=train.dataset_base,
-                        source=train.source)
+    from qforge.sim.training.datasets import train_dataset
+    data = train_dataset(train)
     samples = len(training_data(train, data, flat=False)[0])
     return data.image_shape, data.classes, samples
 
@@ -156,39 +154,34 @@ def epoch_cycles(config: Config, hardware, train, shape=None) -> EpochCycles:
     :class:`~qforge.sim.training.config.HardwareConfig`, per-layer policy included) on
     ``config``: every layer's forward GEMM at ``(forward, forward)`` precision, its
     weight- and input-gradient GEMMs at ``(forward, gradient)``, each GEMM one dense
-    command (:func:`qforge.sim.training.policy_search.layer_cycles`'s accounting);
+    command (:func:`qforge.sim.training.policy_search.epoch_gemm_cycles`, which
+    ``qforge tune``'s costs sum too);
     ``shape``: ``(image, classes, samples)`` if known."""
-    from qforge.sim.model.cycles import gemm_cycles, gemm_shape
-    from qforge.sim.model.numerics import Precision
-    import qforge.sim.training.cnn as cnn
-    from qforge.sim.training.policy_search import epoch_batch_sizes
+    from qforge.sim.training.policy_search import epoch_batch_sizes, epoch_gemm_cycles
+
+    def precisions(layer):
+        forward, gradient, _ = hardware.layer(layer)
+        return forward.operand.precision, gradient.operand.precision
 
     image, classes, samples = shape or _dataset_shape(train)
     sizes = epoch_batch_sizes(samples, train.batch_size)
     total, ideal, macs = 0, 0.0, 0
-    for size, count in {size: sizes.count(size) for size in sizes}.items():
-        for (layer, pass_), (m, n, depth) in cnn.gemm_shapes(size, image, classes).items():
-            forward, gradient, _ = hardware.layer(layer)
-            f, g = forward.operand.precision, gradient.operand.precision
-            precision = Precision(f, f) if pass_ == "forward" else Precision(f, g)
-            report = gemm_cycles(config, [gemm_shape(config, m, n, depth, precision)])
-            total += count * report.total
-            ideal += count * report.ideal
-            macs += count * report.macs
+    for _, count, report in epoch_gemm_cycles(config, sizes, image, classes, precisions):
+        total += count * report.total
+        ideal += count * report.ideal
+        macs += count * report.macs
     return EpochCycles(total, ideal, macs)
 
 
 def train_accuracy(spec: dict, config: Config, entry: str, seed: int, source: str) -> dict:
     """Train entry ``entry`` of the training ``spec`` on ``config``'s numerics with
     ``seed``: ``{"accuracy", "loss", "seconds"}`` (final test accuracy and loss)."""
-    from qforge.sim.training.datasets import load_dataset
+    from qforge.sim.training.datasets import train_dataset
     from qforge.sim.training.loop import train_run
 
     train = replace(load_training(spec, config, source), seed=seed)
     hardware = next(h for h in train.hardware if h.name == entry)
-    data = load_dataset(train.dataset, split_seed=train.split_seed,
-                        test_fraction=train.test_fraction, base=train.dataset_base,
-                        source=train.source)
+    data = train_dataset(train)
     started = time.monotonic()
     result = train_run(train, hardware, data)
     return {"accuracy": result.test_accuracy[-1], "loss": result.test_loss[-1],
@@ -203,15 +196,13 @@ def calibration(spec: dict, config: Config, seed: int, source: str) -> dict:
     """The ``auto`` policy's sensitivities on ``config``'s numerics with ``seed``
     (:func:`qforge.sim.training.policy_search.calibrate`, the baseline ``exact``):
     ``{"sensitivity": [[layer, tensor, mode, loss increase], ...], "seconds"}``."""
-    from qforge.sim.training.datasets import load_dataset
+    from qforge.sim.training.datasets import train_dataset
     from qforge.sim.training.policy_search import calibrate
 
     train = replace(load_training(spec, config, source), seed=seed)
     modes = tuple(h for h in train.hardware if h.name in AUTO_MODES)
     baseline = next(h for h in modes if h.name == "exact")
-    data = load_dataset(train.dataset, split_seed=train.split_seed,
-                        test_fraction=train.test_fraction, base=train.dataset_base,
-                        source=train.source)
+    data = train_dataset(train)
     started = time.monotonic()
     sensitivity = calibrate(train, data, baseline, modes)
     return {"sensitivity": [[*key, value] for key, value in sensitivity.items()],

@@ -59,14 +59,14 @@ import qforge.sim.training.cnn as cnn
 from qforge.sim.training.config import (HardwareConfig, TrainConfig, TrainConfigError,
                                         check_cnn_depth, train_config_from_dict)
 from qforge.sim.training.data import batches, training_data
-from qforge.sim.training.datasets import load_dataset
+from qforge.sim.training.datasets import train_dataset
 from qforge.sim.training.loop import train_run
 from qforge.sim.training.network import log_softmax
 from qforge.sim.training.report import epoch_cycles
 
 __all__ = ["TUNED_TENSORS", "Calibration", "baseline_entry", "candidate_modes",
-           "epoch_batch_sizes", "layer_cycles", "select_policy", "calibrate",
-           "policy_spec", "policy_toml", "load_spec", "tune"]
+           "epoch_batch_sizes", "layer_cycles", "epoch_gemm_cycles", "select_policy",
+           "calibrate", "policy_spec", "policy_toml", "load_spec", "tune"]
 
 #: The tensors of a layer whose mode the search chooses (the update keeps the baseline's).
 TUNED_TENSORS = ("forward", "gradient")
@@ -124,22 +124,36 @@ def layer_cycles(config, batch_sizes, image, classes, forward, gradient) -> dict
     products ``config``'s PEs issue instead (:func:`~qforge.sim.model.cycles.gemm_shape`;
     each GEMM one dense command, as :class:`~qforge.sim.training.cnn.EmulatedOps` counts
     them)."""
-    from qforge.sim.model.numerics import OperandPrecision, Precision
+    from qforge.sim.model.numerics import OperandPrecision
 
     def operand(value):
         return value if isinstance(value, OperandPrecision) else OperandPrecision(value, value)
 
     forward, gradient = operand(forward), operand(gradient)
-    precision = {"forward": Precision(forward, forward),
-                 "weight_gradient": Precision(forward, gradient),
-                 "input_gradient": Precision(forward, gradient)}
     totals = dict.fromkeys(cnn.LAYERS, 0)
+    for layer, count, report in epoch_gemm_cycles(config, batch_sizes, image, classes,
+                                                  lambda layer: (forward, gradient)):
+        totals[layer] += count * report.total
+    return totals
+
+
+def epoch_gemm_cycles(config, batch_sizes, image, classes, precisions):
+    """``(layer, count, report)`` for each distinct training GEMM of one epoch's CNN
+    steps (batches of ``batch_sizes``): ``count`` GEMMs of that shape, each one dense
+    command whose :class:`~qforge.sim.model.cycles.CycleReport` is ``report``.
+    ``precisions(layer)``: the layer's forward and gradient
+    :class:`~qforge.sim.model.numerics.OperandPrecision`; the forward GEMM runs at
+    ``(forward, forward)``, the weight and input gradients at ``(forward, gradient)``
+    (``q`` block products per MAC, or those ``config``'s PEs issue instead:
+    :func:`~qforge.sim.model.cycles.gemm_shape`)."""
+    from qforge.sim.model.numerics import Precision
+
     for size, count in {size: batch_sizes.count(size) for size in batch_sizes}.items():
         for (layer, pass_), (m, n, depth) in cnn.gemm_shapes(size, image, classes).items():
-            shape = gemm_shape(config, m, n, depth, precision[pass_])
-            cycles = gemm_cycles(config, [shape]).total
-            totals[layer] += count * cycles
-    return totals
+            forward, gradient = precisions(layer)
+            precision = Precision(forward, forward if pass_ == "forward" else gradient)
+            shape = gemm_shape(config, m, n, depth, precision)
+            yield layer, count, gemm_cycles(config, [shape])
 
 
 def select_policy(costs: dict, sensitivity: dict, budget: float) -> dict:
@@ -344,9 +358,7 @@ def tune(spec: dict, budget: float, *, source: str = "config", base: str | None 
         train = replace(train, seed=seed)
     baseline = baseline_entry(train)
     modes = candidate_modes(train, baseline)
-    data = load_dataset(train.dataset, split_seed=train.split_seed,
-                        test_fraction=train.test_fraction, base=train.dataset_base,
-                        source=train.source)
+    data = train_dataset(train)
     if data.image_shape is None:
         raise TrainConfigError(f"{source}: dataset = {train.dataset!r}: model = \"cnn\" "
                                f"needs images (N x H x W [x C] arrays)")
