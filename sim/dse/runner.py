@@ -237,6 +237,7 @@ class _Plan:
         self.sweep, self.points, self.area_root = sweep, points, area_root
         self.shapes = {w.name: dataset_shape(w, points[0].config) for w in sweep.workloads}
         self._entries: dict = {}    # (point, workload, policy) -> (spec, entry) or reason
+        self._autos: dict = {}      # (point, workload) -> _auto's choice
 
     def _task(self, kind: str, point: HardwarePoint, label: str, key_fields: dict,
               **extra) -> dict:
@@ -262,6 +263,22 @@ class _Plan:
                           {"numerics": numerics_key(point.config), "workload": workload.key(),
                            "policy": policy_key, "seed": seed, "spec": spec, "entry": entry},
                           source=workload.source)
+
+    def float32_task(self, workload, seed):
+        """The workload's float32 reference training (the same on every point)."""
+        return self._task("train", self.points[0],
+                          f"train {workload.name} float32 seed {seed}",
+                          {"workload": workload.key(), "policy": "float32", "seed": seed},
+                          spec=float32_spec(workload), entry="float32",
+                          source=workload.source)
+
+    def calibrate_task(self, point, workload, seed):
+        """The auto policy's sensitivities on ``point``'s numerics."""
+        spec, _ = self.entry(point, workload, "auto")
+        return self._task("calibrate", point, f"calibrate {workload.name} seed {seed}",
+                          {"numerics": numerics_key(point.config),
+                           "workload": workload.key(), "seed": seed},
+                          spec=spec, seed=seed, source=workload.source)
 
     def entry(self, point, workload, policy):
         """``(spec, entry name)`` of a fixed policy on ``point``, or the reason it does
@@ -305,12 +322,7 @@ class _Plan:
             return tasks
         for workload in self.sweep.workloads:
             for seed in workload.seeds:
-                point = self.points[0]
-                spec = float32_spec(workload)
-                add(self._task("train", point, f"train {workload.name} float32 seed {seed}",
-                               {"workload": workload.key(), "policy": "float32",
-                                "seed": seed},
-                               spec=spec, entry="float32", source=workload.source))
+                add(self.float32_task(workload, seed))
             for point in self.points:
                 for policy in self._policies(point, workload):
                     entry = self.entry(point, workload, policy)
@@ -319,11 +331,7 @@ class _Plan:
                     spec, name = entry
                     for seed in workload.seeds:
                         if policy == "auto":
-                            add(self._task("calibrate", point,
-                                           f"calibrate {workload.name} seed {seed}",
-                                           {"numerics": numerics_key(point.config),
-                                            "workload": workload.key(), "seed": seed},
-                                           spec=spec, seed=seed, source=workload.source))
+                            add(self.calibrate_task(point, workload, seed))
                         else:
                             add(self.train_task(point, workload, spec, name, seed, policy))
         return tasks
@@ -341,18 +349,19 @@ class _Plan:
 
     def _auto(self, point, workload, results):
         """``(spec, entry, policy)`` of the auto policy chosen on ``point``: the
-        sensitivities of every seed averaged."""
-        spec, _ = self.entry(point, workload, "auto")
-        tables = []
-        for seed in workload.seeds:
-            task = self._task("calibrate", point, "", {
-                "numerics": numerics_key(point.config), "workload": workload.key(),
-                "seed": seed})
-            tables.append(results[task["key"]]["sensitivity"])
-        mean = [[*row[:3], sum(table[i][3] for table in tables) / len(tables)]
-                for i, row in enumerate(tables[0])]
-        return choose_auto_policy(spec, point.config, mean, workload.budget,
-                                  workload.source, self.shapes[workload.name])
+        sensitivities of every seed averaged. Chosen once per point and workload (its
+        trainings are planned with it, and its row is assembled with it)."""
+        key = (point.name, workload.name)
+        if key not in self._autos:
+            spec, _ = self.entry(point, workload, "auto")
+            tables = [results[self.calibrate_task(point, workload, seed)["key"]]
+                      ["sensitivity"] for seed in workload.seeds]
+            mean = [[*row[:3], sum(table[i][3] for table in tables) / len(tables)]
+                    for i, row in enumerate(tables[0])]
+            self._autos[key] = choose_auto_policy(spec, point.config, mean, workload.budget,
+                                                  workload.source,
+                                                  self.shapes[workload.name])
+        return self._autos[key]
 
     def auto_tasks(self, results) -> list[dict]:
         if not self.sweep.measures.accuracy:
@@ -429,10 +438,8 @@ class _Plan:
             seeds = [results[self.train_task(point, workload, spec, name, seed,
                                              policy_key)["key"]]["accuracy"]
                      for seed in workload.seeds]
-            reference = [results[self._task(
-                "train", point, "", {"workload": workload.key(), "policy": "float32",
-                                     "seed": seed})["key"]]["accuracy"]
-                for seed in workload.seeds]
+            reference = [results[self.float32_task(workload, seed)["key"]]["accuracy"]
+                         for seed in workload.seeds]
             mean = sum(seeds) / len(seeds)
             float32 = sum(reference) / len(reference)
             values.update({"accuracy": round(100 * mean, 4),
