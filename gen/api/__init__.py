@@ -28,7 +28,7 @@ the value and what is allowed.
 >>> gemm(config, a * 100, b)
 Traceback (most recent call last):
 ...
-qforge.sim.model.numerics.OperandError: a[0, 1] = -200: out of range for 2 blocks of 4 bits; allowed -128 .. 127
+qforge.sim.model.errors.OperandError: a[0, 1] = -200: out of range for 2 blocks of 4 bits; allowed -128 .. 127
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def load_config(preset: str | None = None, *, spec: str | Path | None = None) ->
     >>> load_config("huge")
     Traceback (most recent call last):
     ...
-    qforge.sim.model.spec.ConfigError: preset = 'huge': unknown preset; allowed: default, fused, fxp8, large, shared, sparse, tiny, ulx3s
+    qforge.sim.model.spec.ConfigError: preset = 'huge': unknown preset; allowed: default, fused, fxp8, large, paired, shared, sparse, tiny, ulx3s
     >>> load_config()
     Traceback (most recent call last):
     ...

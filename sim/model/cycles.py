@@ -31,7 +31,7 @@ from qforge.sim.model.capacity import tiles
 from qforge.sim.model.spec import Config
 
 __all__ = ["LaneSchedule", "lane_schedule", "tile_cycles", "issued_block_products",
-           "mode_tile_cycles",
+           "mode_tile_cycles", "paired_tile_cycles",
            "GemmShape", "gemm_shape", "CycleReport",
            "gemm_cycles", "row_cycles", "skipping_shape", "FEED_LATENCY", "PE_LATENCY",
            "pe_latency",
@@ -173,6 +173,9 @@ def issued_block_products(config: Config, precision) -> int:
     """
     from qforge.sim.model.numerics import Selection
 
+    if precision.a.paired is not None:
+        # A slot (a pair of MACs) is n A-block slots x Lb: paired_slot_cycles.
+        return config.blocks * precision.b.kept
     if config.pe == "fused":
         # Two lanes carry a MAC whose operands keep both blocks; one-block pairs go one
         # per lane, two to a lane pair's multiplier (hdl/pe.py: _fused_sum).
@@ -201,8 +204,34 @@ def mode_tile_cycles(config: Config, depth: int, precision) -> int:
     >>> mode_tile_cycles(default, 2048, dynamic), mode_tile_cycles(from_dict(spec), 2048, dynamic)
     (2048, 8192)
     """
+    if precision.a.paired is not None:
+        return paired_tile_cycles(config, depth, precision)
     return tile_cycles(depth, issued_block_products(config, precision),
                        config.block_multipliers, whole_words=config.pe == "shared_shift")
+
+
+def paired_tile_cycles(config: Config, depth: int, precision) -> int:
+    """Cycles of one output tile in the paired mode (A's ``paired`` set): the
+    ``ceil(depth / 2)`` pairs each take one slot of ``n x Lb`` block products
+    (:func:`qforge.sim.model.paired.slot_block_products` with B's ``Lb``), packed densely
+    into the P lanes like one exact MAC each: ``ceil(ceil(depth / 2) * n * Lb / P)``,
+    whatever the data (the windows of two non-zero A operands never need more than
+    ``n`` A blocks). So a paired GEMM of depth D takes the cycles of an exact one of
+    depth ``ceil(D / 2)``.
+
+    >>> from qforge.sim.model.numerics import OperandPrecision, Precision
+    >>> from qforge.sim.model.paired import PairedPrecision
+    >>> from qforge.sim.model.spec import load_preset
+    >>> paired = load_preset("paired")                   # n = 4, P = 4
+    >>> mode = Precision(OperandPrecision(4, 4, paired=PairedPrecision(2, 2)),
+    ...                  OperandPrecision(4, 4))
+    >>> paired_tile_cycles(paired, 128, mode), mode_tile_cycles(paired, 128, mode)
+    (256, 256)
+    >>> mode_tile_cycles(paired, 128, Precision(OperandPrecision(4, 4), OperandPrecision(4, 4)))
+    512
+    """
+    return tile_cycles(tiles(depth, 2), issued_block_products(config, precision),
+                       config.block_multipliers)
 
 
 def row_cycles(a, config: Config, precision, skip_zeros: bool) -> tuple[int, ...]:
@@ -254,6 +283,8 @@ class GemmShape:
 
     ``row_cycles`` (zero-skipping configurations only): each padded A row's tile
     cycles, from :func:`row_cycles` (see :func:`skipping_shape`); ``None`` means dense.
+    ``paired``: the paired mode, whose ``block_products`` are per slot (a pair of MACs:
+    :func:`paired_tile_cycles`), over :attr:`slots` of them.
     """
 
     m: int
@@ -261,6 +292,12 @@ class GemmShape:
     depth: int
     block_products: int
     row_cycles: tuple[int, ...] | None = None
+    paired: bool = False
+
+    @property
+    def slots(self) -> int:
+        """What a tile's lanes walk: ``depth`` MACs, or ``ceil(depth / 2)`` pairs."""
+        return tiles(self.depth, 2) if self.paired else self.depth
 
 
 def gemm_shape(config: Config, m: int, n: int, depth: int, precision,
@@ -287,7 +324,8 @@ def gemm_shape(config: Config, m: int, n: int, depth: int, precision,
     ...  for config in (default, shared)]                       # 8*8*64*q / (8*8*4)
     [64.0, 256.0]
     """
-    return GemmShape(m, n, depth, issued_block_products(config, precision), row_cycles)
+    return GemmShape(m, n, depth, issued_block_products(config, precision), row_cycles,
+                     paired=precision.a.paired is not None)
 
 
 def skipping_shape(config: Config, a, n: int, precision, skip_zeros: bool) -> GemmShape:
@@ -305,7 +343,8 @@ class CycleReport:
     ``total``: from the cycle the first command is taken on ``cmd`` to the cycle the last
     result beat is accepted, inclusive. ``ideal``: the MACs of the unpadded GEMMs divided by the
     array's peak, ``sum(m * n * depth * q) / (R * C * P)``, q the products issued per MAC
-    (:attr:`GemmShape.block_products`).
+    (:attr:`GemmShape.block_products`; in the paired mode per slot, over
+    ``ceil(depth / 2)`` slots).
     """
 
     total: int
@@ -430,7 +469,7 @@ class Timeline:
         self.half_free_at[self.fill_half] = final_issue + 2
         self.fill_half ^= 1
         self.macs += shape.m * shape.n * shape.depth
-        self.ideal += (shape.m * shape.n * shape.depth * shape.block_products
+        self.ideal += (shape.m * shape.n * shape.slots * shape.block_products
                        / (rows * cols * lanes))
         return transfer, last_beat
 
@@ -450,7 +489,7 @@ def _tiles(config: Config, shape: GemmShape, m_tiles: int, n_tiles: int):
     """
     rows, lanes = config.rows, config.block_multipliers
     if not config.zero_skipping:
-        cycles = tile_cycles(shape.depth, shape.block_products, lanes,
+        cycles = tile_cycles(shape.slots, shape.block_products, lanes,
                              whole_words=config.pe == "shared_shift")
         for _ in range(m_tiles * n_tiles):
             yield cycles, rows

@@ -9,7 +9,7 @@ exits with status 2. Any other exception is a bug and keeps its traceback.
 True
 """
 
-__all__ = ["QforgeError", "InputError", "shown", "shown_path"]
+__all__ = ["QforgeError", "InputError", "OperandError", "shown", "shown_path"]
 
 
 class QforgeError(Exception):
@@ -26,6 +26,11 @@ class InputError(QforgeError, ValueError):
     ...
     InputError: output.shift = 99: allowed range is 0 .. 31
     """
+
+
+class OperandError(QforgeError, ValueError):
+    """An operand matrix has the wrong type, shape or values for the requested mode
+    (raised by :mod:`qforge.sim.model.numerics` and :mod:`qforge.sim.model.paired`)."""
 
 
 def shown(value, limit: int = 80) -> str:

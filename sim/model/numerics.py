@@ -57,8 +57,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qforge.sim.model.errors import QforgeError
+from qforge.sim.model.blocks import dynamic_exponent
+from qforge.sim.model.errors import OperandError
 from qforge.sim.model.exact_matmul import exact_integer_matmul
+from qforge.sim.model.paired import PairedPrecision, check_paired, paired_operands
 from qforge.sim.model.saturation import signed_range
 from qforge.sim.model.spec import Config
 from qforge.sim.model.vrq_format import vrq_pack, vrq_unpack
@@ -68,12 +70,8 @@ __all__ = [
     "sign_magnitude", "split_blocks", "leading_block", "select_blocks", "dynamic_exponent",
     "operand_value", "check_operands", "gemm", "gemm_block_products",
     "standard_modes", "vrq_pack", "vrq_unpack", "operand_bound",
-    "zero_operands", "exact_integer_matmul",
+    "zero_operands", "exact_integer_matmul", "operand_range", "PairedPrecision",
 ]
-
-
-class OperandError(QforgeError, ValueError):
-    """An operand matrix has the wrong type, shape or values for the requested mode."""
 
 
 class Selection(enum.IntEnum):
@@ -98,9 +96,16 @@ class OperandPrecision:
     selection: Selection = Selection.STATIC
     #: The operand words are VRQ carriers (:func:`vrq_pack`); blocks count code blocks.
     vrq: bool = False
+    #: Unsigned integers ``0 .. 2**(n*K) - 1``: the sign bit's place holds magnitude
+    #: (post-ReLU activations; configurations with ``arithmetic.paired``).
+    unsigned: bool = False
+    #: Operand A only, exact with all ``B`` blocks: the paired mode's windows
+    #: (:mod:`qforge.sim.model.paired`); ``None`` for every other mode.
+    paired: PairedPrecision | None = None
 
     @property
     def exact(self) -> bool:
+        """All kept (for a paired operand: before its pairs' windows)."""
         return self.kept == self.blocks
 
     def validate(self, config: Config, operand: str) -> None:
@@ -124,9 +129,39 @@ class OperandPrecision:
         if not isinstance(self.selection, Selection):
             raise OperandError(f"{operand}.selection = {self.selection!r}: must be "
                              f"Selection.STATIC or Selection.DYNAMIC")
+        if not isinstance(self.unsigned, bool):
+            raise OperandError(f"{operand}.unsigned = {self.unsigned!r}: must be True or "
+                               f"False")
+        if self.unsigned and not config.paired:
+            raise OperandError(f"{operand}.unsigned = True: this configuration is not "
+                               f"built with arithmetic.paired = true (unsigned operands "
+                               f"widen its accumulator)")
+        if self.unsigned and self.vrq:
+            raise OperandError(f"{operand}.unsigned = True: not with vrq = True (a VRQ "
+                               f"word has its own sign bit)")
+        if self.paired is not None:
+            self._validate_paired(config, operand)
+
+    def _validate_paired(self, config: Config, operand: str) -> None:
+        if not isinstance(self.paired, PairedPrecision):
+            raise OperandError(f"{operand}.paired = {self.paired!r}: must be a "
+                               f"PairedPrecision or None")
+        if operand != "a":
+            raise OperandError(f"{operand}.paired: only operand A is paired (the "
+                               f"controller reads the activations)")
+        if not config.paired:
+            raise OperandError(f"{operand}.paired: this configuration is not built with "
+                               f"arithmetic.paired = true")
+        if self.vrq or self.kept != self.blocks or self.blocks != config.blocks:
+            raise OperandError(f"{operand}.paired: A must be an exact integer operand of "
+                               f"all {config.blocks} blocks (blocks = kept = "
+                               f"{config.blocks}, vrq = False); the pairs' windows reduce it")
+        check_paired(config, self.paired)
 
     def describe(self) -> str:
-        prefix = "VRQ, " if self.vrq else ""
+        prefix = ("VRQ, " if self.vrq else "") + ("unsigned, " if self.unsigned else "")
+        if self.paired is not None:
+            return f"{prefix}{self.blocks} blocks, {self.paired.describe()}"
         if self.exact:
             return f"{prefix}{self.blocks} blocks"
         return f"{prefix}{self.blocks} blocks, {self.selection.name.lower()} top {self.kept}"
@@ -316,22 +351,6 @@ def operand_value(x, config: Config, precision: OperandPrecision) -> np.ndarray:
     return (kept_magnitude ^ sign) - sign
 
 
-def dynamic_exponent(magnitude, block_width: int, blocks: int, kept: int) -> np.ndarray:
-    """The lowest kept block of a dynamic selection of ``kept`` of ``blocks`` blocks of
-    ``block_width`` bits: ``max(leading block - (kept - 1), 0)`` (:func:`select_blocks`),
-    counted by comparing with block-aligned thresholds (``e >= j`` exactly when the
-    leading block is at least ``j + kept - 1``), whole-word and fast.
-
-    >>> dynamic_exponent(np.array([77, 13, 0, 255]), 2, 4, 2)   # leading blocks 3, 1, 0, 3
-    array([2, 0, 0, 2])
-    """
-    magnitude = np.asarray(magnitude, dtype=np.int64)
-    exponent = np.zeros(magnitude.shape, dtype=np.int64)
-    for j in range(1, blocks - kept + 1):
-        exponent += magnitude >= (1 << ((j + kept - 1) * block_width))
-    return exponent
-
-
 def zero_operands(x, config: Config, precision: OperandPrecision) -> np.ndarray:
     """Which operands the zero-skipping array skips: True where the operand word is
     zero, or, for a VRQ operand, where its code is zero (whatever its sign and range).
@@ -375,7 +394,7 @@ def check_operands(a, b, config: Config, precision: Precision):
     >>> check_operands(np.array([[8]]), np.array([[1]]), cfg, mode)
     Traceback (most recent call last):
     ...
-    qforge.sim.model.numerics.OperandError: a[0, 0] = 8: out of range for 2 blocks of 2 bits; allowed -8 .. 7
+    qforge.sim.model.errors.OperandError: a[0, 0] = 8: out of range for 2 blocks of 2 bits; allowed -8 .. 7
     """
     precision.validate(config)
     matrices = []
@@ -388,7 +407,7 @@ def check_operands(a, b, config: Config, precision: Precision):
         if operand.vrq:
             matrices.append(_check_vrq(name, matrix, config, operand))
             continue
-        low, high = signed_range(operand.blocks * config.block_width)
+        low, high = operand_range(config, operand)
         # Range-check before converting: a uint64 above 2**63 would wrap to negative.
         if matrix.size and (int(matrix.min()) < low or int(matrix.max()) > high):
             bad = (matrix > high) if matrix.dtype.kind in "ub" else \
@@ -396,8 +415,8 @@ def check_operands(a, b, config: Config, precision: Precision):
             index = tuple(int(i) for i in np.argwhere(bad)[0])
             raise OperandError(
                 f"{name}[{', '.join(map(str, index))}] = {matrix[index]}: out of range for "
-                f"{operand.blocks} blocks of {config.block_width} bits; allowed "
-                f"{low} .. {high}")
+                f"{operand.blocks}{' unsigned' if operand.unsigned else ''} blocks of "
+                f"{config.block_width} bits; allowed {low} .. {high}")
         matrices.append(matrix.astype(np.int64, copy=False))
     a, b = matrices
     if a.shape[1] != b.shape[0]:
@@ -433,10 +452,27 @@ def _check_vrq(name, matrix, config: Config, operand: OperandPrecision) -> np.nd
     return matrix
 
 
+def operand_range(config: Config, operand: OperandPrecision) -> tuple[int, int]:
+    """The integers an (integer, not VRQ) operand may hold: ``n*K``-bit two's complement,
+    or ``0 .. 2**(n*K) - 1`` when ``unsigned``.
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> paired = load_preset("paired")
+    >>> operand_range(paired, OperandPrecision(4, 4)), operand_range(
+    ...     paired, OperandPrecision(4, 4, unsigned=True))
+    ((-128, 127), (0, 255))
+    """
+    bits = operand.blocks * config.block_width
+    return (0, (1 << bits) - 1) if operand.unsigned else signed_range(bits)
+
+
 def operand_bound(config: Config, operand: OperandPrecision) -> int:
     """The largest magnitude an operand can have in its mode (approximation never
-    grows a magnitude): ``2**(n*K - 1)`` for integers, the largest code shifted to
-    range 0 for VRQ."""
+    grows a magnitude, and a paired window's rounding stays within the operand's
+    range's magnitude): ``2**(n*K - 1)`` for integers, ``2**(n*K) - 1`` unsigned, the
+    largest code shifted to range 0 for VRQ."""
+    if operand.unsigned:
+        return (1 << (operand.blocks * config.block_width)) - 1
     if operand.vrq:
         code_bits = min(operand.blocks * config.block_width, config.vrq_code_width)
         return ((1 << code_bits) - 1) << ((config.vrq_ranges - 1) * config.vrq_range_stride)
@@ -472,7 +508,9 @@ def gemm(a, b, config: Config, precision: Precision) -> np.ndarray:
              * a.shape[1])
     # An exact integer mode keeps every block: operand_value is the identity on the
     # in-range operands check_operands has just accepted, so it is skipped.
-    if precision.a.vrq or not precision.a.exact:
+    if precision.a.paired is not None:
+        a = paired_operands(a, config, precision.a.paired)
+    elif precision.a.vrq or not precision.a.exact:
         a = operand_value(a, config, precision.a)
     if precision.b.vrq or not precision.b.exact:
         b = operand_value(b, config, precision.b)
@@ -495,6 +533,8 @@ def gemm_block_products(a, b, config: Config, precision: Precision) -> np.ndarra
     """
     a, b = check_operands(a, b, config, precision)
     k = config.block_width
+    if precision.a.paired is not None:      # the windowed operands, exact from here on
+        a = paired_operands(a, config, precision.a.paired)
     sign_a, blocks_a, exp_a = select_blocks(a, config, precision.a)
     sign_b, blocks_b, exp_b = select_blocks(b, config, precision.b)
     result = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)

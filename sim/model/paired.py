@@ -21,15 +21,20 @@ decides which of them gets the bits. The rule, defined once here (docs/NUMERICS.
   makes every slot cost the exact MAC's ``ceil(n x n / P)`` cycles
   (:func:`slot_block_products`), whatever the data, so the array stays in lockstep and
   the mode runs two MACs where the exact mode runs one.
-* **Unsigned A** (``unsigned_a``): post-ReLU activations, ``0 .. 2**W - 1``, the sign
-  bit's place used for magnitude (SPARQ's unsigned 8-bit activations); the magnitude has
-  the same ``n`` blocks of ``K`` bits. A signed operand's rounded window may reach
-  ``+2**(W-1)`` (127 with ``K = 2``, ``L = 2`` rounds to 128): a value the PE's
-  ``n x K``-bit magnitude holds, though no ``W``-bit input word does.
+* **Unsigned A**: post-ReLU activations, ``0 .. 2**W - 1``, the sign bit's place used
+  for magnitude (SPARQ's unsigned 8-bit activations; ``OperandPrecision.unsigned`` of
+  :mod:`qforge.sim.model.numerics`, available to every mode); the magnitude has the same
+  ``n`` blocks of ``K`` bits. A signed operand's rounded window may reach ``+2**(W-1)``
+  (127 with ``K = 2``, ``L = 2`` rounds to 128): a value the PE's ``n x K``-bit
+  magnitude holds, though no ``W``-bit input word does.
+
+The mode is the ``paired`` field of A's :class:`~qforge.sim.model.numerics.OperandPrecision`
+(A exact, ``n`` blocks): :func:`qforge.sim.model.numerics.gemm` applies
+:func:`paired_operands` to A and multiplies exactly, B in any of its modes.
 
 With ``K = 4`` and ``L = 1`` (windows ``0xF0`` / ``0x0F``: SPARQ's ``opt2``) and with
 ``K = 1`` and ``L = 4`` (leading-one windows ``0xF0, 0x78, 0x3C, 0x1E``, else ``0x0F``:
-``opt5``), unsigned 8-bit A, int8 B and the symmetric rule, :func:`paired_gemm` is
+``opt5``), unsigned 8-bit A, int8 B and the symmetric rule, the paired GEMM is
 bit-identical to SPARQ's public kernel (``gilshm/sparq``,
 ``cu_gemm_2x48/gemm_mt_kernel.cu``, ``gemm_48_opt``, non-STC), RAW and ROUND:
 ``tests/sim/model/test_paired.py`` checks it against the kernel's rule written out.
@@ -43,14 +48,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qforge.sim.model.numerics import (OperandError, OperandPrecision, Selection,
-                                       dynamic_exponent, operand_value)
+from qforge.sim.model.blocks import dynamic_exponent
+from qforge.sim.model.errors import OperandError
 from qforge.sim.model.rounding import Rounding, round_shift
-from qforge.sim.model.saturation import signed_range
 from qforge.sim.model.spec import Config
 
 __all__ = ["WindowRounding", "PairRule", "PairedPrecision", "check_paired", "window_value",
-           "paired_operands", "paired_gemm", "slot_block_products", "operand_range"]
+           "paired_operands", "slot_block_products"]
 
 
 class WindowRounding(enum.IntEnum):
@@ -69,19 +73,18 @@ class PairRule(enum.IntEnum):
 
 @dataclass(frozen=True)
 class PairedPrecision:
-    """A paired mode: the windows' sizes in blocks, their rounding, and whether A is
-    unsigned. Symmetric when ``kept_high == kept_low``.
+    """A paired mode: the windows' sizes in blocks and their rounding. Symmetric when
+    ``kept_high == kept_low``.
 
     >>> PairedPrecision(1, 1).describe()
-    'paired, symmetric 1 block, raw, signed A'
-    >>> PairedPrecision(3, 1, WindowRounding.ROUND, unsigned_a=True).describe()
-    'paired, asymmetric 3/1 blocks, round, unsigned A'
+    'paired, symmetric 1 block, raw'
+    >>> PairedPrecision(3, 1, WindowRounding.ROUND).describe()
+    'paired, asymmetric 3/1 blocks, round'
     """
 
     kept_high: int
     kept_low: int
     rounding: WindowRounding = WindowRounding.RAW
-    unsigned_a: bool = False
 
     @property
     def rule(self) -> PairRule:
@@ -92,12 +95,11 @@ class PairedPrecision:
             windows = f"symmetric {self.kept_high} block{'s' * (self.kept_high > 1)}"
         else:
             windows = f"asymmetric {self.kept_high}/{self.kept_low} blocks"
-        return (f"paired, {windows}, {self.rounding.name.lower()}, "
-                f"{'unsigned' if self.unsigned_a else 'signed'} A")
+        return f"paired, {windows}, {self.rounding.name.lower()}"
 
 
 def check_paired(config: Config, mode: PairedPrecision) -> None:
-    """``mode`` fits ``config``, or one :class:`~qforge.sim.model.numerics.OperandError`
+    """``mode`` fits ``config``, or one :class:`~qforge.sim.model.errors.OperandError`
     naming the field: ``1 <= kept_low <= kept_high`` and ``kept_high + kept_low <= n``
     (two windowed MACs need no more block products than one exact MAC).
 
@@ -106,9 +108,12 @@ def check_paired(config: Config, mode: PairedPrecision) -> None:
     >>> check_paired(load_preset("default"), PairedPrecision(3, 2))
     Traceback (most recent call last):
     ...
-    qforge.sim.model.numerics.OperandError: paired kept_high + kept_low = 5: at most the 4 blocks of an operand (two windowed MACs must fit one exact MAC's block products)
+    qforge.sim.model.errors.OperandError: paired kept_high + kept_low = 5: at most the 4 blocks of an operand (two windowed MACs must fit one exact MAC's block products)
     """
     n = config.blocks
+    if not isinstance(mode.rounding, WindowRounding):
+        raise OperandError(f"paired rounding = {mode.rounding!r}: allowed "
+                           + ", ".join(f"WindowRounding.{r.name}" for r in WindowRounding))
     for name in ("kept_high", "kept_low"):
         value = getattr(mode, name)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= n:
@@ -121,17 +126,6 @@ def check_paired(config: Config, mode: PairedPrecision) -> None:
         raise OperandError(f"paired kept_high + kept_low = {mode.kept_high + mode.kept_low}"
                            f": at most the {n} blocks of an operand (two windowed MACs "
                            f"must fit one exact MAC's block products)")
-
-
-def operand_range(config: Config, unsigned: bool) -> tuple[int, int]:
-    """The values an operand may take: ``W``-bit two's complement, or ``0 .. 2**W - 1``.
-
-    >>> from qforge.sim.model.spec import load_preset
-    >>> operand_range(load_preset("default"), False), operand_range(load_preset("default"), True)
-    ((-128, 127), (0, 255))
-    """
-    width = config.operand_width
-    return (0, (1 << width) - 1) if unsigned else signed_range(width)
 
 
 def window_value(x, config: Config, kept: int, rounding: WindowRounding) -> np.ndarray:
@@ -157,12 +151,13 @@ def window_value(x, config: Config, kept: int, rounding: WindowRounding) -> np.n
     """
     x = np.asarray(x, dtype=np.int64)
     k, n = config.block_width, config.blocks
-    precision = OperandPrecision(n, kept, Selection.DYNAMIC) if kept < n \
-        else OperandPrecision(n, n)
-    if rounding == WindowRounding.RAW or kept >= n:
-        return operand_value(x, config, precision)
+    if kept >= n:
+        return x
     magnitude = np.abs(x) & ((1 << (n * k)) - 1)
     exponent = dynamic_exponent(magnitude, k, n, kept)      # the window's lowest block
+    if rounding == WindowRounding.RAW:          # numerics' dynamic selection of L blocks
+        result = (magnitude >> (exponent * k)) << (exponent * k)
+        return np.where(x < 0, -result, result)
     largest = (1 << (kept * k)) - 1
     result = magnitude.copy()
     for e in range(1, n - kept + 1):
@@ -212,42 +207,6 @@ def paired_operands(a, config: Config, mode: PairedPrecision) -> np.ndarray:
     out[:, 0::2] = np.where(both, first_window, first)
     out[:, 1::2] = np.where(both, second_window, second)
     return out[:, :depth]
-
-
-def _check_matrix(name: str, matrix, low: int, high: int, what: str) -> np.ndarray:
-    array = np.asarray(matrix)
-    if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
-        raise OperandError(f"paired {name}: expected an integer matrix, got "
-                           f"{array.dtype} with {array.ndim} dimensions")
-    array = array.astype(np.int64)
-    if array.size and (array.min() < low or array.max() > high):
-        bad = array[(array < low) | (array > high)].flat[0]
-        raise OperandError(f"paired {name}: value {bad} outside {low} .. {high} ({what})")
-    return array
-
-
-def paired_gemm(a, b, config: Config, mode: PairedPrecision) -> np.ndarray:
-    """``C = A' @ B`` in the paired mode (int64): A ``M x D``, ``W``-bit two's complement
-    (or ``0 .. 2**W - 1`` with ``mode.unsigned_a``), B ``D x N``, ``W``-bit two's
-    complement, exact. Errors: one :class:`~qforge.sim.model.numerics.OperandError`.
-
-    >>> from qforge.sim.model.spec import load_preset
-    >>> k4 = load_preset("tiny")
-    >>> a = np.array([[0x5B, 0x3C, 0x00, 0x77]])
-    >>> b = np.array([[1], [2], [3], [-1]])
-    >>> paired_gemm(a, b, k4, PairedPrecision(1, 1, unsigned_a=True)).tolist()
-    [[57]]
-    >>> 0x50 * 1 + 0x30 * 2 + 0x00 * 3 + 0x77 * -1          # (5B,3C) windowed, (00,77) exact
-    57
-    """
-    check_paired(config, mode)
-    a = _check_matrix("A", a, *operand_range(config, mode.unsigned_a),
-                      "unsigned A" if mode.unsigned_a else "signed A")
-    b = _check_matrix("B", b, *operand_range(config, False), "signed B")
-    if a.shape[1] != b.shape[0]:
-        raise OperandError(f"paired: A is {a.shape[0]} x {a.shape[1]} and B "
-                           f"{b.shape[0]} x {b.shape[1]}: the depths differ")
-    return paired_operands(a, config, mode) @ b
 
 
 def slot_block_products(config: Config) -> int:

@@ -42,7 +42,8 @@ One optional key of ``[arithmetic]`` chooses the PE's datapath, with the same nu
 "signed_product"`` (the same cycles) or ``pe = "shared_shift"`` (another lane schedule
 and so other cycles; integer operands and the dense array only) or ``pe = "fused"``
 (lane pairs as one multiplier each, the FPGA's DSP block; two blocks per operand)
-(:data:`PE_DESIGNS`; docs/ARCHITECTURE.md, "A cheaper PE").
+(:data:`PE_DESIGNS`; docs/ARCHITECTURE.md, "A cheaper PE"). Another, ``paired = true``,
+builds the paired precision mode and unsigned operands (:data:`PAIRED_HELP`).
 
 Any mistake gives one :class:`ConfigError` naming the field, the value and what is
 allowed. The configuration space is bounded: a design too large to generate in minutes
@@ -70,7 +71,7 @@ from qforge.sim.model.vrq_format import VRQ_LIMITS, VrqFormat, range_stride_erro
 
 __all__ = ["Config", "ConfigError", "SCHEMA", "PE_DESIGNS", "DEFAULT_PE",
            "FUSED_MAX_BLOCK_WIDTH", "VRQ_SCHEMA", "ZERO_SKIPPING_SCHEMA",
-           "OUTPUT_STAGE_SCHEMA", "PRESETS", "read_toml",
+           "OUTPUT_STAGE_SCHEMA", "PAIRED_HELP", "PRESETS", "read_toml",
            "load_preset", "load_spec", "from_dict", "preset_names"]
 
 
@@ -136,6 +137,12 @@ PE_DESIGNS = {
 #: and an SB_MAC16 multiplies 16 bits a side (a MULT18X18D 18).
 FUSED_MAX_BLOCK_WIDTH = 5
 DEFAULT_PE = "shifted"
+#: What the optional key ``arithmetic.paired`` (a boolean, false when left out) builds.
+PAIRED_HELP = ("the paired precision mode (two MACs share a PE's block multipliers, "
+               "qforge.sim.model.paired) and unsigned operands; the B lanes carry a second "
+               "block and the accumulator one bit more; needs pe = \"shifted\" or "
+               "\"signed_product\", an even block_multipliers, an even number of blocks "
+               "(operand_width / block_width) and no [vrq] or [zero_skipping] section")
 
 #: The optional ``[vrq]`` section: value-range-quantized operands (see
 #: :class:`qforge.sim.model.vrq_format.VrqFormat`, whose :data:`VRQ_LIMITS` these are).
@@ -221,6 +228,9 @@ class Config:
     output_lanes_per_cycle: int | None = None
     #: The PE datapath (the optional key ``arithmetic.pe``): a key of :data:`PE_DESIGNS`.
     pe: str = DEFAULT_PE
+    #: The paired precision mode and unsigned operands (the optional key
+    #: ``arithmetic.paired``; :data:`PAIRED_HELP`).
+    paired: bool = False
 
     def __post_init__(self):
         _validate(self)
@@ -339,9 +349,16 @@ class Config:
 
     @property
     def max_operand_magnitude(self) -> int:
-        """Largest magnitude of any operand: ``2**(W-1)``, or a VRQ code
-        ``(2**N - 1) << ((G - 1) * S)`` if larger."""
+        """Largest magnitude of any operand: ``2**(W-1)``, an unsigned operand's
+        ``2**W - 1`` with :attr:`paired`, or a VRQ code ``(2**N - 1) << ((G - 1) * S)`` if
+        larger.
+
+        >>> load_preset("default").max_operand_magnitude, load_preset("paired").max_operand_magnitude
+        (128, 255)
+        """
         largest = self.max_magnitude
+        if self.paired:
+            largest = (1 << self.operand_width) - 1
         if self.vrq_code_width:
             largest = max(largest, ((1 << self.vrq_code_width) - 1)
                           << ((self.vrq_ranges - 1) * self.vrq_range_stride))
@@ -478,6 +495,8 @@ class Config:
             out.setdefault(field.section, {})[field.name] = values[attribute]
         if self.pe != DEFAULT_PE:     # left out when default: existing specs are unchanged
             out["arithmetic"]["pe"] = self.pe
+        if self.paired:
+            out["arithmetic"]["paired"] = True
         if self.vrq_code_width:
             out["vrq"] = {field.name: values[_attribute_name(field)] for field in VRQ_SCHEMA}
         if self.zero_skipping:
@@ -531,6 +550,7 @@ class Config:
             lines.append(f"[{section}]")
             for key, value in spec[section].items():
                 lines.append(f'{key} = "{value}"' if isinstance(value, str)
+                             else f"{key} = {str(value).lower()}" if isinstance(value, bool)
                              else f"{key} = {value}")
         return "\n".join(lines) + "\n"
 
@@ -582,6 +602,7 @@ def _validate(config: Config) -> None:
               "positions differ per operand)")
     if config.pe == "fused":
         _validate_fused(config)
+    _validate_paired(config)
     _validate_vrq(config)
     width = config.operand_width
     if config.block_width > width or width % config.block_width:
@@ -675,6 +696,31 @@ def _validate_fused(config: Config) -> None:
               'with arithmetic.pe = "fused" must be even (lanes are used in pairs)')
 
 
+def _validate_paired(config: Config) -> None:
+    """The limits of ``arithmetic.paired`` (:data:`PAIRED_HELP`), one :class:`ConfigError`
+    each: a slot's ``n x Lb`` block products fill whole cycles of a word's ``P / 2`` pairs
+    only with ``n`` and ``P`` even (hdl/scheduler.py)."""
+    if not isinstance(config.paired, bool):
+        _fail("arithmetic.paired", config.paired, "must be true or false")
+    if not config.paired:
+        return
+    if config.pe not in ("shifted", "signed_product"):
+        _fail("arithmetic.paired", True, f'needs arithmetic.pe = "shifted" or '
+              f'"signed_product" (not "{config.pe}"): its lanes take products of any '
+              f"block positions")
+    if config.vrq_code_width or config.pe_buffer_depth is not None:
+        _fail("arithmetic.paired", True, "needs integer operands on the dense systolic "
+              "array: leave out the [vrq] and [zero_skipping] sections")
+    if config.block_multipliers % 2:
+        _fail("arithmetic.block_multipliers", config.block_multipliers,
+              "with arithmetic.paired must be even (a word holds P / 2 pairs)")
+    blocks = config.operand_width // max(1, config.block_width)
+    if blocks % 2:
+        _fail("arithmetic.block_width", config.block_width,
+              f"with arithmetic.paired operand_width / block_width must be even (now "
+              f"{blocks} blocks): a slot of n x Lb block products must fill whole cycles")
+
+
 def _validate_vrq(config: Config) -> None:
     values = [getattr(config, _attribute_name(field)) for field in VRQ_SCHEMA]
     if values == [0, 0, 0]:
@@ -759,6 +805,9 @@ def from_dict(spec: dict[str, Any], *, source: str = "spec") -> Config:
         if section == "arithmetic" and isinstance(table, dict) and "pe" in table:
             table = dict(table)             # the optional key: validated by Config
             values["pe"] = table.pop("pe")
+        if section == "arithmetic" and isinstance(table, dict) and "paired" in table:
+            table = dict(table)             # the optional key: validated by Config
+            values["paired"] = table.pop("paired")
         _read_section(source, section, table, fields, values)
     if "vrq" in spec:
         _read_section(source, "vrq", spec["vrq"], _VRQ_FIELDS, values)
@@ -839,4 +888,5 @@ def load_preset(name: str) -> Config:
     return from_dict(read_toml(path, source, "preset"), source=source)
 
 
-PRESETS = ("tiny", "default", "large", "sparse", "ulx3s", "fxp8", "shared", "fused")
+PRESETS = ("tiny", "default", "large", "sparse", "ulx3s", "fxp8", "shared", "fused",
+           "paired")

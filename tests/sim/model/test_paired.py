@@ -11,11 +11,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qforge.sim.model.numerics import OperandError
+from qforge.sim.model.numerics import OperandError, OperandPrecision, Precision, gemm
 from qforge.sim.model.paired import (PairedPrecision, WindowRounding, check_paired,
-                                     paired_gemm, paired_operands, window_value)
+                                     paired_operands, window_value)
 from qforge.sim.model.spec import from_dict, load_preset
 from tests.sim.model.sparq_reference import OPT2, OPT5, sparq_gemm
+
+
+def paired_gemm(a, b, config, mode, unsigned_a=False):
+    """The paired GEMM of numerics.gemm on ``config`` built with arithmetic.paired (the
+    rule does not depend on P; tiny's single lane becomes two)."""
+    spec = config.to_dict()
+    spec["arithmetic"]["paired"] = True
+    spec["arithmetic"]["block_multipliers"] = max(2, config.block_multipliers)
+    config = from_dict(spec)
+    n = config.blocks
+    return gemm(a, b, config, Precision(OperandPrecision(n, n, unsigned=unsigned_a,
+                                                         paired=mode),
+                                        OperandPrecision(n, n)))
 
 
 def k1_config():
@@ -40,18 +53,18 @@ def random_operands(rng, m, depth, n, zero_fraction):
 @pytest.mark.parametrize("rounding", [WindowRounding.RAW, WindowRounding.ROUND])
 def test_bit_identical_to_sparqs_kernel(name, rounding):
     config, kept, options = SPARQ[name]
-    mode = PairedPrecision(kept, kept, rounding, unsigned_a=True)
+    mode = PairedPrecision(kept, kept, rounding)
     rng = np.random.default_rng(17 + 2 * rounding)
     for trial, (m, depth, n) in enumerate([(7, 33, 5), (16, 64, 9), (3, 1, 2), (9, 40, 11)]):
         a, b = random_operands(rng, m, depth, n, zero_fraction=trial / 4)
         expected = sparq_gemm(a.tolist(), b.tolist(), options,
                               rounding == WindowRounding.ROUND)
-        assert paired_gemm(a, b, config, mode).tolist() == expected
+        assert paired_gemm(a, b, config, mode, True).tolist() == expected
     # Every activation value against every other, in one pair each, with B = 1.
     values = np.arange(256)
     a = np.stack(np.meshgrid(values, values, indexing="ij"), axis=-1).reshape(-1, 2)
     b = np.array([[1], [1]])
-    assert paired_gemm(a, b, config, mode).tolist() == sparq_gemm(
+    assert paired_gemm(a, b, config, mode, True).tolist() == sparq_gemm(
         a.tolist(), b.tolist(), options, rounding == WindowRounding.ROUND)
 
 
@@ -61,8 +74,8 @@ def test_a_wrong_rule_is_caught():
     config, kept, options = SPARQ["opt2"]
     a = np.array([[0xF9, 0x5B], [0x58, 0x33]])
     b = np.array([[1], [1]])
-    rounded = paired_gemm(a, b, config, PairedPrecision(kept, kept, WindowRounding.ROUND,
-                                                        unsigned_a=True)).tolist()
+    rounded = paired_gemm(a, b, config, PairedPrecision(kept, kept, WindowRounding.ROUND),
+                          True).tolist()
     assert rounded != sparq_gemm(a.tolist(), b.tolist(), options, True, saturate=False)
     assert rounded != sparq_gemm(a.tolist(), b.tolist(), options, False)
 
@@ -83,8 +96,8 @@ def test_exact_when_every_pair_holds_a_zero(m, depth, n, name, seed, unsigned, r
     a[:, odd] = np.where(zero_first[:, :len(odd)], a[:, odd], 0)
     b = rng.integers(-128, 128, size=(depth, n))
     kept = max(1, config.blocks // 2)
-    mode = PairedPrecision(kept, kept, rounding, unsigned_a=unsigned)
-    assert (paired_gemm(a, b, config, mode) == a @ b).all()
+    mode = PairedPrecision(kept, kept, rounding)
+    assert (paired_gemm(a, b, config, mode, unsigned) == a @ b).all()
 
 
 @settings(max_examples=80, deadline=None)
@@ -133,15 +146,13 @@ def test_bad_modes_are_one_error(mode, message):
 
 def test_bad_operands_are_one_error():
     config = load_preset("default")
-    with pytest.raises(OperandError, match=r"paired A: value 256 outside 0 \.\. 255"):
-        paired_gemm(np.array([[256]]), np.array([[1]]), config,
-                    PairedPrecision(2, 2, unsigned_a=True))
-    with pytest.raises(OperandError, match=r"paired A: value -1 outside 0 \.\. 255"):
-        paired_gemm(np.array([[-1]]), np.array([[1]]), config,
-                    PairedPrecision(2, 2, unsigned_a=True))
-    with pytest.raises(OperandError, match=r"paired B: value 128 outside -128 \.\. 127"):
+    with pytest.raises(OperandError, match=r"a\[0, 0\] = 256: .* allowed 0 \.\. 255"):
+        paired_gemm(np.array([[256]]), np.array([[1]]), config, PairedPrecision(2, 2), True)
+    with pytest.raises(OperandError, match=r"a\[0, 0\] = -1: .* allowed 0 \.\. 255"):
+        paired_gemm(np.array([[-1]]), np.array([[1]]), config, PairedPrecision(2, 2), True)
+    with pytest.raises(OperandError, match=r"b\[0, 0\] = 128: .* allowed -128 \.\. 127"):
         paired_gemm(np.array([[1]]), np.array([[128]]), config, PairedPrecision(2, 2))
-    with pytest.raises(OperandError, match="the depths differ"):
+    with pytest.raises(OperandError, match="inner dimensions differ"):
         paired_gemm(np.ones((2, 3), dtype=int), np.ones((2, 2), dtype=int), config,
                     PairedPrecision(2, 2))
 
@@ -150,7 +161,7 @@ def test_the_worked_example_of_numerics_md():
     """docs/NUMERICS.md, "Paired mode": 57 (RAW) and 105 (ROUND)."""
     a, b = np.array([[0x5B, 0x3C, 0x00, 0x77]]), np.array([[1], [2], [3], [-1]])
     config = load_preset("tiny")
-    results = [paired_gemm(a, b, config, PairedPrecision(1, 1, rounding, unsigned_a=True))
+    results = [paired_gemm(a, b, config, PairedPrecision(1, 1, rounding), True)
                for rounding in (WindowRounding.RAW, WindowRounding.ROUND)]
     assert [int(r[0, 0]) for r in results] == [57, 105]
 

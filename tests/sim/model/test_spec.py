@@ -102,8 +102,11 @@ def fits_signed(value, width):
 def expected_accumulator_width(config):
     """The accumulator width from its documented definition, computed independently:
     the narrowest two's-complement width holding ``max_reduction_depth * 2**(2W-2)``,
-    and at least the lane-sum width ``2W + ceil(log2 P) + 1``."""
+    and at least the lane-sum width ``2W + ceil(log2 P) + 1``; with ``arithmetic.paired``
+    (unsigned operands, up to ``2**W - 1``) ``max_reduction_depth * (2**W - 1)**2``."""
     bound = config.max_reduction_depth * 2 ** (2 * config.operand_width - 2)
+    if config.paired:
+        bound = config.max_reduction_depth * (2 ** config.operand_width - 1) ** 2
     width = 1
     while not fits_signed(bound, width):
         width += 1
@@ -136,7 +139,7 @@ def valid_specs(draw):
 # ---- presets ----------------------------------------------------------------------------
 
 def test_preset_names_are_the_presets():
-    assert preset_names() == sorted(PRESETS) == ["default", "fused", "fxp8", "large",
+    assert preset_names() == sorted(PRESETS) == ["default", "fused", "fxp8", "large", "paired",
                                                  "shared", "sparse", "tiny", "ulx3s"]
 
 
@@ -182,6 +185,8 @@ def test_preset_round_trips_through_dict(name):
     assert set(as_dict) == {"name", *SECTIONS} | optional
     for section in SECTIONS:
         optional_keys = ["pe"] if section == "arithmetic" and config.pe != "shifted" else []
+        if section == "arithmetic" and config.paired:
+            optional_keys.append("paired")
         assert list(as_dict[section]) == [f.name for f in SCHEMA
                                           if f.section == section] + optional_keys
 
@@ -481,7 +486,7 @@ def test_load_preset_unknown(name):
     with pytest.raises(ConfigError) as info:
         load_preset(name)
     assert f"preset = {name!r}" in str(info.value)
-    assert "allowed: default, fused, fxp8, large, shared, sparse, tiny, ulx3s" in str(info.value)
+    assert "allowed: default, fused, fxp8, large, paired, shared, sparse, tiny, ulx3s" in str(info.value)
 
 
 # ---- derived widths ----------------------------------------------------------------------
