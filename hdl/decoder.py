@@ -87,6 +87,7 @@ class InstructionDecoder(wiring.Component):
         precision_shape = command.members["a"]
         exact = {"blocks_minus_one": config.blocks - 1, "kept_minus_one": config.blocks - 1,
                  "dynamic": 0, "vrq": 0}
+        paired_fields = ("unsigned", "paired", "high", "low", "round") if config.paired else ()
         precision_a = Signal(precision_shape, init=exact)
         precision_b = Signal(precision_shape, init=exact)
         output = Signal(command.members["output"])
@@ -101,6 +102,7 @@ class InstructionDecoder(wiring.Component):
                 view = views[Opcode.PRECISION]
                 value = {"blocks_minus_one": view.blocks - 1, "kept_minus_one": view.kept - 1,
                          "dynamic": view.dynamic, "vrq": view.vrq}
+                value |= {name: getattr(view, name) for name in paired_fields}
                 for register, operand in ((precision_a, 0), (precision_b, 1)):
                     with m.If(view.operand == operand):
                         m.d.sync += [getattr(register, name).eq(v)
@@ -155,6 +157,26 @@ class InstructionDecoder(wiring.Component):
         m.d.comb += self.idle.eq(~held_valid & ~self.cmd.valid & ~self.epilogue.valid)
         return m
 
+    def _paired_check(self, precision):
+        """``PRECISION``'s ``unsigned`` and paired fields
+        (:func:`qforge.sim.model.machine._precision_error`): without
+        ``arithmetic.paired`` all 0; with it, ``unsigned`` not with ``vrq``, and
+        ``paired = 1`` only for operand A, exact integer with all ``n`` blocks and
+        ``1 <= low <= high``, ``high + low <= n`` (``high``, ``low``, ``round`` 0 when
+        not paired)."""
+        config = self._config
+        n = config.blocks
+        if not config.paired:
+            return ~precision.unsigned & ~precision.paired & (precision.high == 0) \
+                & (precision.low == 0) & ~precision.round
+        paired_ok = ((precision.operand == Operand.A) & ~precision.vrq & ~precision.dynamic
+                     & (precision.blocks == n) & (precision.kept == n)
+                     & (precision.low >= 1) & (precision.low <= precision.high)
+                     & (precision.high + precision.low <= n))
+        plain_ok = (precision.high == 0) & (precision.low == 0) & ~precision.round
+        return ~(precision.unsigned & precision.vrq) & Mux(precision.paired, paired_ok,
+                                                            plain_ok)
+
     def _checks(self, m, held, views):
         """Whether ``held`` is a valid instruction: :func:`qforge.sim.model.machine.
         instruction_error`'s rules, per opcode."""
@@ -181,6 +203,7 @@ class InstructionDecoder(wiring.Component):
             m.d.comb += limit.eq(Mux(precision.vrq, config.vrq_code_blocks, config.blocks))
             precision_ok = (precision.blocks >= 1) & (precision.blocks <= limit)
         precision_ok = precision_ok & (precision.kept >= 1) & (precision.kept <= precision.blocks)
+        precision_ok = precision_ok & self._paired_check(precision)
 
         out = views[Opcode.OUTPUT]
         output_ok = (rounding_is_defined(out.rounding)

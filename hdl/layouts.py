@@ -54,13 +54,25 @@ def operand_precision_layout(config: Config) -> data.StructLayout:
     ``vrq``: the operand words are VRQ-coded (:func:`qforge.sim.model.numerics.vrq_pack`);
     ``blocks``/``kept`` then count blocks of the code. Only valid when the
     configuration has a ``[vrq]`` section.
+
+    Configurations with ``arithmetic.paired`` add ``unsigned`` (the operand words are
+    ``W``-bit unsigned integers) and the paired mode of operand A
+    (:class:`qforge.sim.model.paired.PairedPrecision`): ``paired``, the window sizes
+    ``high`` and ``low`` in blocks (``1 <= low <= high``, ``high + low <= n``: they fit
+    ``blocks_minus_one``'s width) and ``round`` (:class:`~qforge.sim.model.paired.
+    WindowRounding`); B's are always 0.
     """
-    return data.StructLayout({
+    fields = {
         "blocks_minus_one": unsigned(config.blocks_field_width),
         "kept_minus_one": unsigned(config.blocks_field_width),
         "dynamic": unsigned(1),
         "vrq": unsigned(1),
-    })
+    }
+    if config.paired:
+        fields |= {"unsigned": unsigned(1), "paired": unsigned(1),
+                   "high": unsigned(config.blocks_field_width),
+                   "low": unsigned(config.blocks_field_width), "round": unsigned(1)}
+    return data.StructLayout(fields)
 
 
 def output_layout(config: Config) -> data.StructLayout:
@@ -150,14 +162,24 @@ def result_layout(config: Config) -> data.StructLayout:
 def block_lane_layout(config: Config) -> data.StructLayout:
     """One multiplier lane's operand: a K-bit block, its sign and block position; with
     :attr:`~qforge.sim.model.spec.Config.plain_lanes` (``K = W``, integer operands) the
-    ``W``-bit two's-complement operand ``value`` alone (0 for an invalid lane)."""
+    ``W``-bit two's-complement operand ``value`` alone (0 for an invalid lane).
+
+    With ``arithmetic.paired`` an A lane also says which MAC
+    of its pair the block belongs to (``second``), and a B lane carries the same block
+    of the pair's second B operand (``partner``: block, sign, position); the PE
+    multiplies A's block by B's ``partner`` when A's ``second`` is set. Each side drives
+    its own field and 0 in the other's (constant registers that synthesis removes)."""
     if config.plain_lanes:
         return data.StructLayout({"value": signed(config.operand_width)})
-    return data.StructLayout({
+    operand = {
         "block": unsigned(config.block_width),
         "sign": unsigned(1),
         "position": unsigned(config.position_width),
-    })
+    }
+    if config.paired:
+        return data.StructLayout(operand | {"second": unsigned(1),
+                                            "partner": data.StructLayout(operand)})
+    return data.StructLayout(operand)
 
 
 def lanes_layout(config: Config) -> data.ArrayLayout:

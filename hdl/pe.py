@@ -1,6 +1,6 @@
 """The block-wise precision-reconfigurable processing element."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -130,7 +130,7 @@ class ProcessingElement(wiring.Component):
         block_width = config.block_width
         terms = []
         for lane in range(config.block_multipliers):
-            a, b = self.a_out[lane], self.b_out[lane]
+            a, b = self.a_out[lane], self._b_operand(m, lane)
             product = Signal(unsigned(config.product_width), name=f"product_{lane}")
             m.d.comb += product.eq(a.block * b.block)
             # Shift by whole blocks: (pos_a + pos_b) * K, at most 2 * max_position * K
@@ -153,6 +153,21 @@ class ProcessingElement(wiring.Component):
         lane_sum = Signal(signed(config.lane_sum_width), reset_less=True)
         m.d.sync += lane_sum.eq(tree_sum(terms))
         return lane_sum
+
+    def _b_operand(self, m: Module, lane: int):
+        """Lane ``l``'s B operand: ``b_out[l]``, or with ``arithmetic.paired`` its
+        ``partner`` (the pair's second B operand's block) when the A lane's ``second``
+        says the A block is the pair's second MAC's (:class:`qforge.hdl.selector.
+        BlockSelector`). This multiplexer and the partner's forwarding register are the
+        paired mode's cost in a PE (docs/ARCHITECTURE.md, "Paired mode")."""
+        b = self.b_out[lane]
+        if not self._config.paired:
+            return b
+        chosen = Signal(b.partner.shape(), name=f"b_chosen_{lane}")
+        # partner has the layout of the lane's own block, sign and position fields.
+        m.d.comb += chosen.eq(Mux(self.a_out[lane].second, b.partner,
+                                  Cat(b.block, b.sign, b.position)))
+        return chosen
 
     def _shared_shift_sum(self, m: Module):
         """Stage 1 of ``"shared_shift"``: every lane carries lane 0's block positions

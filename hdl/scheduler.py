@@ -137,7 +137,8 @@ class Scheduler(wiring.Component):
             offset_sum, a_digit, b_digit = advance_lane(
                 table, command, current_offsets[l], current_a[l], current_b[l],
                 shared_shift=config.pe == "shared_shift",
-                fused_wide=fused_wide(command) if config.pe == "fused" else None)
+                fused_wide=fused_wide(command) if config.pe == "fused" else None,
+                paired_mode=config.paired)
             word_carry = offset_sum >= lanes
             next_b.append(b_digit)
             next_a.append(a_digit)
@@ -248,6 +249,17 @@ class Scheduler(wiring.Component):
                 products.eq((incoming.depth_minus_one + 1) * block_products),
             ]
             tile_cycles_minus_one = ((products + lanes - 1) >> (lanes.bit_length() - 1)) - 1
+        elif config.paired:
+            # Paired: ceil(depth / 2) slots of n x Lb (cycles.paired_tile_cycles).
+            paired = incoming.a.paired
+            m.d.comb += [
+                block_products.eq((Mux(paired, incoming.a.blocks_minus_one,
+                                       incoming.a.kept_minus_one) + 1)
+                                  * (incoming.b.kept_minus_one + 1)),
+                products.eq(Mux(paired, (incoming.depth_minus_one >> 1) + 1,
+                                incoming.depth_minus_one + 1) * block_products),
+            ]
+            tile_cycles_minus_one = ((products + lanes - 1) >> (lanes.bit_length() - 1)) - 1
         else:
             m.d.comb += [
                 block_products.eq((incoming.a.kept_minus_one + 1)
@@ -282,21 +294,35 @@ class ModeTable:
 def mode_table(m: Module, config: Config, command) -> ModeTable:
     """Per ``(La, Lb)`` of ``command``: the per-cycle step and each lane's starting
     digits, a table of ``B**2`` entries built from :func:`lane_schedule` at elaboration
-    time (the function the cycle model uses)."""
+    time (the function the cycle model uses).
+
+    With ``arithmetic.paired``, a paired command (``a.paired``) walks pairs of operands
+    instead: the schedule of ``(n, Lb)`` (a slot's ``n`` A-block slots by B's ``Lb``
+    blocks: :func:`qforge.sim.model.cycles.paired_tile_cycles`) with its operand digits
+    doubled, so a lane's ``offset`` is the first operand of its pair."""
     blocks = config.blocks
     table = ModeTable(config)
+
+    def load(schedule, scale):
+        m.d.comb += [table.step_words.eq(schedule.step_operands * scale),
+                     table.step_a.eq(schedule.step_a),
+                     table.step_b.eq(schedule.step_b)]
+        for l, (k, i, j) in enumerate(schedule.lane_starts):
+            m.d.comb += [table.init_offsets[l].eq(k * scale), table.init_a[l].eq(i),
+                         table.init_b[l].eq(j)]
+
     with m.Switch(Cat(command.b.kept_minus_one, command.a.kept_minus_one)):
         for kept_a in range(1, blocks + 1):
             for kept_b in range(1, blocks + 1):
                 key = (kept_b - 1) | ((kept_a - 1) << config.blocks_field_width)
                 with m.Case(key):
-                    schedule = lane_schedule(kept_a, kept_b, config.block_multipliers)
-                    m.d.comb += [table.step_words.eq(schedule.step_operands),
-                                 table.step_a.eq(schedule.step_a),
-                                 table.step_b.eq(schedule.step_b)]
-                    for l, (k, i, j) in enumerate(schedule.lane_starts):
-                        m.d.comb += [table.init_offsets[l].eq(k), table.init_a[l].eq(i),
-                                     table.init_b[l].eq(j)]
+                    load(lane_schedule(kept_a, kept_b, config.block_multipliers), 1)
+    if config.paired:
+        with m.If(command.a.paired):
+            with m.Switch(command.b.kept_minus_one):
+                for kept_b in range(1, blocks + 1):
+                    with m.Case(kept_b - 1):
+                        load(lane_schedule(blocks, kept_b, config.block_multipliers), 2)
     return table
 
 
@@ -344,7 +370,7 @@ def fused_table(m: Module, config: Config, command) -> ModeTable:
 
 
 def advance_lane(table: ModeTable, command, offset, a_index, b_index, *,
-                 shared_shift: bool = False, fused_wide=None):
+                 shared_shift: bool = False, fused_wide=None, paired_mode: bool = False):
     """One lane's digits ``(k mod P, i, j)`` advanced by P block products: a mixed-radix
     add of ``(P // q, (P % q) // Lb, (P % q) % Lb)`` with two carries. Returns the
     operand digit unwrapped (it may reach ``2P - 1``; callers wrap or compare it) and
@@ -355,7 +381,10 @@ def advance_lane(table: ModeTable, command, offset, a_index, b_index, *,
     operands: the digit wraps to itself with a word carry).
 
     ``fused_wide`` (``pe = "fused"``: :func:`fused_wide` of the command): the digits
-    count ``(2, 1)`` or ``(1, 1)`` blocks (:func:`fused_table`)."""
+    count ``(2, 1)`` or ``(1, 1)`` blocks (:func:`fused_table`).
+
+    ``paired_mode`` (``arithmetic.paired``): a paired command's A digit counts the ``n``
+    A-block slots of a pair and its carry moves the operand digit by 2 (one pair)."""
     if shared_shift:
         kept_a, kept_b = issued_blocks(command.a), issued_blocks(command.b)
     elif fused_wide is not None:
@@ -363,12 +392,19 @@ def advance_lane(table: ModeTable, command, offset, a_index, b_index, *,
     else:
         kept_a = command.a.kept_minus_one + 1
         kept_b = command.b.kept_minus_one + 1
+    # A paired command (arithmetic.paired) walks n A-block slots per pair, and its
+    # operand digit moves by whole pairs (mode_table).
+    paired = command.a.paired if paired_mode else None
+    if paired is not None:
+        kept_a = Mux(paired, command.a.blocks_minus_one + 1, kept_a)
     b_sum = b_index + table.step_b
     b_carry = b_sum >= kept_b
     a_sum = a_index + table.step_a + b_carry
     a_carry = a_sum >= kept_a
     if shared_shift:
         offset_sum = offset + Mux(a_carry, len(table.init_offsets), 0)
+    elif paired is not None:
+        offset_sum = offset + table.step_words + Mux(paired, a_carry << 1, a_carry)
     else:
         offset_sum = offset + table.step_words + a_carry
     width = len(a_index)

@@ -149,7 +149,7 @@ class Accelerator(wiring.Component):
                              write.data.eq(beats.payload[bank_index]),
                              write.en.eq(write_enable),
                              read.addr.eq(getattr(issue, f"{side}_address"))]
-                selector = BlockSelector(config)
+                selector = BlockSelector(config, side)
                 m.submodules[f"{side}_selector{bank_index}"] = selector
                 m.d.comb += [selector.word.eq(read.data),
                              selector.precision.eq(getattr(issued, f"{side}_precision")),
@@ -228,7 +228,7 @@ class Accelerator(wiring.Component):
                              write.data.eq(self.b_in.payload[c]),
                              write.en.eq(loader.b_write_enable & (loader.b_write_row == r)),
                              read.addr.eq(issue.b_address)]
-                selector = BlockSelector(config)
+                selector = BlockSelector(config, "b")
                 m.submodules[f"b_selector_{r}_{c}"] = selector
                 m.d.comb += [selector.word.eq(read.data),
                              selector.precision.eq(issued.b_precision),

@@ -25,6 +25,7 @@ import numpy as np
 
 from qforge.sim.model.spec import Config
 from qforge.sim.model.quantize import OutputParameters, Rounding, output_operands
+from qforge.sim.model.paired import PairedPrecision, WindowRounding
 from qforge.sim.model.numerics import (OperandPrecision, Precision, Selection,
                                  _exact_integer_matmul, check_operands, gemm,
                                  operand_value, select_blocks, zero_operands)
@@ -92,15 +93,24 @@ OUTPUT_MODELS = {
 
 def precision_to_dict(precision: Precision) -> dict:
     def operand(p: OperandPrecision):
-        return {"blocks": p.blocks, "kept": p.kept, "selection": p.selection.name.lower(),
-                "vrq": p.vrq}
+        out = {"blocks": p.blocks, "kept": p.kept, "selection": p.selection.name.lower(),
+               "vrq": p.vrq, "unsigned": p.unsigned}
+        if p.paired is not None:
+            out["paired"] = {"high": p.paired.kept_high, "low": p.paired.kept_low,
+                             "rounding": p.paired.rounding.name.lower()}
+        return out
     return {"a": operand(precision.a), "b": operand(precision.b)}
 
 
 def precision_from_dict(data: dict) -> Precision:
     def operand(d):
+        paired = d.get("paired")
+        if paired is not None:
+            paired = PairedPrecision(paired["high"], paired["low"],
+                                     WindowRounding[paired["rounding"].upper()])
         return OperandPrecision(d["blocks"], d["kept"], Selection[d["selection"].upper()],
-                                d.get("vrq", False))
+                                d.get("vrq", False), unsigned=d.get("unsigned", False),
+                                paired=paired)
     return Precision(operand(data["a"]), operand(data["b"]))
 
 

@@ -70,8 +70,15 @@ def command_bits(config: Config, m: int, n: int, depth: int, precision: Precisio
         raise ValueError(f"depth = {depth}: allowed 1 .. {config.max_reduction_depth} "
                          f"(arithmetic.max_reduction_depth)")
     def operand(p):
-        return {"blocks_minus_one": p.blocks - 1, "kept_minus_one": p.kept - 1,
-                "dynamic": int(p.selection), "vrq": int(p.vrq)}
+        fields = {"blocks_minus_one": p.blocks - 1, "kept_minus_one": p.kept - 1,
+                  "dynamic": int(p.selection), "vrq": int(p.vrq)}
+        if config.paired:
+            paired = p.paired
+            fields |= {"unsigned": int(p.unsigned), "paired": int(paired is not None),
+                       "high": 0 if paired is None else paired.kept_high,
+                       "low": 0 if paired is None else paired.kept_low,
+                       "round": 0 if paired is None else int(paired.rounding)}
+        return fields
     stage = {"quantize": 0, "shift": 0, "rounding": int(Rounding.NEAREST_EVEN), "relu": 0,
              "seed": 0, "tensor": 0, "vrq": 0, "exponent": 0, "wide": 0}
     if output is not None:

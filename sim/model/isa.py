@@ -65,8 +65,10 @@ class Operand(enum.IntEnum):
 #: word upwards in this order (at most :data:`OPERAND_BITS` bits in all).
 OPERAND_FIELDS: dict[Opcode, dict[str, int]] = {
     Opcode.NOP: {},
-    # blocks and kept hold the counts themselves (1 .. 15); 0 is invalid.
-    Opcode.PRECISION: {"operand": 1, "blocks": 4, "kept": 4, "dynamic": 1, "vrq": 1},
+    # blocks and kept hold the counts themselves (1 .. 15); 0 is invalid. unsigned and
+    # the paired mode's fields (paired, high, low, round) need arithmetic.paired.
+    Opcode.PRECISION: {"operand": 1, "blocks": 4, "kept": 4, "dynamic": 1, "vrq": 1,
+                       "unsigned": 1, "paired": 1, "high": 4, "low": 4, "round": 1},
     Opcode.OUTPUT: {"quantize": 1, "shift": 6, "rounding": 2, "relu": 1, "vrq": 1,
                     "exponent": 6, "wide": 1},
     Opcode.SEED: {"seed": 32, "tensor": 16},

@@ -35,11 +35,13 @@ from qforge.sim.model.capacity import gemm_capacity_error, tiles
 from qforge.sim.model.errors import QforgeError
 from qforge.sim.model.saturation import saturate
 from qforge.sim.model.spec import Config
-from qforge.sim.model.isa import (EncodingError, Opcode, Operand, decode, reserved_bits)
+from qforge.sim.model.isa import (EncodingError, Opcode, Operand, decode, encode,
+                                  reserved_bits)
+from qforge.sim.model.paired import PairedPrecision, WindowRounding, check_paired
 from qforge.sim.model.numerics import OperandError, OperandPrecision, Precision, Selection, gemm
 from qforge.sim.model.quantize import OutputParameters, Rounding, output_operands
 
-__all__ = ["MEMORY_DTYPE", "tiles", "instruction_error", "gemm_capacity_error", "add_saturate", "Descriptor",
+__all__ = ["MEMORY_DTYPE", "tiles", "instruction_error", "precision_word", "paired_fields", "gemm_capacity_error", "add_saturate", "Descriptor",
            "GemmPlan", "Machine", "MachineError", "Trace", "span", "overlaps"]
 
 
@@ -89,6 +91,17 @@ def instruction_error(config: Config, word: int) -> str | None:
 
 
 def _precision_error(config: Config, name: str, fields: dict) -> str | None:
+    if (fields["unsigned"] or fields["paired"]) and not config.paired:
+        key = "unsigned" if fields["unsigned"] else "paired"
+        return (f"{name}.{key} = 1: this configuration is not built with "
+                f"arithmetic.paired = true (the paired mode and unsigned operands)")
+    if fields["unsigned"] and fields["vrq"]:
+        return f"{name}.unsigned = 1: not with vrq = 1 (a VRQ word has its own sign bit)"
+    if fields["paired"]:
+        return _paired_error(config, name, fields)
+    for key in ("high", "low", "round"):
+        if fields[key]:
+            return f"{name}.{key} = {fields[key]}: must be 0 unless paired = 1"
     if fields["vrq"]:
         if config.vrq is None:
             return (f"{name}.vrq = 1: this configuration has no [vrq] section, so "
@@ -102,6 +115,56 @@ def _precision_error(config: Config, name: str, fields: dict) -> str | None:
         return (f"{name}.kept = {fields['kept']}: allowed 1 .. blocks "
                 f"({fields['blocks']})")
     return None
+
+
+def _paired_error(config: Config, name: str, fields: dict) -> str | None:
+    """``PRECISION`` with ``paired = 1``: operand A, exact integer with all ``B`` blocks,
+    and windows the golden model accepts (:func:`qforge.sim.model.paired.check_paired`)."""
+    n = config.blocks
+    if fields["operand"] != Operand.A:
+        return f"{name}.paired = 1: only operand A (0) is paired, not {fields['operand']}"
+    if fields["vrq"] or fields["dynamic"]:
+        key = "vrq" if fields["vrq"] else "dynamic"
+        return f"{name}.{key} = 1: not with paired = 1 (A is an exact integer operand)"
+    if fields["blocks"] != n or fields["kept"] != n:
+        key = "blocks" if fields["blocks"] != n else "kept"
+        return (f"{name}.{key} = {fields[key]}: with paired = 1 must be {n} (A exact, all "
+                f"its blocks; the pairs' windows reduce it)")
+    try:
+        check_paired(config, paired_fields(fields))
+    except OperandError as error:
+        return f"{name}: {error}"
+    return None
+
+
+def paired_fields(fields: dict) -> PairedPrecision:
+    """The :class:`~qforge.sim.model.paired.PairedPrecision` a ``PRECISION`` word's
+    ``high``, ``low`` and ``round`` fields say (not validated)."""
+    return PairedPrecision(fields["high"], fields["low"], WindowRounding(fields["round"]))
+
+
+def precision_word(operand: Operand, precision: OperandPrecision) -> int:
+    """The ``PRECISION`` word that sets ``operand``'s register to ``precision`` (the
+    inverse of the golden machine's decoding; the one place a mode becomes fields).
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> word = precision_word(Operand.A, OperandPrecision(
+    ...     4, 4, unsigned=True, paired=PairedPrecision(3, 1, WindowRounding.ROUND)))
+    >>> decode(word)[1]
+    {'operand': 0, 'blocks': 4, 'kept': 4, 'dynamic': 0, 'vrq': 0, 'unsigned': 1, 'paired': 1, 'high': 3, 'low': 1, 'round': 1}
+    >>> instruction_error(load_preset("paired"), word) is None
+    True
+    >>> instruction_error(load_preset("default"), word)
+    'PRECISION.unsigned = 1: this configuration is not built with arithmetic.paired = true (the paired mode and unsigned operands)'
+    """
+    paired = precision.paired
+    return encode(Opcode.PRECISION, operand=int(operand), blocks=precision.blocks,
+                  kept=precision.kept, dynamic=int(precision.selection),
+                  vrq=int(precision.vrq), unsigned=int(precision.unsigned),
+                  paired=int(paired is not None),
+                  high=0 if paired is None else paired.kept_high,
+                  low=0 if paired is None else paired.kept_low,
+                  round=0 if paired is None else int(paired.rounding))
 
 
 def _output_error(config: Config, name: str, fields: dict) -> str | None:
@@ -310,8 +373,10 @@ class Machine:
             return None
         opcode, fields = decode(word)
         if opcode == Opcode.PRECISION:
-            operand = OperandPrecision(fields["blocks"], fields["kept"],
-                                       Selection(fields["dynamic"]), bool(fields["vrq"]))
+            operand = OperandPrecision(
+                fields["blocks"], fields["kept"], Selection(fields["dynamic"]),
+                bool(fields["vrq"]), unsigned=bool(fields["unsigned"]),
+                paired=paired_fields(fields) if fields["paired"] else None)
             self.precision = (replace(self.precision, a=operand) if fields["operand"] == 0
                               else replace(self.precision, b=operand))
         elif opcode == Opcode.OUTPUT:

@@ -43,6 +43,20 @@ would. The biases are not folded into the GEMMs (a ones column would have to be
 quantized with the gathered activations): they are kept in the layer's weight format
 and added on the host, and their gradient (``dZ`` summed over rows) is host work, like
 the ReLU and its mask, col2im, softmax and the loss.
+
+Paired mode and unsigned activations
+------------------------------------
+A layer may run some of its GEMMs in the paired precision mode
+(:mod:`qforge.sim.model.paired`; :class:`LayerArithmetic` ``paired`` and
+``paired_passes``): the GEMM's A operand, walked in pairs along the reduction axis, is
+reduced to the pairs' windows by the golden model's rule, B stays exact, and the cycle
+model counts ``ceil(depth / 2)`` slots. A is the layer's input columns in ``forward``
+(``C @ W``: pairs of the receptive field) and ``weight_gradient`` (``C^T @ dZ``: pairs
+of rows, images and positions), the output gradient in ``input_gradient`` (``dZ @
+W^T``: pairs of output channels). Every layer input is non-negative (the digits'
+pixels, then post-ReLU activations), so it may be stored as unsigned codes
+(``unsigned_input``: one more bit, ``0 .. 255`` for 8 bits;
+:class:`~qforge.sim.training.formats.OperandFormat` ``unsigned``).
 """
 
 from __future__ import annotations
@@ -53,15 +67,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from qforge.sim.model.cycles import gemm_cycles, gemm_shape
-from qforge.sim.model.numerics import Precision
+from qforge.sim.model.paired import PairedPrecision
 from qforge.sim.model.random_bits import random_words_batch
 from qforge.sim.model.rounding import Rounding
-from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul
+from qforge.sim.training.emulated_gemm import GemmCounter, emulated_matmul, gemm_precision
 from qforge.sim.training.formats import Quantized, quantize_operand, random_key
 from qforge.sim.training.network import log_softmax, loss_accuracy
 
 __all__ = ["IMAGE", "CLASSES", "ConvShape", "convolutions", "CONV1", "CONV2", "fc_inputs",
-           "FC_INPUTS", "LAYERS", "PASSES", "ROLES", "SLOTS", "im2col", "col2im", "gather",
+           "FC_INPUTS", "LAYERS", "PASSES", "GEMM_PASSES", "ROLES", "SLOTS", "im2col", "col2im", "gather",
            "mixed_matmul", "relu_mask", "initial_parameters", "layer_shapes", "gemm_shapes",
            "Network", "FloatOps", "LayerArithmetic", "EmulatedOps"]
 
@@ -184,15 +198,16 @@ def _exact_form(q: Quantized) -> Quantized:
     return Quantized(replace(fmt, kept=None), q.approximate().integers, q.exponent)
 
 
-def mixed_matmul(a: Quantized, b: Quantized, counter: GemmCounter | None = None
-                 ) -> np.ndarray:
+def mixed_matmul(a: Quantized, b: Quantized, counter: GemmCounter | None = None, *,
+                 paired: PairedPrecision | None = None) -> np.ndarray:
     """:func:`~qforge.sim.training.emulated_gemm.emulated_matmul`, also when ``a`` and
     ``b`` are in different formats (a per-layer policy's forward and gradient formats):
     then an approximate ``int`` operand enters as its approximated integer forms, which
-    the exact integer GEMM of mixed formats multiplies."""
+    the exact integer GEMM of mixed formats multiplies. ``paired``: A's paired mode
+    (both operands ``int``; else the :class:`ValueError` of ``emulated_matmul``)."""
     if a.fmt.kind != b.fmt.kind:
         a, b = _exact_form(a), _exact_form(b)
-    return emulated_matmul(a, b, counter)
+    return emulated_matmul(a, b, counter, paired=paired)
 
 
 def relu_mask(z: np.ndarray) -> np.ndarray:
@@ -220,6 +235,8 @@ def initial_parameters(seed: int, image: tuple[int, int, int] = IMAGE,
 #: the weight update: on the host in the emulator (0 GEMMs); the accelerator fuses it
 #: into the weight gradient GEMM (W as the addend, ``sgd_update``).
 PASSES = ("forward", "weight_gradient", "input_gradient", "update")
+#: The passes that are GEMMs in the emulator (those a layer may run paired).
+GEMM_PASSES = PASSES[:3]
 #: The tensors of one step that get their own stochastic-rounding bits, per layer.
 ROLES = ("input", "weights", "gradient", "update_weights", "update_bias")
 #: Tensor slots of one CNN step (``step * len(SLOTS) + index`` is a tensor's counter
@@ -371,7 +388,10 @@ class LayerArithmetic:
     """One layer's arithmetic: the operand format and rounding of its forward operands
     (input activations, weights) and of its output gradient, and its weight format and
     update rounding (from a :class:`~qforge.sim.training.config.HardwareConfig` and its
-    policy: :meth:`~qforge.sim.training.config.HardwareConfig.layer`)."""
+    policy: :meth:`~qforge.sim.training.config.HardwareConfig.layer`). ``paired``: the
+    paired mode of the layer's GEMMs of ``paired_passes`` (of :data:`GEMM_PASSES`;
+    ``None``: none paired); ``unsigned_input``: the layer's input stored as unsigned
+    codes of the forward format (the module docstring)."""
 
     forward: object            # OperandFormat
     forward_rounding: Rounding
@@ -379,6 +399,13 @@ class LayerArithmetic:
     gradient_rounding: Rounding
     weights: object            # WeightFormat
     update_rounding: Rounding
+    paired: PairedPrecision | None = None
+    paired_passes: tuple[str, ...] = ()
+    unsigned_input: bool = False
+
+    def pass_paired(self, pass_: str) -> PairedPrecision | None:
+        """The paired mode of the layer's ``pass_`` GEMM, or ``None``."""
+        return self.paired if pass_ in self.paired_passes else None
 
 
 class EmulatedOps:
@@ -437,6 +464,8 @@ class EmulatedOps:
     def store(self, values, layer, role, step, training):
         arithmetic = self.layers[layer]
         fmt = arithmetic.gradient if role == "gradient" else arithmetic.forward
+        if role == "input" and arithmetic.unsigned_input:
+            fmt = replace(fmt, unsigned=True)
         rounding = self._rounding(layer, role) if training else Rounding.NEAREST_EVEN
         seed_word, tensor = self._key(f"{layer}_{role}", step)
         words = self._words.pop(f"{layer}_{role}", None) if training else None
@@ -449,13 +478,15 @@ class EmulatedOps:
         return gather(stored, shape, conv)
 
     def matmul(self, a, b, layer, pass_, training):
-        result = mixed_matmul(a, b, self.counter)
+        paired = self.layers[layer].pass_paired(pass_)
+        result = mixed_matmul(a, b, self.counter, paired=paired)
         if training:
             m, depth = a.shape
             config = a.fmt.config
-            # The PEs' block products per MAC (gemm_shape), not always La x Lb.
+            # The PEs' block products per MAC (gemm_shape), not always La x Lb; a paired
+            # GEMM walks ceil(depth / 2) slots.
             shape = gemm_shape(config, m, b.shape[1], depth,
-                               Precision(a.fmt.precision, b.fmt.precision))
+                               gemm_precision(a.fmt.precision, b.fmt.precision, paired))
             key = (shape, config)
             if key not in self._cycles:
                 self._cycles[key] = gemm_cycles(config, [shape]).total

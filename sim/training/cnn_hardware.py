@@ -86,10 +86,13 @@ __all__ = ["CnnProgramTrainer", "train_cnn_program_run", "layer_arithmetic"]
 
 def layer_arithmetic(hardware: HardwareConfig, layer: str) -> cnn.LayerArithmetic:
     """Layer ``layer``'s formats and roundings: its policy entry's configurations, or
-    ``hardware``'s (:meth:`HardwareConfig.layer`), as the emulated CNN takes them."""
+    ``hardware``'s (:meth:`HardwareConfig.layer`), as the emulated CNN takes them; the
+    paired mode, its passes and unsigned inputs are the ``forward`` entry's."""
     forward, gradient, update = hardware.layer(layer)
     return cnn.LayerArithmetic(forward.operand, forward.rounding, gradient.operand,
-                               gradient.rounding, update.weights, update.update_rounding)
+                               gradient.rounding, update.weights, update.update_rounding,
+                               forward.paired, forward.paired_passes,
+                               forward.unsigned_activations)
 
 
 def _padded(codes: np.ndarray, shape: tuple[int, int, int, int], padding: int) -> np.ndarray:

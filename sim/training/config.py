@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from qforge.sim.model.capacity import tiles
-from qforge.sim.model.errors import shown_path
-from qforge.sim.model.numerics import Selection
+from qforge.sim.model.errors import OperandError, shown_path
+from qforge.sim.model.numerics import OperandPrecision, Selection
+from qforge.sim.model.paired import PairedPrecision, WindowRounding
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.model.spec import ConfigError, load_preset, preset_names, read_toml
 from qforge.sim.model.vrq_format import VRQ_LIMITS, VrqFormat
-from qforge.sim.training.cnn import IMAGE, LAYERS, gemm_shapes
+from qforge.sim.training.cnn import GEMM_PASSES, IMAGE, LAYERS, gemm_shapes
 from qforge.sim.training.formats import OperandFormat, WeightFormat
 
 __all__ = ["TrainConfigError", "FORMATS", "ROUNDINGS", "MODELS", "POLICY_TENSORS",
+           "PAIRED_ROUNDINGS",
            "HardwareConfig", "LayerPolicy", "TrainConfig", "DIGITS_SAMPLES", "split_sizes",
            "train_config_from_dict", "load_train_config", "check_cnn_depth",
            "default_config_path", "rtl_config_path"]
@@ -42,6 +44,8 @@ MODELS = ("mlp", "cnn")
 #: The tensors of a layer a per-layer policy sets, each to a [[hardware]] entry's name:
 #: forward operands (input activations, weights), output gradient, weight update.
 POLICY_TENSORS = ("forward", "gradient", "update")
+#: The paired mode's window rounding by name (``paired_rounding``).
+PAIRED_ROUNDINGS = {rule.name.lower(): rule for rule in WindowRounding}
 #: Samples in scikit-learn's digits, the one dataset.
 DIGITS_SAMPLES = 1797
 
@@ -91,6 +95,12 @@ class HardwareConfig:
     update: str = "float"
     #: Per-layer precision (CNN only): layers without an entry use this configuration.
     policy: tuple[LayerPolicy, ...] = ()
+    #: The paired mode (CNN only) of the GEMMs of ``paired_passes`` (``None``: none),
+    #: in every layer whose ``forward`` entry this is.
+    paired: PairedPrecision | None = None
+    paired_passes: tuple[str, ...] = ()
+    #: The CNN's layer inputs (pixels, post-ReLU activations) stored as unsigned codes.
+    unsigned_activations: bool = False
 
     @property
     def is_float(self) -> bool:
@@ -116,10 +126,13 @@ class HardwareConfig:
         rounding = {rule: name for name, rule in ROUNDINGS.items()}
         where = " on the accelerator" if self.update == "hardware" else ""
         policy = "".join(f"; {entry.describe()}" for entry in self.policy)
+        unsigned = "; unsigned activations" if self.unsigned_activations else ""
+        paired = "" if self.paired is None else \
+            f"; {self.paired.describe()} in {', '.join(self.paired_passes)}"
         return (f"{self.operand.describe()}, {rounding[self.rounding]} operands; "
                 f"weights {self.weights.bits}-bit in [-{self.weights.range:g}, "
                 f"{self.weights.range:g}), {rounding[self.update_rounding]} "
-                f"update{where}{policy}")
+                f"update{where}{unsigned}{paired}{policy}")
 
 
 @dataclass(frozen=True)
@@ -165,7 +178,8 @@ _TOP_KEYS = {"name", "dataset", "model", "hidden", "epochs", "batch_size", "lear
              "preset", "hardware"}
 _FORMAT_KEYS = {
     "float32": set(),
-    "int": {"bits", "kept_blocks", "selection"},
+    "int": {"bits", "kept_blocks", "selection", "paired", "paired_rounding",
+            "paired_passes", "unsigned_activations"},
     "vrq": {"code_width", "range_stride", "ranges", "kept_blocks", "selection"},
     "address_block": {"bits", "block", "kept_blocks", "selection"},
 }
@@ -286,8 +300,71 @@ def _hardware_from_dict(entry, index: int, default_preset: str,
             _fail(f"{prefix}.weight_bits", weight_bits, f"with update = \"hardware\" at "
                   f"most the accumulator width {config.accumulator_width} of preset "
                   f"{preset!r} (the update saturates there)")
+    paired, passes, unsigned = _paired_keys(entry, prefix, operand, preset)
+    if where == "hardware" and (paired is not None or unsigned):
+        key = "paired" if paired is not None else "unsigned_activations"
+        _fail(f"{prefix}.{key}", entry[key], 'not with update = "hardware" yet (the '
+              "CNN's programs set no paired or unsigned PRECISION words); use update = "
+              '"float" (the emulator)')
     return HardwareConfig(name, operand, rounding, WeightFormat(weight_bits, weight_range),
-                          update, where)
+                          update, where, paired=paired, paired_passes=passes,
+                          unsigned_activations=unsigned)
+
+
+def _paired_keys(entry: dict, prefix: str, operand: OperandFormat, preset: str
+                 ) -> tuple[PairedPrecision | None, tuple[str, ...], bool]:
+    """``(paired, paired_passes, unsigned_activations)`` of an ``int`` [[hardware]]
+    table: ``paired = "HIGH/LOW"`` (blocks the larger and the smaller A operand of a
+    pair keep; equal: symmetric), ``paired_rounding`` (``raw``/``round``, default
+    raw), ``paired_passes`` (of the CNN's GEMM passes, default ``["forward"]``),
+    ``unsigned_activations`` (a boolean). The golden model's own checks
+    (:meth:`~qforge.sim.model.numerics.OperandPrecision.validate`, which calls
+    :func:`~qforge.sim.model.paired.check_paired`) decide what the preset allows; their
+    message follows the key and value."""
+    config = operand.config
+    unsigned = entry.get("unsigned_activations", False)
+    if not isinstance(unsigned, bool):
+        _fail(f"{prefix}.unsigned_activations", unsigned, "must be true or false")
+    if unsigned:
+        _validate_operand(f"{prefix}.unsigned_activations", unsigned,
+                          replace(operand, unsigned=True).precision, config, preset)
+    if "paired" not in entry:
+        for key in ("paired_rounding", "paired_passes"):
+            if key in entry:
+                _fail(f"{prefix}.{key}", entry[key], 'only with paired = "HIGH/LOW" '
+                      '(e.g. paired = "2/2")')
+        return None, (), unsigned
+    value = entry["paired"]
+    parts = value.split("/") if isinstance(value, str) else []
+    if len(parts) != 2 or not all(part.isdigit() for part in parts):
+        _fail(f"{prefix}.paired", value, 'must be "HIGH/LOW": the blocks the larger and '
+              'the smaller A operand of a pair keep, e.g. "2/2" (symmetric) or "3/1" '
+              "(asymmetric)")
+    rounding = PAIRED_ROUNDINGS[_choice(entry, "paired_rounding", f"{prefix}.paired_rounding",
+                                        tuple(PAIRED_ROUNDINGS), "raw")]
+    mode = PairedPrecision(int(parts[0]), int(parts[1]), rounding)
+    _validate_operand(f"{prefix}.paired", value, replace(operand.precision, paired=mode),
+                      config, preset)
+    passes = entry.get("paired_passes", [GEMM_PASSES[0]])
+    if not isinstance(passes, list) or not passes or \
+            any(p not in GEMM_PASSES for p in passes) or len(set(passes)) != len(passes):
+        _fail(f"{prefix}.paired_passes", passes, f"must be a non-empty list of distinct "
+              f"passes of {', '.join(GEMM_PASSES)} (the GEMMs run paired)")
+    return mode, tuple(p for p in GEMM_PASSES if p in passes), unsigned
+
+
+def _validate_operand(path: str, value, precision: OperandPrecision, config, preset: str
+                      ) -> None:
+    """``precision`` runs as a GEMM's A operand on ``config`` (the golden model's
+    :meth:`~qforge.sim.model.numerics.OperandPrecision.validate`), or one
+    :class:`TrainConfigError` at ``path`` with the model's reason."""
+    if not config.paired:
+        _fail(path, value, f"needs a preset built with arithmetic.paired = true, and "
+              f"preset {preset!r} is not (preset = \"paired\" is the default array with it)")
+    try:
+        precision.validate(config, "a")
+    except OperandError as error:
+        _fail(path, value, str(error))
 
 
 def train_config_from_dict(spec: dict[str, Any], *, source: str = "config",
@@ -381,6 +458,10 @@ def _train_config(spec, source, base=None, presets=None) -> TrainConfig:
         if names.index(h.name) != i:
             _fail(f"hardware[{i}].name", h.name, "must be unique (already used by "
                   f"hardware[{names.index(h.name)}])")
+        if (h.paired is not None or h.unsigned_activations) and model != "cnn":
+            key = "paired" if h.paired is not None else "unsigned_activations"
+            _fail(f"hardware[{i}].{key}", entries[i][key], 'only with model = "cnn" '
+                  "(the MLP's GEMMs are not paired)")
         if h.update == "hardware" and not digits:
             _fail(f"hardware[{i}].update", "hardware", "trains on the digits only for now "
                   '(the programs\' buffers are sized for them); use update = "float"')
@@ -464,9 +545,30 @@ def _with_policy(hardware: HardwareConfig, entry: dict, rows, model: str) -> Har
                 _check_program_part(f"{prefix}.{layer}.{tensor}", tensor, other,
                                     hardware.operand.config)
             chosen[tensor] = other
+        _check_paired_gradient(f"{prefix}.{layer}", chosen["forward"], chosen["gradient"])
         entries.append(LayerPolicy(layer, **chosen))
     order = {layer: index for index, layer in enumerate(LAYERS)}
     return replace(hardware, policy=tuple(sorted(entries, key=lambda e: order[e.layer])))
+
+
+def _check_paired_gradient(path: str, forward: HardwareConfig,
+                           gradient: HardwareConfig) -> None:
+    """A layer's paired backward GEMMs (its ``forward`` entry's ``paired_passes``) run
+    with its ``gradient`` entry's output gradient, or one :class:`TrainConfigError` at
+    ``path``: the weight gradient multiplies it as B (an ``int`` operand, as the paired
+    A is), the input gradient pairs it as A (an exact ``int`` operand of all blocks:
+    the golden model's check)."""
+    passes = forward.paired_passes
+    if forward.paired is None or gradient is forward or passes == ("forward",):
+        return
+    if gradient.operand.kind != "int":
+        _fail(f"{path}.gradient", gradient.name, f"is format = \"{gradient.operand.kind}\";"
+              f" {forward.name} pairs the backward GEMMs ({', '.join(passes)}), which "
+              f"need an int output gradient")
+    if "input_gradient" in passes:
+        _validate_operand(f"{path}.gradient", gradient.name,
+                          replace(gradient.operand.precision, paired=forward.paired),
+                          gradient.operand.config, gradient.operand.config.name)
 
 
 def _check_program_part(path: str, tensor: str, other: HardwareConfig, config) -> None:

@@ -11,20 +11,26 @@ matmul of the exact operand values, which rounds only the sums; these GEMMs are 
 (:attr:`GemmCounter.float64_fallbacks`, reported per run). And an exact integer result
 above ``2**53`` is rounded once when it is converted to float64. Neither happens for the
 int formats, whose results stay below ``2**25``.
+
+The paired precision mode (:mod:`qforge.sim.model.paired`) is a property of a GEMM, not
+of a stored tensor: ``emulated_matmul(a, b, paired=mode)`` runs the GEMM with A's pairs'
+windows, :func:`gemm_precision` being the one place that puts ``mode`` on A's
+:class:`~qforge.sim.model.numerics.OperandPrecision` (the GEMM and its cycle count use it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from qforge.sim.model.exact_matmul import exact_integer_matmul
-from qforge.sim.model.numerics import Precision, gemm
+from qforge.sim.model.numerics import OperandPrecision, Precision, gemm
+from qforge.sim.model.paired import PairedPrecision
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.training.formats import OperandFormat, Quantized, quantize_operand
 
-__all__ = ["GemmCounter", "emulated_matmul", "hardware_matmul"]
+__all__ = ["GemmCounter", "gemm_precision", "emulated_matmul", "hardware_matmul"]
 
 
 @dataclass
@@ -36,12 +42,29 @@ class GemmCounter:
     float64_fallbacks: int = 0
 
 
-def emulated_matmul(a: Quantized, b: Quantized, counter: GemmCounter | None = None
-                    ) -> np.ndarray:
+def gemm_precision(a: OperandPrecision, b: OperandPrecision,
+                   paired: PairedPrecision | None = None) -> Precision:
+    """The :class:`~qforge.sim.model.numerics.Precision` of a GEMM of operands in modes
+    ``a`` and ``b``, A's ``paired`` field set to ``paired`` (``None``: not paired). The
+    golden model validates it when it runs (A must then be exact with all blocks, on a
+    preset with ``arithmetic.paired``).
+
+    >>> from qforge.sim.model.paired import PairedPrecision
+    >>> gemm_precision(OperandPrecision(4, 4), OperandPrecision(4, 4),
+    ...                PairedPrecision(2, 2)).a.describe()
+    '4 blocks, paired, symmetric 2 blocks, raw'
+    """
+    return Precision(a if paired is None else replace(a, paired=paired), b)
+
+
+def emulated_matmul(a: Quantized, b: Quantized, counter: GemmCounter | None = None, *,
+                    paired: PairedPrecision | None = None) -> np.ndarray:
     """The hardware GEMM ``a @ b`` of two quantized operands, as float64.
 
     ``int``: :func:`qforge.sim.model.numerics.gemm` on the codes with
-    ``Precision(a.fmt.precision, b.fmt.precision)`` (bit-exact, the golden model itself).
+    ``gemm_precision(a.gemm_precision, b.gemm_precision, paired)`` (bit-exact, the
+    golden model itself; ``paired``: the paired mode's windows on A, both operands
+    ``int``, else :class:`ValueError`).
     ``vrq``/``address_block``: an exact integer GEMM of the integer forms, or, when
     ``max|a| * max|b| * depth`` reaches ``2**62``, a float64 matmul of the exact values
     (counted in ``counter.float64_fallbacks``). Then scaled by
@@ -62,9 +85,12 @@ def emulated_matmul(a: Quantized, b: Quantized, counter: GemmCounter | None = No
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"inner dimensions differ: {a.shape} @ {b.shape}")
     scale = a.exponent + b.exponent
+    if paired is not None and not a.fmt.kind == b.fmt.kind == "int":
+        raise ValueError(f"paired = {paired.describe()!r}: the paired mode needs two int "
+                         f"operands, not {a.fmt.kind} x {b.fmt.kind}")
     if a.fmt.kind == "int" and b.fmt.kind == "int":
         result = gemm(a.integers, b.integers, a.fmt.config,
-                      Precision(a.gemm_precision, b.gemm_precision))
+                      gemm_precision(a.gemm_precision, b.gemm_precision, paired))
         return np.ldexp(result.astype(np.float64), scale)
     if a.integers is not None and b.integers is not None:
         max_a = int(np.abs(a.integers).max(initial=0))

@@ -17,6 +17,13 @@ as the hardware reads the same buffer contents in transposed order. Formats
   blocks: Ax-BxP approximation), so ``bits`` must be a multiple of the block width ``K``
   and at most the operand width ``W``: 8-bit operands are the ``exact`` mode of the
   default preset, 4-bit operands its ``reduced`` mode (2 blocks of 2 bits).
+  ``unsigned`` (a non-negative tensor: the CNN's input pixels and post-ReLU
+  activations) uses the sign bit's place for magnitude: codes ``0 .. 2**bits - 1``
+  with unit ``2**(E - bits + 1)``, one more bit than signed; these are exactly the
+  ``bits + 1``-bit two's-complement codes of the same rule (the quantizer is the
+  signed one, called with one more bit), and the GEMM multiplies them as the golden
+  model's unsigned operands (:attr:`~qforge.sim.model.numerics.OperandPrecision.unsigned`,
+  a preset with ``arithmetic.paired``). A negative value is an error.
 * ``vrq``: value-range quantization (:func:`~qforge.sim.model.quantize.vrq_encode`) with a
   :class:`~qforge.sim.model.quantize.VrqFormat`; the PE multiplies the integer forms of
   :func:`~qforge.sim.model.quantize.vrq_integer`. With fewer kept blocks, the kept-block
@@ -109,7 +116,8 @@ class OperandFormat:
     (its block width ``K`` and operand width ``W`` matter); ``bits`` are the code bits of
     ``int``/``address_block``; ``vrq`` the :class:`VrqFormat`; ``block`` the
     address-block size; ``kept`` the blocks kept per operand (``None``: all, exact) with
-    ``selection``.
+    ``selection``; ``unsigned`` (``int`` only): non-negative codes ``0 .. 2**bits - 1``
+    (the module docstring).
 
     >>> from qforge.sim.model.spec import load_preset
     >>> fmt = OperandFormat("int", load_preset("default"), bits=8, kept=2)
@@ -117,6 +125,8 @@ class OperandFormat:
     ('4 blocks, dynamic top 2', 'int8, 4 blocks, dynamic top 2')
     >>> OperandFormat("vrq", load_preset("default"), vrq=VrqFormat(4, 2, 8)).describe()
     'vrq N=4 S=2 G=8 (8 bits), 2 blocks'
+    >>> OperandFormat("int", load_preset("paired"), unsigned=True).describe()
+    'int8, unsigned, 4 blocks'
     """
 
     kind: str
@@ -126,6 +136,7 @@ class OperandFormat:
     block: int = 64
     kept: int | None = None
     selection: Selection = Selection.DYNAMIC
+    unsigned: bool = False
 
     @property
     def code_blocks(self) -> int:
@@ -139,7 +150,7 @@ class OperandFormat:
         blocks = self.code_blocks
         kept = blocks if self.kept is None else self.kept
         return OperandPrecision(blocks, kept, self.selection if kept < blocks
-                                else Selection.STATIC)
+                                else Selection.STATIC, unsigned=self.unsigned)
 
     @property
     def storage_bits(self) -> int:
@@ -280,6 +291,10 @@ def quantize_operand(values, fmt: OperandFormat, rounding: Rounding = Rounding.N
     >>> q = quantize_operand(np.array([[0.75, -0.1], [0.3, 0.0]]), OperandFormat("int", cfg))
     >>> q.integers.tolist(), q.exponent, q.values().tolist()
     ([[96, -13], [38, 0]], -7, [[0.75, -0.1015625], [0.296875, 0.0]])
+    >>> u = quantize_operand(np.array([[0.75, 0.1], [0.3, 0.0]]),
+    ...                      OperandFormat("int", load_preset("paired"), unsigned=True))
+    >>> u.integers.tolist(), u.exponent          # unsigned: one more bit, unit 2**-8
+    ([[192, 26], [77, 0]], -8)
     >>> v = quantize_operand(np.array([[0.75, -0.1], [0.3, 0.0]]),
     ...                      OperandFormat("vrq", cfg, vrq=VrqFormat(4, 2, 8)))
     >>> v.values().tolist()      # N = 4 code bits: -0.1 is in range 1, 0.3 in range 0
@@ -290,7 +305,14 @@ def quantize_operand(values, fmt: OperandFormat, rounding: Rounding = Rounding.N
         raise ValueError(f"values: must be a 2-D tensor, got shape {values.shape}")
     config, precision = fmt.config, fmt.precision
     if fmt.kind == "int":
-        codes, units = address_block_encode(values, fmt.bits, max(values.size, 1),
+        if fmt.unsigned and values.size and float(values.min()) < 0:
+            index = tuple(int(i) for i in np.argwhere(values < 0)[0])
+            raise ValueError(f"values[{', '.join(map(str, index))}] = "
+                             f"{float(values[index])!r}: negative; an unsigned operand "
+                             f"format holds values >= 0")
+        # Unsigned: the signed rule with one more bit gives codes 0 .. 2**bits - 1.
+        codes, units = address_block_encode(values, fmt.bits + fmt.unsigned,
+                                            max(values.size, 1),
                                             rounding=rounding, seed=seed, tensor=tensor,
                                             words=words)
         return Quantized(fmt, codes, int(units[0]))

@@ -329,6 +329,14 @@ def _check_dataset(train: TrainConfig, dataset: Dataset) -> None:
     for hardware in train.hardware:
         if hardware.is_float:
             continue
+        smallest = min(float(dataset.x_train.min(initial=0)),
+                       float(dataset.x_test.min(initial=0)))
+        if _unsigned_inputs(hardware) and smallest < 0:
+            raise TrainConfigError(
+                f"{where}: {hardware.name} stores the CNN's layer inputs as unsigned codes "
+                f"(unsigned_activations = true), and the images hold negative values "
+                f"(smallest {smallest:g}); allowed: images >= 0, or unsigned_activations "
+                f"= false")
         if train.model == "cnn":
             try:
                 check_cnn_depth(train.batch_size, hardware, dataset.image_shape,
@@ -340,6 +348,13 @@ def _check_dataset(train: TrainConfig, dataset: Dataset) -> None:
                 f"{where}: {dataset.features} features: the GEMM X @ W1 has depth "
                 f"{dataset.features + 1}, over max_reduction_depth "
                 f"{hardware.operand.config.max_reduction_depth} of {hardware.name}'s preset")
+
+
+def _unsigned_inputs(hardware: HardwareConfig) -> bool:
+    """Some layer of ``hardware`` (its own or a policy's forward entry) stores its
+    input as unsigned codes."""
+    return hardware.unsigned_activations or any(
+        entry.forward.unsigned_activations for entry in hardware.policy)
 
 
 def train_all(train: TrainConfig, *, epochs: int | None = None,

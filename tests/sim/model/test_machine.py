@@ -25,13 +25,16 @@ from qforge.sim.model.spec import from_dict, load_preset
 TINY = load_preset("tiny")           # R = C = 2, B = 2 blocks of K = 4, P = 2, A = 25
 
 
-def small(zero_skipping=False, vrq=False):
+def small(zero_skipping=False, vrq=False, paired=False):
     """3 x 2 array, B = 4 blocks of 2 bits, P = 2, 8-word buffers (tile limit 8),
-    optionally zero skipping (6-word PE banks) or VRQ operands (N = 4: 2 code blocks)."""
+    optionally zero skipping (6-word PE banks), VRQ operands (N = 4: 2 code blocks) or
+    the paired mode."""
     spec = {"name": "small", "array": {"rows": 3, "cols": 2},
             "arithmetic": {"operand_width": 8, "block_width": 2, "block_multipliers": 2,
                            "max_reduction_depth": 12, "output_width": 8},
             "buffers": {"depth": 8}}
+    if paired:
+        spec["arithmetic"]["paired"] = True
     if zero_skipping:
         spec["zero_skipping"] = {"pe_buffer_depth": 6}
     if vrq:
@@ -40,7 +43,7 @@ def small(zero_skipping=False, vrq=False):
 
 
 CONFIGS = {"tiny": TINY, "small": small(), "small_skipping": small(zero_skipping=True),
-           "small_vrq": small(vrq=True)}
+           "small_vrq": small(vrq=True), "small_paired": small(paired=True)}
 
 
 def tile_limit(config):
@@ -155,6 +158,18 @@ def expected_valid(config, opcode, fields):
     """The rules of docs/ISA.md for a word without reserved bits."""
     accumulator = config.accumulator_width
     if opcode == Opcode.PRECISION:
+        if (fields["unsigned"] or fields["paired"]) and not config.paired:
+            return False
+        if fields["unsigned"] and fields["vrq"]:
+            return False
+        if fields["paired"]:          # A, exact integer; 1 <= low <= high, high + low <= B
+            n = config.blocks
+            return (fields["operand"] == 0 and not fields["vrq"] and not fields["dynamic"]
+                    and fields["blocks"] == fields["kept"] == n
+                    and 1 <= fields["low"] <= fields["high"]
+                    and fields["high"] + fields["low"] <= n)
+        if fields["high"] or fields["low"] or fields["round"]:
+            return False
         if fields["vrq"] and config.vrq is None:
             return False
         limit = -(-config.vrq_code_width // config.block_width) if fields["vrq"] \
@@ -189,6 +204,13 @@ def words(draw):
                       k=draw(st.integers(0, 14)))
     if opcode == Opcode.PRECISION:
         fields.update(blocks=draw(st.integers(0, 5)), kept=draw(st.integers(0, 5)))
+        if draw(st.booleans()):          # reach the valid paired and plain words
+            fields.update(high=draw(st.integers(0, 4)), low=draw(st.integers(0, 3)),
+                          operand=draw(st.integers(0, 1)) * draw(st.booleans()),
+                          dynamic=0, vrq=0, round=draw(st.integers(0, 1)),
+                          paired=int(draw(st.booleans())))
+            if not fields["paired"]:
+                fields.update(high=0, low=0, round=0)
     if opcode == Opcode.OUTPUT and draw(st.booleans()):
         fields.update(shift=draw(st.integers(0, 30)), exponent=draw(st.integers(0, 30)))
     if opcode == Opcode.GEMM and draw(st.booleans()):
