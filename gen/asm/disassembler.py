@@ -45,6 +45,11 @@ def disassemble(word: int) -> str:
         keyword("kept", True)
         flag("dynamic")
         flag("vrq")
+        flag("unsigned")
+        flag("paired")
+        keyword("high")
+        keyword("low")
+        flag("round")
     elif opcode == Opcode.OUTPUT:
         flag("quantize")
         keyword("shift")
