@@ -42,6 +42,7 @@ from qforge.gen.asm import AsmError, Program, assemble, assemble_file
 from qforge.sim.model.errors import InputError, QforgeError
 from qforge.sim.model.numerics import (OperandError, OperandPrecision, Precision, Selection,
                                        standard_modes)
+from qforge.sim.model.paired import PairedPrecision, WindowRounding
 from qforge.sim.model.quantize import OutputParameters, Rounding
 from qforge.sim.model.spec import Config, ConfigError, load_preset, load_spec, preset_names
 from qforge.sim.runtime import BACKENDS, BackendError, RunReport, Runtime
@@ -52,7 +53,8 @@ __all__ = [
     # Verilog
     "generate", "lint",
     # one GEMM
-    "Precision", "OperandPrecision", "Selection", "precision", "OutputParameters",
+    "Precision", "OperandPrecision", "Selection", "PairedPrecision", "WindowRounding",
+    "precision", "OutputParameters",
     "Rounding", "GemmResult", "gemm", "open_board",
     # programs
     "Program", "assemble", "assemble_file", "Runtime", "RunReport", "BACKENDS",

@@ -30,6 +30,11 @@ def register(commands) -> None:
                     "sparse_not_applicable the reason), where the configuration cannot be "
                     "built as the zero-skipping array: the PE designs that need the dense "
                     "systolic array (arithmetic.pe = \"shared_shift\" or \"fused\"). "
+                    "paired_speedup: on the same array built with the paired mode "
+                    "(arithmetic.paired; the paired preset for default), exact-mode cycles "
+                    "/ paired-mode cycles of the same 128x128x128 GEMM (ideal 2.0; "
+                    "paired_vs_ideal the ratio; not applicable, with the reason, where the "
+                    "design cannot have it). "
                     "area_efficiency_exact and area_efficiency_4bit: MACs/cycle per PE "
                     "transistor (Yosys's CMOS estimate) against the fxp8 PE. Operands "
                     "are seeded: runs are reproducible. Cycles come from the cycle model, "
@@ -117,6 +122,15 @@ def handle(arguments) -> int:
               f"{result['sparse_speedup_50']:.3f}")
         print(f"sparse_vs_ideal (worst over 10..100% density, at "
               f"{sparse['vs_ideal_worst_density']:.0%}): {result['sparse_vs_ideal']:.3f}")
+    paired = result["paired"]
+    if paired is None:
+        print("paired_speedup: not applicable, no paired-mode array of this configuration "
+              f"({result['paired_not_applicable']})")
+    else:
+        print(f"paired_speedup ({paired['hardware']}, {paired['paired_mode']}, "
+              f"{paired['exact_cycles']} / {paired['paired_cycles']} cycles, "
+              f"{paired['cycles_source']}): {result['paired_speedup']:.3f} "
+              f"(ideal 2.0: {result['paired_vs_ideal']:.3f})")
     area = result["area"]
     four_bit = ("none (no 4-bit mode)" if area["four_bit"] is None else
                 f"{area['four_bit']:.2f} (q = {area['four_bit_block_products']})")

@@ -18,6 +18,7 @@ import numpy as np
 from qforge.gen.cli.common import (OptionError, add_config_arguments, add_output_argument,
                                    config_from_arguments, log_to_stderr, require_file,
                                    uses_build_folder)
+from qforge.sim.model.errors import shown
 
 #: ``--rounding`` names -> :class:`qforge.sim.model.quantize.Rounding` member names.
 ROUNDINGS = {"nearest-even": "NEAREST_EVEN", "truncate": "TRUNCATE",
@@ -82,6 +83,19 @@ def register(commands) -> None:
         precision.add_argument(f"--{operand}-vrq", action="store_true",
                                help=f"{upper} holds VRQ operand words (configurations "
                                     "with [vrq])")
+        precision.add_argument(f"--{operand}-unsigned", action="store_true",
+                               help=f"{upper} holds unsigned integers 0 .. 2**(N*K) - 1 "
+                                    "(configurations with arithmetic.paired)")
+    precision.add_argument("--paired", metavar="HIGH/LOW",
+                           help="the paired mode (configurations with arithmetic.paired; "
+                                "A exact, docs/NUMERICS.md \"Paired mode\"): pairs of A "
+                                "operands along k share a slot; when both are non-zero "
+                                "the larger keeps HIGH leading blocks and the other LOW "
+                                "(HIGH alone: symmetric), 1 <= LOW <= HIGH, HIGH + LOW <= "
+                                "the operand's blocks")
+    precision.add_argument("--paired-rounding", choices=("raw", "round"), default="raw",
+                           help="the bits below a paired window: raw = dropped, round = "
+                                "to nearest, ties to even, saturating (default: raw)")
     stage = gemm.add_argument_group(
         "output stage", "any of these enables it (none: raw accumulators)")
     stage.add_argument("--shift", type=int, metavar="N",
@@ -156,9 +170,31 @@ def _precision(arguments, config):
                 else config.blocks
         kept = getattr(arguments, f"{name}_kept")
         selection = Selection[getattr(arguments, f"{name}_selection").upper()]
-        return OperandPrecision(blocks, blocks if kept is None else kept, selection, vrq)
+        return OperandPrecision(blocks, blocks if kept is None else kept, selection, vrq,
+                                unsigned=getattr(arguments, f"{name}_unsigned"),
+                                paired=_paired(arguments) if name == "a" else None)
 
     return Precision(operand("a"), operand("b"))
+
+
+def _paired(arguments):
+    """``--paired HIGH/LOW`` (or ``HIGH``) and ``--paired-rounding`` as a
+    :class:`~qforge.api.PairedPrecision`, or None; the windows' limits are the golden
+    model's (checked with the precision)."""
+    from qforge.api import PairedPrecision, WindowRounding
+
+    if arguments.paired is None:
+        if arguments.paired_rounding != "raw":
+            raise OptionError("--paired-rounding: only with --paired")
+        return None
+    parts = arguments.paired.split("/")
+    if len(parts) > 2 or not all(part.strip().isdigit() and len(part.strip()) <= 3
+                                 for part in parts):
+        raise OptionError(f"--paired {shown(arguments.paired)}: expected HIGH/LOW or HIGH "
+                          f"(block counts, e.g. 2/2 or 3/1)")
+    high = int(parts[0])
+    low = int(parts[-1])
+    return PairedPrecision(high, low, WindowRounding[arguments.paired_rounding.upper()])
 
 
 def _output(arguments):

@@ -25,6 +25,13 @@
   ``None``, ``sparse_not_applicable`` the reason: :func:`zero_skipping_not_applicable`)
   where the configuration cannot be built as the zero-skipping array, e.g. a PE design
   that needs the dense systolic array (``arithmetic.pe = "shared_shift"`` or ``"fused"``).
+* ``paired_speedup`` (:func:`paired_scaling`): the configured array built with the paired
+  mode (``arithmetic.paired``, :func:`paired_hardware`: the ``paired`` preset for
+  ``default``) runs the same 128x128x128 GEMM (same A and B) in the exact mode and in
+  the paired mode (symmetric windows of ``n / 2`` blocks); exact cycles / paired cycles,
+  against the ideal 2.0 (two MACs per slot; ``paired_vs_ideal`` the ratio). The paired
+  cycles do not depend on the data (hdl/scheduler.py). ``None``, with
+  ``paired_not_applicable`` the reason, where the configuration cannot be built with it.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from qforge.sim.model.spec import Config, load_preset, preset_names
+from qforge.sim.model.spec import Config, ConfigError, load_preset, preset_names
 from qforge.sim.model.capacity import tiles
 from qforge.sim.model.cycles import (gemm_cycles, gemm_shape, issued_block_products,
                                      skipping_shape)
@@ -46,6 +53,7 @@ from qforge.sim.bench.stimulus import operand_range, random_operands, sparse_ope
 __all__ = ["run_benchmark", "precision_table", "q_label", "emulator_ratio", "area_efficiency",
            "plot_precision_scaling",
            "skipping_hardware", "zero_skipping_not_applicable", "sparse_point", "sparse_scaling", "plot_sparse_scaling",
+           "paired_hardware", "paired_not_applicable", "paired_scaling",
            "DENSE_SHAPE", "SPARSE_DENSITIES", "SPARSE_PLOT_DENSITIES",
            "SPARSE_RTL_DENSITIES", "SPARSE_SEED"]
 
@@ -324,6 +332,96 @@ def sparse_scaling(config: Config, shape=DENSE_SHAPE, *, densities=SPARSE_DENSIT
     }
 
 
+def paired_hardware(config: Config) -> Config:
+    """``config`` built with the paired mode (itself if it already is): the preset with
+    that hardware where one exists (``default`` -> ``paired``, so the bench shares its
+    name and RTL build), else ``<name>_paired`` (a :class:`~qforge.sim.model.spec.
+    ConfigError` where the design cannot have it: :func:`paired_not_applicable`).
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> paired_hardware(load_preset("default")).name
+    'paired'
+    """
+    if config.paired:
+        return config
+    hardware = dataclasses.replace(config, name=f"{config.name}_paired", paired=True)
+    for name in preset_names():
+        preset = load_preset(name)
+        if dataclasses.replace(preset, name=hardware.name) == hardware:
+            return preset
+    return hardware
+
+
+def paired_not_applicable(config: Config) -> str | None:
+    """Why ``config`` cannot be built with the paired mode (the configuration's own
+    error, e.g. a PE design whose lanes share positions), or ``None``.
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> paired_not_applicable(load_preset("default")) is None
+    True
+    >>> print(paired_not_applicable(load_preset("tiny")))   # doctest: +ELLIPSIS
+    arithmetic.block_multipliers = 1: with arithmetic.paired must be even ...
+    """
+    try:
+        paired_hardware(config)
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
+def paired_scaling(config: Config, shape=DENSE_SHAPE, *, rtl: bool = False,
+                   simulator: str = "verilator",
+                   log: Callable[[str], None] | None = None) -> dict:
+    """The paired mode's speedup on ``config`` built with it (:func:`paired_hardware`):
+    one ``shape`` GEMM (A and B uniform over the signed operand range, seed 0) in the
+    exact mode and in the paired mode with symmetric windows of ``max(1, n // 2)``
+    blocks, RAW; ``speedup`` = exact / paired cycles, ``vs_ideal`` = speedup / 2. Cycles
+    from the cycle model, or with ``rtl`` both measured on the generated Verilog in one
+    simulator run (results checked; ``rtl_equals_model`` says whether both equal the
+    model's). ``modes``: the model's paired cycles for every window option of ``n``."""
+    from qforge.sim.model.numerics import OperandPrecision, Precision
+    from qforge.sim.model.paired import PairedPrecision
+
+    log = log or _LOGGER.info
+    hardware = paired_hardware(config)
+    m, n, depth = shape
+    blocks = hardware.blocks
+    exact = standard_modes(hardware)["exact"]
+
+    def paired(high, low):
+        return Precision(OperandPrecision(blocks, blocks,
+                                          paired=PairedPrecision(high, low)), exact.b)
+
+    half = max(1, blocks // 2)
+    mode = paired(half, half)
+    model = [gemm_cycles(hardware, [gemm_shape(hardware, m, n, depth, precision)]).total
+             for precision in (exact, mode)]
+    cycles, source, equal = model, "cycle model", None
+    if rtl:
+        from qforge.sim.bench.scenarios import Job
+        rng = np.random.default_rng(0)
+        a = random_operands(rng, (m, depth), *operand_range(hardware, exact.a), "uniform")
+        b = random_operands(rng, (depth, n), *operand_range(hardware, exact.b), "uniform")
+        log(f"paired mode: exact and paired {m}x{n}x{depth} GEMMs on {hardware.name}'s RTL")
+        cycles = _rtl_job_cycles(hardware, [Job(a, b, exact), Job(a, b, mode)], simulator,
+                                 log, name="bench_paired")
+        source, equal = f"rtl ({simulator})", cycles == model
+    modes = []
+    for high in range(1, blocks):
+        for low in range(1, min(high, blocks - high) + 1):
+            precision = paired(high, low)
+            modes.append({"mode": precision.a.paired.describe(),
+                          "model_cycles": gemm_cycles(hardware, [gemm_shape(
+                              hardware, m, n, depth, precision)]).total})
+    return {"hardware": hardware.name, "array": f"{hardware.rows}x{hardware.cols}",
+            "shape": [m, n, depth], "paired_mode": mode.a.paired.describe(),
+            "exact_cycles": cycles[0], "paired_cycles": cycles[1],
+            "model_exact_cycles": model[0], "model_paired_cycles": model[1],
+            "speedup": cycles[0] / cycles[1], "ideal": 2.0,
+            "vs_ideal": cycles[0] / cycles[1] / 2.0, "cycles_source": source,
+            "rtl_equals_model": equal, "modes": modes}
+
+
 def area_efficiency(config: Config, *, log: Callable[[str], None] | None = None) -> dict:
     """Throughput per area of ``config``'s PE against the FxP8 baseline
     (:data:`qforge.fpga.pe_area.BASELINE`, one exact 8x8 MAC per PE per cycle): MACs per
@@ -363,6 +461,8 @@ def run_benchmark(config: Config, *, rtl: bool = False,
     exact = next(row for row in table if row["mode"] == "exact")
     not_applicable = zero_skipping_not_applicable(config)
     sparse = None if not_applicable else sparse_scaling(config, rtl=rtl, log=log)
+    paired_reason = paired_not_applicable(config)
+    paired = None if paired_reason else paired_scaling(config, rtl=rtl, log=log)
     emulator = emulator_ratio(config)
     area = area_efficiency(config, log=log)
     return {
@@ -377,11 +477,15 @@ def run_benchmark(config: Config, *, rtl: bool = False,
         "sparse_speedup_50": None if sparse is None else sparse["speedup_50"],
         "sparse_vs_ideal": None if sparse is None else sparse["vs_ideal"],
         "sparse_not_applicable": not_applicable,
+        "paired_speedup": None if paired is None else paired["speedup"],
+        "paired_vs_ideal": None if paired is None else paired["vs_ideal"],
+        "paired_not_applicable": paired_reason,
         "area_efficiency_exact": area["exact"],
         "area_efficiency_4bit": area["four_bit"],
         "modes": table,
         "emulator": emulator,
         "sparse": sparse,
+        "paired": paired,
         "area": area,
     }
 
