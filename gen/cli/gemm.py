@@ -143,6 +143,8 @@ def option_of(message: str, arguments) -> str:
     '--b b.npy'
     >>> option_of("inner dimensions differ: a is 2 x 3, b is 4 x 2", files)
     '--a a.npy, --b b.npy'
+    >>> option_of("paired kept_low = 3: at most kept_high = 2", files)
+    '--paired'
     """
     field = message.split(" ", 1)[0].split("[", 1)[0].rstrip(":")
     operands = {"a": f"--a {arguments.a}", "b": f"--b {arguments.b}", "m": f"--a {arguments.a}",
@@ -150,12 +152,16 @@ def option_of(message: str, arguments) -> str:
     if field in operands:
         return operands[field]
     owner, _, name = field.partition(".")
+    if field == "a.paired":
+        return "--paired"
     if owner in ("a", "b") and name:
         return f"--{owner}-{name}"
     if owner == "output" and name:
         return "--" + name.replace("_", "-")
     if field == "skip_zeros":
         return "--skip-zeros"
+    if field in ("paired", "a.paired"):
+        return "--paired"
     return f"--a {arguments.a}, --b {arguments.b}"
 
 

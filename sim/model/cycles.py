@@ -216,8 +216,8 @@ def paired_tile_cycles(config: Config, depth: int, precision) -> int:
     (:func:`qforge.sim.model.paired.slot_block_products` with B's ``Lb``), packed densely
     into the P lanes like one exact MAC each: ``ceil(ceil(depth / 2) * n * Lb / P)``,
     whatever the data (the windows of two non-zero A operands never need more than
-    ``n`` A blocks). So a paired GEMM of depth D takes the cycles of an exact one of
-    depth ``ceil(D / 2)``.
+    ``n`` A blocks). So a paired tile of depth D computes for the cycles of an exact
+    one of depth ``ceil(D / 2)``; loading still moves all D operands.
 
     >>> from qforge.sim.model.numerics import OperandPrecision, Precision
     >>> from qforge.sim.model.paired import PairedPrecision

@@ -30,8 +30,9 @@ def test_options():
     table = options(parser)
     assert set(table) == {
         "--preset", "--spec", "--a", "--b", "--output", "--backend", "--json", "--skip-zeros",
-        "--a-blocks", "--a-kept", "--a-selection", "--a-vrq",
-        "--b-blocks", "--b-kept", "--b-selection", "--b-vrq",
+        "--a-blocks", "--a-kept", "--a-selection", "--a-vrq", "--a-unsigned",
+        "--b-blocks", "--b-kept", "--b-selection", "--b-vrq", "--b-unsigned",
+        "--paired", "--paired-rounding",
         "--shift", "--rounding", "--relu", "--seed", "--tensor", "--vrq-exponent", "--wide"}
     assert {name for name, action in table.items() if action.required} == {
         "--a", "--b", "--output"}
@@ -47,7 +48,9 @@ def test_options():
     assert groups["output stage"] == {"--shift", "--rounding", "--relu", "--seed", "--tensor",
                                       "--vrq-exponent", "--wide"}
     assert groups["precision"] == {f"--{operand}-{what}" for operand in "ab"
-                                   for what in ("blocks", "kept", "selection", "vrq")}
+                                   for what in ("blocks", "kept", "selection", "vrq",
+                                                "unsigned")} | {"--paired",
+                                                                "--paired-rounding"}
 
 
 @pytest.mark.parametrize("preset", ["tiny", "default"])
@@ -114,6 +117,12 @@ def test_output_stage_truncate_relu_saturate(capsys, tmp_path):
     ({"extra": ["--skip-zeros"]}, "--skip-zeros: skip_zeros: configuration 'tiny' has no "
                                   "[zero_skipping] section"),
     ({"output": "file/c.npy"}, "-o {tmp}/file/c.npy: {tmp}/file is a file, not a folder"),
+    ({"extra": ["--a-unsigned"]}, "--a-unsigned: a.unsigned = True: this configuration is "
+                                  "not built with arithmetic.paired = true"),
+    ({"extra": ["--paired", "1/1"]}, "--paired: a.paired: this configuration is not built "
+                                     "with arithmetic.paired = true"),
+    ({"extra": ["--paired", "2/-1"]}, "--paired '2/-1': expected HIGH/LOW or HIGH"),
+    ({"extra": ["--paired-rounding", "round"]}, "--paired-rounding: only with --paired"),
 ])
 def test_bad_input_is_one_line_naming_the_option(capsys, tmp_path, change, message):
     save(tmp_path, "a.npy", np.full((3, 4), 100))
@@ -131,6 +140,33 @@ def test_bad_input_is_one_line_naming_the_option(capsys, tmp_path, change, messa
     assert code == 2 and out == "" and len(err.splitlines()) == 1
     assert err.startswith("qforge: error: " + message.format(tmp=tmp_path)), err
     assert not (tmp_path / "c.npy").exists()
+
+
+def test_paired_mode_is_the_golden_paired_gemm(capsys, tmp_path):
+    """--a-unsigned --paired 3/1 --paired-rounding round on the paired preset: the
+    golden model's paired GEMM (not the exact product), half the exact cycles."""
+    from qforge.sim.model.numerics import OperandPrecision, Precision, gemm
+    from qforge.sim.model.paired import PairedPrecision, WindowRounding
+    config = load_preset("paired")
+    rng = np.random.default_rng(8)
+    a = rng.integers(0, 256, (9, 40))
+    a[rng.random(a.shape) < 0.3] = 0
+    a_file = save(tmp_path, "a.npy", a)
+    b_file = save(tmp_path, "b.npy", rng.integers(-128, 128, (40, 6)))
+    reports = {}
+    for name, extra in (("paired", ["--paired", "3/1", "--paired-rounding", "round"]),
+                        ("exact", [])):
+        code, out, _ = run_qforge(capsys, "gemm", "--preset", "paired", "--a", a_file, "--b",
+                                  b_file, "--a-unsigned", *extra,
+                                  "-o", tmp_path / f"{name}.npy", "--json")
+        assert code == 0
+        reports[name] = json.loads(out)
+    mode = Precision(OperandPrecision(4, 4, unsigned=True, paired=PairedPrecision(
+        3, 1, WindowRounding.ROUND)), OperandPrecision(4, 4))
+    paired = np.load(tmp_path / "paired.npy")
+    assert np.array_equal(paired, gemm(a, np.load(b_file), config, mode))
+    assert not np.array_equal(paired, np.load(tmp_path / "exact.npy"))
+    assert reports["paired"]["cycles"] < reports["exact"]["cycles"]
 
 
 @pytest.mark.rtl

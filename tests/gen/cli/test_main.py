@@ -43,7 +43,7 @@ def test_a_user_error_is_one_line_with_status_2(capsys):
     status, out, err = run_qforge(capsys, "presets", "--show", "nope")
     assert status == 2 and out == ""
     assert err == ("qforge: error: preset = 'nope': unknown preset; allowed: default, fused, "
-                   "fxp8, large, shared, sparse, tiny, ulx3s\n")
+                   "fxp8, large, paired, shared, sparse, tiny, ulx3s\n")
 
 
 def test_only_qforge_errors_become_one_line(capsys, monkeypatch):

@@ -114,6 +114,8 @@ def test_benchmark_json_has_the_sparse_keys(monkeypatch):
     assert result["sparse_vs_ideal"] == result["sparse"]["vs_ideal"] >= 0.80
     json.dumps(result)                                   # plain JSON types only
     assert (result["area_efficiency_exact"], result["area_efficiency_4bit"]) == (0.25, 1.5)
+    assert result["paired_speedup"] == result["paired"]["speedup"] >= 1.9
+    assert result["paired"]["hardware"] == "paired" and result["paired_not_applicable"] is None
 
 
 def _independent_row_cycles(a, q, lanes):
@@ -215,6 +217,40 @@ def test_bench_cli_bad_plot_paths_are_one_line(capsys, tmp_path, monkeypatch, op
     assert len(err.strip().splitlines()) == 1
 
 
+def test_paired_speedup_is_an_exact_gemm_of_half_the_depth():
+    """docs/NUMERICS.md, "Paired mode": a paired tile of depth D computes for the cycles
+    of an exact one of depth ceil(D / 2) (every window option, whatever the data); only
+    loading still moves all D operands: the first command's load (one beat a cycle, the
+    larger of its A and B tile counts times its words) is ahead of the computation."""
+    from qforge.sim.model.capacity import tiles
+    from qforge.sim.model.cycles import GemmShape, gemm_cycles
+    config = load_preset("paired")
+    for shape in ((128, 128, 128), (9, 20, 33)):
+        result = benchmark.paired_scaling(load_preset("default"), shape)
+        m, n, depth = shape
+        half = -(-depth // 2)
+        exact = [gemm_cycles(config, [GemmShape(m, n, d, 16)]).total for d in (depth, half)]
+        load_beats = max(tiles(m, 8), tiles(n, 8)) * (tiles(depth, 4) - tiles(half, 4))
+        assert (result["exact_cycles"], result["paired_cycles"]) == (
+            exact[0], exact[1] + load_beats)
+        assert {row["model_cycles"] for row in result["modes"]} == {result["paired_cycles"]}
+        assert [row["mode"] for row in result["modes"]] == [
+            "paired, symmetric 1 block, raw", "paired, asymmetric 2/1 blocks, raw",
+            "paired, symmetric 2 blocks, raw", "paired, asymmetric 3/1 blocks, raw"]
+        assert result["vs_ideal"] == result["speedup"] / 2
+    assert benchmark.paired_not_applicable(load_preset("fused")).startswith(
+        'arithmetic.paired = True: needs arithmetic.pe = "shifted" or "signed_product"')
+
+
+@pytest.mark.rtl
+def test_paired_rtl_cycles_equal_the_model():
+    """The --rtl path of paired_speedup on a small GEMM (the paired preset's build)."""
+    result = benchmark.paired_scaling(load_preset("default"), (16, 16, 24), rtl=True,
+                                      log=lambda message: None)
+    assert result["cycles_source"] == "rtl (verilator)" and result["rtl_equals_model"] is True
+    assert result["speedup"] > 1.5
+
+
 @pytest.mark.rtl
 def test_sparse_rtl_cycles_equal_the_model(rtl):
     # The --rtl path, on a small GEMM of a zero-skipping design that
@@ -297,6 +333,7 @@ def test_bench_leaves_out_zero_skipping_where_the_pe_design_forbids_it(
     assert code == 0, err
     assert (f"sparse_speedup_50, sparse_vs_ideal: not applicable, no zero-skipping array of "
             f"this configuration (arithmetic.pe = '{pe}': needs integer operands") in out
+    assert "paired_speedup: not applicable, no paired-mode array of this configuration" in out
     assert "area_efficiency_exact" in out and "Zero skipping on" not in out
 
 
