@@ -47,6 +47,15 @@ A and B to the formats its GEMMs read (forward: input and weights; input gradien
 gradient and weights; update: input and gradient), a word again only where the next
 block's operand changes format.
 
+**Paired mode and unsigned inputs** (the layer's ``forward`` entry's ``paired``,
+``paired_passes``, ``unsigned_activations``; a preset with ``arithmetic.paired``): the
+input codes are stored unsigned, and a paired pass's ``PRECISION`` word for A carries
+the pairs' windows (:func:`~qforge.sim.model.machine.precision_word`). The machine pairs
+the reduction dimension *of each GEMM it runs*: the ``conv2d_*`` blocks split a
+convolution into one GEMM per kernel row (depth ``kernel * Cin``), so their pairs, and
+the numbers, differ from the emulator's one im2col GEMM of depth ``9 * Cin`` (``fc``'s
+GEMMs and the fused updates are the emulator's GEMMs, paired alike).
+
 **Cycles per layer and pass** (:attr:`RunResult.layer_cycles`, one epoch's training
 steps): each program's cycle-model count (:func:`~qforge.sim.model.cycles.program_cycles`)
 goes to its layer: a forward program to ``forward``; a backward program is split at the
@@ -62,6 +71,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -70,12 +80,14 @@ from qforge.gen.asm import matmul_words, sgd_update_words
 from qforge.gen.asm.conv import conv2d_forward_words, conv2d_input_gradient_words
 from qforge.sim.model.cycles import program_cycles
 from qforge.sim.model.isa import Opcode, Operand, decode, encode
+from qforge.sim.model.machine import precision_word
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.runtime import Runtime
 import qforge.sim.training.cnn as cnn
 from qforge.sim.training.config import HardwareConfig, TrainConfig
 from qforge.sim.training.data import training_data
 from qforge.sim.training.datasets import Dataset
+from qforge.sim.training.emulated_gemm import gemm_precision
 from qforge.sim.training.formats import Quantized, random_key
 from qforge.sim.training.hardware import ProgramTrainer, _Tensor, run_epochs
 from qforge.sim.training.network import log_softmax, loss_accuracy
@@ -198,11 +210,15 @@ class CnnProgramTrainer(ProgramTrainer):
 
     def _format(self, slot: str):
         """Slot ``LAYER_ROLE``'s operand format: the layer's gradient format for its
-        output gradient, its forward format for its input and weights (as the
-        emulator's ``EmulatedOps.store``)."""
+        output gradient, its forward format for its input (unsigned with
+        ``unsigned_input``) and weights (as the emulator's ``EmulatedOps.store``)."""
         layer, role = slot.split("_", 1)
         arithmetic = self.arithmetic[layer]
-        return arithmetic.gradient if role == "gradient" else arithmetic.forward
+        if role == "gradient":
+            return arithmetic.gradient
+        if role == "input" and arithmetic.unsigned_input:
+            return replace(arithmetic.forward, unsigned=True)
+        return arithmetic.forward
 
     def _rounding(self, slot: str) -> Rounding:
         layer, role = slot.split("_", 1)
@@ -210,16 +226,22 @@ class CnnProgramTrainer(ProgramTrainer):
         return (arithmetic.gradient_rounding if role == "gradient"
                 else arithmetic.forward_rounding)
 
-    @staticmethod
-    def _precision(a, b, current: tuple = (None, None)) -> list[int]:
-        """``PRECISION`` words that set operand A to format ``a``'s precision and B to
-        ``b``'s, less those already set to it (``current``: the precisions of A and B
-        earlier in the program)."""
-        return [encode(Opcode.PRECISION, operand=operand, blocks=fmt.precision.blocks,
-                       kept=fmt.precision.kept, dynamic=int(fmt.precision.selection))
-                for operand, fmt, now in ((Operand.A, a, current[0]),
-                                          (Operand.B, b, current[1]))
-                if fmt.precision != now]
+    def _precision(self, layer: str, pass_: str, a: Quantized, b: Quantized,
+                   current=None) -> tuple[list[int], object]:
+        """``PRECISION`` words (:func:`~qforge.sim.model.machine.precision_word`) that
+        set operands A and B to the precisions of layer ``layer``'s ``pass_`` GEMM of
+        ``a`` and ``b`` (their formats', A paired if the layer pairs the pass:
+        :func:`~qforge.sim.training.emulated_gemm.gemm_precision`), less those already
+        set (``current``: the program's earlier GEMM's precision); and that precision."""
+        precision = gemm_precision(a.fmt.precision, b.fmt.precision,
+                                   self.arithmetic[layer].pass_paired(pass_))
+        words = [precision_word(operand, mode)
+                 for operand, mode, now in ((Operand.A, precision.a,
+                                             current and current.a),
+                                            (Operand.B, precision.b,
+                                             current and current.b))
+                 if mode != now]
+        return words, precision
 
     def _run_passes(self, layer: str, parts: list[tuple[str, list[int]]], what: str,
                     key: tuple) -> None:
@@ -306,7 +328,7 @@ class CnnProgramTrainer(ProgramTrainer):
                     w=t[f"{layer}_wq"].address,
                     y=t[f"{layer}_z"].address + first * out * conv.outputs,
                     **self._conv_sizes(layer, size))
-            prologue = self._precision(arithmetic.forward, arithmetic.forward) \
+            prologue = self._precision(layer, "forward", stored, weights)[0] \
                 + [encode(Opcode.OUTPUT)]
             self._run_passes(layer, [("forward", prologue + words)],
                              f"step {step}: {layer} forward (images {first} .. "
@@ -352,7 +374,7 @@ class CnnProgramTrainer(ProgramTrainer):
         shape, conv = cnn.layer_shapes(n, self.image)[layer]
         t = self.tensors
         arithmetic = self.arithmetic[layer]
-        forward, wfmt = arithmetic.forward, arithmetic.weights
+        wfmt = arithmetic.weights
         gradient, shift = self._gradient(dz, f"{layer}_gradient", step, stored.exponent,
                                          self.weight_exponents[layer])
         self.shifts[layer] = shift
@@ -365,10 +387,10 @@ class CnnProgramTrainer(ProgramTrainer):
         below = layer != cnn.LAYERS[0]
         # The input gradient reads the gradient as A and the weights as B; the update
         # the layer's input codes as A (transposed) and the gradient as B.
-        parts, current = [], (None, None)
+        parts, current = [], None
         if below:
-            words = self._precision(gradient.fmt, forward) + [encode(Opcode.OUTPUT)]
-            current = (gradient.fmt.precision, forward.precision)
+            words, current = self._precision(layer, "input_gradient", gradient, weights)
+            words += [encode(Opcode.OUTPUT)]
         if below and conv is None:
             words += self._matmul(f"{layer}_g", f"{layer}_wq", f"{layer}_dx", n, inputs,
                                   self.classes, transpose_b=True)
@@ -380,9 +402,10 @@ class CnnProgramTrainer(ProgramTrainer):
                 dx=t[f"{layer}_dx"].address, **self._conv_sizes(layer, n))
         if below:
             parts.append(("input_gradient", words))
-            words = self._precision(forward, gradient.fmt, current)
+            words = self._precision(layer, "weight_gradient", stored, gradient, current)[0]
         else:
-            words = self._precision(forward, gradient.fmt) + [encode(Opcode.OUTPUT)]
+            words = self._precision(layer, "weight_gradient", stored, gradient)[0] \
+                + [encode(Opcode.OUTPUT)]
         seed, tensor = self._key(f"{layer}_update_weights", step)
         rows = len(gradient.integers)
         words += sgd_update_words(self.config, w=t[layer].address, x=t[columns].address,

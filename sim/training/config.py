@@ -301,11 +301,6 @@ def _hardware_from_dict(entry, index: int, default_preset: str,
                   f"most the accumulator width {config.accumulator_width} of preset "
                   f"{preset!r} (the update saturates there)")
     paired, passes, unsigned = _paired_keys(entry, prefix, operand, preset)
-    if where == "hardware" and (paired is not None or unsigned):
-        key = "paired" if paired is not None else "unsigned_activations"
-        _fail(f"{prefix}.{key}", entry[key], 'not with update = "hardware" yet (the '
-              "CNN's programs set no paired or unsigned PRECISION words); use update = "
-              '"float" (the emulator)')
     return HardwareConfig(name, operand, rounding, WeightFormat(weight_bits, weight_range),
                           update, where, paired=paired, paired_passes=passes,
                           unsigned_activations=unsigned)

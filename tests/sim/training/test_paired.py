@@ -113,8 +113,6 @@ POLICY_ROWS = ({"name": "p", "paired": "2/2",
     (cnn_config({"format": "vrq", "bits": None, "code_width": 4, "range_stride": 2,
                  "ranges": 8, "paired": "2/2"}),
      "hardware[1] (e0).paired = '2/2': only allowed with format = \"int\""),
-    (cnn_config({"paired": "2/2", "update": "hardware"}),
-     "hardware[1] (e0).paired = '2/2': not with update = \"hardware\" yet"),
     (cnn_config({"paired": "2/2"}, model="mlp", hidden=16),
      "hardware[1].paired = '2/2': only with model = \"cnn\""),
     (cnn_config(*POLICY_ROWS, {"name": "m", "policy": {"fc": {"forward": "p",
@@ -252,3 +250,87 @@ def test_a_paired_runs_cycles_per_epoch_are_gemm_shapes(passes):
         if pass_ in passes and depth > 16:
             assert paired_run["layer_cycles"][layer][pass_]["cycles"] < exact
     assert 0 <= paired_run["test_accuracy"][-1] <= 1
+
+
+# ------------------------------------------------------------------- as programs
+CNN_PAIRED_RTL = Path(__file__).parents[3] / "gen" / "train" / "cnn_paired_rtl.toml"
+
+
+def paired_programs(**changes):
+    """gen/train/cnn_paired_rtl.toml with ``changes``: ``(TrainConfig, its entry)``."""
+    import tomllib
+    spec = tomllib.loads(CNN_PAIRED_RTL.read_text()) | changes
+    train = train_config_from_dict(spec, source=str(CNN_PAIRED_RTL))
+    return train, train.hardware[1]
+
+
+def test_paired_programs_run_the_golden_models_paired_gemms():
+    """A forward pass as programs on the golden machine with the packaged paired entry
+    (3/1 round in every pass, unsigned inputs): the stored inputs are unsigned codes;
+    fc's raw logits are the golden model's paired GEMM of its codes, and conv1's the
+    sum over kernel rows of the paired GEMMs of each row's columns (the conv2d block
+    runs one GEMM per kernel row, so each is paired on its own): neither is the exact
+    GEMM (a negative control)."""
+    from qforge.sim.runtime import Runtime
+    from qforge.sim.training.cnn_hardware import CnnProgramTrainer
+    from qforge.sim.training.data import load_digits_split
+
+    train, hardware = paired_programs(batch_size=4)
+    assert hardware.update == "hardware" and hardware.paired == PairedPrecision(
+        3, 1, WindowRounding.ROUND)
+    trainer = CnnProgramTrainer(train, hardware, Runtime(PAIRED, "golden"), test_samples=4)
+    trainer.initialize()
+    x = load_digits_split()[0][:4].reshape(-1, 8, 8, 1)
+    _, saved = trainer.forward(x, step=1)
+    unsigned = OperandPrecision(4, 4, unsigned=True)
+    paired = Precision(OperandPrecision(4, 4, unsigned=True, paired=hardware.paired), EXACT)
+    exact = Precision(unsigned, EXACT)
+    fc_x, fc_w = trainer._read("fc_x", 4), trainer._read("fc_wq")
+    assert int(fc_x.min()) >= 0 and int(saved["fc"][0].integers.max()) > 127
+    assert saved["fc"][0].fmt.unsigned
+    fc_z = trainer._read("fc_z", 4)
+    np.testing.assert_array_equal(fc_z, gemm(fc_x, fc_w, PAIRED, paired))
+    assert not np.array_equal(fc_z, gemm(fc_x, fc_w, PAIRED, exact))
+    stored, weights, _ = saved["conv1"]
+    columns = cnn.im2col(stored.integers.reshape(4, 8, 8, 1), cnn.CONV1)   # depth 9
+    rows = [slice(3 * i, 3 * i + 3) for i in range(3)]                     # kernel rows
+    expected = sum(gemm(columns[:, r], weights.integers[r], PAIRED, paired) for r in rows)
+    conv1_z = trainer._read("conv1_z", 4 * 64)
+    np.testing.assert_array_equal(conv1_z, expected)
+    assert not np.array_equal(conv1_z, gemm(columns, weights.integers, PAIRED, exact))
+
+
+def test_paired_programs_cost_fewer_cycles_than_exact():
+    """One golden epoch of 8 images: each layer's passes cost fewer cycle-model cycles
+    paired than the same entry exact (the programs' PRECISION words set the mode)."""
+    train, _ = paired_programs(train_samples=8, batch_size=8, test_fraction=0.01,
+                               epochs=1)
+    import tomllib
+    spec = tomllib.loads(CNN_PAIRED_RTL.read_text())
+    exact_entry = {k: v for k, v in spec["hardware"][1].items()
+                   if not k.startswith("paired")} | {"name": "exact"}
+    spec = spec | {"train_samples": 8, "batch_size": 8, "test_fraction": 0.01,
+                   "epochs": 1, "hardware": [spec["hardware"][1], exact_entry]}
+    paired_run, exact_run = train_all(train_config_from_dict(spec),
+                                      backend="golden")["runs"]
+    for layer in cnn.LAYERS:
+        for pass_ in ("forward", "weight_gradient", "input_gradient"):
+            if layer == "conv1" and pass_ == "input_gradient":
+                continue
+            assert paired_run["layer_cycles"][layer][pass_]["cycles"] < \
+                exact_run["layer_cycles"][layer][pass_]["cycles"], (layer, pass_)
+
+
+@pytest.mark.rtl
+def test_rtl_runs_paired_programs_bit_exact_with_the_golden_machine():
+    """One step of 8 images and the evaluations with the paired entry on the Verilog,
+    the memory compared with the golden machine after every program (``check``);
+    simulated cycles equal to the cycle model."""
+    from qforge.sim.training.cnn_hardware import train_cnn_program_run
+
+    train, hardware = paired_programs(train_samples=8, batch_size=8, test_fraction=0.01)
+    rtl = train_cnn_program_run(train, hardware, backend="rtl", epochs=1, check=True)
+    golden = train_cnn_program_run(train, hardware, backend="golden", epochs=1)
+    assert rtl.checked and rtl.train_loss == golden.train_loss
+    assert rtl.test_accuracy == golden.test_accuracy
+    assert rtl.epoch_cycles == rtl.epoch_model_cycles == golden.epoch_model_cycles
