@@ -200,6 +200,15 @@ class Loader(wiring.Component):
             elif config.vrq_code_blocks < config.blocks:
                 checks.append(~operand.vrq
                               | (operand.blocks_minus_one <= config.vrq_code_blocks - 1))
+        if config.paired:
+            # The paired mode (qforge.sim.model.numerics.OperandPrecision.validate): A
+            # only, exact integer of all n blocks, 1 <= low <= high, high + low <= n;
+            # unsigned not with VRQ (there is none with arithmetic.paired).
+            a, n = command.a, config.blocks
+            checks.append(~command.b.paired)
+            checks.append(~a.paired | (~a.dynamic & (a.blocks_minus_one == n - 1)
+                                       & (a.kept_minus_one == n - 1) & (a.low >= 1)
+                                       & (a.low <= a.high) & (a.high + a.low <= n)))
         # Range checks only where the field can hold a value beyond the limit (a
         # comparison that is always true would be dead logic and a lint warning).
         bounded = ((command.depth_minus_one, config.max_reduction_depth - 1),
