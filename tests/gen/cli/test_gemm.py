@@ -184,3 +184,46 @@ def test_rtl_backend_matches_golden_and_measures_the_model_cycles(capsys, tmp_pa
     assert np.array_equal(np.load(tmp_path / "rtl.npy"), np.load(tmp_path / "golden.npy"))
     assert results["rtl"]["cycles_source"] == "rtl"
     assert results["rtl"]["cycles"] == results["golden"]["cycles"]
+
+
+SPARQ_SPECS = {"opt2": ("gen/specs/sparq_opt2.toml", "1/1", "OPT2"),
+               "opt5": ("gen/specs/sparq_opt5.toml", "4/4", "OPT5")}
+
+
+def _sparq_case(tmp_path, name, rounding, backend, seed, shape=(7, 41, 5)):
+    """``qforge gemm`` on a SPARQ spec against the kernel's rule written out
+    (tests/sim/model/sparq_reference.py, independent of the golden model)."""
+    from tests.sim.model import sparq_reference
+    spec, windows, options_name = SPARQ_SPECS[name]
+    rng = np.random.default_rng(seed)
+    m, depth, n = shape
+    a = rng.integers(0, 256, (m, depth))
+    a[rng.random(a.shape) < 0.35] = 0
+    b = rng.integers(-128, 128, (depth, n))
+    a_file = save(tmp_path, "a.npy", a.astype(np.uint8))
+    b_file = save(tmp_path, "b.npy", b.astype(np.int8))
+    argv = ["gemm", "--spec", spec, "--a", a_file, "--b", b_file, "--a-unsigned",
+            "--paired", windows, "--paired-rounding", rounding, "--backend", backend,
+            "-o", tmp_path / "c.npy"]
+    expected = sparq_reference.sparq_gemm(a.tolist(), b.tolist(),
+                                          getattr(sparq_reference, options_name),
+                                          rounding == "round")
+    return argv, expected
+
+
+@pytest.mark.parametrize("name", sorted(SPARQ_SPECS))
+@pytest.mark.parametrize("rounding", ["raw", "round"])
+def test_sparq_specs_are_sparqs_kernel(capsys, tmp_path, name, rounding):
+    argv, expected = _sparq_case(tmp_path, name, rounding, "golden", seed=len(name) + 3)
+    code, _, err = run_qforge(capsys, *argv)
+    assert code == 0, err
+    assert np.load(tmp_path / "c.npy").tolist() == expected
+
+
+@pytest.mark.rtl
+def test_sparq_opt5_on_the_rtl_is_sparqs_kernel(capsys, tmp_path):
+    """K = 1 (eight one-bit blocks, P = 8) on the generated Verilog: ROUND windows."""
+    argv, expected = _sparq_case(tmp_path, "opt5", "round", "rtl", seed=5, shape=(6, 19, 7))
+    code, _, err = run_qforge(capsys, *argv, "--json")
+    assert code == 0, err
+    assert np.load(tmp_path / "c.npy").tolist() == expected
