@@ -15,7 +15,7 @@ from qforge.sim.model.numerics import OperandPrecision, Precision, Selection, st
 from qforge.sim.model.saturation import signed_range
 
 __all__ = ["DISTRIBUTIONS", "random_operands", "random_precision", "random_shape",
-           "operand_range", "sparse_operands"]
+           "operand_range", "sparse_operands", "paired_activations"]
 
 #: Value distributions the benches draw from.
 DISTRIBUTIONS = ("uniform", "normal", "heavy_tailed", "post_relu", "sparse", "extremes",
@@ -108,6 +108,53 @@ def sparse_operands(rng: np.random.Generator, shape, low: int, high: int,
     flat = np.zeros(size, dtype=np.int64)
     flat[rng.choice(size, size=count, replace=False)] = values
     return flat.reshape(shape)
+
+
+def paired_activations(rng: np.random.Generator, shape, low: int, high: int,
+                       zeros: float, block_width: int) -> np.ndarray:
+    """A operands for the paired mode (:mod:`qforge.sim.model.paired`): integers in
+    ``[low, high]`` (``low`` 0 for unsigned operands), exactly the fraction ``zeros`` of
+    them zero (:func:`sparse_operands`' count and placement: a pair with a zero is
+    exact), the others non-zero and drawn to reach every case of the controller:
+
+    * magnitudes log-uniform (every leading block equally likely: every window
+      position);
+    * a third are a run of ones below a random bit, less a low bit now and then (the
+      dropped bits at and just below half: ROUND's ties and its carry out of the window,
+      which saturates);
+    * the range's ends;
+    * in about one pair of six, the second operand has the first's magnitude (the
+      asymmetric rule's tie, to the first), its sign random when ``low < 0``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> a = paired_activations(rng, (6, 40), 0, 255, 0.25, 2)
+    >>> int((a == 0).sum()), bool(a.min() >= 0 and a.max() <= 255)
+    (60, True)
+    >>> b = paired_activations(rng, (6, 40), -128, 127, 0.0, 2)
+    >>> bool((b != 0).all() and b.min() >= -128 and b.max() <= 127)
+    True
+    >>> bool((np.abs(b[:, 0::2]) == np.abs(b[:, 1::2])).any())
+    True
+    """
+    placed = sparse_operands(rng, shape, low, high, 1.0 - zeros) if zeros < 1 \
+        else np.zeros(shape, dtype=np.int64)
+    bits = rng.integers(1, int(high).bit_length() + 1, size=shape)    # |low| from ends
+    magnitudes = rng.integers(0, 1 << 62, size=shape) % (1 << bits)
+    magnitudes |= 1 << (bits - 1)                     # leading bit: never zero
+    ones = (1 << bits) - 1 - np.where(rng.random(shape) < 0.3,
+                                      1 << rng.integers(0, block_width, size=shape), 0)
+    magnitudes = np.where(rng.random(shape) < 0.33, np.maximum(ones, 1), magnitudes)
+    negative = (rng.random(shape) < 0.5) & (low < 0)
+    values = np.where(negative, -magnitudes, magnitudes)
+    ends = rng.random(shape) < 0.05
+    values = np.where(ends, np.where(rng.random(shape) < 0.5 * (low < 0), low, high), values)
+    pairs = values.shape[-1] // 2
+    tie = rng.random(values.shape[:-1] + (pairs,)) < 1 / 6
+    flip = np.where((rng.random(tie.shape) < 0.5) & (low < 0), -1, 1)
+    first = values[..., 0:2 * pairs:2]
+    second = np.where(tie, np.clip(first * flip, low, high), values[..., 1:2 * pairs:2])
+    values[..., 1:2 * pairs:2] = np.where(second == 0, first, second)
+    return np.where(placed != 0, values, 0)
 
 
 def random_precision(rng: np.random.Generator, config: Config) -> Precision:

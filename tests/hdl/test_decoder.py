@@ -18,6 +18,7 @@ from qforge.sim.model.isa import Opcode, encode
 from qforge.hdl.layouts import epilogue_layout
 from qforge.sim.model.machine import Machine, instruction_error
 from qforge.sim.host.packing import command_bits
+from qforge.sim.model.spec import load_preset
 from tests.configs import custom, tiny, vrq_skipping
 
 #: Settings before each word, so that a GEMM's command carries non-reset registers.
@@ -27,9 +28,9 @@ PREFIX = [encode(Opcode.PRECISION, operand=0, blocks=1, kept=1),
           encode(Opcode.SEED, seed=0xDEADBEEF, tensor=77)]
 
 
-def decode_words(config, words):
+def decode_words(config, words, prefix=PREFIX):
     """Per word: (error after it, command bits or None, epilogue bits or None); the
-    decoder is reset before each word and given PREFIX first."""
+    decoder is reset before each word and given ``prefix`` (valid words) first."""
     decoder = InstructionDecoder(config)
     top = Module()
     top.domains.sync = domain = ClockDomain("sync")
@@ -45,7 +46,7 @@ def decode_words(config, words):
             await ctx.tick()
             ctx.set(domain.rst, 0)
             command = epilogue = None
-            for index, value in enumerate(PREFIX + [word]):
+            for index, value in enumerate(prefix + [word]):
                 ctx.set(decoder.instruction.payload.as_value(), value)
                 ctx.set(decoder.instruction.valid, 1)
                 await ctx.tick().until(decoder.instruction.ready)
@@ -58,7 +59,7 @@ def decode_words(config, words):
                         command = cmd
                     if epi_valid:
                         epilogue = epi
-                if index < len(PREFIX):
+                if index < len(prefix):
                     assert not ctx.get(decoder.error), f"prefix word {index} rejected"
             outcomes.append((bool(ctx.get(decoder.error)), command, epilogue))
 
@@ -69,13 +70,13 @@ def decode_words(config, words):
     return outcomes
 
 
-def check(config, words):
-    outcomes = decode_words(config, words)
+def check(config, words, prefix=PREFIX):
+    outcomes = decode_words(config, words, prefix)
     for word, (error, command, epilogue) in zip(words, outcomes):
         reason = instruction_error(config, word)
         assert error == (reason is not None), f"word {word:#018x}: {reason}"
         machine = Machine(config, compute=False)
-        machine.run(PREFIX)
+        machine.run(prefix)
         plan = machine.step(word)
         if plan is None:
             assert command is None and epilogue is None, f"word {word:#018x}: issued"
@@ -173,3 +174,81 @@ def _field_words():
 def test_random_words(words):
     check(tiny(), words)
 
+
+
+def paired_boundary_words(config):
+    """PRECISION's ``unsigned`` and paired fields at and around every rule of
+    :func:`qforge.sim.model.machine._paired_error` (operand, vrq, dynamic, blocks, kept,
+    ``1 <= low <= high``, ``high + low <= n``, the window fields without ``paired``)."""
+    n = config.blocks
+    exact = {"blocks": n, "kept": n}
+    words = []
+    for high in range(0, n + 2):
+        for low in range(0, n + 1):
+            for rounding in (0, 1):
+                words.append(encode(Opcode.PRECISION, operand=0, paired=1, high=high,
+                                    low=low, round=rounding, **exact))
+    for change in ({"operand": 1}, {"vrq": 1}, {"dynamic": 1},
+                   {"unsigned": 1}, {"unsigned": 1, "vrq": 1}, {"blocks": n - 1},
+                   {"kept": n - 1}, {"blocks": n + 1, "kept": n + 1}, {"blocks": 15}):
+        words.append(encode(Opcode.PRECISION, **({"operand": 0, "paired": 1, "high": 1,
+                                                   "low": 1} | exact | change)))
+    for operand in (0, 1):
+        for field, value in (("high", 1), ("low", 1), ("round", 1), ("unsigned", 1)):
+            words.append(encode(Opcode.PRECISION, operand=operand, blocks=n, kept=2,
+                                dynamic=1, **{field: value}))
+        words.append(encode(Opcode.PRECISION, operand=operand, blocks=1, kept=1, unsigned=1,
+                            vrq=1))
+    words.append(encode(Opcode.GEMM, m=3, n=2, k=7))
+    return words
+
+
+def test_paired_fields_at_their_limits():
+    """The paired preset: every PRECISION paired rule at its limits, and a GEMM after a
+    paired A (the command carries the paired fields)."""
+    config = load_preset("paired")
+    n = config.blocks
+    paired_a = encode(Opcode.PRECISION, operand=0, blocks=n, kept=n, unsigned=1, paired=1,
+                      high=n - 1, low=1, round=1)
+    words = paired_boundary_words(config) + [paired_a]
+    check(config, words)
+    # The same words on a configuration without arithmetic.paired: all paired and
+    # unsigned words rejected.
+    check(tiny(), paired_boundary_words(tiny()))
+
+
+def test_paired_gemm_command_carries_the_windows():
+    """After a paired PRECISION, a GEMM's command is the golden machine's (check compares
+    it with command_bits of the machine's registers) for every window option."""
+    config = load_preset("paired")
+    n = config.blocks
+    for high in range(1, n):
+        for low in range(1, min(high, n - high) + 1):
+            for rounding in (0, 1):
+                setting = encode(Opcode.PRECISION, operand=0, blocks=n, kept=n,
+                                 unsigned=rounding, paired=1, high=high, low=low,
+                                 round=rounding)
+                check(config, [encode(Opcode.GEMM, m=9, n=3, k=7)], PREFIX + [setting])
+
+
+@st.composite
+def paired_words(draw):
+    """PRECISION words near the paired rules (small blocks/kept/high/low), or any word."""
+    if draw(st.booleans()):
+        return draw(st.one_of(_field_words(), st.integers(0, (1 << 64) - 1)))
+    fields = {name: draw(st.integers(0, 1)) for name in
+              ("vrq", "dynamic", "unsigned", "paired", "round")}
+    fields |= {"operand": draw(st.integers(0, 1)) * draw(st.booleans()),
+               "blocks": draw(st.integers(2, 5)), "kept": draw(st.integers(2, 5)),
+               "high": draw(st.integers(0, 4)), "low": draw(st.integers(0, 3))}
+    if draw(st.booleans()):
+        fields |= {"vrq": 0, "dynamic": 0, "blocks": 4, "kept": 4, "unsigned": 0}
+    return encode(Opcode.PRECISION, **fields)
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.lists(paired_words(), min_size=8, max_size=8))
+def test_random_words_paired(words):
+    """Random words on the paired preset: the decoder's error and command against the
+    golden machine (PRECISION words drawn near the paired rules half the time)."""
+    check(load_preset("paired"), words + [encode(Opcode.GEMM, m=5, n=9, k=11)])

@@ -287,3 +287,68 @@ def test_fused_option_limits():
                            ("zero_skipping", {"pe_buffer_depth": 256})):
         refused({}, r"^spec: arithmetic\.pe = 'fused': needs integer operands on the dense "
                     r"systolic array", **{section: table})
+
+
+def _paired_configs():
+    """``arithmetic.paired`` PEs: the preset's (``pe = "shifted"``) and the same with
+    ``pe = "signed_product"``."""
+    from qforge.sim.model.spec import load_preset
+    from tests.hdl.test_selector import paired_variant
+
+    return {"paired": load_preset("paired"),
+            "paired_signed_product": paired_variant("paired_sp", pe="signed_product")}
+
+
+@pytest.mark.parametrize("name", ["paired", "paired_signed_product"])
+def test_paired_pe_multiplies_the_partner(name):
+    """With ``arithmetic.paired``, an A lane whose ``second`` is set multiplies B's
+    ``partner`` (its block, sign and position) instead of B's own block: every cycle's
+    contribution is the contract's sum with ``b`` replaced by ``b.partner`` on those
+    lanes (random ``second`` and partners, tiles of 1 .. 6 cycles as above); the
+    forwarded lanes carry ``second`` and ``partner`` on, one edge later."""
+    config = _paired_configs()[name]
+    rng = random.Random(f"paired-pe-{name}")
+    seq = _stimulus(rng, config, 200)
+    for cycle in seq:
+        for a, b in zip(cycle["a"], cycle["b"]):
+            a["second"] = rng.randrange(2)
+            b["partner"] = _random_lane(rng, config, zero=rng.random() < 0.1)
+    latency = pe_latency(config)
+    captures, tile_sum = {}, None
+    for t, cycle in enumerate(seq):
+        value = sum(_lane_value(config, a, b["partner"] if a["second"] else b)
+                    for a, b in zip(cycle["a"], cycle["b"]))
+        tile_sum = value if cycle["flags"]["first"] else (
+            None if tile_sum is None else tile_sum + value)
+        if cycle["flags"]["last"]:
+            captures[t + latency - 1] = tile_sum
+    dut = ProcessingElement(config)
+    checked = {"captures": 0, "seconds": sum(a["second"] for c in seq for a in c["a"])}
+
+    async def bench(ctx):
+        for edge in range(len(seq) + latency):
+            if edge < len(seq):
+                ctx.set(dut.a_in, seq[edge]["a"])
+                ctx.set(dut.b_in, seq[edge]["b"])
+                ctx.set(dut.flags_in, seq[edge]["flags"])
+            else:
+                ctx.set(dut.flags_in, {"first": 0, "last": 0, "gemm_last": 0})
+            ctx.set(dut.shift, 0)
+            await ctx.tick()
+            where = f"{name} edge {edge}"
+            if edge in captures:
+                assert ctx.get(dut.captured) == 1, f"{where}: captured"
+                assert ctx.get(dut.result) == captures[edge], \
+                    f"{where}: result {ctx.get(dut.result)} != {captures[edge]}"
+                checked["captures"] += 1
+            if edge < len(seq):
+                assert ctx.get(dut.a_out).as_bits() == \
+                    dut.a_out.shape().const(seq[edge]["a"]).as_bits(), f"{where}: a_out"
+                assert ctx.get(dut.b_out).as_bits() == \
+                    dut.b_out.shape().const(seq[edge]["b"]).as_bits(), f"{where}: b_out"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert checked["captures"] > 20 and checked["seconds"] > 100, checked

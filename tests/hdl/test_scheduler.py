@@ -17,8 +17,12 @@ import pytest
 from amaranth.sim import Simulator
 
 from qforge.hdl.scheduler import Scheduler
-from qforge.sim.model.cycles import lane_schedule, tile_cycles
+from qforge.sim.model.cycles import (lane_schedule, mode_tile_cycles, paired_tile_cycles,
+                                     tile_cycles)
+from qforge.sim.model.numerics import OperandPrecision, Precision, Selection
+from qforge.sim.model.paired import PairedPrecision
 from tests.configs import COMPONENT_CONFIGS
+from tests.hdl.test_selector import PAIRED_CONFIGS, paired_windows
 from tests.hdl.streams import check_control
 
 
@@ -279,3 +283,110 @@ def test_scheduler_holds_last_cycle_until_drain_free():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+# ---- the paired mode (arithmetic.paired) ------------------------------------------------
+
+
+def _paired_command(m_tiles, n_tiles, depth, config, paired, b):
+    """A command on a paired configuration: A paired (exact, all ``n`` blocks, windows
+    ``paired = (high, low)``) or ``None`` for a plain exact A; ``b`` as in :func:`_command`."""
+    n = config.blocks
+    command = _command(m_tiles, n_tiles, depth, (n, n, 0), b)
+    if paired is not None:
+        command["a"] |= {"paired": 1, "high": paired[0], "low": paired[1]}
+    return command
+
+
+@pytest.mark.parametrize("name", sorted(PAIRED_CONFIGS))
+def test_paired_tile_cycles_and_products(name):
+    """Paired commands (every window option, B in random modes, odd and even depths up to
+    the deepest) mixed with plain ones: each tile takes
+    :func:`qforge.sim.model.cycles.paired_tile_cycles` issued cycles (plain ones
+    :func:`~qforge.sim.model.cycles.mode_tile_cycles`), and its valid lanes carry every
+    ``(pair's first operand 2p, A-block slot 0 .. n-1, B block 0 .. Lb-1)`` exactly once
+    (plain: every ``(k, i, j)``), A and B lanes with the same operand offset, while
+    ``drain_free`` toggles randomly."""
+    config = PAIRED_CONFIGS[name]()
+    n, lanes = config.blocks, config.block_multipliers
+    rng = random.Random(f"paired-scheduler-{name}")
+    deepest = min(config.max_reduction_depth, 4 * lanes + 3)
+    jobs = []
+    windows = paired_windows(config)
+    for index, window in enumerate(windows * (2 if len(windows) < 8 else 1)):
+        kept_b = rng.randint(1, n)
+        b = (rng.randint(kept_b, n), kept_b, rng.randrange(2))
+        depth = [1, 2, deepest, deepest - 1][index % 4] if index < 4 else \
+            rng.randint(1, deepest)
+        jobs.append({"m_tiles": rng.randint(1, 2), "n_tiles": rng.randint(1, 2),
+                     "depth": depth, "paired": window, "b": b})
+        if index % 2:
+            kept_a = rng.randint(1, n)
+            jobs.append({"m_tiles": 1, "n_tiles": rng.randint(1, 2),
+                         "depth": rng.randint(1, deepest), "paired": None,
+                         "a": (rng.randint(kept_a, n), kept_a, rng.randrange(2)), "b": b})
+    dut = Scheduler(config)
+    tiles_seen = []          # per tile: (cycles issued, valid A lanes, valid B lanes)
+
+    async def bench(ctx):
+        current = None
+        for job in jobs:
+            command = (_paired_command(job["m_tiles"], job["n_tiles"], job["depth"], config,
+                                       job["paired"], job["b"])
+                       if job["paired"] is not None else
+                       _command(job["m_tiles"], job["n_tiles"], job["depth"], job["a"],
+                                job["b"]))
+            ctx.set(dut.job.payload, {"command": command, "half": rng.randrange(2)})
+            ctx.set(dut.job.valid, 1)
+            await ctx.tick().until(dut.job.ready)
+            ctx.set(dut.job.valid, 0)
+            for _ in range(10_000):
+                ctx.set(dut.drain_free, int(rng.random() < 0.6))
+                issue = ctx.get(dut.issue)
+                if issue.valid:
+                    if issue.flags.first:
+                        current = {"cycles": 0, "a": [], "b": []}
+                    current["cycles"] += 1
+                    word = (issue.a_address % config.buffer_depth) % -(-job["depth"] // lanes)
+                    for side in ("a", "b"):
+                        for s in getattr(issue, f"{side}_select"):
+                            if s.valid:
+                                current[side].append((word * lanes + s.offset, s.index))
+                    if issue.flags.last:
+                        tiles_seen.append(current)
+                done = issue.valid and issue.flags.gemm_last
+                await ctx.tick()
+                if done:
+                    break
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+    expected_tiles = [job for job in jobs for _ in range(job["m_tiles"] * job["n_tiles"])]
+    assert len(tiles_seen) == len(expected_tiles)
+    for job, tile in zip(expected_tiles, tiles_seen):
+        depth, (_, kept_b, _) = job["depth"], job["b"]
+        b_mode = OperandPrecision(job["b"][0], kept_b, Selection(job["b"][2]))
+        if job["paired"] is not None:
+            precision = Precision(OperandPrecision(n, n, paired=PairedPrecision(*job["paired"])),
+                                  b_mode)
+            cycles = paired_tile_cycles(config, depth, precision)
+            a_products = sorted((k, i) for k in range(0, depth, 2) for i in range(n)
+                                for _ in range(kept_b))
+            b_products = sorted((k, j) for k in range(0, depth, 2) for _ in range(n)
+                                for j in range(kept_b))
+        else:
+            kept_a = job["a"][1]
+            precision = Precision(OperandPrecision(*job["a"][:2], Selection(job["a"][2])),
+                                  b_mode)
+            cycles = mode_tile_cycles(config, depth, precision)
+            a_products = sorted((k, i) for k in range(depth) for i in range(kept_a)
+                                for _ in range(kept_b))
+            b_products = sorted((k, j) for k in range(depth) for _ in range(kept_a)
+                                for j in range(kept_b))
+        where = f"{name} job {job}"
+        assert tile["cycles"] == cycles, f"{where}: {tile['cycles']} cycles, model {cycles}"
+        assert sorted(tile["a"]) == a_products, f"{where}: A lanes {sorted(tile['a'])}"
+        assert sorted(tile["b"]) == b_products, f"{where}: B lanes {sorted(tile['b'])}"
