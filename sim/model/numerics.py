@@ -152,10 +152,12 @@ class OperandPrecision:
         if not config.paired:
             raise OperandError(f"{operand}.paired: this configuration is not built with "
                                f"arithmetic.paired = true")
-        if self.vrq or self.kept != self.blocks or self.blocks != config.blocks:
+        if self.vrq or self.kept != self.blocks or self.blocks != config.blocks \
+                or self.selection != Selection.STATIC:
             raise OperandError(f"{operand}.paired: A must be an exact integer operand of "
                                f"all {config.blocks} blocks (blocks = kept = "
-                               f"{config.blocks}, vrq = False); the pairs' windows reduce it")
+                               f"{config.blocks}, selection STATIC, vrq = False; the "
+                               f"instruction's dynamic = 0); the pairs' windows reduce it")
         check_paired(config, self.paired)
 
     def describe(self) -> str:
