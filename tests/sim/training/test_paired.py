@@ -334,3 +334,23 @@ def test_rtl_runs_paired_programs_bit_exact_with_the_golden_machine():
     assert rtl.checked and rtl.train_loss == golden.train_loss
     assert rtl.test_accuracy == golden.test_accuracy
     assert rtl.epoch_cycles == rtl.epoch_model_cycles == golden.epoch_model_cycles
+
+
+def test_unsigned_activations_refuse_images_with_negative_values(tmp_path):
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0, 1, (12, 8, 8))
+    x[3, 2, 1] = -0.25
+    np.savez(tmp_path / "signed.npz", x_train=x[:8], y_train=np.arange(8) % 2,
+             x_test=x[8:], y_test=np.arange(4) % 2)
+    spec = cnn_config({"name": "u", "unsigned_activations": True},
+                      dataset=f"npz:{tmp_path / 'signed.npz'}")
+    spec.pop("train_samples")
+    with pytest.raises(TrainConfigError, match=r"u stores the CNN's layer inputs as "
+                       r"unsigned codes \(unsigned_activations = true\), and the images "
+                       r"hold negative values \(smallest -0.25\)"):
+        train_all(train_config_from_dict(spec), jobs=1)
+    x[3, 2, 1] = 0.25                  # all >= 0: it trains
+    np.savez(tmp_path / "signed.npz", x_train=x[:8], y_train=np.arange(8) % 2,
+             x_test=x[8:], y_test=np.arange(4) % 2)
+    report = train_all(train_config_from_dict(spec), jobs=1)
+    assert report["runs"][1]["layer_cycles"]["conv1"]["forward"]["gemms"] == 1
