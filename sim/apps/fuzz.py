@@ -19,7 +19,10 @@ import numpy as np
 
 from qforge.sim.model.spec import Config
 from qforge.sim.model.isa import OPCODE_WIDTH, Opcode, Operand, encode, operand_bits
-from qforge.sim.model.machine import Machine, gemm_capacity_error, instruction_error
+from qforge.sim.model.machine import (Machine, gemm_capacity_error, instruction_error,
+                                     precision_word)
+from qforge.sim.model.numerics import OperandPrecision
+from qforge.sim.model.paired import PairedPrecision, WindowRounding
 from qforge.sim.model.quantize import Rounding
 from qforge.sim.model.saturation import signed_range
 
@@ -142,6 +145,14 @@ def random_program(config: Config, seed: int, *, instructions: int = 40,
             vrq = int(config.vrq is not None and rng.random() < 0.4)
             blocks = int(rng.integers(1, (config.vrq_code_blocks if vrq else config.blocks)
                                       + 1))
+            if config.paired and rng.random() < 0.4:
+                # The paired mode on A (signed: memory holds signed operands).
+                n = config.blocks
+                high = int(rng.integers(1, n))
+                low = int(rng.integers(1, min(high, n - high) + 1))
+                emit(precision_word(Operand.A, OperandPrecision(n, n, paired=PairedPrecision(
+                    high, low, WindowRounding(int(rng.integers(0, 2)))))))
+                continue
             emit(encode(Opcode.PRECISION, operand=int(rng.integers(0, 2)), blocks=blocks,
                         kept=int(rng.integers(1, blocks + 1)),
                         dynamic=int(rng.integers(0, 2)), vrq=vrq))
