@@ -392,22 +392,30 @@ def config_area(config: Config, family: str | Family = "ecp5", **options) -> Are
                       **options)
 
 
-def selector_area(config: Config, family: str | Family = "ecp5", **options) -> AreaReport:
+def selector_area(config: Config, family: str | Family = "ecp5", side: str = "a",
+                  **options) -> AreaReport:
     """Area of one :class:`~qforge.hdl.selector.BlockSelector` of ``config`` alone (its
-    ports are the top level's, so nothing is optimized away by constant inputs)."""
+    ports are the top level's, so nothing is optimized away by constant inputs), of the
+    array's ``side``: ``"a"`` (a row's) or ``"b"`` (a column's; it differs from an A
+    selector only with ``arithmetic.paired``)."""
     from qforge.hdl.selector import BlockSelector
 
-    return synthesize(BlockSelector(config), family, top=f"block_selector_{config.name}",
-                      **options)
+    return synthesize(BlockSelector(config, side), family,
+                      top=f"block_selector_{config.name}", **options)
 
 
-def count_instances(design, kind: type) -> int:
+def count_instances(design, kind: type, named: str | None = None) -> int:
     """How many elaboratables of type ``kind`` the elaborated ``design`` contains
-    (e.g. :class:`~qforge.hdl.selector.BlockSelector` in an accelerator)."""
+    (e.g. :class:`~qforge.hdl.selector.BlockSelector` in an accelerator); with ``named``,
+    only those whose submodule name matches that ``fnmatch`` pattern (``"b_selector*"``:
+    the B side's selectors of :class:`~qforge.hdl.top.Accelerator`)."""
     from amaranth.hdl import Fragment
 
-    def walk(fragment) -> int:
-        own = sum(isinstance(origin, kind) for origin in (fragment.origins or ()))
-        return min(own, 1) + sum(walk(sub) for sub, *_ in fragment.subfragments)
+    def walk(fragment, name) -> int:
+        own = any(isinstance(origin, kind) for origin in (fragment.origins or ()))
+        if named is not None and not (name and fnmatch.fnmatchcase(name, named)):
+            own = False
+        return int(own) + sum(walk(sub, sub_name)
+                              for sub, sub_name, *_ in fragment.subfragments)
 
-    return walk(Fragment.get(design, None))
+    return walk(Fragment.get(design, None), None)

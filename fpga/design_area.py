@@ -17,7 +17,9 @@ a point seen before is a file read, with nothing elaborated.
 The parts, which cover the design by construction:
 
 * ``pe``: the interior :class:`~qforge.hdl.pe.ProcessingElement`
-  (:func:`qforge.fpga.pe_area.interior_ports`), ``rows x cols - 1`` instances. When zero
+  (:func:`qforge.fpga.pe_area.interior_pe`: its ports, and with ``arithmetic.paired``
+  the other side's lane fields 0 as the selectors drive them), ``rows x cols - 1``
+  instances. When zero
   skipping, every PE of the :class:`~qforge.hdl.array.BroadcastArray` takes the same A
   lanes and tile markers, and the whole design keeps one copy of the registers that
   hold them: there a ``pe`` is two PEs sharing those inputs less one PE
@@ -28,7 +30,10 @@ The parts, which cover the design by construction:
   sharing their ``precision`` and ``select`` inputs (:func:`selector_group`), as the
   selectors of one side of the array do (``rows`` A selectors, ``cols`` B selectors;
   when zero skipping, 1 A selector and ``rows x cols`` B selectors): one instance per
-  side. :attr:`Part.modules` is ``n``, so the parts' selectors add up to the design's;
+  side. :attr:`Part.modules` is ``n``, so the parts' selectors add up to the design's.
+  When a B selector is not the same module as an A selector
+  (:func:`qforge.fpga.pe_area.selector_sides`: ``arithmetic.paired``), each side's
+  groups are their own parts, ``selectors_a_<n>`` and ``selectors_b_<n>``;
 * ``output``: the :class:`~qforge.hdl.output_stage.OutputStage` (with its FIFO);
 * ``control``: everything else: the Accelerator elaborated whole, with every PE, selector
   and the output stage turned into black boxes (:func:`blackbox_modules`: ports only), so
@@ -108,6 +113,16 @@ before that option (the CMOS estimate did not change):
 
 Within 3.4% everywhere; DSP blocks, block RAM, LUT RAM and memory bits equal, carries
 equal or within two.
+
+``paired`` (8x8, ``qforge area --composed --check --preset default --preset paired``,
+2026-12-04): CMOS +0.71% (4,441,720 / 4,410,506), without memories +2.47%, flip-flops
++6.54% (16,218 / 15,223), ECP5 LUT4 +0.41%, FF +6.09% (``default`` in the same run:
++2.38% and +2.19% flip-flops). The lanes of a paired design carry both sides' fields
+and each side's selectors drive the other side's 0; the PE parts receive those as 0
+(:func:`qforge.fpga.pe_area.interior_pe`), but the control's skew registers take the
+black-boxed selectors' outputs, so they keep the registers of the A lanes' ``partner``
+and the B lanes' ``second`` that the whole design removes (``28 x 4 x (5 + 1) = 672``
+flip-flops on 8x8, most of the 995): over the 5% bound in flip-flops there.
 The composition of the dense arrays runs high by 24 to 187 flip-flops, most likely the
 tile markers' registers: each PE delays the markers by one and two cycles (three with
 ``pe = "fused"``), the PEs of one anti-diagonal of the array by the same, and the
@@ -142,8 +157,9 @@ from pathlib import Path
 
 from qforge.fpga.area import (WORKAROUND, _default_root, parse_stat, run_cached_script,
                               run_directory, summarize, synthesize)
-from qforge.fpga.pe_area import (FLIP_FLOP_CELLS, FLIP_FLOP_TRANSISTORS, PE_FAMILIES,
-                                 count_flip_flops, interior_ports)
+from qforge.fpga.pe_area import (FLIP_FLOP_TRANSISTORS, GATE_SELECTION, PE_FAMILIES,
+                                 count_flip_flops, interior_pe, selector_sides,
+                                 tie_lane_fields)
 from qforge.sim.model.spec import Config
 
 __all__ = ["SRAM_BIT_TRANSISTORS", "ECP5_DELAY_TARGET_PS", "PART_TOPS", "MEASURES",
@@ -162,10 +178,6 @@ PART_TOPS = {"pe": "qforge_pe", "pe_corner": "qforge_pe_corner",
              "selectors": "qforge_block_selectors",   # + "_<n>": a group of n
              "output": "qforge_output_stage",
              "control": "qforge_control", "whole": "qforge_whole"}
-
-#: Yosys's selection of the gates: every internal cell (``$_..._``) but the storage cells.
-_GATES = ("t:$_* " + " ".join(f"t:{pattern}" for pattern in FLIP_FLOP_CELLS)
-          + " %u %u %d")
 
 #: The delay target (picoseconds) of ECP5's LUT mapping (``abc9 -D``): the 20 ns period
 #: of the boards' 50 MHz clock. ``synth_ecp5`` maps for the best delay of the whole
@@ -247,7 +259,7 @@ def design_cmos_script(top: str) -> str:
             "opt -fast -full\nmemory_map -rom-only\nopt -full\ntechmap\nopt -fast\nabc\n"
             "opt -fast\n"
             "abc -g cmos2\ntee -q -o memories.txt dump t:$mem_v2\n"
-            f"tee -q -o gates.json stat -json -tech cmos {_GATES}\n"
+            f"tee -q -o gates.json stat -json -tech cmos {GATE_SELECTION}\n"
             "tee -q -o stat.json stat -json\n")
 
 
@@ -574,19 +586,22 @@ def _design_modules(text: str, top: str) -> dict[str, list[str]]:
     """The modules of the Accelerator's RTLIL to box, by part: every PE but the corner
     (``pe``), the corner (``pe_corner``), the output stage (``output``) and the
     selectors, grouped by the signals their ``precision`` and ``select`` ports are
-    connected to (``selectors:<n>`` keys, one list per group, in order)."""
+    connected to (``selectors:<side>:<n>`` keys, ``side`` ``a`` or ``b`` from the
+    instance's name, one list per group, in order)."""
     names = re.findall(r"^module \\(\S+)$", text, flags=re.M)
     prefix = re.escape(top)
     pes = [name for name in names if re.fullmatch(rf"{prefix}\.array\.pe_\d+_\d+", name)]
     corner = [name for name in pes if " \\captured " in _ports(text, name)]
     modules = {"pe": [name for name in pes if name not in corner], "pe_corner": corner,
                "output": [name for name in names if name == f"{top}.output"]}
-    groups: dict[tuple[str, str], list[str]] = {}
+    groups: dict[tuple[str, str, str], list[str]] = {}
     for name in names:
-        if re.fullmatch(rf"{prefix}\.(a|b)_selector[\d_]*", name):
-            groups.setdefault(_selector_inputs(text, top, name), []).append(name)
-    for index, group in enumerate(groups.values()):
-        modules[f"selectors:{index}"] = group
+        side = re.fullmatch(rf"{prefix}\.(a|b)_selector[\d_]*", name)
+        if side:
+            key = (side.group(1), *_selector_inputs(text, top, name))
+            groups.setdefault(key, []).append(name)
+    for index, ((side, *_), group) in enumerate(groups.items()):
+        modules[f"selectors:{side}:{index}"] = group
     return modules
 
 
@@ -610,13 +625,13 @@ def _selector_inputs(text: str, top: str, module: str) -> tuple[str, str]:
     return tuple(match.group(1) if match else "" for match in inputs)
 
 
-def selector_group(config: Config, count: int):
-    """``count`` :class:`~qforge.hdl.selector.BlockSelector` s with their own words and
-    lanes and one ``precision`` and ``select`` for all, as the Accelerator connects the
-    selectors of one side (every A selector takes the issued ``a_precision`` and
-    ``a_select``): what depends on those alone (the static exponent's table, ...) is
-    built once for the group in the whole design, so the group is the part (an
-    Amaranth component)."""
+def selector_group(config: Config, count: int, side: str = "a"):
+    """``count`` :class:`~qforge.hdl.selector.BlockSelector` s of ``side`` (``"a"`` or
+    ``"b"``) with their own words and lanes and one ``precision`` and ``select`` for
+    all, as the Accelerator connects the selectors of one side (every A selector takes
+    the issued ``a_precision`` and ``a_select``): what depends on those alone (the static
+    exponent's table, ...) is built once for the group in the whole design, so the group
+    is the part (an Amaranth component)."""
     from amaranth.hdl import Module
     from amaranth.lib import data, wiring
     from amaranth.lib.wiring import In, Out
@@ -638,7 +653,7 @@ def selector_group(config: Config, count: int):
         def elaborate(self, platform):
             m = Module()
             for index in range(count):
-                selector = m.submodules[f"selector{index}"] = BlockSelector(config)
+                selector = m.submodules[f"selector{index}"] = BlockSelector(config, side)
                 m.d.comb += [selector.word.eq(self.words[index]),
                              selector.precision.eq(self.precision),
                              selector.select.eq(self.select),
@@ -685,6 +700,7 @@ def pe_pair(config: Config):
                 m.d.comb += [pe.a_in.eq(self.a_in), pe.flags_in.eq(self.flags_in),
                              pe.shift.eq(self.shift), pe.b_in.eq(self.b_in[index]),
                              pe.result_below.eq(self.result_below[index])]
+                tie_lane_fields(m, pe, config)
                 for name in ("a_out", "flags_out", "b_out", "result"):
                     m.d.comb += getattr(self, name)[index].eq(getattr(pe, name))
             return m
@@ -713,7 +729,6 @@ def composed_area(config: Config, *, families=("ecp5",), root: Path | None = Non
     from amaranth.back import rtlil
 
     from qforge.hdl.output_stage import OutputStage
-    from qforge.hdl.pe import ProcessingElement
     from qforge.hdl.top import Accelerator
 
     started = time.monotonic()
@@ -732,18 +747,22 @@ def composed_area(config: Config, *, families=("ecp5",), root: Path | None = Non
     boxed = [name for names in boxes.values() for name in names]
     control = module_area(blackbox_modules(whole, boxed), top, boxes=boxed, **options)
 
-    pe = ProcessingElement(config)
     designs = {  # part -> (design, ports, top, modules per instance, instances)
-        "pe": (pe, interior_ports(pe), PART_TOPS["pe"], 1, len(boxes["pe"])),
-        "pe_corner": (ProcessingElement(config), None, PART_TOPS["pe_corner"], 1, 1),
+        "pe": (*interior_pe(config), PART_TOPS["pe"], 1, len(boxes["pe"])),
+        "pe_corner": (*interior_pe(config, corner=True), PART_TOPS["pe_corner"], 1, 1),
     }
-    sizes: dict[int, int] = {}
+    # Selector groups by (side, size); the sides apart only when their selectors differ.
+    apart = selector_sides(config) == ("a", "b")
+    sizes: dict[tuple[str, int], int] = {}
     for name, group in boxes.items():
         if name.startswith("selectors:"):
-            sizes[len(group)] = sizes.get(len(group), 0) + 1
-    for size, groups in sorted(sizes.items()):
-        designs[f"selectors_{size}"] = (selector_group(config, size), None,
-                                        f"{PART_TOPS['selectors']}_{size}", size, groups)
+            key = (name.split(":")[1] if apart else "", len(group))
+            sizes[key] = sizes.get(key, 0) + 1
+    for (side, size), groups in sorted(sizes.items()):
+        suffix = f"{side}_{size}" if side else f"{size}"
+        designs[f"selectors_{suffix}"] = (
+            selector_group(config, size, side or "a"), None,
+            f"{PART_TOPS['selectors']}_{suffix}", size, groups)
     designs["output"] = (OutputStage(config), None, PART_TOPS["output"], 1, 1)
     parts, runs = [], control.runs
     for name, (design, ports, part_top, modules, count) in designs.items():

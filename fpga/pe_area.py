@@ -5,7 +5,8 @@ A configuration's interior :class:`~qforge.hdl.pe.ProcessingElement` (the module
 generated design instantiates as ``array.pe_<r>_<c>``; every PE of an array is the same
 module, and its ports are the component's, so the PE synthesized alone is the interior
 PE) and one :class:`~qforge.hdl.selector.BlockSelector` of the array's edge are each
-synthesized alone, in three measures:
+synthesized alone (and one B selector too when the column side's differs from the row
+side's, as with ``arithmetic.paired``), in three measures:
 
 * a generic CMOS transistor estimate (:func:`cmos_estimate`): Yosys's generic
   ``synth -flatten``, then ``abc -g cmos2`` (NAND, NOR and NOT gates) and
@@ -17,7 +18,8 @@ synthesized alone, in three measures:
   11 bits), by :func:`qforge.fpga.area.synthesize`.
 
 Per configuration (:class:`PeArea`): the PE, the selectors amortized per PE
-(``selectors x one selector / (rows x cols)``) and the array estimate
+(``(A selectors x one A selector + B selectors x one B selector) / (rows x cols)``) and
+the array estimate
 ``rows x cols x PE + selectors`` (the datapath only: no buffers, control or output
 stage). :func:`throughput_table` divides each precision mode's MACs per cycle per PE,
 from the cycle model (:func:`qforge.sim.model.cycles.mode_tile_cycles`), by the area, relative
@@ -37,9 +39,12 @@ from pathlib import Path
 from qforge.fpga.area import parse_stat, run_cached_script, run_directory, synthesize
 from qforge.sim.model.spec import Config
 
-__all__ = ["FLIP_FLOP_TRANSISTORS", "FLIP_FLOP_CELLS", "BASELINE", "PE_FAMILIES",
+__all__ = ["FLIP_FLOP_TRANSISTORS", "FLIP_FLOP_CELLS", "GATE_SELECTION", "BASELINE",
+           "PE_FAMILIES",
            "CmosEstimate", "cmos_script", "count_flip_flops", "parse_cmos_stat",
-           "cmos_estimate", "CORNER_ONLY", "interior_ports", "ModeThroughput", "mode_throughputs", "PeArea", "pe_area",
+           "cmos_estimate", "CORNER_ONLY", "interior_ports", "tied_lane_fields",
+           "tie_lane_fields", "interior_pe", "ModeThroughput",
+           "mode_throughputs", "PeArea", "selector_sides", "pe_area",
            "throughput_table"]
 
 #: Transistors charged per flip-flop: a static CMOS D flip-flop (two latches of
@@ -59,8 +64,10 @@ BASELINE = "fxp8"
 #: that products of at least 11 bits (an 8x8 one) go to an SB_MAC16, as in a board build.
 PE_FAMILIES = {"ecp5": "", "ice40": "-dsp"}
 
-#: The selection of every cell but the storage cells (Yosys selection syntax).
-_GATES = " ".join(f"t:{pattern}" for pattern in FLIP_FLOP_CELLS) + " %u %u %n"
+#: Yosys's selection of the gates: every internal cell (``$_..._``) but the storage
+#: cells (so not the ``$scopeinfo`` cells a flattened hierarchy leaves either).
+GATE_SELECTION = ("t:$_* " + " ".join(f"t:{pattern}" for pattern in FLIP_FLOP_CELLS)
+                  + " %u %u %d")
 
 
 @dataclass(frozen=True)
@@ -96,11 +103,11 @@ def cmos_script(top: str) -> str:
     hierarchy -top pe
     synth -flatten -top pe
     abc -g cmos2
-    tee -q -o gates.json stat -json -tech cmos t:$_*DFF* t:$_DLATCH* t:$_SR_* %u %u %n
+    tee -q -o gates.json stat -json -tech cmos t:$_* t:$_*DFF* t:$_DLATCH* t:$_SR_* %u %u %d
     tee -q -o stat.json stat -json -tech cmos
     """
     return (f"read_verilog -sv design.v\nhierarchy -top {top}\nsynth -flatten -top {top}\n"
-            f"abc -g cmos2\ntee -q -o gates.json stat -json -tech cmos {_GATES}\n"
+            f"abc -g cmos2\ntee -q -o gates.json stat -json -tech cmos {GATE_SELECTION}\n"
             f"tee -q -o stat.json stat -json -tech cmos\n")
 
 
@@ -178,8 +185,11 @@ class ModeThroughput:
 
 def mode_throughputs(config: Config) -> list[ModeThroughput]:
     """Every standard precision mode of ``config``
-    (:func:`~qforge.sim.model.numerics.standard_modes`), and ``vrq`` (whole VRQ codes)
-    when the configuration has a ``[vrq]`` section, with its MACs per cycle per PE:
+    (:func:`~qforge.sim.model.numerics.standard_modes`), ``vrq`` (whole VRQ codes)
+    when the configuration has a ``[vrq]`` section, and ``paired`` (A in the paired mode
+    with symmetric windows of ``max(1, n // 2)`` blocks, B exact: the mode of ``qforge
+    bench``'s ``paired_speedup``; two MACs per slot of ``n x n`` block products, whatever
+    the windows) with ``arithmetic.paired``, with its MACs per cycle per PE:
     ``depth / mode_tile_cycles(config, depth, precision)`` for the longest tile,
     ``depth`` = ``max_reduction_depth`` (the cycle model: ``P / q`` whenever ``q x depth``
     is a multiple of P; with ``arithmetic.pe = "shared_shift"`` a dynamic approximation
@@ -189,14 +199,22 @@ def mode_throughputs(config: Config) -> list[ModeThroughput]:
     >>> [(rate.mode, rate.bits, str(rate.macs_per_cycle))
     ...  for rate in mode_throughputs(load_preset("tiny"))][:3]
     [('exact', '8x8', '1/4'), ('reduced', '4x4', '1'), ('mixed', '8x4', '1/2')]
+    >>> [(rate.mode, str(rate.macs_per_cycle)) for rate in
+    ...  mode_throughputs(load_preset("paired")) if rate.mode in ("exact", "paired")]
+    [('exact', '1/4'), ('paired', '1/2')]
     """
     from qforge.sim.model.cycles import mode_tile_cycles
     from qforge.sim.model.numerics import OperandPrecision, Precision, standard_modes
+    from qforge.sim.model.paired import PairedPrecision
 
     modes = dict(standard_modes(config))
     if config.vrq is not None:
         code = OperandPrecision(config.vrq_code_blocks, config.vrq_code_blocks, vrq=True)
         modes["vrq"] = Precision(code, code)
+    if config.paired:
+        exact, half = modes["exact"], max(1, config.blocks // 2)
+        modes["paired"] = Precision(OperandPrecision(
+            config.blocks, config.blocks, paired=PairedPrecision(half, half)), exact.b)
     depth, width = config.max_reduction_depth, config.block_width
     return [ModeThroughput(
         name, precision.describe(), precision.block_products,
@@ -207,54 +225,99 @@ def mode_throughputs(config: Config) -> list[ModeThroughput]:
 
 @dataclass(frozen=True)
 class PeArea:
-    """One configuration's PE, selectors and array, in every measure."""
+    """One configuration's PE, selectors and array, in every measure.
+
+    ``selector_cmos`` and ``selector_cells`` are one A (row) selector's, which is every
+    selector's when both sides are the same module; otherwise (``arithmetic.paired``:
+    a B selector also selects the pair's partner block) ``b_selectors`` of the design's
+    ``selectors`` are B (column) selectors, measured in ``b_selector_cmos`` and
+    ``b_selector_cells``, and the amortized figures (:meth:`selector_total`) take a B
+    selector's measure too.
+    """
 
     config: Config
-    selectors: int                          #: block selectors in the design
+    selectors: int                          #: block selectors in the design (both sides)
     pe_cmos: CmosEstimate
-    selector_cmos: CmosEstimate
+    selector_cmos: CmosEstimate             #: one A selector
     pe_cells: dict[str, dict[str, int]]     #: family -> summarized cells of one PE
-    selector_cells: dict[str, dict[str, int]]   #: family -> of one selector
+    selector_cells: dict[str, dict[str, int]]   #: family -> of one A selector
+    #: How many of :attr:`selectors` are B selectors measured apart (0: none, every
+    #: selector is the module of ``selector_cmos``).
+    b_selectors: int = 0
+    b_selector_cmos: CmosEstimate | None = None
+    b_selector_cells: dict[str, dict[str, int]] | None = None
 
     @property
     def pes(self) -> int:
         return self.config.rows * self.config.cols
 
-    def per_pe(self, pe: float, selector: float) -> float:
-        """A PE plus its share of the selectors."""
-        return pe + self.selectors * selector / self.pes
+    def selector_total(self, selector: float, b_selector: float | None = None) -> float:
+        """Every selector of the design in one measure, given one A selector's
+        (``selector``) and, when the B selectors are measured apart, one B selector's
+        (``b_selector``; leaving it out then is a ValueError, not a guess).
 
-    def array(self, pe: int, selector: int) -> int:
-        """rows x cols PEs and every selector."""
-        return self.pes * pe + self.selectors * selector
+        >>> area = PeArea(None, 16, None, None, {}, {}, b_selectors=8)
+        >>> area.selector_total(100, 30)
+        1040
+        >>> area.selector_total(100)
+        Traceback (most recent call last):
+        ...
+        ValueError: b_selector = None: the 8 B selectors are measured apart; give one's measure
+        """
+        if not self.b_selectors:
+            return self.selectors * selector
+        if b_selector is None:
+            raise ValueError(f"b_selector = None: the {self.b_selectors} B selectors are "
+                             f"measured apart; give one's measure")
+        return (self.selectors - self.b_selectors) * selector + self.b_selectors * b_selector
+
+    def per_pe(self, pe: float, selector: float, b_selector: float | None = None) -> float:
+        """A PE plus its share of the selectors (:meth:`selector_total`)."""
+        return pe + self.selector_total(selector, b_selector) / self.pes
+
+    def array(self, pe: int, selector: int, b_selector: int | None = None) -> int:
+        """rows x cols PEs and every selector (:meth:`selector_total`)."""
+        return self.pes * pe + self.selector_total(selector, b_selector)
 
     @property
     def transistors_per_pe(self) -> float:
         """The PE's CMOS estimate plus its share of the selectors'."""
-        return self.per_pe(self.pe_cmos.transistors, self.selector_cmos.transistors)
+        return self.per_pe(self.pe_cmos.transistors, self.selector_cmos.transistors,
+                           self._b_cmos())
+
+    def _b_cmos(self) -> int | None:
+        return None if self.b_selector_cmos is None else self.b_selector_cmos.transistors
+
+    def _b_cells(self, family: str) -> dict[str, int] | None:
+        return None if self.b_selector_cells is None else self.b_selector_cells[family]
 
     def to_dict(self) -> dict:
         config = self.config
         families = {}
         for family, cells in self.pe_cells.items():
-            selector = self.selector_cells[family]
+            selector, b_selector = self.selector_cells[family], self._b_cells(family)
+            b_value = lambda key: None if b_selector is None else b_selector[key]
             families[family] = {
-                "pe": cells, "selector": selector,
-                "selectors_per_pe": {key: self.selectors * selector[key] / self.pes
-                                     for key in selector},
-                "array": {key: self.array(cells[key], selector[key]) for key in cells}}
+                "pe": cells, "selector": selector, "b_selector": b_selector,
+                "selectors_per_pe": {key: self.selector_total(selector[key], b_value(key))
+                                     / self.pes for key in selector},
+                "array": {key: self.array(cells[key], selector[key], b_value(key))
+                          for key in cells}}
+        b_cmos = None if self.b_selector_cmos is None else self.b_selector_cmos.to_dict()
         return {"config": config.name, "array": f"{config.rows}x{config.cols}",
                 "operand_width": config.operand_width, "block_width": config.block_width,
                 "block_multipliers": config.block_multipliers,
                 "accumulator_width": config.accumulator_width,
                 "zero_skipping": config.zero_skipping, "selectors": self.selectors,
+                "b_selectors": self.b_selectors,
                 "cmos": {"pe": self.pe_cmos.to_dict(),
-                         "selector": self.selector_cmos.to_dict(),
-                         "selectors_per_pe": self.selectors * self.selector_cmos.transistors
-                         / self.pes,
+                         "selector": self.selector_cmos.to_dict(), "b_selector": b_cmos,
+                         "selectors_per_pe": self.transistors_per_pe
+                         - self.pe_cmos.transistors,
                          "pe_with_selectors": self.transistors_per_pe,
                          "array": self.array(self.pe_cmos.transistors,
-                                             self.selector_cmos.transistors)},
+                                             self.selector_cmos.transistors,
+                                             self._b_cmos())},
                 "families": families}
 
 
@@ -273,36 +336,115 @@ def interior_ports(pe) -> list:
             if name not in CORNER_ONLY]
 
 
+def tied_lane_fields(config: Config) -> dict[str, tuple[str, ...]]:
+    """The lane fields a PE's inputs receive as constant 0 in the generated design, by
+    input: with ``arithmetic.paired`` every lane has both sides' fields
+    (:func:`qforge.hdl.layouts.block_lane_layout`), and each side's edge selectors drive
+    the other side's 0: A lanes' ``partner``, B lanes' ``second``. The flattened design
+    removes the PEs' registers of those fields (constant), so a PE measured alone must
+    receive them as constants too, or it is charged registers the design does not have.
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> tied_lane_fields(load_preset("default")), tied_lane_fields(load_preset("paired"))
+    ({}, {'a_in': ('partner',), 'b_in': ('second',)})
+    """
+    return {"a_in": ("partner",), "b_in": ("second",)} if config.paired else {}
+
+
+def tie_lane_fields(m, pe, config: Config) -> None:
+    """Drive ``pe``'s :func:`tied_lane_fields` with 0 in ``m`` (a ``Module`` whose
+    combinational statements before these drive ``pe``'s lane inputs: later statements
+    take priority)."""
+    for port, fields in tied_lane_fields(config).items():
+        for lane in range(config.block_multipliers):
+            m.d.comb += [getattr(getattr(pe, port)[lane], field).eq(0) for field in fields]
+
+
+def interior_pe(config: Config, *, corner: bool = False) -> tuple:
+    """``(design, ports)``: ``config``'s :class:`~qforge.hdl.pe.ProcessingElement` as the
+    generated design has it, for the converters: an interior PE's ports
+    (:func:`interior_ports`; ``corner``: every port, the corner PE's), and the lane
+    fields of :func:`tied_lane_fields` 0 (then ``design`` is a ``Module`` around the PE
+    whose ports carry the PE's names; else the PE itself)."""
+    from amaranth.hdl import Module, Signal, Value
+    from amaranth.lib.wiring import Flow
+
+    from qforge.hdl.pe import ProcessingElement
+
+    pe = ProcessingElement(config)
+    names = [name for name in pe.signature.members if corner or name not in CORNER_ONLY]
+    if not tied_lane_fields(config):
+        return pe, [Value.cast(getattr(pe, name)) for name in names]
+    m = Module()
+    m.submodules.pe = pe
+    ports = []
+    for name in names:
+        member, inner = pe.signature.members[name], getattr(pe, name)
+        port = Signal(member.shape, name=name)
+        m.d.comb += inner.eq(port) if member.flow == Flow.In else port.eq(inner)
+        ports.append(Value.cast(port))
+    tie_lane_fields(m, pe, config)
+    return m, ports
+
+
+def selector_sides(config: Config) -> tuple[str, ...]:
+    """The sides whose :class:`~qforge.hdl.selector.BlockSelector` s :func:`pe_area`
+    measures: ``("a",)`` when a B selector is the same module as an A selector (the same
+    RTLIL), ``("a", "b")`` when it is not (``arithmetic.paired``).
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> selector_sides(load_preset("tiny")), selector_sides(load_preset("paired"))
+    (('a',), ('a', 'b'))
+    """
+    from amaranth.back import rtlil
+
+    from qforge.hdl.selector import BlockSelector
+
+    a, b = (rtlil.convert(BlockSelector(config, side), name="selector", emit_src=False)
+            for side in ("a", "b"))
+    return ("a",) if a == b else ("a", "b")
+
+
 def pe_area(config: Config, *, root: Path | None = None, cache: bool = True,
             log=None, families=tuple(PE_FAMILIES)) -> PeArea:
     """Synthesize ``config``'s interior PE (:func:`interior_ports`) and one block
-    selector in every measure (seconds of Yosys each, cached) and count the selectors of
-    its design. ``families``: the FPGA families synthesized besides the CMOS estimate
-    (default: all of :data:`PE_FAMILIES`; none for the CMOS figures alone)."""
+    selector of each side that differs (:func:`selector_sides`: an A selector, and a B
+    selector with ``arithmetic.paired``) in every measure (seconds of Yosys each,
+    cached) and count the selectors of its design (the B side's by their submodule names,
+    ``b_selector*``). ``families``: the FPGA families synthesized besides the CMOS
+    estimate (default: all of :data:`PE_FAMILIES`; none for the CMOS figures alone)."""
     from amaranth.back import rtlil
 
     from qforge.fpga.area import count_instances
-    from qforge.hdl.pe import ProcessingElement
     from qforge.hdl.selector import BlockSelector
     from qforge.hdl.top import Accelerator
 
     options = {"root": root, "cache": cache, "log": log}
-    pe_top, selector_top = f"pe_{config.name}", f"block_selector_{config.name}"
-    pe = ProcessingElement(config)
-    pe_cmos = cmos_estimate(pe, pe_top, ports=interior_ports(pe), **options)
-    selector_cmos = cmos_estimate(BlockSelector(config), selector_top, **options)
-    pe = ProcessingElement(config)
-    pe_text = rtlil.convert(pe, name=pe_top, ports=interior_ports(pe), emit_src=False)
-    pe_cells, selector_cells = {}, {}
-    for family in families:
-        synth_options = PE_FAMILIES[family]
-        pe_cells[family] = synthesize(pe_text, family, top=pe_top,
-                                      synth_options=synth_options, **options).summary
-        selector_cells[family] = synthesize(BlockSelector(config), family,
-                                            top=selector_top, synth_options=synth_options,
-                                            **options).summary
-    selectors = count_instances(Accelerator(config), BlockSelector)
-    return PeArea(config, selectors, pe_cmos, selector_cmos, pe_cells, selector_cells)
+    pe_top = f"pe_{config.name}"
+    pe, ports = interior_pe(config)
+    pe_cmos = cmos_estimate(pe, pe_top, ports=ports, **options)
+    pe, ports = interior_pe(config)
+    pe_text = rtlil.convert(pe, name=pe_top, ports=ports, emit_src=False)
+    pe_cells = {family: synthesize(pe_text, family, top=pe_top,
+                                   synth_options=PE_FAMILIES[family], **options).summary
+                for family in families}
+    measured = {}   # side -> (CMOS estimate, family -> cells) of one selector
+    for side in selector_sides(config):
+        top = f"block_selector_{config.name}" + ("" if side == "a" else "_b")
+        measured[side] = (
+            cmos_estimate(BlockSelector(config, side), top, **options),
+            {family: synthesize(BlockSelector(config, side), family, top=top,
+                                synth_options=PE_FAMILIES[family], **options).summary
+             for family in families})
+    accelerator = Accelerator(config)
+    selectors = count_instances(accelerator, BlockSelector)
+    b_selectors, (b_cmos, b_cells) = 0, (None, None)
+    if "b" in measured:
+        b_selectors = count_instances(accelerator, BlockSelector, "b_selector*")
+        b_cmos, b_cells = measured["b"]
+    a_cmos, a_cells = measured["a"]
+    return PeArea(config, selectors, pe_cmos, a_cmos, pe_cells, a_cells, b_selectors,
+                  b_cmos, b_cells)
 
 
 def throughput_table(areas: list[PeArea], baseline: PeArea) -> list[dict]:

@@ -71,6 +71,13 @@ def test_block_selectors_are_counted_in_the_design():
     assert count_instances(Accelerator(load_preset("tiny")), BlockSelector) == 2 + 2
     skipping = load_preset("tiny").with_zero_skipping()
     assert count_instances(Accelerator(skipping), BlockSelector) == 1 + 2 * 2
+    # By submodule name: the A side's (a_selector<r>, or the one a_selector) and the B
+    # side's (b_selector<c>, or b_selector_<r>_<c> in the PEs' banks).
+    for config, a, b in ((load_preset("tiny"), 2, 2), (skipping, 1, 2 * 2)):
+        design = Accelerator(config)
+        assert count_instances(design, BlockSelector, "a_selector*") == a
+        assert count_instances(design, BlockSelector, "b_selector*") == b
+        assert count_instances(design, BlockSelector, "c_selector*") == 0
 
 
 @pytest.mark.synth

@@ -42,6 +42,14 @@ def k4p4_4x4():
     return from_dict(spec, source="tests")
 
 
+def paired_2x2():
+    """The paired preset (``arithmetic.paired``: A and B selectors differ, lanes carry
+    both sides' fields) on a 2x2 array."""
+    spec = load_preset("paired").to_dict()
+    spec["name"], spec["array"] = "paired_2x2", {"rows": 2, "cols": 2}
+    return from_dict(spec, source="tests")
+
+
 def _boxes(config):
     top = PART_TOPS["control"]
     text = rtlil.convert(Accelerator(config), name=top, emit_src=False)
@@ -53,8 +61,9 @@ def test_memories_are_six_transistors_a_bit():
     assert memory_transistors([(32, 1024), (26, 2)]) == 6 * (32 * 1024 + 26 * 2)
 
 
-@pytest.mark.parametrize("make", [lambda: load_preset("tiny"), k4p4_4x4, skipping_p1],
-                         ids=["tiny", "k4p4_4x4", "skipping_p1"])
+@pytest.mark.parametrize("make", [lambda: load_preset("tiny"), k4p4_4x4, skipping_p1,
+                                  paired_2x2],
+                         ids=["tiny", "k4p4_4x4", "skipping_p1", "paired_2x2"])
 def test_parts_cover_the_design(make):
     config = make()
     text, top, boxes = _boxes(config)
@@ -62,6 +71,11 @@ def test_parts_cover_the_design(make):
     assert len(boxes["pe_corner"]) == 1 and boxes["output"] == [f"{top}.output"]
     groups = [names for key, names in boxes.items() if key.startswith("selectors:")]
     assert sum(map(len, groups)) == count_instances(Accelerator(config), BlockSelector)
+    # Each group is one side's, named so in its key (selectors:<side>:<index>).
+    for key, names in boxes.items():
+        if key.startswith("selectors:"):
+            side = key.split(":")[1]
+            assert all(name.startswith(f"{top}.{side}_selector") for name in names), key
     # One group per side: the A selectors and the B selectors share their inputs.
     if config.zero_skipping:
         assert sorted(map(len, groups)) == [1, config.rows * config.cols]
@@ -193,14 +207,21 @@ def test_composed_tiny_runs_each_module_once_then_reads_the_cache(tmp_path):
 
 @pytest.mark.synth
 @pytest.mark.slow
-@pytest.mark.parametrize("make", [lambda: load_preset("tiny"), k4p4_4x4, skipping_p1],
-                         ids=["tiny", "k4p4_4x4", "skipping_p1"])
+@pytest.mark.parametrize("make", [lambda: load_preset("tiny"), k4p4_4x4, skipping_p1,
+                                  paired_2x2],
+                         ids=["tiny", "k4p4_4x4", "skipping_p1", "paired_2x2"])
 def test_composed_area_is_the_whole_designs_within_5_percent(make):
     """Minutes cold (the whole 4x4 design in CMOS gates and ECP5 cells); the runs are
     cached in build/area/ like qforge area's. ``skipping_p1``: the zero-skipping array,
-    whose PEs share their A registers (:func:`~qforge.fpga.design_area.pe_pair`)."""
+    whose PEs share their A registers (:func:`~qforge.fpga.design_area.pe_pair`).
+    ``paired_2x2``: its A and B selectors are parts of their own, and its PEs receive
+    the other side's lane fields as 0 (:func:`~qforge.fpga.pe_area.interior_pe`)."""
     config = make()
-    errors = composition_error(composed_area(config), whole_design_area(config))
+    composed = composed_area(config)
+    if config.paired:
+        assert [part.name for part in composed.parts if "selectors" in part.name] == [
+            "selectors_a_2", "selectors_b_2"]
+    errors = composition_error(composed, whole_design_area(config))
     for measure in BOUNDED:
         assert abs(errors[measure]["error"]) <= TOLERANCE, (measure, errors[measure])
     for measure in EQUAL:

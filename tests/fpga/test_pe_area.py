@@ -132,6 +132,35 @@ def test_throughput_table_by_hand():
     assert tiny.array(2000, 250) == 4 * 2000 + 4 * 250
 
 
+def test_b_selectors_measured_apart_by_hand():
+    # 8x8 array: 8 A selectors of 300 transistors, 8 B selectors of 100, PE 1000.
+    area = dataclasses.replace(_fake_area("paired", 1000, 300, 16), b_selectors=8,
+                               b_selector_cmos=CmosEstimate({}, 0, 100),
+                               b_selector_cells={family: {"lut4": 7, "carry": 0,
+                                                          "ff": 2, "dsp": 0}
+                                                 for family in ("ecp5", "ice40")})
+    assert area.transistors_per_pe == 1000 + (8 * 300 + 8 * 100) / 64 == 1050
+    assert area.array(1000, 300, 100) == 64 * 1000 + 8 * 300 + 8 * 100
+    with pytest.raises(ValueError, match="the 8 B selectors are measured apart"):
+        area.array(1000, 300)
+    data = json.loads(json.dumps(area.to_dict()))
+    assert data["selectors"] == 16 and data["b_selectors"] == 8
+    assert data["cmos"]["selector"]["transistors"] == 300
+    assert data["cmos"]["b_selector"]["transistors"] == 100
+    assert data["cmos"]["selectors_per_pe"] == 50
+    assert data["cmos"]["pe_with_selectors"] == 1050
+    assert data["cmos"]["array"] == 64 * 1000 + 3200
+    # _fake_area's PE and A selector: 1000 // 100 = 10 LUT4 each.
+    ecp5 = data["families"]["ecp5"]
+    assert ecp5["b_selector"] == {"lut4": 7, "carry": 0, "ff": 2, "dsp": 0}
+    assert ecp5["selectors_per_pe"]["lut4"] == (8 * 10 + 8 * 7) / 64
+    assert ecp5["array"]["lut4"] == 64 * 10 + 8 * 10 + 8 * 7
+    # Without B selectors apart (every configuration but paired): as before.
+    plain = _fake_area("default", 1000, 300, 16).to_dict()
+    assert plain["b_selectors"] == 0 and plain["cmos"]["b_selector"] is None
+    assert plain["cmos"]["array"] == 64 * 1000 + 16 * 300
+
+
 def test_area_pe_command_json_shape(capsys, monkeypatch):
     sizes = {"fxp8": (1000, 320, 16), "tiny": (2000, 250, 4)}
     measured = []
@@ -295,3 +324,46 @@ def test_fused_pe_is_one_dsp_block_per_lane_pair(tmp_path):
     assert rows["exact"]["macs_per_dsp"] == {"ecp5": 1.0, "ice40": 1.0}
     assert rows["approx_static"]["bits"] == "4x4"
     assert rows["approx_static"]["macs_per_dsp"] == {"ecp5": 2.0, "ice40": 2.0}
+
+
+@pytest.mark.synth
+def test_paired_pe_is_charged_only_the_registers_the_design_keeps(tmp_path):
+    """With ``arithmetic.paired`` every lane has both sides' fields and each side's
+    selectors drive the other side's 0 (A lanes' ``partner``, B lanes' ``second``): the
+    PE measured alone (:func:`~qforge.fpga.pe_area.interior_pe`) receives them as 0, and
+    its registers are counted by hand; the bare PE, whose inputs are free, has the
+    other side's registers too."""
+    from qforge.fpga.pe_area import interior_pe, interior_ports
+    from qforge.hdl.pe import ProcessingElement
+
+    config = load_preset("paired")
+    assert (config.block_width, config.block_multipliers, config.accumulator_width) == \
+        (2, 4, 28)
+    lane = 2 + 1 + 2                  # block, sign, position (0 .. 3)
+    # Both sides forward P lanes; B lanes also the partner's block, sign and position,
+    # A lanes their second bit; 3 flags; the 19-bit lane sum (2 x 8 + log2 4 + 1);
+    # first and last; the 28-bit accumulator and result.
+    by_hand = 2 * 4 * lane + 4 * lane + 4 * 1 + 3 + 19 + 2 + 28 + 28
+    pe, ports = interior_pe(config)
+    estimate = cmos_estimate(pe, "pe_paired", ports=ports, root=tmp_path)
+    assert estimate.flip_flops == by_hand == 144
+    bare = ProcessingElement(config)
+    free = cmos_estimate(bare, "pe_paired_bare", ports=interior_ports(bare), root=tmp_path)
+    assert free.flip_flops == by_hand + 4 * lane + 4 * 1
+
+
+@pytest.mark.synth
+@pytest.mark.slow
+def test_pe_area_of_paired_measures_each_side(tmp_path):
+    """About a minute of Yosys: the paired PE and both selectors in every measure."""
+    from tests.fpga.test_design_area import paired_2x2
+
+    config = paired_2x2()
+    assert pe_area_module.selector_sides(config) == ("a", "b")
+    area = pe_area_module.pe_area(config, root=tmp_path)
+    assert area.selectors == 4 and area.b_selectors == 2
+    assert area.b_selector_cmos.transistors != area.selector_cmos.transistors
+    assert area.transistors_per_pe == area.pe_cmos.transistors + (
+        2 * area.selector_cmos.transistors + 2 * area.b_selector_cmos.transistors) / 4
+    for family in ("ecp5", "ice40"):
+        assert area.b_selector_cells[family]["ff"] > 0
