@@ -392,20 +392,26 @@ def _print_pe(areas, baseline) -> None:
     row("CMOS PE / fxp8 PE", [f"{area.pe_cmos.transistors / baseline.pe_cmos.transistors:.2f}"
                               for area in areas])
     row("CMOS selector (one; in the design)", [
-        f"{area.selector_cmos.transistors} ({area.selectors})" for area in areas])
+        f"{area.selector_cmos.transistors} ({area.selectors - area.b_selectors})"
+        + (f", B {area.b_selector_cmos.transistors} ({area.b_selectors})"
+           if area.b_selectors else "") for area in areas])
     row("CMOS selectors per PE", [
         f"{area.transistors_per_pe - area.pe_cmos.transistors:.0f}" for area in areas])
     row("CMOS PE + selectors", [f"{area.transistors_per_pe:.0f}" for area in areas])
-    row("CMOS array", [area.array(area.pe_cmos.transistors, area.selector_cmos.transistors)
+    row("CMOS array", [area.array(area.pe_cmos.transistors, area.selector_cmos.transistors,
+                                  area.b_selector_cmos and area.b_selector_cmos.transistors)
                        for area in areas])
     for family, title in (("ecp5", "ECP5 LUT4 / CCU2C / FF / MULT18X18D"),
                           ("ice40", "iCE40 SB_LUT4 / SB_CARRY / FF / SB_MAC16")):
         row(f"{title}: PE", [_cells(area.pe_cells[family]) for area in areas])
+        b_cells = lambda area, key: (None if area.b_selector_cells is None
+                                     else area.b_selector_cells[family][key])
         row(f"{family}: selectors per PE", [_cells({
-            key: area.selectors * value / area.pes
+            key: area.selector_total(value, b_cells(area, key)) / area.pes
             for key, value in area.selector_cells[family].items()}) for area in areas])
         row(f"{family}: array", [_cells({
-            key: area.array(area.pe_cells[family][key], area.selector_cells[family][key])
+            key: area.array(area.pe_cells[family][key], area.selector_cells[family][key],
+                            b_cells(area, key))
             for key in area.pe_cells[family]}) for area in areas])
 
 
