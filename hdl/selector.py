@@ -16,7 +16,7 @@ from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import (lane_select_layout, lanes_layout,
                                 operand_precision_layout, operand_word_layout)
 
-__all__ = ["BlockSelector", "lookup", "twos_complement_magnitude"]
+__all__ = ["BlockSelector", "lookup", "twos_complement_magnitude", "paired_controllers"]
 
 
 def lookup(m: Module, name: str, width: int, inputs, function) -> Signal:
@@ -53,6 +53,24 @@ def twos_complement_magnitude(bits: Value) -> Value:
     return Cat(*out)
 
 
+def paired_controllers(config: Config) -> int:
+    """Pair controllers an A selector needs (``arithmetic.paired``): the most pairs the P
+    lanes of one cycle can reach. A slot (a pair) is ``q = n x Lb`` consecutive block
+    products (``q >= n``) and a cycle ``P`` of them from a multiple of ``P``
+    (hdl/scheduler.py), so it reaches one pair when ``P`` divides ``n`` (cycles never
+    straddle a slot), else at most ``ceil((P - 1) / n) + 1``, and never more than the
+    word's ``P / 2``.
+
+    >>> from qforge.sim.model.spec import load_preset
+    >>> paired_controllers(load_preset("paired"))          # n = 4, P = 4
+    1
+    """
+    n, lanes = config.blocks, config.block_multipliers
+    if n % lanes == 0:
+        return 1
+    return min(lanes // 2, -(-(lanes - 1) // n) + 1)
+
+
 class BlockSelector(wiring.Component):
     """Select one block of one operand for each of the P multiplier lanes.
 
@@ -87,7 +105,8 @@ class BlockSelector(wiring.Component):
 
     * ``side = "a"``, ``precision.paired``: lane ``l``'s ``offset`` is the first operand
       of a pair and its ``index`` an A-block slot ``j``; the pair's controller
-      (:meth:`_pair_controller`) gives each operand its slots and window, and the lane
+      (:meth:`_pair_controller`, one per pair a cycle reaches:
+      :func:`paired_controllers`) gives each operand its slots and window, and the lane
       carries block ``j`` of the slot's window and ``second`` when the slot is the second
       operand's (:meth:`_paired_lane`).
     * ``side = "b"``: every lane also carries the same block of operand ``offset + 1``
@@ -122,8 +141,8 @@ class BlockSelector(wiring.Component):
                     Mux(select.valid, self.word[select.offset], 0))
             return m
         if config.paired and self._side == "a":
-            pairs = [self._pair_controller(m, pair)
-                     for pair in range(config.block_multipliers // 2)]
+            pairs = [self._pair_controller(m, index)
+                     for index in range(paired_controllers(config))]
         for lane in range(config.block_multipliers):
             select = self.select[lane]
             # shared_shift: lane l always holds operand l of the word (its schedule's
@@ -247,8 +266,10 @@ class BlockSelector(wiring.Component):
         m.d.comb += position.eq(block_index + range_offset)
         return block, negative, position, valid
 
-    def _pair_controller(self, m: Module, pair: int):
-        """The paired mode's controller for operands ``2p`` and ``2p + 1`` of the word
+    def _pair_controller(self, m: Module, index: int):
+        """The paired mode's controller ``c`` for the ``c``-th pair of the cycle: operands
+        ``o + 2c`` and ``o + 2c + 1`` of the word, ``o`` lane 0's ``offset`` (the cycle's
+        first pair; :func:`paired_controllers` says how many a cycle can reach)
         (:func:`qforge.sim.model.paired.paired_operands`): per operand its sign, the
         number of A-block slots it gets (``n`` when the other is zero, else its window:
         ``high`` for the larger magnitude, ties to the first, ``low`` for the other),
@@ -260,14 +281,20 @@ class BlockSelector(wiring.Component):
         config, precision = self._config, self.precision
         n, block_width, field = config.blocks, config.block_width, config.blocks_field_width
         width = config.operand_width
+        pair_count = config.block_multipliers // 2
+        first_pair = self.select[0].offset >> 1
         operands = []
         for side in (0, 1):
-            name = f"pair{pair}_{side}"
-            negative, magnitude, _ = self._magnitude(m, name, Value.cast(
-                self.word[2 * pair + side]))
+            name = f"pair{index}_{side}"
+            word = Signal(self.word[0].shape(), name=f"pair{index}_word_{side}")
+            with m.Switch(first_pair):
+                for pair in range(pair_count - index):
+                    with m.Case(pair):
+                        m.d.comb += word.eq(self.word[2 * (pair + index) + side])
+            negative, magnitude, _ = self._magnitude(m, name, Value.cast(word))
             operands.append((name, negative, magnitude))
         (_, _, first), (_, _, second) = operands
-        first_high = Signal(name=f"pair{pair}_first_high")
+        first_high = Signal(name=f"pair{index}_first_high")
         m.d.comb += first_high.eq(first >= second)
         sizes = []
         for side, (name, negative, magnitude) in enumerate(operands):
@@ -305,16 +332,20 @@ class BlockSelector(wiring.Component):
                             m.d.comb += round_up.eq(
                                 (below > half) | ((below == half) & magnitude[low_bits]))
             rounded = Signal(unsigned(width + 1), name=f"window_rounded_{name}")
-            m.d.comb += rounded.eq(high_part + round_up)
+            m.d.comb += rounded.eq(high_part + (round_up & precision.round))
             # A carry out of an L-block window saturates to the window's largest value.
+            # Below the window's top block nothing is set when e > 0 (it starts at the
+            # leading block), so the carry is exactly bit L*K of the sum (never set
+            # when e = 0: nothing was added).
             largest = Signal(unsigned(width), name=f"window_largest_{name}")
+            carry = Signal(name=f"window_carry_{name}")
             with m.Switch(size):
                 for kept in range(1, n + 1):
                     with m.Case(kept):
-                        m.d.comb += largest.eq((1 << (kept * block_width)) - 1)
+                        m.d.comb += [largest.eq((1 << (kept * block_width)) - 1),
+                                     carry.eq(rounded[kept * block_width])]
             value = Signal(unsigned(width), name=f"window_{name}")
-            m.d.comb += value.eq(Mux(precision.round & (rounded > largest), largest,
-                                     Mux(precision.round, rounded, high_part)))
+            m.d.comb += value.eq(Mux(carry, largest, rounded))
             controlled.append((negative, size, exponent, value))
         return controlled
 
@@ -327,13 +358,16 @@ class BlockSelector(wiring.Component):
         config, precision, select = self._config, self.precision, self.select[lane]
         block_width, field = config.block_width, config.blocks_field_width
         pair_count = len(pairs)
-        pair_index = select.offset >> 1
+        # The lane's pair, counted from the cycle's first (lane 0's): its controller.
+        pair_index = (select.offset - self.select[0].offset)[1:]
         choose = {}
-        # The lane's pair: the controller of its offset's pair (a P/2-way choice).
         names = ("negative", "size", "exponent", "value")
         for side in (0, 1):
             for index, key in enumerate(names):
                 options = [pairs[p][side][index] for p in range(pair_count)]
+                if pair_count == 1:
+                    choose[key, side] = options[0]
+                    continue
                 chosen = Signal.like(options[0], name=f"lane{lane}_{key}_{side}")
                 with m.Switch(pair_index):
                     for p, option in enumerate(options):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from qforge.hdl.selector import BlockSelector, twos_complement_magnitude
+from qforge.hdl.selector import BlockSelector, paired_controllers, twos_complement_magnitude
 from qforge.sim.model.numerics import (OperandPrecision, Selection, operand_value,
                                        select_blocks)
 from qforge.sim.model.paired import PairedPrecision, WindowRounding, paired_operands
@@ -245,12 +245,16 @@ def paired_variant(name, **arithmetic):
 def _paired_configs():
     """Configurations built with ``arithmetic.paired``: the preset (K = 2, n = 4, P = 4),
     4-bit blocks (n = 2: a pair's slots span two lanes, P / 2 = 2 pairs a cycle mix) and
-    eight lanes with 1-bit blocks (n = 8: seven window sizes, four pairs a word)."""
+    eight lanes with 1-bit blocks (n = 8: seven window sizes, four pairs a word), and
+    4-bit blocks on four lanes (two pair controllers: a cycle reaches two pairs)."""
     return {"paired": lambda: load_preset("paired"),
             "paired_k4_p2": lambda: paired_variant("paired_k4_p2", block_width=4,
                                                    block_multipliers=2),
             "paired_k1_p8": lambda: paired_variant("paired_k1_p8", block_width=1,
-                                                   block_multipliers=8)}
+                                                   block_multipliers=8),
+            # n = 2 < P = 4: a cycle's lanes reach two pairs, two controllers.
+            "paired_k4_p4": lambda: paired_variant("paired_k4_p4", block_width=4,
+                                                   block_multipliers=4)}
 
 
 PAIRED_CONFIGS = _paired_configs()
@@ -291,7 +295,7 @@ def _paired_pair(rng, config, unsigned):
     first, second = one(), one()
     kind = rng.random()
     if kind < 0.15:
-        second = first if unsigned or rng.random() < 0.5 else -first    # a tie
+        second = first if unsigned or first == low or rng.random() < 0.5 else -first  # tie
     elif kind < 0.3:
         if rng.random() < 0.5:
             first = 0
@@ -310,6 +314,31 @@ def _paired_precision_fields(config, precision):
     return fields
 
 
+def _paired_cycles(rng, pairs, n, lanes, controllers):
+    """Each pair's ``n`` A-block slots ``(pair, slot)``, asked for in random cycles of
+    ``lanes`` lanes as the scheduler may issue them (hdl/selector.py,
+    :func:`~qforge.hdl.selector.paired_controllers`): lane 0 holds the cycle's first pair
+    ``p0``, every lane a pair of ``p0 .. p0 + controllers - 1``, shuffled, with invalid
+    lanes ``(pair, None)`` mixed in."""
+    left = {p: list(range(n)) for p in range(pairs)}
+    for slots in left.values():
+        rng.shuffle(slots)
+    while any(left.values()):
+        first = rng.choice([p for p in range(pairs) if left[p]])
+        reach = range(first, min(pairs, first + controllers))
+        lane0 = (first, left[first].pop())
+        rest = []
+        for _ in range(lanes - 1):
+            open_pairs = [p for p in reach if left[p]]
+            if open_pairs and rng.random() < 0.8:
+                pair = rng.choice(open_pairs)
+                rest.append((pair, left[pair].pop()))
+            else:
+                rest.append((rng.choice(list(reach)), None))
+        rng.shuffle(rest)
+        yield [lane0] + rest
+
+
 @pytest.mark.parametrize("name", sorted(PAIRED_CONFIGS))
 def test_paired_lanes_reconstruct_the_windows(name):
     """A selector's paired lanes against :func:`qforge.sim.model.paired.paired_operands`.
@@ -318,7 +347,8 @@ def test_paired_lanes_reconstruct_the_windows(name):
     ``n`` A-block slots are asked for on shuffled lanes mixed with other pairs' and with
     invalid lanes. Summing ``(-1)**sign * block << (position * K)`` over the pair's slots,
     split by ``second``, must give the pair's two windowed operands exactly (so the PE's
-    products are the golden model's), and an invalid lane must carry block 0."""
+    products are the golden model's), and an invalid lane must carry block 0. The lanes
+    of a cycle keep the scheduler's contract (:func:`_paired_cycles`)."""
     config = PAIRED_CONFIGS[name]()
     n, k, lanes = config.blocks, config.block_width, config.block_multipliers
     pairs = lanes // 2
@@ -338,19 +368,15 @@ def test_paired_lanes_reconstruct_the_windows(name):
             plain = paired_operands(np.array([values]), config,
                                     PairedPrecision(mode.kept_high, mode.kept_low))[0]
             seen["rounded"] += int((expected != plain).any())
-            tasks = [(p, j) for p in range(pairs) for j in range(n)]
-            rng.shuffle(tasks)
-            tasks += [None] * rng.randrange(lanes)          # some invalid lanes
-            rng.shuffle(tasks)
             sums = {(p, s): 0 for p in range(pairs) for s in (0, 1)}
             ctx.set(dut.word, [_word_bits(v, config.operand_width) for v in values])
             ctx.set(dut.precision, _paired_precision_fields(config, precision))
-            for start in range(0, len(tasks), lanes):
-                chunk = (tasks[start:start + lanes] + [None] * lanes)[:lanes]
-                selects = [{"offset": 2 * rng.randrange(pairs), "index": rng.randrange(n),
-                            "valid": 0} if task is None else
+            for chunk in _paired_cycles(rng, pairs, n, lanes, paired_controllers(config)):
+                selects = [{"offset": task[0] * 2, "index": rng.randrange(n), "valid": 0}
+                           if task[1] is None else
                            {"offset": 2 * task[0], "index": task[1], "valid": 1}
                            for task in chunk]
+                chunk = [None if task[1] is None else task for task in chunk]
                 ctx.set(dut.select, selects)
                 await ctx.tick()
                 got = ctx.get(dut.lanes)
