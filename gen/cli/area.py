@@ -169,11 +169,21 @@ def _measure(arguments, configs, family):
             one = selector_area(config, family, **options)
             count = count_instances(Accelerator(config), BlockSelector)
             local = config.rows * config.cols if config.zero_skipping else 0
+            # With arithmetic.paired the B side's selectors differ (partner blocks).
+            b_one, b_count = one, 0
+            if config.paired:
+                b_one = selector_area(config, family, side="b", **options)
+                b_count = count_instances(Accelerator(config), BlockSelector,
+                                          named="b_selector*")
+
+            def total(key):
+                return (count - b_count) * one.summary[key] + b_count * b_one.summary[key]
+
             selectors.append({"count": count, "pe_local_b": local, "one": one.summary,
-                              "all_lut4": count * one.summary["lut4"],
-                              "all_ff": count * one.summary["ff"],
-                              "lut4_share": count * one.summary["lut4"]
-                              / max(1, report.summary["lut4"]),
+                              "b_count": b_count,
+                              "b_one": b_one.summary if b_count else None,
+                              "all_lut4": total("lut4"), "all_ff": total("ff"),
+                              "lut4_share": total("lut4") / max(1, report.summary["lut4"]),
                               "pe_local_b_lut4_share": local * one.summary["lut4"]
                               / max(1, report.summary["lut4"])})
     return reports, selectors
@@ -241,8 +251,12 @@ def _print_selectors(names, selectors) -> None:
           "| share of design LUT4 | PE-local B share |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, selector in zip(names, selectors):
+        b_one = selector.get("b_one")
+        each = (f"{selector['one']['lut4']} (B {b_one['lut4']})", f"{selector['one']['ff']} "
+                f"(B {b_one['ff']})") if b_one else (selector['one']['lut4'],
+                                                     selector['one']['ff'])
         print(f"| {name} | {selector['count']} | {selector['pe_local_b']} "
-              f"| {selector['one']['lut4']} | {selector['one']['ff']} "
+              f"| {each[0]} | {each[1]} "
               f"| {selector['all_lut4']} | {selector['lut4_share']:.1%} "
               f"| {selector['pe_local_b_lut4_share']:.1%} |")
 
