@@ -59,8 +59,10 @@ def register(commands) -> None:
                "code_width, range_stride, ranges,\n  block, kept_blocks, selection, "
                "rounding, weight_bits, weight_range, update_rounding,\n  update (float | "
                "hardware), policy (cnn: [hardware.policy.LAYER] forward, gradient,\n  "
-               "update) (see gen/train/digits.toml, gen/train/cnn.toml, gen/train/rtl.toml,\n"
-               "  gen/train/cnn_rtl.toml and docs/TRAINING.md)")
+               "update), paired, paired_rounding, paired_passes, unsigned_activations\n  "
+               "(cnn, a preset built with arithmetic.paired) (see gen/train/digits.toml,\n  "
+               "gen/train/cnn.toml, gen/train/rtl.toml, gen/train/cnn_rtl.toml,\n  "
+               "gen/train/cnn_paired.toml and docs/TRAINING.md)")
     where = train.add_mutually_exclusive_group()
     where.add_argument("--emulate", action="store_true",
                        help="use the bit-exact emulator (programs on the golden machine for "

@@ -89,19 +89,24 @@ def baseline_entry(train: TrainConfig) -> HardwareConfig:
         fmt = hardware.operand
         if (fmt is not None and fmt.kind == "int" and fmt.kept is None
                 and fmt.bits == fmt.config.operand_width and hardware.update == "float"
-                and not hardware.policy):
+                and not hardware.policy and hardware.paired is None
+                and not hardware.unsigned_activations):
             return hardware
     raise TrainConfigError(f"{train.source}: qforge tune needs an exact [[hardware]] "
                            f"entry to compare with: format = \"int\", bits = the preset's "
-                           f"operand width, all blocks kept, update = \"float\", no policy")
+                           f"operand width, all blocks kept, update = \"float\", no policy, "
+                           f"no paired mode or unsigned activations")
 
 
 def candidate_modes(train: TrainConfig, baseline: HardwareConfig) -> tuple[HardwareConfig, ...]:
     """The modes a policy may use: every low-precision entry with ``update = "float"``,
-    no policy and the baseline's preset (the baseline included), in file order."""
+    no policy, no paired mode or unsigned activations (a policy sets operand formats
+    per layer, not those) and the baseline's preset (the baseline included), in file
+    order."""
     preset = baseline.operand.config.name
     return tuple(h for h in train.hardware
                  if not h.is_float and h.update == "float" and not h.policy
+                 and h.paired is None and not h.unsigned_activations
                  and h.operand.config.name == preset)
 
 

@@ -148,3 +148,16 @@ def test_tune_plots_its_policy_against_cycles(capsys, tmp_path):
     accuracy = f"{100 * auto['test_accuracy']:.2f}%"
     assert f"| auto | {accuracy} | {accuracy} | " in outcome.out
     assert f"| {auto['cycles_per_epoch']:,} | {ratio:.2f}x |" in outcome.out
+
+
+def test_tune_leaves_paired_and_unsigned_entries_out():
+    """A paired entry or one with unsigned activations is neither the baseline nor a
+    candidate mode: a policy sets per-layer operand formats, not those."""
+    from qforge.sim.training.config import load_train_config
+    from qforge.sim.training.policy_search import baseline_entry, candidate_modes
+    train = load_train_config("gen/train/cnn_paired.toml")
+    baseline = baseline_entry(train)
+    assert baseline.paired is None and not baseline.unsigned_activations
+    modes = candidate_modes(train, baseline)
+    assert modes and all(h.paired is None and not h.unsigned_activations for h in modes)
+    assert any(h.paired is not None for h in train.hardware)
