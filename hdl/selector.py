@@ -12,6 +12,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from qforge.sim.model.capacity import tiles
 from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import (lane_select_layout, lanes_layout,
                                 operand_precision_layout, operand_word_layout)
@@ -68,7 +69,7 @@ def paired_controllers(config: Config) -> int:
     n, lanes = config.blocks, config.block_multipliers
     if n % lanes == 0:
         return 1
-    return min(lanes // 2, -(-(lanes - 1) // n) + 1)
+    return min(lanes // 2, tiles(lanes - 1, n) + 1)
 
 
 class BlockSelector(wiring.Component):
