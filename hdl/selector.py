@@ -8,12 +8,14 @@ the positions that come with them.
 
 import itertools
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from qforge.sim.model.capacity import tiles
 from qforge.sim.model.spec import Config
+from qforge.hdl.rounding import round_shift_addend, shift_rounded
+from qforge.sim.model.rounding import Rounding
 from qforge.hdl.layouts import (lane_select_layout, lanes_layout,
                                 operand_precision_layout, operand_word_layout)
 
@@ -282,6 +284,7 @@ class BlockSelector(wiring.Component):
         config, precision = self._config, self.precision
         n, block_width, field = config.blocks, config.block_width, config.blocks_field_width
         width = config.operand_width
+        max_shift = (n - 1) * block_width          # the lowest block of a window, e <= n - 1
         pair_count = config.block_multipliers // 2
         first_pair = self.select[0].offset >> 1
         operands = []
@@ -318,22 +321,16 @@ class BlockSelector(wiring.Component):
             exponent = lookup(m, f"window_exponent_{name}", field,
                               (leading, size[:field] if n < (1 << field) else size),
                               lambda t, kept: max(t - kept + 1, 0) if kept else 0)
-            # The bits from the window's lowest block up, and what is below it.
-            high_part = Signal(unsigned(width), name=f"window_raw_{name}")
-            round_up = Signal(name=f"round_up_{name}")
-            with m.Switch(exponent):
-                for e in range(n):
-                    with m.Case(e):
-                        low_bits = e * block_width
-                        m.d.comb += high_part.eq(magnitude >> low_bits)
-                        if low_bits:
-                            below = magnitude[:low_bits]
-                            half = 1 << (low_bits - 1)
-                            # Nearest, ties to even (qforge.sim.model.rounding.round_shift).
-                            m.d.comb += round_up.eq(
-                                (below > half) | ((below == half) & magnitude[low_bits]))
-            rounded = Signal(unsigned(width + 1), name=f"window_rounded_{name}")
-            m.d.comb += rounded.eq(high_part + (round_up & precision.round))
+            # The magnitude shifted down to the window's lowest block: truncated (RAW) or
+            # rounded to nearest, ties to even (ROUND), by the project's one round-shift
+            # (hdl/rounding.py; the golden window_value uses round_shift).
+            shift = Signal(range(max_shift + 1), name=f"window_shift_{name}")
+            m.d.comb += shift.eq(exponent * block_width)
+            addend = round_shift_addend(
+                m, magnitude, shift,
+                Mux(precision.round, Rounding.NEAREST_EVEN, Rounding.TRUNCATE),
+                Const(0, 32), max_shift=max_shift, name=f"_window_{name}")
+            rounded = shift_rounded(m, magnitude, addend, shift, name=f"_window_{name}")
             # A carry out of an L-block window saturates to the window's largest value.
             # Below the window's top block nothing is set when e > 0 (it starts at the
             # leading block), so the carry is exactly bit L*K of the sum (never set
