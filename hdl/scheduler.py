@@ -249,22 +249,17 @@ class Scheduler(wiring.Component):
                 products.eq((incoming.depth_minus_one + 1) * block_products),
             ]
             tile_cycles_minus_one = ((products + lanes - 1) >> (lanes.bit_length() - 1)) - 1
-        elif config.paired:
-            # Paired: ceil(depth / 2) slots of n x Lb (cycles.paired_tile_cycles).
-            paired = incoming.a.paired
-            m.d.comb += [
-                block_products.eq((Mux(paired, incoming.a.blocks_minus_one,
-                                       incoming.a.kept_minus_one) + 1)
-                                  * (incoming.b.kept_minus_one + 1)),
-                products.eq(Mux(paired, (incoming.depth_minus_one >> 1) + 1,
-                                incoming.depth_minus_one + 1) * block_products),
-            ]
-            tile_cycles_minus_one = ((products + lanes - 1) >> (lanes.bit_length() - 1)) - 1
         else:
+            kept_a_minus_one = incoming.a.kept_minus_one
+            slots = incoming.depth_minus_one + 1
+            if config.paired:
+                # Paired: ceil(depth / 2) slots of n x Lb (cycles.paired_tile_cycles).
+                paired = incoming.a.paired
+                kept_a_minus_one = Mux(paired, incoming.a.blocks_minus_one, kept_a_minus_one)
+                slots = Mux(paired, (incoming.depth_minus_one >> 1) + 1, slots)
             m.d.comb += [
-                block_products.eq((incoming.a.kept_minus_one + 1)
-                                  * (incoming.b.kept_minus_one + 1)),
-                products.eq((incoming.depth_minus_one + 1) * block_products),
+                block_products.eq((kept_a_minus_one + 1) * (incoming.b.kept_minus_one + 1)),
+                products.eq(slots * block_products),
             ]
             tile_cycles_minus_one = ((products + lanes - 1) >> (lanes.bit_length() - 1)) - 1
         with m.If(self.job.valid & self.job.ready):
