@@ -14,7 +14,7 @@ from qforge.sim.model.spec import Config
 from qforge.hdl.layouts import (a_beat_layout, b_beat_layout, command_layout,
                                 layout_fields, result_layout)
 from qforge.sim.model.numerics import Precision, check_operands, gemm
-from qforge.sim.model.machine import tiles
+from qforge.sim.model.machine import tiles, unsigned_paired_fields
 from qforge.sim.model.quantize import OutputParameters, Rounding, output_operands
 
 __all__ = ["leaf_fields", "pack_fields", "unpack_fields", "command_bits",
@@ -73,11 +73,7 @@ def command_bits(config: Config, m: int, n: int, depth: int, precision: Precisio
         fields = {"blocks_minus_one": p.blocks - 1, "kept_minus_one": p.kept - 1,
                   "dynamic": int(p.selection), "vrq": int(p.vrq)}
         if config.paired:
-            paired = p.paired
-            fields |= {"unsigned": int(p.unsigned), "paired": int(paired is not None),
-                       "high": 0 if paired is None else paired.kept_high,
-                       "low": 0 if paired is None else paired.kept_low,
-                       "round": 0 if paired is None else int(paired.rounding)}
+            fields |= unsigned_paired_fields(p)
         return fields
     stage = {"quantize": 0, "shift": 0, "rounding": int(Rounding.NEAREST_EVEN), "relu": 0,
              "seed": 0, "tensor": 0, "vrq": 0, "exponent": 0, "wide": 0}

@@ -41,7 +41,8 @@ from qforge.sim.model.paired import PairedPrecision, WindowRounding, check_paire
 from qforge.sim.model.numerics import OperandError, OperandPrecision, Precision, Selection, gemm
 from qforge.sim.model.quantize import OutputParameters, Rounding, output_operands
 
-__all__ = ["MEMORY_DTYPE", "tiles", "instruction_error", "precision_word", "paired_fields", "gemm_capacity_error", "add_saturate", "Descriptor",
+__all__ = ["MEMORY_DTYPE", "tiles", "instruction_error", "precision_word", "paired_fields",
+           "unsigned_paired_fields", "gemm_capacity_error", "add_saturate", "Descriptor",
            "GemmPlan", "Machine", "MachineError", "Trace", "span", "overlaps"]
 
 
@@ -157,14 +158,24 @@ def precision_word(operand: Operand, precision: OperandPrecision) -> int:
     >>> instruction_error(load_preset("default"), word)
     'PRECISION.unsigned = 1: this configuration is not built with arithmetic.paired = true (the paired mode and unsigned operands)'
     """
-    paired = precision.paired
     return encode(Opcode.PRECISION, operand=int(operand), blocks=precision.blocks,
                   kept=precision.kept, dynamic=int(precision.selection),
-                  vrq=int(precision.vrq), unsigned=int(precision.unsigned),
-                  paired=int(paired is not None),
-                  high=0 if paired is None else paired.kept_high,
-                  low=0 if paired is None else paired.kept_low,
-                  round=0 if paired is None else int(paired.rounding))
+                  vrq=int(precision.vrq), **unsigned_paired_fields(precision))
+
+
+def unsigned_paired_fields(precision: OperandPrecision) -> dict[str, int]:
+    """``precision``'s ``unsigned``, ``paired``, ``high``, ``low`` and ``round`` field
+    values (the inverse of :func:`paired_fields`), as the ``PRECISION`` word and the
+    command layout (:func:`qforge.hdl.layouts.operand_precision_layout`) both name them.
+
+    >>> unsigned_paired_fields(OperandPrecision(4, 4, paired=PairedPrecision(2, 1)))
+    {'unsigned': 0, 'paired': 1, 'high': 2, 'low': 1, 'round': 0}
+    """
+    paired = precision.paired
+    return {"unsigned": int(precision.unsigned), "paired": int(paired is not None),
+            "high": 0 if paired is None else paired.kept_high,
+            "low": 0 if paired is None else paired.kept_low,
+            "round": 0 if paired is None else int(paired.rounding)}
 
 
 def _output_error(config: Config, name: str, fields: dict) -> str | None:

@@ -42,6 +42,7 @@ from qforge.gen.asm import matmul_words, sgd_update_words
 from qforge.sim.model.capacity import tiles
 from qforge.sim.model.cycles import program_cycles
 from qforge.sim.model.isa import Opcode, Operand, encode
+from qforge.sim.model.machine import precision_word
 from qforge.sim.model.quantize import fixed_point_encode
 from qforge.sim.model.rounding import Rounding
 from qforge.sim.runtime import Runtime
@@ -120,8 +121,7 @@ class ProgramTrainer:
             if target is not None:
                 target.resize(address)
         precision = self.fmt.precision
-        self._prologue = [encode(Opcode.PRECISION, operand=operand, blocks=precision.blocks,
-                                 kept=precision.kept, dynamic=int(precision.selection))
+        self._prologue = [precision_word(operand, precision)
                           for operand in (Operand.A, Operand.B)] + [encode(Opcode.OUTPUT)]
         self.gemms = 0                # GEMMs the backend executed
         self.cycles = 0               # backend cycles (rtl), accumulated
