@@ -32,6 +32,9 @@
   against the ideal 2.0 (two MACs per slot; ``paired_vs_ideal`` the ratio). The paired
   cycles do not depend on the data (hdl/scheduler.py). ``None``, with
   ``paired_not_applicable`` the reason, where the configuration cannot be built with it.
+
+(Over 500 lines because it is one concept: the figures of ``qforge bench``, each measured
+side by side against its baseline in one run, and their plots.)
 """
 
 from __future__ import annotations

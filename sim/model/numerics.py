@@ -48,6 +48,9 @@ addition is associative, so the accumulation order (which the hardware chooses f
 speed) never changes a result.
 
 All functions are vectorized over numpy arrays; none loops over elements in Python.
+
+(Over 500 lines because it is one concept: the operand format, the precision modes
+including their validation, and the GEMM that applies them, defined once together.)
 """
 
 from __future__ import annotations
